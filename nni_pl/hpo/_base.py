@@ -1,0 +1,198 @@
+"""The extension points of HPO: :class:`Tuner` and :class:`Assessor` (NNI's interface names)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+from nni_pl.errors import ConfigError, NoMoreTrialError, SearchSpaceError
+from nni_pl.space import SearchSpace
+
+__all__ = [
+    "AssessResult",
+    "Assessor",
+    "HistoryEntry",
+    "Tuner",
+    "extract_scalar",
+    "to_loss",
+    "validate_optimize_mode",
+]
+
+
+def validate_optimize_mode(mode: Any, *, field: str = "classArgs.optimize_mode") -> str:
+    """Return ``mode`` if it is ``"maximize"`` or ``"minimize"``, else raise a :class:`ConfigError`."""
+    if mode not in ("maximize", "minimize"):
+        raise ConfigError(field, f"must be 'maximize' or 'minimize', got {mode!r}")
+    return mode
+
+
+def extract_scalar(value: Any) -> float:
+    """The number a tuner optimises: the metric itself, or its ``default`` key (NaN when unusable)."""
+    if isinstance(value, Mapping):
+        value = value.get("default")
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return math.nan
+
+
+def to_loss(value: Any, optimize_mode: str) -> float:
+    """Turn a reported metric into a loss to minimise; NaN/inf (diverged runs) become ``+inf``, the worst."""
+    x = extract_scalar(value)
+    if not math.isfinite(x):
+        return math.inf
+    return -x if optimize_mode == "maximize" else x
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One stored trial, as handed to :meth:`Tuner.resume` when an experiment is resumed.
+
+    Attributes:
+        parameter_id: the id the tuner generated the parameters under (``None`` for customised trials).
+        parameters: the parameters the trial ran with.
+        value: its final metric, or ``None`` if it has none (yet).
+        finished: whether the trial has ended (a running or re-queued trial is not finished).
+        source: ``"algorithm"``, ``"customized"``, ``"imported"`` or ``"resumed"``.
+    """
+
+    parameter_id: int | None
+    parameters: dict[str, Any]
+    value: Any = None
+    finished: bool = True
+    source: str = "algorithm"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Tuner(ABC):
+    """Generates parameter sets and learns from their results (NNI's ``nni.tuner.Tuner`` contract).
+
+    A subclass implements three methods; the rest have working defaults. Class attributes declare which
+    search spaces it understands, and the experiment checks them before the first trial starts.
+
+    Example:
+        >>> import numpy as np
+        >>> class MyRandom(Tuner):
+        ...     def __init__(self, *, seed=None):
+        ...         self.rng = np.random.default_rng(seed)
+        ...     def update_search_space(self, search_space):
+        ...         self.space = SearchSpace.parse(search_space)
+        ...     def generate_parameters(self, parameter_id, **kwargs):
+        ...         return self.space.sample(self.rng)
+        ...     def receive_trial_result(self, parameter_id, parameters, value, **kwargs):
+        ...         pass
+        >>> t = MyRandom(seed=0)
+        >>> t.update_search_space({"x": {"_type": "uniform", "_value": [0, 1]}})
+        >>> 0 <= t.generate_parameters(0)["x"] <= 1
+        True
+    """
+
+    #: ``_type`` s this tuner can search (``None``: all ten).
+    supported_types: ClassVar[frozenset[str] | None] = None
+    #: whether nested ``choice`` (``_name`` options) is understood.
+    supports_nested: ClassVar[bool] = True
+    #: whether ``choice`` options must all be numbers (distance-based tuners).
+    numeric_choices_only: ClassVar[bool] = False
+
+    @abstractmethod
+    def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
+        """Receive the search space (called before the first ``generate_parameters``)."""
+
+    @abstractmethod
+    def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
+        """Return one parameter set; raise :class:`~nni_pl.errors.NoMoreTrialError` when exhausted."""
+
+    @abstractmethod
+    def receive_trial_result(self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any) -> None:
+        """Receive the final metric of the trial that ran ``parameters`` (a number or a dict with ``default``)."""
+
+    def generate_multiple_parameters(self, parameter_id_list: Sequence[int], **kwargs: Any) -> list[dict[str, Any]]:
+        """Several parameter sets at once; fewer (possibly none) when the space runs out."""
+        out = []
+        for pid in parameter_id_list:
+            try:
+                out.append(self.generate_parameters(pid, **kwargs))
+            except NoMoreTrialError:
+                break
+        return out
+
+    def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:  # noqa: B027 - optional hook
+        """Called when a trial ends, successfully or not, after its result (if any) was received."""
+
+    def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
+        """Learn from earlier results: a list of ``{"parameter": {...}, "value": metric}``."""
+        for i, record in enumerate(data):
+            if record.get("value") is None:
+                continue
+            self.receive_trial_result(-(i + 1), dict(record["parameter"]), record["value"], imported=True)
+
+    def resume(self, history: Sequence[HistoryEntry]) -> None:
+        """Rebuild state from an experiment's stored trials (called after ``update_search_space``).
+
+        The default imports every finished result; tuners with more state (a grid position, an RNG that
+        must not repeat itself) override it.
+        """
+        self.import_data([{"parameter": h.parameters, "value": h.value} for h in history if h.value is not None])
+
+    # --- validation the experiment runs before starting --------------------------------------------------
+    @classmethod
+    def check_search_space(cls, space: SearchSpace, *, name: str | None = None) -> None:
+        """Raise :class:`SearchSpaceError` naming this tuner and the parameter it cannot handle."""
+        tuner = name or cls.__name__
+        for dim in space.dimensions():
+            p = dim.param
+            if cls.supported_types is not None and p.TYPE not in cls.supported_types:
+                raise SearchSpaceError(
+                    dim.name,
+                    f"tuner {tuner} does not support _type {p.TYPE!r}",
+                    "",
+                    f"it supports {', '.join(sorted(cls.supported_types))}; change the type or pick another tuner (e.g. TPE)",
+                )
+            if p.TYPE == "choice":
+                if dim.parent is None and getattr(p, "is_nested", False) and not cls.supports_nested:
+                    raise SearchSpaceError(dim.name, f"tuner {tuner} does not support nested choices (_name options)", "", "use TPE, Random, Anneal, Evolution or GridSearch")
+                if cls.numeric_choices_only and not p.is_numeric:
+                    raise SearchSpaceError(dim.name, f"tuner {tuner} needs numeric choice options", f"got {p.to_json()['_value']}", "use numbers, or a tuner such as TPE")
+
+
+class AssessResult(Enum):
+    """An assessor's verdict: ``Good`` lets the trial go on, ``Bad`` stops it early."""
+
+    Good = True
+    Bad = False
+
+
+class Assessor(ABC):
+    """Looks at a running trial's intermediate results and says whether to stop it early.
+
+    ``trial_history`` always grows and is never empty; an assessor may be asked again after saying
+    ``Bad``. Values are the numbers (the ``default`` of dict metrics) in report order.
+
+    Example:
+        >>> class StopBelow(Assessor):
+        ...     def __init__(self, *, threshold=0.5):
+        ...         self.threshold = threshold
+        ...     def assess_trial(self, trial_job_id, trial_history):
+        ...         return AssessResult.Bad if trial_history[-1] < self.threshold else AssessResult.Good
+        >>> StopBelow().assess_trial("abc", [0.3])
+        <AssessResult.Bad: False>
+    """
+
+    @abstractmethod
+    def assess_trial(self, trial_job_id: str, trial_history: list[float]) -> AssessResult:
+        """Judge a running trial from its intermediate results so far."""
+
+    def trial_end(self, trial_job_id: str, success: bool) -> None:  # noqa: B027 - optional hook
+        """Called when a trial ends (``success`` is False for failed and early-stopped trials)."""
+
+    def resume(self, histories: Sequence[tuple[str, list[float], bool | None]]) -> None:
+        """Rebuild state from stored trials: ``(trial_id, history, success)``; ``success`` is ``None`` if running."""
+        for trial_id, history, success in histories:
+            for n in range(1, len(history) + 1):
+                self.assess_trial(trial_id, history[:n])
+            if success is not None:
+                self.trial_end(trial_id, success)

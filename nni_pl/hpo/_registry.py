@@ -1,0 +1,127 @@
+"""Resolve tuner/assessor names (NNI's registered names) and custom classes to instances."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+from nni_pl.errors import ConfigError, did_you_mean
+
+__all__ = ["BUILTIN_ASSESSORS", "BUILTIN_TUNERS", "create_algorithm", "resolve_class"]
+
+# NNI's registered names -> where the class lives. Imported lazily: a name costs nothing until used.
+BUILTIN_TUNERS: dict[str, str] = {
+    "TPE": "nni_pl.hpo.tuners.tpe:TPETuner",
+    "Random": "nni_pl.hpo.tuners.random:RandomTuner",
+    "Anneal": "nni_pl.hpo.tuners.anneal:AnnealTuner",
+    "GridSearch": "nni_pl.hpo.tuners.gridsearch:GridSearchTuner",
+}
+BUILTIN_ASSESSORS: dict[str, str] = {
+    "Medianstop": "nni_pl.hpo.assessors.medianstop:MedianstopAssessor",
+}
+BUILTIN_ADVISORS: dict[str, str] = {}
+
+# Other spellings users type (NNI class names, Optuna-ish short forms).
+ALIASES: dict[str, str] = {
+    "RandomSearch": "Random",
+    "Grid": "GridSearch",
+    "GridSearchTuner": "GridSearch",
+    "TPETuner": "TPE",
+    "HyperoptTuner": "TPE",
+    "MedianStop": "Medianstop",
+    "MedianstopAssessor": "Medianstop",
+}
+
+_TABLES = {"tuner": BUILTIN_TUNERS, "assessor": BUILTIN_ASSESSORS, "advisor": BUILTIN_ADVISORS}
+
+
+def _import(target: str, field: str, code_directory: str | Path | None = None) -> type:
+    module_name, _, attr = target.replace(":", ".").rpartition(".")
+    if not module_name:
+        raise ConfigError(field, f"className must be 'module.Class', got {target!r}")
+    if code_directory is not None:
+        path = str(Path(code_directory).resolve())
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        where = f" in codeDirectory {str(code_directory)!r}" if code_directory else ""
+        raise ConfigError(field, f"cannot import module {module_name!r}{where}: {e}") from e
+    try:
+        return getattr(module, attr)
+    except AttributeError as e:
+        raise ConfigError(field, f"module {module_name!r} has no class {attr!r}") from e
+
+
+def resolve_class(kind: str, name: str | None = None, *, class_name: str | None = None, code_directory: str | Path | None = None, field: str = "") -> type:
+    """The class behind a built-in ``name`` or a custom ``class_name`` (``module.Class``)."""
+    field = field or kind
+    if class_name:
+        return _import(class_name, f"{field}.className", code_directory)
+    table = _TABLES[kind]
+    if name is None:
+        raise ConfigError(f"{field}.name", f"give a {kind} name (one of {', '.join(table)}) or a className")
+    name = ALIASES.get(name, name)
+    if name not in table:
+        from nni_pl.hpo import _user_registry
+
+        user = _user_registry.lookup(kind, name)
+        if user is not None:
+            return _import(user, f"{field}.name")
+        known = list(table) + [a for a, t in ALIASES.items() if _TABLES[kind].get(t)]
+        raise ConfigError(
+            f"{field}.name",
+            f"unknown {kind} {name!r}{did_you_mean(name, known)}; built-in {kind}s: {', '.join(table) or 'none'}",
+        )
+    return _import(table[name], f"{field}.name")
+
+
+def create_algorithm(
+    kind: str,
+    name: str | None = None,
+    *,
+    class_name: str | None = None,
+    code_directory: str | Path | None = None,
+    class_args: dict[str, Any] | None = None,
+    field: str = "",
+) -> Any:
+    """Instantiate a tuner/assessor/advisor, checking ``classArgs`` against its constructor first.
+
+    Raises:
+        ConfigError: naming ``<kind>.classArgs.<arg>`` for an unknown, missing or invalid argument.
+    """
+    field = field or kind
+    cls = resolve_class(kind, name, class_name=class_name, code_directory=code_directory, field=field)
+    args = dict(class_args or {})
+    label = name or class_name
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        sig = None
+    if sig is not None:
+        params = sig.parameters
+        accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        named = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not accepts_kwargs:
+            for arg in args:
+                if arg not in named:
+                    raise ConfigError(
+                        f"{field}.classArgs.{arg}",
+                        f"{label} has no argument {arg!r}{did_you_mean(arg, named)}; it accepts: {', '.join(named) or 'none'}",
+                    )
+        for n in named:
+            p = params[n]
+            if p.default is p.empty and n not in args:
+                raise ConfigError(f"{field}.classArgs.{n}", f"{label} needs the argument {n!r}; add it under classArgs")
+    try:
+        return cls(**args)
+    except ConfigError as e:
+        if e.field.startswith("classArgs"):
+            raise ConfigError(f"{field}.{e.field}", str(e).split(": ", 1)[-1]) from e
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{field}.classArgs", f"{label}({', '.join(f'{k}={v!r}' for k, v in args.items())}) failed: {e}") from e

@@ -1,0 +1,43 @@
+"""Search spaces in NNI's format: the ten ``_type`` s, nested ``choice`` with ``_name``, JSON and YAML.
+
+Example:
+    >>> from nni_pl.space import SearchSpace
+    >>> space = SearchSpace.parse('{"lr": {"_type": "loguniform", "_value": [1e-4, 0.1]}}')
+    >>> space["lr"]
+    LogUniform(low=0.0001, high=0.1)
+"""
+
+from nni_pl.space._params import (
+    ALL_TYPES,
+    Branch,
+    Choice,
+    LogNormal,
+    LogUniform,
+    Normal,
+    Param,
+    QLogNormal,
+    QLogUniform,
+    QNormal,
+    QUniform,
+    Randint,
+    Uniform,
+)
+from nni_pl.space._space import Dimension, SearchSpace
+
+__all__ = [
+    "ALL_TYPES",
+    "Branch",
+    "Choice",
+    "Dimension",
+    "LogNormal",
+    "LogUniform",
+    "Normal",
+    "Param",
+    "QLogNormal",
+    "QLogUniform",
+    "QNormal",
+    "QUniform",
+    "Randint",
+    "SearchSpace",
+    "Uniform",
+]

@@ -1,0 +1,100 @@
+"""The trial SDK: what trial code calls to get its parameters and report metrics.
+
+The names and contracts are NNI's (``nni.get_next_parameter()`` etc.). Outside an experiment the same
+script runs standalone: parameters come back empty (or from the ``NNI_PL_PARAMETERS`` environment
+variable: JSON text or a JSON/YAML file), ids are ``"STANDALONE"``/``0`` and reports are logged.
+
+Example:
+    >>> import nni_pl as nni
+    >>> nni.get_next_parameter()   # standalone: nothing to tune
+    {}
+    >>> nni.get_trial_id()
+    'STANDALONE'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nni_pl.trial._context import FINAL, PERIODICAL, TrialContext, current, normalize_metric
+
+__all__ = [
+    "TrialContext",
+    "enable_graceful_stop",
+    "get_current_parameter",
+    "get_experiment_id",
+    "get_next_parameter",
+    "get_sequence_id",
+    "get_trial_budget",
+    "get_trial_id",
+    "normalize_metric",
+    "report_final_result",
+    "report_intermediate_result",
+    "should_stop",
+]
+
+
+def get_next_parameter() -> dict[str, Any]:
+    """The parameters the tuner chose for this trial, keyed by search-space name.
+
+    Unlike NNI (which returns ``None`` from the second call on), every call returns the same parameters,
+    so a model and a datamodule may both ask. Standalone: ``{}`` or the ``NNI_PL_PARAMETERS`` override.
+    """
+    return dict(current().parameters)
+
+
+def get_current_parameter(tag: str | None = None) -> Any:
+    """The current parameters, or the one named ``tag`` (``None`` if the space has no such key)."""
+    params = current().parameters
+    return dict(params) if tag is None else params.get(tag)
+
+
+def report_intermediate_result(metric: Any) -> None:
+    """Report a per-epoch/per-step metric (a number, or a dict with a numeric ``default``).
+
+    The report is on disk when this returns; the assessor sees it as the next point of the trial's curve.
+
+    Raises:
+        TypeError: if ``metric`` is neither a number nor a dict with a numeric ``default``.
+    """
+    current().report(PERIODICAL, metric)
+
+
+def report_final_result(metric: Any) -> None:
+    """Report the trial's result, which the tuner optimises (a number or a dict with a numeric ``default``).
+
+    Raises:
+        TypeError: if ``metric`` is neither a number nor a dict with a numeric ``default``.
+    """
+    current().report(FINAL, metric)
+
+
+def get_experiment_id() -> str:
+    return current().experiment_id
+
+
+def get_trial_id() -> str:
+    return current().trial_id
+
+
+def get_sequence_id() -> int:
+    return current().sequence_id
+
+
+def get_trial_budget() -> float | None:
+    """The budget a Hyperband/BOHB advisor gave this trial (NNI's ``TRIAL_BUDGET`` key), or ``None``."""
+    return current().parameters.get("TRIAL_BUDGET")
+
+
+def should_stop() -> bool:
+    """Whether the manager asked this trial to stop (the assessor judged it bad, or a user killed it).
+
+    Trials that check this and exit on their own should call :func:`enable_graceful_stop` once, so the
+    manager waits for them instead of terminating them at once.
+    """
+    return current().stop_requested()
+
+
+def enable_graceful_stop() -> None:
+    """Declare that this trial polls :func:`should_stop` and exits cleanly (the Lightning callback does)."""
+    current().declare_graceful()

@@ -1,0 +1,271 @@
+"""Who a trial is, and the durable channel it reports through.
+
+The manager starts a trial with NNI's environment variables and a trial directory that holds
+``parameter.json``. Reports are appended to ``metrics.jsonl`` in that directory and fsync'd before the
+call returns, so a finished report survives a crash of the manager (or of the trial right after).
+The manager reads the file; it never parses a trial's stdout.
+
+This module must stay import-light: trial processes import it on every start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import numbers
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrialContext", "current", "normalize_metric"]
+
+logger = logging.getLogger("nni_pl.trial")
+
+# The environment contract with the trial process (NNI's names, so NNI-era tooling keeps working).
+ENV_PLATFORM = "NNI_PLATFORM"
+ENV_EXPERIMENT_ID = "NNI_EXP_ID"
+ENV_TRIAL_ID = "NNI_TRIAL_JOB_ID"
+ENV_SEQUENCE_ID = "NNI_TRIAL_SEQ_ID"
+ENV_SYS_DIR = "NNI_SYS_DIR"
+ENV_OUTPUT_DIR = "NNI_OUTPUT_DIR"
+ENV_PARAMETERS = "NNI_PL_PARAMETERS"  # standalone override: JSON text, or a path to a JSON/YAML file
+
+PARAMETER_FILE = "parameter.json"
+METRICS_FILE = "metrics.jsonl"
+CONTROL_DIR = ".nni"
+STOP_FILE = "stop"  # written by the manager when the assessor (or a user) asks the trial to stop
+GRACEFUL_FILE = "graceful"  # written by a trial that checks should_stop() and exits on its own
+
+STANDALONE = "STANDALONE"
+
+PERIODICAL = "PERIODICAL"
+FINAL = "FINAL"
+
+
+def _jsonable(obj: Any) -> Any:
+    """``json.dumps`` fallback: numpy/torch scalars (anything with a scalar ``.item()``)."""
+    item = getattr(obj, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"{type(obj).__name__} {obj!r:.80} is not JSON-serialisable")
+
+
+def _scalar(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    item = getattr(value, "item", None)
+    size = getattr(value, "size", None)
+    numel = getattr(value, "numel", None)
+    count = numel() if callable(numel) else size
+    if callable(item) and count == 1:  # 0-d / one-element numpy arrays and torch tensors
+        try:
+            return _scalar(item())
+        except (TypeError, ValueError, RuntimeError):
+            return None
+    return None
+
+
+def normalize_metric(value: Any, api: str = "report_final_result") -> float | int | dict[str, Any]:
+    """Validate a reported metric: a number, or a dict with a numeric ``default`` key.
+
+    Numpy scalars and one-element arrays/tensors are accepted and turned into Python numbers.
+    NaN and infinities are kept (a diverged run is a result); tuners treat them as the worst value.
+
+    Raises:
+        TypeError: naming what was received and what is expected.
+    """
+    number = _scalar(value)
+    if number is not None:
+        return number
+    if isinstance(value, Mapping):
+        if "default" not in value:
+            raise TypeError(
+                f"{api}() got a dict without a 'default' key (keys: {sorted(map(str, value))}); "
+                "add 'default': <the number tuners optimise>"
+            )
+        default = _scalar(value["default"])
+        if default is None:
+            raise TypeError(
+                f"{api}() needs dict['default'] to be a number, but got "
+                f"{type(value['default']).__name__} {value['default']!r:.80}"
+            )
+        out = {str(k): v for k, v in value.items()}
+        out["default"] = default
+        try:
+            return json.loads(json.dumps(out, default=_jsonable))
+        except TypeError as e:
+            raise TypeError(f"{api}() got a dict metric with a value that is not JSON-serialisable: {e}") from e
+    raise TypeError(
+        f"{api}() expects a number or a dict with a numeric 'default' key, but got "
+        f"{type(value).__name__} {value!r:.80}"
+    )
+
+
+def _load_override(text: str) -> dict[str, Any]:
+    text = text.strip()
+    if not text.startswith("{") and Path(text).is_file():
+        from nni_pl._files import load_structured_file
+
+        data = load_structured_file(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{ENV_PARAMETERS} must hold a JSON object (or a file with one), got {text[:80]!r}")
+    return data
+
+
+class TrialContext:
+    """The identity and the report channel of the running trial (or of a standalone run).
+
+    Args:
+        experiment_id, trial_id, sequence_id: the trial's ids.
+        trial_dir: the trial directory; ``None`` for a standalone run.
+        parameters: the parameters, when known up front (function trials); otherwise read from the
+            parameter file on first use.
+    """
+
+    def __init__(
+        self,
+        *,
+        experiment_id: str = STANDALONE,
+        trial_id: str = STANDALONE,
+        sequence_id: int = 0,
+        trial_dir: str | os.PathLike[str] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> None:
+        self.experiment_id = experiment_id
+        self.trial_id = trial_id
+        self.sequence_id = sequence_id
+        self.trial_dir = Path(trial_dir) if trial_dir is not None else None
+        self._parameters = parameters
+        self._parameter_record: dict[str, Any] | None = None
+        self._fd: int | None = None
+        self._seq: int | None = None
+        self._final_reported = False
+        self._lock = threading.Lock()
+
+    @property
+    def standalone(self) -> bool:
+        return self.trial_dir is None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> TrialContext:
+        sys_dir = environ.get(ENV_SYS_DIR)
+        if not sys_dir or not environ.get(ENV_TRIAL_ID):
+            return cls()
+        return cls(
+            experiment_id=environ.get(ENV_EXPERIMENT_ID, STANDALONE),
+            trial_id=environ[ENV_TRIAL_ID],
+            sequence_id=int(environ.get(ENV_SEQUENCE_ID, "0") or 0),
+            trial_dir=sys_dir,
+        )
+
+    # --- parameters -----------------------------------------------------------------------------------
+    @property
+    def parameter_record(self) -> dict[str, Any]:
+        """The whole parameter file: ``parameter_id``, ``parameter_source``, ``parameters``."""
+        if self._parameter_record is None:
+            if self.standalone:
+                override = os.environ.get(ENV_PARAMETERS)
+                params = _load_override(override) if override else (self._parameters or {})
+                self._parameter_record = {"parameter_id": None, "parameter_source": "standalone", "parameters": params}
+            elif self._parameters is not None:
+                self._parameter_record = {"parameters": self._parameters}
+            else:
+                assert self.trial_dir is not None
+                path = self.trial_dir / PARAMETER_FILE
+                self._parameter_record = json.loads(path.read_text(encoding="utf-8"))
+        return self._parameter_record
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.parameter_record["parameters"]
+
+    # --- reports --------------------------------------------------------------------------------------
+    def _open(self) -> int:
+        if self._fd is None:
+            assert self.trial_dir is not None
+            path = self.trial_dir / METRICS_FILE
+            # continue the sequence if the file already has reports (e.g. a re-run in the same directory)
+            try:
+                with open(path, "rb") as f:
+                    self._seq = sum(1 for line in f if line.endswith(b"\n"))
+            except FileNotFoundError:
+                self._seq = 0
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return self._fd
+
+    def report(self, kind: str, value: Any) -> None:
+        api = "report_final_result" if kind == FINAL else "report_intermediate_result"
+        metric = normalize_metric(value, api)
+        with self._lock:
+            if kind == FINAL:
+                if self._final_reported:
+                    logger.warning("%s() was called again; only the first final result counts (ignored %r)", api, metric)
+                    return
+                self._final_reported = True
+            if self.standalone:
+                self._log_standalone(kind, metric)
+                return
+            fd = self._open()
+            assert self._seq is not None
+            record = {"seq": self._seq, "type": kind, "value": metric, "time": time.time()}
+            line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+            os.write(fd, line)
+            os.fsync(fd)  # the report is on disk before we return: a crash now loses nothing
+            self._seq += 1
+
+    def _log_standalone(self, kind: str, metric: Any) -> None:
+        what = "final result" if kind == FINAL else "intermediate result"
+        if logger.hasHandlers():
+            logger.info("standalone %s: %s", what, metric)
+        else:  # no logging configured: still show the result rather than losing it
+            print(f"[nni-pl standalone] {what}: {metric}", file=sys.stderr, flush=True)
+
+    # --- control from the manager -------------------------------------------------------------------------
+    def stop_requested(self) -> bool:
+        return self.trial_dir is not None and (self.trial_dir / CONTROL_DIR / STOP_FILE).exists()
+
+    def declare_graceful(self) -> None:
+        if self.trial_dir is not None:
+            control = self.trial_dir / CONTROL_DIR
+            control.mkdir(exist_ok=True)
+            (control / GRACEFUL_FILE).touch()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __repr__(self) -> str:
+        return f"TrialContext(experiment_id={self.experiment_id!r}, trial_id={self.trial_id!r}, sequence_id={self.sequence_id})"
+
+
+_current: TrialContext | None = None
+
+
+def current() -> TrialContext:
+    """The context of this process's trial, built from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = TrialContext.from_env()
+    return _current
+
+
+def activate(ctx: TrialContext | None) -> None:
+    """Make ``ctx`` the current trial (function-trial workers do this around each call)."""
+    global _current
+    if _current is not None and _current is not ctx:
+        _current.close()
+    _current = ctx
