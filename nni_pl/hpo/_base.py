@@ -107,10 +107,14 @@ class Tuner(ABC):
         """Return one parameter set; raise :class:`~nni_pl.errors.NoMoreTrialError` when exhausted."""
 
     @abstractmethod
-    def receive_trial_result(self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any) -> None:
+    def receive_trial_result(
+        self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any
+    ) -> None:
         """Receive the final metric of the trial that ran ``parameters`` (a number or a dict with ``default``)."""
 
-    def generate_multiple_parameters(self, parameter_id_list: Sequence[int], **kwargs: Any) -> list[dict[str, Any]]:
+    def generate_multiple_parameters(
+        self, parameter_id_list: Sequence[int], **kwargs: Any
+    ) -> list[dict[str, Any]]:
         """Several parameter sets at once; fewer (possibly none) when the space runs out."""
         out = []
         for pid in parameter_id_list:
@@ -136,7 +140,9 @@ class Tuner(ABC):
         The default imports every finished result; tuners with more state (a grid position, an RNG that
         must not repeat itself) override it.
         """
-        self.import_data([{"parameter": h.parameters, "value": h.value} for h in history if h.value is not None])
+        self.import_data(
+            [{"parameter": h.parameters, "value": h.value} for h in history if h.value is not None]
+        )
 
     # --- validation the experiment runs before starting --------------------------------------------------
     @classmethod
@@ -154,9 +160,19 @@ class Tuner(ABC):
                 )
             if p.TYPE == "choice":
                 if dim.parent is None and getattr(p, "is_nested", False) and not cls.supports_nested:
-                    raise SearchSpaceError(dim.name, f"tuner {tuner} does not support nested choices (_name options)", "", "use TPE, Random, Anneal, Evolution or GridSearch")
+                    raise SearchSpaceError(
+                        dim.name,
+                        f"tuner {tuner} does not support nested choices (_name options)",
+                        "",
+                        "use TPE, Random, Anneal, Evolution or GridSearch",
+                    )
                 if cls.numeric_choices_only and not p.is_numeric:
-                    raise SearchSpaceError(dim.name, f"tuner {tuner} needs numeric choice options", f"got {p.to_json()['_value']}", "use numbers, or a tuner such as TPE")
+                    raise SearchSpaceError(
+                        dim.name,
+                        f"tuner {tuner} needs numeric choice options",
+                        f"got {p.to_json()['_value']}",
+                        "use numbers, or a tuner such as TPE",
+                    )
 
 
 class AssessResult(Enum):

@@ -57,7 +57,14 @@ def _import(target: str, field: str, code_directory: str | Path | None = None) -
         raise ConfigError(field, f"module {module_name!r} has no class {attr!r}") from e
 
 
-def resolve_class(kind: str, name: str | None = None, *, class_name: str | None = None, code_directory: str | Path | None = None, field: str = "") -> type:
+def resolve_class(
+    kind: str,
+    name: str | None = None,
+    *,
+    class_name: str | None = None,
+    code_directory: str | Path | None = None,
+    field: str = "",
+) -> type:
     """The class behind a built-in ``name`` or a custom ``class_name`` (``module.Class``)."""
     field = field or kind
     if class_name:
@@ -116,7 +123,9 @@ def create_algorithm(
         for n in named:
             p = params[n]
             if p.default is p.empty and n not in args:
-                raise ConfigError(f"{field}.classArgs.{n}", f"{label} needs the argument {n!r}; add it under classArgs")
+                raise ConfigError(
+                    f"{field}.classArgs.{n}", f"{label} needs the argument {n!r}; add it under classArgs"
+                )
     try:
         return cls(**args)
     except ConfigError as e:
@@ -124,4 +133,6 @@ def create_algorithm(
             raise ConfigError(f"{field}.{e.field}", str(e).split(": ", 1)[-1]) from e
         raise
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{field}.classArgs", f"{label}({', '.join(f'{k}={v!r}' for k, v in args.items())}) failed: {e}") from e
+        raise ConfigError(
+            f"{field}.classArgs", f"{label}({', '.join(f'{k}={v!r}' for k, v in args.items())}) failed: {e}"
+        ) from e

@@ -81,7 +81,9 @@ def _number(path: str, type_name: str, what: str, value: Any) -> float | int:
     if hasattr(value, "item"):  # numpy scalars given through the Python API
         value = value.item()
     if not math.isfinite(value):
-        raise SearchSpaceError(path, f"{type_name} {what} must be finite", f"got {value}", "use a finite number")
+        raise SearchSpaceError(
+            path, f"{type_name} {what} must be finite", f"got {value}", "use a finite number"
+        )
     return value
 
 
@@ -92,7 +94,9 @@ def _parse_numeric(path: str, type_name: str, values: list[Any]) -> Param:
         hint = f"give [{', '.join(names)}]"
         if type_name == "randint" and len(values) == 1:
             hint += f" (the one-value form [upper] is NNI v1's; write [0, {_fmt(values[0])}])"
-        raise SearchSpaceError(path, f"{type_name} takes {n} values", f"got {len(values)}: {_fmt(values)}", hint)
+        raise SearchSpaceError(
+            path, f"{type_name} takes {n} values", f"got {len(values)}: {_fmt(values)}", hint
+        )
     nums = [_number(path, type_name, name, v) for name, v in zip(names, values)]
 
     if type_name == "randint":
@@ -101,7 +105,10 @@ def _parse_numeric(path: str, type_name: str, values: list[Any]) -> Param:
             if isinstance(v, float):
                 if not v.is_integer():
                     raise SearchSpaceError(
-                        path, "randint bounds must be integers", f"got {name}={v}", "use whole numbers, or quniform for fractional steps"
+                        path,
+                        "randint bounds must be integers",
+                        f"got {name}={v}",
+                        "use whole numbers, or quniform for fractional steps",
                     )
                 v = int(v)
             ints.append(v)
@@ -118,15 +125,25 @@ def _parse_numeric(path: str, type_name: str, values: list[Any]) -> Param:
     if type_name in ("uniform", "quniform", "loguniform", "qloguniform"):
         low, high = nums[0], nums[1]
         if low > high:
-            raise SearchSpaceError(path, f"{type_name} needs `low <= high`", f"got low={low}, high={high}", "swap the bounds")
+            raise SearchSpaceError(
+                path, f"{type_name} needs `low <= high`", f"got low={low}, high={high}", "swap the bounds"
+            )
         if type_name in ("loguniform", "qloguniform") and low <= 0:
             raise SearchSpaceError(
-                path, f"{type_name} needs positive bounds (it samples in log space)", f"got low={low}", "use a positive low, or uniform"
+                path,
+                f"{type_name} needs positive bounds (it samples in log space)",
+                f"got low={low}",
+                "use a positive low, or uniform",
             )
     else:
         sigma = nums[1]
         if sigma <= 0:
-            raise SearchSpaceError(path, f"{type_name} needs `sigma > 0`", f"got sigma={sigma}", "use a positive standard deviation")
+            raise SearchSpaceError(
+                path,
+                f"{type_name} needs `sigma > 0`",
+                f"got sigma={sigma}",
+                "use a positive standard deviation",
+            )
     if n == 3 and nums[2] <= 0:
         raise SearchSpaceError(path, f"{type_name} needs `q > 0`", f"got q={nums[2]}", "use a positive step")
     return cls(*nums)
@@ -137,7 +154,10 @@ def _check_json(path: str, value: Any, where: str) -> None:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise SearchSpaceError(
-            path, f"{where} must be JSON-serialisable", f"got {value!r} ({type(value).__name__})", "use numbers, strings, booleans, null, lists or dicts"
+            path,
+            f"{where} must be JSON-serialisable",
+            f"got {value!r} ({type(value).__name__})",
+            "use numbers, strings, booleans, null, lists or dicts",
         ) from e
 
 
@@ -151,7 +171,9 @@ def _contains_spec(value: Any) -> bool:
 
 def _parse_choice(path: str, options: list[Any]) -> Choice:
     if not options:
-        raise SearchSpaceError(path, "choice needs at least one option", "got []", "list the options, e.g. [16, 32, 64]")
+        raise SearchSpaceError(
+            path, "choice needs at least one option", "got []", "list the options, e.g. [16, 32, 64]"
+        )
     parsed: list[Any] = []
     names: set[str] = set()
     for i, opt in enumerate(options):
@@ -159,7 +181,12 @@ def _parse_choice(path: str, options: list[Any]) -> Choice:
             name = opt["_name"]
             _check_json(f"{path}[{i}]", name, "a nested option's _name")
             if canonical_json(name) in names:
-                raise SearchSpaceError(path, "nested options need distinct _name values", f"got _name={_fmt(name)} twice", "rename one of them")
+                raise SearchSpaceError(
+                    path,
+                    "nested options need distinct _name values",
+                    f"got _name={_fmt(name)} twice",
+                    "rename one of them",
+                )
             names.add(canonical_json(name))
             bpath = _join(path, name)
             params: dict[str, Any] = {}
@@ -171,7 +198,10 @@ def _parse_choice(path: str, options: list[Any]) -> Choice:
                 else:
                     if _contains_spec(sub):
                         raise SearchSpaceError(
-                            _join(bpath, key), "nested parameters must sit directly under a _name option", f"got {_fmt(sub)}", "flatten it"
+                            _join(bpath, key),
+                            "nested parameters must sit directly under a _name option",
+                            f"got {_fmt(sub)}",
+                            "flatten it",
                         )
                     _check_json(_join(bpath, key), sub, "a constant in a nested option")
                     params[key] = sub
@@ -194,16 +224,27 @@ def _parse_param(path: str, spec: Any) -> Param:
         return spec
     if not isinstance(spec, Mapping):
         raise SearchSpaceError(
-            path, "each parameter must be a dict with '_type' and '_value'", f"got {_fmt(spec)}", 'write {"_type": "choice", "_value": [...]}'
+            path,
+            "each parameter must be a dict with '_type' and '_value'",
+            f"got {_fmt(spec)}",
+            'write {"_type": "choice", "_value": [...]}',
         )
     for key in spec:
         if key not in _SPEC_KEYS:
             raise SearchSpaceError(
-                path, f"unknown key {key!r}{did_you_mean(str(key), _SPEC_KEYS)}", f"got {_fmt(dict(spec))}", "a parameter has only '_type' and '_value'"
+                path,
+                f"unknown key {key!r}{did_you_mean(str(key), _SPEC_KEYS)}",
+                f"got {_fmt(dict(spec))}",
+                "a parameter has only '_type' and '_value'",
             )
     for key in _SPEC_KEYS:
         if key not in spec:
-            raise SearchSpaceError(path, f"missing {key!r}", f"got {_fmt(dict(spec))}", 'write {"_type": "choice", "_value": [...]}')
+            raise SearchSpaceError(
+                path,
+                f"missing {key!r}",
+                f"got {_fmt(dict(spec))}",
+                'write {"_type": "choice", "_value": [...]}',
+            )
     type_name, values = spec["_type"], spec["_value"]
     if type_name not in ALL_TYPES:
         raise SearchSpaceError(
@@ -213,7 +254,9 @@ def _parse_param(path: str, spec: Any) -> Param:
             f"use one of {', '.join(ALL_TYPES)}",
         )
     if not isinstance(values, (list, tuple)):
-        raise SearchSpaceError(path, f"_value of {type_name} must be a list", f"got {_fmt(values)}", "write e.g. [0.1, 1.0]")
+        raise SearchSpaceError(
+            path, f"_value of {type_name} must be a list", f"got {_fmt(values)}", "write e.g. [0.1, 1.0]"
+        )
     values = list(values)
     if type_name == "choice":
         return _parse_choice(path, values)
@@ -284,7 +327,12 @@ class SearchSpace(Mapping[str, Param]):
         self._params: dict[str, Param] = dict(params or {})
         for name, p in self._params.items():
             if not isinstance(p, Param):
-                raise SearchSpaceError(str(name), "must be a Param", f"got {type(p).__name__}", "use SearchSpace.parse() for NNI JSON")
+                raise SearchSpaceError(
+                    str(name),
+                    "must be a Param",
+                    f"got {type(p).__name__}",
+                    "use SearchSpace.parse() for NNI JSON",
+                )
         self._dims: tuple[Dimension, ...] | None = None
 
     # --- construction -----------------------------------------------------------------------------
@@ -301,17 +349,24 @@ class SearchSpace(Mapping[str, Param]):
             try:
                 source = load_structured(source)
             except ValueError as e:
-                raise SearchSpaceError("", "is neither valid JSON nor YAML", str(e), "check the syntax") from e
+                raise SearchSpaceError(
+                    "", "is neither valid JSON nor YAML", str(e), "check the syntax"
+                ) from e
             if source is None:
                 source = {}
         if not isinstance(source, Mapping):
             raise SearchSpaceError(
-                "", "must be a dict of parameter name -> {_type, _value}", f"got {type(source).__name__} {_fmt(source)[:80]}", "an empty space is {}"
+                "",
+                "must be a dict of parameter name -> {_type, _value}",
+                f"got {type(source).__name__} {_fmt(source)[:80]}",
+                "an empty space is {}",
             )
         params: dict[str, Param] = {}
         for name, spec in source.items():
             if not isinstance(name, str) or not name:
-                raise SearchSpaceError(str(name), "parameter names must be non-empty strings", f"got {name!r}", "quote the name")
+                raise SearchSpaceError(
+                    str(name), "parameter names must be non-empty strings", f"got {name!r}", "quote the name"
+                )
             params[name] = _parse_param(name, spec)
         return cls(params)
 
@@ -324,9 +379,16 @@ class SearchSpace(Mapping[str, Param]):
         try:
             data = load_structured_file(path)
         except FileNotFoundError as e:
-            raise SearchSpaceError("", "file not found", f"got {str(path)!r}", "check the path (relative paths resolve against the config file)") from e
+            raise SearchSpaceError(
+                "",
+                "file not found",
+                f"got {str(path)!r}",
+                "check the path (relative paths resolve against the config file)",
+            ) from e
         except ValueError as e:
-            raise SearchSpaceError("", f"file {str(path)!r} is neither valid JSON nor YAML", str(e), "check the syntax") from e
+            raise SearchSpaceError(
+                "", f"file {str(path)!r} is neither valid JSON nor YAML", str(e), "check the syntax"
+            ) from e
         return cls.parse({} if data is None else data)
 
     # --- serialisation -------------------------------------------------------------------------------
@@ -387,21 +449,35 @@ class SearchSpace(Mapping[str, Param]):
         """Every parameter set of a finite space, in a fixed order (choices, randint, q-uniform types)."""
         for name, p in self._params.items():
             if not p.is_finite:
-                raise SearchSpaceError(name, f"{p.TYPE} has infinitely many values and cannot be enumerated", "", "use choice, randint or quniform")
+                raise SearchSpaceError(
+                    name,
+                    f"{p.TYPE} has infinitely many values and cannot be enumerated",
+                    "",
+                    "use choice, randint or quniform",
+                )
         return _grid_of_mapping(self._params)
 
     # --- membership ------------------------------------------------------------------------------------
     def check(self, params: Mapping[str, Any]) -> None:
         """Raise :class:`SearchSpaceError` naming the first parameter of ``params`` that is not in the space."""
         if not isinstance(params, Mapping):
-            raise SearchSpaceError("", "a parameter set must be a dict", f"got {_fmt(params)}", "pass {name: value}")
+            raise SearchSpaceError(
+                "", "a parameter set must be a dict", f"got {_fmt(params)}", "pass {name: value}"
+            )
         extra = [k for k in params if k not in self._params]
         if extra:
             hint = did_you_mean(str(extra[0]), map(str, self._params))
-            raise SearchSpaceError(str(extra[0]), f"is not in the search space{hint}", f"got {_fmt(params[extra[0]])}", f"known: {', '.join(self._params)}")
+            raise SearchSpaceError(
+                str(extra[0]),
+                f"is not in the search space{hint}",
+                f"got {_fmt(params[extra[0]])}",
+                f"known: {', '.join(self._params)}",
+            )
         for name, p in self._params.items():
             if name not in params:
-                raise SearchSpaceError(name, "is missing from the parameter set", "", "give a value for every parameter")
+                raise SearchSpaceError(
+                    name, "is missing from the parameter set", "", "give a value for every parameter"
+                )
             value = params[name]
             if not p.contains(value):
                 detail = ""
@@ -409,7 +485,12 @@ class SearchSpace(Mapping[str, Param]):
                     i = p.index_of(value)
                     if i is not None and isinstance(p.options[i], Branch):
                         detail = _branch_problem(p.options[i], value, name) or ""
-                raise SearchSpaceError(name, f"value is outside {_fmt(p.to_json())}", f"got {_fmt(value)}" + (f" ({detail})" if detail else ""), "pick a value inside the space")
+                raise SearchSpaceError(
+                    name,
+                    f"value is outside {_fmt(p.to_json())}",
+                    f"got {_fmt(value)}" + (f" ({detail})" if detail else ""),
+                    "pick a value inside the space",
+                )
 
     def contains(self, params: Mapping[str, Any]) -> bool:
         try:
@@ -424,7 +505,9 @@ class SearchSpace(Mapping[str, Param]):
         if self._dims is None:
             dims: list[Dimension] = []
 
-            def walk(params: Mapping[str, Any], prefix: Key, parent: Key | None, parent_index: int | None) -> None:
+            def walk(
+                params: Mapping[str, Any], prefix: Key, parent: Key | None, parent_index: int | None
+            ) -> None:
                 for name, p in params.items():
                     if not isinstance(p, Param):
                         continue
@@ -451,7 +534,12 @@ class SearchSpace(Mapping[str, Param]):
                 if isinstance(p, Choice):
                     i = p.index_of(values[name])
                     if i is None:
-                        raise SearchSpaceError("/".join(map(str, key)), "value is not one of the options", f"got {_fmt(values[name])}", "")
+                        raise SearchSpaceError(
+                            "/".join(map(str, key)),
+                            "value is not one of the options",
+                            f"got {_fmt(values[name])}",
+                            "",
+                        )
                     flat[key] = i
                     opt = p.options[i]
                     if isinstance(opt, Branch):

@@ -105,7 +105,9 @@ def normalize_metric(value: Any, api: str = "report_final_result") -> float | in
         try:
             return json.loads(json.dumps(out, default=_jsonable))
         except TypeError as e:
-            raise TypeError(f"{api}() got a dict metric with a value that is not JSON-serialisable: {e}") from e
+            raise TypeError(
+                f"{api}() got a dict metric with a value that is not JSON-serialisable: {e}"
+            ) from e
     raise TypeError(
         f"{api}() expects a number or a dict with a numeric 'default' key, but got "
         f"{type(value).__name__} {value!r:.80}"
@@ -179,7 +181,11 @@ class TrialContext:
             if self.standalone:
                 override = os.environ.get(ENV_PARAMETERS)
                 params = _load_override(override) if override else (self._parameters or {})
-                self._parameter_record = {"parameter_id": None, "parameter_source": "standalone", "parameters": params}
+                self._parameter_record = {
+                    "parameter_id": None,
+                    "parameter_source": "standalone",
+                    "parameters": params,
+                }
             elif self._parameters is not None:
                 self._parameter_record = {"parameters": self._parameters}
             else:
@@ -212,7 +218,9 @@ class TrialContext:
         with self._lock:
             if kind == FINAL:
                 if self._final_reported:
-                    logger.warning("%s() was called again; only the first final result counts (ignored %r)", api, metric)
+                    logger.warning(
+                        "%s() was called again; only the first final result counts (ignored %r)", api, metric
+                    )
                     return
                 self._final_reported = True
             if self.standalone:

@@ -1,0 +1,5 @@
+import sys
+
+from nni_pl.cli.main import main
+
+sys.exit(main())

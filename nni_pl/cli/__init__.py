@@ -1,0 +1,1 @@
+"""The ``nni-pl`` command line (see ``nni-pl --help``)."""

@@ -1,0 +1,595 @@
+"""The manager loop: tuner -> training service -> assessor, with the store as the record of everything.
+
+One Python process runs the loop. Every state change is written to the store before the loop moves on,
+and trial reports come from the trials' own durable ``metrics.jsonl`` files, so killing the manager at
+any point loses nothing: ``resume`` rebuilds the tuner from the store and the trial folders.
+
+What happens to trials when the manager stops:
+
+* graceful stop (Ctrl-C, ``nni-pl stop``, SIGTERM): running trials are terminated; those without a final
+  result are recorded ``USER_CANCELED`` and marked *requeue*: ``resume`` runs their parameters again as new
+  trials, and they do not count towards ``maxTrialNumber``.
+* the manager is killed (SIGKILL, a crash, a power cut of the terminal): trials keep running in their own
+  process groups. ``resume`` re-attaches to those still running and records those that ended meanwhile
+  from their exit code and metrics files. A trial that vanished without an exit code is recorded
+  ``FAILED`` and its parameters are re-queued.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+import string
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nni_pl.errors import NoMoreTrialError
+from nni_pl.experiment import store as st
+from nni_pl.experiment.config import ExperimentConfig
+from nni_pl.hpo._base import AssessResult, HistoryEntry, extract_scalar
+from nni_pl.training._base import MetricsReader, TrainingService, TrialEnd, TrialJob, write_parameter_file
+from nni_pl.trial._context import _jsonable
+
+__all__ = ["Manager", "Snapshot"]
+
+logger = logging.getLogger(__name__)
+
+_ID_CHARS = string.ascii_letters + string.digits
+GRACEFUL_STOP_TIMEOUT = 300.0  # how long an assessor-stopped trial that stops by itself may take
+STOP_GRACE = 10.0  # SIGTERM -> SIGKILL when the experiment stops
+
+
+@dataclass
+class Snapshot:
+    """What the live display shows; built from the manager's state without touching the store."""
+
+    experiment_id: str
+    status: str
+    counts: dict[str, int]
+    counted: int
+    running: int
+    max_trial_number: int | None
+    elapsed: float
+    max_duration: float | None
+    best_value: Any = None
+    best_params: dict[str, Any] | None = None
+    best_trial: str | None = None
+    message: str | None = None
+    optimize_mode: str = "maximize"
+    recent: list[st.TrialRow] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    parameters: dict[str, Any]
+    parameter_id: int | None
+    source: str
+    retry_of: str | None = None
+    trial_id: str | None = None  # re-submit this existing (never started) trial
+
+
+class Manager:
+    """Runs one experiment until its limits are reached, its space is exhausted, or it is stopped.
+
+    Args:
+        store: the experiment store.
+        experiment_id: the experiment's id (its row exists in the store).
+        config: the validated config.
+        directory: the experiment folder (``trials/`` lives in it).
+        service: where trials run.
+        tuner: the tuner (an advisor counts as one).
+        assessor: the assessor, if any.
+        resumed: reconcile with stored trials before starting.
+        on_update: called with a :class:`Snapshot` a few times a second (the live display).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: st.Store,
+        experiment_id: str,
+        config: ExperimentConfig,
+        directory: Path,
+        service: TrainingService,
+        tuner: Any,
+        assessor: Any = None,
+        resumed: bool = False,
+        on_update: Callable[[Snapshot], None] | None = None,
+        poll_interval: float = 0.25,
+    ) -> None:
+        self.store = store
+        self.id = experiment_id
+        self.config = config
+        self.directory = Path(directory)
+        self.service = service
+        self.tuner = tuner
+        self.assessor = assessor
+        self.resumed = resumed
+        self.on_update = on_update
+        self.poll_interval = poll_interval
+
+        self.trials: dict[str, st.TrialRow] = {t.trial_id: t for t in store.list_trials(experiment_id)}
+        self.readers: dict[str, MetricsReader] = {}
+        self.histories: dict[str, list[float]] = {}
+        self.pending: deque[_Pending] = deque()
+        self.next_sequence_id = 1 + max((t.sequence_id for t in self.trials.values()), default=-1)
+        self.next_parameter_id = 1 + max(
+            (t.parameter_id for t in self.trials.values() if t.parameter_id is not None), default=-1
+        )
+        self.exhausted = False
+        self.stopping = False
+        self.stop_reason: str | None = None
+        self.message: str | None = None
+        exp = store.get_experiment(experiment_id)
+        self.revision = exp.revision
+        self.elapsed_before = exp.elapsed
+        self.session_start = time.time()
+        self._last_sync = 0.0
+        self._last_update = 0.0
+        self._stopped_by_user: set[str] = set()
+
+    # --- public --------------------------------------------------------------------------------------------------
+    def request_stop(self, reason: str = "user") -> None:
+        """Stop creating trials and end the run (safe to call from a signal handler)."""
+        self.stopping = True
+        self.stop_reason = self.stop_reason or reason
+
+    def run(self) -> str:
+        """Run to the end; returns the experiment's final status (DONE, STOPPED or ERROR)."""
+        self.store.update_experiment(
+            self.id, status=st.EXP_RUNNING, started_at=self.session_start, ended_at=None, message=None
+        )
+        status = st.EXP_ERROR
+        try:
+            self._start()
+            while True:
+                if self.stopping:
+                    status = st.EXP_STOPPED
+                    break
+                timeout = 0.0 if self._can_schedule_now() else self.poll_interval
+                ends = self.service.poll(timeout)
+                self._ingest_running()
+                for end in ends:
+                    self._finish(end)
+                self._check_timeouts()
+                self._sync_from_store()
+                if self._done():
+                    status = st.EXP_DONE
+                    break
+                self._schedule()
+                self._update_display()
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                status = st.EXP_STOPPED
+                self.message = "stopped by Ctrl-C"
+            else:
+                status = st.EXP_ERROR
+                self.message = f"{type(e).__name__}: {e}"
+                logger.exception("the experiment manager failed")
+            raise
+        finally:
+            self._shutdown(status)
+        return status
+
+    # --- start / resume ------------------------------------------------------------------------------------------
+    def _job(self, t: st.TrialRow) -> TrialJob:
+        return TrialJob(
+            self.id,
+            t.trial_id,
+            t.sequence_id,
+            t.parameter_id,
+            t.parameter_source,
+            t.parameters,
+            Path(t.trial_dir),
+        )
+
+    def _start(self) -> None:
+        space = self.config.search_space
+        resubmit: list[st.TrialRow] = []
+        if self.resumed:
+            resubmit = self._reconcile()
+        self.tuner.update_search_space(space if _is_ours(self.tuner) else space.to_json())
+        if self.resumed and self.trials:
+            self._resume_algorithms()
+        for t in resubmit:
+            self.pending.append(
+                _Pending(t.parameters, t.parameter_id, t.parameter_source, t.retry_of, trial_id=t.trial_id)
+            )
+        retried = {t.retry_of for t in self.trials.values() if t.retry_of}
+        for t in sorted(self.trials.values(), key=lambda t: t.sequence_id):
+            if t.requeue and t.trial_id not in retried:
+                self.pending.append(
+                    _Pending(t.parameters, t.parameter_id, t.parameter_source, retry_of=t.trial_id)
+                )
+        logger.info(
+            "experiment %s %s (%d stored trials)",
+            self.id,
+            "resumed" if self.resumed else "started",
+            len(self.trials),
+        )
+
+    def _reconcile(self) -> list[st.TrialRow]:
+        """Bring unfinished stored trials up to date from their folders; returns those never started."""
+        never_started = []
+        for t in sorted(self.trials.values(), key=lambda t: t.sequence_id):
+            if t.finished:
+                continue
+            reader = MetricsReader(Path(t.trial_dir))
+            self._store_metrics(t, reader.read(), notify=False)
+            result = self.service.reattach(self._job(t), t.pid, t.pid_started_at)
+            if result is True:
+                self.readers[t.trial_id] = reader
+                if t.gpu_indices and hasattr(self.service, "take_gpus"):
+                    self.service.take_gpus(t.trial_id, [int(g) for g in t.gpu_indices.split(",") if g])
+                self._set(t, status=st.RUNNING)
+                logger.info("re-attached to running trial %s (pid %s)", t.trial_id, t.pid)
+            elif result is False:
+                never_started.append(t)
+            else:
+                self.readers[t.trial_id] = reader
+                self._finish(result, notify=False)
+        return never_started
+
+    def _resume_algorithms(self) -> None:
+        history = []
+        for t in sorted(self.trials.values(), key=lambda t: t.sequence_id):
+            if t.parameter_source == "customized":
+                continue
+            history.append(
+                HistoryEntry(
+                    t.parameter_id, t.parameters, t.final, t.finished and not t.requeue, t.parameter_source
+                )
+            )
+        if hasattr(self.tuner, "resume"):
+            self.tuner.resume(history)
+        else:  # an NNI tuner: import_data is what it understands
+            self.tuner.import_data(
+                [{"parameter": h.parameters, "value": h.value} for h in history if h.value is not None]
+            )
+        if self.assessor is not None:
+            periodical: dict[str, list[float]] = {}
+            for m in self.store.list_metrics(self.id, type="PERIODICAL"):
+                periodical.setdefault(m.trial_id, []).append(extract_scalar(m.value))
+            self.histories.update(periodical)
+            records = []
+            for t in sorted(self.trials.values(), key=lambda t: t.sequence_id):
+                if t.trial_id in periodical:
+                    success = None if not t.finished else t.status == st.SUCCEEDED
+                    records.append((t.trial_id, periodical[t.trial_id], success))
+            if hasattr(self.assessor, "resume"):
+                self.assessor.resume(records)
+
+    # --- scheduling ----------------------------------------------------------------------------------------------
+    def _counted(self) -> int:
+        return sum(1 for t in self.trials.values() if not t.requeue)
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + (time.time() - self.session_start)
+
+    def _may_create(self) -> bool:
+        cfg = self.config
+        if self.stopping:
+            return False
+        if cfg.max_experiment_duration is not None and self._elapsed() >= cfg.max_experiment_duration:
+            return False
+        if self.pending:
+            return True
+        if cfg.max_trial_number is not None and self._counted() >= cfg.max_trial_number:
+            return False
+        return not self.exhausted
+
+    def _can_schedule_now(self) -> bool:
+        return self._may_create() and self.service.free_slots() > 0
+
+    def _next(self) -> _Pending | None:
+        if self.pending:
+            return self.pending.popleft()
+        pid = self.next_parameter_id
+        try:
+            params = self.tuner.generate_parameters(pid)
+        except NoMoreTrialError:
+            self.exhausted = True
+            logger.info("the tuner has no more parameters: the search space is exhausted")
+            return None
+        if params is None:  # NNI tuners may signal exhaustion by returning None
+            self.exhausted = True
+            return None
+        self.next_parameter_id += 1
+        return _Pending(json.loads(json.dumps(params, default=_jsonable)), pid, "algorithm")
+
+    def _new_trial_id(self) -> str:
+        while True:
+            tid = "".join(secrets.choice(_ID_CHARS) for _ in range(5))
+            if tid not in self.trials:
+                return tid
+
+    def _schedule(self) -> None:
+        while self._may_create() and self.service.free_slots() > 0:
+            item = self._next()
+            if item is None:
+                return
+            if item.trial_id is not None:
+                t = self.trials[item.trial_id]
+            else:
+                tid = self._new_trial_id()
+                t = st.TrialRow(
+                    experiment_id=self.id,
+                    trial_id=tid,
+                    sequence_id=self.next_sequence_id,
+                    parameter_id=item.parameter_id,
+                    parameters=item.parameters,
+                    trial_dir=str(self.directory / "trials" / tid),
+                    parameter_source=item.source,
+                    status=st.WAITING,
+                    submitted_at=time.time(),
+                    retry_of=item.retry_of,
+                )
+                self.next_sequence_id += 1
+                self.store.add_trial(t)  # recorded before it exists anywhere else
+                self.trials[tid] = t
+            job = self._job(t)
+            write_parameter_file(job)
+            info = self.service.submit(job)
+            self.readers[t.trial_id] = MetricsReader(job.trial_dir)
+            self._set(
+                t,
+                status=st.RUNNING,
+                started_at=info.started_at,
+                pid=info.pid,
+                pid_started_at=info.pid_started_at,
+                host=info.host,
+                gpu_indices=",".join(map(str, info.gpu_indices)) if info.gpu_indices is not None else None,
+            )
+            logger.info(
+                "trial %s (#%d) started: %s", t.trial_id, t.sequence_id, json.dumps(t.parameters)[:300]
+            )
+
+    # --- metrics and verdicts --------------------------------------------------------------------------------------
+    def _set(self, t: st.TrialRow, **values: Any) -> None:
+        self.store.update_trial(self.id, t.trial_id, **values)
+        for k, v in values.items():
+            setattr(t, k, v)
+
+    def _ingest_running(self) -> None:
+        for tid in list(self.service.running()):
+            t = self.trials.get(tid)
+            reader = self.readers.get(tid)
+            if t is not None and reader is not None:
+                self._store_metrics(t, reader.read())
+
+    def _store_metrics(self, t: st.TrialRow, records: list[dict[str, Any]], *, notify: bool = True) -> None:
+        if not records:
+            return
+        new = self.store.add_metrics(self.id, t.trial_id, records)
+        for m in new:
+            if m.type == "PERIODICAL":
+                t.intermediate_count += 1
+                history = self.histories.setdefault(t.trial_id, [])
+                history.append(extract_scalar(m.value))
+                if notify and self.assessor is not None and not t.stop_requested:
+                    verdict = self.assessor.assess_trial(t.trial_id, list(history))
+                    if verdict in (AssessResult.Bad, False):
+                        logger.info("assessor: stop trial %s after %d results", t.trial_id, len(history))
+                        self._stop_trial(t, "assessor")
+            elif m.type == "FINAL" and t.final is None:
+                t.final = m.value
+                t.final_default = m.default
+                if notify:
+                    self._tell_tuner(t, m.value)
+
+    def _tell_tuner(self, t: st.TrialRow, value: Any) -> None:
+        if t.parameter_source == "customized" or t.parameter_id is None:
+            return
+        self.tuner.receive_trial_result(t.parameter_id, t.parameters, value)
+
+    def _stop_trial(self, t: st.TrialRow, reason: str) -> None:
+        self._set(t, stop_requested=reason)
+        if reason == "assessor":
+            self.service.request_stop(t.trial_id, Path(t.trial_dir), graceful_timeout=GRACEFUL_STOP_TIMEOUT)
+        else:
+            self.service.terminate(t.trial_id, grace=STOP_GRACE)
+
+    def _finish(self, end: TrialEnd, *, notify: bool = True) -> None:
+        t = self.trials[end.trial_id]
+        reader = self.readers.pop(t.trial_id, None)
+        if reader is not None:
+            self._store_metrics(t, reader.read(), notify=notify)
+        has_final = t.final is not None
+        requeue = False
+        reason = t.stop_requested
+        if reason == "assessor":
+            status = st.EARLY_STOPPED
+        elif reason == "timeout":
+            status = st.TIMEOUT
+        elif reason == "user":
+            status = st.USER_CANCELED
+        elif end.exit_code == 0:
+            status = st.SUCCEEDED
+        elif reason == "experiment":
+            status, requeue = st.USER_CANCELED, not has_final
+        else:
+            status = st.FAILED
+            requeue = end.exit_code is None and not has_final  # lost while no manager watched: run it again
+        self._set(
+            t,
+            status=status,
+            ended_at=end.ended_at,
+            exit_code=end.exit_code,
+            error=end.error if status != st.SUCCEEDED else None,
+            requeue=requeue,
+        )
+        if status == st.SUCCEEDED and not has_final:
+            logger.warning(
+                "trial %s succeeded without reporting a final result (call report_final_result)", t.trial_id
+            )
+        elif status == st.FAILED:
+            logger.warning(
+                "trial %s failed (exit code %s): %s", t.trial_id, end.exit_code, (end.error or "")[-500:]
+            )
+        else:
+            logger.info("trial %s ended: %s", t.trial_id, status)
+        if not notify:
+            return
+        algo = self.config.tuner or self.config.advisor
+        history = self.histories.get(t.trial_id)
+        if (
+            not has_final
+            and history
+            and algo is not None
+            and algo.include_intermediate_results
+            and status == st.EARLY_STOPPED
+        ):
+            self._tell_tuner(t, history[-1])
+        if t.parameter_source != "customized" and t.parameter_id is not None:
+            self.tuner.trial_end(t.parameter_id, status == st.SUCCEEDED)
+        if self.assessor is not None:
+            self.assessor.trial_end(t.trial_id, status == st.SUCCEEDED)
+
+    def _check_timeouts(self) -> None:
+        limit = self.config.max_trial_duration
+        if limit is None:
+            return
+        now = time.time()
+        for tid in self.service.running():
+            t = self.trials[tid]
+            if t.started_at is not None and not t.stop_requested and now - t.started_at > limit:
+                logger.info("trial %s exceeded maxTrialDuration (%.0f s); stopping it", tid, limit)
+                self._stop_trial(t, "timeout")
+
+    # --- what changes from outside (CLI, dashboard) ------------------------------------------------------------------
+    def _sync_from_store(self) -> None:
+        now = time.time()
+        if now - self._last_sync < 0.5:
+            return
+        self._last_sync = now
+        exp = self.store.get_experiment(self.id)
+        if exp.revision != self.revision:
+            self.revision = exp.revision
+            self._apply_live_config(exp.config)
+        for t in self.store.list_trials(self.id, statuses=[st.RUNNING, st.WAITING]):
+            if t.stop_requested == "user" and t.trial_id not in self._stopped_by_user:
+                self._stopped_by_user.add(t.trial_id)
+                mine = self.trials.get(t.trial_id)
+                if mine is not None:
+                    mine.stop_requested = "user"
+                    logger.info("trial %s killed by the user", t.trial_id)
+                    self.service.terminate(t.trial_id, grace=STOP_GRACE)
+        self.store.update_experiment(self.id, elapsed=self._elapsed())
+
+    def _apply_live_config(self, stored: dict[str, Any]) -> None:
+        from nni_pl.experiment.config import parse_duration
+
+        cfg = self.config
+        cfg.trial_concurrency = int(stored.get("trialConcurrency", cfg.trial_concurrency))
+        cfg.max_trial_number = stored.get("maxTrialNumber")
+        cfg.max_experiment_duration = parse_duration(
+            stored.get("maxExperimentDuration"), "maxExperimentDuration"
+        )
+        if hasattr(self.service, "concurrency"):
+            self.service.concurrency = cfg.trial_concurrency
+        logger.info(
+            "live config update: trialConcurrency=%s maxTrialNumber=%s maxExperimentDuration=%s",
+            cfg.trial_concurrency,
+            cfg.max_trial_number,
+            stored.get("maxExperimentDuration"),
+        )
+
+    # --- the end ---------------------------------------------------------------------------------------------------
+    def _done(self) -> bool:
+        if self.service.running() or self._may_create():
+            return False
+        cfg = self.config
+        if self.exhausted and not self.pending:
+            self.message = "the search space is exhausted"
+        elif cfg.max_experiment_duration is not None and self._elapsed() >= cfg.max_experiment_duration:
+            self.message = "maxExperimentDuration reached"
+        else:
+            self.message = "maxTrialNumber reached"
+        return True
+
+    def _shutdown(self, status: str) -> None:
+        try:
+            running = list(self.service.running())
+            for tid in running:
+                t = self.trials[tid]
+                if not t.stop_requested:
+                    self._set(t, stop_requested="experiment")
+                self.service.terminate(tid, grace=STOP_GRACE)
+            deadline = time.time() + STOP_GRACE + 5
+            while self.service.running() and time.time() < deadline:
+                for end in self.service.poll(0.1):
+                    self._finish(end)
+            if self.service.running():
+                logger.warning(
+                    "trials %s did not end; `nni-pl resume` will re-attach to them",
+                    sorted(self.service.running()),
+                )
+        finally:
+            self.service.shutdown()
+            if status == st.EXP_STOPPED and not self.message:
+                self.message = "stopped by the user"
+            self.store.update_experiment(
+                self.id,
+                status=status,
+                ended_at=time.time(),
+                message=self.message,
+                manager_pid=None,
+                elapsed=self._elapsed(),
+            )
+            self._update_display(force=True, status=status)
+            logger.info("experiment %s %s: %s", self.id, status, self.message)
+
+    # --- display -------------------------------------------------------------------------------------------------------
+    def snapshot(self, status: str = st.EXP_RUNNING) -> Snapshot:
+        counts: dict[str, int] = {}
+        for t in self.trials.values():
+            counts[t.status] = counts.get(t.status, 0) + 1
+        mode = self.config.optimize_mode
+        best = None
+        for t in self.trials.values():
+            v = t.final_default
+            if v is None or not math.isfinite(v):
+                continue
+            if best is None or (v > best.final_default if mode == "maximize" else v < best.final_default):
+                best = t
+        recent = sorted(self.trials.values(), key=lambda t: t.sequence_id)[-8:]
+        return Snapshot(
+            experiment_id=self.id,
+            status=status,
+            counts=counts,
+            counted=self._counted(),
+            running=len(self.service.running()),
+            max_trial_number=self.config.max_trial_number,
+            elapsed=self._elapsed(),
+            max_duration=self.config.max_experiment_duration,
+            best_value=best.final if best else None,
+            best_params=best.parameters if best else None,
+            best_trial=best.trial_id if best else None,
+            message=self.message,
+            optimize_mode=mode,
+            recent=recent,
+        )
+
+    def _update_display(self, *, force: bool = False, status: str = st.EXP_RUNNING) -> None:
+        if self.on_update is None:
+            return
+        now = time.time()
+        if not force and now - self._last_update < 0.25:
+            return
+        self._last_update = now
+        try:
+            self.on_update(self.snapshot(status))
+        except Exception:  # a display problem must never stop an experiment
+            logger.debug("display update failed", exc_info=True)
+
+
+def _is_ours(algo: Any) -> bool:
+    from nni_pl.hpo._base import Tuner
+
+    return isinstance(algo, Tuner)

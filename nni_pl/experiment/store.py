@@ -1,0 +1,519 @@
+"""The experiment store: peewee models over SQLite (WAL, the default) or PostgreSQL/MySQL.
+
+The store is the one source of truth: the manager writes it, and the CLI, the dashboard and ``resume``
+read it. Each experiment directory holds its own ``store.sqlite`` by default; a database URL puts many
+experiments (from several hosts) into one server database.
+
+Example:
+    >>> import tempfile, os
+    >>> store = Store(f"sqlite:///{tempfile.mkdtemp()}/store.sqlite")
+    >>> exp = store.create_experiment(id="abcd1234", name="demo", config={}, directory="/tmp/x")
+    >>> store.add_trial(TrialRow(experiment_id="abcd1234", trial_id="Ab3xY", sequence_id=0, parameter_id=0,
+    ...                          parameters={"lr": 0.1}, trial_dir="/tmp/x/trials/Ab3xY"))
+    >>> new = store.add_metrics("abcd1234", "Ab3xY", [{"seq": 0, "type": "FINAL", "value": 0.9, "time": 1.0}])
+    >>> store.get_trial("abcd1234", "Ab3xY").final_default
+    0.9
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import peewee as pw
+
+from nni_pl.errors import ExperimentNotFoundError, MissingDependencyError, StoreError
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "TRIAL_STATUSES",
+    "ExperimentRow",
+    "MetricRow",
+    "Store",
+    "TrialRow",
+    "sqlite_url",
+]
+
+SCHEMA_VERSION = 1
+
+# Trial statuses (NNI's names).
+WAITING = "WAITING"
+RUNNING = "RUNNING"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+EARLY_STOPPED = "EARLY_STOPPED"
+USER_CANCELED = "USER_CANCELED"
+TIMEOUT = "TIMEOUT"
+TRIAL_STATUSES = (WAITING, RUNNING, SUCCEEDED, FAILED, EARLY_STOPPED, USER_CANCELED, TIMEOUT)
+FINISHED_STATUSES = frozenset({SUCCEEDED, FAILED, EARLY_STOPPED, USER_CANCELED, TIMEOUT})
+
+# Experiment statuses.
+EXP_RUNNING = "RUNNING"
+EXP_STOPPED = "STOPPED"  # stopped by a user (Ctrl-C, `nni-pl stop`): resumable
+EXP_DONE = "DONE"  # reached its limits or exhausted the space
+EXP_ERROR = "ERROR"  # the manager hit an error
+EXP_VIEWED = "VIEWED"
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _default_of(value: Any) -> float | None:
+    if isinstance(value, dict):
+        value = value.get("default")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+# --- rows handed to callers (plain data, no peewee) --------------------------------------------------------
+
+
+@dataclass
+class ExperimentRow:
+    id: str
+    name: str | None = None
+    status: str = EXP_RUNNING
+    config: dict[str, Any] = field(default_factory=dict)
+    directory: str = ""
+    created_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    manager_pid: int | None = None
+    manager_host: str | None = None
+    manager_started_at: float | None = None
+    port: int | None = None
+    revision: int = 0
+    message: str | None = None
+    elapsed: float = 0.0  # seconds the experiment has run, over all its manager sessions
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrialRow:
+    experiment_id: str
+    trial_id: str
+    sequence_id: int
+    parameter_id: int | None
+    parameters: dict[str, Any]
+    trial_dir: str
+    parameter_source: str = "algorithm"
+    status: str = WAITING
+    submitted_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    host: str | None = None
+    pid: int | None = None
+    pid_started_at: float | None = None
+    gpu_indices: str | None = None
+    final: Any = None
+    final_default: float | None = None
+    intermediate_count: int = 0
+    error: str | None = None
+    retry_of: str | None = None
+    requeue: bool = False
+    stop_requested: str | None = (
+        None  # why the manager asked it to stop: "assessor", "user", "timeout", "experiment"
+    )
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.ended_at or time.time()) - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class MetricRow:
+    trial_id: str
+    type: str
+    seq: int
+    sequence: int
+    value: Any
+    default: float | None
+    timestamp: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- peewee models, built per database so several stores can be open at once --------------------------------
+
+
+def _models(db: pw.Database) -> tuple[type[pw.Model], type[pw.Model], type[pw.Model], type[pw.Model]]:
+    class Base(pw.Model):
+        class Meta:
+            database = db
+
+    class Meta(Base):
+        key = pw.CharField(primary_key=True)
+        value = pw.TextField()
+
+        class Meta:
+            table_name = "nnipl_meta"
+
+    class Experiment(Base):
+        id = pw.CharField(primary_key=True, max_length=64)
+        name = pw.CharField(null=True)
+        status = pw.CharField(max_length=32)
+        config = pw.TextField()
+        directory = pw.TextField()
+        created_at = pw.DoubleField()
+        started_at = pw.DoubleField(null=True)
+        ended_at = pw.DoubleField(null=True)
+        manager_pid = pw.IntegerField(null=True)
+        manager_host = pw.CharField(null=True)
+        manager_started_at = pw.DoubleField(null=True)
+        port = pw.IntegerField(null=True)
+        revision = pw.IntegerField(default=0)
+        message = pw.TextField(null=True)
+        elapsed = pw.DoubleField(default=0.0)
+
+        class Meta:
+            table_name = "nnipl_experiment"
+
+    class Trial(Base):
+        experiment = pw.ForeignKeyField(Experiment, on_delete="CASCADE", column_name="experiment_id")
+        trial_id = pw.CharField(max_length=32)
+        sequence_id = pw.IntegerField()
+        parameter_id = pw.IntegerField(null=True)
+        parameter_source = pw.CharField(max_length=32)
+        parameters = pw.TextField()
+        status = pw.CharField(max_length=32, index=True)
+        submitted_at = pw.DoubleField(null=True)
+        started_at = pw.DoubleField(null=True)
+        ended_at = pw.DoubleField(null=True)
+        exit_code = pw.IntegerField(null=True)
+        host = pw.CharField(null=True)
+        pid = pw.IntegerField(null=True)
+        pid_started_at = pw.DoubleField(null=True)
+        gpu_indices = pw.CharField(null=True)
+        trial_dir = pw.TextField()
+        final = pw.TextField(null=True)
+        final_default = pw.DoubleField(null=True)
+        intermediate_count = pw.IntegerField(default=0)
+        error = pw.TextField(null=True)
+        retry_of = pw.CharField(null=True)
+        requeue = pw.BooleanField(default=False)
+        stop_requested = pw.CharField(null=True)
+
+        class Meta:
+            table_name = "nnipl_trial"
+            indexes = ((("experiment", "trial_id"), True), (("experiment", "sequence_id"), True))
+
+    class Metric(Base):
+        experiment = pw.ForeignKeyField(Experiment, on_delete="CASCADE", column_name="experiment_id")
+        trial_id = pw.CharField(max_length=32)
+        type = pw.CharField(max_length=16)
+        seq = pw.IntegerField()
+        sequence = pw.IntegerField()
+        value = pw.TextField()
+        default = pw.DoubleField(null=True)
+        timestamp = pw.DoubleField()
+
+        class Meta:
+            table_name = "nnipl_metric"
+            indexes = ((("experiment", "trial_id", "seq"), True),)
+
+    return Meta, Experiment, Trial, Metric
+
+
+_TRIAL_FIELDS = [f.name for f in fields(TrialRow)]
+_EXP_FIELDS = [f.name for f in fields(ExperimentRow)]
+
+
+def _open_database(url: str) -> pw.Database:
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if not path.startswith("/"):
+            path = str(Path(path).resolve())
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return pw.SqliteDatabase(
+            path,
+            pragmas={
+                "journal_mode": "wal",  # readers (CLI, dashboard) never block the manager
+                "synchronous": "normal",  # with WAL: a committed write survives a crash of the process
+                "busy_timeout": 15000,
+                "foreign_keys": 1,
+            },
+            timeout=15,
+        )
+    from playhouse.db_url import connect
+
+    try:
+        return connect(url)
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        scheme = url.split("://", 1)[0]
+        if scheme.startswith("postgres"):
+            raise MissingDependencyError("psycopg2-binary", "postgres", "a PostgreSQL store") from e
+        if scheme.startswith("mysql"):
+            raise MissingDependencyError("pymysql", "mysql", "a MySQL store") from e
+        raise
+    except (ValueError, RuntimeError) as e:
+        raise StoreError(
+            f"cannot use store URL {url!r}: {e}; expected e.g. sqlite:///path/store.sqlite or postgresql://user@host:5432/db"
+        ) from e
+
+
+class Store:
+    """Read and write experiments, trials and metrics.
+
+    Args:
+        url: ``sqlite:///abs/path/store.sqlite`` (default kind) or any peewee database URL
+            (``postgresql://user:pass@127.0.0.1:5432/nni``, ``mysql://...``).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.db = _open_database(url)
+        self._Meta, self._Exp, self._Trial, self._Metric = _models(self.db)
+        try:
+            self.db.connect(reuse_if_open=True)
+            with self.db.atomic():
+                self.db.create_tables([self._Meta, self._Exp, self._Trial, self._Metric], safe=True)
+                self._Meta.insert(
+                    key="schema_version", value=str(SCHEMA_VERSION)
+                ).on_conflict_ignore().execute()
+        except pw.OperationalError as e:
+            raise StoreError(f"cannot open the store at {url!r}: {e}") from e
+
+    @classmethod
+    def for_directory(cls, directory: str | Path) -> Store:
+        return cls(sqlite_url(Path(directory) / "store.sqlite"))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return isinstance(self.db, pw.SqliteDatabase)
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- experiments -----------------------------------------------------------------------------------------
+    def _exp_row(self, m: Any) -> ExperimentRow:
+        data = {k: getattr(m, k) for k in _EXP_FIELDS}
+        data["config"] = _loads(m.config) or {}
+        return ExperimentRow(**data)
+
+    def create_experiment(
+        self, *, id: str, name: str | None, config: dict[str, Any], directory: str, status: str = EXP_RUNNING
+    ) -> ExperimentRow:
+        now = time.time()
+        with self.db.atomic():
+            if self._Exp.get_or_none(self._Exp.id == id) is not None:
+                raise StoreError(
+                    f"an experiment with id {id!r} already exists in {self.url}; pick another --id or resume it"
+                )
+            self._Exp.create(
+                id=id, name=name, status=status, config=_dumps(config), directory=directory, created_at=now
+            )
+        return self.get_experiment(id)
+
+    def get_experiment(self, id: str) -> ExperimentRow:
+        m = self._Exp.get_or_none(self._Exp.id == id)
+        if m is None:
+            raise ExperimentNotFoundError(f"no experiment {id!r} in store {self.url}")
+        return self._exp_row(m)
+
+    def list_experiments(self) -> list[ExperimentRow]:
+        return [self._exp_row(m) for m in self._Exp.select().order_by(self._Exp.created_at)]
+
+    def update_experiment(self, id: str, **values: Any) -> None:
+        unknown = set(values) - set(_EXP_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown experiment fields {sorted(unknown)}")
+        if "config" in values:
+            values["config"] = _dumps(values["config"])
+        with self.db.atomic():
+            n = self._Exp.update(**values).where(self._Exp.id == id).execute()
+        if n == 0:
+            raise ExperimentNotFoundError(f"no experiment {id!r} in store {self.url}")
+
+    def delete_experiment(self, id: str) -> None:
+        with self.db.atomic():
+            self._Metric.delete().where(self._Metric.experiment == id).execute()
+            self._Trial.delete().where(self._Trial.experiment == id).execute()
+            self._Exp.delete().where(self._Exp.id == id).execute()
+
+    # --- trials --------------------------------------------------------------------------------------------------
+    def _trial_row(self, m: Any) -> TrialRow:
+        data = {k: getattr(m, k) for k in _TRIAL_FIELDS if k != "experiment_id"}
+        data["experiment_id"] = m.experiment_id
+        data["parameters"] = _loads(m.parameters)
+        data["final"] = _loads(m.final)
+        return TrialRow(**data)
+
+    def add_trial(self, trial: TrialRow) -> None:
+        data = trial.to_dict()
+        data["experiment"] = data.pop("experiment_id")
+        data["parameters"] = _dumps(data["parameters"])
+        data["final"] = None if trial.final is None else _dumps(trial.final)
+        with self.db.atomic():
+            self._Trial.create(**data)
+
+    def update_trial(self, experiment_id: str, trial_id: str, **values: Any) -> None:
+        unknown = set(values) - set(_TRIAL_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown trial fields {sorted(unknown)}")
+        if "parameters" in values:
+            values["parameters"] = _dumps(values["parameters"])
+        if "final" in values:
+            values["final"] = None if values["final"] is None else _dumps(values["final"])
+        with self.db.atomic():
+            self._Trial.update(**values).where(
+                (self._Trial.experiment == experiment_id) & (self._Trial.trial_id == trial_id)
+            ).execute()
+
+    def get_trial(self, experiment_id: str, trial_id: str) -> TrialRow:
+        m = self._Trial.get_or_none(
+            (self._Trial.experiment == experiment_id) & (self._Trial.trial_id == trial_id)
+        )
+        if m is None:
+            raise ExperimentNotFoundError(f"experiment {experiment_id!r} has no trial {trial_id!r}")
+        return self._trial_row(m)
+
+    def list_trials(self, experiment_id: str, statuses: Iterable[str] | None = None) -> list[TrialRow]:
+        q = self._Trial.select().where(self._Trial.experiment == experiment_id)
+        if statuses is not None:
+            q = q.where(self._Trial.status.in_(list(statuses)))
+        return [self._trial_row(m) for m in q.order_by(self._Trial.sequence_id)]
+
+    def count_trials(self, experiment_id: str) -> dict[str, int]:
+        q = (
+            self._Trial.select(self._Trial.status, pw.fn.COUNT(self._Trial.id).alias("n"))
+            .where(self._Trial.experiment == experiment_id)
+            .group_by(self._Trial.status)
+        )
+        return {row.status: row.n for row in q}
+
+    # --- metrics ------------------------------------------------------------------------------------------------
+    def add_metrics(
+        self, experiment_id: str, trial_id: str, records: Sequence[dict[str, Any]]
+    ) -> list[MetricRow]:
+        """Store a trial's reports (idempotent on ``seq``); returns the ones that were new.
+
+        The first FINAL report becomes the trial's result; later ones are kept as metrics but ignored.
+        """
+        if not records:
+            return []
+        M, T = self._Metric, self._Trial
+        new: list[MetricRow] = []
+        with self.db.atomic():
+            have = {
+                (r.seq, r.type)
+                for r in M.select(M.seq, M.type).where(
+                    (M.experiment == experiment_id) & (M.trial_id == trial_id)
+                )
+            }
+            seen_seqs = {s for s, _ in have}
+            counts = {
+                "PERIODICAL": sum(1 for _, t in have if t == "PERIODICAL"),
+                "FINAL": sum(1 for _, t in have if t == "FINAL"),
+            }
+            final_before = counts["FINAL"] > 0
+            rows = []
+            for rec in sorted(records, key=lambda r: int(r["seq"])):
+                seq = int(rec["seq"])
+                if seq in seen_seqs:
+                    continue
+                seen_seqs.add(seq)
+                kind = str(rec["type"])
+                counts[kind] = counts.get(kind, 0) + 1
+                row = MetricRow(
+                    trial_id=trial_id,
+                    type=kind,
+                    seq=seq,
+                    sequence=counts[kind] - 1,
+                    value=rec["value"],
+                    default=_default_of(rec["value"]),
+                    timestamp=float(rec.get("time") or time.time()),
+                )
+                new.append(row)
+                rows.append(
+                    {
+                        "experiment": experiment_id,
+                        "trial_id": trial_id,
+                        "type": kind,
+                        "seq": seq,
+                        "sequence": row.sequence,
+                        "value": _dumps(row.value),
+                        "default": row.default,
+                        "timestamp": row.timestamp,
+                    }
+                )
+            if rows:
+                M.insert_many(rows).on_conflict_ignore().execute()
+                update: dict[str, Any] = {"intermediate_count": counts.get("PERIODICAL", 0)}
+                finals = [r for r in new if r.type == "FINAL"]
+                if finals and not final_before:
+                    update["final"] = _dumps(finals[0].value)
+                    update["final_default"] = finals[0].default
+                T.update(**update).where((T.experiment == experiment_id) & (T.trial_id == trial_id)).execute()
+        return new
+
+    def list_metrics(
+        self, experiment_id: str, trial_id: str | None = None, type: str | None = None
+    ) -> list[MetricRow]:
+        M = self._Metric
+        q = M.select().where(M.experiment == experiment_id)
+        if trial_id is not None:
+            q = q.where(M.trial_id == trial_id)
+        if type is not None:
+            q = q.where(M.type == type)
+        return [
+            MetricRow(
+                trial_id=m.trial_id,
+                type=m.type,
+                seq=m.seq,
+                sequence=m.sequence,
+                value=_loads(m.value),
+                default=m.default,
+                timestamp=m.timestamp,
+            )
+            for m in q.order_by(M.trial_id, M.seq)
+        ]
+
+    def best_trials(
+        self, experiment_id: str, *, optimize_mode: str = "maximize", limit: int | None = None
+    ) -> list[TrialRow]:
+        """Trials with a final result, best first."""
+        T = self._Trial
+        order = T.final_default.desc() if optimize_mode == "maximize" else T.final_default.asc()
+        q = (
+            T.select()
+            .where((T.experiment == experiment_id) & T.final_default.is_null(False))
+            .order_by(order, T.sequence_id)
+        )
+        if limit is not None:
+            q = q.limit(limit)
+        return [self._trial_row(m) for m in q]

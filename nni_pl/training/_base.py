@@ -1,0 +1,195 @@
+"""What every training service does: submit a trial, report when it ends, read its metrics, stop it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nni_pl.trial._context import CONTROL_DIR, GRACEFUL_FILE, METRICS_FILE, PARAMETER_FILE, STOP_FILE
+
+__all__ = [
+    "MetricsReader",
+    "SubmitInfo",
+    "TrainingService",
+    "TrialEnd",
+    "TrialJob",
+    "read_exitcode",
+    "stderr_tail",
+    "write_parameter_file",
+]
+
+logger = logging.getLogger(__name__)
+
+EXITCODE_FILE = "exitcode"  # "<code> <unix time>", written by the trial's wrapper when it ends
+PID_FILE = "pid"  # "<pid> <process start time>", written when the trial starts
+
+
+@dataclass
+class TrialJob:
+    """A trial as the manager hands it to a training service."""
+
+    experiment_id: str
+    trial_id: str
+    sequence_id: int
+    parameter_id: int | None
+    parameter_source: str
+    parameters: dict[str, Any]
+    trial_dir: Path
+
+    @property
+    def control_dir(self) -> Path:
+        return self.trial_dir / CONTROL_DIR
+
+
+@dataclass
+class SubmitInfo:
+    """Where and how a submitted trial runs."""
+
+    pid: int | None
+    host: str
+    started_at: float
+    pid_started_at: float | None = None
+    gpu_indices: list[int] | None = None
+
+
+@dataclass
+class TrialEnd:
+    """A trial has ended. ``exit_code`` is ``None`` when it is unknown (the process was lost)."""
+
+    trial_id: str
+    exit_code: int | None
+    ended_at: float = field(default_factory=time.time)
+    error: str | None = None
+
+
+def read_exitcode(control_dir: Path) -> tuple[int, float] | None:
+    """``(exit code, end time)`` from a trial's ``.nni/exitcode``, or ``None`` if it has not ended."""
+    try:
+        text = (control_dir / EXITCODE_FILE).read_text(encoding="utf-8").split()
+        return int(text[0]), float(text[1]) if len(text) > 1 else time.time()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def write_parameter_file(job: TrialJob) -> None:
+    job.control_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "parameter_id": job.parameter_id,
+        "parameter_source": job.parameter_source,
+        "parameters": job.parameters,
+        "experiment_id": job.experiment_id,
+        "trial_id": job.trial_id,
+        "sequence_id": job.sequence_id,
+    }
+    tmp = job.trial_dir / (PARAMETER_FILE + ".tmp")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    tmp.replace(job.trial_dir / PARAMETER_FILE)
+
+
+def stderr_tail(trial_dir: Path, *, max_bytes: int = 4000, name: str = "stderr") -> str | None:
+    """The last lines of a trial's stderr (what a failed trial said), or ``None`` if empty."""
+    path = trial_dir / name
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    if size > max_bytes:
+        text = text.split("\n", 1)[-1]
+    return text.strip() or None
+
+
+class MetricsReader:
+    """Reads the complete new lines of a trial's ``metrics.jsonl`` (a half-written last line waits)."""
+
+    def __init__(self, trial_dir: Path) -> None:
+        self.path = trial_dir / METRICS_FILE
+        self.offset = 0
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return []
+        if size <= self.offset:
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(size - self.offset)
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        out = []
+        for line in data[: end + 1].splitlines():
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict) or "seq" not in rec or "type" not in rec:
+                    raise ValueError("not a metric record")
+                out.append(rec)
+            except ValueError:
+                logger.warning("skipping a malformed line in %s: %r", self.path, line[:200])
+        return out
+
+
+class TrainingService(ABC):
+    """Runs trials somewhere. The manager is the only caller; all methods are called from one thread."""
+
+    host: str = "localhost"
+
+    @abstractmethod
+    def free_slots(self) -> int:
+        """How many more trials can start right now."""
+
+    @abstractmethod
+    def submit(self, job: TrialJob) -> SubmitInfo:
+        """Start a trial (its directory and parameter file exist already)."""
+
+    @abstractmethod
+    def poll(self, timeout: float) -> list[TrialEnd]:
+        """Wait up to ``timeout`` seconds for trials to end; return those that did."""
+
+    @abstractmethod
+    def terminate(self, trial_id: str, *, grace: float = 10.0) -> None:
+        """Stop a trial now: SIGTERM (or equivalent), then SIGKILL after ``grace`` seconds."""
+
+    @abstractmethod
+    def running(self) -> set[str]:
+        """Ids of the trials this service is running."""
+
+    def reattach(self, job: TrialJob, pid: int | None, pid_started_at: float | None) -> TrialEnd | bool:
+        """On resume: pick up a trial started by an earlier manager.
+
+        Returns a :class:`TrialEnd` if it has ended since, ``True`` if it is still running and is now tracked,
+        ``False`` if it never started (the manager should submit it again).
+        """
+        return False
+
+    def request_stop(self, trial_id: str, trial_dir: Path, *, graceful_timeout: float) -> None:
+        """Ask a trial to stop: write the stop file, and terminate it unless it stops by itself."""
+        control = trial_dir / CONTROL_DIR
+        control.mkdir(parents=True, exist_ok=True)
+        (control / STOP_FILE).write_text(str(time.time()), encoding="utf-8")
+        if (control / GRACEFUL_FILE).exists():
+            self._graceful_deadline(trial_id, time.time() + graceful_timeout)
+        else:
+            self.terminate(trial_id)
+
+    def _graceful_deadline(self, trial_id: str, deadline: float) -> None:
+        """Terminate ``trial_id`` if it is still running at ``deadline`` (services override)."""
+        self.terminate(trial_id)
+
+    def shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (workers, connections). Running trials were terminated before."""

@@ -1,0 +1,446 @@
+"""The local training service: each trial is a process group on this machine.
+
+A trial runs ``bash run.sh`` in the trial code directory. ``run.sh`` (kept in the trial directory, so a
+trial can be re-run by hand) exports NNI's environment variables, runs the trial command and writes the
+exit code to ``.nni/exitcode``. Because each trial is its own session, a Ctrl-C in the terminal reaches
+only the manager, and a manager that dies (even by SIGKILL) leaves its trials running: ``resume``
+re-attaches to them, or collects their exit codes and metrics if they ended meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nni_pl.training._base import (
+    EXITCODE_FILE,
+    PID_FILE,
+    SubmitInfo,
+    TrainingService,
+    TrialEnd,
+    TrialJob,
+    read_exitcode,
+    stderr_tail,
+)
+from nni_pl.trial._context import (
+    ENV_EXPERIMENT_ID,
+    ENV_OUTPUT_DIR,
+    ENV_PLATFORM,
+    ENV_SEQUENCE_ID,
+    ENV_SYS_DIR,
+    ENV_TRIAL_ID,
+)
+
+__all__ = ["GpuScheduler", "LocalTrainingService", "process_start_time"]
+
+logger = logging.getLogger(__name__)
+
+
+def process_start_time(pid: int) -> float | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), to tell a process from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
+    fields = data[data.rfind(b")") + 2 :].split()
+    try:
+        return float(fields[19])  # field 22 overall
+    except (IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int, started_at: float | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if started_at is not None:
+        now = process_start_time(pid)
+        if now is not None and now != started_at:
+            return False  # the pid was reused by another process
+    # a zombie has exited already
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        state = data[data.rfind(b")") + 2 :].split()[0]
+        if state == b"Z":
+            return False
+    except OSError:
+        pass
+    return True
+
+
+def visible_gpus() -> list[int]:
+    """Indices of the NVIDIA GPUs on this machine (via ``nvidia-smi``; empty when there is none)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+    except (subprocess.SubprocessError, OSError):
+        return []
+    return [int(x) for x in out.stdout.split() if x.strip().isdigit()]
+
+
+def busy_gpus() -> set[int]:
+    """GPUs that run compute processes we did not start (``useActiveGpu: false`` skips them)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return set()
+    try:
+        idx = subprocess.run(
+            [exe, "--query-gpu=index,uuid", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+        apps = subprocess.run(
+            [exe, "--query-compute-apps=gpu_uuid", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+    except (subprocess.SubprocessError, OSError):
+        return set()
+    by_uuid = {}
+    for line in idx.stdout.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0].isdigit():
+            by_uuid[parts[1]] = int(parts[0])
+    return {by_uuid[u.strip()] for u in apps.stdout.splitlines() if u.strip() in by_uuid}
+
+
+class GpuScheduler:
+    """Hands out GPU indices: ``gpu_number`` per trial, at most ``per_gpu`` trials on one GPU.
+
+    Example:
+        >>> s = GpuScheduler(gpu_number=1, indices=[0, 1], per_gpu=2)
+        >>> [s.acquire("a"), s.acquire("b"), s.acquire("c"), s.acquire("d"), s.acquire("e")]
+        [[0], [1], [0], [1], None]
+        >>> s.release("a"); s.acquire("f")
+        [0]
+    """
+
+    def __init__(
+        self,
+        *,
+        gpu_number: int | None,
+        indices: Sequence[int] | None = None,
+        per_gpu: int = 1,
+        use_active_gpu: bool = True,
+    ) -> None:
+        self.gpu_number = gpu_number
+        self.per_gpu = per_gpu
+        self.use_active_gpu = use_active_gpu
+        self.indices = list(indices) if indices is not None else (visible_gpus() if gpu_number else [])
+        self.load = dict.fromkeys(self.indices, 0)
+        self.assigned: dict[str, list[int]] = {}
+
+    def _candidates(self) -> list[int]:
+        busy = set() if self.use_active_gpu else busy_gpus()
+        ours = {g for gpus in self.assigned.values() for g in gpus}
+        free = [g for g in self.indices if self.load[g] < self.per_gpu and (g not in busy or g in ours)]
+        return sorted(free, key=lambda g: (self.load[g], self.indices.index(g)))
+
+    def can_acquire(self) -> bool:
+        if not self.gpu_number:
+            return True
+        return len(self._candidates()) >= self.gpu_number
+
+    def acquire(self, trial_id: str) -> list[int] | None:
+        if not self.gpu_number:
+            return []
+        cands = self._candidates()
+        if len(cands) < self.gpu_number:
+            return None
+        chosen = sorted(cands[: self.gpu_number])
+        for g in chosen:
+            self.load[g] += 1
+        self.assigned[trial_id] = chosen
+        return chosen
+
+    def take(self, trial_id: str, gpus: Sequence[int]) -> None:
+        """Record GPUs already held by a re-attached trial."""
+        for g in gpus:
+            if g in self.load:
+                self.load[g] += 1
+        self.assigned[trial_id] = list(gpus)
+
+    def release(self, trial_id: str) -> None:
+        for g in self.assigned.pop(trial_id, []):
+            self.load[g] -= 1
+
+
+@dataclass
+class _Proc:
+    pid: int
+    pid_started_at: float | None
+    job: TrialJob
+    popen: subprocess.Popen[bytes] | None  # None for a re-attached process (not our child)
+    pidfd: int | None
+    term_at: float | None = None  # when SIGTERM was sent
+    kill_at: float | None = None  # when to send SIGKILL
+    graceful_until: float | None = None  # a graceful stop was requested; terminate after this
+
+
+def _pidfd_open(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+class LocalTrainingService(TrainingService):
+    """Runs command trials as local process groups, ``concurrency`` at a time, with GPU assignment.
+
+    Args:
+        command: the trial command (run by bash in ``code_directory``).
+        code_directory: the trial's working directory.
+        concurrency: how many trials run at once (can be changed while running).
+        gpu_number: GPUs per trial: ``None`` leaves ``CUDA_VISIBLE_DEVICES`` alone, ``0`` hides all GPUs.
+        gpu_indices: the GPUs to use (default: all that ``nvidia-smi`` lists).
+        max_trial_number_per_gpu: how many trials may share one GPU.
+        use_active_gpu: whether GPUs running other people's processes may be used.
+        extra_args: a function ``parameters -> list[str]`` of arguments appended to the command
+            (LightningCLI overrides).
+    """
+
+    def __init__(
+        self,
+        *,
+        command: str,
+        code_directory: Path,
+        concurrency: int = 1,
+        gpu_number: int | None = None,
+        gpu_indices: Sequence[int] | None = None,
+        max_trial_number_per_gpu: int = 1,
+        use_active_gpu: bool = False,
+        extra_args: object = None,
+    ) -> None:
+        self.command = command
+        self.code_directory = Path(code_directory)
+        self.concurrency = concurrency
+        self.gpu_number = gpu_number
+        self.gpus = GpuScheduler(
+            gpu_number=gpu_number,
+            indices=gpu_indices,
+            per_gpu=max_trial_number_per_gpu,
+            use_active_gpu=use_active_gpu,
+        )
+        if gpu_number and len(self.gpus.indices) < gpu_number:
+            from nni_pl.errors import ConfigError
+
+            raise ConfigError(
+                "trialGpuNumber",
+                f"each trial needs {gpu_number} GPU(s) but {len(self.gpus.indices)} are available "
+                f"(found {self.gpus.indices}); set trialGpuNumber: 0, or list trainingService.gpuIndices",
+            )
+        self.extra_args = extra_args
+        self.host = socket.gethostname()
+        self.procs: dict[str, _Proc] = {}
+
+    # --- scheduling ---------------------------------------------------------------------------------------
+    def free_slots(self) -> int:
+        free = self.concurrency - len(self.procs)
+        if free <= 0 or not self.gpu_number:
+            return max(free, 0)
+        return 1 if self.gpus.can_acquire() else 0
+
+    def running(self) -> set[str]:
+        return set(self.procs)
+
+    def _script(self, job: TrialJob, gpus: list[int] | None) -> str:
+        env = {
+            ENV_PLATFORM: "local",
+            ENV_EXPERIMENT_ID: job.experiment_id,
+            ENV_TRIAL_ID: job.trial_id,
+            ENV_SEQUENCE_ID: str(job.sequence_id),
+            ENV_SYS_DIR: str(job.trial_dir),
+            ENV_OUTPUT_DIR: str(job.trial_dir),
+            "MULTI_PHASE": "false",
+        }
+        if self.gpu_number is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus or []))
+        # `python` in the trial command means the interpreter nni-pl runs under, even without an activated venv
+        path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+        lines = [
+            "#!/usr/bin/env bash",
+            "# written by nni-pl; `bash run.sh` from the trial code directory re-runs this trial",
+        ]
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+        lines.append(f"export PATH={shlex.quote(path)}")
+        lines.append(f"cd {shlex.quote(str(self.code_directory))}")
+        command = self.command
+        if callable(self.extra_args):
+            args = self.extra_args(job.parameters)
+            if args:
+                command = command + " " + " ".join(shlex.quote(a) for a in args)
+        lines.append(command)
+        ctl = shlex.quote(str(job.control_dir / EXITCODE_FILE))
+        lines.append("__nni_pl_rc=$?")
+        lines.append(f'printf "%s %s\\n" "$__nni_pl_rc" "$EPOCHREALTIME" > {ctl}')
+        lines.append("exit $__nni_pl_rc")
+        return "\n".join(lines) + "\n"
+
+    def submit(self, job: TrialJob) -> SubmitInfo:
+        gpus = self.gpus.acquire(job.trial_id)
+        if gpus is None:
+            raise RuntimeError("no GPU free; call free_slots() before submit()")
+        job.control_dir.mkdir(parents=True, exist_ok=True)
+        script = job.trial_dir / "run.sh"
+        script.write_text(self._script(job, gpus), encoding="utf-8")
+        started = time.time()
+        with open(job.trial_dir / "stdout", "ab") as out, open(job.trial_dir / "stderr", "ab") as err:
+            popen = subprocess.Popen(
+                ["bash", str(script)],
+                cwd=self.code_directory,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,  # own process group: we signal the whole tree; Ctrl-C does not reach it
+            )
+        pid_started = process_start_time(popen.pid)
+        (job.control_dir / PID_FILE).write_text(
+            f"{popen.pid} {pid_started if pid_started is not None else ''}\n", encoding="utf-8"
+        )
+        self.procs[job.trial_id] = _Proc(popen.pid, pid_started, job, popen, _pidfd_open(popen.pid))
+        return SubmitInfo(
+            pid=popen.pid,
+            host=self.host,
+            started_at=started,
+            pid_started_at=pid_started,
+            gpu_indices=gpus if self.gpu_number is not None else None,
+        )
+
+    def reattach(self, job: TrialJob, pid: int | None, pid_started_at: float | None) -> TrialEnd | bool:
+        control = job.control_dir
+        if pid is None:
+            try:
+                text = (control / PID_FILE).read_text(encoding="utf-8").split()
+                pid = int(text[0])
+                pid_started_at = float(text[1]) if len(text) > 1 else None
+            except (OSError, ValueError, IndexError):
+                pid = None
+        ended = read_exitcode(control)
+        if ended is not None:
+            code, when = ended
+            return TrialEnd(job.trial_id, code, when, stderr_tail(job.trial_dir) if code != 0 else None)
+        if pid is None:
+            return False  # never started
+        if _alive(pid, pid_started_at):
+            self.procs[job.trial_id] = _Proc(pid, pid_started_at, job, None, _pidfd_open(pid))
+            return True
+        return TrialEnd(
+            job.trial_id,
+            None,
+            time.time(),
+            "the trial process ended while no manager was running and left no exit code",
+        )
+
+    def take_gpus(self, trial_id: str, gpus: Sequence[int]) -> None:
+        self.gpus.take(trial_id, gpus)
+
+    # --- waiting ----------------------------------------------------------------------------------------------
+    def _exit_of(self, proc: _Proc) -> int | bool | None:
+        """Exit code if ended (None if unknown), False if still running."""
+        if proc.popen is not None:
+            code = proc.popen.poll()
+            if code is None:
+                return False
+            ended = read_exitcode(proc.job.control_dir)
+            if ended is not None:
+                return ended[0]
+            return code if code >= 0 else 128 - code  # killed by a signal: shell convention
+        if _alive(proc.pid, proc.pid_started_at):
+            return False
+        ended = read_exitcode(proc.job.control_dir)
+        return ended[0] if ended is not None else None
+
+    def poll(self, timeout: float) -> list[TrialEnd]:
+        self._escalate()
+        fds = [p.pidfd for p in self.procs.values() if p.pidfd is not None]
+        if timeout > 0:
+            if fds and len(fds) == len(self.procs):
+                select.select(fds, [], [], timeout)
+            else:
+                time.sleep(min(timeout, 0.05) if self.procs else timeout)
+        ends = []
+        for trial_id, proc in list(self.procs.items()):
+            code = self._exit_of(proc)
+            if code is False:
+                continue
+            ends.append(self._finish(trial_id, code))
+        return ends
+
+    def _finish(self, trial_id: str, code: int | None) -> TrialEnd:
+        proc = self.procs.pop(trial_id)
+        if proc.pidfd is not None:
+            os.close(proc.pidfd)
+        self.gpus.release(trial_id)
+        # the group may still hold children the trial left behind: end them with it
+        self._signal_group(proc, signal.SIGKILL)
+        error = None
+        if code != 0:
+            error = stderr_tail(proc.job.trial_dir)
+            if code is None and not error:
+                error = "the trial process ended without an exit code"
+        return TrialEnd(trial_id, code if isinstance(code, int) else None, time.time(), error)
+
+    # --- stopping ---------------------------------------------------------------------------------------------
+    def _signal_group(self, proc: _Proc, sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def terminate(self, trial_id: str, *, grace: float = 10.0) -> None:
+        proc = self.procs.get(trial_id)
+        if proc is None or proc.term_at is not None:
+            return
+        proc.term_at = time.time()
+        proc.kill_at = proc.term_at + grace
+        self._signal_group(proc, signal.SIGTERM)
+
+    def _graceful_deadline(self, trial_id: str, deadline: float) -> None:
+        proc = self.procs.get(trial_id)
+        if proc is not None:
+            proc.graceful_until = deadline
+
+    def _escalate(self) -> None:
+        now = time.time()
+        for trial_id, proc in self.procs.items():
+            if proc.graceful_until is not None and proc.term_at is None and now >= proc.graceful_until:
+                logger.info("trial %s did not stop by itself in time; terminating it", trial_id)
+                self.terminate(trial_id)
+            if proc.kill_at is not None and now >= proc.kill_at:
+                self._signal_group(proc, signal.SIGKILL)
+                proc.kill_at = None
+
+    def shutdown(self) -> None:
+        for proc in self.procs.values():
+            if proc.pidfd is not None:
+                os.close(proc.pidfd)
+        self.procs.clear()
