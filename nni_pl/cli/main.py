@@ -26,7 +26,7 @@ __all__ = ["main"]
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _find(args: argparse.Namespace) -> Any:

@@ -236,7 +236,7 @@ class TrialContext:
 
     def _log_standalone(self, kind: str, metric: Any) -> None:
         what = "final result" if kind == FINAL else "intermediate result"
-        if logger.hasHandlers():
+        if logger.hasHandlers() and logger.isEnabledFor(logging.INFO):
             logger.info("standalone %s: %s", what, metric)
         else:  # no logging configured: still show the result rather than losing it
             print(f"[nni-pl standalone] {what}: {metric}", file=sys.stderr, flush=True)

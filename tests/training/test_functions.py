@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from nni_pl.training._base import MetricsReader, TrialJob
+from nni_pl.training.functions import FunctionTrainingService
+
+
+def objective(params):
+    import nni_pl as nni
+
+    print("hello from", os.getpid())
+    nni.report_intermediate_result(params["x"])
+    if params.get("raise"):
+        raise ValueError("bad x")
+    if params.get("sleep"):
+        time.sleep(params["sleep"])
+    if params.get("report"):
+        nni.report_final_result(params["report"])
+        return 123.0  # ignored: a final result was reported already
+    return params["x"] * 10
+
+
+def no_argument_objective():
+    import nni_pl as nni
+
+    return nni.get_next_parameter()["x"] + 1
+
+
+def _job(tmp_path: Path, trial_id: str, params: dict) -> TrialJob:
+    return TrialJob("exp", trial_id, 0, 0, "algorithm", params, tmp_path / trial_id)
+
+
+def _run(svc: FunctionTrainingService, jobs: list[TrialJob], timeout: float = 60) -> dict:
+    ends = {}
+    queue = list(jobs)
+    deadline = time.time() + timeout
+    while (queue or svc.running()) and time.time() < deadline:
+        while queue and svc.free_slots():
+            svc.submit(queue.pop(0))
+        for e in svc.poll(0.1):
+            ends[e.trial_id] = e
+    return ends
+
+
+@pytest.fixture
+def service():
+    svc = FunctionTrainingService(objective, concurrency=2)
+    svc.start()
+    yield svc
+    svc.shutdown()
+
+
+def test_function_trials_report_return_value_and_capture_output(tmp_path, service):
+    assert service.start_method == "spawn" and service.free_slots() == 2
+    jobs = [_job(tmp_path, f"t{i}", {"x": i}) for i in range(4)]
+    ends = _run(service, jobs)
+    assert all(e.exit_code == 0 for e in ends.values())
+    recs = MetricsReader(jobs[3].trial_dir).read()
+    assert [(r["type"], r["value"]) for r in recs] == [("PERIODICAL", 3), ("FINAL", 30)]
+    assert "hello from" in (jobs[0].trial_dir / "stdout").read_text()
+    # the same two workers ran all four trials: no process start per trial
+    pids = {int((j.trial_dir / "stdout").read_text().split()[-1]) for j in jobs}
+    assert len(pids) <= 2
+
+
+def test_function_trial_exception_fails_the_trial_not_the_worker(tmp_path, service):
+    bad, good = _job(tmp_path, "bad", {"x": 1, "raise": 1}), _job(tmp_path, "good", {"x": 2})
+    ends = _run(service, [bad, good])
+    assert ends["bad"].exit_code == 1 and "ValueError: bad x" in ends["bad"].error
+    assert "ValueError: bad x" in (bad.trial_dir / "stderr").read_text()
+    assert ends["good"].exit_code == 0
+    assert service.free_slots() == 2
+
+
+def test_function_trial_explicit_final_wins_over_return_value(tmp_path, service):
+    job = _job(tmp_path, "r", {"x": 1, "report": 0.5})
+    _run(service, [job])
+    finals = [r["value"] for r in MetricsReader(job.trial_dir).read() if r["type"] == "FINAL"]
+    assert finals == [0.5]
+
+
+def test_function_trial_terminate_replaces_the_worker(tmp_path, service):
+    job = _job(tmp_path, "slow", {"x": 1, "sleep": 30})
+    service.submit(job)
+    time.sleep(0.5)
+    service.terminate("slow", grace=2)
+    deadline = time.time() + 20
+    ends = []
+    while not ends and time.time() < deadline:
+        ends = service.poll(0.1)
+    assert ends[0].trial_id == "slow" and ends[0].exit_code != 0
+    service.start()  # the replacement becomes ready
+    assert service.free_slots() == 2
+
+
+def test_function_without_argument_and_lambda_in_fork_workers(tmp_path):
+    svc = FunctionTrainingService(no_argument_objective, concurrency=1)
+    svc.start()
+    job = _job(tmp_path, "noarg", {"x": 1})
+    _run(svc, [job])
+    svc.shutdown()
+    assert [r["value"] for r in MetricsReader(job.trial_dir).read()] == [2]
+
+    offset = 5
+    closure = FunctionTrainingService(lambda p: p["x"] + offset, concurrency=1)  # cannot pickle: fork
+    assert closure.start_method == "fork"
+    closure.start()
+    job = _job(tmp_path, "lam", {"x": 1})
+    _run(closure, [job])
+    closure.shutdown()
+    assert [r["value"] for r in MetricsReader(job.trial_dir).read()] == [6]
+
+
+def test_function_reattach_after_manager_loss(tmp_path):
+    svc = FunctionTrainingService(objective, concurrency=1)
+    done = _job(tmp_path, "done", {"x": 1})
+    (done.control_dir).mkdir(parents=True)
+    (done.control_dir / "exitcode").write_text("0 1.0\n")
+    assert svc.reattach(done, 123, None).exit_code == 0
+    lost = _job(tmp_path, "lost", {"x": 1})
+    assert svc.reattach(lost, 123, None).exit_code is None
+    assert svc.reattach(_job(tmp_path, "new", {"x": 1}), None, None) is False

@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from nni_pl.errors import ConfigError
+from nni_pl.training._base import MetricsReader, TrialJob, write_parameter_file
+from nni_pl.training.local import GpuScheduler, LocalTrainingService, _alive
+
+TRIAL = textwrap.dedent(
+    """
+    import os, sys, time, json
+    import nni_pl as nni
+    p = nni.get_next_parameter()
+    print("CVD=" + repr(os.environ.get("CUDA_VISIBLE_DEVICES")), "ARGS=" + json.dumps(sys.argv[1:]), flush=True)
+    if p.get("sleep"):
+        if p.get("child"):  # leave a grandchild behind in the process group
+            import subprocess; subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        time.sleep(p["sleep"])
+    nni.report_intermediate_result(p.get("x", 0))
+    if p.get("fail"):
+        print("something went wrong", file=sys.stderr)
+        sys.exit(3)
+    nni.report_final_result(p.get("x", 0) * 2)
+    """
+)
+
+
+@pytest.fixture
+def code_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "code"
+    d.mkdir()
+    (d / "trial.py").write_text(TRIAL)
+    return d
+
+
+def _job(tmp_path: Path, trial_id: str, params: dict, seq: int = 0) -> TrialJob:
+    job = TrialJob("exp1", trial_id, seq, seq, "algorithm", params, tmp_path / "trials" / trial_id)
+    write_parameter_file(job)
+    return job
+
+
+def _wait(service: LocalTrainingService, n: int, timeout: float = 30) -> list:
+    ends = []
+    deadline = time.time() + timeout
+    while len(ends) < n and time.time() < deadline:
+        ends += service.poll(0.2)
+    assert len(ends) == n, f"only {len(ends)} of {n} trials ended"
+    return ends
+
+
+def test_local_runs_trials_and_records_exit_code_and_metrics(tmp_path, code_dir):
+    svc = LocalTrainingService(command="python trial.py", code_directory=code_dir, concurrency=2)
+    ok, bad = _job(tmp_path, "okay1", {"x": 2}), _job(tmp_path, "fail1", {"x": 1, "fail": 1}, 1)
+    assert svc.free_slots() == 2
+    info = svc.submit(ok)
+    svc.submit(bad)
+    assert svc.free_slots() == 0 and info.pid > 0
+    ends = {e.trial_id: e for e in _wait(svc, 2)}
+    assert ends["okay1"].exit_code == 0 and ends["okay1"].error is None
+    assert ends["fail1"].exit_code == 3 and "something went wrong" in ends["fail1"].error
+    recs = MetricsReader(ok.trial_dir).read()
+    assert [(r["type"], r["value"]) for r in recs] == [("PERIODICAL", 2), ("FINAL", 4)]
+    # run.sh reproduces the trial; the exit code is kept durably in the trial folder
+    assert (ok.trial_dir / "run.sh").read_text().count("NNI_TRIAL_JOB_ID=okay1") == 1
+    assert (bad.trial_dir / ".nni" / "exitcode").read_text().split()[0] == "3"
+    assert "CVD=None" in (ok.trial_dir / "stdout").read_text()  # trialGpuNumber unset: left alone
+
+
+def test_local_python_on_path_is_the_running_interpreter(tmp_path, code_dir):
+    svc = LocalTrainingService(
+        command='python -c "import sys; print(sys.executable)"', code_directory=code_dir
+    )
+    job = _job(tmp_path, "which", {})
+    svc.submit(job)
+    _wait(svc, 1)
+    assert Path((job.trial_dir / "stdout").read_text().strip()).parent == Path(sys.executable).parent
+
+
+def test_local_terminate_kills_the_whole_process_group(tmp_path, code_dir):
+    svc = LocalTrainingService(command="python trial.py", code_directory=code_dir)
+    job = _job(tmp_path, "slow1", {"sleep": 30, "child": 1})
+    info = svc.submit(job)
+    time.sleep(1.0)
+    svc.terminate("slow1", grace=2)
+    (end,) = _wait(svc, 1, timeout=15)
+    assert end.exit_code == 128 + signal.SIGTERM
+    time.sleep(0.3)
+    assert _live_members(info.pid) == []  # nothing of the group is left, grandchild included
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of a group that are not zombies (this machine's init reaps orphans late)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            data = open(f"/proc/{entry}/stat", "rb").read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            out.append(int(entry))
+    return out
+
+
+def test_local_gpu_assignment_from_declared_indices(tmp_path, code_dir):
+    svc = LocalTrainingService(
+        command="python trial.py",
+        code_directory=code_dir,
+        concurrency=4,
+        gpu_number=1,
+        gpu_indices=[0, 1],
+        use_active_gpu=True,
+    )
+    jobs = [_job(tmp_path, f"gpu{i}", {"sleep": 0.5}, i) for i in range(3)]
+    svc.submit(jobs[0])
+    svc.submit(jobs[1])
+    assert svc.free_slots() == 0  # both GPUs busy, concurrency would allow more
+    _wait(svc, 2)
+    svc.submit(jobs[2])
+    _wait(svc, 1)
+    seen = sorted((j.trial_dir / "stdout").read_text().split()[0] for j in jobs[:2])
+    assert seen == ["CVD='0'", "CVD='1'"]
+
+
+def test_local_gpu_number_zero_hides_gpus(tmp_path, code_dir):
+    svc = LocalTrainingService(command="python trial.py", code_directory=code_dir, gpu_number=0)
+    job = _job(tmp_path, "nogpu", {})
+    svc.submit(job)
+    _wait(svc, 1)
+    assert "CVD=''" in (job.trial_dir / "stdout").read_text()
+
+
+def test_local_rejects_more_gpus_than_available(code_dir):
+    with pytest.raises(ConfigError, match=r"trialGpuNumber.*needs 2 GPU\(s\) but 1 are available"):
+        LocalTrainingService(
+            command="python trial.py", code_directory=code_dir, gpu_number=2, gpu_indices=[0]
+        )
+
+
+def test_local_extra_args_are_appended_quoted(tmp_path, code_dir):
+    from nni_pl.training._cli_args import lightning_cli_args
+
+    svc = LocalTrainingService(
+        command="python trial.py", code_directory=code_dir, extra_args=lightning_cli_args
+    )
+    job = _job(tmp_path, "cli01", {"model.name": "a b", "data.batch_size": 32, "lr": 0.1})
+    svc.submit(job)
+    _wait(svc, 1)
+    out = (job.trial_dir / "stdout").read_text()
+    assert json.loads(out.split("ARGS=", 1)[1]) == ["--model.name=a b", "--data.batch_size=32"]
+
+
+def test_local_reattach_to_a_trial_of_a_dead_manager(tmp_path, code_dir):
+    first = LocalTrainingService(command="python trial.py", code_directory=code_dir)
+    running = _job(tmp_path, "keep1", {"sleep": 1.5, "x": 5})
+    info = first.submit(running)
+    first.procs.clear()  # the manager "dies": forget the process without killing it
+
+    second = LocalTrainingService(command="python trial.py", code_directory=code_dir)
+    assert second.reattach(running, info.pid, info.pid_started_at) is True
+    (end,) = _wait(second, 1)
+    assert end.exit_code == 0  # read from .nni/exitcode: not our child, still exact
+    assert second.reattach(running, info.pid, info.pid_started_at).exit_code == 0  # ended meanwhile
+    never = _job(tmp_path, "never", {})
+    assert second.reattach(never, None, None) is False
+
+
+def test_local_reattach_detects_a_lost_process(tmp_path, code_dir):
+    svc = LocalTrainingService(command="python trial.py", code_directory=code_dir)
+    job = _job(tmp_path, "lost1", {})
+    (job.control_dir / "pid").write_text("999999 1\n")
+    end = svc.reattach(job, None, None)
+    assert end.exit_code is None and "no exit code" in end.error
+
+
+def test_alive_rejects_a_reused_pid():
+    assert _alive(os.getpid(), None)
+    assert not _alive(os.getpid(), started_at=-1.0)
+
+
+def test_gpu_scheduler_spreads_and_releases():
+    s = GpuScheduler(gpu_number=2, indices=[0, 1, 2], per_gpu=1)
+    assert s.acquire("a") == [0, 1]
+    assert s.acquire("b") is None
+    s.release("a")
+    assert s.acquire("c") == [0, 1]
+    assert GpuScheduler(gpu_number=None).acquire("x") == []
