@@ -26,6 +26,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,8 @@ def format_duration(seconds: float | None) -> str | None:
         n = seconds / _UNITS[unit]
         if n >= 1 and float(n).is_integer():
             return f"{int(n)}{unit}"
-    return f"{seconds:g}s"
+    # Decimal(repr(x)) writes the float exactly, never in exponent form (which parse_duration rejects)
+    return f"{Decimal(repr(float(seconds))):f}s"
 
 
 # --- small typed readers ---------------------------------------------------------------------------------
@@ -317,9 +319,6 @@ def _v1_algorithm(raw: Any, kind: str, notes: list[str]) -> Any:
         module = Path(out.pop("classFileName")).stem
         out["className"] = f"{module}.{out['className']}" if "className" in out else module
         notes.append(f"{kind}.classFileName+className -> {kind}.className")
-    if "gpuIndices" in out:
-        out.pop("gpuIndices")
-        notes.append(f"{kind}.gpuIndices dropped (use tunerGpuIndices)")
     if "gpuNum" in out:
         out.pop("gpuNum")
         notes.append(f"{kind}.gpuNum dropped")
@@ -350,12 +349,16 @@ def v1_to_v2(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             notes.append("trainingServicePlatform -> trainingService.platform")
         elif key == "localConfig":
             ts = out.setdefault("trainingService", {})
-            for k1, k2 in (
-                ("gpuIndices", "gpuIndices"),
-                ("maxTrialNumPerGpu", "maxTrialNumberPerGpu"),
-                ("useActiveGpu", "useActiveGpu"),
-            ):
-                if isinstance(value, Mapping) and k1 in value:
+            local_keys = {
+                "gpuIndices": "gpuIndices",
+                "maxTrialNumPerGpu": "maxTrialNumberPerGpu",
+                "useActiveGpu": "useActiveGpu",
+            }
+            if not isinstance(value, Mapping):
+                raise ConfigError("localConfig", f"got {value!r}; v1 'localConfig' is a mapping")
+            _check_keys(value, list(local_keys), "localConfig")
+            for k1, k2 in local_keys.items():
+                if k1 in value:
                     ts[k2] = value[k1]
             notes.append("localConfig -> trainingService")
         elif key == "trial":
@@ -378,6 +381,11 @@ def v1_to_v2(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
                     "is a v1 key of a platform this version does not support; only command, codeDir and gpuNum map",
                 )
         elif key in ("tuner", "assessor", "advisor"):
+            if isinstance(value, Mapping) and "gpuIndices" in value:
+                # v1 gave each algorithm its own gpuIndices; v2 has one tunerGpuIndices for their shared process
+                out["tunerGpuIndices"] = value["gpuIndices"]
+                notes.append(f"{key}.gpuIndices -> tunerGpuIndices")
+                value = {k: v for k, v in value.items() if k != "gpuIndices"}
             out[key] = _v1_algorithm(value, key, notes)
         else:
             out[key] = value
@@ -459,7 +467,7 @@ class ExperimentConfig:
                 logger.warning("NNI v1 config keys mapped to v2: %s", "; ".join(notes))
         _check_keys(raw, _KEYS, "")
 
-        if raw.get("useAnnotation"):
+        if _bool(raw.get("useAnnotation"), "useAnnotation", False):
             raise ConfigError(
                 "useAnnotation",
                 "NNI annotations are not supported; call nni_pl.get_next_parameter() in the trial and give a searchSpace",

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import peewee as pw
 
@@ -36,6 +37,7 @@ __all__ = [
     "MetricRow",
     "Store",
     "TrialRow",
+    "redact_url",
     "sqlite_url",
 ]
 
@@ -62,6 +64,31 @@ EXP_VIEWED = "VIEWED"
 
 def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password masked, for messages and logs.
+
+    Example:
+        >>> redact_url("postgresql://nni:s3cret@db.example:5432/nni")
+        'postgresql://nni:***@db.example:5432/nni'
+    """
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    except ValueError:
+        return url
+
+
+def _driver_error(url: str) -> MissingDependencyError:
+    scheme = url.split("://", 1)[0].lower()
+    if scheme.startswith("mysql"):
+        return MissingDependencyError("pymysql", "mysql", "a MySQL store")
+    return MissingDependencyError("psycopg2-binary", "postgres", "a PostgreSQL store")
 
 
 def _dumps(value: Any) -> str:
@@ -251,7 +278,10 @@ def _open_database(url: str) -> pw.Database:
         path = url[len("sqlite:///") :]
         if not path.startswith("/"):
             path = str(Path(path).resolve())
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the folder of the SQLite store {url!r}: {e}") from e
         return pw.SqliteDatabase(
             path,
             pragmas={
@@ -261,21 +291,20 @@ def _open_database(url: str) -> pw.Database:
                 "foreign_keys": 1,
             },
             timeout=15,
+            # Writers take the lock at BEGIN: a deferred transaction that reads first and then writes
+            # cannot wait for another writer (SQLite answers "database is locked" at once, whatever busy_timeout).
+            lock_type="IMMEDIATE",
         )
     from playhouse.db_url import connect
 
     try:
-        return connect(url)
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        scheme = url.split("://", 1)[0]
-        if scheme.startswith("postgres"):
-            raise MissingDependencyError("psycopg2-binary", "postgres", "a PostgreSQL store") from e
-        if scheme.startswith("mysql"):
-            raise MissingDependencyError("pymysql", "mysql", "a MySQL store") from e
-        raise
+        # unquote: a password such as "p@ss" must be written "p%40ss" in a URL
+        return connect(url, unquote_password=True, unquote_user=True)
     except (ValueError, RuntimeError) as e:
+        shown = redact_url(url)
         raise StoreError(
-            f"cannot use store URL {url!r}: {e}; expected e.g. sqlite:///path/store.sqlite or postgresql://user@host:5432/db"
+            f"cannot use store URL {shown!r}: {str(e).replace(url, shown)}; "
+            "expected e.g. sqlite:///path/store.sqlite or postgresql://user@host:5432/db"
         ) from e
 
 
@@ -298,8 +327,13 @@ class Store:
                 self._Meta.insert(
                     key="schema_version", value=str(SCHEMA_VERSION)
                 ).on_conflict_ignore().execute()
-        except pw.OperationalError as e:
-            raise StoreError(f"cannot open the store at {url!r}: {e}") from e
+        except pw.ImproperlyConfigured as e:
+            # peewee imports the drivers softly and only complains here ("... driver not found.")
+            self.close()
+            raise _driver_error(url) from e
+        except (pw.DatabaseError, pw.InterfaceError) as e:
+            self.close()
+            raise StoreError(f"cannot open the store at {redact_url(url)!r}: {str(e).strip()}") from e
 
     @classmethod
     def for_directory(cls, directory: str | Path) -> Store:
@@ -329,20 +363,27 @@ class Store:
         self, *, id: str, name: str | None, config: dict[str, Any], directory: str, status: str = EXP_RUNNING
     ) -> ExperimentRow:
         now = time.time()
-        with self.db.atomic():
-            if self._Exp.get_or_none(self._Exp.id == id) is not None:
-                raise StoreError(
-                    f"an experiment with id {id!r} already exists in {self.url}; pick another --id or resume it"
+        try:
+            # the primary key decides, so two hosts creating the same id at once cannot both succeed
+            with self.db.atomic():
+                self._Exp.create(
+                    id=id,
+                    name=name,
+                    status=status,
+                    config=_dumps(config),
+                    directory=directory,
+                    created_at=now,
                 )
-            self._Exp.create(
-                id=id, name=name, status=status, config=_dumps(config), directory=directory, created_at=now
-            )
+        except pw.IntegrityError as e:
+            raise StoreError(
+                f"an experiment with id {id!r} already exists in {redact_url(self.url)}; pick another --id or resume it"
+            ) from e
         return self.get_experiment(id)
 
     def get_experiment(self, id: str) -> ExperimentRow:
         m = self._Exp.get_or_none(self._Exp.id == id)
         if m is None:
-            raise ExperimentNotFoundError(f"no experiment {id!r} in store {self.url}")
+            raise ExperimentNotFoundError(f"no experiment {id!r} in store {redact_url(self.url)}")
         return self._exp_row(m)
 
     def list_experiments(self) -> list[ExperimentRow]:
@@ -357,7 +398,7 @@ class Store:
         with self.db.atomic():
             n = self._Exp.update(**values).where(self._Exp.id == id).execute()
         if n == 0:
-            raise ExperimentNotFoundError(f"no experiment {id!r} in store {self.url}")
+            raise ExperimentNotFoundError(f"no experiment {id!r} in store {redact_url(self.url)}")
 
     def delete_experiment(self, id: str) -> None:
         with self.db.atomic():
@@ -378,8 +419,15 @@ class Store:
         data["experiment"] = data.pop("experiment_id")
         data["parameters"] = _dumps(data["parameters"])
         data["final"] = None if trial.final is None else _dumps(trial.final)
-        with self.db.atomic():
-            self._Trial.create(**data)
+        try:
+            with self.db.atomic():
+                self._Trial.create(**data)
+        except pw.IntegrityError as e:
+            raise StoreError(
+                f"experiment {trial.experiment_id!r} cannot take trial {trial.trial_id!r} "
+                f"(sequence id {trial.sequence_id}): a trial with that id or sequence id exists, "
+                f"or the experiment does not: {str(e).strip()}"
+            ) from e
 
     def update_trial(self, experiment_id: str, trial_id: str, **values: Any) -> None:
         unknown = set(values) - set(_TRIAL_FIELDS)

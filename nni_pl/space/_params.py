@@ -239,23 +239,23 @@ class QUniform(_Numeric):
             return False
         if self.integer_valued and not _is_int(value):
             return False
-        return value in (self.low, self.high) or self._on_q_grid(value)
+        if value == self.low or value == self.high:
+            # a bound is reachable when it is a multiple of q or the clip lands on it
+            return self._on_q_grid(value) or self.quantize(value) == value
+        return self._on_q_grid(value)
 
     @property
     def is_finite(self) -> bool:
         return True
 
     def grid(self) -> list[float | int]:
-        # Every value the formula can produce: the multiples of q inside the bounds, plus a bound when
-        # the clip can land on it. (NNI 2.5's grid tuner started at ``low``; that can give values the
-        # quniform formula never produces, e.g. 7 for [2, 10, 5], so we keep the set consistent instead.)
+        # Every value the formula can produce: round(x / q) runs over round(low / q) .. round(high / q)
+        # as x goes from low to high, and each multiple is then clipped into the bounds (so a bound is
+        # included only when the clip can land on it). (NNI 2.5's grid tuner started at ``low``; that can
+        # give values the quniform formula never produces, e.g. 7 for [2, 10, 5].)
         q = self._q
-        values = {self._finish(self.low), self._finish(self.high)}
-        k = math.ceil(self.low / q - 1e-9)
-        while k * q <= self.high + 1e-9 * max(1.0, abs(self.high)):
-            values.add(self.quantize(k * q))
-            k += 1
-        return sorted(values)
+        first, last = round(self.low / q), round(self.high / q)
+        return sorted({self.quantize(k * q) for k in range(first, last + 1)})
 
     def to_json(self) -> dict[str, Any]:
         return {"_type": self.TYPE, "_value": [self.low, self.high, self._q]}

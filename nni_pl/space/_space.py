@@ -483,8 +483,9 @@ class SearchSpace(Mapping[str, Param]):
                 detail = ""
                 if isinstance(p, Choice):
                     i = p.index_of(value)
-                    if i is not None and isinstance(p.options[i], Branch):
-                        detail = _branch_problem(p.options[i], value, name) or ""
+                    opt = p.options[i] if i is not None else None
+                    if isinstance(opt, Branch):
+                        detail = _branch_problem(opt, value, _join(name, opt.name)) or ""
                 raise SearchSpaceError(
                     name,
                     f"value is outside {_fmt(p.to_json())}",

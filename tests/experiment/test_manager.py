@@ -129,7 +129,7 @@ def test_custom_assessor_early_stops_graceful_and_plain_trials(project):
     )
     (cfg.parent / "my_assessor.py").write_text(ASSESSOR)
     assert main(["launch", str(cfg), "--id", "asse0001", "--no-display"]) == 0
-    store, trials = _trials("asse0001")
+    _, trials = _trials("asse0001")
     by = {(t.parameters["x"], t.parameters["graceful"]): t for t in trials}
     assert by[(100, 0)].status == by[(100, 1)].status == st.SUCCEEDED
     plain, graceful = by[(0, 0)], by[(0, 1)]
