@@ -68,7 +68,8 @@ def main() -> float:
     nni_callback = NNICallback(monitor="val_acc", mode="max")
     callbacks: list[Callback] = [nni_callback]
     # Inside an experiment, keep logs and the best checkpoint in the trial's own directory.
-    output_dir = os.environ.get("NNI_OUTPUT_DIR") or os.environ.get("NNI_SYS_DIR")
+    trial_dir = nni.get_output_dir()  # None when run standalone
+    output_dir = str(trial_dir) if trial_dir else None
     if output_dir:
         callbacks.append(
             ModelCheckpoint(dirpath=os.path.join(output_dir, "checkpoints"), monitor="val_acc", mode="max")

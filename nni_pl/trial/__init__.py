@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from nni_pl.trial._context import FINAL, PERIODICAL, TrialContext, current, normalize_metric
@@ -24,6 +25,7 @@ __all__ = [
     "get_current_parameter",
     "get_experiment_id",
     "get_next_parameter",
+    "get_output_dir",
     "get_sequence_id",
     "get_trial_budget",
     "get_trial_id",
@@ -79,6 +81,11 @@ def get_trial_id() -> str:
 
 def get_sequence_id() -> int:
     return current().sequence_id
+
+
+def get_output_dir() -> Path | None:
+    """The trial's own directory (``NNI_OUTPUT_DIR``): put logs and checkpoints there; ``None`` standalone."""
+    return current().trial_dir
 
 
 def get_trial_budget() -> float | None:

@@ -1,8 +1,9 @@
 """Who a trial is, and the durable channel it reports through.
 
 The manager starts a trial with NNI's environment variables and a trial directory that holds
-``parameter.json``. Reports are appended to ``metrics.jsonl`` in that directory and fsync'd before the
-call returns, so a finished report survives a crash of the manager (or of the trial right after).
+``parameter.json``. Reports are appended to ``metrics.jsonl`` in that directory before the call returns,
+so a report survives a crash or kill of the manager or of the trial right after; the final result is
+also fsync'd, so it survives a crash of the machine.
 The manager reads the file; it never parses a trial's stdout.
 
 This module must stay import-light: trial processes import it on every start.
@@ -230,8 +231,11 @@ class TrialContext:
             assert self._seq is not None
             record = {"seq": self._seq, "type": kind, "value": metric, "time": time.time()}
             line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+            # Once write() returns, the report is in the kernel: a crash or kill of the trial or of the
+            # manager cannot lose it. The final result is also fsync'd, so it survives a machine crash.
             os.write(fd, line)
-            os.fsync(fd)  # the report is on disk before we return: a crash now loses nothing
+            if kind == FINAL:
+                os.fsync(fd)
             self._seq += 1
 
     def _log_standalone(self, kind: str, metric: Any) -> None:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from nni_pl.callbacks import NNICallback
 from nni_pl.errors import ConfigError, NniPlError
 from nni_pl.space import SearchSpace
+from nni_pl.training._cli_args import lightning_cli_args
 from nni_pl.trial._context import TrialContext, activate
 
 pytestmark = pytest.mark.filterwarnings(
@@ -437,7 +438,8 @@ def test_hpo_preset_with_lightning_cli_example(
 ) -> None:
     """``train_cli.py fit --config callbacks/hpo.yaml`` reports; CLI-path parameters reach the model."""
     pytest.importorskip("jsonargparse", reason="LightningCLI needs jsonargparse[signatures]")
-    start_trial(trial_dir, {"model.hidden_size": 16, "data.batch_size": 128, "model.optimizer": "SGD"})
+    params = {"model.hidden_size": 16, "data.batch_size": 128, "model.optimizer": "SGD"}
+    start_trial(trial_dir, params)
     monkeypatch.setattr(sys, "argv", ["train_cli.py"])
     monkeypatch.syspath_prepend(str(EXAMPLE))
     monkeypatch.delitem(sys.modules, "model", raising=False)
@@ -453,6 +455,7 @@ def test_hpo_preset_with_lightning_cli_example(
                 "--trainer.max_epochs=2",
                 f"--trainer.default_root_dir={tmp_path}",
                 *overrides,
+                *lightning_cli_args(params),  # what the manager appends to the trial command
             ]
         )
     finally:
