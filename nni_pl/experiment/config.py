@@ -78,7 +78,7 @@ def format_duration(seconds: float | None) -> str | None:
         if n >= 1 and float(n).is_integer():
             return f"{int(n)}{unit}"
     # Decimal(repr(x)) writes the float exactly, never in exponent form (which parse_duration rejects)
-    return f"{Decimal(repr(float(seconds))):f}s"
+    return f"{Decimal(repr(float(seconds))).normalize():f}s"
 
 
 # --- small typed readers ---------------------------------------------------------------------------------

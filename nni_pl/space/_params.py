@@ -117,7 +117,7 @@ class _Numeric(Param):
 
     def _finish(self, x: float) -> float | int:
         if self.integer_valued:
-            return int(round(x))
+            return round(x)
         return float(x)
 
     def _round_to_q(self, x: float) -> float:
