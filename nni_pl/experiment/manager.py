@@ -133,6 +133,7 @@ class Manager:
         self._last_sync = 0.0
         self._last_update = 0.0
         self._stopped_by_user: set[str] = set()
+        self._requeued_cache: int | None = None
 
     # --- public --------------------------------------------------------------------------------------------------
     def request_stop(self, reason: str = "user") -> None:
@@ -267,7 +268,15 @@ class Manager:
 
     # --- scheduling ----------------------------------------------------------------------------------------------
     def _counted(self) -> int:
-        return sum(1 for t in self.trials.values() if not t.requeue)
+        """Trials that count towards maxTrialNumber (a re-queued interrupted trial does not)."""
+        return len(self.trials) - self._requeued
+
+    @property
+    def _requeued(self) -> int:
+        # kept incrementally: _counted() runs before every scheduling decision
+        if self._requeued_cache is None:
+            self._requeued_cache = sum(1 for t in self.trials.values() if t.requeue)
+        return self._requeued_cache
 
     def _elapsed(self) -> float:
         return self.elapsed_before + (time.time() - self.session_start)
@@ -424,6 +433,8 @@ class Manager:
             error=end.error if status != st.SUCCEEDED else None,
             requeue=requeue,
         )
+        if requeue:
+            self._requeued_cache = None
         if status == st.SUCCEEDED and not has_final:
             logger.warning(
                 "trial %s succeeded without reporting a final result (call report_final_result)", t.trial_id
