@@ -1,0 +1,329 @@
+"""The numeric core of the model-based tuners: an internal coordinate per dimension, and Parzen mixtures.
+
+Every searched dimension of a :class:`~nni_pl.space.SearchSpace` gets a :class:`DimCodec` that maps its
+values to an internal real coordinate (log scale for the log types, the option index for ``choice``),
+knows the prior in that coordinate, and maps back with NNI's rounding and clipping. A
+:class:`ParzenMixture` is a weighted mixture of product kernels over several dimensions (truncated
+normals for numbers, smoothed one-hot tables for choices), with a prior component; TPE builds two of
+them, one on the good and one on the bad observations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import log_ndtr, ndtr, ndtri
+
+from nni_pl.space import Choice, Param
+from nni_pl.space._params import (
+    LogNormal,
+    LogUniform,
+    Normal,
+    QLogNormal,
+    QLogUniform,
+    QNormal,
+    QUniform,
+    Randint,
+    Uniform,
+)
+
+__all__ = ["DimCodec", "ParzenMixture", "default_weights", "neighbour_bandwidths"]
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+_LOG_FLOOR = -1e3  # log-probability given to impossible values, instead of -inf
+
+
+def default_weights(n: int) -> np.ndarray:
+    """Observation weights in arrival order: the 25 newest weigh 1, older ones ramp down linearly."""
+    if n < 25:
+        return np.ones(n)
+    return np.concatenate([np.linspace(1.0 / n, 1.0, num=n - 25), np.ones(25)])
+
+
+class DimCodec:
+    """One searched dimension in the tuners' internal coordinate.
+
+    Attributes:
+        kind: ``"cat"`` (choice; coordinate = option index), ``"num"`` or ``"const"`` (a bounded
+            numeric type whose bounds coincide).
+        discrete: whether numeric values are quantised (randint and the q-types).
+        lo, hi: the internal truncation bounds (infinite for the normal types).
+        prior_mu, prior_sigma: the prior as a normal in the internal coordinate (for bounded types a
+            wide kernel centred in the range, truncated to it).
+        span: the scale bandwidths are clipped against.
+    """
+
+    def __init__(self, param: Param) -> None:
+        self.param = param
+        self.discrete = False
+        self.n_options = 0
+        self.q = getattr(param, "q", None)
+        p: Any = param
+        if isinstance(param, Choice):
+            self.kind = "cat"
+            self.n_options = len(param.options)
+            self.lo = self.hi = self.prior_mu = self.prior_sigma = self.span = math.nan
+            return
+        self.kind = "num"
+        self.log = bool(getattr(param, "log", False))
+        if isinstance(param, (Normal, QNormal, LogNormal, QLogNormal)):
+            self.lo, self.hi = -math.inf, math.inf
+            self.prior_mu, self.prior_sigma = float(p.mu), float(p.sigma)
+            self.span = self.prior_sigma
+        else:
+            if isinstance(param, Randint):
+                lo, hi = float(p.low), float(p.high)
+            elif isinstance(param, (LogUniform, QLogUniform)):
+                lo, hi = math.log(p.low), math.log(p.high)
+            else:
+                lo, hi = float(p.low), float(p.high)
+            self.lo, self.hi = lo, hi
+            self.prior_mu, self.prior_sigma = 0.5 * (lo + hi), hi - lo
+            self.span = hi - lo
+            if not hi > lo:
+                self.kind = "const"
+        self.discrete = isinstance(param, (Randint, QUniform, QLogUniform, QNormal, QLogNormal))
+
+    # --- coordinates ---------------------------------------------------------------------------------
+    def encode(self, value: Any) -> float:
+        """The internal coordinate of a value of this dimension (a choice's value is its option index)."""
+        if self.kind == "cat":
+            return float(value)
+        v = float(value)
+        if isinstance(self.param, Randint):
+            return v + 0.5
+        if isinstance(self.param, QLogNormal):
+            return math.log(max(v, 0.25 * self.q))
+        if self.log:
+            return math.log(v)
+        return v
+
+    def values(self, x: np.ndarray) -> np.ndarray:
+        """Internal coordinates -> quantised, clipped values (as floats), vectorised."""
+        p: Any = self.param
+        if self.kind == "const":
+            return np.full(x.shape, float(p.low))
+        v = np.exp(x) if self.log else x
+        if isinstance(self.param, Randint):
+            return np.clip(np.floor(v), p.low, p.high - 1)
+        if isinstance(self.param, (Uniform, LogUniform)):
+            return np.clip(v, p.low, p.high)
+        if isinstance(self.param, (QUniform, QLogUniform)):
+            return np.clip(np.round(v / self.q) * self.q, p.low, p.high)
+        if isinstance(self.param, QNormal):
+            return np.round(v / self.q) * self.q
+        if isinstance(self.param, QLogNormal):
+            return np.maximum(np.round(v / self.q) * self.q, 0.0)
+        return v
+
+    def decode(self, x: float) -> Any:
+        """One internal coordinate -> the exact value NNI's formula gives (right Python type)."""
+        if self.kind == "cat":
+            return int(x)
+        p: Any = self.param
+        if self.kind == "const":
+            return p.quantize(p.low)
+        if isinstance(self.param, Randint):
+            return p.quantize(x)
+        v = math.exp(x) if self.log else float(x)
+        return p.quantize(v)
+
+    def bins(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For quantised values ``v``: the internal interval of raw coordinates that round to each."""
+        p: Any = self.param
+        q = self.q
+        if isinstance(self.param, Randint):
+            return v, v + 1.0
+        if isinstance(self.param, QNormal):
+            return v - 0.5 * q, v + 0.5 * q
+        if isinstance(self.param, QLogNormal):
+            with np.errstate(divide="ignore"):
+                return np.log(np.maximum(v - 0.5 * q, 0.0)), np.log(v + 0.5 * q)
+        # quniform / qloguniform: multiples of q own a q-wide cell; a bound that is not a multiple
+        # collects everything the clip pushes onto it.
+        k = np.round(v / q)
+        on_grid = np.abs(v / q - k) <= 1e-9 * np.maximum(1.0, np.abs(k))
+        a = np.where(on_grid, (k - 0.5) * q, np.where(v <= p.low, -np.inf, (np.ceil(p.high / q) - 0.5) * q))
+        b = np.where(on_grid, (k + 0.5) * q, np.where(v >= p.high, np.inf, (np.floor(p.low / q) + 0.5) * q))
+        a = np.clip(a, p.low, p.high)
+        b = np.clip(b, p.low, p.high)
+        if self.log:
+            return np.log(a), np.log(b)
+        return a, b
+
+    def prior_sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """Internal coordinates drawn from the prior (decoding them gives NNI's distribution)."""
+        if self.kind == "cat":
+            return rng.integers(self.n_options, size=size).astype(float)
+        if self.kind == "const":
+            return np.full(size, self.lo)
+        if math.isinf(self.lo):
+            return rng.normal(self.prior_mu, self.prior_sigma, size=size)
+        return rng.uniform(self.lo, self.hi, size=size)
+
+    def evaluation_points(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """What the density is evaluated on for raw candidates ``x``: the point, its bin, or the index."""
+        if self.kind == "cat":
+            return (x.astype(int),)
+        v = self.values(x)
+        if self.discrete:
+            return self.bins(v)
+        return (np.log(v) if self.log else v,)
+
+
+def neighbour_bandwidths(
+    mus: np.ndarray, lo: float, hi: float, span: float, n_kernels: int, min_factor: float = 1.0
+) -> np.ndarray:
+    """Per-kernel bandwidths: the larger gap to a sorted neighbour, clipped to ``[span / min(100, 1 + K) * f, span]``.
+
+    Endpoints (finite bounds) act as neighbours of the outermost observations only through the inner
+    gaps, so an observation next to a bound does not get a needlessly wide kernel.
+    """
+    n = len(mus)
+    if n == 0:
+        return np.empty(0)
+    order = np.argsort(mus, kind="stable")
+    s = mus[order]
+    left = np.empty(n + 2)
+    left[0] = min(lo, s[0])
+    left[-1] = max(hi, s[-1])
+    left[1:-1] = s
+    sig = np.maximum(left[1:-1] - left[:-2], left[2:] - left[1:-1])
+    if n >= 2:
+        sig[0] = left[2] - left[1]
+        sig[-1] = left[-2] - left[-3]
+    out = np.empty(n)
+    out[order] = sig
+    min_sigma = span / min(100.0, 1.0 + n_kernels) * min_factor
+    return np.clip(out, min_sigma, span)
+
+
+@dataclass
+class _NumKernels:
+    mus: np.ndarray
+    sigmas: np.ndarray
+    lo: float
+    hi: float
+    cdf_lo: np.ndarray
+    cdf_hi: np.ndarray
+    log_z: np.ndarray  # log of the truncation mass
+    inv_sigmas: np.ndarray
+    log_norm: np.ndarray  # log(sigma * sqrt(2 pi) * Z): the continuous density's normaliser
+
+
+def _log_diff_ndtr(za: np.ndarray, zb: np.ndarray) -> np.ndarray:
+    """``log(Phi(zb) - Phi(za))`` for ``za <= zb``, accurate in both tails."""
+    flip = za > 0
+    lo = np.where(flip, -zb, za)
+    hi = np.where(flip, -za, zb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lhi = log_ndtr(hi)
+        llo = log_ndtr(lo)
+        out = lhi + np.log1p(-np.exp(np.minimum(llo - lhi, 0.0)))
+    return np.where(np.isfinite(out), out, _LOG_FLOOR)
+
+
+class ParzenMixture:
+    """A weighted mixture of product kernels over some dimensions, plus a prior component.
+
+    Args:
+        codecs: the dimensions, in column order.
+        obs: ``(n, d)`` internal coordinates of the observations (choice columns hold option indices).
+        weights: ``(n,)`` non-negative observation weights.
+        prior_weight: weight of the prior component, relative to an observation of weight 1.
+        min_bandwidth_factor: scales the lower clip of numeric bandwidths.
+        cat_smoothing: how much of a choice kernel's mass is spread uniformly (relative to the prior).
+    """
+
+    def __init__(
+        self,
+        codecs: Sequence[DimCodec],
+        obs: np.ndarray,
+        weights: np.ndarray,
+        *,
+        prior_weight: float = 1.0,
+        min_bandwidth_factor: float = 1.0,
+        cat_smoothing: float = 1.0,
+    ) -> None:
+        n = obs.shape[0]
+        k = n + 1
+        w = np.append(np.asarray(weights, dtype=float), prior_weight) if n else np.ones(1)
+        self.weights = w / w.sum()
+        self.log_weights = np.log(np.maximum(self.weights, 1e-300))
+        self.codecs = list(codecs)
+        self.kernels: list[Any] = []
+        for j, codec in enumerate(self.codecs):
+            col = obs[:, j]
+            if codec.kind == "cat":
+                table = np.full((k, codec.n_options), cat_smoothing * prior_weight / k)
+                if n:
+                    table[np.arange(n), col.astype(int)] += 1.0
+                table[-1] = 1.0 / codec.n_options
+                table /= table.sum(axis=1, keepdims=True)
+                self.kernels.append(table)
+            elif codec.kind == "const":
+                self.kernels.append(None)
+            else:
+                # unbounded (normal) types: virtual end points 3 prior sigmas out, so a lone
+                # observation gets a prior-wide kernel as in the bounded case
+                lo = codec.lo if math.isfinite(codec.lo) else codec.prior_mu - 3 * codec.span
+                hi = codec.hi if math.isfinite(codec.hi) else codec.prior_mu + 3 * codec.span
+                sig = neighbour_bandwidths(col, lo, hi, codec.span, k, min_bandwidth_factor)
+                mus = np.append(col, codec.prior_mu)
+                sigmas = np.append(sig, codec.prior_sigma)
+                cdf_lo = ndtr((codec.lo - mus) / sigmas)
+                cdf_hi = ndtr((codec.hi - mus) / sigmas)
+                # every centre lies inside [lo, hi], so the mass is at least ~1/2 of a tail: no underflow
+                log_z = np.log(np.maximum(cdf_hi - cdf_lo, 1e-300))
+                log_norm = np.log(sigmas) + _LOG_SQRT_2PI + log_z
+                self.kernels.append(
+                    _NumKernels(
+                        mus, sigmas, codec.lo, codec.hi, cdf_lo, cdf_hi, log_z, 1.0 / sigmas, log_norm
+                    )
+                )
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``(size, d)`` raw internal coordinates drawn from the mixture."""
+        ks = rng.choice(len(self.weights), size=size, p=self.weights)
+        out = np.empty((size, len(self.codecs)))
+        for j, (codec, kern) in enumerate(zip(self.codecs, self.kernels)):
+            if codec.kind == "cat":
+                cum = np.cumsum(kern[ks], axis=1)
+                u = rng.random(size)[:, None] * cum[:, -1:]
+                out[:, j] = np.minimum((cum < u).sum(axis=1), codec.n_options - 1)
+            elif codec.kind == "const":
+                out[:, j] = codec.lo
+            else:
+                u = rng.random(size)
+                lo, hi = kern.cdf_lo[ks], kern.cdf_hi[ks]
+                z = ndtri(np.clip(lo + u * (hi - lo), 1e-300, 1.0 - 1e-16))
+                out[:, j] = np.clip(kern.mus[ks] + kern.sigmas[ks] * z, kern.lo, kern.hi)
+        return out
+
+    def log_pdf(self, points: Sequence[tuple[np.ndarray, ...]], size: int) -> np.ndarray:
+        """Log density (log mass for discrete dimensions) of candidates given by :meth:`DimCodec.evaluation_points`."""
+        total: np.ndarray | None = None
+        for codec, kern, pts in zip(self.codecs, self.kernels, points):
+            if codec.kind == "const":
+                continue
+            if codec.kind == "cat":
+                with np.errstate(divide="ignore"):
+                    term = np.log(kern[:, pts[0]]).T
+            elif len(pts) == 2:
+                za = (pts[0][:, None] - kern.mus) * kern.inv_sigmas
+                zb = (pts[1][:, None] - kern.mus) * kern.inv_sigmas
+                term = _log_diff_ndtr(za, zb) - kern.log_z
+            else:
+                z = (pts[0][:, None] - kern.mus) * kern.inv_sigmas
+                term = -0.5 * z * z - kern.log_norm
+            total = term if total is None else total + term
+        if total is None:
+            return np.zeros(size)
+        total = total + self.log_weights
+        m = total.max(axis=1, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0.0)
+        return (m + np.log(np.exp(total - m).sum(axis=1, keepdims=True)))[:, 0]

@@ -1,0 +1,248 @@
+"""The observation store shared by the model-based tuners (TPE, Anneal).
+
+It keeps every learnt ``(parameters, loss)`` both as the user's nested dict and as a row of internal
+coordinates (one column per :class:`~nni_pl.space.Dimension`, NaN where a conditional dimension was
+inactive), so a suggestion reads a ready numpy matrix instead of re-parsing the history.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from nni_pl.errors import NoMoreTrialError, SearchSpaceError
+from nni_pl.hpo._base import HistoryEntry, Tuner, extract_scalar, to_loss, validate_optimize_mode
+from nni_pl.hpo.tuners._common import check_seed, make_rng
+from nni_pl.hpo.tuners._parzen import DimCodec
+from nni_pl.space import Dimension, SearchSpace
+
+__all__ = ["ObservationStore", "StoreTuner"]
+
+log = logging.getLogger(__name__)
+
+RowKey = tuple[Any, ...]
+
+
+class ObservationStore:
+    """Observations of one search space as a growing matrix of internal coordinates.
+
+    Attributes:
+        space: the search space.
+        dims: its dimensions, parents before children.
+        codecs: one :class:`DimCodec` per dimension.
+        parent: for each dimension, the column of the ``choice`` that activates it (``-1`` at top level).
+        parent_index: the option of that choice which activates it (``-1`` at top level).
+        records: ``(parameters, loss, raw metric)`` in arrival order.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.dims: tuple[Dimension, ...] = space.dimensions()
+        self.codecs = [DimCodec(d.param) for d in self.dims]
+        column = {d.key: j for j, d in enumerate(self.dims)}
+        self.parent = [column[d.parent] if d.parent is not None else -1 for d in self.dims]
+        self.parent_index = [int(d.parent_index) if d.parent_index is not None else -1 for d in self.dims]
+        self.records: list[tuple[dict[str, Any], float, float]] = []
+        self._seen: set[RowKey] = set()
+        self._x = np.empty((64, len(self.dims)))
+        self._loss = np.empty(64)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def x(self) -> np.ndarray:
+        """``(n, n_dims)`` internal coordinates of the observations (a view; do not modify)."""
+        return self._x[: self._n]
+
+    @property
+    def loss(self) -> np.ndarray:
+        """``(n,)`` losses (minimised; NaN/inf results are ``inf``)."""
+        return self._loss[: self._n]
+
+    def encode(self, params: Mapping[str, Any], *, quiet: bool = False) -> np.ndarray | None:
+        """The row of ``params``, or ``None`` (and a warning) if it is not a point of the space."""
+        try:
+            self.space.check(params)
+            flat = self.space.flatten(params)
+        except SearchSpaceError as e:
+            if not quiet:
+                log.warning("ignoring a parameter set outside the search space: %s", e)
+            return None
+        row = np.full(len(self.dims), np.nan)
+        for j, d in enumerate(self.dims):
+            if d.key in flat:
+                row[j] = self.codecs[j].encode(flat[d.key])
+        return row
+
+    def decode(self, values: Mapping[int, float]) -> dict[str, Any]:
+        """Nested parameters from ``{column: internal coordinate}`` of the active dimensions."""
+        return self.space.assemble({self.dims[j].key: self.codecs[j].decode(v) for j, v in values.items()})
+
+    def add(self, params: dict[str, Any], loss: float, raw: float) -> bool:
+        """Store one result; ``False`` if ``params`` is not a point of the space."""
+        row = self.encode(params)
+        if row is None:
+            return False
+        if self._n == self._x.shape[0]:
+            self._x = np.concatenate([self._x, np.empty_like(self._x)])
+            self._loss = np.concatenate([self._loss, np.empty_like(self._loss)])
+        self._x[self._n] = row
+        self._loss[self._n] = loss
+        self._n += 1
+        self.records.append((params, loss, raw))
+        self.mark_seen(row)
+        return True
+
+    # --- which points were already generated or observed ---------------------------------------------
+    @staticmethod
+    def key(row: np.ndarray) -> RowKey:
+        return tuple(None if math.isnan(v) else float(v) for v in row)
+
+    def mark_seen(self, row: np.ndarray) -> None:
+        self._seen.add(self.key(row))
+
+    def is_seen(self, row: np.ndarray) -> bool:
+        return self.key(row) in self._seen
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether every point of a finite space has been generated or observed."""
+        return self.space.is_finite and len(self._seen) >= self.space.size
+
+    def random_unseen(self, rng: np.random.Generator) -> dict[str, Any]:
+        """A prior sample; in a finite space, one not seen before when there is one."""
+        params = self.space.sample(rng)
+        if not self.space.is_finite:
+            return params
+        for _ in range(100):
+            row = self.encode(params)
+            if row is not None and not self.is_seen(row):
+                return params
+            params = self.space.sample(rng)
+        for p in self.space.grid():  # nearly exhausted: walk the grid
+            row = self.encode(p)
+            if row is not None and not self.is_seen(row):
+                return p
+        return params
+
+    def rebuilt(self, space: SearchSpace) -> ObservationStore:
+        """A store for a new space holding the records that are still points of it."""
+        new = ObservationStore(space)
+        for params, loss, raw in self.records:
+            new.add(params, loss, raw)
+        return new
+
+
+class StoreTuner(Tuner):
+    """Bookkeeping shared by the model-based tuners: results, pending trials, import, resume, dedup.
+
+    A subclass implements :meth:`_suggest`; this class makes its suggestions new points (falling back to
+    a random unseen one), raises :class:`NoMoreTrialError` once a finite space is used up, and keeps
+    the parameter sets handed out but not yet reported in ``_pending``.
+    """
+
+    #: how many results to collect from random sampling before :meth:`_suggest` is used.
+    n_startup_jobs: int = 1
+
+    def __init__(self, *, optimize_mode: str, seed: int | None) -> None:
+        self.optimize_mode = validate_optimize_mode(optimize_mode)
+        self.seed = check_seed(seed)
+        self._rng = make_rng(self.seed)
+        self._store: ObservationStore | None = None
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._received: set[int] = set()
+
+    def _suggest(self, store: ObservationStore) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # --- Tuner interface ---------------------------------------------------------------------------------
+    def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
+        space = SearchSpace.parse(search_space)
+        self._store = self._store.rebuilt(space) if self._store is not None else ObservationStore(space)
+        for pid, params in list(self._pending.items()):
+            row = self._store.encode(params, quiet=True)
+            if row is None:
+                del self._pending[pid]
+            else:
+                self._store.mark_seen(row)
+
+    def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
+        store = self._require_store()
+        if not store.dims:
+            return {}
+        if store.exhausted:
+            raise NoMoreTrialError(
+                f"all {int(store.space.size)} points of the finite search space have been generated"
+            )
+        params = None
+        if len(store) >= max(1, self.n_startup_jobs):
+            for _ in range(2):
+                cand = self._suggest(store)
+                row = store.encode(cand)
+                if row is not None and not store.is_seen(row):
+                    params = cand
+                    break
+        if params is None:
+            params = store.random_unseen(self._rng)
+        row = store.encode(params)
+        if row is not None:
+            store.mark_seen(row)
+        self._pending[parameter_id] = params
+        return params
+
+    def receive_trial_result(
+        self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any
+    ) -> None:
+        if parameter_id in self._received:
+            log.info("ignoring a second final result for parameter id %s", parameter_id)
+            return
+        params = self._pending.pop(parameter_id, None)
+        if params is None:
+            params = dict(parameters)
+        else:
+            self._received.add(parameter_id)
+        self._require_store().add(params, to_loss(value, self.optimize_mode), extract_scalar(value))
+
+    def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
+        """Forget a pending parameter set whose trial ended without a result (failed, killed)."""
+        self._pending.pop(parameter_id, None)
+
+    def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
+        """Learn from earlier results: ``[{"parameter": {...}, "value": metric}, ...]``."""
+        store = self._require_store()
+        n = 0
+        for record in data:
+            params, value = record.get("parameter"), record.get("value")
+            if isinstance(params, Mapping) and value is not None:
+                n += store.add(dict(params), to_loss(value, self.optimize_mode), extract_scalar(value))
+        log.info("%s imported %d of %d records", type(self).__name__, n, len(data))
+
+    def resume(self, history: Sequence[HistoryEntry]) -> None:
+        """Reload stored trials: results become observations, unfinished trials stay pending."""
+        store = self._require_store()
+        self._rng = make_rng(self.seed, len(history))
+        for h in history:
+            if h.value is not None:
+                store.add(dict(h.parameters), to_loss(h.value, self.optimize_mode), extract_scalar(h.value))
+                if h.parameter_id is not None:
+                    self._received.add(h.parameter_id)
+            elif not h.finished and h.parameter_id is not None:
+                row = store.encode(h.parameters)
+                if row is not None:
+                    self._pending[h.parameter_id] = dict(h.parameters)
+                    store.mark_seen(row)
+
+    def observations(self) -> list[tuple[dict[str, Any], float]]:
+        """The results learnt so far as ``(parameters, loss)``; the loss is minimised (NaN/inf -> inf)."""
+        return [(params, loss) for params, loss, _ in (self._store.records if self._store else [])]
+
+    def _require_store(self) -> ObservationStore:
+        if self._store is None:
+            raise RuntimeError("update_search_space() must be called before using the tuner")
+        return self._store

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+
+from nni_pl.errors import ConfigError
+from nni_pl.hpo import HistoryEntry, create_algorithm
+from nni_pl.hpo.tuners import RandomTuner
+
+from .conftest import ALL_TYPES, NESTED, assert_valid
+
+
+def _run(tuner: RandomTuner, n: int, start: int = 0) -> list[dict]:
+    return [tuner.generate_parameters(i) for i in range(start, start + n)]
+
+
+def test_random_values_in_space_with_nni_types(all_types_space):
+    tuner = RandomTuner(seed=0)
+    tuner.update_search_space(ALL_TYPES)
+    for params in _run(tuner, 300):
+        assert_valid(all_types_space, params)
+
+
+def test_random_randint_never_returns_high_and_covers_range():
+    tuner = RandomTuner(seed=1)
+    tuner.update_search_space({"k": {"_type": "randint", "_value": [0, 3]}})
+    values = {p["k"] for p in _run(tuner, 200)}
+    assert values == {0, 1, 2}
+
+
+def test_random_nested_only_samples_chosen_branch(nested_space):
+    tuner = RandomTuner(seed=2)
+    tuner.update_search_space(nested_space)
+    names = set()
+    for params in _run(tuner, 200):
+        assert_valid(nested_space, params)
+        layer = params["layer"]
+        names.add(layer["_name"])
+        expected = {
+            "empty": {"_name"},
+            "conv": {"_name", "kernel_size", "stride"},
+            "block": {"_name", "width", "act"},
+        }
+        assert set(layer) == expected[layer["_name"]]
+    assert names == {"empty", "conv", "block"}
+
+
+def test_random_same_seed_same_suggestions_different_seed_differs():
+    a, b, c = RandomTuner(seed=7), RandomTuner(seed=7), RandomTuner(seed=8)
+    for t in (a, b, c):
+        t.update_search_space(NESTED)
+    pa, pb, pc = _run(a, 20), _run(b, 20), _run(c, 20)
+    assert pa == pb
+    assert pa != pc
+
+
+def test_random_ignores_results_and_imports():
+    tuner = RandomTuner(seed=3)
+    tuner.update_search_space(ALL_TYPES)
+    params = tuner.generate_parameters(0)
+    tuner.receive_trial_result(0, params, 0.5)
+    tuner.import_data([{"parameter": params, "value": 1.0}])
+    tuner.trial_end(0, True)
+    assert_valid(ALL_TYPES, tuner.generate_parameters(1))
+
+
+def test_random_resume_does_not_repeat_earlier_suggestions():
+    first = RandomTuner(seed=5)
+    first.update_search_space({"x": {"_type": "uniform", "_value": [0, 1]}})
+    before = _run(first, 5)
+    history = [HistoryEntry(i, p, value=0.1) for i, p in enumerate(before)]
+
+    resumed = RandomTuner(seed=5)
+    resumed.update_search_space({"x": {"_type": "uniform", "_value": [0, 1]}})
+    resumed.resume(history)
+    after = _run(resumed, 5, start=5)
+    assert not {p["x"] for p in after} & {p["x"] for p in before}
+
+    again = RandomTuner(seed=5)
+    again.update_search_space({"x": {"_type": "uniform", "_value": [0, 1]}})
+    again.resume(history)
+    assert _run(again, 5, start=5) == after  # still reproducible
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"seed": -1}, "classArgs.seed"),
+        ({"seed": "42"}, "non-negative integer"),
+        ({"seed": 1.5}, "classArgs.seed"),
+        ({"optimize_mode": "max"}, "'maximize' or 'minimize'"),
+    ],
+)
+def test_random_rejects_bad_class_args(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        RandomTuner(**kwargs)
+
+
+def test_random_builtin_name_resolves():
+    tuner = create_algorithm("tuner", "Random", class_args={"optimize_mode": "minimize", "seed": 3})
+    assert isinstance(tuner, RandomTuner)
+    with pytest.raises(ConfigError, match=r"tuner\.classArgs\.seed"):
+        create_algorithm("tuner", "Random", class_args={"seed": -3})

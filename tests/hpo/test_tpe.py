@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nni_pl.errors import ConfigError, NoMoreTrialError
+from nni_pl.hpo import HistoryEntry, create_algorithm
+from nni_pl.hpo.tuners import RandomTuner, TPETuner
+
+from .conftest import ALL_TYPES, NESTED, assert_valid
+
+QUAD = {"x": {"_type": "uniform", "_value": [-5, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}}
+
+
+def _quad(p: dict) -> float:
+    return (p["x"] - 1.3) ** 2 + (p["y"] + 2.1) ** 2
+
+
+def _optimise(tuner, space, fn, n: int) -> list[float]:
+    tuner.update_search_space(space)
+    values = []
+    for i in range(n):
+        params = tuner.generate_parameters(i)
+        value = fn(params)
+        tuner.receive_trial_result(i, params, value)
+        values.append(value)
+    return values
+
+
+def test_tpe_all_types_values_in_space(all_types_space):
+    rng = np.random.default_rng(0)
+    tuner = TPETuner(seed=0, n_startup_jobs=5)
+    tuner.update_search_space(ALL_TYPES)
+    for i in range(60):
+        params = tuner.generate_parameters(i)
+        assert_valid(all_types_space, params)
+        tuner.receive_trial_result(i, params, float(rng.normal()))
+
+
+@pytest.mark.parametrize("multivariate", [True, False])
+def test_tpe_nested_space_only_chosen_branch(nested_space, multivariate):
+    def fn(p):  # best: block with leaky act of slope 0.2 and width 40
+        layer = p["layer"]
+        if layer["_name"] != "block":
+            return 5.0
+        slope = layer["act"].get("slope", 0.0)
+        return abs(layer["width"] - 40) / 10 + abs(slope - 0.2) + math.log10(p["lr"]) ** 2 / 100
+
+    tuner = TPETuner(optimize_mode="minimize", seed=1, multivariate=multivariate)
+    tuner.update_search_space(nested_space)
+    picked = []
+    for i in range(80):
+        params = tuner.generate_parameters(i)
+        assert_valid(nested_space, params)
+        assert (
+            "slope" not in params["layer"].get("act", {"_name": "relu"})
+            or params["layer"]["act"]["_name"] == "leaky"
+        )
+        tuner.receive_trial_result(i, params, fn(params))
+        picked.append(params["layer"]["_name"])
+    assert picked[-30:].count("block") >= 15  # it learnt which branch is good (random: ~10)
+
+
+def test_tpe_same_seed_same_suggestions():
+    runs = [_optimise(TPETuner(optimize_mode="minimize", seed=s), QUAD, _quad, 25) for s in (3, 3, 4)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_tpe_beats_random_on_average():
+    tpe = [min(_optimise(TPETuner(optimize_mode="minimize", seed=s), QUAD, _quad, 40)) for s in range(5)]
+    rnd = [min(_optimise(RandomTuner(seed=s), QUAD, _quad, 40)) for s in range(5)]
+    assert np.mean(tpe) < 0.5 * np.mean(rnd)
+    assert sum(t < r for t, r in zip(tpe, rnd)) >= 4
+
+
+def test_tpe_maximize_is_default_and_dict_metrics_work():
+    tuner = TPETuner(seed=2)
+    values = _optimise(tuner, QUAD, lambda p: {"default": -_quad(p), "other": 1}, 40)
+    assert max(values[-10:], key=lambda v: v["default"])["default"] > -1.0
+    assert min(loss for _, loss in tuner.observations()) < 1.0
+
+
+def _spread_after(parallel: bool, seed: int) -> float:
+    tuner = TPETuner(seed=seed, parallel_optimize=parallel)
+    _optimise(tuner, {"x": {"_type": "uniform", "_value": [-10, 10]}}, lambda p: -(p["x"] ** 2), 15)
+    pending = [tuner.generate_parameters(100 + k)["x"] for k in range(10)]  # 10 concurrent trials
+    return float(np.std(pending))
+
+
+def test_tpe_constant_liar_spreads_parallel_suggestions():
+    plain = [_spread_after(False, s) for s in range(6)]
+    liar = [_spread_after(True, s) for s in range(6)]
+    assert np.mean(liar) > 2 * np.mean(plain)
+    assert sum(b > a for a, b in zip(plain, liar)) >= 5
+
+
+def test_tpe_trial_end_without_result_drops_pending():
+    tuner = TPETuner(seed=0, parallel_optimize=True)
+    _optimise(tuner, QUAD, lambda p: -_quad(p), 12)
+    params = tuner.generate_parameters(50)
+    assert 50 in tuner._pending
+    tuner.trial_end(50, success=False)
+    assert 50 not in tuner._pending
+    tuner.receive_trial_result(51, params, -1.0)  # a result for a customised trial still counts
+    assert len(tuner.observations()) == 13
+
+
+def test_tpe_nan_and_inf_results_count_as_worst():
+    def fn(p):
+        return math.nan if p["x"] > 0 else -((p["x"] + 2.0) ** 2)
+
+    tuner = TPETuner(seed=5)
+    values = _optimise(tuner, {"x": {"_type": "uniform", "_value": [-5, 5]}}, fn, 50)
+    losses = [loss for _, loss in tuner.observations()]
+    assert sum(math.isnan(v) for v in values) == sum(math.isinf(v) for v in losses) > 0
+    assert sum(math.isnan(v) for v in values[-20:]) <= 4  # it steers away from the diverging half
+
+
+def test_tpe_import_data_and_resume_feed_the_model():
+    data = [
+        {"parameter": {"x": x, "y": -2.0}, "value": -_quad({"x": x, "y": -2.0})}
+        for x in np.linspace(-5, 5, 15)
+    ]
+    tuner = TPETuner(seed=0)
+    tuner.update_search_space(QUAD)
+    tuner.import_data(
+        [
+            *data,
+            {"parameter": {"x": 99.0, "y": 0.0}, "value": 1.0},
+            {"parameter": {"x": 0.0, "y": 0.0}, "value": None},
+        ]
+    )
+    assert len(tuner.observations()) == 15  # out-of-space and value-less records are skipped
+    suggestions = [tuner.generate_parameters(i)["y"] for i in range(5)]  # past n_startup_jobs: modelled
+    assert np.mean(np.abs(np.array(suggestions) + 2.0)) < 2.0
+
+    resumed = TPETuner(seed=0, parallel_optimize=True)
+    resumed.update_search_space(QUAD)
+    history = [HistoryEntry(i, d["parameter"], d["value"]) for i, d in enumerate(data)]
+    history.append(HistoryEntry(15, {"x": 0.0, "y": 0.0}, None, finished=False))
+    resumed.resume(history)
+    assert len(resumed.observations()) == 15
+    assert 15 in resumed._pending
+    resumed.receive_trial_result(15, {"x": 0.0, "y": 0.0}, -4.0)
+    assert len(resumed.observations()) == 16
+
+
+def test_tpe_finite_space_raises_when_exhausted():
+    tuner = TPETuner(seed=0, n_startup_jobs=2)
+    space = {"a": {"_type": "choice", "_value": ["x", "y", "z"]}, "b": {"_type": "randint", "_value": [0, 2]}}
+    tuner.update_search_space(space)
+    seen = []
+    for i in range(6):
+        p = tuner.generate_parameters(i)
+        tuner.receive_trial_result(i, p, float(i))
+        seen.append((p["a"], p["b"]))
+    assert len(set(seen)) == 6
+    with pytest.raises(NoMoreTrialError):
+        tuner.generate_parameters(6)
+
+
+def test_tpe_update_search_space_keeps_matching_observations():
+    tuner = TPETuner(seed=0)
+    _optimise(tuner, QUAD, lambda p: -_quad(p), 12)
+    tuner.update_search_space(
+        {"x": {"_type": "uniform", "_value": [0, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}}
+    )
+    kept = tuner.observations()
+    assert 0 < len(kept) < 12 and all(p["x"] >= 0 for p, _ in kept)
+    assert_valid(
+        {"x": {"_type": "uniform", "_value": [0, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}},
+        tuner.generate_parameters(99),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"optimize_mode": "Maximize"}, "classArgs.optimize_mode"),
+        ({"parallel_optimize": "yes"}, "classArgs.parallel_optimize"),
+        ({"constant_liar_type": "median"}, "'min', 'max' or 'mean'"),
+        ({"n_startup_jobs": -1}, "classArgs.n_startup_jobs"),
+        ({"n_ei_candidates": 0}, "classArgs.n_ei_candidates"),
+        ({"multivariate": 1}, "classArgs.multivariate"),
+        ({"seed": -5}, "classArgs.seed"),
+    ],
+)
+def test_tpe_rejects_bad_class_args(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TPETuner(**kwargs)
+
+
+def test_tpe_builtin_name_with_nni_class_args():
+    tuner = create_algorithm(
+        "tuner",
+        "TPE",
+        class_args={"optimize_mode": "maximize", "parallel_optimize": True, "constant_liar_type": "mean"},
+    )
+    assert isinstance(tuner, TPETuner) and tuner.parallel_optimize and tuner.constant_liar_type == "mean"
+    tuner.update_search_space(NESTED)
+    assert_valid(NESTED, tuner.generate_parameters(0))
+
+
+@pytest.mark.parametrize("tuner_cls", ["TPE", "Anneal"])
+def test_model_tuners_degenerate_and_unbounded_dimensions(tuner_cls):
+    space = {
+        "same": {"_type": "uniform", "_value": [1.5, 1.5]},
+        "one": {"_type": "randint", "_value": [4, 5]},
+        "qsame": {"_type": "quniform", "_value": [3, 3, 1]},
+        "n": {"_type": "normal", "_value": [100, 0.5]},
+        "qln": {"_type": "qlognormal", "_value": [-2, 1, 1]},  # mostly 0
+    }
+    tuner = create_algorithm("tuner", tuner_cls, class_args={"seed": 0, "optimize_mode": "minimize"})
+    tuner.update_search_space(space)
+    for i in range(40):
+        p = tuner.generate_parameters(i)
+        assert_valid(space, p)
+        assert (p["same"], p["one"], p["qsame"]) == (1.5, 4, 3)
+        tuner.receive_trial_result(i, p, abs(p["n"] - 100.2) + p["qln"])
+    assert abs(min(tuner.observations(), key=lambda o: o[1])[0]["n"] - 100.2) < 0.1
