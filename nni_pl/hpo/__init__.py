@@ -6,7 +6,15 @@ Built-in algorithms are looked up by their NNI names (``"TPE"``, ``"Random"``, `
 """
 
 from nni_pl.errors import NoMoreTrialError
-from nni_pl.hpo._base import AssessResult, Assessor, HistoryEntry, Tuner, extract_scalar, to_loss, validate_optimize_mode
+from nni_pl.hpo._base import (
+    Assessor,
+    AssessResult,
+    HistoryEntry,
+    Tuner,
+    extract_scalar,
+    to_loss,
+    validate_optimize_mode,
+)
 from nni_pl.hpo._registry import BUILTIN_ASSESSORS, BUILTIN_TUNERS, create_algorithm, resolve_class
 
 __all__ = [

@@ -128,11 +128,17 @@ class Tuner(ABC):
         """Called when a trial ends, successfully or not, after its result (if any) was received."""
 
     def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
-        """Learn from earlier results: a list of ``{"parameter": {...}, "value": metric}``."""
-        for i, record in enumerate(data):
+        """Learn from earlier results: a list of ``{"parameter": {...}, "value": metric}``.
+
+        Imported records get negative parameter ids (-1, -2, ... over all imports), never a real trial's.
+        """
+        for record in data:
             if record.get("value") is None:
                 continue
-            self.receive_trial_result(-(i + 1), dict(record["parameter"]), record["value"], imported=True)
+            self._imported = getattr(self, "_imported", 0) + 1
+            self.receive_trial_result(
+                -self._imported, dict(record["parameter"]), record["value"], imported=True
+            )
 
     def resume(self, history: Sequence[HistoryEntry]) -> None:
         """Rebuild state from an experiment's stored trials (called after ``update_search_space``).

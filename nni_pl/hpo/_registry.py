@@ -30,10 +30,11 @@ ALIASES: dict[str, str] = {
     "Grid": "GridSearch",
     "GridSearchTuner": "GridSearch",
     "TPETuner": "TPE",
-    "HyperoptTuner": "TPE",
     "MedianStop": "Medianstop",
     "MedianstopAssessor": "Medianstop",
 }
+
+_HYPEROPT_ALGORITHMS = {"tpe": "TPE", "random_search": "Random", "anneal": "Anneal"}
 
 _TABLES = {"tuner": BUILTIN_TUNERS, "assessor": BUILTIN_ASSESSORS, "advisor": BUILTIN_ADVISORS}
 
@@ -102,8 +103,16 @@ def create_algorithm(
         ConfigError: naming ``<kind>.classArgs.<arg>`` for an unknown, missing or invalid argument.
     """
     field = field or kind
-    cls = resolve_class(kind, name, class_name=class_name, code_directory=code_directory, field=field)
     args = dict(class_args or {})
+    if name == "HyperoptTuner":  # NNI's class behind TPE/Random/Anneal, chosen by classArgs.algorithm_name
+        algorithm = args.pop("algorithm_name", "tpe")
+        name = _HYPEROPT_ALGORITHMS.get(algorithm)
+        if name is None:
+            raise ConfigError(
+                f"{field}.classArgs.algorithm_name",
+                f"got {algorithm!r}; HyperoptTuner takes one of {', '.join(_HYPEROPT_ALGORITHMS)}",
+            )
+    cls = resolve_class(kind, name, class_name=class_name, code_directory=code_directory, field=field)
     label = name or class_name
     try:
         sig = inspect.signature(cls)
