@@ -1,13 +1,39 @@
 """The built-in tuners, importable by class (the experiment looks them up by NNI name).
 
+Each class is imported on first use, so an experiment with ``tuner: Random`` does not pay for the
+model-based tuners' scipy imports.
+
 Example:
     >>> from nni_pl.hpo.tuners import TPETuner
     >>> tuner = TPETuner(optimize_mode="minimize", seed=0)
 """
 
-from nni_pl.hpo.tuners.anneal import AnnealTuner
-from nni_pl.hpo.tuners.gridsearch import GridSearchTuner
-from nni_pl.hpo.tuners.random import RandomTuner
-from nni_pl.hpo.tuners.tpe import TPETuner
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nni_pl.hpo.tuners.anneal import AnnealTuner
+    from nni_pl.hpo.tuners.gridsearch import GridSearchTuner
+    from nni_pl.hpo.tuners.random import RandomTuner
+    from nni_pl.hpo.tuners.tpe import TPETuner
 
 __all__ = ["AnnealTuner", "GridSearchTuner", "RandomTuner", "TPETuner"]
+
+_MODULES = {
+    "AnnealTuner": "anneal",
+    "GridSearchTuner": "gridsearch",
+    "RandomTuner": "random",
+    "TPETuner": "tpe",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
