@@ -26,7 +26,10 @@ __all__ = ["main"]
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    # a pipe or a file gets wide tables rather than rich's 80-column default
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def _find(args: argparse.Namespace) -> Any:
@@ -86,7 +89,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         )
         return 0
     out.print(
-        f"experiment [bold]{exp.id}[/] starting (folder {cfg.experiment_working_directory / (exp.id or '')}); Ctrl-C stops it, resumable"
+        f"experiment [bold]{exp.id}[/] starting (folder {cfg.experiment_working_directory / exp.id}); Ctrl-C stops it, resumable"
     )
     exp.run(display=not args.no_display and sys.stdout.isatty())
     return _finish_run(exp, out)

@@ -76,7 +76,7 @@ class Experiment:
         max_trial_duration, experiment_name, experiment_working_directory, store_url, trial_gpu_number:
             config fields in snake_case; they override ``config``. ``tuner``/``assessor`` may be a name
             (``"TPE"``), a dict (``{"name": "TPE", "classArgs": {...}}``) or an instance.
-        id: the experiment id (default: 8 random characters).
+        id: the experiment id (default: 8 random characters, chosen now).
         preload: modules function-trial workers import once before their first trial.
         start_method: multiprocessing start method for function-trial workers.
     """
@@ -129,7 +129,7 @@ class Experiment:
         self.trial = trial
         self.preload = tuple(preload)
         self.start_method = start_method
-        self._id = id
+        self._id = id or "".join(secrets.choice(_ID_CHARS) for _ in range(8))
         self._store: st.Store | None = None
         self._directory: Path | None = None
         self._manager: Manager | None = None
@@ -137,7 +137,7 @@ class Experiment:
 
     # --- identity ----------------------------------------------------------------------------------------------
     @property
-    def id(self) -> str | None:
+    def id(self) -> str:
         return self._id
 
     @property
@@ -192,7 +192,7 @@ class Experiment:
 
     def _create(self) -> None:
         cfg = self.config
-        exp_id = self._id or "".join(secrets.choice(_ID_CHARS) for _ in range(8))
+        exp_id = str(self._id)
         directory = cfg.experiment_working_directory / exp_id
         if directory.exists() and (directory / "store.sqlite").exists():
             raise ConfigError(
@@ -279,7 +279,7 @@ class Experiment:
         env = dict(os.environ)
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "nni_pl.experiment._daemon", self.store.url, str(self.id)],
+                [sys.executable, "-m", "nni_pl.experiment._daemon", self.store.url, self.id],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -288,7 +288,7 @@ class Experiment:
             )
         deadline = time.time() + 60
         while time.time() < deadline:
-            exp = self.store.get_experiment(str(self.id))
+            exp = self.store.get_experiment(self.id)
             if exp.manager_pid == proc.pid:
                 return
             if proc.poll() is not None:
@@ -305,7 +305,7 @@ class Experiment:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                exp = self.store.get_experiment(str(self.id))
+                exp = self.store.get_experiment(self.id)
                 raise NniPlError(
                     f"experiment {self.id} is already running (manager pid {exp.manager_pid}); stop it first"
                 ) from None
@@ -337,7 +337,7 @@ class Experiment:
 
             pid = os.getpid()
             self.store.update_experiment(
-                str(self.id),
+                self.id,
                 manager_pid=pid,
                 manager_host=socket.gethostname(),
                 manager_started_at=process_start_time(pid),
@@ -358,7 +358,7 @@ class Experiment:
 
             manager = Manager(
                 store=self.store,
-                experiment_id=str(self.id),
+                experiment_id=self.id,
                 config=self.config,
                 directory=self.directory,
                 service=service,
@@ -401,7 +401,7 @@ class Experiment:
         if self._manager is not None:
             self._manager.request_stop("user")
             return
-        stop_experiment(self.store, str(self.id))
+        stop_experiment(self.store, self.id)
 
     # --- resuming and viewing -----------------------------------------------------------------------------------------
     @classmethod
@@ -458,13 +458,13 @@ class Experiment:
 
     # --- results ---------------------------------------------------------------------------------------------------------
     def get_status(self) -> str:
-        return _locate.shown_status(self.store.get_experiment(str(self.id)))
+        return _locate.shown_status(self.store.get_experiment(self.id))
 
     def trials(self, statuses: list[str] | None = None) -> list[st.TrialRow]:
-        return self.store.list_trials(str(self.id), statuses=statuses)
+        return self.store.list_trials(self.id, statuses=statuses)
 
     def best_trial(self) -> st.TrialRow | None:
-        best = self.store.best_trials(str(self.id), optimize_mode=self.config.optimize_mode, limit=1)
+        best = self.store.best_trials(self.id, optimize_mode=self.config.optimize_mode, limit=1)
         return best[0] if best else None
 
     def export_data(self) -> list[dict[str, Any]]:
