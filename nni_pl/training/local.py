@@ -85,52 +85,37 @@ def _alive(pid: int, started_at: float | None) -> bool:
     return True
 
 
-def visible_gpus() -> list[int]:
-    """Indices of the NVIDIA GPUs on this machine (via ``nvidia-smi``; empty when there is none)."""
+def _nvidia_smi(query: str) -> list[str] | None:
+    """Lines of ``nvidia-smi --query-...=... --format=csv,noheader``; ``None`` without a working nvidia-smi."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
-        return []
+        return None
     try:
         out = subprocess.run(
-            [exe, "--query-gpu=index", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
+            [exe, query, "--format=csv,noheader"], capture_output=True, text=True, timeout=20, check=True
         )
     except (subprocess.SubprocessError, OSError):
-        return []
-    return [int(x) for x in out.stdout.split() if x.strip().isdigit()]
+        return None
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def visible_gpus() -> list[int]:
+    """Indices of the NVIDIA GPUs on this machine (empty when there is none)."""
+    return [int(x) for x in _nvidia_smi("--query-gpu=index") or [] if x.isdigit()]
 
 
 def busy_gpus() -> set[int]:
-    """GPUs that run compute processes we did not start (``useActiveGpu: false`` skips them)."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return set()
-    try:
-        idx = subprocess.run(
-            [exe, "--query-gpu=index,uuid", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        )
-        apps = subprocess.run(
-            [exe, "--query-compute-apps=gpu_uuid", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        )
-    except (subprocess.SubprocessError, OSError):
+    """GPUs running compute processes (``useActiveGpu: false`` skips those not running our trials)."""
+    gpus = _nvidia_smi("--query-gpu=index,uuid")
+    apps = _nvidia_smi("--query-compute-apps=gpu_uuid")
+    if not gpus or apps is None:
         return set()
     by_uuid = {}
-    for line in idx.stdout.splitlines():
+    for line in gpus:
         parts = [p.strip() for p in line.split(",")]
         if len(parts) == 2 and parts[0].isdigit():
             by_uuid[parts[1]] = int(parts[0])
-    return {by_uuid[u.strip()] for u in apps.stdout.splitlines() if u.strip() in by_uuid}
+    return {by_uuid[u] for u in apps if u in by_uuid}
 
 
 class GpuScheduler:
@@ -158,9 +143,18 @@ class GpuScheduler:
         self.indices = list(indices) if indices is not None else (visible_gpus() if gpu_number else [])
         self.load = dict.fromkeys(self.indices, 0)
         self.assigned: dict[str, list[int]] = {}
+        self._busy_cache: set[int] = set()
+        self._busy_at: float | None = None
+
+    def _busy(self) -> set[int]:
+        # nvidia-smi costs ~100 ms and the manager asks several times a second: look every few seconds
+        now = time.time()
+        if self._busy_at is None or now - self._busy_at > 5.0:
+            self._busy_cache, self._busy_at = busy_gpus(), now
+        return self._busy_cache
 
     def _candidates(self) -> list[int]:
-        busy = set() if self.use_active_gpu else busy_gpus()
+        busy = set() if self.use_active_gpu else self._busy()
         ours = {g for gpus in self.assigned.values() for g in gpus}
         free = [g for g in self.indices if self.load[g] < self.per_gpu and (g not in busy or g in ours)]
         return sorted(free, key=lambda g: (self.load[g], self.indices.index(g)))
