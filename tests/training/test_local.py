@@ -195,3 +195,28 @@ def test_gpu_scheduler_spreads_and_releases():
     s.release("a")
     assert s.acquire("c") == [0, 1]
     assert GpuScheduler(gpu_number=None).acquire("x") == []
+
+
+FAKE_NVIDIA_SMI = """#!/usr/bin/env bash
+case "$1" in
+  --query-gpu=index) printf '0\\n1\\n' ;;
+  --query-gpu=index,uuid) printf '0, GPU-aaa\\n1, GPU-bbb\\n' ;;
+  --query-compute-apps=gpu_uuid) printf 'GPU-bbb\\n' ;;
+esac
+"""
+
+
+def test_gpu_discovery_and_use_active_gpu_through_nvidia_smi(tmp_path, monkeypatch):
+    from nni_pl.training.local import busy_gpus, visible_gpus
+
+    exe = tmp_path / "nvidia-smi"
+    exe.write_text(FAKE_NVIDIA_SMI)
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert visible_gpus() == [0, 1]
+    assert busy_gpus() == {1}
+    polite = GpuScheduler(gpu_number=1, per_gpu=2, use_active_gpu=False)  # indices from nvidia-smi
+    assert polite.indices == [0, 1]
+    assert [polite.acquire("a"), polite.acquire("b"), polite.acquire("c")] == [[0], [0], None]
+    greedy = GpuScheduler(gpu_number=1, per_gpu=1, use_active_gpu=True)
+    assert [greedy.acquire("a"), greedy.acquire("b")] == [[0], [1]]
