@@ -25,6 +25,7 @@ __all__ = [
     "NoMoreTrialError",
     "SearchSpaceError",
     "StoreError",
+    "WaitForResults",
     "did_you_mean",
 ]
 
@@ -87,6 +88,11 @@ class MissingDependencyError(NniPlError, ImportError):
 
 class NoMoreTrialError(NniPlError):
     """Raised by a tuner when its (finite) search space is exhausted."""
+
+
+class WaitForResults(NniPlError):
+    """Raised by a tuner that can suggest more only after running trials report (Hyperband's rungs,
+    BOHB, PBT's generations). The manager asks again after the next trial ends; it is not an error."""
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:

@@ -175,6 +175,11 @@ class Experiment:
         if isinstance(tuner, Tuner):
             type(tuner).check_search_space(cfg.search_space, name=algo.name or type(tuner).__name__)
         assessor = self._assessor_instance
+        if cfg.assessor is not None and not getattr(type(tuner), "accepts_assessor", True):
+            raise ConfigError(
+                "assessor",
+                f"{algo.name or type(tuner).__name__} runs its trials as generations; an assessor cannot be used with it, remove it",
+            )
         if assessor is None and cfg.assessor is not None:
             a = cfg.assessor
             resolve_class(

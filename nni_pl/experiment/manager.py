@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nni_pl.errors import NoMoreTrialError
+from nni_pl.errors import NniPlError, NoMoreTrialError, WaitForResults
 from nni_pl.experiment import store as st
 from nni_pl.experiment.config import ExperimentConfig
-from nni_pl.hpo._base import AssessResult, HistoryEntry, extract_scalar
+from nni_pl.hpo._base import Advisor, AssessResult, HistoryEntry, extract_scalar
 from nni_pl.training._base import MetricsReader, TrainingService, TrialEnd, TrialJob, write_parameter_file
 from nni_pl.trial._context import _jsonable
 
@@ -109,7 +109,9 @@ class Manager:
         self.directory = Path(directory)
         self.service = service
         self.tuner = tuner
-        self.assessor = assessor
+        # an advisor (Hyperband, BOHB) judges running trials itself unless an assessor is configured
+        self.assessor = assessor if assessor is not None else (tuner if isinstance(tuner, Advisor) else None)
+        self.waiting = False  # the tuner said WaitForResults: ask again when a trial ends
         self.resumed = resumed
         self.on_update = on_update
         self.poll_interval = poll_interval
@@ -195,6 +197,8 @@ class Manager:
         resubmit: list[st.TrialRow] = []
         if self.resumed:
             resubmit = self._reconcile()
+        if _is_ours(self.tuner):
+            self.tuner.attach(experiment_id=self.id, directory=self.directory)
         self.tuner.update_search_space(space if _is_ours(self.tuner) else space.to_json())
         if self.resumed and self.trials:
             self._resume_algorithms()
@@ -263,7 +267,7 @@ class Manager:
                 if t.trial_id in periodical:
                     success = None if not t.finished else t.status == st.SUCCEEDED
                     records.append((t.trial_id, periodical[t.trial_id], success))
-            if hasattr(self.assessor, "resume"):
+            if self.assessor is not self.tuner and hasattr(self.assessor, "resume"):
                 self.assessor.resume(records)
 
     # --- scheduling ----------------------------------------------------------------------------------------------
@@ -294,14 +298,25 @@ class Manager:
         return not self.exhausted
 
     def _can_schedule_now(self) -> bool:
+        if self.waiting and not self.pending:
+            return False
         return self._may_create() and self.service.free_slots() > 0
 
     def _next(self) -> _Pending | None:
         if self.pending:
             return self.pending.popleft()
+        if self.waiting:
+            return None
         pid = self.next_parameter_id
         try:
             params = self.tuner.generate_parameters(pid)
+        except WaitForResults:
+            if not self.service.running():
+                raise NniPlError(
+                    f"the tuner {type(self.tuner).__name__} waits for results, but no trial is running"
+                ) from None
+            self.waiting = True
+            return None
         except NoMoreTrialError:
             self.exhausted = True
             logger.info("the tuner has no more parameters: the search space is exhausted")
@@ -382,7 +397,12 @@ class Manager:
                 history = self.histories.setdefault(t.trial_id, [])
                 history.append(extract_scalar(m.value))
                 if notify and self.assessor is not None and not t.stop_requested:
-                    verdict = self.assessor.assess_trial(t.trial_id, list(history))
+                    if self.assessor is self.tuner:
+                        verdict = self.assessor.assess_trial(
+                            t.trial_id, list(history), parameter_id=t.parameter_id
+                        )
+                    else:
+                        verdict = self.assessor.assess_trial(t.trial_id, list(history))
                     if verdict in (AssessResult.Bad, False):
                         logger.info("assessor: stop trial %s after %d results", t.trial_id, len(history))
                         self._stop_trial(t, "assessor")
@@ -406,6 +426,7 @@ class Manager:
 
     def _finish(self, end: TrialEnd, *, notify: bool = True) -> None:
         t = self.trials[end.trial_id]
+        self.waiting = False
         reader = self.readers.pop(t.trial_id, None)
         if reader is not None:
             self._store_metrics(t, reader.read(), notify=notify)
@@ -458,8 +479,13 @@ class Manager:
         ):
             self._tell_tuner(t, history[-1])
         if t.parameter_source != "customized" and t.parameter_id is not None:
-            self.tuner.trial_end(t.parameter_id, status == st.SUCCEEDED)
-        if self.assessor is not None:
+            if _is_ours(self.tuner):
+                self.tuner.trial_end(
+                    t.parameter_id, status == st.SUCCEEDED, trial_job_id=t.trial_id, status=status
+                )
+            else:
+                self.tuner.trial_end(t.parameter_id, status == st.SUCCEEDED)
+        if self.assessor is not None and self.assessor is not self.tuner:
             self.assessor.trial_end(t.trial_id, status == st.SUCCEEDED)
 
     def _check_timeouts(self) -> None:

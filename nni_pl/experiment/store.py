@@ -522,10 +522,28 @@ class Store:
                 )
                 new.append(row)
                 rows.append(
-                    (experiment_id, trial_id, kind, seq, row.sequence, _dumps(row.value), row.default, row.timestamp)
+                    (
+                        experiment_id,
+                        trial_id,
+                        kind,
+                        seq,
+                        row.sequence,
+                        _dumps(row.value),
+                        row.default,
+                        row.timestamp,
+                    )
                 )
             if rows:
-                columns = ("experiment_id", "trial_id", "type", "seq", "sequence", "value", "default", "timestamp")
+                columns = (
+                    "experiment_id",
+                    "trial_id",
+                    "type",
+                    "seq",
+                    "sequence",
+                    "value",
+                    "default",
+                    "timestamp",
+                )
                 placeholders = ", ".join("?" for _ in columns)
                 self._execute(
                     f"INSERT INTO {q('nnipl_metric')} ({', '.join(q(c) for c in columns)}) VALUES "

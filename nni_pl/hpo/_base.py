@@ -8,12 +8,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, ClassVar
 
-from nni_pl.errors import ConfigError, NoMoreTrialError, SearchSpaceError
+from nni_pl.errors import ConfigError, NoMoreTrialError, SearchSpaceError, WaitForResults
 from nni_pl.space import SearchSpace
 
 __all__ = [
+    "Advisor",
     "AssessResult",
     "Assessor",
     "HistoryEntry",
@@ -97,6 +99,8 @@ class Tuner(ABC):
     supports_nested: ClassVar[bool] = True
     #: whether ``choice`` options must all be numbers (distance-based tuners).
     numeric_choices_only: ClassVar[bool] = False
+    #: whether an assessor may stop this tuner's trials early (PBT's cannot: its trials are generations).
+    accepts_assessor: ClassVar[bool] = True
 
     @abstractmethod
     def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
@@ -104,7 +108,12 @@ class Tuner(ABC):
 
     @abstractmethod
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
-        """Return one parameter set; raise :class:`~nni_pl.errors.NoMoreTrialError` when exhausted."""
+        """Return one parameter set.
+
+        Raises:
+            NoMoreTrialError: the search space is exhausted (the experiment ends when trials finish).
+            WaitForResults: nothing to suggest until a running trial reports (asked again later).
+        """
 
     @abstractmethod
     def receive_trial_result(
@@ -120,12 +129,19 @@ class Tuner(ABC):
         for pid in parameter_id_list:
             try:
                 out.append(self.generate_parameters(pid, **kwargs))
-            except NoMoreTrialError:
+            except (NoMoreTrialError, WaitForResults):
                 break
         return out
 
     def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:  # noqa: B027 - optional hook
-        """Called when a trial ends, successfully or not, after its result (if any) was received."""
+        """Called when a trial ends, successfully or not, after its result (if any) was received.
+
+        The manager passes ``trial_job_id=`` and ``status=`` (e.g. ``"EARLY_STOPPED"``) as keywords.
+        """
+
+    def attach(self, *, experiment_id: str, directory: Path) -> None:  # noqa: B027 - optional hook
+        """Called once before :meth:`update_search_space` with the experiment's id and folder
+        (a tuner that keeps files, such as PBT's checkpoints, puts them there)."""
 
     def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
         """Learn from earlier results: a list of ``{"parameter": {...}, "value": metric}``.
@@ -218,3 +234,29 @@ class Assessor(ABC):
                 self.assess_trial(trial_id, history[:n])
             if success is not None:
                 self.trial_end(trial_id, success)
+
+
+class Advisor(Tuner):
+    """A tuner that also judges running trials (NNI's ``advisor:`` slot: Hyperband, BOHB).
+
+    It is a :class:`Tuner` (the same three abstract methods) with an assessor's hook that defaults to
+    letting every trial run. When a config names an advisor, the manager uses it as both the tuner and
+    the assessor; its :meth:`Tuner.trial_end` gets ``trial_job_id=`` and ``status=`` keywords.
+
+    Example:
+        >>> class HalfBudget(Advisor):
+        ...     def update_search_space(self, search_space):
+        ...         self.space = SearchSpace.parse(search_space)
+        ...     def generate_parameters(self, parameter_id, **kwargs):
+        ...         return {"x": 1, "TRIAL_BUDGET": 5}
+        ...     def receive_trial_result(self, parameter_id, parameters, value, **kwargs):
+        ...         pass
+        ...     def assess_trial(self, trial_job_id, trial_history, **kwargs):
+        ...         return AssessResult.Bad if len(trial_history) > 2 and trial_history[-1] < 0.1 else AssessResult.Good
+        >>> HalfBudget().assess_trial("t", [0.5, 0.05, 0.01])
+        <AssessResult.Bad: False>
+    """
+
+    def assess_trial(self, trial_job_id: str, trial_history: list[float], **kwargs: Any) -> AssessResult:
+        """Judge a running trial from its intermediate results (``parameter_id=`` is passed as a keyword)."""
+        return AssessResult.Good

@@ -18,20 +18,52 @@ BUILTIN_TUNERS: dict[str, str] = {
     "Random": "nni_pl.hpo.tuners.random:RandomTuner",
     "Anneal": "nni_pl.hpo.tuners.anneal:AnnealTuner",
     "GridSearch": "nni_pl.hpo.tuners.gridsearch:GridSearchTuner",
+    "Evolution": "nni_pl.hpo.tuners.evolution:EvolutionTuner",
+    "RegularizedEvolutionTuner": "nni_pl.hpo.tuners.regularized_evolution:RegularizedEvolutionTuner",
+    "BatchTuner": "nni_pl.hpo.tuners.batch:BatchTuner",
+    "SMAC": "nni_pl.hpo.tuners.smac:SMACTuner",
+    "GPTuner": "nni_pl.hpo.tuners.gp:GPTuner",
+    "MetisTuner": "nni_pl.hpo.tuners.metis:MetisTuner",
+    "DNGOTuner": "nni_pl.hpo.tuners.dngo:DNGOTuner",
+    "PBTTuner": "nni_pl.hpo.tuners.pbt:PBTTuner",
+    "PPOTuner": "nni_pl.hpo.tuners.ppo:PPOTuner",
 }
 BUILTIN_ASSESSORS: dict[str, str] = {
     "Medianstop": "nni_pl.hpo.assessors.medianstop:MedianstopAssessor",
+    "Curvefitting": "nni_pl.hpo.assessors.curvefitting:CurvefittingAssessor",
+    "ASHA": "nni_pl.hpo.assessors.asha:ASHAAssessor",
 }
-BUILTIN_ADVISORS: dict[str, str] = {}
+# NNI puts these under `advisor:`; they are tuners too, so `tuner: {name: Hyperband}` works as well.
+BUILTIN_ADVISORS: dict[str, str] = {
+    "Hyperband": "nni_pl.hpo.tuners.hyperband:Hyperband",
+    "BOHB": "nni_pl.hpo.tuners.bohb:BOHB",
+}
 
-# Other spellings users type (NNI class names, Optuna-ish short forms).
+# Other spellings users type: NNI class names and short forms.
 ALIASES: dict[str, str] = {
     "RandomSearch": "Random",
     "Grid": "GridSearch",
     "GridSearchTuner": "GridSearch",
     "TPETuner": "TPE",
+    "AnnealTuner": "Anneal",
+    "RandomTuner": "Random",
+    "EvolutionTuner": "Evolution",
+    "NaiveEvolution": "Evolution",
+    "RegularizedEvolution": "RegularizedEvolutionTuner",
+    "Batch": "BatchTuner",
+    "SMACTuner": "SMAC",
+    "GP": "GPTuner",
+    "Metis": "MetisTuner",
+    "DNGO": "DNGOTuner",
+    "PBT": "PBTTuner",
+    "PPO": "PPOTuner",
+    "HyperbandAdvisor": "Hyperband",
+    "BOHBAdvisor": "BOHB",
     "MedianStop": "Medianstop",
     "MedianstopAssessor": "Medianstop",
+    "CurveFitting": "Curvefitting",
+    "CurvefittingAssessor": "Curvefitting",
+    "ASHAAssessor": "ASHA",
 }
 
 _HYPEROPT_ALGORITHMS = {"tpe": "TPE", "random_search": "Random", "anneal": "Anneal"}
@@ -70,7 +102,7 @@ def resolve_class(
     field = field or kind
     if class_name:
         return _import(class_name, f"{field}.className", code_directory)
-    table = _TABLES[kind]
+    table = _TABLES[kind] if kind == "assessor" else {**BUILTIN_TUNERS, **BUILTIN_ADVISORS}
     if name is None:
         raise ConfigError(f"{field}.name", f"give a {kind} name (one of {', '.join(table)}) or a className")
     name = ALIASES.get(name, name)
@@ -80,7 +112,7 @@ def resolve_class(
         user = _user_registry.lookup(kind, name)
         if user is not None:
             return _import(user, f"{field}.name")
-        known = list(table) + [a for a, t in ALIASES.items() if _TABLES[kind].get(t)]
+        known = list(table) + [a for a, t in ALIASES.items() if t in table]
         raise ConfigError(
             f"{field}.name",
             f"unknown {kind} {name!r}{did_you_mean(name, known)}; built-in {kind}s: {', '.join(table) or 'none'}",

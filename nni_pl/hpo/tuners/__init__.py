@@ -11,22 +11,26 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from nni_pl.hpo.tuners.anneal import AnnealTuner
-    from nni_pl.hpo.tuners.gridsearch import GridSearchTuner
-    from nni_pl.hpo.tuners.random import RandomTuner
-    from nni_pl.hpo.tuners.tpe import TPETuner
-
-__all__ = ["AnnealTuner", "GridSearchTuner", "RandomTuner", "TPETuner"]
+from typing import Any
 
 _MODULES = {
     "AnnealTuner": "anneal",
+    "BatchTuner": "batch",
+    "BOHB": "bohb",
+    "DNGOTuner": "dngo",
+    "EvolutionTuner": "evolution",
+    "GPTuner": "gp",
     "GridSearchTuner": "gridsearch",
+    "Hyperband": "hyperband",
+    "MetisTuner": "metis",
+    "PBTTuner": "pbt",
+    "PPOTuner": "ppo",
     "RandomTuner": "random",
+    "RegularizedEvolutionTuner": "regularized_evolution",
+    "SMACTuner": "smac",
     "TPETuner": "tpe",
 }
+__all__ = sorted(_MODULES)
 
 
 def __getattr__(name: str) -> Any:
