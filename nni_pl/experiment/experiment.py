@@ -72,10 +72,11 @@ class Experiment:
     Args:
         config: an :class:`ExperimentConfig`, a path to a YAML/JSON config, or a config dict.
         trial: a Python function to tune instead of a ``trialCommand`` (``fn(params)`` or ``fn()``).
-        search_space, tuner, assessor, trial_concurrency, max_trial_number, max_experiment_duration,
+        search_space, tuner, assessor, advisor, trial_concurrency, max_trial_number, max_experiment_duration,
         max_trial_duration, experiment_name, experiment_working_directory, store_url, trial_gpu_number:
             config fields in snake_case; they override ``config``. ``tuner``/``assessor`` may be a name
-            (``"TPE"``), a dict (``{"name": "TPE", "classArgs": {...}}``) or an instance.
+            (``"TPE"``), a dict (``{"name": "TPE", "classArgs": {...}}``) or an instance; so may ``advisor``
+            (``"Hyperband"``), which replaces the tuner.
         id: the experiment id (default: 8 random characters, chosen now).
         preload: modules function-trial workers import once before their first trial.
         start_method: multiprocessing start method for function-trial workers.
@@ -93,6 +94,9 @@ class Experiment:
     ) -> None:
         tuner_cfg, self._tuner_instance = _algorithm(fields.pop("tuner", None), "tuner")
         assessor_cfg, self._assessor_instance = _algorithm(fields.pop("assessor", None), "assessor")
+        advisor_cfg, advisor_instance = _algorithm(fields.pop("advisor", None), "advisor")
+        if advisor_instance is not None:
+            self._tuner_instance = advisor_instance
         if isinstance(config, ExperimentConfig):
             cfg = config
         elif isinstance(config, (str, os.PathLike)):
@@ -121,6 +125,10 @@ class Experiment:
             changes["tuner"] = tuner_cfg
         if assessor_cfg is not None:
             changes["assessor"] = assessor_cfg
+        if advisor_cfg is not None:  # an advisor takes the tuner's place (NNI allows only one of them)
+            changes["advisor"] = advisor_cfg
+            if tuner_cfg is None:
+                changes["tuner"] = None
         if changes:
             cfg = cfg.replace(**changes)
         self.config = cfg.validate(function_trial=trial is not None)
