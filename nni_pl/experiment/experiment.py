@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import inspect
 import logging
 import os
 import secrets
@@ -172,12 +173,27 @@ class Experiment:
         if self._tuner_instance is not None:
             tuner = self._tuner_instance
         else:
+            class_args = dict(algo.class_args)
+            if cfg.trial_concurrency > 1 and "parallel_optimize" not in class_args:
+                cls = resolve_class(
+                    kind,
+                    algo.name,
+                    class_name=algo.class_name,
+                    code_directory=algo.code_directory,
+                    field=kind,
+                )
+                if "parallel_optimize" in inspect.signature(cls).parameters:
+                    # NNI leaves it off; with concurrent trials the constant liar keeps suggestions apart
+                    class_args["parallel_optimize"] = True
+                    logger.info(
+                        "trialConcurrency > 1: %s runs with parallel_optimize=True", algo.name or cls.__name__
+                    )
             tuner = create_algorithm(
                 kind,
                 algo.name,
                 class_name=algo.class_name,
                 code_directory=algo.code_directory,
-                class_args=algo.class_args,
+                class_args=class_args,
                 field=kind,
             )
         if isinstance(tuner, Tuner):

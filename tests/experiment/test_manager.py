@@ -252,3 +252,15 @@ def test_function_trials_through_the_python_api(tmp_path):
 
 def _objective(params):
     return -((params["x"] - 2) ** 2)
+
+
+def test_concurrent_tpe_gets_the_constant_liar_unless_configured(tmp_path):
+    space = {"x": {"_type": "uniform", "_value": [0, 1]}}
+    common = dict(trial=_objective, search_space=space, experiment_working_directory=tmp_path)
+    tuner, _ = Experiment(tuner="TPE", trial_concurrency=2, **common)._build_algorithms()
+    assert tuner.parallel_optimize is True
+    tuner, _ = Experiment(tuner="TPE", trial_concurrency=1, **common)._build_algorithms()
+    assert tuner.parallel_optimize is False
+    explicit = {"name": "TPE", "classArgs": {"parallel_optimize": False}}
+    tuner, _ = Experiment(tuner=explicit, trial_concurrency=4, **common)._build_algorithms()
+    assert tuner.parallel_optimize is False
