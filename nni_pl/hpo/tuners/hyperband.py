@@ -1,0 +1,116 @@
+"""Hyperband (NNI's ``Hyperband`` advisor): successive halving over brackets of random configurations."""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nni_pl.errors import ConfigError
+from nni_pl.hpo.tuners._brackets import (
+    TRIAL_BUDGET,
+    Bracket,
+    BracketScheduler,
+    Budget,
+    HyperbandBase,
+    hyperband_rungs,
+    s_max_for,
+)
+
+__all__ = ["TRIAL_BUDGET", "Hyperband"]
+
+log = logging.getLogger(__name__)
+
+_EXEC_MODES = ("parallelism", "serial")
+
+
+class Hyperband(HyperbandBase):
+    """Hyperband: many random configurations on small budgets, the best ones again on larger budgets.
+
+    Bracket ``s`` (``s_max = floor(log_eta(R))`` down to 0) starts ``n = floor((s_max + 1) / (s + 1)) *
+    eta**s`` random configurations at budget ``R / eta**s``; when a rung's results are in, the best
+    ``1 / eta`` of them (by ``optimize_mode``) run again with ``eta`` times the budget, up to ``R``. With
+    ``R=81, eta=3`` the brackets are exactly NNI's documented table::
+
+        s=4: 81@1 27@3 9@9 3@27 1@81    s=3: 27@3 9@9 3@27 1@81    s=2: 9@9 3@27 1@81
+        s=1: 6@27 2@81                  s=0: 5@81
+
+    (NNI 2.5's code, like the Hyperband paper and :class:`~nni_pl.hpo.tuners.bohb.BOHB`, starts
+    ``ceil((s_max + 1) * eta**s / (s + 1))`` configurations instead: 34, 15 and 8 in brackets 3, 2, 1.)
+
+    Each trial's parameters carry its budget under ``TRIAL_BUDGET`` (read it with
+    :func:`nni_pl.get_trial_budget`, or let ``NNICallback(budget_to_epochs=True)`` turn it into
+    ``max_epochs``); a promoted configuration is a new trial with the same parameters and a larger
+    ``TRIAL_BUDGET``. After bracket ``s=0`` the cycle starts again at ``s_max`` with fresh
+    configurations, as in NNI, until ``maxTrialNumber`` or ``maxExperimentDuration`` ends the experiment.
+
+    Trials that end without a final result (failed, early-stopped, killed) and NaN/inf results rank
+    last, so a rung always completes (NNI ranked them by their last intermediate result). A
+    configuration is not run twice at one budget within a bracket (in a small finite space a rung may
+    then promote fewer). All ten ``_type`` s and nested choices are sampled from the prior. With an
+    experiment folder attached, a journal of where each trial ran lets :meth:`resume` rebuild the
+    brackets exactly.
+
+    Args:
+        R: the largest budget a trial gets (epochs, mini-batches, ...); an integer >= 1.
+        eta: each rung keeps ``1 / eta`` of its configurations; an integer >= 2.
+        optimize_mode: ``"maximize"`` or ``"minimize"`` the reported metric.
+        exec_mode: ``"parallelism"`` starts the next bracket whenever the open ones have nothing to hand
+            out (free trial slots never idle; several brackets may be open); ``"serial"`` starts a bracket
+            only after the previous one has finished, and meanwhile answers
+            :class:`~nni_pl.errors.WaitForResults`.
+        seed: makes the sampled configurations reproducible.
+
+    Example:
+        >>> hb = Hyperband(R=9, eta=3, seed=0)
+        >>> hb.update_search_space({"lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]}})
+        >>> [hb.generate_parameters(i)["TRIAL_BUDGET"] for i in range(9)]
+        [1, 1, 1, 1, 1, 1, 1, 1, 1]
+        >>> for i in range(9):
+        ...     hb.receive_trial_result(i, {}, float(i))  # the last three are the best
+        >>> [hb.generate_parameters(i)["TRIAL_BUDGET"] for i in range(9, 12)]
+        [3, 3, 3]
+        >>> hb.schedule[1]
+        [(3, 3), (1, 9)]
+    """
+
+    def __init__(
+        self,
+        *,
+        R: int = 60,
+        eta: int = 3,
+        optimize_mode: str = "maximize",
+        exec_mode: str = "parallelism",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(optimize_mode=optimize_mode, seed=seed)
+        if isinstance(R, bool) or not isinstance(R, numbers.Integral) or R < 1:
+            raise ConfigError(
+                "classArgs.R",
+                f"must be an integer >= 1 (the largest budget, e.g. the number of epochs), got {R!r}; e.g. R: 60",
+            )
+        if isinstance(eta, bool) or not isinstance(eta, numbers.Integral) or eta < 2:
+            raise ConfigError(
+                "classArgs.eta",
+                f"must be an integer >= 2 (each rung keeps 1/eta of its configurations), got {eta!r}; e.g. eta: 3",
+            )
+        if exec_mode not in _EXEC_MODES:
+            raise ConfigError("classArgs.exec_mode", f"must be 'parallelism' or 'serial', got {exec_mode!r}")
+        self.R = int(R)
+        self.eta = int(eta)
+        self.exec_mode = exec_mode
+        s_max = s_max_for(self.R, self.eta)
+        self._sched = BracketScheduler(
+            lambda s: hyperband_rungs(s, s_max, self.eta, self.R),  # type: ignore[arg-type, return-value]
+            s_max,
+            parallel=exec_mode == "parallelism",
+            name="Hyperband",
+        )
+
+    def _new_config(self, bracket: Bracket, budget: Budget) -> dict[str, Any]:
+        return self._require_space().sample(self._rng)
+
+    def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
+        """Accepted for ``nni-pl experiment import``; Hyperband samples at random and learns nothing from it."""
+        log.info("Hyperband samples configurations at random; %d imported results are not used", len(data))
