@@ -442,10 +442,18 @@ class Experiment:
         working_directory: str | Path | None = None,
         store_url: str | None = None,
         tuner: Any = None,
+        preload: tuple[str, ...] | list[str] = (),
+        start_method: str | None = None,
     ) -> Experiment:
-        """Load a stopped (or killed) experiment; call :meth:`run` to continue it to its limits."""
+        """Load a stopped (or killed) experiment; call :meth:`run` to continue it to its limits.
+
+        ``trial`` is needed for an experiment that tunes a Python function; ``tuner`` replaces the stored
+        tuner with an instance; ``preload``/``start_method`` are as for a new experiment.
+        """
         located = _locate.find(experiment_id, working_directory=working_directory, store_url=store_url)
-        return cls._from_located(located, trial=trial, tuner=tuner)
+        self = cls._from_located(located, trial=trial, tuner=tuner)
+        self.preload, self.start_method = tuple(preload), start_method
+        return self
 
     @classmethod
     def _from_located(
