@@ -7,5 +7,6 @@ Example:
 """
 
 from nni_pl.callbacks.nni_callback import NNICallback
+from nni_pl.callbacks.pbt import PBTCheckpoint
 
-__all__ = ["NNICallback"]
+__all__ = ["NNICallback", "PBTCheckpoint"]
