@@ -411,6 +411,7 @@ class Manager:
                 t.final_default = m.default
                 if notify:
                     self._tell_tuner(t, m.value)
+                    self.waiting = False  # a result may be what a waiting tuner needs
 
     def _tell_tuner(self, t: st.TrialRow, value: Any) -> None:
         if t.parameter_source == "customized" or t.parameter_id is None:
