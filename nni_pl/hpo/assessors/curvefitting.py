@@ -41,16 +41,27 @@ class CurvefittingAssessor(Assessor):
       NNI), ``Bad`` otherwise;
     * ``Bad`` at a judgement step whose latest result is NaN or infinite (a diverged run).
 
-    Deviations from NNI 2.5, all deliberate: the best final value is kept per trial (NNI takes the last
-    history it happened to see, whichever trial it belonged to); ``ilog2`` is ``c - a / log(x + 1)``
-    (NNI's ``log(x)`` is infinite at epoch 1, so that family never fitted); a family whose fit fails is
-    left out (NNI falls back on parameters from an earlier fit, kept in a module-level dict); outliers are judged on the predictions at ``epoch_num`` (NNI takes the median of the predictions at
-    the last observed epoch); the likelihood is the exact Gaussian one, in log space (NNI's product
-    of densities underflows); a negative best is scaled towards zero, ``best - (1 - threshold) * |best|``,
-    which equals ``threshold * best`` for the positive metrics NNI assumes. Judgements are reproducible:
-    the MCMC of a judgement is seeded by ``(seed, trial id, step)``, so it does not depend on the
-    order in which concurrent trials were judged. NNI's MCMC size is kept (20 rounds of 10 chains,
-    vectorised); one judgement takes tens of milliseconds, nearly all of it in the twelve fits.
+    Deviations from NNI 2.5, all deliberate:
+
+    * the best final value is kept per trial (NNI takes the last history it happened to see, whichever
+      trial it belonged to);
+    * ``ilog2`` is ``c - a / log(x + 1)``: NNI's ``log(x)`` is infinite at epoch 1, so it never fitted;
+    * a family whose fit fails is left out (NNI reuses parameters of an earlier fit, kept in a
+      module-level dict);
+    * outliers are judged on the predictions at ``epoch_num`` (NNI takes the median and spread of the
+      predictions at the last observed epoch and compares the ones at ``epoch_num`` with them);
+    * the likelihood is the exact Gaussian one, in log space (NNI's product of densities underflows);
+    * NaN/inf results are left out of the fit (NNI's fit raises on them);
+    * a negative best is scaled towards zero, ``best - (1 - threshold) * |best|``, which equals
+      ``threshold * best`` for the positive metrics NNI assumes;
+    * judgements are reproducible: the MCMC of a judgement is seeded by ``(seed, trial id, step)``,
+      independent of the order in which concurrent trials were judged.
+
+    NNI's MCMC size is kept (20 rounds of 10 chains, step 0.0005, vectorised: under a millisecond).
+    With that step the weights stay close to uniform, so the prediction is nearly the mean of the
+    surviving families; a much longer chain (2,000 rounds, step 0.02) changed the mean absolute error
+    of predictions on synthetic curves by under 0.005, so NNI's settings stay. A judgement takes tens
+    of milliseconds, nearly all of it in the twelve least-squares fits.
 
     Only ``optimize_mode="maximize"`` is supported, as in NNI: the curve families are increasing and
     saturating (accuracy-like), and negating a loss does not make it one of them.
