@@ -832,12 +832,29 @@ class TunerTestCase:
         )
 
     def test_many_running_trials_and_waiting(self) -> None:
-        """All suggestions running at once (``WaitForResults`` only while trials run), then one at a time."""
+        """All suggestions running at once (``WaitForResults`` only while trials run), then one at a time.
+
+        Trials running together get different parameter sets (a model-based tuner spreads its
+        suggestions while results are pending, e.g. with a constant liar).
+        """
         space = self.seed_space()
         parsed = SearchSpace.parse(space)
         n = self.n_suggestions
         tuner = self.new_tuner(space)
         log = self.run_trials(tuner, space, n, concurrency=n, finish=False)
+        running = [t for t in log.trials if t.parameter_id not in log.ended]
+        seen: dict[str, Trial] = {}
+        for trial in running:
+            extras = {k: v for k, v in trial.sent.items() if k in self.extra_keys}
+            key = self.key_of(parsed, trial.parameters) + json.dumps(extras, sort_keys=True)
+            _ensure(
+                key not in seen,
+                lambda trial=trial, key=key: (
+                    f"generate_parameters({trial.parameter_id}) repeated "
+                    f"generate_parameters({seen[key].parameter_id}) while both trials run: {_fmt(trial.parameters)}"
+                ),
+            )
+            seen[key] = trial
         self.end_trials(
             tuner, log.pending, log, outcome=lambda t: "FAILED" if t.index % 4 == 1 else "SUCCEEDED"
         )

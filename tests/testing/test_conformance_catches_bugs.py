@@ -171,6 +171,24 @@ class WaitsForFailedTrials(RandomTuner):
         self._open.discard(parameter_id)
 
 
+class SameWhilePending(RandomTuner):
+    """Suggests its current best guess again until a result arrives (no constant liar or equivalent)."""
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        self._guess: dict[str, Any] | None = None
+
+    def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
+        if self._guess is None:
+            self._guess = super().generate_parameters(parameter_id)
+        return copy.deepcopy(self._guess)
+
+    def receive_trial_result(
+        self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any
+    ) -> None:
+        self._guess = None
+
+
 class AcceptsEverything(GridSearchTuner):
     """Declares GridSearch's types but its check_search_space lets everything through."""
 
@@ -208,6 +226,7 @@ BROKEN_TUNERS = [
     (BrokenImport, {"exhausts_finite_spaces": False}, "test_import_data_before_first_suggestion", "import_data.*raised TypeError", "test_randint_values"),
     (WaitsWithNothingRunning, {"exhausts_finite_spaces": False}, "test_many_running_trials_and_waiting", "wait forever", "test_unsupported_spaces_are_rejected"),
     (WaitsForFailedTrials, {"exhausts_finite_spaces": False}, "test_failed_trials_without_result", "wait forever", "test_receives_number_and_dict_metrics"),
+    (SameWhilePending, {"exhausts_finite_spaces": False}, "test_many_running_trials_and_waiting", "while both trials run", "test_randint_values"),
     (AcceptsEverything, {"deterministic": True}, "test_unsupported_spaces_are_rejected", "accepted", "test_exhausts_finite_spaces"),
     (UnnamedRejection, {"deterministic": True}, "test_unsupported_spaces_are_rejected", "naming ''", "test_exhausts_finite_spaces"),
 ]  # fmt: skip
