@@ -201,6 +201,11 @@ def test_smac_config_dedup_false_repeats_only_random_draws():
 
     assert len(set(random_only(False))) < 60  # NNI's default: a random draw may repeat a point
     assert len(set(random_only(True))) == 60
+    running = SMACTuner(seed=0)  # ... but never one that is running
+    running.update_search_space(space)
+    running.random_fraction = 1.0
+    pending = [running.generate_parameters(i) for i in range(60)]
+    assert len({(p["a"], p["b"]) for p in pending}) == 60
 
 
 def test_smac_nan_and_inf_results_count_as_worst():

@@ -52,8 +52,8 @@ class SMACTuner(StoreTuner):
         config_dedup: ``True``: never suggest a parameter set that was already generated. ``False``
             (NNI's default): the model's suggestions are new, but the random ones (the initial design
             and the ``random_fraction`` interleaved later) are plain draws from the prior, which may
-            repeat an earlier parameter set: rare in a large space, as NNI's docs say, common in a
-            small finite one. Either way, once every point of a finite space has been generated,
+            repeat a finished parameter set (never a running one): rare in a large space, as NNI's
+            docs say, common in a small finite one. Either way, once every point of a finite space has been generated,
             :meth:`generate_parameters` raises :class:`~nni_pl.errors.NoMoreTrialError`.
         seed: makes the suggestions reproducible for the same sequence of results.
 
@@ -117,14 +117,28 @@ class SMACTuner(StoreTuner):
         if finite.sum() >= max(2, self.n_startup_jobs) and self._rng.random() >= self.random_fraction:
             params = self._suggest(store)
         if params is None:
-            # NNI's config_dedup=False lets a random configuration repeat an earlier one (rare in a
-            # large space); True draws a new one
-            params = store.random_unseen(self._rng) if self.config_dedup else store.space.sample(self._rng)
+            params = store.random_unseen(self._rng) if self.config_dedup else self._random_not_running(store)
         row = store.encode(params)
         if row is not None:
             store.mark_seen(row)
         self._pending[parameter_id] = params
         return params
+
+    def _random_not_running(self, store: ObservationStore) -> dict[str, Any]:
+        """A prior draw that may repeat a finished parameter set (NNI's ``config_dedup=False``, rare in a
+        large space) but not one that is running now."""
+        running = set()
+        for p in self._pending.values():
+            row = store.encode(p, quiet=True)
+            if row is not None:
+                running.add(store.key(row))
+        params = store.space.sample(self._rng)
+        for _ in range(100):
+            row = store.encode(params, quiet=True)
+            if row is None or store.key(row) not in running:
+                return params
+            params = store.space.sample(self._rng)
+        return store.random_unseen(self._rng)
 
     # --- the model ---------------------------------------------------------------------------------------
     def _training_data(self, store: ObservationStore) -> tuple[np.ndarray, np.ndarray]:
