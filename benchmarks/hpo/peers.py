@@ -313,7 +313,9 @@ class NniRunner:
             self.worker.stop()
 
 
-def peer_runner(name: str, space: dict[str, Any], seed: int, concurrency: int) -> Any:
+def peer_runner(
+    name: str, space: dict[str, Any], seed: int, concurrency: int, class_args: dict[str, Any] | None = None
+) -> Any:
     """A runner for a peer tuner name of the benchmark (``optuna TPE``, ``hyperopt TPE``, ``NNI GPTuner``...)."""
     family, _, algo = name.partition(" ")
     if family == "optuna":
@@ -321,5 +323,5 @@ def peer_runner(name: str, space: dict[str, Any], seed: int, concurrency: int) -
     if family == "hyperopt" and algo == "TPE":
         return HyperoptRunner(space, seed, concurrency)
     if family == "NNI":
-        return NniRunner(algo, space, seed)
+        return NniRunner(algo, space, seed, class_args)
     raise ValueError(f"unknown peer tuner {name!r}")
