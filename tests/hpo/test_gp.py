@@ -1,0 +1,327 @@
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from nni_pl.errors import ConfigError, SearchSpaceError
+from nni_pl.hpo import HistoryEntry
+from nni_pl.hpo.tuners import RandomTuner
+from nni_pl.hpo.tuners._gp import GaussianProcess, acquisition, maximize_batch
+from nni_pl.hpo.tuners._numeric import UnitCube
+from nni_pl.hpo.tuners._store import ObservationStore
+from nni_pl.hpo.tuners.gp import GPTuner
+from nni_pl.space import SearchSpace
+from nni_pl.testing import TunerTestCase
+
+from .conftest import assert_valid
+
+NUMERIC = {
+    "ri": {"_type": "randint", "_value": [-2, 3]},
+    "u": {"_type": "uniform", "_value": [-1.0, 1.0]},
+    "qu": {"_type": "quniform", "_value": [2, 10, 5]},
+    "quf": {"_type": "quniform", "_value": [0, 1, 0.1]},
+    "lu": {"_type": "loguniform", "_value": [1e-4, 1e-1]},
+    "qlu": {"_type": "qloguniform", "_value": [1, 1000, 7]},
+    "c": {"_type": "choice", "_value": [16, 32.0, 0.5, 128]},
+    "one": {"_type": "choice", "_value": [3]},
+}
+QUAD = {"x": {"_type": "uniform", "_value": [-5, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}}
+FAST = {"selection_num_warm_up": 2000, "selection_num_starting_points": 10}
+
+
+def _quad(p: dict) -> float:
+    return (p["x"] - 1.3) ** 2 + (p["y"] + 2.1) ** 2
+
+
+def _branin(p: dict) -> float:
+    x1, x2 = p["x1"], p["x2"]
+    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
+
+
+BRANIN = {"x1": {"_type": "uniform", "_value": [-5, 10]}, "x2": {"_type": "uniform", "_value": [0, 15]}}
+
+
+def _optimise(tuner, space, fn, n: int) -> list[float]:
+    tuner.update_search_space(space)
+    values = []
+    for i in range(n):
+        params = tuner.generate_parameters(i)
+        value = fn(params)
+        tuner.receive_trial_result(i, params, value)
+        values.append(value)
+    return values
+
+
+class TestGPConformance(TunerTestCase):
+    tuner_class = GPTuner
+    tuner_kwargs = {"cold_start_num": 2, "selection_num_warm_up": 200, "selection_num_starting_points": 2}
+    n_suggestions = 6
+
+
+def test_gp_values_and_types_in_space():
+    space = SearchSpace.parse(NUMERIC)
+    rng = np.random.default_rng(0)
+    tuner = GPTuner(seed=0, cold_start_num=4, **FAST)
+    tuner.update_search_space(NUMERIC)
+    for i in range(20):
+        params = tuner.generate_parameters(i)
+        assert_valid(space, params)
+        assert params["c"] in (16, 32.0, 0.5, 128) and type(params["c"]) is type(
+            NUMERIC["c"]["_value"][NUMERIC["c"]["_value"].index(params["c"])]
+        )
+        assert params["one"] == 3
+        tuner.receive_trial_result(i, params, float(rng.normal()) + params["u"])
+
+
+def test_gp_same_seed_same_suggestions():
+    runs = [_optimise(GPTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, _quad, 14) for s in (3, 3, 4)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_gp_cold_start_is_random_then_modelled(monkeypatch):
+    fits = []
+    original = GaussianProcess.fit
+    monkeypatch.setattr(GaussianProcess, "fit", lambda self, *a: fits.append(len(a[0])) or original(self, *a))
+    tuner = GPTuner(optimize_mode="minimize", seed=0, cold_start_num=5, **FAST)
+    tuner.update_search_space(QUAD)
+    first = [tuner.generate_parameters(i) for i in range(5)]  # nothing reported yet: all random
+    assert not fits
+    for i, p in enumerate(first[:4]):
+        tuner.receive_trial_result(i, p, _quad(p))
+    tuner.generate_parameters(10)  # 4 results < cold_start_num
+    assert not fits
+    tuner.receive_trial_result(4, first[4], _quad(first[4]))
+    tuner.generate_parameters(11)
+    assert fits == [5 + 1]  # the 5 results and the pending point of id 10 (with the liar)
+
+
+@pytest.mark.parametrize("utility", ["ei", "ucb", "poi"])
+def test_gp_every_acquisition_optimises(utility):
+    values = _optimise(
+        GPTuner(optimize_mode="minimize", utility=utility, seed=1, cold_start_num=5, **FAST), QUAD, _quad, 20
+    )
+    assert min(values) < 0.5
+    assert min(values[5:]) < min(values[:5])
+
+
+def test_gp_acquisition_formulas():
+    mu, sd = np.array([0.0, 1.0, 2.0]), np.array([1.0, 0.5, 1e-9])
+    ei, _ = acquisition("ei", mu, sd, 1.0)
+    # EI of N(0, 1) below 1: E[max(1 - Y, 0)] = Phi(1) + phi(1)
+    assert ei[0] == pytest.approx(0.8413447460685429 + 0.24197072451914337)
+    assert ei[1] == pytest.approx(0.5 * 0.3989422804014327)
+    assert ei[2] == pytest.approx(0.0, abs=1e-12)
+    poi, _ = acquisition("poi", mu, sd, 1.0, xi=0.5)
+    assert poi[0] == pytest.approx(0.6914624612740131)  # P(Y < 0.5)
+    ucb, _ = acquisition("ucb", mu, sd, 1.0, kappa=2.0)
+    assert ucb.tolist() == pytest.approx([2.0, 0.0, -2.0])
+
+
+def test_gp_model_matches_scikit_learn_and_its_gradients():
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern
+
+    rng = np.random.default_rng(0)
+    u = rng.random((25, 3))
+    y = np.sin(4 * u).sum(1) * 10 + 3
+    for nu in (1.5, 2.5, math.inf, 0.5):
+        gp = GaussianProcess(nu=nu).fit(u, y, rng)
+        kernel = ConstantKernel(gp.amplitude, "fixed") * Matern(gp.length, "fixed", nu=nu)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = GaussianProcessRegressor(kernel, alpha=gp.jitter, normalize_y=True).fit(u, y)
+        x = rng.random((7, 3))
+        mu, sd = gp.predict(x)
+        ref_mu, ref_sd = ref.predict(x, return_std=True)
+        np.testing.assert_allclose(mu, ref_mu, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(sd, ref_sd, rtol=1e-4, atol=1e-6)
+        _, _, dmu, dsd = gp.predict_grad(x)
+        h = 1e-6
+        for j in range(3):
+            step = np.zeros(3)
+            step[j] = h
+            (mp, sp), (mm, sm) = gp.predict(x + step), gp.predict(x - step)
+            np.testing.assert_allclose(dmu[:, j], (mp - mm) / (2 * h), rtol=1e-3, atol=1e-3)
+            np.testing.assert_allclose(dsd[:, j], (sp - sm) / (2 * h), rtol=1e-3, atol=1e-3)
+
+
+def test_maximize_batch_finds_each_local_maximum():
+    centres = np.array([[0.2, 0.3], [0.8, 0.7]])
+
+    def fun(u):
+        d = u[:, None, :] - centres[None]
+        w = np.exp(-(d**2).sum(-1) / 0.02)
+        return w.sum(1), -(w[:, :, None] * d / 0.01).sum(1)
+
+    u, values = maximize_batch(fun, np.array([[0.1, 0.1], [0.9, 0.9], [0.25, 0.35]]))
+    np.testing.assert_allclose(u, centres[[0, 1, 0]], atol=1e-3)
+    assert values == pytest.approx([1.0, 1.0, 1.0], abs=1e-3)
+
+
+def test_unit_cube_round_trip_and_snap():
+    space = SearchSpace.parse(NUMERIC)
+    store = ObservationStore(space)
+    cube = UnitCube(store)
+    assert cube.d == 7  # the one-option choice is not an axis
+    rng = np.random.default_rng(0)
+    points = cube.sample(rng, 200)
+    np.testing.assert_allclose(cube.snap(points), points)  # prior samples are already decodable points
+    for u in rng.random((200, cube.d)):
+        params = cube.decode(u)
+        assert_valid(space, params)
+        np.testing.assert_allclose(cube.encode(params), cube.snap(u[None])[0], atol=1e-9)
+    # a choice decodes to the nearest option by value; randint never returns high
+    k_c = next(i for i, j in enumerate(cube.columns) if store.dims[j].name == "c")
+    k_ri = next(i for i, j in enumerate(cube.columns) if store.dims[j].name == "ri")
+    u = np.full(cube.d, 0.5)
+    u[k_c], u[k_ri] = 0.0, 1.0
+    assert cube.decode(u)["c"] == 0.5 and cube.decode(u)["ri"] == 2
+
+
+def test_gp_constant_liar_spreads_pending_suggestions():
+    def spread(with_liar: bool, seed: int) -> float:
+        tuner = GPTuner(seed=seed, **FAST)
+        _optimise(tuner, {"x": {"_type": "uniform", "_value": [-10, 10]}}, lambda p: -((p["x"] - 2) ** 2), 12)
+        xs = []
+        for k in range(6):  # six trials running at once
+            xs.append(tuner.generate_parameters(100 + k)["x"])
+            if not with_liar:
+                tuner._pending.clear()
+        return float(np.std(xs))
+
+    plain = [spread(False, s) for s in range(3)]
+    liar = [spread(True, s) for s in range(3)]
+    assert all(b > 3 * a for a, b in zip(plain, liar)), (plain, liar)
+    assert min(liar) > 0.05
+
+
+def test_gp_nan_and_inf_results_count_as_worst():
+    def fn(p):
+        return math.nan if p["x"] > 0 else -((p["x"] + 2.0) ** 2)
+
+    tuner = GPTuner(seed=5, cold_start_num=6, **FAST)
+    values = _optimise(tuner, {"x": {"_type": "uniform", "_value": [-5, 5]}}, fn, 20)
+    assert sum(math.isnan(v) for v in values[6:]) <= 3
+    assert max(v for v in values if not math.isnan(v)) > -0.05
+
+
+def test_gp_import_data_and_resume_feed_the_model():
+    data = [
+        {"parameter": {"x": x, "y": -2.0}, "value": -_quad({"x": x, "y": -2.0})}
+        for x in np.linspace(-5, 5, 12)
+    ]
+    tuner = GPTuner(seed=0, **FAST)
+    tuner.update_search_space(QUAD)
+    tuner.import_data(
+        [
+            *data,
+            {"parameter": {"x": 99.0, "y": 0.0}, "value": 1.0},
+            {"parameter": {"x": 0.0, "y": 0.0}, "value": None},
+        ]
+    )
+    assert len(tuner.observations()) == 12  # out-of-space and value-less records are skipped
+    params = tuner.generate_parameters(0)  # past cold_start_num: modelled
+    assert abs(params["x"] - 1.3) < 1.5
+
+    resumed = GPTuner(seed=0, **FAST)
+    resumed.update_search_space(QUAD)
+    history = [HistoryEntry(i, d["parameter"], d["value"]) for i, d in enumerate(data)]
+    history.append(HistoryEntry(12, {"x": 0.0, "y": 0.0}, None, finished=False))
+    resumed.resume(history)
+    assert len(resumed.observations()) == 12 and 12 in resumed._pending
+    resumed.generate_parameters(13)
+    resumed.receive_trial_result(12, {"x": 0.0, "y": 0.0}, -4.0)
+    assert len(resumed.observations()) == 13
+
+
+@pytest.mark.parametrize(
+    ("spec", "name"),
+    [
+        ({"_type": "normal", "_value": [0, 1]}, "normal"),
+        ({"_type": "qlognormal", "_value": [0, 1, 1]}, "qlognormal"),
+        ({"_type": "choice", "_value": ["relu", "tanh"]}, "numeric choice"),
+        (
+            {
+                "_type": "choice",
+                "_value": [{"_name": "a"}, {"_name": "b", "z": {"_type": "uniform", "_value": [0, 1]}}],
+            },
+            "nested",
+        ),
+    ],
+)
+def test_gp_rejects_unsupported_spaces(spec, name):
+    space = SearchSpace.parse({"ok": {"_type": "uniform", "_value": [0, 1]}, "bad": spec})
+    with pytest.raises(SearchSpaceError, match=r"'bad'.*GPTuner") as err:
+        GPTuner.check_search_space(space)
+    assert err.value.path == "bad"
+    with pytest.raises(SearchSpaceError, match="GPTuner"):
+        GPTuner().update_search_space(space)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"optimize_mode": "max"}, "optimize_mode"),
+        ({"utility": "lcb"}, "utility"),
+        ({"kappa": -1}, "kappa"),
+        ({"kappa": "5"}, "kappa"),
+        ({"xi": math.nan}, "xi"),
+        ({"nu": 0}, "nu"),
+        ({"alpha": -1e-6}, "alpha"),
+        ({"cold_start_num": -1}, "cold_start_num"),
+        ({"cold_start_num": 2.5}, "cold_start_num"),
+        ({"selection_num_warm_up": 0}, "selection_num_warm_up"),
+        ({"selection_num_starting_points": True}, "selection_num_starting_points"),
+        ({"seed": -3}, "seed"),
+    ],
+)
+def test_gp_invalid_class_args(kwargs, field):
+    with pytest.raises(ConfigError, match=f"classArgs.{field}"):
+        GPTuner(**kwargs)
+
+
+def test_gp_accepts_nni_spellings_of_numbers():
+    tuner = GPTuner(
+        kappa=5.0, xi=0.01, nu=math.inf, alpha=0, cold_start_num=3, selection_num_starting_points=0
+    )
+    values = _optimise(tuner, QUAD, _quad, 6)
+    assert len(values) == 6
+
+
+def test_gp_beats_random_on_branin():
+    gp = [
+        min(_optimise(GPTuner(optimize_mode="minimize", seed=s, **FAST), BRANIN, _branin, 25))
+        for s in range(3)
+    ]
+    rnd = [min(_optimise(RandomTuner(seed=s), BRANIN, _branin, 25)) for s in range(3)]
+    assert np.mean(gp) < 0.5 * np.mean(rnd)
+    assert np.mean(gp) - 0.397887 < 0.1
+
+
+def _e2e_trial(params):
+    return -_quad(params)
+
+
+def test_gp_end_to_end_through_an_experiment(tmp_path):
+    from nni_pl.experiment import Experiment
+    from nni_pl.experiment import store as st
+
+    exp = Experiment(
+        trial=_e2e_trial,
+        search_space=QUAD,
+        tuner={"name": "GP", "classArgs": {"cold_start_num": 3, "seed": 0, **FAST}},
+        max_trial_number=8,
+        trial_concurrency=2,
+        experiment_working_directory=tmp_path,
+        start_method="fork",  # spawned workers cannot import this module: tests/hpo is the package "hpo"
+    )
+    exp.run(display=False)
+    trials = exp.trials()
+    assert exp.get_status() == st.EXP_DONE
+    assert len(trials) == 8 and all(t.status == st.SUCCEEDED for t in trials)
+    assert len({(t.parameters["x"], t.parameters["y"]) for t in trials}) == 8
