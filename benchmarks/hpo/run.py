@@ -397,7 +397,7 @@ def plan(
                     if not ok:
                         continue
                     slow = t in SLOW
-                    if slow and seed >= args.slow_seeds:
+                    if slow and (seed >= args.slow_seeds or mode not in args.slow_modes):
                         continue
                     cut = REDUCED.get(t, {})
                     if seed >= cut.get("seeds", seed + 1) or mode not in cut.get("modes", [mode]):
@@ -419,6 +419,14 @@ def plan(
     jobs.sort(
         key=lambda j: (j["tuner"] in SLOW, j["seed"])
     )  # cheap runs first: a stopped grid is still useful
+    if set(args.slow_modes) != set(args.modes):
+        slow_run = [t for t in runnable if t in SLOW and t not in REDUCED]
+        if slow_run:
+            notes.append(
+                f"{', '.join(slow_run)}: {args.slow_seeds} seeds, "
+                f"{', '.join({'seq': 'sequential', 'c4': 'concurrency 4'}[m] for m in args.slow_modes if m in args.modes)} only "
+                "(seconds per suggestion: the full grid does not fit the time this run had)"
+            )
     for t, cut in REDUCED.items():
         if t in runnable:
             notes.append(
@@ -488,6 +496,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--time-limit", type=float, default=1800.0, help="CPU seconds per run")
     parser.add_argument(
+        "--slow-modes",
+        nargs="+",
+        choices=sorted(MODES),
+        default=None,
+        help="modes for the slow tuners (default --modes)",
+    )
+    parser.add_argument(
         "--slow-time-limit", type=float, default=600.0, help="CPU seconds per run of a slow tuner"
     )
     parser.add_argument("--workers", type=int, default=2)
@@ -512,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     args.budgets = sorted({b for b in args.budgets if b <= args.trials} | {args.trials})
     if args.slow_seeds is None:
         args.slow_seeds = args.seeds
+    if args.slow_modes is None:
+        args.slow_modes = list(args.modes)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
     refs = references(args.problems, args.samples)
@@ -552,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "seeds": args.seeds,
         "slow_seeds": args.slow_seeds,
+        "slow_modes": args.slow_modes,
         "trials": args.trials,
         "budgets": args.budgets,
         "time_limit": args.time_limit,
