@@ -129,8 +129,12 @@ def test_batch_class_args():
     assert isinstance(create_algorithm("tuner", "BatchTuner", class_args={}), BatchTuner)
     with pytest.raises(ConfigError, match=r"classArgs\.seed"):
         BatchTuner(seed=-1)
+    # NNI's BatchTuner takes no classArgs; optimize_mode is accepted (and checked) like every other tuner's
+    assert BatchTuner(optimize_mode="minimize").optimize_mode == "minimize"
+    with pytest.raises(ConfigError, match="optimize_mode"):
+        BatchTuner(optimize_mode="smallest")
     with pytest.raises(TypeError):
-        BatchTuner(optimize_mode="maximize")  # NNI's BatchTuner takes no classArgs
+        BatchTuner(population_size=3)
 
 
 def test_batch_generate_before_space_is_an_error():

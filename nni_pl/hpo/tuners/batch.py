@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nni_pl.errors import NoMoreTrialError, SearchSpaceError
-from nni_pl.hpo._base import HistoryEntry, Tuner
+from nni_pl.hpo._base import HistoryEntry, Tuner, validate_optimize_mode
 from nni_pl.hpo.tuners._common import check_seed
 from nni_pl.space import Branch, Choice, SearchSpace
 
@@ -41,6 +41,8 @@ class BatchTuner(Tuner):
     type choice; this tuner insists on NNI's documented ``combine_params`` form.)
 
     Args:
+        optimize_mode: ``"maximize"`` or ``"minimize"``, accepted (and checked) for uniformity with the other
+            tuners; the order of the list is fixed, so it is not used.
         seed: accepted for uniformity with the other tuners; the order is fixed, so it is not used.
 
     Example:
@@ -54,7 +56,10 @@ class BatchTuner(Tuner):
         'SGD'
     """
 
-    def __init__(self, *, seed: int | None = None) -> None:
+    def __init__(self, *, optimize_mode: str | None = None, seed: int | None = None) -> None:
+        if optimize_mode is not None:
+            validate_optimize_mode(optimize_mode)
+        self.optimize_mode = optimize_mode
         self.seed = check_seed(seed)
         self._values: list[dict[str, Any]] = []
         self._done: Counter[str] = Counter()  # configurations already run, by canonical JSON
