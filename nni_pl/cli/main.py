@@ -366,11 +366,7 @@ def cmd_trial_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_trial_kill(args: argparse.Namespace) -> int:
-    import signal
-
-    from nni_pl.experiment import _locate
-    from nni_pl.experiment import store as st
-    from nni_pl.training.local import _alive
+    from nni_pl.experiment import _locate, control
 
     out = _console()
     loc = _find(args)
@@ -379,20 +375,26 @@ def cmd_trial_kill(args: argparse.Namespace) -> int:
     if t.finished:
         out.print(f"trial {t.trial_id} already ended ({t.status})")
         return 0
-    loc.store.update_trial(exp.id, t.trial_id, stop_requested="user")
+    alive = _locate.manager_alive(exp)
+    status = control.kill_trial(loc.store, exp.id, t.trial_id, manager_alive=alive)
+    out.print(f"trial {t.trial_id}: {status}" + ("" if alive else " (no manager was running)"))
+    return 0
+
+
+def cmd_trial_add(args: argparse.Namespace) -> int:
+    from nni_pl.experiment import _locate, control
+
+    out = _console()
+    loc = _find(args)
+    exp = loc.experiment
+    t = control.add_trial(loc.store, exp.id, args.params)
     if _locate.manager_alive(exp):
-        deadline = time.time() + 30
-        while time.time() < deadline and not loc.store.get_trial(exp.id, t.trial_id).finished:
-            time.sleep(0.1)
-        out.print(f"trial {t.trial_id}: {loc.store.get_trial(exp.id, t.trial_id).status}")
-        return 0
-    if t.pid is not None and _alive(t.pid, t.pid_started_at):
-        try:
-            os.killpg(t.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    loc.store.update_trial(exp.id, t.trial_id, status=st.USER_CANCELED, ended_at=time.time())
-    out.print(f"trial {t.trial_id}: USER_CANCELED (no manager was running)")
+        out.print(f"customised trial {t.trial_id} added to experiment {exp.id}; it runs next")
+    else:
+        out.print(
+            f"customised trial {t.trial_id} added to experiment {exp.id}; it runs when the experiment resumes "
+            f"(nni-pl resume {exp.id})"
+        )
     return 0
 
 
@@ -412,30 +414,19 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    from nni_pl.experiment.config import format_duration, parse_duration
+    from nni_pl.experiment import control
 
     out = _console()
     loc = _find(args)
-    exp = loc.experiment
-    cfg = dict(exp.config)
-    changes = []
-    if args.concurrency is not None:
-        if args.concurrency < 1:
-            raise NniPlError(f"--concurrency must be at least 1, got {args.concurrency}")
-        cfg["trialConcurrency"] = args.concurrency
-        changes.append(f"trialConcurrency={args.concurrency}")
-    if args.max_trials is not None:
-        if args.max_trials < 1:
-            raise NniPlError(f"--max-trials must be at least 1, got {args.max_trials}")
-        cfg["maxTrialNumber"] = args.max_trials
-        changes.append(f"maxTrialNumber={args.max_trials}")
-    if args.duration is not None:
-        cfg["maxExperimentDuration"] = format_duration(parse_duration(args.duration, "--duration"))
-        changes.append(f"maxExperimentDuration={cfg['maxExperimentDuration']}")
-    if not changes:
-        raise NniPlError("nothing to update: give --concurrency, --max-trials or --duration")
-    loc.store.update_experiment(exp.id, config=cfg, revision=exp.revision + 1)
-    out.print(f"experiment {exp.id}: {', '.join(changes)}")
+    changes = control.update_limits(
+        loc.store,
+        loc.experiment.id,
+        concurrency=args.concurrency,
+        max_trials=args.max_trials,
+        duration=args.duration,
+        names=("--concurrency", "--max-trials", "--duration"),
+    )
+    out.print(f"experiment {loc.experiment.id}: {', '.join(changes)}")
     return 0
 
 
@@ -566,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tail", type=int)
     s.set_defaults(func=cmd_log)
 
-    trial = sub.add_parser("trial", help="list or kill trials")
+    trial = sub.add_parser("trial", help="list, kill or add trials")
     tsub = trial.add_subparsers(dest="trial_command", required=True, metavar="ACTION")
     s = tsub.add_parser("ls", parents=[common], help="list an experiment's trials")
     s.add_argument("id")
@@ -576,6 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("id")
     s.add_argument("trial")
     s.set_defaults(func=cmd_trial_kill)
+    s = tsub.add_parser(
+        "add", parents=[common], help="add a customised trial (parameters checked against the search space)"
+    )
+    s.add_argument("id")
+    s.add_argument("--params", required=True, help="the parameters as JSON, e.g. '{\"lr\": 0.01}'")
+    s.set_defaults(func=cmd_trial_add)
 
     algo = sub.add_parser("algo", help="list, register or unregister tuners/assessors")
     asub = algo.add_subparsers(dest="algo_command", required=True, metavar="ACTION")

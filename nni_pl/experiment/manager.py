@@ -32,6 +32,7 @@ from typing import Any
 from nni_pl.errors import NniPlError, NoMoreTrialError, WaitForResults
 from nni_pl.experiment import store as st
 from nni_pl.experiment.config import ExperimentConfig
+from nni_pl.experiment.control import CUSTOMIZED
 from nni_pl.hpo._base import Advisor, AssessResult, HistoryEntry, extract_scalar
 from nni_pl.training._base import MetricsReader, TrainingService, TrialEnd, TrialJob, write_parameter_file
 from nni_pl.trial._context import _jsonable
@@ -116,7 +117,9 @@ class Manager:
         self.on_update = on_update
         self.poll_interval = poll_interval
 
-        self.trials: dict[str, st.TrialRow] = {t.trial_id: t for t in store.list_trials(experiment_id)}
+        self.trials: dict[str, st.TrialRow] = {
+            t.trial_id: t for t in store.list_trials(experiment_id) if not _unadopted(t)
+        }
         self.readers: dict[str, MetricsReader] = {}
         self.histories: dict[str, list[float]] = {}
         self.pending: deque[_Pending] = deque()
@@ -212,6 +215,7 @@ class Manager:
                 self.pending.append(
                     _Pending(t.parameters, t.parameter_id, t.parameter_source, retry_of=t.trial_id)
                 )
+        self._adopt(self.store.list_trials(self.id, statuses=[st.WAITING]))
         logger.info(
             "experiment %s %s (%d stored trials)",
             self.id,
@@ -244,7 +248,7 @@ class Manager:
     def _resume_algorithms(self) -> None:
         history = []
         for t in sorted(self.trials.values(), key=lambda t: t.sequence_id):
-            if t.parameter_source == "customized":
+            if t.parameter_source == CUSTOMIZED:
                 continue
             history.append(
                 HistoryEntry(
@@ -340,6 +344,8 @@ class Manager:
                 return
             if item.trial_id is not None:
                 t = self.trials[item.trial_id]
+                if t.finished or t.stop_requested == "user":
+                    continue
             else:
                 tid = self._new_trial_id()
                 t = st.TrialRow(
@@ -414,9 +420,24 @@ class Manager:
                     self.waiting = False  # a result may be what a waiting tuner needs
 
     def _tell_tuner(self, t: st.TrialRow, value: Any) -> None:
-        if t.parameter_source == "customized" or t.parameter_id is None:
+        if t.parameter_id is None:
             return
-        self.tuner.receive_trial_result(t.parameter_id, t.parameters, value)
+        if t.parameter_source != CUSTOMIZED:
+            self.tuner.receive_trial_result(t.parameter_id, t.parameters, value)
+            return
+        # A customised trial's parameters never came from the tuner. Ours learn from them like any result (their
+        # receive_trial_result takes parameters it did not issue); an NNI tuner only when it says so, as in NNI.
+        if not _is_ours(self.tuner) and not getattr(self.tuner, "_accept_customized", False):
+            logger.info("customised trial %s: result not passed to the NNI tuner", t.trial_id)
+            return
+        try:
+            self.tuner.receive_trial_result(
+                t.parameter_id, t.parameters, value, customized=True, trial_job_id=t.trial_id
+            )
+        except Exception:  # a tuner that cannot take foreign parameters must not end the experiment
+            logger.warning(
+                "the tuner did not accept the result of customised trial %s", t.trial_id, exc_info=True
+            )
 
     def _stop_trial(self, t: st.TrialRow, reason: str) -> None:
         self._set(t, stop_requested=reason)
@@ -479,7 +500,7 @@ class Manager:
             and status == st.EARLY_STOPPED
         ):
             self._tell_tuner(t, history[-1])
-        if t.parameter_source != "customized" and t.parameter_id is not None:
+        if t.parameter_source != CUSTOMIZED and t.parameter_id is not None:
             if _is_ours(self.tuner):
                 self.tuner.trial_end(
                     t.parameter_id, status == st.SUCCEEDED, trial_job_id=t.trial_id, status=status
@@ -510,15 +531,49 @@ class Manager:
         if exp.revision != self.revision:
             self.revision = exp.revision
             self._apply_live_config(exp.config)
-        for t in self.store.list_trials(self.id, statuses=[st.RUNNING, st.WAITING]):
+        unfinished = self.store.list_trials(self.id, statuses=[st.RUNNING, st.WAITING])
+        for t in unfinished:
             if t.stop_requested == "user" and t.trial_id not in self._stopped_by_user:
                 self._stopped_by_user.add(t.trial_id)
                 mine = self.trials.get(t.trial_id)
-                if mine is not None:
-                    mine.stop_requested = "user"
-                    logger.info("trial %s killed by the user", t.trial_id)
+                if mine is None:
+                    continue
+                mine.stop_requested = "user"
+                logger.info("trial %s killed by the user", t.trial_id)
+                if t.trial_id in self.service.running():
                     self.service.terminate(t.trial_id, grace=STOP_GRACE)
+                elif not mine.finished:  # still queued: it never starts
+                    self._cancel_pending(mine)
+        self._adopt([t for t in unfinished if t.status == st.WAITING])
         self.store.update_experiment(self.id, elapsed=self._elapsed())
+
+    def _adopt(self, waiting: list[st.TrialRow]) -> None:
+        """Queue the customised trials a user added (``nni-pl trial add``, the dashboard) since the last look.
+
+        They run before the tuner is asked for more, get the next sequence id and a parameter id of their own,
+        and count towards ``maxTrialNumber``.
+        """
+        for t in sorted(waiting, key=lambda t: (t.submitted_at or 0.0, t.trial_id)):
+            if not _unadopted(t) or t.trial_id in self.trials:
+                continue
+            if t.stop_requested == "user":
+                self._set(t, status=st.USER_CANCELED, ended_at=time.time())
+                continue
+            self._set(t, sequence_id=self.next_sequence_id, parameter_id=self.next_parameter_id)
+            self.next_sequence_id += 1
+            self.next_parameter_id += 1
+            self.trials[t.trial_id] = t
+            self.pending.append(_Pending(t.parameters, t.parameter_id, CUSTOMIZED, trial_id=t.trial_id))
+            logger.info(
+                "customised trial %s (#%d) queued: %s",
+                t.trial_id,
+                t.sequence_id,
+                json.dumps(t.parameters)[:300],
+            )
+
+    def _cancel_pending(self, t: st.TrialRow) -> None:
+        self.pending = deque(p for p in self.pending if p.trial_id != t.trial_id)
+        self._set(t, status=st.USER_CANCELED, ended_at=time.time())
 
     def _apply_live_config(self, stored: dict[str, Any]) -> None:
         from nni_pl.experiment.config import parse_duration
@@ -625,6 +680,11 @@ class Manager:
             self.on_update(self.snapshot(status))
         except Exception:  # a display problem must never stop an experiment
             logger.debug("display update failed", exc_info=True)
+
+
+def _unadopted(t: st.TrialRow) -> bool:
+    """A customised trial recorded by ``control.add_trial`` that no manager has taken up yet."""
+    return t.sequence_id < 0 and t.status == st.WAITING and t.parameter_source == CUSTOMIZED
 
 
 def _is_ours(algo: Any) -> bool:

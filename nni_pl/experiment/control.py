@@ -1,0 +1,257 @@
+"""Steering an experiment through its store: the one implementation the CLI and the dashboard API share.
+
+Nothing here talks to the manager directly. Every action is a write to the store that the running manager
+picks up when it polls (``Manager._sync_from_store``), or that the next ``resume`` reads:
+
+* :func:`update_limits` writes the new ``trialConcurrency``/``maxTrialNumber``/``maxExperimentDuration`` into
+  the stored config and bumps its ``revision``; the manager reloads them.
+* :func:`kill_trial` marks a trial ``stop_requested="user"``; the manager terminates it.
+* :func:`add_trial` records a *customised* trial (parameters a user typed), validated against the search
+  space, as a ``WAITING`` row with a provisional negative sequence id; the manager adopts it, gives it the
+  next sequence id and runs it before asking the tuner for more (NNI's ``addCustomizedTrialJob``).
+
+Example:
+    >>> from nni_pl.experiment import control        # doctest: +SKIP
+    >>> control.update_limits(store, "abcd1234", max_trials=50, duration="2h")   # doctest: +SKIP
+    ['maxTrialNumber=50', 'maxExperimentDuration=2h']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import signal
+import string
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nni_pl.errors import NniPlError, SearchSpaceError, StoreError
+from nni_pl.experiment import store as st
+
+__all__ = [
+    "CUSTOMIZED",
+    "add_trial",
+    "kill_trial",
+    "optimize_mode",
+    "redact",
+    "update_limits",
+]
+
+CUSTOMIZED = "customized"  # NNI's parameter_source of a trial a user added by hand
+_ID_CHARS = string.ascii_letters + string.digits
+_SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|key|credential|auth", re.IGNORECASE)
+_URL_WITH_PASSWORD = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:]*:[^\s/@]*@[^\s]*")
+
+
+def optimize_mode(config: Mapping[str, Any]) -> str:
+    """``maximize`` or ``minimize``: the tuner's (or advisor's) ``optimize_mode`` in a stored config."""
+    algo = config.get("tuner") or config.get("advisor") or {}
+    mode = (algo.get("classArgs") or {}).get("optimize_mode") if isinstance(algo, Mapping) else None
+    return mode if mode in ("maximize", "minimize") else "maximize"
+
+
+def redact(value: Any, *, _key: str = "") -> Any:
+    """A copy of a config with its secrets masked: values of keys that look like passwords, secrets, tokens,
+    keys or credentials become ``"***"``, and passwords inside URLs are masked (the search space is kept).
+
+    Example:
+        >>> redact({"storeUrl": "postgresql://nni:s3cret@db/nni", "tuner": {"classArgs": {"api_key": "abc"}}})
+        {'storeUrl': 'postgresql://nni:***@db/nni', 'tuner': {'classArgs': {'api_key': '***'}}}
+    """
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if k == "searchSpace":
+                out[k] = v
+            elif _SECRET_KEY.search(str(k)) and v is not None and not isinstance(v, (Mapping, list, bool)):
+                out[k] = "***"
+            else:
+                out[k] = redact(v, _key=str(k))
+        return out
+    if isinstance(value, list):
+        return [redact(v, _key=_key) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return _URL_WITH_PASSWORD.sub(lambda m: st.redact_url(m.group(0)), value)
+    return value
+
+
+# --- limits ---------------------------------------------------------------------------------------------------
+
+
+def update_limits(
+    store: st.Store,
+    experiment_id: str,
+    *,
+    concurrency: Any = None,
+    max_trials: Any = None,
+    duration: Any = None,
+    names: tuple[str, str, str] = ("trialConcurrency", "maxTrialNumber", "maxExperimentDuration"),
+) -> list[str]:
+    """Change an experiment's limits; a running manager applies them within a second, ``resume`` uses them.
+
+    Args:
+        store: the experiment's store.
+        experiment_id: its id.
+        concurrency: the new ``trialConcurrency`` (an integer of at least 1).
+        max_trials: the new ``maxTrialNumber`` (an integer of at least 1).
+        duration: the new ``maxExperimentDuration``: ``"2h"``, ``"30m"`` or seconds.
+        names: how to name the three values in errors (the CLI says ``--concurrency`` ...).
+
+    Returns:
+        The changes, e.g. ``["maxTrialNumber=50"]``.
+
+    Raises:
+        NniPlError: a value is invalid or nothing is to change; the message names the field and the value.
+    """
+    from nni_pl.errors import ConfigError
+    from nni_pl.experiment.config import format_duration, parse_duration
+
+    exp = store.get_experiment(experiment_id)
+    cfg = dict(exp.config)
+    changes = []
+    if concurrency is not None:
+        cfg["trialConcurrency"] = _positive_int(concurrency, names[0])
+        changes.append(f"trialConcurrency={cfg['trialConcurrency']}")
+    if max_trials is not None:
+        cfg["maxTrialNumber"] = _positive_int(max_trials, names[1])
+        changes.append(f"maxTrialNumber={cfg['maxTrialNumber']}")
+    if duration is not None:
+        if isinstance(duration, bool):
+            raise NniPlError(
+                f"{names[2]} must be a duration such as '2h', '30m' or seconds, got {duration!r}"
+            )
+        try:
+            seconds = parse_duration(duration, names[2])
+        except ConfigError as e:
+            raise NniPlError(str(e)) from None
+        if seconds is None or seconds <= 0:
+            raise NniPlError(f"{names[2]} must be a positive duration such as '2h', got {duration!r}")
+        cfg["maxExperimentDuration"] = format_duration(seconds)
+        changes.append(f"maxExperimentDuration={cfg['maxExperimentDuration']}")
+    if not changes:
+        raise NniPlError(f"nothing to update: give {', '.join(names[:2])} or {names[2]}")
+    store.update_experiment(experiment_id, config=cfg, revision=exp.revision + 1)
+    return changes
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise NniPlError(f"{name} must be a whole number of at least 1, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise NniPlError(f"{name} must be a whole number of at least 1, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number) or number < 1:
+        raise NniPlError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return int(number)
+
+
+# --- trials ---------------------------------------------------------------------------------------------------
+
+
+def kill_trial(
+    store: st.Store, experiment_id: str, trial_id: str, *, manager_alive: bool, wait: float = 30.0
+) -> str:
+    """Stop one trial; returns its status afterwards.
+
+    With a running manager the trial is marked ``stop_requested="user"`` and the manager terminates it (this
+    waits up to ``wait`` seconds for it to end). Without one, its process group is sent SIGTERM and it is
+    recorded ``USER_CANCELED``. A trial that never started (a waiting customised trial) is cancelled at once.
+    """
+    from nni_pl.training.local import _alive
+
+    t = store.get_trial(experiment_id, trial_id)
+    if t.finished:
+        return t.status
+    store.update_trial(experiment_id, t.trial_id, stop_requested="user")
+    if t.status == st.WAITING and t.started_at is None and (t.sequence_id < 0 or not manager_alive):
+        # not adopted by a manager yet: nothing runs, cancel it here
+        store.update_trial(experiment_id, t.trial_id, status=st.USER_CANCELED, ended_at=time.time())
+        return st.USER_CANCELED
+    if manager_alive:
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            status = store.get_trial(experiment_id, t.trial_id).status
+            if status in st.FINISHED_STATUSES:
+                return status
+            time.sleep(0.1)
+        return store.get_trial(experiment_id, t.trial_id).status
+    if t.pid is not None and _alive(t.pid, t.pid_started_at):
+        try:
+            os.killpg(t.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    store.update_trial(experiment_id, t.trial_id, status=st.USER_CANCELED, ended_at=time.time())
+    return st.USER_CANCELED
+
+
+def add_trial(store: st.Store, experiment_id: str, parameters: Any) -> st.TrialRow:
+    """Record a customised trial: ``parameters`` are checked against the search space first.
+
+    The trial waits (``WAITING``) until the manager adopts it: at once when the experiment runs, at
+    ``resume`` otherwise. It counts towards ``maxTrialNumber`` like any other trial, so adding one when the
+    limit is reached is refused (raise the limit first, as with NNI).
+
+    Raises:
+        NniPlError: the parameters are not a dict, are outside the search space (the message names the
+            parameter, echoes the value and says what is allowed), or ``maxTrialNumber`` is reached.
+    """
+    from nni_pl.space import SearchSpace
+
+    if isinstance(parameters, str):
+        try:
+            parameters = json.loads(parameters)
+        except ValueError as e:
+            raise NniPlError(
+                f"the parameters must be a JSON object such as '{{\"lr\": 0.01}}', got {parameters!r}: {e}"
+            ) from None
+    if not isinstance(parameters, Mapping):
+        raise NniPlError(
+            f'the parameters must be a JSON object such as {{"lr": 0.01}}, got {type(parameters).__name__} {parameters!r}'
+        )
+    exp = store.get_experiment(experiment_id)
+    space = SearchSpace.parse(exp.config.get("searchSpace") or {})
+    try:
+        space.check(parameters)
+    except SearchSpaceError as e:
+        raise NniPlError(f"parameters {json.dumps(parameters)} do not fit the search space: {e}") from None
+    trials = store.list_trials(experiment_id)
+    limit = exp.config.get("maxTrialNumber")
+    counted = sum(1 for t in trials if not t.requeue)
+    if limit is not None and counted >= int(limit):
+        raise NniPlError(
+            f"maxTrialNumber ({limit}) is reached ({counted} trials); raise it first, e.g. "
+            f"`nni-pl update {experiment_id} --max-trials {counted + 1}`"
+        )
+    taken_ids = {t.trial_id for t in trials}
+    taken_seqs = {t.sequence_id for t in trials}
+    directory = Path(exp.directory)
+    for _ in range(20):
+        tid = "".join(secrets.choice(_ID_CHARS) for _ in range(5))
+        # a provisional sequence id below zero: the manager's own ids are >= 0, so an add never collides with
+        # a trial the manager is creating at this moment; the manager renumbers it when it adopts it
+        seq = -secrets.randbelow(2**31 - 2) - 1
+        if tid in taken_ids or seq in taken_seqs:
+            continue
+        row = st.TrialRow(
+            experiment_id=experiment_id,
+            trial_id=tid,
+            sequence_id=seq,
+            parameter_id=None,
+            parameters=json.loads(json.dumps(dict(parameters))),
+            trial_dir=str(directory / "trials" / tid),
+            parameter_source=CUSTOMIZED,
+            status=st.WAITING,
+            submitted_at=time.time(),
+        )
+        try:
+            store.add_trial(row)
+        except StoreError:
+            continue
+        return row
+    raise NniPlError(f"could not record a customised trial in experiment {experiment_id}; try again")

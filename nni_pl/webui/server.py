@@ -1,0 +1,225 @@
+"""Serving the dashboard: uvicorn in a background thread, on 127.0.0.1 unless told otherwise.
+
+* The requested port (8080 by default, like NNI) is used when it is free; otherwise the system picks a free
+  one, so two experiments never fight over a port. The URL says which.
+* A non-loopback address (``--host 0.0.0.0``) needs a token: the one given, or a fresh
+  ``secrets.token_urlsafe`` one. Every request must carry it; the URL handed back ends in ``?token=...``.
+* On loopback, requests naming another host are refused (no DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from nni_pl.errors import MissingDependencyError, NniPlError
+
+__all__ = ["DEFAULT_PORT", "WebServer", "is_loopback", "read_url_file", "serve", "write_url_file"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8080
+URL_FILE = "webui.json"  # in the experiment directory while its manager serves the dashboard
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server on this machine."""
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``port``, or on a free port when that one is taken (port 0: always a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    last: OSError | None = None
+    for candidate in (port, 0) if port else (0,):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, candidate))
+        except OSError as e:
+            sock.close()
+            last = e
+            if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                logger.info("port %d on %s is taken; picking a free one", candidate, host)
+                continue
+            raise NniPlError(f"cannot serve the dashboard on {host}:{candidate}: {e.strerror or e}") from e
+        sock.listen(128)
+        sock.set_inheritable(False)
+        return sock
+    raise NniPlError(f"cannot serve the dashboard on {host}: {last}")
+
+
+class WebServer:
+    """A running dashboard server (uvicorn in a daemon thread).
+
+    Attributes:
+        host, port: where it listens.
+        token: the token every request needs (``None`` on loopback without one).
+        url: the address to open, with ``?token=`` when there is a token.
+
+    Example:
+        >>> server = serve(store_url, port=0)   # doctest: +SKIP
+        >>> server.url, server.stop()           # doctest: +SKIP
+    """
+
+    def __init__(self, app: Any, sock: socket.socket, host: str, token: str | None) -> None:
+        import uvicorn
+
+        self.app = app
+        self.host = host
+        self.port = int(sock.getsockname()[1])
+        self.token = token
+        self._sock = sock
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            server_header=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name=f"nni-pl-webui-{self.port}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._server.run(sockets=[self._sock])
+        except Exception:  # the dashboard must never take the experiment down with it
+            logger.exception("the dashboard server stopped with an error")
+
+    @property
+    def base_url(self) -> str:
+        shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        if shown == "::":
+            shown = "::1"
+        if ":" in shown:
+            shown = f"[{shown}]"
+        return f"http://{shown}:{self.port}/"
+
+    @property
+    def url(self) -> str:
+        return self.base_url + (f"?token={quote(self.token)}" if self.token else "")
+
+    def start(self, timeout: float = 15.0) -> WebServer:
+        self._thread.start()
+        deadline = time.time() + timeout
+        while not self._server.started and self._thread.is_alive() and time.time() < deadline:
+            time.sleep(0.02)
+        if not self._server.started:
+            self.stop()
+            raise NniPlError(f"the dashboard server did not start on {self.host}:{self.port}")
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving (idempotent)."""
+        self._server.should_exit = True
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        catalog = getattr(getattr(self.app, "state", None), "catalog", None)
+        if catalog is not None:
+            with contextlib.suppress(Exception):
+                catalog.close()
+
+    def wait(self) -> None:
+        """Block until the server stops (Ctrl-C raises KeyboardInterrupt here)."""
+        while self._thread.is_alive():
+            self._thread.join(0.2)
+
+    def __enter__(self) -> WebServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(
+    store_or_url: Any = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = DEFAULT_PORT,
+    token: str | None = None,
+    read_only: bool = False,
+    experiment_id: str | None = None,
+    workdir: str | Path | None = None,
+    stop_hook: Any = None,
+) -> WebServer:
+    """Start the dashboard in a background thread; returns the running :class:`WebServer`.
+
+    Args:
+        store_or_url: the store (or URL) to show; ``None``: every experiment in ``workdir``/the index.
+        host: the address to bind; anything but loopback needs a token (generated when not given).
+        port: the port to try first (``None`` or 0: any free port); when it is taken a free one is used.
+        token: the token every request must carry (also honoured on loopback when given).
+        read_only, experiment_id, workdir, stop_hook: as for :func:`nni_pl.webui.app.create_app`.
+
+    Raises:
+        MissingDependencyError: FastAPI or uvicorn is not installed.
+        NniPlError: the address cannot be bound.
+    """
+    from nni_pl import webui
+
+    if not webui.available():
+        raise MissingDependencyError("fastapi uvicorn", "webui", "the web dashboard")
+    from nni_pl.webui.app import create_app
+
+    if token is not None and not token.strip():
+        raise NniPlError("the dashboard token must not be empty; leave it out to have one generated")
+    if not is_loopback(host) and token is None:
+        token = secrets.token_urlsafe(24)
+    sock = _bind(host, port or 0)
+    app = create_app(
+        store_or_url,
+        read_only=read_only,
+        token=token,
+        experiment_id=experiment_id,
+        workdir=workdir,
+        allowed_hosts=_LOOPBACK_NAMES if is_loopback(host) else None,
+        stop_hook=stop_hook,
+    )
+    server = WebServer(app, sock, host, token).start()
+    logger.info("dashboard at %s", server.base_url if token is None else server.base_url + "?token=***")
+    return server
+
+
+def write_url_file(directory: str | Path, server: WebServer) -> Path:
+    """Record where a running manager serves the dashboard (``nni-pl webui ID`` reads it); owner-only."""
+    path = Path(directory) / URL_FILE
+    tmp = path.with_suffix(".tmp")
+    data = {"url": server.url, "host": server.host, "port": server.port, "pid": os.getpid()}
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    tmp.replace(path)
+    return path
+
+
+def read_url_file(directory: str | Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((Path(directory) / URL_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "url" in data else None
+
+
+def remove_url_file(directory: str | Path) -> None:
+    with contextlib.suppress(OSError):
+        (Path(directory) / URL_FILE).unlink()
