@@ -488,7 +488,7 @@
     const submit = el("button", { type: "submit", id: "edit-submit" }, "Apply");
     const form = el(
       "form",
-      { id: "edit-form", class: "card form", autocomplete: "off" },
+      { id: "edit-form", class: "card form", autocomplete: "off", novalidate: true },
       el("h2", {}, "Change limits (the manager applies them live)"),
       el(
         "div",
@@ -760,7 +760,7 @@
         { x: xs, y: bestY, mode: "lines", type: "scatter", name: `best so far (${max ? "max" : "min"})`, line: { shape: "hv", color: "#e0662d", width: 2 } },
       ],
       {
-        xaxis: { title: { text: byTime ? "end time" : "trial #" } },
+        xaxis: { title: { text: byTime ? "end time" : "trial #" }, tickformat: byTime ? undefined : "d" },
         yaxis: { title: { text: "default metric" } },
         legend: { orientation: "h", y: 1.12 },
       },
@@ -845,6 +845,7 @@
           y: ts.map((t) => t.duration),
           marker: { color: ts.map((t) => STATUS_COLORS[t.status] || "#888") },
           text: ts.map((t) => t.status),
+          textposition: "none",
           hovertemplate: "%{x}<br>%{y:.2f} s<br>%{text}<extra></extra>",
         },
       ],
@@ -865,7 +866,7 @@
         y: metrics[id].map((p) => (typeof p[1] === "number" ? p[1] : null)),
         marker: { size: 4 },
       })),
-      { xaxis: { title: { text: "report #" } }, yaxis: { title: { text: "intermediate result" } }, showlegend: ids.length <= 20 },
+      { xaxis: { title: { text: "report #" }, tickformat: "d" }, yaxis: { title: { text: "intermediate result" } }, showlegend: ids.length <= 20 },
     ];
   }
 
@@ -973,7 +974,7 @@
           sig = s;
           if (points.length)
             plot(chart, [{ type: "scatter", mode: "lines+markers", x: points.map((p) => p.sequence), y: points.map((p) => (typeof p.value === "number" ? p.value : p.value && p.value.default)), name: plain(trialId) }], {
-              xaxis: { title: { text: "report #" } },
+              xaxis: { title: { text: "report #" }, tickformat: "d" },
               yaxis: { title: { text: "value" } },
               height: 280,
             });
@@ -982,7 +983,11 @@
         try {
           const lg = await api(`/experiments/${enc(expId)}/trials/${enc(trialId)}/log?stream=${enc(state.logStream)}&tail=200`);
           if (!current()) return false;
-          log.textContent = lg.text || "(empty)";
+          // follow the tail unless the user scrolled up to read
+          const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 30;
+          const text = lg.text || "(empty)";
+          if (log.textContent !== text) log.textContent = text;
+          if (atBottom) log.scrollTop = log.scrollHeight;
           log.classList.remove("muted");
         } catch (e) {
           if (e.status !== 404) throw e;
@@ -1003,6 +1008,8 @@
       byId("version").textContent = v.version ? `v${v.version}` : "";
       byId("readonly-badge").hidden = !state.globalReadOnly;
       document.body.classList.toggle("read-only", state.globalReadOnly);
+      // a dashboard served for one experiment opens on it; "#/" still lists them all
+      if (v.experiment_id && !window.location.hash) window.history.replaceState(null, "", `#/exp/${enc(v.experiment_id)}`);
     } catch (e) {
       showBanner(e.message);
     }
