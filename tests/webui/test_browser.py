@@ -60,7 +60,6 @@ from nni_pl.experiment import Experiment  # noqa: E402
 from nni_pl.webui import serve  # noqa: E402
 from tests.webui.trial_functions import SLOW_SEQUENCE, objective  # noqa: E402
 
-
 # --- fixtures: one experiment, one dashboard, one browser per module ---------------------------------------------
 
 
@@ -152,7 +151,7 @@ def _shot(page: Page, tmp_path: Path, name: str) -> Path:
 
 def _finals(page: Page) -> list[float | None]:
     texts = page.locator("#trials tbody td[data-col='final']").all_inner_texts()
-    return [None if t.strip() in ("", "–") else float(t) for t in texts]
+    return [None if t.strip() in ("", "\u2013") else float(t) for t in texts]  # an en dash: no value
 
 
 def _slow_row(page: Page) -> Any:
@@ -271,7 +270,7 @@ def test_kill_a_running_trial_from_the_page(lab, page, tmp_path):
     page.wait_for_url(re.compile(r"#/exp/webui001/trial/"))
     page.locator("#trial-status [data-status='USER_CANCELED']").wait_for()
     page.locator("#chart-trial-intermediate svg.main-svg").first.wait_for()
-    page.wait_for_function("document.querySelector('#trial-log').textContent.includes('step 0')")
+    page.wait_for_function("/step \\d+ x=/.test(document.querySelector('#trial-log').textContent)")
     _shot(page, tmp_path, "trial")
 
     # the experiment then ends (maxTrialNumber reached) and the page turns read-only without a reload

@@ -84,7 +84,7 @@
   function fmtDuration(s) {
     if (s === null || s === undefined) return "–";
     s = Math.max(0, s);
-    if (s < 10) return `${s.toFixed(1)} s`;
+    if (s < 10) return `${s.toFixed(1)}s`;
     s = Math.round(s);
     const h = Math.floor(s / 3600);
     const m = Math.floor((s % 3600) / 60);
@@ -304,7 +304,7 @@
         });
         actions.appendChild(stop);
       } else if (!e.manager_alive) {
-        const resume = el("button", { dataset: { action: "resume", expId: e.id } }, "Resume");
+        const resume = el("button", { class: "secondary", dataset: { action: "resume", expId: e.id } }, "Resume");
         resume.addEventListener("click", (ev) => {
           ev.stopPropagation();
           act(resume, null, () => api(`/experiments/${enc(e.id)}/resume`, { method: "POST" }));
@@ -456,7 +456,7 @@
           });
           actions.appendChild(stop);
         } else if (!state.globalReadOnly && exp.status !== "RUNNING" && !exp.manager_alive) {
-          const resume = el("button", { id: "resume-experiment" }, "Resume experiment");
+          const resume = el("button", { id: "resume-experiment", class: "secondary" }, "Resume experiment");
           resume.addEventListener("click", () => act(resume, null, () => api(`/experiments/${enc(expId)}/resume`, { method: "POST" })));
           actions.appendChild(resume);
         }
@@ -732,6 +732,13 @@
     node.dataset.rendered = String(Number(node.dataset.rendered || 0) + 1);
   }
 
+  /** Axis settings for whole numbers (trial #, report #): ticks at 1, 2, 5, 10, ... steps, never 2.5. */
+  function intAxis(maxValue, title) {
+    const steps = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
+    const dtick = steps.find((s) => maxValue / s <= 10) || Math.ceil(maxValue / 10);
+    return { title: { text: title }, tickmode: "linear", tick0: 0, dtick };
+  }
+
   function emptyFigure(text) {
     return [[], { xaxis: { visible: false }, yaxis: { visible: false }, annotations: [{ text, showarrow: false, font: { size: 14, color: "#888" } }] }];
   }
@@ -760,7 +767,7 @@
         { x: xs, y: bestY, mode: "lines", type: "scatter", name: `best so far (${max ? "max" : "min"})`, line: { shape: "hv", color: "#e0662d", width: 2 } },
       ],
       {
-        xaxis: { title: { text: byTime ? "end time" : "trial #" }, tickformat: byTime ? undefined : "d" },
+        xaxis: byTime ? { title: { text: "end time" } } : intAxis(Math.max(...xs), "trial #"),
         yaxis: { title: { text: "default metric" } },
         legend: { orientation: "h", y: 1.12 },
       },
@@ -779,7 +786,15 @@
       const numeric = values.every((v) => typeof v === "number");
       const logScale = /^(log|qlog)/.test(spec._type || "") && values.every((v) => v > 0);
       if (numeric && spec._type !== "choice") {
-        dims.push({ label: plain(key) + (logScale ? " (log10)" : ""), values: values.map((v) => (logScale ? Math.log10(v) : v)) });
+        const dim = { label: plain(key) + (logScale ? " (log10)" : ""), values: values.map((v) => (logScale ? Math.log10(v) : v)) };
+        const lo = Math.min(...values);
+        const hi = Math.max(...values);
+        if (!logScale && values.every(Number.isInteger) && hi - lo <= 20) {
+          // whole numbers (randint): integer ticks only
+          dim.tickvals = Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
+          dim.range = lo === hi ? [lo - 1, hi + 1] : [lo, hi];
+        }
+        dims.push(dim);
         continue;
       }
       // a choice (or anything not numeric): indices with the choices as tick labels
@@ -866,7 +881,11 @@
         y: metrics[id].map((p) => (typeof p[1] === "number" ? p[1] : null)),
         marker: { size: 4 },
       })),
-      { xaxis: { title: { text: "report #" }, tickformat: "d" }, yaxis: { title: { text: "intermediate result" } }, showlegend: ids.length <= 20 },
+      {
+        xaxis: intAxis(Math.max(...ids.map((id) => metrics[id][metrics[id].length - 1][0])), "report #"),
+        yaxis: { title: { text: "intermediate result" } },
+        showlegend: ids.length <= 20,
+      },
     ];
   }
 
@@ -974,7 +993,7 @@
           sig = s;
           if (points.length)
             plot(chart, [{ type: "scatter", mode: "lines+markers", x: points.map((p) => p.sequence), y: points.map((p) => (typeof p.value === "number" ? p.value : p.value && p.value.default)), name: plain(trialId) }], {
-              xaxis: { title: { text: "report #" }, tickformat: "d" },
+              xaxis: intAxis(Math.max(...points.map((p) => p.sequence)), "report #"),
               yaxis: { title: { text: "value" } },
               height: 280,
             });
