@@ -35,9 +35,10 @@ CHROMIUM_FLAGS = [
 SCREENSHOTS = Path(__file__).parent / ".screenshots"
 EXP_ID = "webui001"
 OLD_ID = "webui000"
+XSS = "<img src=x onerror=window.__xss=1>"  # user data the page must show as text, never run
 SPACE = {
     "x": {"_type": "uniform", "_value": [0, 1]},
-    "opt": {"_type": "choice", "_value": ["adam", "sgd"]},
+    "opt": {"_type": "choice", "_value": ["adam", "sgd", XSS]},
     "layers": {"_type": "randint", "_value": [1, 4]},
 }
 
@@ -194,13 +195,16 @@ def test_trials_table_fills_in_live_and_sorts_by_a_clicked_column(lab, page, tmp
     finals = _finals(page)
     assert [f for f in finals if f is not None] == sorted(done, reverse=True) and finals[-1] is None
 
-    page.fill("#trial-filter", "sgd")
+    page.fill("#trial-filter", "adam")
     shown = page.locator("#trials tbody tr td[data-col='parameters']").all_inner_texts()
-    assert shown and all('opt="sgd"' in s for s in shown)
+    assert 0 < len(shown) < 5 and all('opt="adam"' in s for s in shown)
     page.fill("#trial-filter", "")
     page.select_option("#status-filter", "RUNNING")
     assert page.locator("#trials tbody tr").count() == 1
     page.select_option("#status-filter", "")
+    page.click("#add-trial-form summary")  # the search space, with its HTML-looking choice, shown as text
+    assert XSS in page.locator("#search-space").inner_text()
+    assert page.evaluate("window.__xss") is None
     _shot(page, tmp_path, "trials")
 
 
@@ -216,6 +220,7 @@ def test_every_chart_renders_with_plotly(lab, page, tmp_path):
     dims = page.locator("#chart-parcoords .y-axis .axis-title").all_text_contents()
     assert dims == ["x", "opt", "layers", "metric"]
     assert {"adam", "sgd"} <= set(page.locator("#chart-parcoords .tick text").all_text_contents())
+    assert page.evaluate("window.__xss") is None
     page.select_option("#parcoords-topk", "5")  # the top-k filter redraws without errors
     page.locator("#chart-parcoords svg.main-svg").first.wait_for()
     _shot(page, tmp_path, "charts")
@@ -313,5 +318,24 @@ def test_token_in_the_page_url_is_sent_with_every_api_call(lab, page):
         assert page.locator("#trials tbody tr").count() == 5
         assert api_calls and all(h.get("authorization") == "Bearer s3cret-token" for h in api_calls)
         assert page.locator("#banner").is_hidden()
+    finally:
+        server.stop()
+
+
+def test_read_only_dashboard_shows_no_controls(lab, page, tmp_path):
+    server = serve(None, workdir=lab["workdir"], port=0, read_only=True)
+    try:
+        page.goto(f"{server.url}#/exp/{EXP_ID}/trials")
+        page.locator("#trials tbody tr").first.wait_for()
+        assert page.locator("#readonly-badge").is_visible()
+        assert page.locator("#add-trial-form").is_hidden()
+        assert page.locator("button[data-action='kill']").count() == 0
+        page.goto(f"{server.url}#/exp/{EXP_ID}")
+        page.locator("#stat-best").wait_for()
+        assert page.locator("#edit-form").is_hidden()
+        assert page.locator("#stop-experiment, #resume-experiment").count() == 0
+        page.goto(f"{server.url}#/")
+        page.locator("#experiments tbody tr").first.wait_for()
+        assert page.locator("#experiments button").count() == 0
     finally:
         server.stop()
