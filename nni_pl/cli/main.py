@@ -65,9 +65,18 @@ def _finish_run(exp: Any, out: Any) -> int:
     return 0 if status in (st.EXP_DONE, st.EXP_STOPPED) else 1
 
 
-def _port_note(args: argparse.Namespace, out: Any) -> None:
-    if getattr(args, "port", None) is not None:
-        out.print("[yellow]note:[/] the web dashboard is not part of this version yet; --port is ignored")
+def _webui_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The dashboard settings of launch/resume: ``port=None`` when it is turned off."""
+    if args.no_webui:
+        return {"port": None}
+    return {"port": args.port, "host": args.host, "token": args.token}
+
+
+def _print_webui(exp: Any, out: Any) -> None:
+    if exp.webui_url:
+        out.print(f"dashboard: {exp.webui_url}")
+    elif exp.webui_error:
+        out.print(f"no web dashboard: {exp.webui_error}")
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
@@ -80,10 +89,10 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if args.store:
         cfg.store_url = args.store
     exp = Experiment(cfg, id=args.id)
-    _port_note(args, out)
     if args.detach:
-        exp.run(detach=True)
+        exp.run(detach=True, **_webui_options(args))
         out.print(f"experiment [bold]{exp.id}[/] started in the background (folder {exp.directory})")
+        _print_webui(exp, out)
         out.print(
             f"watch: nni-pl view {exp.id}   stop: nni-pl stop {exp.id}   log: {exp.directory / 'log' / 'manager.log'}"
         )
@@ -91,7 +100,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     out.print(
         f"experiment [bold]{exp.id}[/] starting (folder {cfg.experiment_working_directory / exp.id}); Ctrl-C stops it, resumable"
     )
-    exp.run(display=not args.no_display and sys.stdout.isatty())
+    exp.run(display=not args.no_display and sys.stdout.isatty(), **_webui_options(args))
     return _finish_run(exp, out)
 
 
@@ -100,24 +109,87 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     out = _console()
     exp = Experiment.resume(args.id, working_directory=args.workdir, store_url=args.store)
-    _port_note(args, out)
     if args.detach:
-        exp.run(detach=True)
+        exp.run(detach=True, **_webui_options(args))
         out.print(f"experiment [bold]{exp.id}[/] resumed in the background")
+        _print_webui(exp, out)
         return 0
     out.print(f"experiment [bold]{exp.id}[/] resuming ({len(exp.trials())} stored trials)")
-    exp.run(display=not args.no_display and sys.stdout.isatty())
+    exp.run(display=not args.no_display and sys.stdout.isatty(), **_webui_options(args))
     return _finish_run(exp, out)
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    """Read-only: the overview and the trials, without starting anything."""
+    """Read-only: the dashboard of a stopped experiment until Ctrl-C (``--text``: the terminal overview)."""
+    from nni_pl import webui
+    from nni_pl.experiment import _locate
+    from nni_pl.webui import server as webui_server
+
+    out = _console()
+    located = _find(args)
+    if args.text:
+        return _view_text(located, out)
+    exp = located.experiment
+    if _locate.shown_status(exp) == "RUNNING":
+        info = webui_server.read_url_file(located.directory)
+        if info is not None and info.get("url"):
+            out.print(f"experiment {exp.id} is running; its dashboard: {info['url']}")
+            return 0
+    if not webui.available():
+        out.print(
+            f"[yellow]note:[/] the web dashboard needs FastAPI and uvicorn ({webui.INSTALL_HINT}); the overview:"
+        )
+        return _view_text(located, out)
+    server = webui_server.serve(
+        located.store.url,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        read_only=True,
+        experiment_id=exp.id,
+    )
+    if args.port and server.port != args.port:
+        out.print(f"port {args.port} is taken; using {server.port}")
+    out.print(
+        f"experiment [bold]{exp.id}[/] ({_locate.shown_status(exp)}), read-only dashboard: {server.url}"
+    )
+    out.print("Ctrl-C stops serving")
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def cmd_webui(args: argparse.Namespace) -> int:
+    """The URL of a running experiment's dashboard."""
+    from nni_pl.experiment import _locate
+    from nni_pl.webui import server as webui_server
+
+    located = _find(args)
+    exp = located.experiment
+    status = _locate.shown_status(exp)
+    info = webui_server.read_url_file(located.directory)
+    if status != "RUNNING" or not _locate.manager_alive(exp):
+        raise NniPlError(
+            f"experiment {exp.id} is not running ({status}); `nni-pl view {exp.id}` serves its dashboard read-only"
+        )
+    if info is None or not info.get("url"):
+        why = f" ({info['error']})" if info and info.get("error") else ""
+        raise NniPlError(
+            f"experiment {exp.id} runs without a dashboard{why}; `nni-pl view {exp.id}` serves one read-only"
+        )
+    sys.stdout.write(info["url"] + "\n")
+    return 0
+
+
+def _view_text(located: Any, out: Any) -> int:
     from nni_pl.experiment import _locate
     from nni_pl.experiment._display import render_snapshot
     from nni_pl.experiment.manager import Snapshot
 
-    out = _console()
-    located = _find(args)
     exp, store = located.experiment, located.store
     trials = store.list_trials(exp.id)
     counts: dict[str, int] = {}
@@ -482,6 +554,21 @@ def cmd_algo(args: argparse.Namespace) -> int:
 # --- parser -----------------------------------------------------------------------------------------------------------
 
 
+def _add_webui_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="dashboard port (default 8080; a free one is used when it is taken)",
+    )
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the dashboard binds (default 127.0.0.1); any other needs a token, generated if not given",
+    )
+    s.add_argument("--token", help="the token every dashboard request must carry (?token=... in the URL)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -501,7 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config")
     s.add_argument("--id", help="experiment id (default: random)")
     s.add_argument("--detach", action="store_true", help="run the manager in the background")
-    s.add_argument("--port", type=int, help="dashboard port (the dashboard is not in this version)")
+    _add_webui_arguments(s)
+    s.add_argument("--no-webui", action="store_true", help="do not serve the web dashboard")
     s.add_argument("--no-display", action="store_true", help="no live view, even in a terminal")
     s.set_defaults(func=cmd_launch)
 
@@ -510,14 +598,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("id")
     s.add_argument("--detach", action="store_true")
-    s.add_argument("--port", type=int)
+    _add_webui_arguments(s)
+    s.add_argument("--no-webui", action="store_true", help="do not serve the web dashboard")
     s.add_argument("--no-display", action="store_true")
     s.set_defaults(func=cmd_resume)
 
-    s = sub.add_parser("view", parents=[common], help="show an experiment read-only")
+    s = sub.add_parser(
+        "view",
+        parents=[common],
+        help="serve a stopped experiment's dashboard read-only (--text: in the terminal)",
+    )
     s.add_argument("id")
-    s.add_argument("--port", type=int)
+    _add_webui_arguments(s)
+    s.add_argument(
+        "--text", action="store_true", help="print the overview in the terminal instead of serving"
+    )
     s.set_defaults(func=cmd_view)
+
+    s = sub.add_parser("webui", parents=[common], help="print the dashboard URL of a running experiment")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_webui)
 
     s = sub.add_parser("stop", parents=[common], help="stop a running experiment gracefully (resumable)")
     s.add_argument("id", nargs="?")

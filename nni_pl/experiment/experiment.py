@@ -143,6 +143,8 @@ class Experiment:
         self._directory: Path | None = None
         self._manager: Manager | None = None
         self._resumed = False
+        self.webui_url: str | None = None  # where the dashboard is served while the experiment runs
+        self.webui_error: str | None = None  # why it is not, when it was asked for
 
     # --- identity ----------------------------------------------------------------------------------------------
     @property
@@ -283,32 +285,57 @@ class Experiment:
         )
 
     # --- running -------------------------------------------------------------------------------------------------
-    def run(self, *, display: bool | None = None, detach: bool = False) -> Experiment:
+    def run(
+        self,
+        *,
+        display: bool | None = None,
+        detach: bool = False,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        token: str | None = None,
+    ) -> Experiment:
         """Run until done (or Ctrl-C, which stops gracefully and leaves the experiment resumable).
 
         Args:
             display: show the live terminal view (default: when stdout is a terminal).
             detach: start the manager in the background and return at once (command trials only).
+            port: serve the web dashboard while the experiment runs, on this port (a free one when it is
+                taken; 0: any free port); ``None``: no dashboard. Its address is :attr:`webui_url`, printed on
+                stderr, and ``nni-pl webui ID`` prints it too. Needs ``pip install 'nni-pl[webui]'``; without it
+                the experiment runs without a dashboard.
+            host: the address the dashboard binds (loopback by default); another one needs a token.
+            token: the token the dashboard requires (generated when ``host`` is not loopback and none given).
         """
         tuner, assessor = self._build_algorithms()  # invalid names/classArgs fail before anything is created
         if self._store is None:
             self._create()
+        webui = {"port": port, "host": host, "token": token}
         if detach:
-            self._detach()
+            self._detach(**webui)
             return self
-        self._run_manager(tuner, assessor, display=sys.stdout.isatty() if display is None else display)
+        self._run_manager(
+            tuner, assessor, display=sys.stdout.isatty() if display is None else display, webui=webui
+        )
         return self
 
-    def _detach(self) -> None:
+    def _detach(self, *, port: int | None = None, host: str = "127.0.0.1", token: str | None = None) -> None:
         if self.trial is not None:
             raise NniPlError(
                 "function-trial experiments run in the calling process; detach needs a trialCommand"
             )
+        from nni_pl.webui import server as webui_server
+
         log = self.directory / "log" / "manager.out"
         env = dict(os.environ)
+        argv = [sys.executable, "-m", "nni_pl.experiment._daemon", self.store.url, self.id]
+        if port is not None:
+            argv += ["--port", str(port), "--host", host]
+            if token is not None:
+                env["NNI_PL_WEBUI_TOKEN"] = token  # not on the command line, where `ps` shows it
+        webui_server.remove_url_file(self.directory)
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "nni_pl.experiment._daemon", self.store.url, self.id],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -319,12 +346,75 @@ class Experiment:
         while time.time() < deadline:
             exp = self.store.get_experiment(self.id)
             if exp.manager_pid == proc.pid:
+                if port is not None:
+                    self._wait_for_webui(proc)
                 return
             if proc.poll() is not None:
                 tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
                 raise NniPlError(f"the experiment manager exited at start (code {proc.returncode}):\n{tail}")
             time.sleep(0.05)
         raise NniPlError(f"the experiment manager did not start within 60 s; see {log}")
+
+    def _wait_for_webui(self, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+        from nni_pl.webui import server as webui_server
+
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None:
+            info = webui_server.read_url_file(self.directory)
+            if info is not None:
+                self.webui_url = info["url"]
+                self.webui_error = info.get("error")
+                return
+            time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def _webui(self, manager: Manager, port: int | None, host: str, token: str | None) -> Iterator[None]:
+        """Serve the dashboard while the manager runs (never fails the experiment)."""
+        from nni_pl import webui
+        from nni_pl.webui import server as webui_server
+
+        if port is None:
+            yield
+            return
+        server = None
+        reason = None
+        if not webui.available():
+            reason = f"it needs FastAPI and uvicorn: {webui.INSTALL_HINT}"
+        else:
+            try:
+                server = webui_server.serve(
+                    self.store.url,
+                    host=host,
+                    port=port,
+                    token=token,
+                    experiment_id=self.id,
+                    workdir=self.config.experiment_working_directory,
+                    stop_hook=lambda: manager.request_stop("user"),
+                )
+            except NniPlError as e:
+                reason = str(e)
+        try:
+            if server is None:
+                self.webui_error = reason
+                logger.warning("no web dashboard: %s", reason)
+                sys.stderr.write(f"no web dashboard: {reason}\n")
+                with contextlib.suppress(OSError):
+                    webui_server.write_url_file(self.directory, None, error=reason)
+            else:
+                self.webui_url = server.url
+                webui_server.write_url_file(self.directory, server)
+                self.store.update_experiment(self.id, port=server.port)
+                if port and server.port != port:
+                    sys.stderr.write(f"port {port} is taken; the dashboard uses {server.port}\n")
+                sys.stderr.write(f"dashboard: {server.url}\n")
+            sys.stderr.flush()
+            yield
+        finally:
+            if server is not None:
+                server.stop()
+                with contextlib.suppress(Exception):
+                    self.store.update_experiment(self.id, port=None)
+            webui_server.remove_url_file(self.directory)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -360,7 +450,9 @@ class Experiment:
             root.setLevel(old_level)
             handler.close()
 
-    def _run_manager(self, tuner: Any, assessor: Any, *, display: bool) -> str:
+    def _run_manager(
+        self, tuner: Any, assessor: Any, *, display: bool, webui: dict[str, Any] | None = None
+    ) -> str:
         with self._lock(), self._log_file():
             from nni_pl.training.local import process_start_time
 
@@ -372,17 +464,12 @@ class Experiment:
                 manager_started_at=process_start_time(pid),
             )
             service = self._service()
-            live = None
-            on_update: Callable[[Snapshot], None] | None = None
-            if display:
-                from rich.live import Live
+            live: Any = None
 
-                from nni_pl.experiment._display import render_snapshot
+            def on_update(s: Snapshot) -> None:
+                if live is not None:
+                    from nni_pl.experiment._display import render_snapshot
 
-                live = Live(refresh_per_second=4, transient=False, auto_refresh=False)
-                live.start()
-
-                def on_update(s: Snapshot) -> None:
                     live.update(render_snapshot(s), refresh=True)
 
             manager = Manager(
@@ -394,12 +481,21 @@ class Experiment:
                 tuner=tuner,
                 assessor=assessor,
                 resumed=True,
-                on_update=on_update,
+                on_update=on_update if display else None,
             )
             self._manager = manager
             restore = self._install_signals(manager)
+            webui = webui or {}
             try:
-                return manager.run()
+                with self._webui(
+                    manager, webui.get("port"), webui.get("host", "127.0.0.1"), webui.get("token")
+                ):
+                    if display:  # after the dashboard's address is printed
+                        from rich.live import Live
+
+                        live = Live(refresh_per_second=4, transient=False, auto_refresh=False)
+                        live.start()
+                    return manager.run()
             finally:
                 restore()
                 if live is not None:
@@ -491,6 +587,7 @@ class Experiment:
         self._store, self._directory = located.store, located.directory
         self._manager, self._resumed = None, False
         self._tuner_instance = self._assessor_instance = None
+        self.webui_url = self.webui_error = None
         return self
 
     # --- results ---------------------------------------------------------------------------------------------------------

@@ -200,11 +200,17 @@ def serve(
     return server
 
 
-def write_url_file(directory: str | Path, server: WebServer) -> Path:
-    """Record where a running manager serves the dashboard (``nni-pl webui ID`` reads it); owner-only."""
+def write_url_file(directory: str | Path, server: WebServer | None, *, error: str | None = None) -> Path:
+    """Record where a running manager serves the dashboard (``nni-pl webui ID`` reads it); owner-only.
+
+    ``server=None`` records why there is no dashboard (``error``), so a detached launch can say so.
+    """
     path = Path(directory) / URL_FILE
     tmp = path.with_suffix(".tmp")
-    data = {"url": server.url, "host": server.host, "port": server.port, "pid": os.getpid()}
+    if server is None:
+        data: dict[str, Any] = {"url": None, "error": error, "pid": os.getpid()}
+    else:
+        data = {"url": server.url, "host": server.host, "port": server.port, "pid": os.getpid()}
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f)
@@ -213,6 +219,7 @@ def write_url_file(directory: str | Path, server: WebServer) -> Path:
 
 
 def read_url_file(directory: str | Path) -> dict[str, Any] | None:
+    """What :func:`write_url_file` recorded (``url`` is ``None`` when the dashboard could not start)."""
     try:
         data = json.loads((Path(directory) / URL_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -114,7 +114,7 @@ def test_live_display_shows_counts_best_elapsed_and_budget():
 def test_view_log_and_trial_ls_of_a_finished_experiment(config, capsys):
     assert main(["launch", str(config()), "--id", "view0001", "--no-display"]) == 0
     capsys.readouterr()
-    assert main(["view", "view0001"]) == 0
+    assert main(["view", "view0001", "--text"]) == 0
     out = capsys.readouterr().out
     assert "view0001" in out and "DONE" in out and "4/4" in out
     trial = find("view0001").store.list_trials("view0001")[0]
