@@ -155,6 +155,17 @@ def _finals(page: Page) -> list[float | None]:
     return [None if t.strip() in ("", "\u2013") else float(t) for t in texts]  # an en dash: no value
 
 
+def _four_done_one_running(lab: dict[str, Any]) -> None:
+    """Wait until trials #0-#3 succeeded and #4 runs (so a test can also run alone)."""
+    store = lab["exp"].store
+
+    def ready() -> bool:
+        statuses = sorted(t.status for t in store.list_trials(EXP_ID))
+        return statuses == ["RUNNING"] + ["SUCCEEDED"] * 4 or "USER_CANCELED" in statuses
+
+    _wait(ready, 60, "4 finished trials and a running one")
+
+
 def _slow_row(page: Page) -> Any:
     row = page.locator(f"#trials tbody tr:has(td[data-col='sequence_id']:text-is('{SLOW_SEQUENCE}'))")
     row.wait_for()
@@ -209,6 +220,7 @@ def test_trials_table_fills_in_live_and_sorts_by_a_clicked_column(lab, page, tmp
 
 
 def test_every_chart_renders_with_plotly(lab, page, tmp_path):
+    _four_done_one_running(lab)
     page.goto(f"{lab['url']}#/exp/{EXP_ID}/charts")
     for chart in ("chart-metric", "chart-parcoords", "chart-duration", "chart-intermediate"):
         page.locator(f"#{chart} svg.main-svg").first.wait_for()
@@ -236,6 +248,12 @@ def test_limits_form_and_add_trial_form_show_the_api_reason(lab, page, tmp_path)
     msg = page.locator("#edit-msg.error")
     msg.wait_for()
     assert "trialConcurrency" in msg.inner_text()
+    page.fill("#edit-concurrency", "2")  # back to the current value: not sent
+    page.fill("#edit-duration", "1h")
+    page.click("#edit-submit")
+    page.locator("#edit-msg.ok").wait_for()
+    assert page.locator("#edit-msg").inner_text() == "Updated: maxExperimentDuration=1h"
+    page.wait_for_function("document.querySelector('#progress-duration').textContent.includes('/ 1h 0m 0s')")
     assert (
         '"searchSpace"' in page.locator("#config").inner_text() or "x" in page.locator("#config").inner_text()
     )
@@ -313,6 +331,7 @@ def test_token_in_the_page_url_is_sent_with_every_api_call(lab, page):
 
         api_calls: list[dict[str, str]] = []
         page.on("request", lambda r: api_calls.append(r.headers) if "/api/v1/" in r.url else None)
+        _four_done_one_running(lab)
         page.goto(f"{server.url}#/exp/{EXP_ID}/trials")
         page.locator("#trials tbody tr").first.wait_for()
         assert page.locator("#trials tbody tr").count() == 5
