@@ -18,6 +18,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from nni_pl import trial
+from nni_pl.callbacks._logdir import use_trial_dir
 from nni_pl.errors import ConfigError, did_you_mean
 
 __all__ = ["NNICallback"]
@@ -74,6 +75,10 @@ class NNICallback(Callback):
 
     Outside an experiment (a plain ``python train.py``) everything still works: reports are logged
     and stop is never requested.
+
+    In an experiment, the trainer's default loggers (TensorBoard, CSV) and checkpoints go to the trial's own
+    directory unless ``default_root_dir`` or a logger's ``save_dir`` was chosen, so ``nni-pl tensorboard ID``
+    shows every trial (this also works with ``LightningCLI``).
 
     Args:
         monitor: the logged metric to report, e.g. ``"val_acc"``; it must be a key of
@@ -149,6 +154,9 @@ class NNICallback(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == TrainerFn.FITTING and self.stop_on_request and trainer.is_global_zero:
             trial.enable_graceful_stop()
+        trial_dir = trial.get_output_dir()
+        if trial_dir is not None:  # in an experiment: the trial's logs go to its folder (nni-pl tensorboard)
+            use_trial_dir(trainer, trial_dir)
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

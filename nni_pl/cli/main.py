@@ -7,13 +7,14 @@ prefix) in ``$NNI_PL_HOME`` (default ``~/nni-pl-experiments``), in ``--workdir``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,8 @@ def cmd_view(args: argparse.Namespace) -> int:
     )
     out.print("Ctrl-C stops serving")
     try:
-        server.wait()
+        with _sigterm_interrupts():
+            server.wait()
     except KeyboardInterrupt:
         pass
     finally:
@@ -183,6 +185,21 @@ def cmd_webui(args: argparse.Namespace) -> int:
         )
     sys.stdout.write(info["url"] + "\n")
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM ends a serving command the way Ctrl-C does (what it started is stopped too)."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _view_text(located: Any, out: Any) -> int:
@@ -502,6 +519,45 @@ def cmd_update(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    """TensorBoard over the trials' Lightning logs until Ctrl-C."""
+    import subprocess
+
+    from nni_pl.experiment import tensorboard
+    from nni_pl.webui.server import free_port, is_loopback
+
+    out = _console()
+    loc = _find(args)
+    port = free_port(args.host, args.port)
+    command = tensorboard.tensorboard_command(loc, args.trials, host=args.host, port=port)
+    runs = command[command.index("--logdir_spec") + 1].count(",") + 1
+    if port != args.port:
+        out.print(f"port {args.port} is taken; using {port}")
+    if not is_loopback(args.host):
+        out.print(
+            "[yellow]note:[/] TensorBoard has no access control; anyone who reaches this address sees it"
+        )
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+    out.print(
+        f"TensorBoard over {runs} trial{'s' if runs != 1 else ''} of experiment {loc.experiment.id}: "
+        f"http://{shown}:{port}/ (pid {proc.pid}); Ctrl-C stops it"
+    )
+    try:
+        with _sigterm_interrupts():
+            return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 # --- algorithms ------------------------------------------------------------------------------------------------------
 
 
@@ -673,6 +729,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("id")
     s.add_argument("--params", required=True, help="the parameters as JSON, e.g. '{\"lr\": 0.01}'")
     s.set_defaults(func=cmd_trial_add)
+
+    s = sub.add_parser(
+        "tensorboard",
+        parents=[common],
+        help="TensorBoard over the trials' Lightning logs (one run per trial)",
+    )
+    s.add_argument("id")
+    s.add_argument("trials", nargs="*", metavar="TRIAL", help="only these trials (default: all with logs)")
+    s.add_argument("--port", type=int, default=6006, help="default 6006; a free one is used when it is taken")
+    s.add_argument("--host", default="127.0.0.1", help="address TensorBoard binds (default 127.0.0.1)")
+    s.set_defaults(func=cmd_tensorboard)
 
     algo = sub.add_parser("algo", help="list, register or unregister tuners/assessors")
     asub = algo.add_subparsers(dest="algo_command", required=True, metavar="ACTION")

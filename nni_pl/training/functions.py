@@ -79,7 +79,7 @@ def _redirect(trial_dir: Path):
 
 
 def _run_one(fn: Callable[..., Any], takes_arg: bool, job: dict[str, Any]) -> tuple[int, str | None]:
-    from nni_pl.trial._context import FINAL, TrialContext, activate
+    from nni_pl.trial._context import ENV_DEFAULT_ROOT_DIR, FINAL, TrialContext, activate
 
     trial_dir = Path(job["trial_dir"])
     ctx = TrialContext(
@@ -91,6 +91,10 @@ def _run_one(fn: Callable[..., Any], takes_arg: bool, job: dict[str, Any]) -> tu
     )
     activate(ctx)
     code, error = 0, None
+    # Lightning's default loggers and checkpoints go to the trial directory unless the user chose a place
+    root_env = os.environ.get(ENV_DEFAULT_ROOT_DIR)
+    if not root_env:
+        os.environ[ENV_DEFAULT_ROOT_DIR] = str(trial_dir)
     try:
         with _redirect(trial_dir):
             try:
@@ -105,6 +109,8 @@ def _run_one(fn: Callable[..., Any], takes_arg: bool, job: dict[str, Any]) -> tu
                     error = traceback.format_exc()
                     sys.stderr.write(error)
     finally:
+        if not root_env:
+            os.environ.pop(ENV_DEFAULT_ROOT_DIR, None)
         ctx.close()
         activate(None)
     with contextlib.suppress(OSError):

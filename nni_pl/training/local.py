@@ -34,6 +34,7 @@ from nni_pl.training._base import (
     stderr_tail,
 )
 from nni_pl.trial._context import (
+    ENV_DEFAULT_ROOT_DIR,
     ENV_EXPERIMENT_ID,
     ENV_OUTPUT_DIR,
     ENV_PLATFORM,
@@ -286,6 +287,10 @@ class LocalTrainingService(TrainingService):
         ]
         lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
         lines.append(f"export PATH={shlex.quote(path)}")
+        # Lightning's default loggers and checkpoints go to the trial directory unless the user chose a place
+        lines.append(
+            f"export {ENV_DEFAULT_ROOT_DIR}=${{{ENV_DEFAULT_ROOT_DIR}:-{shlex.quote(str(job.trial_dir))}}}"
+        )
         lines.append(f"cd {shlex.quote(str(self.code_directory))}")
         command = self.command
         if callable(self.extra_args):

@@ -34,6 +34,8 @@ ENV_SEQUENCE_ID = "NNI_TRIAL_SEQ_ID"
 ENV_SYS_DIR = "NNI_SYS_DIR"
 ENV_OUTPUT_DIR = "NNI_OUTPUT_DIR"
 ENV_PARAMETERS = "NNI_PL_PARAMETERS"  # standalone override: JSON text, or a path to a JSON/YAML file
+# Lightning reads PL_TRAINER_<ARG> as Trainer defaults: a trial's logs and checkpoints go to its directory
+ENV_DEFAULT_ROOT_DIR = "PL_TRAINER_DEFAULT_ROOT_DIR"
 
 PARAMETER_FILE = "parameter.json"
 METRICS_FILE = "metrics.jsonl"

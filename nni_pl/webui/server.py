@@ -25,7 +25,15 @@ from urllib.parse import quote
 
 from nni_pl.errors import MissingDependencyError, NniPlError
 
-__all__ = ["DEFAULT_PORT", "WebServer", "is_loopback", "read_url_file", "serve", "write_url_file"]
+__all__ = [
+    "DEFAULT_PORT",
+    "WebServer",
+    "free_port",
+    "is_loopback",
+    "read_url_file",
+    "serve",
+    "write_url_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +72,15 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.set_inheritable(False)
         return sock
     raise NniPlError(f"cannot serve the dashboard on {host}: {last}")
+
+
+def free_port(host: str = "127.0.0.1", port: int = 0) -> int:
+    """``port`` when it is free on ``host``, else a free one (for servers started by another program)."""
+    sock = _bind(host, port)
+    try:
+        return int(sock.getsockname()[1])
+    finally:
+        sock.close()
 
 
 class WebServer:

@@ -174,7 +174,7 @@ def test_view_serves_read_only_until_interrupted_and_text_stays(config, capsys):
         assert status == 200 and exp["read_only"] is True and exp["status"] == "DONE"
         status, err = _http("PATCH", url + "api/v1/experiments/ro000001", {"maxTrialNumber": 9})
         assert status == 409 and "read-only" in err["error"]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT may be ignored in a background job)
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
