@@ -332,7 +332,10 @@ def test_token_in_the_page_url_is_sent_with_every_api_call(lab, page):
         api_calls: list[dict[str, str]] = []
         page.on("request", lambda r: api_calls.append(r.headers) if "/api/v1/" in r.url else None)
         _four_done_one_running(lab)
-        page.goto(f"{server.url}#/exp/{EXP_ID}/trials")
+        page.goto(server.url)  # a dashboard served for one experiment opens on it
+        page.wait_for_url(re.compile(rf"#/exp/{EXP_ID}$"))
+        page.locator("#stat-best").wait_for()
+        page.click("#tabs a[data-tab='trials']")
         page.locator("#trials tbody tr").first.wait_for()
         assert page.locator("#trials tbody tr").count() == 5
         assert api_calls and all(h.get("authorization") == "Bearer s3cret-token" for h in api_calls)

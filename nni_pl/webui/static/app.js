@@ -236,21 +236,35 @@
     refreshNow();
   }
 
+  let inFlight = false;
+  let again = false;
+
+  /** Refresh the current view now, then poll. One refresh at a time; a request meanwhile runs right after. */
   async function refreshNow() {
+    if (inFlight) {
+      again = true;
+      return;
+    }
     clearTimeout(state.timer);
+    inFlight = true;
     const seq = state.viewSeq;
-    const view = state.view;
     let live = false;
     try {
-      live = await view.refresh(() => seq === state.viewSeq);
-      if (seq !== state.viewSeq) return;
-      showBanner("");
+      live = await state.view.refresh(() => seq === state.viewSeq);
+      if (seq === state.viewSeq) showBanner("");
     } catch (e) {
-      if (seq !== state.viewSeq) return;
-      showBanner(e.message);
+      if (seq === state.viewSeq) showBanner(e.message);
       live = true; // keep retrying: the server may come back
+    } finally {
+      inFlight = false;
+    }
+    if (again || seq !== state.viewSeq) {
+      again = false;
+      refreshNow();
+      return;
     }
     setLive(live);
+    clearTimeout(state.timer);
     state.timer = setTimeout(refreshNow, live ? FAST_POLL_MS : SLOW_POLL_MS);
   }
 
