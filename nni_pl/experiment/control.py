@@ -44,7 +44,7 @@ __all__ = [
 
 CUSTOMIZED = "customized"  # NNI's parameter_source of a trial a user added by hand
 _ID_CHARS = string.ascii_letters + string.digits
-_SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|key|credential|auth", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"passw(or)?d|secret|token|key|credential", re.IGNORECASE)
 _URL_WITH_PASSWORD = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:]*:[^\s/@]*@[^\s]*")
 
 

@@ -71,8 +71,11 @@ def _error(status: int, message: str) -> JSONResponse:
 class _Catalog:
     """Where the app finds experiments: one store and/or every experiment indexed under a working directory."""
 
-    def __init__(self, store: st.Store | None, workdir: str | Path | None, scan: bool) -> None:
+    def __init__(
+        self, store: st.Store | None, workdir: str | Path | None, scan: bool, *, owned: bool
+    ) -> None:
         self.store = store
+        self.owned = owned  # the app opened the store: it closes it too
         self.workdir = Path(workdir).expanduser() if workdir else None
         self.scan = scan
         self._stores: dict[str, st.Store] = {}
@@ -125,7 +128,7 @@ class _Catalog:
     def close(self) -> None:
         with self._lock:
             for url, store in self._stores.items():
-                if self.store is None or url != self.store.url:
+                if self.store is None or url != self.store.url or self.owned:
                     store.close()
             self._stores.clear()
 
@@ -276,7 +279,12 @@ def create_app(
         store: st.Store | None = st.Store(store_or_url)
     else:
         store = store_or_url
-    catalog = _Catalog(store, workdir, scan if scan is not None else (store is None or workdir is not None))
+    catalog = _Catalog(
+        store,
+        workdir,
+        scan if scan is not None else (store is None or workdir is not None),
+        owned=isinstance(store_or_url, str),
+    )
     app = FastAPI(
         title="nni-pl dashboard", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
     )
