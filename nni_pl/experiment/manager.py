@@ -249,6 +249,14 @@ class Manager:
         history = []
         for t in sorted(self.trials.values(), key=lambda t: t.sequence_id):
             if t.parameter_source == CUSTOMIZED:
+                # a user-added trial: its result is learnt (as it was live), but it is no suggestion of the
+                # tuner's, so it carries no parameter id and is never pending
+                if (
+                    t.finished
+                    and t.final is not None
+                    and (hasattr(self.tuner, "resume") or getattr(self.tuner, "_accept_customized", False))
+                ):
+                    history.append(HistoryEntry(None, t.parameters, t.final, True, CUSTOMIZED))
                 continue
             history.append(
                 HistoryEntry(

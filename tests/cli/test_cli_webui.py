@@ -238,3 +238,50 @@ def test_launch_without_the_webui_extra_still_runs_and_says_how_to_get_it(config
     text = captured.out + captured.err
     assert text.count("pip install 'nni-pl[webui]'") == 1
     assert find("nofa0001").experiment.status == st.EXP_DONE
+
+
+class ResumeRecordingTuner(RandomTuner):
+    def __init__(self) -> None:
+        super().__init__(seed=4)
+        self.history: list = []
+
+    def resume(self, history):
+        self.history = list(history)
+        super().resume(history)
+
+
+def test_a_resumed_tuner_learns_the_results_of_customised_trials_without_owning_them(tmp_path):
+    space = {"x": {"_type": "uniform", "_value": [0, 1]}, "sleep": {"_type": "choice", "_value": [0.0]}}
+    exp = Experiment(
+        trial=_slow,
+        search_space=space,
+        tuner="Random",
+        max_trial_number=1,
+        experiment_working_directory=tmp_path,
+        id="cres0001",
+        start_method="fork",
+    )
+    exp.run(display=False)
+    control.update_limits(exp.store, "cres0001", max_trials=3)
+    added = control.add_trial(exp.store, "cres0001", {"x": 0.375, "sleep": 0.0})
+    tuner = ResumeRecordingTuner()
+    again = Experiment.resume(
+        "cres0001", trial=_slow, working_directory=tmp_path, tuner=tuner, start_method="fork"
+    )
+    again.run(display=False)
+    assert [t.status for t in again.trials()] == [st.SUCCEEDED] * 3
+    assert again.store.get_trial("cres0001", added.trial_id).final == 0.375
+    # a second resume: the finished customised trial is history, with no parameter id of the tuner's
+    control.update_limits(again.store, "cres0001", max_trials=4)
+    tuner2 = ResumeRecordingTuner()
+    Experiment.resume(
+        "cres0001", trial=_slow, working_directory=tmp_path, tuner=tuner2, start_method="fork"
+    ).run(display=False)
+    custom = [h for h in tuner2.history if h.source == "customized"]
+    assert (
+        len(custom) == 1
+        and custom[0].parameter_id is None
+        and custom[0].value == 0.375
+        and custom[0].finished
+    )
+    assert len([h for h in tuner2.history if h.source != "customized"]) == 2
