@@ -276,7 +276,11 @@ class FunctionTrainingService(TrainingService):
                     worker.trial_id,
                     exit_code,
                     time.time(),
-                    error or f"the worker process died (exit code {code})",
+                    # stopped on purpose (user, assessor, timeout): the status says why, it is no crash
+                    error
+                    or (
+                        None if worker.kill_at is not None else f"the worker process died (exit code {code})"
+                    ),
                 )
             )
         elif not worker.ready:

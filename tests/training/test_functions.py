@@ -94,6 +94,7 @@ def test_function_trial_terminate_replaces_the_worker(tmp_path, service):
     while not ends and time.time() < deadline:
         ends = service.poll(0.1)
     assert ends[0].trial_id == "slow" and ends[0].exit_code != 0
+    assert ends[0].error is None  # stopped on purpose: no crash report (the status says why)
     service.start()  # the replacement becomes ready
     assert service.free_slots() == 2
 
