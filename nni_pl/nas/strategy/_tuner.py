@@ -1,0 +1,87 @@
+"""The bridge from a :class:`Strategy` to the experiment engine, which drives tuners."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nni_pl.errors import ConfigError, NoMoreTrialError
+from nni_pl.hpo._base import HistoryEntry, Tuner
+from nni_pl.nas.strategy._base import Strategy
+from nni_pl.space import SearchSpace
+
+__all__ = ["StrategyTuner"]
+
+log = logging.getLogger(__name__)
+
+
+class StrategyTuner(Tuner):
+    """A :class:`~nni_pl.hpo.Tuner` that asks a NAS strategy for architectures (what ``NasExperiment`` runs).
+
+    The manager's ``generate_parameters`` / ``receive_trial_result`` / ``trial_end`` become the
+    strategy's :meth:`~Strategy.ask` / :meth:`~Strategy.tell`; ``resume`` rebuilds the strategy's
+    history from the stored trials. It is built from the stored experiment config, so ``nni-pl resume``
+    rebuilds it too.
+
+    Args:
+        strategy: ``{"class": "module:Qual", "kwargs": {...}}`` (:meth:`Strategy.to_config`) or a
+            strategy instance.
+        optimize_mode: what the experiment optimises (also given to the strategy).
+
+    Example:
+        >>> from nni_pl.nas.strategy import GridSearch
+        >>> tuner = StrategyTuner(strategy=GridSearch(shuffle=False).to_config())
+        >>> tuner.update_search_space({"op": {"_type": "choice", "_value": ["conv", "pool"]}})
+        >>> tuner.generate_parameters(0)
+        {'op': 'conv'}
+    """
+
+    def __init__(self, *, strategy: Mapping[str, Any] | Strategy, optimize_mode: str = "maximize") -> None:
+        if isinstance(strategy, Strategy):
+            self.strategy = strategy
+        elif isinstance(strategy, Mapping) and "class" in strategy:
+            self.strategy = Strategy.from_config(strategy)
+        else:
+            raise ConfigError(
+                "tuner.classArgs.strategy",
+                f"got {strategy!r}; give {{'class': 'module:Strategy', 'kwargs': {{...}}}} or a Strategy",
+            )
+        if self.strategy.optimize_mode != optimize_mode:
+            raise ConfigError(
+                "tuner.classArgs.optimize_mode",
+                f"the experiment optimises {optimize_mode!r} but the strategy {self.strategy.optimize_mode!r}; "
+                "give the strategy the same optimize_mode",
+            )
+        self.optimize_mode = optimize_mode
+
+    def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
+        self.strategy.setup(search_space)
+
+    def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
+        arch = self.strategy.ask(parameter_id)  # WaitForResults passes through to the manager
+        if arch is None:
+            raise NoMoreTrialError(f"the strategy {type(self.strategy).__name__} has nothing more to propose")
+        return arch
+
+    def receive_trial_result(
+        self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any
+    ) -> None:
+        if parameter_id is None or parameter_id < 0:  # imported records: learnt under fresh ids
+            parameter_id = self.strategy._next_id
+        self.strategy.tell(parameter_id, value, arch=parameters)
+
+    def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
+        record = self.strategy._by_id.get(parameter_id)
+        if record is not None and not record.finished:
+            self.strategy.tell(parameter_id, None)  # ended without a result
+
+    def resume(self, history: Sequence[HistoryEntry]) -> None:
+        records = []
+        next_free = max((h.parameter_id for h in history if h.parameter_id is not None), default=-1) + 1
+        for h in history:
+            pid = h.parameter_id
+            if pid is None:
+                pid, next_free = next_free, next_free + 1
+            records.append((pid, h.parameters, h.value, h.finished))
+        self.strategy.resume(records)

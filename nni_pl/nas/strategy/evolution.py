@@ -1,0 +1,127 @@
+"""Regularized (aging) evolution over a model space (NNI's ``strategy.RegularizedEvolution``)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from nni_pl.errors import ConfigError
+from nni_pl.hpo.tuners._common import check_bool, check_int
+from nni_pl.nas.strategy._base import SUCCEEDED, Strategy, TrialRecord
+
+__all__ = ["RegularizedEvolution"]
+
+log = logging.getLogger(__name__)
+
+
+class RegularizedEvolution(Strategy):
+    """Aging evolution (Real et al. 2019, Algorithm 1), as NNI 2.5 runs it.
+
+    The first ``population_size`` architectures are random. After that, each proposal samples
+    ``sample_size`` members of the population (the ``population_size`` most recent results) without
+    replacement, takes the best as parent and mutates it: every label is redrawn with probability
+    ``mutation_prob`` (a mutation that changes nothing is retried). A result joins the population and
+    the oldest member leaves it. A failed trial is dropped (``on_failure="ignore"``) or joins with the
+    worst possible value (``"worst"``).
+
+    With ``dedup`` an architecture already proposed is not proposed again (the mutation is retried, then
+    a random unseen architecture is taken); a finite space that is used up ends the search.
+
+    Args:
+        population_size: how many recent results form the population (and how many random ones start it).
+        sample_size: members compared per tournament (at most ``population_size``).
+        mutation_prob: the chance that each label is redrawn when mutating.
+        cycles: the most architectures to propose (NNI's ``cycles``); the experiment's limits apply too.
+        on_failure: ``"ignore"`` or ``"worst"``.
+        dedup: never propose the same architecture twice.
+        optimize_mode: ``"maximize"`` or ``"minimize"`` the metric.
+        seed: makes the search reproducible.
+
+    Example:
+        >>> from nni_pl.nas.strategy import simulate
+        >>> space = {f"x{i}": {"_type": "choice", "_value": [0, 1]} for i in range(6)}
+        >>> runs = simulate(RegularizedEvolution(population_size=8, sample_size=4, mutation_prob=0.2),
+        ...                 space, lambda a: sum(a.values()), budget=40, seed=0)
+        >>> max(v for _, v in runs)
+        6
+    """
+
+    def __init__(
+        self,
+        *,
+        population_size: int = 100,
+        sample_size: int = 25,
+        mutation_prob: float = 0.05,
+        cycles: int = 20000,
+        on_failure: str = "ignore",
+        dedup: bool = True,
+        optimize_mode: str = "maximize",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(optimize_mode=optimize_mode, seed=seed)
+        self.population_size = check_int("population_size", population_size, minimum=1)
+        self.sample_size = check_int("sample_size", sample_size, minimum=1)
+        if self.sample_size > self.population_size:
+            raise ConfigError(
+                "strategy.sample_size",
+                f"must be <= population_size ({population_size}), got {sample_size}; lower it",
+            )
+        if (
+            not isinstance(mutation_prob, (int, float))
+            or isinstance(mutation_prob, bool)
+            or not 0 <= mutation_prob <= 1
+        ):
+            raise ConfigError("strategy.mutation_prob", f"must be a number in [0, 1], got {mutation_prob!r}")
+        self.mutation_prob = float(mutation_prob)
+        self.cycles = check_int("cycles", cycles, minimum=1)
+        if on_failure not in ("ignore", "worst"):
+            raise ConfigError("strategy.on_failure", f"must be 'ignore' or 'worst', got {on_failure!r}")
+        self.on_failure = on_failure
+        self.dedup = check_bool("dedup", dedup)
+
+    def population(self, history: Sequence[TrialRecord]) -> list[TrialRecord]:
+        """The ``population_size`` most recent results (in arrival order)."""
+        done = [r for r in history if r.finished and (r.status == SUCCEEDED or self.on_failure == "worst")]
+        done.sort(key=lambda r: r.order)
+        return done[-self.population_size :]
+
+    def propose(self, history: Sequence[TrialRecord]) -> dict[str, Any] | None:
+        if len(history) >= self.cycles:
+            return None
+        seen = self.seen(history) if self.dedup else set()
+        space = self.space
+        if self.dedup and space.is_finite and len(seen) >= space.size:
+            return None
+        population = self.population(history)
+        if len(history) < self.population_size or not population:
+            return self._random(seen)
+        k = min(self.sample_size, len(population))
+        picks = self.rng.choice(len(population), size=k, replace=False)
+        parent = max((population[i] for i in sorted(picks)), key=self.score)
+        if self.score(parent) == -math.inf and self.on_failure == "ignore":
+            return self._random(seen)
+        for _ in range(100):
+            child = self.mutate(parent.arch)
+            if child is not None and (not self.dedup or self.key(child) not in seen):
+                return child
+        return self._random(seen)
+
+    def mutate(self, arch: dict[str, Any]) -> dict[str, Any] | None:
+        """Redraw each label with probability ``mutation_prob``; ``None`` if nothing changed."""
+        child = dict(arch)
+        for label, param in self.space.items():
+            if self.rng.random() < self.mutation_prob:
+                child[label] = param.sample(self.rng)
+        return child if self.key(child) != self.key(arch) else None
+
+    def _random(self, seen: set[str | None]) -> dict[str, Any] | None:
+        for _ in range(100):
+            arch = self.random_arch()
+            if not self.dedup or self.key(arch) not in seen:
+                return arch
+        if self.space.is_finite:
+            unseen = [a for a in self.space.grid() if self.key(a) not in seen]
+            return unseen[int(self.rng.integers(len(unseen)))] if unseen else None
+        return self.random_arch()

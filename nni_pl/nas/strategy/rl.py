@@ -1,0 +1,84 @@
+"""Policy-based reinforcement learning over a model space (NNI's ``strategy.PolicyBasedRL``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nni_pl.hpo.tuners._common import check_int
+from nni_pl.nas.strategy._base import SUCCEEDED, Strategy, TrialRecord
+
+__all__ = ["PolicyBasedRL"]
+
+
+class PolicyBasedRL(Strategy):
+    """A tianshou 2 PPO policy that picks one option per label, rewarded with the trial's metric.
+
+    The policy is the one of :class:`nni_pl.hpo.tuners.ppo.PPOTuner` (an autoregressive masked actor and
+    a critic; PPO's clipped losses and GAE are tianshou's): it samples ``trial_per_collect``
+    architectures, waits for all their results (a failed trial is the worst reward), updates, and
+    samples the next batch; after ``max_collect`` batches the search ends. Results of trials it did
+    not propose (resumed or user-added ones) are learnt from too.
+
+    Needs the ``ppo`` extra (``pip install 'nni-pl[ppo]'``: tianshou 2, gymnasium, torch).
+
+    Args:
+        max_collect: how many batches to sample (NNI's ``max_collect``).
+        trial_per_collect: architectures per batch and policy update (NNI's ``trial_per_collect``).
+        ppo_args: further :class:`~nni_pl.hpo.tuners.ppo.PPOTuner` arguments (``lr``, ``ent_coef``,
+            ``epochs_per_update``, ``minibatch_size``, ...). NNI's ``policy_fn`` is not supported.
+        optimize_mode: ``"maximize"`` or ``"minimize"`` the metric.
+        seed: makes the policy and its samples reproducible.
+
+    Example:
+        >>> from nni_pl.nas.strategy import simulate
+        >>> space = {"op": {"_type": "choice", "_value": ["conv", "pool"]}}
+        >>> runs = simulate(PolicyBasedRL(trial_per_collect=4), space, lambda a: 1.0, budget=8, seed=0)  # doctest: +SKIP
+        >>> len(runs)  # doctest: +SKIP
+        8
+    """
+
+    def __init__(
+        self,
+        *,
+        max_collect: int = 100,
+        trial_per_collect: int = 20,
+        ppo_args: Mapping[str, Any] | None = None,
+        optimize_mode: str = "maximize",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(optimize_mode=optimize_mode, seed=seed)
+        self.max_collect = check_int("max_collect", max_collect, minimum=1)
+        self.trial_per_collect = check_int("trial_per_collect", trial_per_collect, minimum=1)
+        self.ppo_args = dict(ppo_args or {})
+        self._tuner: Any = None
+        self._proposed = 0
+        self._make()  # validate the arguments (and that tianshou is installed) now
+
+    def _make(self) -> Any:
+        from nni_pl.hpo.tuners.ppo import PPOTuner
+
+        return PPOTuner(
+            optimize_mode=self.optimize_mode,
+            trials_per_update=self.trial_per_collect,
+            seed=self.seed,
+            **self.ppo_args,
+        )
+
+    def on_setup(self) -> None:
+        self._tuner = self._make()
+        self._tuner.update_search_space(self.space)
+        self._proposed = 0
+
+    def on_result(self, record: TrialRecord) -> None:
+        if record.status == SUCCEEDED:
+            self._tuner.receive_trial_result(record.id, dict(record.arch), record.metric)
+        else:
+            self._tuner.trial_end(record.id, False)
+
+    def propose(self, history: Sequence[TrialRecord]) -> dict[str, Any] | None:
+        if self._proposed >= self.max_collect * self.trial_per_collect:
+            return None
+        arch = self._tuner.generate_parameters(self.proposing_id)  # WaitForResults: the batch is out
+        self._proposed += 1
+        return arch

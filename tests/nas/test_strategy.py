@@ -1,0 +1,290 @@
+"""Strategy sanity on toy spaces: exhaustion, dedup, seeds, and model-based beating random on average."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nni_pl.errors import ConfigError, NoMoreTrialError, SearchSpaceError, WaitForResults
+from nni_pl.hpo._base import HistoryEntry
+from nni_pl.nas.strategy import (
+    TPE,
+    GridSearch,
+    PolicyBasedRL,
+    Random,
+    RegularizedEvolution,
+    Strategy,
+    StrategyTuner,
+    simulate,
+)
+
+SMALL = {
+    "op": {"_type": "choice", "_value": ["conv3", "conv5", "pool"]},
+    "width": {"_type": "choice", "_value": [16, 32]},
+    "inputs": {"_type": "choice", "_value": [[0], [1], [0, 1]]},
+}
+
+# 6 labels x 5 options (15,625 architectures); the score rewards one hidden option per label, plus a pair bonus
+_rng = np.random.default_rng(123)
+_TABLE = _rng.random((6, 5))
+TOY = {f"l{i}": {"_type": "choice", "_value": [f"o{j}" for j in range(5)]} for i in range(6)}
+
+
+def toy(arch: dict) -> float:
+    idx = [int(arch[f"l{i}"][1:]) for i in range(6)]
+    score = sum(_TABLE[i, j] for i, j in enumerate(idx))
+    return float(score + (0.5 if idx[0] == idx[1] else 0.0))
+
+
+def key(arch: dict) -> str:
+    return repr(sorted(arch.items()))
+
+
+def test_grid_exhausts_without_duplicates() -> None:
+    runs = simulate(GridSearch(), SMALL, lambda a: 0.0, budget=100, seed=0)
+    assert len(runs) == 18
+    assert len({key(a) for a, _ in runs}) == 18
+
+
+def test_grid_shuffle_is_seeded_and_grid_order_without_shuffle() -> None:
+    a = [x for x, _ in simulate(GridSearch(), SMALL, lambda a: 0.0, budget=18, seed=1)]
+    b = [x for x, _ in simulate(GridSearch(), SMALL, lambda a: 0.0, budget=18, seed=1)]
+    c = [x for x, _ in simulate(GridSearch(), SMALL, lambda a: 0.0, budget=18, seed=2)]
+    assert a == b and a != c
+    plain = [x for x, _ in simulate(GridSearch(shuffle=False), SMALL, lambda a: 0.0, budget=2)]
+    assert plain == [
+        {"op": "conv3", "width": 16, "inputs": [0]},
+        {"op": "conv3", "width": 16, "inputs": [1]},
+    ]
+
+
+def test_grid_rejects_infinite_space() -> None:
+    space = {"lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]}}
+    with pytest.raises(SearchSpaceError, match=r"'lr'.*finite"):
+        simulate(GridSearch(), space, lambda a: 0.0, budget=3)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: Random(dedup=True), lambda: RegularizedEvolution(population_size=4, sample_size=2)]
+)
+def test_dedup_exhausts_a_finite_space(make) -> None:
+    runs = simulate(make(), SMALL, lambda a: float(a["width"]), budget=50, seed=3)
+    assert len(runs) == 18
+    assert len({key(a) for a, _ in runs}) == 18
+
+
+def test_tpe_exhausts_without_duplicates() -> None:
+    runs = simulate(TPE(n_startup_jobs=3), SMALL, lambda a: float(a["width"]), budget=50, seed=3)
+    assert len(runs) == 18 and len({key(a) for a, _ in runs}) == 18
+
+
+def test_random_without_dedup_repeats() -> None:
+    runs = simulate(Random(dedup=False), {"op": SMALL["op"]}, lambda a: 0.0, budget=20, seed=0)
+    assert len(runs) == 20
+    assert len({key(a) for a, _ in runs}) == 3
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Random(),
+        lambda: GridSearch(),
+        lambda: RegularizedEvolution(population_size=5, sample_size=3, mutation_prob=0.3),
+        lambda: TPE(n_startup_jobs=5),
+    ],
+)
+def test_same_seed_same_run(make) -> None:
+    a = simulate(make(), TOY, toy, budget=15, seed=7)
+    b = simulate(make(), TOY, toy, budget=15, seed=7)
+    c = simulate(make(), TOY, toy, budget=15, seed=8)
+    assert a == b
+    assert a != c
+
+
+def _mean_best(make, budget: int, seeds: range) -> float:
+    return float(
+        np.mean([max(v for _, v in simulate(make(), TOY, toy, budget=budget, seed=s)) for s in seeds])
+    )
+
+
+def test_evolution_and_tpe_beat_random_on_average() -> None:
+    seeds = range(12)
+    rand = _mean_best(lambda: Random(), 40, seeds)
+    evo = _mean_best(
+        lambda: RegularizedEvolution(population_size=10, sample_size=4, mutation_prob=0.2), 40, seeds
+    )
+    tpe = _mean_best(lambda: TPE(n_startup_jobs=8), 40, seeds)
+    assert evo > rand, (evo, rand)
+    assert tpe > rand, (tpe, rand)
+
+
+def test_evolution_population_ages_and_parent_is_tournament_best() -> None:
+    s = RegularizedEvolution(population_size=3, sample_size=3, mutation_prob=1.0, dedup=False, seed=0)
+    s.setup({"x": {"_type": "choice", "_value": list(range(10))}})
+    for i, x in enumerate([1, 9, 5, 2]):
+        s.tell(i, float(x), arch={"x": x})
+    assert [r.arch["x"] for r in s.population(s.history)] == [9, 5, 2]  # the oldest (1) left
+    assert s.score(max(s.population(s.history), key=s.score)) == 9.0
+
+
+def test_evolution_on_failure_worst_keeps_failed_members() -> None:
+    s = RegularizedEvolution(population_size=4, sample_size=2, on_failure="worst", seed=0)
+    s.setup(SMALL)
+    s.tell(0, None, arch={"op": "pool", "width": 16, "inputs": [0]})
+    s.tell(1, 1.0, arch={"op": "pool", "width": 32, "inputs": [0]})
+    pop = s.population(s.history)
+    assert len(pop) == 2 and s.score(pop[0]) == -math.inf
+    ignore = RegularizedEvolution(population_size=4, sample_size=2, seed=0)
+    ignore.setup(SMALL)
+    ignore.tell(0, None, arch={"op": "pool", "width": 16, "inputs": [0]})
+    assert ignore.population(ignore.history) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sample_size": 30, "population_size": 10}, "sample_size"),
+        ({"mutation_prob": 1.5}, "mutation_prob"),
+        ({"on_failure": "retry"}, "on_failure"),
+        ({"population_size": 0}, "population_size"),
+    ],
+)
+def test_evolution_argument_errors(kwargs, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        RegularizedEvolution(**kwargs)
+
+
+def test_minimize_mode() -> None:
+    runs = simulate(
+        RegularizedEvolution(population_size=6, sample_size=3, mutation_prob=0.3, optimize_mode="minimize"),
+        TOY,
+        lambda a: -toy(a),
+        budget=40,
+        seed=0,
+    )
+    rand = simulate(Random(), TOY, lambda a: -toy(a), budget=40, seed=0)
+    assert min(v for _, v in runs) <= min(v for _, v in rand) + 0.5
+
+
+def test_failed_evaluations_count_and_are_recorded() -> None:
+    def fn(arch):
+        if arch["op"] == "pool":
+            raise RuntimeError("shape mismatch")
+        return 1.0
+
+    runs = simulate(Random(), SMALL, fn, budget=18, seed=0)
+    assert len(runs) == 18
+    assert sum(v is None for _, v in runs) == 6
+
+
+def test_policy_based_rl_learns_in_batches_and_stops_after_max_collect() -> None:
+    space = {
+        "a": {"_type": "choice", "_value": [0, 1, 2, 3]},
+        "b": {"_type": "choice", "_value": [0, 1, 2, 3]},
+    }
+    strategy = PolicyBasedRL(max_collect=2, trial_per_collect=3, ppo_args={"epochs_per_update": 1}, seed=0)
+    runs = simulate(strategy, space, lambda a: float(a["a"] + a["b"]), budget=100, seed=0)
+    assert len(runs) == 6
+    assert strategy._tuner.updates == 2
+    again = simulate(
+        PolicyBasedRL(max_collect=2, trial_per_collect=3, ppo_args={"epochs_per_update": 1}),
+        space,
+        lambda a: float(a["a"] + a["b"]),
+        budget=100,
+        seed=0,
+    )
+    assert runs == again
+
+
+def test_policy_based_rl_waits_for_its_batch() -> None:
+    tuner = StrategyTuner(strategy=PolicyBasedRL(trial_per_collect=2, seed=0))
+    tuner.update_search_space(SMALL)
+    tuner.generate_parameters(0)
+    tuner.generate_parameters(1)
+    with pytest.raises(WaitForResults):
+        tuner.generate_parameters(2)
+
+
+def test_strategy_tuner_drives_ask_tell_and_exhausts() -> None:
+    tuner = StrategyTuner(strategy=GridSearch(shuffle=False).to_config())
+    tuner.update_search_space({"op": SMALL["op"]})
+    archs = [tuner.generate_parameters(i) for i in range(3)]
+    assert [a["op"] for a in archs] == ["conv3", "conv5", "pool"]
+    tuner.receive_trial_result(0, archs[0], {"default": 0.5, "loss": 1.0})
+    tuner.trial_end(0, True)
+    tuner.trial_end(1, False)
+    with pytest.raises(NoMoreTrialError):
+        tuner.generate_parameters(3)
+    h = tuner.strategy.history
+    assert [r.status for r in h] == ["succeeded", "failed", "running"]
+    assert h[0].value == 0.5
+
+
+def test_strategy_tuner_resume_rebuilds_history_and_dedups() -> None:
+    tuner = StrategyTuner(strategy=Random(seed=0).to_config())
+    tuner.update_search_space({"op": SMALL["op"]})
+    tuner.resume(
+        [
+            HistoryEntry(0, {"op": "conv3"}, 0.1),
+            HistoryEntry(1, {"op": "pool"}, None, finished=False),  # re-run by the engine
+            HistoryEntry(None, {"op": "conv5"}, 0.3, source="customized"),
+        ]
+    )
+    assert sorted(r.arch["op"] for r in tuner.strategy.history) == ["conv3", "conv5"]
+    assert tuner.generate_parameters(2) == {"op": "pool"}
+    tuner.receive_trial_result(1, {"op": "pool"}, 0.2)  # the re-run of trial 1 reports under its old id
+    with pytest.raises(NoMoreTrialError):
+        tuner.generate_parameters(4)
+
+
+def test_strategy_tuner_checks_optimize_mode_and_config() -> None:
+    with pytest.raises(ConfigError, match="optimize_mode"):
+        StrategyTuner(strategy=Random(optimize_mode="minimize"), optimize_mode="maximize")
+    with pytest.raises(ConfigError, match="strategy"):
+        StrategyTuner(strategy={"kwargs": {}})
+    with pytest.raises(ConfigError, match="not a Strategy"):
+        Strategy.from_config({"class": "nni_pl.hpo.tuners.tpe:TPETuner"})
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        Random(dedup=False, seed=3),
+        GridSearch(shuffle=False),
+        RegularizedEvolution(population_size=7, sample_size=2, seed=1),
+        TPE(n_startup_jobs=4, tpe_args={"multivariate": False}),
+        PolicyBasedRL(max_collect=2, trial_per_collect=3),
+    ],
+)
+def test_to_config_round_trip(strategy) -> None:
+    cfg = strategy.to_config()
+    again = Strategy.from_config(cfg)
+    assert type(again) is type(strategy)
+    assert again.to_config() == cfg
+
+
+def test_custom_strategy_overrides_only_propose() -> None:
+    class Cycle(Strategy):
+        def propose(self, history):
+            options = self.space["op"].options
+            return {"op": options[len(history) % len(options)]} if len(history) < 4 else None
+
+    runs = simulate(Cycle(), {"op": SMALL["op"]}, lambda a: 1.0, budget=10)
+    assert [a["op"] for a, _ in runs] == ["conv3", "conv5", "pool", "conv3"]
+
+
+def test_nested_choice_is_rejected() -> None:
+    space = {
+        "opt": {"_type": "choice", "_value": [{"_name": "sgd", "lr": {"_type": "choice", "_value": [0.1]}}]}
+    }
+    with pytest.raises(SearchSpaceError, match="nested"):
+        simulate(Random(), space, lambda a: 0.0, budget=2)
+
+
+def test_random_and_tpe_accept_continuous_evaluator_arguments() -> None:
+    space = {"op": SMALL["op"], "lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]}}
+    for strategy in (Random(), TPE(n_startup_jobs=2)):
+        runs = simulate(strategy, space, lambda a: -abs(math.log10(a["lr"]) + 2), budget=6, seed=0)
+        assert len(runs) == 6 and all(1e-4 <= a["lr"] <= 1e-1 for a, _ in runs)
