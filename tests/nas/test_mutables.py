@@ -7,18 +7,24 @@ import torch
 
 from nni_pl.nas import (
     ArchitectureError,
+    AutoActivation,
+    Cell,
     ChosenInputs,
     FrozenValue,
     InputChoice,
     LayerChoice,
     ModelSpace,
     Mutable,
+    NasBench101Cell,
+    NasBench201Cell,
     Repeat,
     ValueChoice,
     basic_unit,
     freeze_module,
     nn,
+    random_arch,
 )
+from nni_pl.nas.cells import ZeroOp
 from nni_pl.nas.space import collect_choices
 
 
@@ -301,3 +307,164 @@ def test_repeat_errors() -> None:
         Repeat(nn.ReLU(), ValueChoice(["a", "b"]))
     with pytest.raises(ArchitectureError, match=r"max depth = 2"):
         Repeat([nn.ReLU()], (1, 2), label="r2")
+
+
+# ------------------------------------------------------------------------------------------ Cell
+
+
+def _cell_arch(label: str, ops: dict[int, str], inputs: dict[int, int]) -> dict[str, object]:
+    arch: dict[str, object] = {f"{label}/op_{i}_0": op for i, op in ops.items()}
+    arch.update({f"{label}/input_{i}_0": [j] for i, j in inputs.items()})
+    return arch
+
+
+def test_cell_labels_and_values() -> None:
+    cell = Cell([nn.Identity(), nn.Tanh()], num_nodes=3, num_predecessors=2, label="c")
+    choices = collect_choices(cell)
+    assert choices["c/input_2_0"] == [[0], [1]]
+    assert choices["c/input_4_0"] == [[0], [1], [2], [3]]
+    assert choices["c/op_3_0"] == ["0", "1"]
+    assert len(choices) == 6
+    assert cell([torch.zeros(1, 4), torch.zeros(1, 4)]).shape == (1, 12)
+    assert cell(torch.zeros(1, 4), torch.zeros(1, 4)).shape == (1, 12)
+
+
+def test_cell_wiring_follows_the_architecture() -> None:
+    class AddOne(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + 1
+
+    cell = Cell({"id": nn.Identity(), "inc": AddOne()}, num_nodes=3, label="c")
+    arch = _cell_arch("c", {1: "inc", 2: "inc", 3: "id"}, {1: 0, 2: 1, 3: 0})
+    frozen = cell.freeze(arch)
+    assert _no_mutable(frozen) and frozen.inputs_used() == [[[0]], [[1]], [[0]]]
+    out = frozen([torch.zeros(1, 1)])
+    assert out.tolist() == [[1.0, 2.0, 0.0]]  # node1 = x+1, node2 = node1+1, node3 = x
+    loose = Cell({"id": nn.Identity(), "inc": AddOne()}, num_nodes=3, merge_op="loose_end", label="c")
+    assert loose.freeze(arch)([torch.zeros(1, 1)]).tolist() == [
+        [2.0, 0.0]
+    ]  # node1 feeds node2: not a loose end
+
+
+def test_cell_ops_per_node_are_summed_and_factories_get_indices() -> None:
+    calls = []
+
+    def factory(node_index: int, op_index: int) -> list[torch.nn.Module]:
+        calls.append((node_index, op_index))
+        return [nn.Identity()]
+
+    cell = Cell(factory, num_nodes=2, num_ops_per_node=2, label="c")
+    assert calls == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    arch = {k: v[0] for k, v in collect_choices(cell).items()}
+    assert cell.freeze(arch)([torch.ones(1, 1)]).tolist() == [[2.0, 2.0]]  # both nodes read x twice
+    arch.update({"c/input_2_0": [1], "c/input_2_1": [1]})
+    assert cell.freeze(arch)([torch.ones(1, 1)]).tolist() == [[2.0, 4.0]]  # node 2 reads node 1 twice
+
+
+def test_cells_with_the_same_label_share_decisions() -> None:
+    class Net(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = Cell([nn.Identity(), nn.ReLU()], 2, label="normal")
+            self.b = Cell([nn.Identity(), nn.ReLU()], 2, label="normal")
+
+    assert len(Net().search_space()) == 4
+
+
+def test_cell_errors() -> None:
+    with pytest.raises(ArchitectureError, match=r"'c'.*merge_op.*'max'"):
+        Cell([nn.Identity()], 2, merge_op="max", label="c")
+    with pytest.raises(ArchitectureError, match=r"'c'.*num_nodes.*0"):
+        Cell([nn.Identity()], 0, label="c")
+    cell = Cell([nn.Identity()], 1, num_predecessors=2, label="c")
+    with pytest.raises(ArchitectureError, match=r"takes 2 input tensors, got 1"):
+        cell([torch.zeros(1)])
+
+
+# ------------------------------------------------------------------------------------------ NAS-Bench-201/101
+
+
+def _nb201_ops() -> dict[str, object]:
+    return {
+        "none": lambda i, o: ZeroOp(i, o),
+        "skip_connect": lambda i, o: nn.Identity() if i == o else nn.Conv2d(i, o, 1),
+        "conv_1x1": lambda i, o: nn.Conv2d(i, o, 1),
+        "conv_3x3": lambda i, o: nn.Conv2d(i, o, 3, padding=1),
+        "avg_pool_3x3": lambda i, o: torch.nn.Sequential(nn.Conv2d(i, o, 1), nn.AvgPool2d(3, 1, 1)),
+    }
+
+
+def test_nasbench201_cell_edges_and_freeze() -> None:
+    cell = NasBench201Cell(_nb201_ops(), 3, 4, label="nb")
+    choices = collect_choices(cell)
+    assert list(choices) == ["nb/0_1", "nb/0_2", "nb/1_2", "nb/0_3", "nb/1_3", "nb/2_3"]
+    assert choices["nb/0_1"] == ["none", "skip_connect", "conv_1x1", "conv_3x3", "avg_pool_3x3"]
+    x = torch.randn(2, 3, 8, 8)
+    assert cell(x).shape == (2, 4, 8, 8)
+    all_none = cell.freeze(dict.fromkeys(choices, "none"))
+    assert _no_mutable(all_none) and torch.count_nonzero(all_none(x)) == 0
+    for seed in range(5):
+        arch = random_arch({k: {"_type": "choice", "_value": v} for k, v in choices.items()}, seed=seed)
+        assert cell.freeze(arch)(x).shape == (2, 4, 8, 8)
+
+
+def test_nasbench101_cell_constraints_and_freeze() -> None:
+    class Space(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = NasBench101Cell(
+                {"lin": lambda c: nn.Linear(c, c), "relu": lambda c: nn.ReLU()},
+                3,
+                4,
+                lambda i, o: nn.Linear(i, o),
+                max_num_nodes=5,
+                max_num_edges=4,
+                label="nb",
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.cell(x)
+
+    space = Space()
+    ss = space.search_space()
+    assert ss["nb/num_nodes"]["_value"] == [2, 3, 4, 5]
+    assert set(ss) == {
+        "nb/num_nodes",
+        "nb/op1",
+        "nb/op2",
+        "nb/op3",
+        "nb/input1",
+        "nb/input2",
+        "nb/input3",
+        "nb/input4",
+    }
+    assert space(torch.zeros(2, 3)).shape == (2, 4)
+    for seed in range(20):
+        arch = random_arch(space, seed=seed)
+        space.freeze(arch)(torch.randn(2, 3))
+    dense = {"nb/num_nodes": 5, "nb/op1": "lin", "nb/op2": "lin", "nb/op3": "relu", "nb/input1": [0]}
+    dense.update({"nb/input2": [0, 1], "nb/input3": [0, 1, 2], "nb/input4": [0, 1, 2, 3]})
+    with pytest.raises(ArchitectureError, match=r"'nb'.*10 edges.*max_num_edges=4"):
+        space.freeze(dense)
+    small = {**dense, "nb/num_nodes": 3, "nb/input2": [1]}  # 0 -> 1 -> 2 (the output); node 3, 4 ignored
+    model = space.freeze(small)
+    assert model.cell.graph == {1: [0], 2: [1]} and model(torch.randn(2, 3)).shape == (2, 4)
+
+
+# ------------------------------------------------------------------------------------------ AutoActivation
+
+
+def test_auto_activation_searches_unary_and_binary_units() -> None:
+    act = AutoActivation(unit_num=2, label="act")
+    choices = collect_choices(act)
+    assert list(choices) == ["act/unary_0", "act/unary_1", "act/unary_2", "act/binary_0", "act/binary_1"]
+    assert {"max0", "sigmoid", "identity"} <= set(choices["act/unary_0"])
+    x = torch.linspace(-2, 2, 9)
+    assert act(x).shape == x.shape
+    swish = AutoActivation(label="s").freeze(
+        {"s/unary_0": "identity", "s/unary_1": "sigmoid", "s/binary_0": "mul"}
+    )
+    assert torch.allclose(swish(x), x * torch.sigmoid(x)) and _no_mutable(swish)
+    for seed in range(10):
+        arch = random_arch({k: {"_type": "choice", "_value": v} for k, v in choices.items()}, seed=seed)
+        assert torch.isfinite(act.freeze(arch)(x)).all()
