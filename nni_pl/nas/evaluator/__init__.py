@@ -1,0 +1,37 @@
+"""Evaluators score one model inside a trial: :class:`FunctionalEvaluator`, :class:`Classification`,
+:class:`Regression` and :class:`Lightning`; subclass :class:`Evaluator` for your own.
+
+Example:
+    >>> from nni_pl.nas.evaluator import Classification
+    >>> ev = Classification(train_dataloaders="nni_pl.nas.evaluator.data:digits_loaders",
+    ...                     learning_rate={"_type": "choice", "_value": [0.01, 0.001]}, max_epochs=1)
+    >>> ev.search_space()
+    {'learning_rate': {'_type': 'choice', '_value': [0.01, 0.001]}}
+    >>> ev.freeze({"learning_rate": 0.01}).learning_rate
+    0.01
+"""
+
+from nni_pl.nas.evaluator._base import (
+    Evaluator,
+    EvaluatorError,
+    config_search_space,
+    freeze_config,
+    import_object,
+    resolve_factory,
+)
+from nni_pl.nas.evaluator.functional import FunctionalEvaluator
+from nni_pl.nas.evaluator.lightning import Classification, Lightning, Regression, SupervisedModule
+
+__all__ = [
+    "Classification",
+    "Evaluator",
+    "EvaluatorError",
+    "FunctionalEvaluator",
+    "Lightning",
+    "Regression",
+    "SupervisedModule",
+    "config_search_space",
+    "freeze_config",
+    "import_object",
+    "resolve_factory",
+]
