@@ -43,16 +43,16 @@ def _build_candidates(
 ) -> dict[str, nn.Module] | list[nn.Module]:
     if isinstance(op_candidates, Mapping):
         return {
-            str(k): (copy.deepcopy(v) if isinstance(v, nn.Module) else _call(v, node_index, op_index))
+            str(k): (copy.deepcopy(v) if isinstance(v, nn.Module) else _call(v, node_index, op_index, None))
             for k, v in op_candidates.items()
         }
     if isinstance(op_candidates, Sequence) and not isinstance(op_candidates, (str, bytes)):
         return [
-            copy.deepcopy(v) if isinstance(v, nn.Module) else _call(v, node_index, op_index)
+            copy.deepcopy(v) if isinstance(v, nn.Module) else _call(v, node_index, op_index, None)
             for v in op_candidates
         ]
     if callable(op_candidates):
-        return _build_candidates(_call(op_candidates, node_index, op_index), node_index, op_index)
+        return _build_candidates(_call(op_candidates, node_index, op_index, None), node_index, op_index)
     raise ArchitectureError(
         "", f"Cell op_candidates must be a list/dict of modules or factories, got {op_candidates!r}"
     )
@@ -63,9 +63,9 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
         params = [
             p
             for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
         ]
-        n = len(params)
+        n = len(params)  # only required ones: a module class such as nn.ReLU is a zero-argument factory
     except (TypeError, ValueError):
         n = 0
     return fn(*args[:n])
@@ -108,7 +108,8 @@ class Cell(Mutable, _CellForward):
 
     Args:
         op_candidates: a list/dict of modules (deep-copied per op), of factories, or a factory returning one;
-            a factory may take ``(node_index, op_index)``.
+            a factory may take ``(node_index, op_index, input_index)`` (NNI 2.6; ``input_index`` is None here
+            because ops are built before the input is chosen).
         num_nodes: number of nodes.
         num_ops_per_node: ops summed in each node.
         num_predecessors: number of input tensors (the cell is called with a list or with several tensors).

@@ -112,11 +112,19 @@ class _LabelScope:
     def __init__(self, check: bool) -> None:
         self.counters: dict[str, int] = {}
         self.registry: dict[str, tuple[str, str]] = {}
+        self.auto: set[str] = set()
+        self.explicit: set[str] = set()
         self.check = check
 
     def new_label(self, kind: str) -> str:
-        self.counters[kind] = self.counters.get(kind, 0) + 1
-        return f"{kind}_{self.counters[kind]}"
+        while True:  # skip numbers a user took explicitly
+            self.counters[kind] = self.counters.get(kind, 0) + 1
+            label = f"{kind}_{self.counters[kind]}"
+            if label not in self.explicit:
+                break
+        if self.check:
+            self.auto.add(label)
+        return label
 
 
 _local = threading.local()
@@ -153,6 +161,14 @@ def _make_label(label: str | None, kind: str) -> str:
         return _scope().new_label(kind)
     if not isinstance(label, str) or not label:
         raise ArchitectureError(str(label), f"a label must be a non-empty string, got {label!r}")
+    scope = _scope()
+    if scope.check:
+        if label in scope.auto:
+            raise ArchitectureError(
+                label,
+                "this label was already given automatically to another choice; choose a different label",
+            )
+        scope.explicit.add(label)
     return label
 
 
@@ -270,6 +286,22 @@ class ValueExpr:
 
     def __round__(self, ndigits: int | None = None) -> ValueExpr:
         return _Expr(lambda x: round(x, ndigits), (self,), "round")
+
+    def _not_a_number(self) -> TypeError:
+        return TypeError(
+            f"{self!r} was used where a plain number is needed; build the layer from nni_pl.nas.nn "
+            "(`from nni_pl.nas import nn`), decorate your module class with nni_pl.nas.basic_unit, or call it "
+            "(`choice()`) for its value in the space"
+        )
+
+    def __index__(self) -> int:
+        raise self._not_a_number()
+
+    def __int__(self) -> int:
+        raise self._not_a_number()
+
+    def __float__(self) -> float:
+        raise self._not_a_number()
 
     def __bool__(self) -> bool:
         raise TypeError(

@@ -256,6 +256,32 @@ def test_conflicting_labels_are_an_error_naming_the_label() -> None:
         collect_choices(seq)
 
 
+def test_explicit_label_may_not_take_an_automatic_one() -> None:
+    class Clash(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = LayerChoice([nn.ReLU(), nn.Tanh()])
+            self.b = LayerChoice([nn.ReLU(), nn.Tanh()], label="layerchoice_1")
+
+    with pytest.raises(ArchitectureError, match=r"'layerchoice_1'.*automatically"):
+        Clash()
+
+    class Taken(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.b = LayerChoice([nn.ReLU(), nn.Tanh()], label="layerchoice_1")
+            self.a = LayerChoice([nn.ReLU(), nn.Tanh()])
+
+    assert list(Taken().search_space()) == ["layerchoice_1", "layerchoice_2"]
+
+
+def test_value_choice_where_a_number_is_needed_says_how_to_fix() -> None:
+    with pytest.raises(TypeError, match=r"nni_pl\.nas\.nn"):
+        range(ValueChoice([2, 3]))
+    with pytest.raises(TypeError, match=r"basic_unit"):
+        int(ValueChoice([2, 3]) * 2)
+
+
 def test_auto_labels_are_deterministic_per_space() -> None:
     class Net(ModelSpace):
         def __init__(self) -> None:
@@ -369,6 +395,18 @@ def test_cells_with_the_same_label_share_decisions() -> None:
             self.b = Cell([nn.Identity(), nn.ReLU()], 2, label="normal")
 
     assert len(Net().search_space()) == 4
+
+
+def test_cell_factory_forms() -> None:
+    seen = []
+
+    def factory(node_index: int, op_index: int, input_index: int | None) -> torch.nn.Module:
+        seen.append(input_index)
+        return nn.Identity()
+
+    cell = Cell({"id": factory, "relu": torch.nn.ReLU}, num_nodes=2, label="c")
+    assert seen == [None, None]
+    assert isinstance(cell.ops[0][0]["relu"], torch.nn.ReLU) and cell.ops[0][0]["relu"].inplace is False
 
 
 def test_cell_errors() -> None:
