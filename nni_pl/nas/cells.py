@@ -436,76 +436,79 @@ class _NasBench101Forward(nn.Module):
 # --------------------------------------------------------------------------------------------- AutoActivation
 
 
+_UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "identity": lambda x: x,
+    "neg": torch.neg,
+    "abs": torch.abs,
+    "square": torch.square,
+    "pow3": lambda x: x.pow(3),
+    "sqrt": lambda x: torch.sqrt(torch.abs(x) + 1e-7),
+    "exp": lambda x: torch.exp(x.clamp(max=20)),
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "sinh": lambda x: torch.sinh(x.clamp(-20, 20)),
+    "cosh": lambda x: torch.cosh(x.clamp(-20, 20)),
+    "tanh": torch.tanh,
+    "asinh": torch.asinh,
+    "atan": torch.atan,
+    "sinc": torch.sinc,
+    "max0": torch.relu,
+    "min0": lambda x: torch.clamp(x, max=0),
+    "sigmoid": torch.sigmoid,
+    "logexp": nn.functional.softplus,
+    "gaussian": lambda x: torch.exp(-x * x),
+    "erf": torch.erf,
+    "const": lambda x: torch.zeros_like(x),
+}
+
+_BINARY: dict[str, Callable[..., torch.Tensor]] = {
+    "add": torch.add,
+    "mul": torch.mul,
+    "sub": torch.sub,
+    "div": lambda a, b: a / (b + 1e-7),
+    "max": torch.maximum,
+    "min": torch.minimum,
+    "sig_mul": lambda a, b: torch.sigmoid(a) * b,
+    "exp_sq_diff": lambda a, b, beta: torch.exp(-beta * (a - b) ** 2),
+    "exp_abs_diff": lambda a, b, beta: torch.exp(-beta * torch.abs(a - b)),
+    "beta_mix": lambda a, b, beta: beta * a + (1 - beta) * b,
+}
+_BETA = {"exp_sq_diff", "exp_abs_diff", "beta_mix"}
+
+
 class _Unary(nn.Module):
-    def __init__(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    # the function is looked up by name at call time, so the module pickles
+    def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name
-        self.fn = fn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
+        return _UNARY[self.name](x)
 
     def extra_repr(self) -> str:
         return self.name
 
 
 class _Binary(nn.Module):
-    def __init__(self, name: str, fn: Callable[..., torch.Tensor], beta: bool = False) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name
-        self.fn = fn
-        self.beta = nn.Parameter(torch.ones(1)) if beta else None
+        self.beta = nn.Parameter(torch.ones(1)) if name in _BETA else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x[0], x[1], self.beta) if self.beta is not None else self.fn(x[0], x[1])
+        fn = _BINARY[self.name]
+        return fn(x[0], x[1], self.beta) if self.beta is not None else fn(x[0], x[1])
 
     def extra_repr(self) -> str:
         return self.name
 
 
 def _unary_ops() -> dict[str, nn.Module]:
-    fns: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-        "identity": lambda x: x,
-        "neg": torch.neg,
-        "abs": torch.abs,
-        "square": torch.square,
-        "pow3": lambda x: x.pow(3),
-        "sqrt": lambda x: torch.sqrt(torch.abs(x) + 1e-7),
-        "exp": lambda x: torch.exp(x.clamp(max=20)),
-        "sin": torch.sin,
-        "cos": torch.cos,
-        "sinh": lambda x: torch.sinh(x.clamp(-20, 20)),
-        "cosh": lambda x: torch.cosh(x.clamp(-20, 20)),
-        "tanh": torch.tanh,
-        "asinh": torch.asinh,
-        "atan": torch.atan,
-        "sinc": torch.sinc,
-        "max0": torch.relu,
-        "min0": lambda x: torch.clamp(x, max=0),
-        "sigmoid": torch.sigmoid,
-        "logexp": nn.functional.softplus,
-        "gaussian": lambda x: torch.exp(-x * x),
-        "erf": torch.erf,
-        "const": lambda x: torch.zeros_like(x),
-    }
-    return {k: _Unary(k, f) for k, f in fns.items()}
+    return {k: _Unary(k) for k in _UNARY}
 
 
 def _binary_ops() -> dict[str, nn.Module]:
-    return {
-        "add": _Binary("add", torch.add),
-        "mul": _Binary("mul", torch.mul),
-        "sub": _Binary("sub", torch.sub),
-        "div": _Binary("div", lambda a, b: a / (b + 1e-7)),
-        "max": _Binary("max", torch.maximum),
-        "min": _Binary("min", torch.minimum),
-        "sig_mul": _Binary("sig_mul", lambda a, b: torch.sigmoid(a) * b),
-        "exp_sq_diff": _Binary("exp_sq_diff", lambda a, b, beta: torch.exp(-beta * (a - b) ** 2), beta=True),
-        "exp_abs_diff": _Binary(
-            "exp_abs_diff", lambda a, b, beta: torch.exp(-beta * torch.abs(a - b)), beta=True
-        ),
-        "beta_mix": _Binary("beta_mix", lambda a, b, beta: beta * a + (1 - beta) * b, beta=True),
-    }
+    return {k: _Binary(k) for k in _BINARY}
 
 
 class AutoActivation(Mutable):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 
 import pytest
@@ -53,6 +54,11 @@ def test_hub_space_runs_freezes_and_rebuilds(cls: type, kwargs: dict, shape: tup
     with fixed_arch(arch, verbose=False):
         fixed = cls(**kwargs)
     assert str(fixed) == str(model)
+    fixed.load_state_dict(model.state_dict())  # weights trained on one load into the other
+    model.eval(), fixed.eval()
+    assert torch.allclose(fixed(x), model(x))
+    clone = pickle.loads(pickle.dumps(model))
+    assert torch.allclose(clone(x), model(x))
 
 
 def test_nasbench201_one_topology_for_all_cells() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -12,6 +14,7 @@ import torch
 
 from nni_pl.nas import (
     ArchitectureError,
+    AutoActivation,
     LayerChoice,
     ModelSpace,
     Mutable,
@@ -202,3 +205,18 @@ def test_nested_space_is_one_space() -> None:
     with fixed_arch({"layerchoice_1": "1", "layerchoice_2": "0", "valuechoice_1": 2}):
         model = Outer()
     assert isinstance(model.a.op, torch.nn.Tanh) and isinstance(model.b.op, torch.nn.ReLU)
+
+
+def test_frozen_models_pickle(tiny_space: TinySpace) -> None:
+    model = tiny_space.freeze(ARCH).eval()
+    clone = pickle.loads(pickle.dumps(model))
+    x = torch.randn(2, 8)
+    assert torch.equal(clone(x), model(x)) and clone.frozen_arch == ARCH
+    act = AutoActivation(unit_num=1, label="a")
+    frozen = act.freeze({"a/unary_0": "sin", "a/unary_1": "max0", "a/binary_0": "beta_mix"})
+    assert torch.equal(pickle.loads(pickle.dumps(frozen))(x), frozen(x))
+
+
+def test_import_nni_pl_stays_light() -> None:
+    code = "import sys, nni_pl; assert 'torch' not in sys.modules and 'nni_pl.nas' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
