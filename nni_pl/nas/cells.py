@@ -174,7 +174,7 @@ class Cell(Mutable, _CellForward):
     def _loose_ends(self) -> list[int]:
         return list(range(self.num_predecessors, self.num_predecessors + self.num_nodes))
 
-    def freeze(self, arch: Mapping[str, Any]) -> nn.Module:
+    def _freeze(self, arch: Mapping[str, Any]) -> nn.Module:
         ops = nn.ModuleList(nn.ModuleList(freeze_module(op, arch) for op in node) for node in self.ops)
         inputs = nn.ModuleList(nn.ModuleList(freeze_module(ic, arch) for ic in node) for node in self.inputs)
         return FrozenCell(ops, inputs, self.num_predecessors, self.merge_op, self.concat_dim)
@@ -259,7 +259,7 @@ class NasBench201Cell(Mutable):
     def own_labels(self) -> list[str]:
         return [lc.label for node in self.layers for lc in node]  # type: ignore[union-attr]
 
-    def freeze(self, arch: Mapping[str, Any]) -> nn.Module:
+    def _freeze(self, arch: Mapping[str, Any]) -> nn.Module:
         layers = nn.ModuleList(nn.ModuleList(freeze_module(op, arch) for op in node) for node in self.layers)
         return _NasBench201Forward(layers)
 
@@ -386,7 +386,7 @@ class NasBench101Cell(Mutable):
                 f"(inputs {graph}); choose fewer inputs",
             )
 
-    def freeze(self, arch: Mapping[str, Any]) -> nn.Module:
+    def _freeze(self, arch: Mapping[str, Any]) -> nn.Module:
         self.check_arch(arch)
         n, graph = self._graph(arch)
         ops = nn.ModuleDict(
@@ -540,7 +540,7 @@ class AutoActivation(Mutable):
             LayerChoice(_binary_ops(), label=f"{self.label}/binary_{i}") for i in range(unit_num)
         )
 
-    def freeze(self, arch: Mapping[str, Any]) -> nn.Module:
+    def _freeze(self, arch: Mapping[str, Any]) -> nn.Module:
         return _AutoActivationForward(
             nn.ModuleList(freeze_module(u, arch) for u in self.unaries),
             nn.ModuleList(freeze_module(b, arch) for b in self.binaries),

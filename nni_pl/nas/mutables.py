@@ -481,7 +481,8 @@ class Mutable(nn.Module):
     """Base class of the mutable modules (LayerChoice, InputChoice, Repeat, Cell, ...).
 
     A subclass says which decisions it owns (:meth:`own_choices`) and how to become a plain module
-    (:meth:`freeze`); decisions of mutables nested inside it are found by walking its children.
+    (:meth:`_freeze`, which may consume the module's children); decisions of mutables nested inside it are
+    found by walking its children.
     """
 
     label: str
@@ -491,7 +492,11 @@ class Mutable(nn.Module):
         return []
 
     def freeze(self, arch: Mapping[str, Any]) -> nn.Module:
-        """The plain module that ``arch`` picks (mutables inside frozen too). Consumes ``self``'s children."""
+        """The plain module that ``arch`` picks, mutables inside frozen too; ``self`` is left as it is."""
+        return freeze_module(copy.deepcopy(self), arch)
+
+    def _freeze(self, arch: Mapping[str, Any]) -> nn.Module:
+        """Like :meth:`freeze` but may reuse (and change) ``self``'s children; for :func:`freeze_module`."""
         raise NotImplementedError
 
     def check_arch(self, arch: Mapping[str, Any]) -> None:
@@ -512,7 +517,7 @@ def freeze_module(
     if key in memo:
         return memo[key]
     if isinstance(module, Mutable):
-        out = module.freeze(arch)
+        out = module._freeze(arch)
         out = freeze_module(out, arch, memo) if out is not module else out
     elif getattr(module, "_nas_init", None) is not None:
         out = module._nas_rebuild(arch)  # type: ignore[operator]
@@ -638,7 +643,7 @@ class LayerChoice(Mutable):
     def own_choices(self) -> list[tuple[str, str, list[Any]]]:
         return [(self.label, "LayerChoice", self.names)]
 
-    def freeze(self, arch: Mapping[str, Any]) -> nn.Module:
+    def _freeze(self, arch: Mapping[str, Any]) -> nn.Module:
         name = lookup(arch, self.label, self.names)
         return freeze_module(self._modules[name], arch)  # type: ignore[arg-type]
 
@@ -729,7 +734,7 @@ class InputChoice(Mutable):
     def own_choices(self) -> list[tuple[str, str, list[Any]]]:
         return [(self.label, "InputChoice", self.values)]
 
-    def freeze(self, arch: Mapping[str, Any]) -> nn.Module:
+    def _freeze(self, arch: Mapping[str, Any]) -> nn.Module:
         return ChosenInputs(lookup(arch, self.label, self.values), self.reduction)
 
     def forward(self, candidate_inputs: Sequence[torch.Tensor]) -> Any:
@@ -884,7 +889,7 @@ class Repeat(Mutable):
             return self.min_depth
         return lookup(arch, self.label, self.depth_values)
 
-    def freeze(self, arch: Mapping[str, Any]) -> nn.Module:
+    def _freeze(self, arch: Mapping[str, Any]) -> nn.Module:
         d = self.chosen_depth(arch)
         return nn.Sequential(*[freeze_module(b, arch) for b in list(self.blocks)[:d]])
 

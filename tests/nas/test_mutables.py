@@ -58,6 +58,14 @@ def test_layer_choice_forward_runs_first_and_freeze_gives_chosen() -> None:
     assert type(frozen) is torch.nn.Linear and frozen(x).shape == (5, 3)
 
 
+def test_freeze_leaves_the_mutable_untouched() -> None:
+    lc = LayerChoice({"lin": nn.Linear(2, ValueChoice([3, 4], label="w")), "id": nn.Identity()}, label="op")
+    frozen = lc.freeze({"op": "lin", "w": 4})
+    assert type(frozen) is torch.nn.Linear and frozen.out_features == 4
+    assert type(lc["lin"]) is nn.Linear and lc["lin"].out_features == 3
+    assert collect_choices(lc) == {"op": ["lin", "id"], "w": [3, 4]}
+
+
 def test_layer_choice_errors() -> None:
     with pytest.raises(ArchitectureError, match=r"at least one candidate"):
         LayerChoice([])
