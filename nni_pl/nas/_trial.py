@@ -1,0 +1,55 @@
+"""The trial entry point of a NAS experiment: ``python -m nni_pl.nas._trial SPEC.json``.
+
+The spec (written by :class:`~nni_pl.nas.experiment.NasExperiment` into the experiment folder) names the
+model space by import path and arguments and holds the evaluator's config. The trial rebuilds both, freezes
+the space to the architecture in its parameters, resolves the evaluator's choices, and evaluates the model
+(which reports through the trial SDK).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "run_trial"]
+
+log = logging.getLogger("nni_pl.nas.trial")
+
+
+def run_trial(spec: Mapping[str, Any], parameters: Mapping[str, Any]) -> Any:
+    """Rebuild the space and evaluator of ``spec``, freeze them to ``parameters`` and evaluate."""
+    from nni_pl.nas.evaluator import Evaluator, freeze_config
+    from nni_pl.nas.space import load_space
+
+    if spec.get("seed") is not None:
+        import lightning.pytorch as pl
+
+        pl.seed_everything(int(spec["seed"]), workers=True, verbose=False)
+    space_spec = spec["model_space"]
+    space = load_space(space_spec["import_path"], space_spec.get("init_kwargs") or {})
+    labels = set(space.search_space())
+    model = space.freeze({k: v for k, v in parameters.items() if k in labels})
+    evaluator = Evaluator.from_config(freeze_config(spec["evaluator"], parameters))
+    log.info("evaluating %s with %s", dict(parameters), type(evaluator).__name__)
+    return evaluator.evaluate(model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import nni_pl
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m nni_pl.nas._trial SPEC.json\n")
+        return 2
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    run_trial(spec, nni_pl.get_next_parameter())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""``NasExperiment``: multi-trial NAS on the experiment engine (store, CLI, dashboard, resume).
+
+Each architecture the strategy proposes runs as a trial (a process: ``python -m nni_pl.nas._trial``) whose
+parameters are the architecture (plus the values of the evaluator's choices), so ``nni-pl list/show/export``
+and the dashboard show it like any trial. The model space and the evaluator reach the trial by import path
+and arguments, written once to ``nas.json`` in the experiment folder; the strategy runs in the manager as a
+tuner (:class:`~nni_pl.nas.strategy.StrategyTuner`) built from the stored config, so ``nni-pl resume ID``
+works as for HPO.
+
+Example:
+    >>> from nni_pl.nas.experiment import NasExperiment                              # doctest: +SKIP
+    >>> from nni_pl.nas.evaluator import Classification                               # doctest: +SKIP
+    >>> from nni_pl.nas.strategy import RegularizedEvolution                          # doctest: +SKIP
+    >>> exp = NasExperiment(MySpace(), Classification(train_dataloaders="mydata:loaders", max_epochs=2),
+    ...                     RegularizedEvolution(population_size=10, sample_size=3),
+    ...                     max_trial_number=30, trial_concurrency=2)                 # doctest: +SKIP
+    >>> exp.run()                                                                      # doctest: +SKIP
+    >>> best = exp.export_top_models(top_k=1)[0]                                       # doctest: +SKIP
+    >>> model = MySpace().freeze(best)                                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nni_pl.errors import ConfigError, NniPlError
+from nni_pl.experiment import store as st
+from nni_pl.experiment.experiment import Experiment
+
+__all__ = ["NasExperiment"]
+
+log = logging.getLogger(__name__)
+
+SPEC_FILE = "nas.json"
+_PLACEHOLDER = "python -m nni_pl.nas._trial"
+
+
+def _trial_command(spec_path: Path) -> str:
+    return f"{shlex.quote(sys.executable)} -m nni_pl.nas._trial {shlex.quote(str(spec_path))}"
+
+
+class _Engine(Experiment):
+    """An :class:`Experiment` that writes the NAS spec next to its store when it is created."""
+
+    nas_spec: dict[str, Any] | None = None
+
+    def _create(self) -> None:
+        super()._create()
+        if self.nas_spec is not None:
+            (self.directory / SPEC_FILE).write_text(json.dumps(self.nas_spec, indent=2), encoding="utf-8")
+
+
+class NasExperiment:
+    """Search ``model_space`` with ``strategy``, scoring each architecture with ``evaluator`` in its own trial.
+
+    Args:
+        model_space: a :class:`~nni_pl.nas.ModelSpace` instance (or an ``@model_wrapper`` class's) whose class
+            is importable by the trials (not defined in ``__main__``) and whose constructor arguments are JSON.
+        evaluator: an :class:`~nni_pl.nas.evaluator.Evaluator`; choices among its arguments are searched too.
+        strategy: a :class:`~nni_pl.nas.strategy.Strategy`; its ``optimize_mode`` is the experiment's.
+        seed: when given, every trial seeds torch/numpy/random with it before building the model.
+        **fields: experiment settings as for :class:`~nni_pl.experiment.Experiment`: ``max_trial_number``,
+            ``trial_concurrency``, ``max_experiment_duration``, ``max_trial_duration``, ``experiment_name``,
+            ``experiment_working_directory``, ``trial_code_directory`` (where trials start; default: the working
+            directory, which must let them import the space), ``trial_gpu_number``, ``store_url``, ``assessor``,
+            ``id``, ``log_level``.
+    """
+
+    def __init__(
+        self,
+        model_space: Any,
+        evaluator: Any,
+        strategy: Any,
+        *,
+        seed: int | None = None,
+        id: str | None = None,
+        **fields: Any,
+    ) -> None:
+        from nni_pl.nas.evaluator import Evaluator
+        from nni_pl.nas.strategy import Strategy, StrategyTuner
+
+        if not isinstance(evaluator, Evaluator):
+            raise ConfigError(
+                "evaluator", f"must be an nni_pl.nas.evaluator.Evaluator, got {type(evaluator).__name__}"
+            )
+        if not isinstance(strategy, Strategy):
+            raise ConfigError(
+                "strategy", f"must be an nni_pl.nas.strategy.Strategy, got {type(strategy).__name__}"
+            )
+        space_spec = _space_spec(model_space)
+        model_ss = model_space.search_space()
+        eval_ss = evaluator.search_space()
+        for label in sorted(set(model_ss) & set(eval_ss)):
+            raise ConfigError(
+                "evaluator",
+                f"label {label!r} is both a decision of the model space and an evaluator argument choice; rename one",
+            )
+        mode = getattr(evaluator, "metric_mode", None)
+        if mode is not None and mode != strategy.optimize_mode:
+            raise ConfigError(
+                "strategy.optimize_mode",
+                f"{type(evaluator).__name__} reports a metric to {mode} but the strategy has "
+                f"optimize_mode={strategy.optimize_mode!r}; build the strategy with optimize_mode={mode!r}",
+            )
+        self.model_space = model_space
+        self.evaluator = evaluator
+        self.strategy = strategy
+        self.spec: dict[str, Any] = {
+            "model_space": space_spec,
+            "model_labels": list(model_ss),
+            "evaluator": evaluator.to_config(),
+            "strategy": strategy.to_config(),
+            "seed": seed,
+        }
+        config = {
+            "trialCommand": _PLACEHOLDER,
+            "trialConcurrency": 1,
+            "searchSpace": {**model_ss, **eval_ss},
+            "tuner": {
+                "className": "nni_pl.nas.strategy.StrategyTuner",
+                "classArgs": {"strategy": self.spec["strategy"], "optimize_mode": strategy.optimize_mode},
+            },
+            "lightningCli": False,  # labels such as "trainer_kwargs.max_epochs" are no LightningCLI paths
+        }
+        engine = _Engine(config, id=id, **fields)
+        engine.config.trial_command = _trial_command(
+            engine.config.experiment_working_directory / engine.id / SPEC_FILE
+        )
+        engine.nas_spec = self.spec
+        engine._tuner_instance = StrategyTuner(strategy=strategy, optimize_mode=strategy.optimize_mode)
+        self.experiment: Experiment = engine
+
+    # --- running ------------------------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.experiment.id
+
+    @property
+    def directory(self) -> Path:
+        return self.experiment.directory
+
+    @property
+    def config(self) -> Any:
+        return self.experiment.config
+
+    def run(self, **kwargs: Any) -> NasExperiment:
+        """Run until the limits are reached or the strategy is done (Ctrl-C stops; :meth:`resume` continues).
+
+        Keywords are those of :meth:`Experiment.run` (``display``, ``detach``, ``port``, ...).
+        """
+        self.experiment.run(**kwargs)
+        return self
+
+    def stop(self) -> None:
+        self.experiment.stop()
+
+    def close(self) -> None:
+        self.experiment.close()
+
+    @classmethod
+    def resume(
+        cls,
+        experiment_id: str,
+        *,
+        working_directory: str | Path | None = None,
+        store_url: str | None = None,
+    ) -> NasExperiment:
+        """Load a stopped NAS experiment; :meth:`run` continues it (the strategy relearns the stored results)."""
+        exp = Experiment.resume(experiment_id, working_directory=working_directory, store_url=store_url)
+        return cls._wrap(exp)
+
+    @classmethod
+    def view(
+        cls, experiment_id: str, *, working_directory: str | Path | None = None, store_url: str | None = None
+    ) -> NasExperiment:
+        """Open a NAS experiment read-only, for its results."""
+        return cls._wrap(
+            Experiment.view(experiment_id, working_directory=working_directory, store_url=store_url)
+        )
+
+    @classmethod
+    def _wrap(cls, exp: Experiment) -> NasExperiment:
+        path = exp.directory / SPEC_FILE
+        if not path.exists():
+            raise NniPlError(
+                f"experiment {exp.id} is not a NAS experiment (no {SPEC_FILE} in {exp.directory})"
+            )
+        self = cls.__new__(cls)
+        self.spec = json.loads(path.read_text(encoding="utf-8"))
+        self.model_space = self.evaluator = self.strategy = None
+        self.experiment = exp
+        return self
+
+    # --- results ---------------------------------------------------------------------------------------------
+    def trials(self, statuses: list[str] | None = None) -> list[st.TrialRow]:
+        return self.experiment.trials(statuses)
+
+    def export_top_models(self, top_k: int = 1, *, include_evaluator: bool = False) -> list[dict[str, Any]]:
+        """The architectures of the ``top_k`` best trials, best first, ready for ``space.freeze(arch)``.
+
+        With ``include_evaluator`` the values of the evaluator's choices are kept too.
+        """
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        mode = self.experiment.config.optimize_mode
+        best = self.experiment.store.best_trials(self.id, optimize_mode=mode, limit=top_k)
+        labels = set(self.spec["model_labels"])
+        return [
+            dict(t.parameters)
+            if include_evaluator
+            else {k: v for k, v in t.parameters.items() if k in labels}
+            for t in best
+        ]
+
+    def export_data(self) -> list[dict[str, Any]]:
+        return self.experiment.export_data()
+
+
+def _space_spec(model_space: Any) -> dict[str, Any]:
+    path = getattr(model_space, "import_path", None)
+    kwargs = getattr(model_space, "init_kwargs", None)
+    if not isinstance(path, str) or not hasattr(model_space, "search_space"):
+        raise ConfigError(
+            "model_space",
+            f"got {type(model_space).__name__}; give an instance of an nni_pl.nas.ModelSpace subclass "
+            "(or of a class decorated with @nni_pl.nas.model_wrapper)",
+        )
+    if path.startswith("__main__:"):
+        raise ConfigError(
+            "model_space",
+            f"{path.split(':', 1)[1]} is defined in the script being run (__main__), which trial processes cannot "
+            "import; move the class to a module next to the script and import it from there",
+        )
+    try:
+        json.dumps(kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(
+            "model_space",
+            f"the constructor arguments of {path} are not JSON ({e}); trials rebuild the space from them, "
+            "so pass numbers, strings, lists or dicts",
+        ) from e
+    if isinstance(kwargs, Mapping):
+        kwargs = dict(kwargs)
+    return {"import_path": path, "init_kwargs": kwargs or {}}
