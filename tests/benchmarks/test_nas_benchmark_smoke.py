@@ -37,3 +37,14 @@ def test_nas_benchmark_quick_run_writes_regret_table_and_plot(tmp_path: Path) ->
     assert "| strategy | mean @5 | median @5 | rank @5 | mean @10 |" in report, report
     assert "| Random |" in report and "## Targets" in report
     assert plot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_nas_cgo_benchmark_quick_run_writes_ratio_table(tmp_path: Path) -> None:
+    out = tmp_path / "nas_cgo.md"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "nas" / "cgo.py"), "--quick", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = out.read_text(encoding="utf-8")
+    row = next(line for line in report.splitlines() if line.startswith("| 2 |"))
+    assert row.endswith("| yes |"), row  # merged and separate runs give the same per-model metrics
