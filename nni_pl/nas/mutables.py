@@ -504,7 +504,7 @@ class Mutable(nn.Module):
 
 
 def freeze_module(
-    module: nn.Module, arch: Mapping[str, Any], memo: dict[int, nn.Module] | None = None
+    module: nn.Module, arch: Mapping[str, Any], memo: dict[int, tuple[nn.Module, nn.Module]] | None = None
 ) -> nn.Module:
     """Freeze ``module`` *in place* where possible and return what replaces it.
 
@@ -514,14 +514,14 @@ def freeze_module(
     """
     memo = {} if memo is None else memo
     key = id(module)
-    if key in memo:
-        return memo[key]
+    if key in memo:  # the entry keeps the key module alive, so its id cannot be reused meanwhile
+        return memo[key][1]
     if isinstance(module, Mutable):
         out = module._freeze(arch)
         out = freeze_module(out, arch, memo) if out is not module else out
     elif getattr(module, "_nas_init", None) is not None:
         out = module._nas_rebuild(arch)  # type: ignore[operator]
-        memo[key] = out
+        memo[key] = (module, out)
         out = freeze_module(out, arch, memo)
     else:
         freeze_children(module, arch, memo)
@@ -530,12 +530,12 @@ def freeze_module(
             module.__dict__.pop("_nas_init", None)
             module.__class__ = base
         out = module
-    memo[key] = out
+    memo[key] = (module, out)
     return out
 
 
 def freeze_children(
-    module: nn.Module, arch: Mapping[str, Any], memo: dict[int, nn.Module] | None = None
+    module: nn.Module, arch: Mapping[str, Any], memo: dict[int, tuple[nn.Module, nn.Module]] | None = None
 ) -> None:
     """Freeze every child of ``module`` and its ValueChoice attributes, in place."""
     memo = {} if memo is None else memo

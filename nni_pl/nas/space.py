@@ -177,18 +177,25 @@ def check_arch(module: nn.Module, arch: Mapping[str, Any], *, strict: bool = Tru
 def current_fixed_arch() -> dict[str, Any] | None:
     """The architecture of the innermost active :func:`fixed_arch` block, or None."""
     stack = getattr(_local, "fixed", [])
-    return stack[-1] if stack else None
+    return stack[-1][0] if stack else None
+
+
+def _current_fixed_strict() -> bool:
+    stack = getattr(_local, "fixed", [])
+    return stack[-1][1] if stack else True
 
 
 @contextlib.contextmanager
 def fixed_arch(
-    arch: Mapping[str, Any] | str | os.PathLike[str], verbose: bool = True
+    arch: Mapping[str, Any] | str | os.PathLike[str], verbose: bool = True, *, strict: bool = True
 ) -> Iterator[dict[str, Any]]:
     """Inside the block, constructing a :class:`ModelSpace` gives the frozen model of ``arch`` (NNI's ``fixed_arch``).
 
     Args:
         arch: label -> value, or the path of a JSON file written by :func:`save_arch`.
         verbose: log the architecture being fixed.
+        strict: whether labels the space does not have are an error (``False`` ignores them, e.g. the
+            evaluator's choices in an exported architecture).
 
     Example:
         >>> from nni_pl.nas import fixed_arch           # doctest: +SKIP
@@ -200,7 +207,7 @@ def fixed_arch(
         log.info("fixed architecture: %s", resolved)
     if not hasattr(_local, "fixed"):
         _local.fixed = []
-    _local.fixed.append(resolved)
+    _local.fixed.append((resolved, strict))
     try:
         yield resolved
     finally:
@@ -274,7 +281,7 @@ def _wrap_init(cls: type) -> None:
                 )
             arch = current_fixed_arch()
             if outermost and arch is not None:
-                self._freeze_in_place(arch)
+                self._freeze_in_place(self.check_arch(arch, strict=_current_fixed_strict()), checked=True)
         else:
             orig(self, *args, **kwargs)
 

@@ -101,3 +101,13 @@ def test_proxyless_depth_kernel_and_expansion() -> None:
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
     with pytest.raises(ValueError, match=r"one entry per stage"):
         ProxylessNAS(stage_channels=(8,), stage_strides=(1, 2))
+
+
+def test_freeze_and_fixed_arch_agree_on_many_archs() -> None:
+    # regression: freezing once confused modules whose ids Python reused after the originals were freed
+    space = DARTS()
+    for seed in range(10):
+        arch = random_arch(space, seed=seed)
+        with fixed_arch(arch, verbose=False):
+            fixed = DARTS()
+        assert str(space.freeze(arch)) == str(fixed)

@@ -162,6 +162,10 @@ def test_fixed_arch_builds_frozen_model(tiny_space: TinySpace, tmp_path: Path) -
     assert _plain(TinySpace()) is False  # outside the block: a space again
     with pytest.raises(ArchitectureError, match=r"'hidden'.*value 3"), fixed_arch({**ARCH, "hidden": 3}):
         TinySpace()
+    with pytest.raises(ArchitectureError, match=r"'lr'.*no such label"), fixed_arch({**ARCH, "lr": 0.1}):
+        TinySpace()
+    with fixed_arch({**ARCH, "lr": 0.1}, strict=False):
+        assert TinySpace().frozen_arch == ARCH
 
 
 def test_save_load_arch_round_trip_through_random_arch(tiny_space: TinySpace, tmp_path: Path) -> None:
