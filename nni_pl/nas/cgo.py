@@ -14,12 +14,14 @@ is ready when ``max_models`` wait or the first of them has waited ``batch_wait_s
 ``max_concurrency_cgo`` and ``batch_waiting_time``).
 
 Integration with the experiment engine: the engine submits each candidate as its own trial; a CGO runner
-takes the trials a :class:`CgoBatcher` releases, starts one process for them that rebuilds each model
-(``load_space(...).freeze(arch)``) and calls :func:`train_merged` with ``report=context_reporter(contexts)``
-where ``contexts`` are the trials' :class:`nni_pl.trial._context.TrialContext` objects (one per trial
-directory): each model's reports land in its own trial's metrics file, so the store, CLI and dashboard see
-ordinary trials. A model whose retry fails too is reported as ``"failed"`` (the runner marks that trial
-failed).
+takes the trials a :class:`CgoBatcher` releases and starts one process for them that calls
+:func:`run_merged_trials` with the NAS trial spec and each trial's ``(parameters, TrialContext)``. It rebuilds
+the model space once, freezes every architecture, merges the trials whose (resolved) evaluator is the same
+``Classification``/``Regression`` and trains them with :func:`train_merged` and
+``report=context_reporter(contexts)``: each model's reports land in its own trial's metrics file, so the
+store, CLI and dashboard see ordinary trials. A model whose retry fails too comes back ``"failed"`` (the
+runner marks that trial failed). Intermediate results a model reported in the merged run before failing
+stay; its retry reports from its first epoch again.
 
 Example:
     >>> import torch
@@ -57,6 +59,7 @@ __all__ = [
     "ModelResult",
     "MultiModelSupervisedModule",
     "context_reporter",
+    "run_merged_trials",
     "train_merged",
 ]
 
@@ -81,13 +84,13 @@ def _accuracy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (out.argmax(dim=-1) == y).float().mean()
 
 
-def _neg_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return -nn.functional.mse_loss(out.reshape(y.shape).float(), y.float())
+def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.mse_loss(out.reshape(y.shape).float(), y.float())
 
 
 _TASKS: dict[str, tuple[type[nn.Module], str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = {
     "classification": (nn.CrossEntropyLoss, "acc", _accuracy),
-    "regression": (nn.MSELoss, "neg_mse", _neg_mse),
+    "regression": (nn.MSELoss, "mse", _mse),
 }
 
 
@@ -122,7 +125,7 @@ class MultiModelSupervisedModule(pl.LightningModule):
     Args:
         models: the candidate networks (each maps a batch's input to outputs).
         criterion: a loss class or instance (one instance per model is used).
-        metric: ``fn(outputs, targets) -> tensor``, averaged over validation samples; higher is better.
+        metric: ``fn(outputs, targets) -> tensor``, averaged over validation samples.
         metric_name: logged as ``val_<metric_name>/<index>``.
         learning_rate, weight_decay, optimizer: each model's optimiser (``optimizer`` a class).
         seed: seeds each model's random stream.
@@ -164,6 +167,8 @@ class MultiModelSupervisedModule(pl.LightningModule):
         self.automatic_optimization = False
         gen = torch.Generator().manual_seed(seed)
         self._rng_states = [gen.get_state() for _ in models]
+        self._seed = seed
+        self._cuda_states: dict[int, torch.Tensor] = {}
         self.failed: dict[int, str] = {}
         self.history: list[list[float]] = [[] for _ in models]
         self._val_sums = [0.0] * len(models)
@@ -178,11 +183,21 @@ class MultiModelSupervisedModule(pl.LightningModule):
     def _own_rng(self, i: int) -> Iterator[None]:
         outer = torch.get_rng_state()
         torch.set_rng_state(self._rng_states[i])
+        cuda = self.device.type == "cuda"
+        if cuda:  # dropout on the GPU draws from the device's generator
+            outer_cuda = torch.cuda.get_rng_state(self.device)
+            if i not in self._cuda_states:
+                torch.cuda.manual_seed(self._seed)
+                self._cuda_states[i] = torch.cuda.get_rng_state(self.device)
+            torch.cuda.set_rng_state(self._cuda_states[i], self.device)
         try:
             yield
         finally:
             self._rng_states[i] = torch.get_rng_state()
             torch.set_rng_state(outer)
+            if cuda:
+                self._cuda_states[i] = torch.cuda.get_rng_state(self.device)
+                torch.cuda.set_rng_state(outer_cuda, self.device)
 
     def _fail(self, i: int, err: BaseException) -> None:
         self.failed[i] = f"{type(err).__name__}: {err}"
@@ -281,8 +296,9 @@ def train_merged(
     Args:
         models: the candidates, built and initialised (each is trained in place).
         train_loader, val_loader: the shared data (``(x, y)`` batches).
-        task: ``"classification"`` (cross-entropy, metric accuracy) or ``"regression"`` (MSE, metric -MSE).
-        criterion, metric: override the task's loss (class or instance) and metric (higher is better).
+        task: ``"classification"`` (cross-entropy, metric accuracy) or ``"regression"`` (MSE loss and metric),
+            as :class:`~nni_pl.nas.evaluator.Classification` and ``Regression`` report them.
+        criterion, metric: override the task's loss (class or instance) and metric.
         learning_rate, weight_decay, optimizer: each model's own optimiser.
         max_epochs: epochs per run (validation after each).
         max_models: the most models merged in one run (NNI's ``max_concurrency_cgo``).
@@ -455,3 +471,88 @@ class CgoBatcher(Generic[T]):
             return None
         group, self._waiting = self._waiting[: self.max_models], self._waiting[self.max_models :]
         return [item for _, item in group]
+
+
+def run_merged_trials(
+    spec: Mapping[str, Any],
+    trials: Sequence[tuple[Mapping[str, Any], Any]],
+    *,
+    max_models: int = 4,
+) -> list[ModelResult]:
+    """Run several NAS trials of one experiment in this process, merged where they can be.
+
+    The multi-trial counterpart of :func:`nni_pl.nas._trial.run_trial`: ``spec`` is the NAS trial spec
+    (``model_space`` import path and arguments, ``evaluator`` config, optional ``seed``), ``trials`` are
+    ``(parameters, context)`` pairs, ``context`` each trial's :class:`nni_pl.trial._context.TrialContext`.
+    Trials whose evaluator (after resolving its choices) is the same ``Classification`` or ``Regression``
+    are merged (one data pipeline for all), in groups of at most ``max_models``; each trial's intermediate
+    and final results go to its own context. Trials with any other evaluator run one by one as usual.
+
+    Returns:
+        One :class:`ModelResult` per trial, in the order given (``index`` is the position in ``trials``);
+        the runner marks the ``"failed"`` ones failed.
+    """
+    import json
+
+    from nni_pl.nas._trial import run_trial
+    from nni_pl.nas.evaluator import Classification, Evaluator, Regression, freeze_config
+    from nni_pl.nas.evaluator._base import resolve_factory
+    from nni_pl.nas.space import load_space
+    from nni_pl.trial import _context
+
+    max_models = _check_positive_int("max_models", max_models)
+    seed = int(spec.get("seed") or 0)
+    space_spec = spec["model_space"]
+    space = load_space(space_spec["import_path"], space_spec.get("init_kwargs") or {})
+    labels = set(space.search_space())
+    groups: dict[str, list[int]] = {}
+    configs: dict[str, dict[str, Any]] = {}
+    for i, (parameters, _) in enumerate(trials):
+        config = freeze_config(spec["evaluator"], parameters)
+        key = json.dumps(config, sort_keys=True, default=str)
+        groups.setdefault(key, []).append(i)
+        configs[key] = config
+    results: list[ModelResult] = [ModelResult(index=i) for i in range(len(trials))]
+    for key, members in groups.items():
+        evaluator = Evaluator.from_config(configs[key])
+        if not isinstance(evaluator, (Classification, Regression)):
+            for i in members:  # CGO merges supervised training only
+                _context.activate(trials[i][1])
+                try:
+                    results[i].final = run_trial(spec, trials[i][0])
+                except Exception as err:
+                    results[i].status, results[i].error = "failed", f"{type(err).__name__}: {err}"
+                finally:
+                    _context.activate(None)
+            continue
+        train = resolve_factory(evaluator.train_dataloaders, f"{type(evaluator).__name__}.train_dataloaders")
+        val = evaluator.val_dataloaders
+        if isinstance(train, tuple) and len(train) == 2 and val is None:
+            train, val = train
+        else:
+            val = resolve_factory(val, f"{type(evaluator).__name__}.val_dataloaders")
+        trainer_kwargs = dict(evaluator.trainer_kwargs)
+        max_epochs = int(trainer_kwargs.pop("max_epochs", 1))
+        models = []
+        for i in members:
+            models.append(space.freeze({k: v for k, v in trials[i][0].items() if k in labels}))
+        contexts = [trials[i][1] for i in members]
+        merged = train_merged(
+            models,
+            train,
+            val,
+            task="classification" if isinstance(evaluator, Classification) else "regression",
+            criterion=evaluator.criterion,
+            learning_rate=float(evaluator.learning_rate),
+            weight_decay=float(evaluator.weight_decay),
+            optimizer=evaluator.optimizer,
+            max_epochs=max_epochs,
+            max_models=max_models,
+            seed=seed,
+            report=context_reporter(contexts),
+            trainer_kwargs=trainer_kwargs,
+        )
+        for i, result in zip(members, merged):
+            result.index = i
+            results[i] = result
+    return results

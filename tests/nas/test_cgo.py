@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +12,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from nni_pl.errors import ConfigError
-from nni_pl.nas.cgo import CgoBatcher, CgoError, train_merged
+from nni_pl.nas import LayerChoice, ModelSpace, ValueChoice
+from nni_pl.nas import nn as nas_nn
+from nni_pl.nas.cgo import CgoBatcher, CgoError, run_merged_trials, train_merged
+from nni_pl.nas.evaluator import Classification
+from nni_pl.trial._context import TrialContext
 
 N_TRAIN, N_VAL, BATCH, EPOCHS = 48, 24, 16, 2
 
@@ -172,3 +178,46 @@ def test_cgo_batcher_releases_full_or_waited_groups() -> None:
     assert batcher.pop_ready(flush=True) == ["e"]
     with pytest.raises(ConfigError, match="batch_wait_s"):
         CgoBatcher(batch_wait_s=-1)
+
+
+class CgoSpace(ModelSpace):
+    """Digits (flattened) -> hidden (8/16) -> activation -> 10 classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        hidden = ValueChoice([8, 16], label="hidden")
+        self.fc1 = nas_nn.Linear(64, hidden)
+        self.act = LayerChoice({"relu": nas_nn.ReLU(), "tanh": nas_nn.Tanh()}, label="act")
+        self.fc2 = nas_nn.Linear(hidden, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def test_cgo_run_merged_trials_reports_each_model_to_its_own_trial(tmp_path: Path) -> None:
+    space = CgoSpace()
+    data = {"factory": "nni_pl.nas.evaluator.data:digits_loaders", "kwargs": {"flatten": True, "limit": 200}}
+    lr = ValueChoice([1, 2], label="lr_x")
+    evaluator = Classification(train_dataloaders=data, learning_rate=lr * 0.01, max_epochs=2)
+    spec = {
+        "model_space": {"import_path": space.import_path, "init_kwargs": space.init_kwargs},
+        "evaluator": evaluator.to_config(),
+        "seed": 3,
+    }
+    archs = [
+        {"hidden": 8, "act": "relu", "lr_x": 1},
+        {"hidden": 16, "act": "tanh", "lr_x": 1},
+        {"hidden": 16, "act": "relu", "lr_x": 2},  # another learning rate: its own group
+    ]
+    contexts = []
+    for i in range(len(archs)):
+        (tmp_path / f"t{i}").mkdir()
+        contexts.append(TrialContext(experiment_id="e", trial_id=f"t{i}", trial_dir=tmp_path / f"t{i}"))
+    results = run_merged_trials(spec, list(zip(archs, contexts)), max_models=4)
+    for ctx in contexts:
+        ctx.close()
+    assert [r.status for r in results] == ["succeeded"] * 3
+    for i, result in enumerate(results):
+        lines = [json.loads(x) for x in (tmp_path / f"t{i}" / "metrics.jsonl").read_text().splitlines()]
+        assert [x["type"] for x in lines] == ["PERIODICAL", "PERIODICAL", "FINAL"]
+        assert lines[-1]["value"] == pytest.approx(result.final) and 0.0 <= result.final <= 1.0
