@@ -132,9 +132,9 @@ class Cell(Mutable, _CellForward):
         num_ops_per_node: int = 1,
         num_predecessors: int = 1,
         merge_op: str = "all",
+        label: str | None = None,
         *,
         concat_dim: int = 1,
-        label: str | None = None,
     ) -> None:
         super().__init__()
         self.label = _make_label(label, "cell")
@@ -229,7 +229,6 @@ class NasBench201Cell(Mutable):
         in_features: int,
         out_features: int,
         num_tensors: int = 4,
-        *,
         label: str | None = None,
     ) -> None:
         super().__init__()
@@ -329,7 +328,6 @@ class NasBench101Cell(Mutable):
         projection: Callable[[int, int], nn.Module],
         max_num_nodes: int = 7,
         max_num_edges: int = 9,
-        *,
         label: str | None = None,
     ) -> None:
         super().__init__()
@@ -527,7 +525,7 @@ class AutoActivation(Mutable):
         0.0
     """
 
-    def __init__(self, unit_num: int = 1, *, label: str | None = None) -> None:
+    def __init__(self, unit_num: int = 1, label: str | None = None) -> None:
         super().__init__()
         self.label = _make_label(label, "autoactivation")
         if not isinstance(unit_num, int) or unit_num < 0:

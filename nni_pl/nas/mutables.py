@@ -194,6 +194,19 @@ def check_label_use(registry: dict[str, tuple[str, str]], label: str, kind: str,
         )
 
 
+def _check_prior(label: str, prior: Sequence[float] | None, n: int) -> list[float] | None:
+    """NNI's ``prior``: one probability per candidate, summing to 1 (kept, not used by the built-in strategies)."""
+    if prior is None:
+        return None
+    p = [float(x) for x in prior]
+    if len(p) != n or any(x < 0 for x in p) or abs(sum(p) - 1.0) > 1e-6:
+        raise ArchitectureError(
+            label,
+            f"prior must be {n} non-negative probabilities summing to 1 (one per candidate), got {list(prior)}",
+        )
+    return p
+
+
 # --------------------------------------------------------------------------------------------- ValueChoice
 
 
@@ -417,7 +430,7 @@ class ValueChoice(ValueExpr):
                 raise ArchitectureError(self.label, f"duplicate candidate {c!r} in {list(candidates)!r}")
             seen.add(key)
         self.candidates: list[Any] = list(candidates)
-        self.prior = list(prior) if prior is not None else None
+        self.prior = _check_prior(self.label, prior, len(self.candidates))
         register_label(self.label, "ValueChoice", self.candidates)
 
     def leaves(self) -> list[ValueChoice]:
@@ -597,7 +610,7 @@ class LayerChoice(Mutable):
         super().__init__()
         named = _candidate_names(candidates)
         self.label = _make_label(label, "layerchoice")
-        self.prior = list(prior) if prior is not None else None
+        self.prior = _check_prior(self.label, prior, len(named))
         for name, m in named.items():
             if isinstance(m, LayerChoice):
                 raise ArchitectureError(
@@ -724,7 +737,7 @@ class InputChoice(Mutable):
         self.n_candidates = n_candidates
         self.n_chosen = n_chosen
         self.reduction = reduction
-        self.prior = list(prior) if prior is not None else None
+        self.prior = _check_prior(self.label, prior, len(self.values))
         register_label(self.label, "InputChoice", self.values)
 
     @property
@@ -818,7 +831,6 @@ class Repeat(Mutable):
         self,
         blocks: nn.Module | Callable[..., nn.Module] | Sequence[nn.Module | Callable[..., nn.Module]],
         depth: int | tuple[int, int] | ValueExpr,
-        *,
         label: str | None = None,
     ) -> None:
         super().__init__()

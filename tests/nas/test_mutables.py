@@ -177,6 +177,17 @@ def test_value_choice_nested_in_tuple_argument() -> None:
     assert frozen.kernel_size == (3, 3) and frozen.padding == (1, 1)
 
 
+def test_prior_is_checked_and_labels_are_positional_where_nni_has_them() -> None:
+    assert ValueChoice([1, 2], prior=[0.25, 0.75]).prior == [0.25, 0.75]
+    with pytest.raises(ArchitectureError, match=r"'p'.*prior must be 2.*\[0.5\]"):
+        LayerChoice([nn.ReLU(), nn.Tanh()], prior=[0.5], label="p")
+    with pytest.raises(ArchitectureError, match=r"summing to 1"):
+        InputChoice(2, 1, prior=[0.5, 0.6])
+    assert Repeat(nn.ReLU(), (1, 2), "r").label == "r"
+    assert Cell([nn.ReLU()], 1, 1, 1, "all", "c").label == "c"
+    assert AutoActivation(1, "a").label == "a"
+
+
 def test_value_choice_errors() -> None:
     with pytest.raises(ArchitectureError, match=r"non-empty list"):
         ValueChoice([])
