@@ -118,13 +118,19 @@ class NasExperiment:
             "strategy": strategy.to_config(),
             "seed": seed,
         }
+        tuner_args: dict[str, Any] = {
+            "strategy": self.spec["strategy"],
+            "optimize_mode": strategy.optimize_mode,
+        }
+        if _has_constraints(model_space):
+            tuner_args["model_space"] = space_spec
         config = {
             "trialCommand": _PLACEHOLDER,
             "trialConcurrency": 1,
             "searchSpace": {**model_ss, **eval_ss},
             "tuner": {
                 "className": "nni_pl.nas.strategy.StrategyTuner",
-                "classArgs": {"strategy": self.spec["strategy"], "optimize_mode": strategy.optimize_mode},
+                "classArgs": tuner_args,
             },
             "lightningCli": False,  # labels such as "trainer_kwargs.max_epochs" are no LightningCLI paths
         }
@@ -133,7 +139,12 @@ class NasExperiment:
             engine.config.experiment_working_directory / engine.id / SPEC_FILE
         )
         engine.nas_spec = self.spec
-        engine._tuner_instance = StrategyTuner(strategy=strategy, optimize_mode=strategy.optimize_mode)
+        assert engine.config.tuner is not None
+        # the manager imports the space (for its constraints) from where the trials do, also on `nni-pl resume`
+        engine.config.tuner.code_directory = engine.config.trial_code_directory
+        engine._tuner_instance = StrategyTuner(
+            strategy=strategy, optimize_mode=strategy.optimize_mode, model_space=tuner_args.get("model_space")
+        )
         self.experiment: Experiment = engine
 
     # --- running ------------------------------------------------------------------------------------------
@@ -248,3 +259,10 @@ def _space_spec(model_space: Any) -> dict[str, Any]:
     if isinstance(kwargs, Mapping):
         kwargs = dict(kwargs)
     return {"import_path": path, "init_kwargs": kwargs or {}}
+
+
+def _has_constraints(model_space: Any) -> bool:
+    """Whether some choices of the space constrain each other (then not every combination is an architecture)."""
+    from nni_pl.nas.space import _constraint_holders
+
+    return bool(_constraint_holders(model_space))

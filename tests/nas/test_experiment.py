@@ -15,11 +15,11 @@ from torch import nn
 
 from nni_pl.errors import ConfigError
 from nni_pl.experiment import store as st
-from nni_pl.nas import ArchitectureError, ValueChoice
+from nni_pl.nas import ArchitectureError, ModelSpace, NasBench101Cell, ValueChoice
 from nni_pl.nas._trial import run_trial
 from nni_pl.nas.evaluator import Classification, FunctionalEvaluator, Regression
 from nni_pl.nas.experiment import SPEC_FILE, NasExperiment
-from nni_pl.nas.strategy import GridSearch, Random, RegularizedEvolution
+from nni_pl.nas.strategy import GridSearch, Random, RegularizedEvolution, StrategyTuner
 from nni_pl.trial._context import TrialContext, activate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nas_digits"
@@ -87,6 +87,42 @@ def test_space_defined_in_main_is_refused() -> None:
     object.__setattr__(space, "import_path", "__main__:DigitsSpace")
     with pytest.raises(ConfigError, match="__main__"):
         NasExperiment(space, FunctionalEvaluator(n_params), Random())
+
+
+class ConstrainedSpace(ModelSpace):
+    """A NAS-Bench-101 cell with at most 2 edges: not every combination of its choices is an architecture."""
+
+    def __init__(self, features: int = 4) -> None:
+        super().__init__()
+        self.cell = NasBench101Cell(
+            {"id": lambda c: torch.nn.Identity(), "relu": lambda c: torch.nn.ReLU()},
+            features,
+            features,
+            lambda i, o: torch.nn.Linear(i, o),
+            max_num_nodes=4,
+            max_num_edges=2,
+            label="nb",
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cell(x)
+
+
+def test_constrained_space_proposals_are_filtered_in_the_manager(tmp_path: Path) -> None:
+    space = ConstrainedSpace()
+    exp = NasExperiment(
+        space, FunctionalEvaluator(n_params), Random(seed=0), experiment_working_directory=tmp_path
+    )
+    args = exp.config.tuner.class_args
+    assert args["model_space"] == {"import_path": f"{__name__}:ConstrainedSpace", "init_kwargs": {}}
+    tuner = StrategyTuner(**args)  # what `nni-pl resume` builds from the stored config
+    tuner.update_search_space(space.search_space())
+    archs = [tuner.generate_parameters(i) for i in range(10)]
+    for arch in archs:
+        space.check_arch(arch)  # every proposal satisfies the edge limit
+    assert any(r.trial_id is None for r in tuner.strategy.history)  # some were rejected on the way
+    unconstrained = NasExperiment(DigitsSpace(), FunctionalEvaluator(n_params), Random())
+    assert "model_space" not in unconstrained.config.tuner.class_args
 
 
 # --- the trial entry point ----------------------------------------------------------------------------------------

@@ -288,3 +288,42 @@ def test_random_and_tpe_accept_continuous_evaluator_arguments() -> None:
     for strategy in (Random(), TPE(n_startup_jobs=2)):
         runs = simulate(strategy, space, lambda a: -abs(math.log10(a["lr"]) + 2), budget=6, seed=0)
         assert len(runs) == 6 and all(1e-4 <= a["lr"] <= 1e-1 for a, _ in runs)
+
+
+# --- architecture filter (constraints between choices, NNI's model_filter) ------------------------------------------
+def _no_pool_wide(arch: dict) -> bool:
+    return not (arch["op"] == "pool" and arch["width"] == 32)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Random(),
+        lambda: GridSearch(),
+        lambda: RegularizedEvolution(population_size=4, sample_size=2),
+        lambda: TPE(n_startup_jobs=3),
+        lambda: PolicyBasedRL(trial_per_collect=3, ppo_args={"epochs_per_update": 1}),
+    ],
+)
+def test_rejected_architectures_never_run(make) -> None:
+    strategy = make()
+    strategy.arch_filter = _no_pool_wide
+    runs = simulate(strategy, SMALL, lambda a: float(a["width"]), budget=15, seed=0)
+    assert len(runs) == 15
+    assert all(_no_pool_wide(a) for a, _ in runs)
+    rejected = [r for r in strategy.history if r.trial_id is None]
+    assert all(r.status == "failed" and not _no_pool_wide(r.arch) for r in rejected)
+
+
+def test_dedup_strategies_exhaust_the_valid_architectures() -> None:
+    strategy = Random()
+    strategy.arch_filter = _no_pool_wide
+    runs = simulate(strategy, SMALL, lambda a: 0.0, budget=100, seed=0)
+    assert len(runs) == 15 and len({key(a) for a, _ in runs}) == 15
+
+
+def test_filter_that_rejects_everything_ends_the_search() -> None:
+    strategy = Random(dedup=False)
+    strategy.arch_filter = lambda arch: False
+    strategy.max_rejections = 20
+    assert simulate(strategy, SMALL, lambda a: 0.0, budget=5, seed=0) == []

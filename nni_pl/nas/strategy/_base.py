@@ -40,12 +40,14 @@ class TrialRecord:
     """One architecture a strategy proposed (or the engine ran), and its outcome once known.
 
     Attributes:
-        id: the engine's id for it (the experiment's parameter id).
+        id: the strategy's own number for it (proposals and results in the order the strategy saw them).
         arch: the architecture (label -> value).
         status: ``"running"``, ``"succeeded"`` or ``"failed"`` (ended without a usable result).
         metric: the reported final metric (a number or a dict with ``default``), ``None`` until known.
         value: the number the strategy optimises (``metric`` or its ``default``), NaN when unusable.
         order: the position in which the result arrived (``-1`` while running).
+        trial_id: the engine's id for it (the experiment's parameter id); ``None`` for a proposal that
+            never ran (rejected by the strategy's ``arch_filter``).
     """
 
     id: int
@@ -54,6 +56,7 @@ class TrialRecord:
     metric: Any = None
     value: float = math.nan
     order: int = -1
+    trial_id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -116,10 +119,13 @@ class Strategy(ABC):
         self.rng: np.random.Generator = make_rng(self.seed)
         self._space: SearchSpace | None = None
         self.history: list[TrialRecord] = []
-        self._by_id: dict[int, TrialRecord] = {}
-        self._next_id = 0
+        self._by_trial: dict[int, TrialRecord] = {}
+        self._proposals = 0
         self._results = 0
         self.proposing_id = 0
+        #: an optional predicate on architectures: proposals it rejects never run (see :meth:`ask`).
+        self.arch_filter: Callable[[dict[str, Any]], bool] | None = None
+        self.max_rejections = 1000
 
     # --- the method to override --------------------------------------------------------------------------
     @abstractmethod
@@ -154,41 +160,58 @@ class Strategy(ABC):
                 )
         self._space = space
         self.rng = make_rng(self.seed)
-        self.history, self._by_id, self._next_id, self._results = [], {}, 0, 0
+        self.history, self._by_trial, self._proposals, self._results = [], {}, 0, 0
         self.on_setup()
 
     def ask(self, trial_id: int | None = None) -> dict[str, Any] | None:
-        """Ask :meth:`propose` for the next architecture and record it as running under ``trial_id``.
+        """Ask :meth:`propose` for the next architecture and record it as running under the engine's ``trial_id``.
 
-        Returns ``None`` when the strategy is done; re-raises :class:`WaitForResults`.
+        A proposal that :attr:`arch_filter` rejects never runs: it is recorded as failed (so deduplicating
+        strategies skip it and learning ones learn it is bad) and :meth:`propose` is asked again, up to
+        :attr:`max_rejections` times in a row. Returns ``None`` when the strategy is done; re-raises
+        :class:`WaitForResults`.
         """
-        if trial_id is None:
-            trial_id = self._next_id
-        self.proposing_id = trial_id  # the id the proposal will get (model-based strategies key on it)
-        arch = self.propose(list(self.history))
-        if arch is None:
-            return None
-        arch = dict(arch)
-        self.space.check(arch)
-        self._next_id = max(self._next_id, trial_id + 1)
-        record = TrialRecord(trial_id, copy.deepcopy(arch))
-        self.history.append(record)
-        self._by_id[trial_id] = record
-        return arch
+        for _ in range(self.max_rejections + 1):
+            self.proposing_id = self._proposals  # the record's id (model-based strategies key on it)
+            arch = self.propose(list(self.history))
+            if arch is None:
+                return None
+            arch = dict(arch)
+            self.space.check(arch)
+            record = TrialRecord(self._proposals, copy.deepcopy(arch))
+            self._proposals += 1
+            self.history.append(record)
+            if self.arch_filter is not None and not self.arch_filter(arch):
+                log.debug("%s: architecture rejected by the filter: %s", type(self).__name__, arch)
+                self._finish(record, None)
+                continue
+            record.trial_id = record.id if trial_id is None else trial_id
+            self._by_trial[record.trial_id] = record
+            return arch
+        log.warning(
+            "%s: %d proposals in a row were rejected by the architecture filter; stopping",
+            type(self).__name__,
+            self.max_rejections + 1,
+        )
+        return None
 
     def tell(self, trial_id: int, metric: Any, *, arch: Mapping[str, Any] | None = None) -> TrialRecord:
-        """Record the result of ``trial_id`` (``metric=None``: it failed). ``arch`` is needed for a trial the
-        strategy did not propose (a resumed or user-added one)."""
-        record = self._by_id.get(trial_id)
+        """Record the result of the engine's ``trial_id`` (``metric=None``: it failed). ``arch`` is needed for
+        a trial the strategy did not propose (a resumed or user-added one)."""
+        record = self._by_trial.get(trial_id)
         if record is None:
             if arch is None:
                 raise KeyError(f"{type(self).__name__}: no trial {trial_id} was proposed; pass arch=")
-            record = TrialRecord(trial_id, dict(arch))
+            record = TrialRecord(self._proposals, dict(arch), trial_id=trial_id)
+            self._proposals += 1
             self.history.append(record)
-            self._by_id[trial_id] = record
-            self._next_id = max(self._next_id, trial_id + 1)
+            self._by_trial[trial_id] = record
         elif record.finished:
             return record  # a second report (e.g. trial_end after the result)
+        self._finish(record, metric)
+        return record
+
+    def _finish(self, record: TrialRecord, metric: Any) -> None:
         value = extract_scalar(metric) if metric is not None else math.nan
         record.metric = metric
         record.value = value
@@ -196,7 +219,10 @@ class Strategy(ABC):
         record.order = self._results
         self._results += 1
         self.on_result(record)
-        return record
+
+    def record_of(self, trial_id: int) -> TrialRecord | None:
+        """The record the engine's ``trial_id`` runs, if any."""
+        return self._by_trial.get(trial_id)
 
     def run(self, engine: Engine) -> list[TrialRecord]:
         """Explore until the strategy is done or the engine has no budget left; returns the history.
@@ -213,7 +239,7 @@ class Strategy(ABC):
                     break
                 if arch is None:
                     break
-                engine.submit(self.history[-1].id, arch)
+                engine.submit(self.history[-1].id, arch)  # ask() without an id: the trial id is the record's
             if engine.running() == 0:
                 if waiting:
                     raise RuntimeError(f"{type(self).__name__} waits for results, but none is running")
@@ -332,4 +358,8 @@ def simulate(
         strategy.seed = check_seed(seed)
     strategy.setup(search_space)
     history = strategy.run(_DirectEngine(fn, budget))
-    return [(r.arch, r.metric) for r in sorted(history, key=lambda r: r.order) if r.finished]
+    return [
+        (r.arch, r.metric)
+        for r in sorted(history, key=lambda r: r.order)
+        if r.finished and r.trial_id is not None
+    ]

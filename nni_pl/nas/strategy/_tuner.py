@@ -28,6 +28,9 @@ class StrategyTuner(Tuner):
         strategy: ``{"class": "module:Qual", "kwargs": {...}}`` (:meth:`Strategy.to_config`) or a
             strategy instance.
         optimize_mode: what the experiment optimises (also given to the strategy).
+        model_space: ``{"import_path": ..., "init_kwargs": {...}}`` of a space with constraints between its
+            choices (e.g. NAS-Bench-101's edge limit): the space is built here once and proposals it rejects
+            never run (they count as failed for the strategy).
 
     Example:
         >>> from nni_pl.nas.strategy import GridSearch
@@ -37,7 +40,13 @@ class StrategyTuner(Tuner):
         {'op': 'conv'}
     """
 
-    def __init__(self, *, strategy: Mapping[str, Any] | Strategy, optimize_mode: str = "maximize") -> None:
+    def __init__(
+        self,
+        *,
+        strategy: Mapping[str, Any] | Strategy,
+        optimize_mode: str = "maximize",
+        model_space: Mapping[str, Any] | None = None,
+    ) -> None:
         if isinstance(strategy, Strategy):
             self.strategy = strategy
         elif isinstance(strategy, Mapping) and "class" in strategy:
@@ -54,6 +63,9 @@ class StrategyTuner(Tuner):
                 "give the strategy the same optimize_mode",
             )
         self.optimize_mode = optimize_mode
+        self.model_space = dict(model_space) if model_space is not None else None
+        if self.model_space is not None:
+            self.strategy.arch_filter = _space_filter(self.model_space)
 
     def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
         self.strategy.setup(search_space)
@@ -67,12 +79,10 @@ class StrategyTuner(Tuner):
     def receive_trial_result(
         self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any
     ) -> None:
-        if parameter_id is None or parameter_id < 0:  # imported records: learnt under fresh ids
-            parameter_id = self.strategy._next_id
         self.strategy.tell(parameter_id, value, arch=parameters)
 
     def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
-        record = self.strategy._by_id.get(parameter_id)
+        record = self.strategy.record_of(parameter_id)
         if record is not None and not record.finished:
             self.strategy.tell(parameter_id, None)  # ended without a result
 
@@ -85,3 +95,25 @@ class StrategyTuner(Tuner):
                 pid, next_free = next_free, next_free + 1
             records.append((pid, h.parameters, h.value, h.finished))
         self.strategy.resume(records)
+
+
+def _space_filter(spec: Mapping[str, Any]) -> Any:
+    """A predicate: whether an architecture (model labels, plus others ignored) satisfies the space's constraints."""
+    from nni_pl.nas.mutables import ArchitectureError
+    from nni_pl.nas.space import load_space
+
+    try:
+        space = load_space(spec["import_path"], spec.get("init_kwargs") or {})
+    except (KeyError, ArchitectureError) as e:
+        raise ConfigError(
+            "tuner.classArgs.model_space", f"cannot build the model space {dict(spec)!r}: {e}"
+        ) from e
+
+    def valid(arch: dict[str, Any]) -> bool:
+        try:
+            space.check_arch(arch, strict=False)
+        except ArchitectureError:
+            return False
+        return True
+
+    return valid
