@@ -116,7 +116,7 @@ def freeze_module(
         out = freeze_module(out, arch, memo)
     else:
         freeze_children(module, arch, memo)
-        base = getattr(type(module), "_nas_base", None)
+        base = type(module).__dict__.get("_nas_base")  # only a wrapper itself, not a user subclass of one
         if base is not None:  # a wrapped layer without choices: its plain torch class
             module.__dict__.pop("_nas_init", None)
             module.__class__ = base

@@ -74,7 +74,14 @@ def basic_unit(cls: _M) -> _M:
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         leaves = expr_leaves(list(args)) + expr_leaves(kwargs)
-        object.__setattr__(self, "_nas_init", (args, kwargs) if leaves else None)
+        if "_nas_init" not in self.__dict__:  # the outermost wrapped class records the arguments
+            if leaves and type(self).__dict__.get("_nas_base") is not cls:
+                name = type(self).__name__
+                raise TypeError(
+                    f"{name} subclasses {cls.__name__} and passes a ValueChoice to it, so freezing could not "
+                    f"rebuild a {name}; decorate {name} with nni_pl.nas.basic_unit"
+                )
+            object.__setattr__(self, "_nas_init", (args, kwargs) if leaves else None)
         for leaf in leaves:
             register_label(leaf.label, "ValueChoice", leaf.candidates)
         cls.__init__(self, *resolve(list(args), None), **resolve(kwargs, None))

@@ -216,6 +216,23 @@ def test_basic_unit_on_user_module() -> None:
     assert collect_choices(s) == {"f": [2, 3]}
 
 
+def test_subclass_of_a_wrapped_layer() -> None:
+    class Doubled(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * super().forward(x)
+
+    plain = Doubled(2, 2)
+    assert type(freeze_module(plain, {})) is Doubled  # no choice: kept as the user's class
+    with pytest.raises(TypeError, match=r"Doubled subclasses Linear.*basic_unit"):
+        Doubled(2, ValueChoice([3, 4]))
+    wrapped = basic_unit(Doubled)(2, ValueChoice([3, 4], label="o"))
+    frozen = freeze_module(wrapped, {"o": 4})
+    assert isinstance(frozen, Doubled) and frozen.out_features == 4
+    assert torch.allclose(
+        frozen(torch.ones(1, 2)), 2 * torch.nn.functional.linear(torch.ones(1, 2), frozen.weight, frozen.bias)
+    )
+
+
 def test_wrapped_layer_without_choice_freezes_to_torch_class() -> None:
     lin = nn.Linear(2, 2)
     frozen = freeze_module(lin, {})
