@@ -224,3 +224,49 @@ def test_frozen_models_pickle(tiny_space: TinySpace) -> None:
 def test_import_nni_pl_stays_light() -> None:
     code = "import sys, nni_pl; assert 'torch' not in sys.modules and 'nni_pl.nas' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class _DepthwiseSeparableConv(torch.nn.Module):
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(in_ch, in_ch, kernel_size=3, groups=in_ch)
+        self.pointwise = nn.Conv2d(in_ch, out_ch, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class _NniQuickStart(ModelSpace):
+    """NNI 2.5's quick-start MNIST space, unchanged but for the imports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = LayerChoice([nn.Conv2d(32, 64, 3, 1), _DepthwiseSeparableConv(32, 64)])
+        self.dropout1 = nn.Dropout(ValueChoice([0.25, 0.5, 0.75]))
+        self.dropout2 = nn.Dropout(0.5)
+        feature = ValueChoice([64, 128, 256])
+        self.fc1 = nn.Linear(9216, feature)
+        self.fc2 = nn.Linear(feature, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv1(x))
+        x = torch.max_pool2d(self.conv2(x), 2)
+        x = torch.flatten(self.dropout1(x), 1)
+        x = self.fc2(self.dropout2(torch.relu(self.fc1(x))))
+        return torch.log_softmax(x, dim=1)
+
+
+def test_nni_quick_start_space() -> None:
+    space = _NniQuickStart()
+    assert space.search_space() == {
+        "layerchoice_1": {"_type": "choice", "_value": ["0", "1"]},
+        "valuechoice_1": {"_type": "choice", "_value": [0.25, 0.5, 0.75]},
+        "valuechoice_2": {"_type": "choice", "_value": [64, 128, 256]},
+    }
+    x = torch.randn(2, 1, 28, 28)
+    assert space(x).shape == (2, 10)
+    model = space.freeze({"layerchoice_1": "1", "valuechoice_1": 0.75, "valuechoice_2": 256})
+    assert isinstance(model.conv2, _DepthwiseSeparableConv) and model.dropout1.p == 0.75
+    assert model.fc1.out_features == 256 == model.fc2.in_features
+    assert model(x).shape == (2, 10)
