@@ -253,6 +253,17 @@ def write_report(
         lines.append(
             f"- **{'PASS' if ok else 'FAIL'}**: {t} reaches a lower mean regret than Random at every budget ({detail})"
         )
+        missed = [b for b in budgets if stats[t][b]["mean"] >= stats[RANDOM][b]["mean"]]
+        if missed:
+            noise = all(abs(paired[b][0]) < 2 * paired[b][1] for b in missed)
+            lines.append(
+                f"  - not lower at {', '.join(f'@{b}' for b in missed)}; the paired difference there is "
+                + (
+                    "within 2 s.e.m. (no detectable difference)"
+                    if noise
+                    else "beyond 2 s.e.m. (worse than Random)"
+                )
+            )
     lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="utf-8")
