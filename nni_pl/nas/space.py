@@ -335,6 +335,11 @@ class ModelSpace(nn.Module):
         Raises:
             ArchitectureError: a label is missing or unknown, or a value is not allowed.
         """
+        if self.frozen_arch is not None:
+            raise ArchitectureError(
+                "",
+                f"this model is already frozen to {self.frozen_arch}; freeze the space it came from instead",
+            )
         checked = self.check_arch(arch, strict=strict)
         model = copy.deepcopy(self)
         model._freeze_in_place(checked, checked=True)

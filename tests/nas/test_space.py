@@ -62,6 +62,8 @@ def test_freeze_gives_plain_module_and_leaves_space_intact(tiny_space: TinySpace
     assert model.frozen_arch == ARCH
     assert model(torch.randn(2, 8)).shape == (2, 3)
     assert model.search_space() == {}
+    with pytest.raises(ArchitectureError, match=r"already frozen"):
+        model.freeze(ARCH)
     assert tiny_space.fc1.out_features == 4 and "act" in tiny_space.search_space()  # the space is unchanged
 
 
