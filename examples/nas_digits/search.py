@@ -41,6 +41,12 @@ def main() -> None:
     parser.add_argument(
         "--search-lr", action="store_true", help="search the learning rate with the architecture"
     )
+    parser.add_argument(
+        "--execution",
+        choices=["process", "function"],
+        default="process",
+        help="a process per trial (resumable with nni-pl resume) or pre-warmed workers (faster)",
+    )
     parser.add_argument("--port", type=int, default=None, help="serve the dashboard on this port")
     parser.add_argument("--workdir", default=None, help="experiment working directory")
     args = parser.parse_args()
@@ -60,6 +66,7 @@ def main() -> None:
         evaluator,
         STRATEGIES[args.strategy](args.seed),
         seed=args.seed,
+        execution=args.execution,
         max_trial_number=args.trials,
         trial_concurrency=args.concurrency,
         experiment_name=f"nas-digits-{args.strategy}",

@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "run_trial"]
+__all__ = ["function_trial", "main", "run_trial"]
+
+SPEC_FILE = "nas.json"
 
 log = logging.getLogger("nni_pl.nas.trial")
 
@@ -36,6 +38,23 @@ def run_trial(spec: Mapping[str, Any], parameters: Mapping[str, Any]) -> Any:
     evaluator = Evaluator.from_config(freeze_config(spec["evaluator"], parameters))
     log.info("evaluating %s with %s", dict(parameters), type(evaluator).__name__)
     return evaluator.evaluate(model)
+
+
+def function_trial(parameters: Mapping[str, Any]) -> Any:
+    """The trial function of a NAS experiment run with ``execution="function"`` (pre-warmed workers).
+
+    The spec is the experiment's ``nas.json``, two folders above the trial directory.
+    """
+    import nni_pl
+
+    trial_dir = nni_pl.get_output_dir()
+    if trial_dir is None:
+        raise RuntimeError("function_trial runs inside a NAS experiment's trial (no trial directory here)")
+    spec = json.loads((Path(trial_dir).parent.parent / SPEC_FILE).read_text(encoding="utf-8"))
+    code_dir = spec.get("code_directory")
+    if code_dir and code_dir not in sys.path:
+        sys.path.insert(0, code_dir)  # where the space's module is, as for a command trial started there
+    return run_trial(spec, parameters)
 
 
 def main(argv: list[str] | None = None) -> int:

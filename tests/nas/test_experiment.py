@@ -206,3 +206,36 @@ def test_nas_experiment_end_to_end_with_trial_processes_cli_and_resume(tmp_path:
     top = again.export_top_models(top_k=4)
     assert len(top) == 4 and top[0] == {k: v for k, v in best.parameters.items() if k != "lr"}
     again.close()
+
+
+@pytest.mark.slow
+def test_function_execution_runs_trials_in_warm_workers_and_resumes(tmp_path: Path) -> None:
+    evaluator = Classification(train_dataloaders=TINY_DIGITS, learning_rate=0.05, max_epochs=1)
+    exp = NasExperiment(
+        DigitsSpace(),
+        evaluator,
+        GridSearch(seed=0),
+        execution="function",
+        max_trial_number=2,
+        experiment_working_directory=tmp_path,
+        trial_code_directory=EXAMPLE,
+    )
+    assert exp.config.trial_command is None
+    exp.run(display=False)
+    trials = exp.trials()
+    assert [t.status for t in trials] == [st.SUCCEEDED] * 2, [t.error for t in trials]
+    assert all(t.intermediate_count == 1 and t.final_default is not None for t in trials)
+    exp.close()
+
+    again = NasExperiment.resume(exp.id, working_directory=tmp_path)
+    again.config.max_trial_number = 3
+    again.run(display=False)
+    trials = again.trials()
+    assert len(trials) == 3 and trials[-1].status == st.SUCCEEDED, [t.error for t in trials]
+    assert len({json.dumps(t.parameters, sort_keys=True) for t in trials}) == 3  # the grid goes on, no repeat
+    again.close()
+
+
+def test_execution_must_be_process_or_function() -> None:
+    with pytest.raises(ConfigError, match="execution"):
+        NasExperiment(DigitsSpace(), FunctionalEvaluator(n_params), Random(), execution="thread")
