@@ -111,3 +111,10 @@ def test_freeze_and_fixed_arch_agree_on_many_archs() -> None:
         with fixed_arch(arch, verbose=False):
             fixed = DARTS()
         assert str(space.freeze(arch)) == str(fixed)
+
+
+@pytest.mark.parametrize("cls", [NasBench201, DARTS, ProxylessNAS], ids=lambda c: c.__name__)
+def test_hub_spaces_take_mnist_sized_images(cls: type) -> None:
+    space = cls(in_channels=1)
+    model = space.freeze(random_arch(space, seed=5))
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
