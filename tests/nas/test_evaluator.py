@@ -238,3 +238,60 @@ def test_from_config_errors() -> None:
         Evaluator.from_config({"class": "torch.nn:Linear", "kwargs": {}})
     with pytest.raises(ConfigError, match="evaluator"):
         Evaluator.from_config({"kwargs": {}})
+
+
+def test_export_onnx_exports_the_trained_model_with_a_sample_batch(
+    trial_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nni_pl.nas.evaluator import lightning as pl_eval
+
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_export(model: nn.Module, args: tuple[torch.Tensor, ...], path: str, **kwargs: Any) -> None:
+        calls.append((model, args[0].shape, path, kwargs))
+        Path(path).write_bytes(b"onnx")
+
+    monkeypatch.setattr(pl_eval, "_check_onnx", lambda export_onnx: None)
+    monkeypatch.setattr(torch.onnx, "export", fake_export)
+    model = nn.Linear(64, 10)
+    Classification(train_dataloaders=DIGITS, export_onnx=True, max_epochs=1).evaluate(model)
+    assert len(calls) == 1
+    exported, shape, path, kwargs = calls[0]
+    assert exported is model and not exported.training
+    assert shape == (1, 64) and path == str(trial_dir / "model.onnx") and kwargs == {"dynamo": False}
+    custom = trial_dir / "custom.onnx"
+    Classification(train_dataloaders=DIGITS, export_onnx=str(custom), max_epochs=1).evaluate(model)
+    assert custom.read_bytes() == b"onnx"
+
+
+def tiny_datamodule() -> Any:
+    from lightning.pytorch import LightningDataModule
+
+    from nni_pl.nas.evaluator.data import digits_loaders
+
+    train, val = digits_loaders(limit=200, flatten=True)
+
+    class DM(LightningDataModule):
+        def train_dataloader(self) -> Any:
+            return train
+
+        def val_dataloader(self) -> Any:
+            return val
+
+    return DM()
+
+
+def test_lightning_evaluator_with_a_datamodule_factory(trial_dir: Path) -> None:
+    ev = Lightning(
+        f"{__name__}:TinyModule",
+        datamodule=f"{__name__}:tiny_datamodule",
+        trainer_kwargs={"max_epochs": 1},
+        monitor="val_score",
+        mode="max",
+    )
+    score = ev.evaluate(nn.Linear(64, 10))
+    assert reports(trial_dir, "FINAL") == [pytest.approx(score)]
+    with pytest.raises(ConfigError, match="train_dataloaders or a datamodule"):
+        Lightning(TinyModule)
+    with pytest.raises(ConfigError, match="mode"):
+        Lightning(TinyModule, datamodule="x:y", mode="maximize")
