@@ -603,6 +603,8 @@ class Manager:
 
     # --- the end ---------------------------------------------------------------------------------------------------
     def _done(self) -> bool:
+        if self.stopping:  # a stop asked for meanwhile: the loop ends STOPPED, not DONE
+            return False
         if self.service.running() or self._may_create():
             return False
         cfg = self.config

@@ -239,3 +239,49 @@ def test_function_execution_runs_trials_in_warm_workers_and_resumes(tmp_path: Pa
 def test_execution_must_be_process_or_function() -> None:
     with pytest.raises(ConfigError, match="execution"):
         NasExperiment(DigitsSpace(), FunctionalEvaluator(n_params), Random(), execution="thread")
+
+
+@pytest.mark.slow
+def test_stop_midway_then_resume_reruns_the_interrupted_architecture(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    data = {"factory": "nni_pl.nas.evaluator.data:digits_loaders", "kwargs": {"batch_size": 16}}
+    evaluator = Classification(
+        train_dataloaders=data, learning_rate=0.05, max_epochs=3
+    )  # a few seconds a trial
+    exp = NasExperiment(
+        DigitsSpace(),
+        evaluator,
+        GridSearch(seed=3),
+        execution="function",
+        max_trial_number=3,
+        experiment_working_directory=tmp_path,
+        trial_code_directory=EXAMPLE,
+    )
+
+    def stop_after_first_result() -> None:  # what Ctrl-C does: the manager is asked to stop
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if exp.experiment._store is not None and any(t.status == st.SUCCEEDED for t in exp.trials()):
+                exp.stop()
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=stop_after_first_result, daemon=True)
+    watcher.start()
+    exp.run(display=False)
+    watcher.join()
+    assert exp.experiment.get_status() == st.EXP_STOPPED
+    exp.close()
+
+    again = NasExperiment.resume(exp.id, working_directory=tmp_path)
+    again.run(display=False)
+    trials = again.trials()
+    done = [t for t in trials if t.status == st.SUCCEEDED]
+    assert len(done) == 3, [(t.status, t.error) for t in trials]
+    assert len({json.dumps(t.parameters, sort_keys=True) for t in done}) == 3
+    for t in trials:
+        if t.status == st.USER_CANCELED:  # interrupted: its architecture ran again after resume
+            assert t.parameters in [d.parameters for d in done]
+    again.close()
