@@ -229,14 +229,29 @@ class NasExperiment:
     def trials(self, statuses: list[str] | None = None) -> list[st.TrialRow]:
         return self.experiment.trials(statuses)
 
-    def export_top_models(self, top_k: int = 1, *, include_evaluator: bool = False) -> list[dict[str, Any]]:
+    def export_top_models(
+        self,
+        top_k: int = 1,
+        *,
+        optimize_mode: str | None = None,
+        formatter: str = "dict",
+        include_evaluator: bool = False,
+    ) -> list[dict[str, Any]]:
         """The architectures of the ``top_k`` best trials, best first, ready for ``space.freeze(arch)``.
 
-        With ``include_evaluator`` the values of the evaluator's choices are kept too.
+        Args:
+            top_k: how many.
+            optimize_mode: ``"maximize"``/``"minimize"``; default: the experiment's (its strategy's).
+            formatter: ``"dict"`` (NNI's default; NNI's ``"code"`` has no equivalent here).
+            include_evaluator: keep the values of the evaluator's choices too.
         """
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-        mode = self.experiment.config.optimize_mode
+        if formatter != "dict":
+            raise ValueError(f"formatter must be 'dict' (architectures as label -> value), got {formatter!r}")
+        mode = optimize_mode or self.experiment.config.optimize_mode
+        if mode not in ("maximize", "minimize"):
+            raise ValueError(f"optimize_mode must be 'maximize' or 'minimize', got {optimize_mode!r}")
         best = self.experiment.store.best_trials(self.id, optimize_mode=mode, limit=top_k)
         labels = set(self.spec["model_labels"])
         return [

@@ -186,6 +186,10 @@ def test_nas_experiment_end_to_end_with_trial_processes_cli_and_resume(tmp_path:
     model = DigitsSpace().freeze(top[0])
     assert model(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
     assert exp.export_top_models(top_k=1, include_evaluator=True)[0]["lr"] in (0.05, 0.01)
+    worst = min(trials, key=lambda t: t.final_default).parameters
+    assert exp.export_top_models(optimize_mode="minimize") == [{k: v for k, v in worst.items() if k != "lr"}]
+    with pytest.raises(ValueError, match="formatter"):
+        exp.export_top_models(formatter="code")
     exp.close()
 
     # the CLI sees it as any experiment
