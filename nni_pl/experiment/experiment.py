@@ -43,6 +43,8 @@ __all__ = ["Experiment"]
 logger = logging.getLogger(__name__)
 
 _ID_CHARS = string.ascii_lowercase + string.digits
+# trial functions that ship with nni-pl, as stored under "trialFunction" -> where to import them from
+_BUILTIN_TRIAL_FUNCTIONS = {"nni_pl.nas._trial.function_trial": "nni_pl.nas._trial:function_trial"}
 _LOG_LEVELS = {
     "trace": 5,
     "debug": logging.DEBUG,
@@ -560,6 +562,12 @@ class Experiment:
             raise NniPlError(f"experiment {exp.id} is still running (manager pid {exp.manager_pid})")
         stored = dict(exp.config)
         function_name = stored.pop("trialFunction", None)
+        if function_name and trial is None and function_name in _BUILTIN_TRIAL_FUNCTIONS:
+            # a trial function of nni-pl itself (NAS's warm-worker trials): the CLI can resume it too
+            import importlib
+
+            module_name, _, attr = _BUILTIN_TRIAL_FUNCTIONS[function_name].partition(":")
+            trial = getattr(importlib.import_module(module_name), attr)
         if function_name and trial is None:
             raise NniPlError(
                 f"experiment {exp.id} tunes the function {function_name}; resume it from Python: "

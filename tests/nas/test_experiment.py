@@ -231,9 +231,10 @@ def test_function_execution_runs_trials_in_warm_workers_and_resumes(tmp_path: Pa
     assert all(t.intermediate_count == 1 and t.final_default is not None for t in trials)
     exp.close()
 
-    again = NasExperiment.resume(exp.id, working_directory=tmp_path)
-    again.config.max_trial_number = 3
-    again.run(display=False)
+    # `nni-pl resume` knows NAS's trial function (no Python needed)
+    _cli("update", exp.id, "--max-trials", "3", workdir=tmp_path)
+    _cli("resume", exp.id, "--no-webui", "--no-display", workdir=tmp_path)
+    again = NasExperiment.view(exp.id, working_directory=tmp_path)
     trials = again.trials()
     assert len(trials) == 3 and trials[-1].status == st.SUCCEEDED, [t.error for t in trials]
     assert len({json.dumps(t.parameters, sort_keys=True) for t in trials}) == 3  # the grid goes on, no repeat
