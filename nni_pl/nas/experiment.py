@@ -65,10 +65,10 @@ class NasExperiment:
         evaluator: an :class:`~nni_pl.nas.evaluator.Evaluator`; choices among its arguments are searched too.
         strategy: a :class:`~nni_pl.nas.strategy.Strategy`; its ``optimize_mode`` is the experiment's.
         seed: when given, every trial seeds torch/numpy/random with it before building the model.
-        execution: ``"process"`` (default): each trial is a process (``python -m nni_pl.nas._trial``), so
-            ``nni-pl resume`` works from the shell; ``"function"``: trials run in ``trial_concurrency``
-            pre-warmed worker processes that import torch and Lightning once (much faster for small models;
-            resume it from Python with :meth:`resume`).
+        execution: ``"process"`` (default): each trial is a process (``python -m nni_pl.nas._trial``);
+            ``"function"``: trials run in ``trial_concurrency`` pre-warmed worker processes that import torch
+            and Lightning once (much faster for small models). Both resume with ``nni-pl resume ID`` or
+            :meth:`resume`.
         **fields: experiment settings as for :class:`~nni_pl.experiment.Experiment`: ``max_trial_number``,
             ``trial_concurrency``, ``max_experiment_duration``, ``max_trial_duration``, ``experiment_name``,
             ``experiment_working_directory``, ``trial_code_directory`` (where trials start; default: the working
@@ -103,10 +103,12 @@ class NasExperiment:
         space_spec = _space_spec(model_space)
         model_ss = model_space.search_space()
         eval_ss = evaluator.search_space()
-        for label in sorted(set(model_ss) & set(eval_ss)):
+        shared = sorted(set(model_ss) & set(eval_ss))
+        if shared:
             raise ConfigError(
                 "evaluator",
-                f"label {label!r} is both a decision of the model space and an evaluator argument choice; rename one",
+                f"label {shared[0]!r} is both a decision of the model space and an evaluator argument choice; "
+                "rename one",
             )
         mode = getattr(evaluator, "metric_mode", None)
         if mode is not None and mode != strategy.optimize_mode:
