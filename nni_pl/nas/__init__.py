@@ -73,3 +73,15 @@ __all__ = [
     "random_arch",
     "save_arch",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``NasExperiment`` and the ``strategy``/``evaluator`` packages, imported on first use (they pull in
+    the experiment engine and Lightning)."""
+    import importlib
+
+    if name == "NasExperiment":
+        return importlib.import_module("nni_pl.nas.experiment").NasExperiment
+    if name in ("strategy", "evaluator", "hub", "cgo"):
+        return importlib.import_module(f"nni_pl.nas.{name}")
+    raise AttributeError(f"module 'nni_pl.nas' has no attribute {name!r}")
