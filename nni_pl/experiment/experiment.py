@@ -269,7 +269,12 @@ class Experiment:
             service.start()
             return service
         from nni_pl.training._cli_args import lightning_cli_args
+        from nni_pl.training.cgo import service_for
         from nni_pl.training.local import LocalTrainingService
+
+        cgo = service_for(self.directory / "nas.json", self.directory, cfg)  # NasExperiment(execution="cgo")
+        if cgo is not None:
+            return cgo
 
         ts = cfg.training_service
         assert isinstance(ts, LocalConfig)

@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 
 #: report kinds passed to ``report(model_index, kind, value)``
 INTERMEDIATE, FINAL, FAILED = "intermediate", "final", "failed"
+#: the status of a model stopped on request (``should_stop``)
+STOPPED = "stopped"
 
 Report = Callable[[int, str, Any], None]
 T = TypeVar("T")
@@ -100,7 +102,7 @@ class ModelResult:
 
     Attributes:
         index: the model's position in the list given to :func:`train_merged`.
-        status: ``"succeeded"`` or ``"failed"``.
+        status: ``"succeeded"``, ``"failed"`` or ``"stopped"`` (asked to stop by ``should_stop``).
         final: the final metric (the last validation epoch's), ``None`` when failed.
         intermediate: the per-validation-epoch metrics of the run that produced ``final``.
         retried_alone: the model failed in the merged run and was trained again on its own.
@@ -132,6 +134,8 @@ class MultiModelSupervisedModule(pl.LightningModule):
         report: ``report(model_index, kind, value)`` with ``kind`` ``"intermediate"`` after each validation
             epoch (``"final"`` is sent by :func:`train_merged`).
         index_map: the models' indices as reported (default ``0..N-1``).
+        should_stop: ``should_stop(model_index) -> bool``, asked before each training step: a model asked to
+            stop leaves the run (``stopped`` holds it) and is not retried (the experiment cancelled its trial).
 
     Example:
         >>> module = MultiModelSupervisedModule([nn.Linear(4, 2), nn.Linear(4, 2)], seed=0)
@@ -152,6 +156,7 @@ class MultiModelSupervisedModule(pl.LightningModule):
         seed: int = 0,
         report: Report | None = None,
         index_map: Sequence[int] | None = None,
+        should_stop: Callable[[int], bool] | None = None,
     ) -> None:
         super().__init__()
         if not models:
@@ -170,6 +175,8 @@ class MultiModelSupervisedModule(pl.LightningModule):
         self._seed = seed
         self._cuda_states: dict[int, torch.Tensor] = {}
         self.failed: dict[int, str] = {}
+        self.should_stop = should_stop
+        self.stopped: set[int] = set()
         self.history: list[list[float]] = [[] for _ in models]
         self._val_sums = [0.0] * len(models)
         self._val_count = [0] * len(models)
@@ -177,7 +184,7 @@ class MultiModelSupervisedModule(pl.LightningModule):
     @property
     def active(self) -> list[int]:
         """Positions (in ``models``) of the models still training."""
-        return [i for i in range(len(self.models)) if i not in self.failed]
+        return [i for i in range(len(self.models)) if i not in self.failed and i not in self.stopped]
 
     @contextmanager
     def _own_rng(self, i: int) -> Iterator[None]:
@@ -215,6 +222,13 @@ class MultiModelSupervisedModule(pl.LightningModule):
         x, y = batch
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        if self.should_stop is not None:
+            for i in self.active:
+                if self.should_stop(self.index_map[i]):
+                    self.stopped.add(i)
+                    log.info("CGO: model %d was asked to stop and leaves the run", self.index_map[i])
+        if not self.active:
+            raise _AllFailed
         for i in self.active:
             opt = optimizers[i]
             try:
@@ -290,6 +304,7 @@ def train_merged(
     report: Report | None = None,
     retry_failed: bool = True,
     trainer_kwargs: Mapping[str, Any] | None = None,
+    should_stop: Callable[[int], bool] | None = None,
 ) -> list[ModelResult]:
     """Train ``models`` in merged runs of at most ``max_models``, each batch loaded once per run.
 
@@ -308,6 +323,8 @@ def train_merged(
             ``"final"`` (the last epoch's metric) or ``"failed"`` (the error message).
         retry_failed: retry a model that failed in a merged run alone, from its initial weights.
         trainer_kwargs: more ``lightning.pytorch.Trainer`` arguments (``accelerator``, ``limit_train_batches``).
+        should_stop: ``should_stop(model_index) -> bool``, asked before each training step and before a retry:
+            such a model ends ``"stopped"`` (no final result, no retry, nothing reported).
 
     Returns:
         One :class:`ModelResult` per model, in the order given.
@@ -326,6 +343,7 @@ def train_merged(
         "optimizer": optimizer,
         "seed": seed,
         "report": report,
+        "should_stop": should_stop,
     }
     initial = [copy.deepcopy(m.state_dict()) for m in models]
     results = [ModelResult(index=i) for i in range(len(models))]
@@ -334,12 +352,17 @@ def train_merged(
     for group in _chunks(range(len(models)), max_models):
         module = fit([models[i] for i in group], group, settings)
         for pos, i in enumerate(group):
-            if pos in module.failed:
+            if pos in module.stopped:
+                results[i].status, results[i].error = STOPPED, "stopped on request"
+            elif pos in module.failed:
                 results[i].error = module.failed[pos]
                 failed.append(i)
             else:
                 _finish(results[i], module.history[pos], report)
     for i in failed:
+        if should_stop is not None and should_stop(i):
+            results[i].status, results[i].error = STOPPED, "stopped on request"
+            continue
         if not retry_failed:
             _give_up(results[i], report)
             continue
@@ -351,7 +374,9 @@ def train_merged(
             error = module.failed.get(0)
         except Exception as err:  # e.g. a failure outside the model's steps
             module, error = None, f"{type(err).__name__}: {err}"
-        if error is None and module is not None:
+        if module is not None and 0 in module.stopped:
+            results[i].status, results[i].error = STOPPED, "stopped on request"
+        elif error is None and module is not None:
             results[i].error = ""
             _finish(results[i], module.history[0], report)
         else:
@@ -461,6 +486,24 @@ class CgoBatcher(Generic[T]):
     def __len__(self) -> int:
         return len(self._waiting)
 
+    def items(self) -> list[T]:
+        """The candidates waiting, oldest first."""
+        return [item for _, item in self._waiting]
+
+    def remove(self, item: T) -> bool:
+        """Take ``item`` out of the queue (a cancelled candidate); ``False`` if it was not waiting."""
+        for k, (_, waiting) in enumerate(self._waiting):
+            if waiting is item or waiting == item:
+                del self._waiting[k]
+                return True
+        return False
+
+    def seconds_left(self) -> float | None:
+        """Seconds until the oldest candidate has waited ``batch_wait_s`` (``None`` when none waits)."""
+        if not self._waiting:
+            return None
+        return max(0.0, self._waiting[0][0] + self.batch_wait_s - self.clock())
+
     def pop_ready(self, *, flush: bool = False) -> list[T] | None:
         """The next group to train, or ``None`` while the batch should still fill (``flush``: release now)."""
         if not self._waiting:
@@ -478,6 +521,7 @@ def run_merged_trials(
     trials: Sequence[tuple[Mapping[str, Any], Any]],
     *,
     max_models: int = 4,
+    should_stop: Callable[[int], bool] | None = None,
 ) -> list[ModelResult]:
     """Run several NAS trials of one experiment in this process, merged where they can be.
 
@@ -487,6 +531,9 @@ def run_merged_trials(
     Trials whose evaluator (after resolving its choices) is the same ``Classification`` or ``Regression``
     are merged (one data pipeline for all), in groups of at most ``max_models``; each trial's intermediate
     and final results go to its own context. Trials with any other evaluator run one by one as usual.
+    ``should_stop(trial_index) -> bool`` is asked before each training step: a trial asked to stop (its
+    experiment cancelled it) ends ``"stopped"``. Each model is built right after seeding with ``spec["seed"]``,
+    so its initial weights do not depend on the trials it is merged with.
 
     Returns:
         One :class:`ModelResult` per trial, in the order given (``index`` is the position in ``trials``);
@@ -517,6 +564,9 @@ def run_merged_trials(
         evaluator = Evaluator.from_config(configs[key])
         if not isinstance(evaluator, (Classification, Regression)):
             for i in members:  # CGO merges supervised training only
+                if should_stop is not None and should_stop(i):
+                    results[i].status, results[i].error = STOPPED, "stopped on request"
+                    continue
                 _context.activate(trials[i][1])
                 try:
                     results[i].final = run_trial(spec, trials[i][0])
@@ -535,6 +585,7 @@ def run_merged_trials(
         max_epochs = int(trainer_kwargs.pop("max_epochs", 1))
         models = []
         for i in members:
+            torch.manual_seed(seed)
             models.append(space.freeze({k: v for k, v in trials[i][0].items() if k in labels}))
         contexts = [trials[i][1] for i in members]
         merged = train_merged(
@@ -551,6 +602,7 @@ def run_merged_trials(
             seed=seed,
             report=context_reporter(contexts),
             trainer_kwargs=trainer_kwargs,
+            should_stop=None if should_stop is None else (lambda j, m=members: should_stop(m[j])),
         )
         for i, result in zip(members, merged):
             result.index = i

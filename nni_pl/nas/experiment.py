@@ -67,8 +67,14 @@ class NasExperiment:
         seed: when given, every trial seeds torch/numpy/random with it before building the model.
         execution: ``"process"`` (default): each trial is a process (``python -m nni_pl.nas._trial``);
             ``"function"``: trials run in ``trial_concurrency`` pre-warmed worker processes that import torch
-            and Lightning once (much faster for small models). Both resume with ``nni-pl resume ID`` or
-            :meth:`resume`.
+            and Lightning once (much faster for small models); ``"cgo"`` (cross-graph optimisation): trials
+            whose evaluator is the same ``Classification``/``Regression`` are trained together, up to
+            ``cgo["max_models"]`` in one process that loads each batch once for all of them
+            (:class:`~nni_pl.training.cgo.CgoTrainingService`); each is still its own trial (status, metrics,
+            architecture) and a model that fails is retried alone; ``trial_concurrency`` then counts merged
+            processes. All three resume with ``nni-pl resume ID`` or :meth:`resume`.
+        cgo: with ``execution="cgo"``: ``{"max_models": 4, "batch_wait_s": 2.0}`` (the most trials per merged
+            process, and how long a queued trial waits for group-mates before a smaller group starts).
         **fields: experiment settings as for :class:`~nni_pl.experiment.Experiment`: ``max_trial_number``,
             ``trial_concurrency``, ``max_experiment_duration``, ``max_trial_duration``, ``experiment_name``,
             ``experiment_working_directory``, ``trial_code_directory`` (where trials start; default: the working
@@ -84,14 +90,19 @@ class NasExperiment:
         *,
         seed: int | None = None,
         execution: str = "process",
+        cgo: Mapping[str, Any] | None = None,
         id: str | None = None,
         **fields: Any,
     ) -> None:
         from nni_pl.nas.evaluator import Evaluator
         from nni_pl.nas.strategy import Strategy, StrategyTuner
 
-        if execution not in ("process", "function"):
-            raise ConfigError("execution", f"must be 'process' or 'function', got {execution!r}")
+        if execution not in ("process", "function", "cgo"):
+            raise ConfigError("execution", f"must be 'process', 'function' or 'cgo', got {execution!r}")
+        if cgo is not None and execution != "cgo":
+            raise ConfigError(
+                "cgo", f"is for execution='cgo' (got execution={execution!r}); add execution='cgo'"
+            )
         if not isinstance(evaluator, Evaluator):
             raise ConfigError(
                 "evaluator", f"must be an nni_pl.nas.evaluator.Evaluator, got {type(evaluator).__name__}"
@@ -127,6 +138,10 @@ class NasExperiment:
             "strategy": strategy.to_config(),
             "seed": seed,
         }
+        if execution == "cgo":
+            from nni_pl.training.cgo import cgo_settings
+
+            self.spec["cgo"] = cgo_settings(dict(cgo) if cgo is not None else None)
         tuner_args: dict[str, Any] = {
             "strategy": self.spec["strategy"],
             "optimize_mode": strategy.optimize_mode,

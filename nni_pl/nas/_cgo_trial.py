@@ -1,0 +1,134 @@
+"""The entry point of a merged CGO trial: ``python -m nni_pl.nas._cgo_trial JOBS.json``.
+
+:class:`~nni_pl.training.cgo.CgoTrainingService` writes ``JOBS.json`` (the NAS spec's path, ``max_models`` and
+one record per trial: ids, trial directory, parameters) and starts this module once for the whole group. It
+trains the group with :func:`nni_pl.nas.cgo.run_merged_trials`; each trial's reports go to its own
+``metrics.jsonl``. When the run is over, every trial gets its own ``.nni/exitcode`` (``0`` succeeded, ``1``
+failed, with the error appended to the trial's ``stderr``; ``143`` stopped on request), which the service
+turns into one trial end per trial. A trial is asked to stop with its ``.nni/stop`` file (what the manager
+writes for the assessor, and what the service writes to cancel one trial of the group): its model leaves
+the merged run at the next training step and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["JOBS_FILE", "MARKER_FILE", "main", "run_jobs"]
+
+JOBS_FILE = "jobs.json"
+#: written into each trial's directory: which merged process trained it (group, pid, group-mates)
+MARKER_FILE = "cgo.json"
+
+#: per-trial exit codes written by the merged process
+EXIT_SUCCEEDED, EXIT_FAILED, EXIT_STOPPED = 0, 1, 143
+
+log = logging.getLogger("nni_pl.nas.cgo_trial")
+
+
+def _write_exitcode(trial_dir: Path, code: int) -> None:
+    from nni_pl.training._base import EXITCODE_FILE
+    from nni_pl.trial._context import CONTROL_DIR
+
+    control = trial_dir / CONTROL_DIR
+    control.mkdir(parents=True, exist_ok=True)
+    tmp = control / (EXITCODE_FILE + ".tmp")
+    tmp.write_text(f"{code} {time.time()}\n", encoding="utf-8")
+    tmp.replace(control / EXITCODE_FILE)
+
+
+def _append(path: Path, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text.rstrip("\n") + "\n")
+
+
+def run_jobs(jobs: dict[str, Any]) -> list[Any]:
+    """Train the trials of ``jobs`` (the ``JOBS.json`` content) merged; write each trial's exit code.
+
+    Returns:
+        The :class:`~nni_pl.nas.cgo.ModelResult` of each trial, in the order of ``jobs["trials"]``.
+    """
+    from nni_pl.nas.cgo import STOPPED, run_merged_trials
+    from nni_pl.training._base import PID_FILE
+    from nni_pl.training.local import process_start_time
+    from nni_pl.trial._context import CONTROL_DIR, TrialContext
+
+    spec = json.loads(Path(jobs["spec"]).read_text(encoding="utf-8"))
+    code_dir = spec.get("code_directory")
+    if code_dir and code_dir not in sys.path:
+        sys.path.insert(0, code_dir)  # where the space's module is, as for a trial started there
+    records = jobs["trials"]
+    pid = os.getpid()
+    started = process_start_time(pid)
+    contexts = []
+    for rec in records:
+        trial_dir = Path(rec["trial_dir"])
+        (trial_dir / CONTROL_DIR).mkdir(parents=True, exist_ok=True)
+        (trial_dir / CONTROL_DIR / PID_FILE).write_text(
+            f"{pid} {started if started is not None else ''}\n", encoding="utf-8"
+        )
+        marker = {
+            "group": jobs.get("group"),
+            "pid": pid,
+            "host": jobs.get("host"),
+            "trials": [r["trial_id"] for r in records],
+        }
+        (trial_dir / MARKER_FILE).write_text(json.dumps(marker), encoding="utf-8")
+        _append(
+            trial_dir / "stdout",
+            f"[nni-pl] trained by the merged CGO trial {jobs.get('group')} (pid {pid}) "
+            f"with trials {', '.join(marker['trials'])}",
+        )
+        contexts.append(
+            TrialContext(
+                experiment_id=rec["experiment_id"],
+                trial_id=rec["trial_id"],
+                sequence_id=int(rec.get("sequence_id") or 0),
+                trial_dir=trial_dir,
+                parameters=rec["parameters"],
+            )
+        )
+    log.info("merged CGO trial: %d trials %s", len(records), [r["trial_id"] for r in records])
+    trials = [(rec["parameters"], ctx) for rec, ctx in zip(records, contexts)]
+    try:
+        results = run_merged_trials(
+            spec,
+            trials,
+            max_models=int(jobs.get("max_models") or len(records) or 1),
+            should_stop=lambda i: contexts[i].stop_requested(),
+        )
+    finally:
+        for ctx in contexts:
+            ctx.close()
+    for rec, result in zip(records, results):
+        trial_dir = Path(rec["trial_dir"])
+        if result.status == "succeeded":
+            code = EXIT_SUCCEEDED
+        elif result.status == STOPPED:
+            code = EXIT_STOPPED
+        else:
+            code = EXIT_FAILED
+            _append(trial_dir / "stderr", f"CGO: this trial's model failed (also alone): {result.error}")
+        _write_exitcode(trial_dir, code)
+        log.info("trial %s: %s %s", rec["trial_id"], result.status, result.error)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m nni_pl.nas._cgo_trial JOBS.json\n")
+        return 2
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    run_jobs(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""The CGO training service: several NAS trials trained together in one local process.
+
+The manager submits NAS trials one by one as usual. This service queues them in a
+:class:`~nni_pl.nas.cgo.CgoBatcher` and starts one process (``python -m nni_pl.nas._cgo_trial jobs.json``) per
+group of ``max_models`` trials, or for a smaller group once its first trial has waited ``batch_wait_s``
+seconds. That process merges the trials whose evaluator is the same ``Classification``/``Regression`` (one data
+pipeline for all; see :mod:`nni_pl.nas.cgo`) and writes every trial's reports and exit code into the trial's
+own directory, so each trial keeps its own status, metrics and parameters in the store and the CLI.
+
+``trial_concurrency`` counts merged processes: up to ``concurrency * max_models`` trials are queued or running.
+A merged process's files (``run.sh``, ``jobs.json``, ``stdout``, ``stderr``) are in ``<experiment>/cgo/<group>/``;
+each trial directory holds ``cgo.json`` (the group, its pid and its trials) and ``.nni/pid``.
+
+Stopping: a queued trial is simply dropped. A trial of a running group gets its ``.nni/stop`` file: its model
+leaves the merged run at the next training step and the others go on; if it has not ended ``grace`` seconds
+later it is reported ended anyway. When every trial of a group is asked to stop, the process is terminated.
+Resuming: a trial whose merged process outlived the manager is collected from its exit code if it has one;
+otherwise its process is killed and the trial is reported lost (the manager runs it again).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nni_pl.training._base import (
+    PID_FILE,
+    SubmitInfo,
+    TrainingService,
+    TrialEnd,
+    TrialJob,
+    read_exitcode,
+    stderr_tail,
+)
+from nni_pl.training.local import _alive, _pidfd_open, process_start_time
+from nni_pl.trial._context import ENV_DEFAULT_ROOT_DIR, STOP_FILE
+
+__all__ = ["CgoTrainingService", "cgo_settings", "service_for"]
+
+logger = logging.getLogger(__name__)
+
+_EXIT_STOPPED = 143  # 128 + SIGTERM, as a trial stopped by a signal would report
+
+
+@dataclass
+class _Group:
+    name: str
+    directory: Path
+    jobs: list[TrialJob]
+    popen: subprocess.Popen[bytes]
+    pidfd: int | None
+    remaining: dict[str, TrialJob] = field(default_factory=dict)
+    stop_deadline: dict[str, float] = field(default_factory=dict)  # trial -> report it ended by then
+    kill_at: float | None = None
+
+
+class CgoTrainingService(TrainingService):
+    """Runs NAS trials merged, up to ``max_models`` per local process (cross-graph optimisation).
+
+    Args:
+        spec_path: the experiment's ``nas.json`` (model space, evaluator, seed).
+        group_root: where the merged processes' folders go (``<experiment>/cgo``).
+        code_directory: the working directory of the merged processes (where the space's module imports).
+        concurrency: how many merged processes run at once.
+        max_models: the most trials merged in one process (NNI's ``max_concurrency_cgo``).
+        batch_wait_s: how long a queued trial waits for group-mates before a smaller group starts (NNI's
+            ``batch_waiting_time``).
+        python: the interpreter of the merged processes.
+
+    Example:
+        >>> service = CgoTrainingService(spec_path=Path("exp/nas.json"), group_root=Path("exp/cgo"),
+        ...                              code_directory=Path("."), max_models=4, batch_wait_s=2.0)
+        >>> service.free_slots()
+        4
+    """
+
+    def __init__(
+        self,
+        *,
+        spec_path: Path,
+        group_root: Path,
+        code_directory: Path,
+        concurrency: int = 1,
+        max_models: int = 4,
+        batch_wait_s: float = 2.0,
+        python: str = sys.executable,
+    ) -> None:
+        from nni_pl.nas.cgo import CgoBatcher
+
+        self.spec_path = Path(spec_path)
+        self.group_root = Path(group_root)
+        self.code_directory = Path(code_directory)
+        self.concurrency = concurrency
+        self.batcher: CgoBatcher[TrialJob] = CgoBatcher(max_models=max_models, batch_wait_s=batch_wait_s)
+        self.max_models = self.batcher.max_models
+        self.python = python
+        self.host = socket.gethostname()
+        self.groups: dict[str, _Group] = {}
+        self._trial_group: dict[str, str] = {}
+        self._ended: list[TrialEnd] = []
+        self._count = 0
+
+    # --- scheduling ---------------------------------------------------------------------------------------
+    def free_slots(self) -> int:
+        return max(0, (self.concurrency - len(self.groups)) * self.max_models - len(self.batcher))
+
+    def running(self) -> set[str]:
+        return {job.trial_id for job in self.batcher.items()} | set(self._trial_group)
+
+    def submit(self, job: TrialJob) -> SubmitInfo:
+        job.control_dir.mkdir(parents=True, exist_ok=True)
+        self.batcher.add(job)
+        started = time.time()
+        self._launch_ready()
+        return SubmitInfo(pid=None, host=self.host, started_at=started)
+
+    def _launch_ready(self, *, flush: bool = False) -> None:
+        while len(self.groups) < self.concurrency:
+            group = self.batcher.pop_ready(flush=flush)
+            if group is None:
+                return
+            self._launch(group)
+
+    def _launch(self, jobs: list[TrialJob]) -> None:
+        self._count += 1
+        name = f"g{self._count:03d}-{jobs[0].trial_id}"
+        directory = self.group_root / name
+        directory.mkdir(parents=True, exist_ok=True)
+        record = {
+            "spec": str(self.spec_path),
+            "group": name,
+            "host": self.host,
+            "max_models": self.max_models,
+            "trials": [
+                {
+                    "experiment_id": j.experiment_id,
+                    "trial_id": j.trial_id,
+                    "sequence_id": j.sequence_id,
+                    "trial_dir": str(j.trial_dir),
+                    "parameters": j.parameters,
+                }
+                for j in jobs
+            ],
+        }
+        jobs_path = directory / "jobs.json"
+        jobs_path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+        path = os.path.dirname(self.python) + os.pathsep + os.environ.get("PATH", "")
+        script = directory / "run.sh"
+        script.write_text(
+            "\n".join(
+                [
+                    "#!/usr/bin/env bash",
+                    "# written by nni-pl: one merged CGO trial; `bash run.sh` re-runs it",
+                    f"export PATH={shlex.quote(path)}",
+                    f"export {ENV_DEFAULT_ROOT_DIR}=${{{ENV_DEFAULT_ROOT_DIR}:-{shlex.quote(str(directory))}}}",
+                    f"cd {shlex.quote(str(self.code_directory))}",
+                    f"exec {shlex.quote(self.python)} -m nni_pl.nas._cgo_trial {shlex.quote(str(jobs_path))}",
+                ]
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+        with open(directory / "stdout", "ab") as out, open(directory / "stderr", "ab") as err:
+            popen = subprocess.Popen(
+                ["bash", str(script)],
+                cwd=self.code_directory,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        group = _Group(name, directory, jobs, popen, _pidfd_open(popen.pid))
+        for j in jobs:
+            group.remaining[j.trial_id] = j
+            self._trial_group[j.trial_id] = name
+            started = process_start_time(popen.pid)
+            (j.control_dir / PID_FILE).write_text(
+                f"{popen.pid} {started if started is not None else ''}\n", encoding="utf-8"
+            )
+        self.groups[name] = group
+        logger.info("CGO: merged trial %s (pid %d) trains %s", name, popen.pid, [j.trial_id for j in jobs])
+
+    # --- waiting --------------------------------------------------------------------------------------------
+    def poll(self, timeout: float) -> list[TrialEnd]:
+        self._launch_ready()
+        wait = timeout
+        left = self.batcher.seconds_left()
+        if left is not None and len(self.groups) < self.concurrency:
+            wait = min(wait, left)
+        if wait > 0:
+            fds = [g.pidfd for g in self.groups.values() if g.pidfd is not None]
+            if fds and len(fds) == len(self.groups):
+                select.select(fds, [], [], min(wait, 0.5))  # trials of a group may end before it does
+            else:
+                time.sleep(min(wait, 0.05) if self.groups else wait)
+        self._launch_ready()
+        ends, self._ended = self._ended, []
+        now = time.time()
+        for name, group in list(self.groups.items()):
+            code = group.popen.poll()
+            for tid, job in list(group.remaining.items()):
+                ended = read_exitcode(job.control_dir)
+                if ended is not None:
+                    ends.append(self._end(group, tid, ended[0], ended[1]))
+                elif code is not None:
+                    error = stderr_tail(group.directory) or "the merged CGO process ended without a result"
+                    exit_code = code if code > 0 else (128 - code if code < 0 else None)
+                    ends.append(self._end(group, tid, exit_code, now, error))
+                elif tid in group.stop_deadline and now >= group.stop_deadline[tid]:
+                    logger.info("CGO: trial %s did not leave merged trial %s in time", tid, name)
+                    ends.append(self._end(group, tid, _EXIT_STOPPED, now))
+            if group.kill_at is not None and now >= group.kill_at and code is None:
+                self._signal(group, signal.SIGKILL)
+                group.kill_at = None
+            if code is not None and not group.remaining:
+                self._close(group)
+            elif not group.remaining and code is None and group.kill_at is None:
+                # every trial has ended (e.g. stopped after the deadline): the process has nothing left to do
+                self._terminate_group(group, grace=10.0)
+        return ends
+
+    def _end(
+        self, group: _Group, trial_id: str, code: int | None, when: float, error: str | None = None
+    ) -> TrialEnd:
+        job = group.remaining.pop(trial_id)
+        self._trial_group.pop(trial_id, None)
+        if code != 0 and error is None:
+            error = stderr_tail(job.trial_dir)
+        return TrialEnd(trial_id, code, when, error if code != 0 else None)
+
+    def _close(self, group: _Group) -> None:
+        self._signal(group, signal.SIGKILL)  # children it left behind
+        if group.pidfd is not None:
+            os.close(group.pidfd)
+        del self.groups[group.name]
+
+    # --- stopping -------------------------------------------------------------------------------------------
+    def _signal(self, group: _Group, sig: int) -> None:
+        try:
+            os.killpg(group.popen.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _terminate_group(self, group: _Group, *, grace: float) -> None:
+        self._signal(group, signal.SIGTERM)
+        group.kill_at = time.time() + grace
+
+    def terminate(self, trial_id: str, *, grace: float = 10.0) -> None:
+        for job in self.batcher.items():
+            if job.trial_id == trial_id:
+                self.batcher.remove(job)
+                self._ended.append(
+                    TrialEnd(trial_id, _EXIT_STOPPED, time.time(), "stopped before it started")
+                )
+                return
+        name = self._trial_group.get(trial_id)
+        if name is None:
+            return
+        group = self.groups[name]
+        if trial_id in group.stop_deadline:
+            return
+        job = group.remaining[trial_id]
+        job.control_dir.mkdir(parents=True, exist_ok=True)
+        (job.control_dir / STOP_FILE).write_text(str(time.time()), encoding="utf-8")
+        group.stop_deadline[trial_id] = time.time() + grace
+        if all(tid in group.stop_deadline for tid in group.remaining):
+            self._terminate_group(group, grace=grace)
+
+    def _graceful_deadline(self, trial_id: str, deadline: float) -> None:
+        # the stop file is written already: the model leaves the merged run at its next step
+        name = self._trial_group.get(trial_id)
+        if name is not None:
+            self.groups[name].stop_deadline.setdefault(trial_id, deadline)
+        else:
+            self.terminate(trial_id)
+
+    def reattach(self, job: TrialJob, pid: int | None, pid_started_at: float | None) -> TrialEnd | bool:
+        ended = read_exitcode(job.control_dir)
+        if ended is not None:
+            code, when = ended
+            return TrialEnd(job.trial_id, code, when, stderr_tail(job.trial_dir) if code != 0 else None)
+        try:
+            text = (job.control_dir / PID_FILE).read_text(encoding="utf-8").split()
+            pid, pid_started_at = int(text[0]), (float(text[1]) if len(text) > 1 else None)
+        except (OSError, ValueError, IndexError):
+            return False  # never started (it was still queued)
+        if _alive(pid, pid_started_at):
+            # its group-mates are collected the same way; the merged process is not ours to watch: end it
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        return TrialEnd(
+            job.trial_id,
+            None,
+            time.time(),
+            "its merged CGO process ended (or was ended) while no manager ran",
+        )
+
+    def shutdown(self) -> None:
+        for group in list(self.groups.values()):
+            if group.popen.poll() is None:
+                self._signal(group, signal.SIGKILL)
+            if group.pidfd is not None:
+                os.close(group.pidfd)
+        self.groups.clear()
+        self._trial_group.clear()
+
+
+def cgo_settings(value: Any) -> dict[str, Any]:
+    """Check ``NasExperiment(cgo=...)``: ``None``/``True`` for the defaults, or a dict of ``max_models``,
+    ``batch_wait_s``; returns the full settings."""
+    from nni_pl.errors import ConfigError
+
+    out: dict[str, Any] = {"max_models": 4, "batch_wait_s": 2.0}
+    if value is None or value is True:
+        return out
+    if not isinstance(value, dict):
+        raise ConfigError(
+            "cgo", f"must be a dict like {{'max_models': 4, 'batch_wait_s': 2.0}}, got {value!r}"
+        )
+    unknown = sorted(set(value) - set(out))
+    if unknown:
+        raise ConfigError(
+            "cgo", f"unknown setting {unknown[0]!r}; the settings are max_models and batch_wait_s"
+        )
+    out.update(value)
+    m, w = out["max_models"], out["batch_wait_s"]
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        raise ConfigError("cgo.max_models", f"must be a positive integer, got {m!r}; e.g. 4")
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+        raise ConfigError("cgo.batch_wait_s", f"must be a number of seconds >= 0, got {w!r}; e.g. 2.0")
+    out["batch_wait_s"] = float(w)
+    return out
+
+
+def service_for(spec_path: Path, directory: Path, config: Any) -> CgoTrainingService | None:
+    """The CGO service of a NAS experiment whose ``nas.json`` asks for it (``"cgo": {...}``), else ``None``."""
+    try:
+        spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    settings = spec.get("cgo")
+    if not settings:
+        return None
+    return CgoTrainingService(
+        spec_path=Path(spec_path),
+        group_root=Path(directory) / "cgo",
+        code_directory=Path(config.trial_code_directory),
+        concurrency=config.trial_concurrency,
+        max_models=int(settings["max_models"]),
+        batch_wait_s=float(settings["batch_wait_s"]),
+    )

@@ -1,0 +1,87 @@
+"""CGO in the engine: NasExperiment(execution="cgo") trains several trials per process, each its own trial."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nni_pl.errors import ConfigError
+from nni_pl.experiment import store as st
+from nni_pl.nas.evaluator import Classification
+from nni_pl.nas.experiment import NasExperiment
+from nni_pl.nas.strategy import GridSearch
+from nni_pl.training.cgo import cgo_settings
+from tests.nas.cgo_space import CgoSpace
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS = {
+    "factory": "nni_pl.nas.evaluator.data:digits_loaders",
+    "kwargs": {"limit": 200, "batch_size": 50, "flatten": True},
+}
+
+
+def _run(tmp_path: Path, *, broken: bool) -> tuple[NasExperiment, list[st.TrialRow]]:
+    exp = NasExperiment(
+        CgoSpace(broken=broken),
+        Classification(train_dataloaders=DIGITS, learning_rate=0.05, max_epochs=1),
+        GridSearch(shuffle=False),
+        seed=0,
+        execution="cgo",
+        cgo={"max_models": 2, "batch_wait_s": 30.0},
+        max_trial_number=4,
+        experiment_working_directory=tmp_path,
+        trial_code_directory=ROOT,
+    )
+    exp.run(display=False)
+    return exp, exp.trials()
+
+
+def _markers(trials: list[st.TrialRow]) -> list[dict]:
+    return [json.loads((Path(t.trial_dir) / "cgo.json").read_text(encoding="utf-8")) for t in trials]
+
+
+@pytest.mark.slow
+def test_cgo_experiment_merges_pairs_of_trials_each_its_own_trial(tmp_path: Path) -> None:
+    exp, trials = _run(tmp_path, broken=False)
+    assert [t.status for t in trials] == [st.SUCCEEDED] * 4, [t.error for t in trials]
+    assert sorted(t.parameters["head"] for t in trials) == ["a", "b", "c", "d"]
+    for t in trials:
+        assert 0.0 <= t.final_default <= 1.0
+        assert t.intermediate_count == 1  # its own validation epoch, in its own metrics file
+    markers = _markers(trials)
+    assert len({m["pid"] for m in markers}) == 2  # 4 trials, 2 processes (2 merged per process)
+    assert sorted(len(m["trials"]) for m in markers) == [2, 2, 2, 2]
+    assert len(list((exp.directory / "cgo").iterdir())) == 2
+    assert exp.export_top_models(top_k=1)[0]["head"] in "abcd"
+    exp.close()
+
+
+@pytest.mark.slow
+def test_cgo_broken_architecture_fails_alone_its_group_mate_succeeds(tmp_path: Path) -> None:
+    exp, trials = _run(tmp_path, broken=True)
+    by_head = {t.parameters["head"]: t for t in trials}
+    assert by_head["d"].status == st.FAILED
+    assert "mat1 and mat2 shapes cannot be multiplied" in (by_head["d"].error or "")
+    assert by_head["d"].final is None
+    for head in "abc":
+        assert by_head[head].status == st.SUCCEEDED, by_head[head].error
+        assert by_head[head].final_default is not None
+    mate = next(m for m in _markers([by_head["d"]]))["trials"]
+    assert by_head["c"].trial_id in mate  # grid order: (a, b) and (c, d) were merged
+    exp.close()
+
+
+def test_cgo_settings_are_checked() -> None:
+    assert cgo_settings(None) == {"max_models": 4, "batch_wait_s": 2.0}
+    assert cgo_settings({"max_models": 2}) == {"max_models": 2, "batch_wait_s": 2.0}
+    with pytest.raises(ConfigError, match="max_models"):
+        cgo_settings({"max_models": 0})
+    with pytest.raises(ConfigError, match="batch_wait"):
+        cgo_settings({"batch_wait_s": -1})
+    with pytest.raises(ConfigError, match="unknown"):
+        cgo_settings({"max_model": 2})
+    ev = Classification(train_dataloaders=DIGITS, max_epochs=1)
+    with pytest.raises(ConfigError, match="cgo"):
+        NasExperiment(CgoSpace(), ev, GridSearch(), cgo={"max_models": 2})
