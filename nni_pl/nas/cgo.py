@@ -532,8 +532,8 @@ def run_merged_trials(
     are merged (one data pipeline for all), in groups of at most ``max_models``; each trial's intermediate
     and final results go to its own context. Trials with any other evaluator run one by one as usual.
     ``should_stop(trial_index) -> bool`` is asked before each training step: a trial asked to stop (its
-    experiment cancelled it) ends ``"stopped"``. Each model is built right after seeding with ``spec["seed"]``,
-    so its initial weights do not depend on the trials it is merged with.
+    experiment cancelled it) ends ``"stopped"``. The space is built after seeding with ``spec["seed"]`` as in a
+    trial process, so each model starts from the same weights as in its own trial, whatever it is merged with.
 
     Returns:
         One :class:`ModelResult` per trial, in the order given (``index`` is the position in ``trials``);
@@ -550,6 +550,9 @@ def run_merged_trials(
     max_models = _check_positive_int("max_models", max_models)
     seed = int(spec.get("seed") or 0)
     space_spec = spec["model_space"]
+    # seeded as run_trial does before building the space: frozen copies start from the weights a trial
+    # process would have, so a merged model trains as it would alone
+    pl.seed_everything(seed, workers=True, verbose=False)
     space = load_space(space_spec["import_path"], space_spec.get("init_kwargs") or {})
     labels = set(space.search_space())
     groups: dict[str, list[int]] = {}
@@ -585,7 +588,6 @@ def run_merged_trials(
         max_epochs = int(trainer_kwargs.pop("max_epochs", 1))
         models = []
         for i in members:
-            torch.manual_seed(seed)
             models.append(space.freeze({k: v for k, v in trials[i][0].items() if k in labels}))
         contexts = [trials[i][1] for i in members]
         merged = train_merged(

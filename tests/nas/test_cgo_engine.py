@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from nni_pl.errors import ConfigError
 from nni_pl.experiment import store as st
+from nni_pl.nas._trial import run_trial
 from nni_pl.nas.evaluator import Classification
 from nni_pl.nas.experiment import NasExperiment
 from nni_pl.nas.strategy import GridSearch
-from nni_pl.training.cgo import cgo_settings
+from nni_pl.training._base import TrialJob
+from nni_pl.training.cgo import CgoTrainingService, cgo_settings
+from nni_pl.trial._context import TrialContext, activate
 from tests.nas.cgo_space import CgoSpace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +64,31 @@ def test_cgo_experiment_merges_pairs_of_trials_each_its_own_trial(tmp_path: Path
     assert exp.export_top_models(top_k=1)[0]["head"] in "abcd"
     exp.close()
 
+    # merged training gives what the architecture's own trial process gives (same seed): here in-process
+    t = trials[1]
+    (tmp_path / "solo").mkdir()
+    activate(
+        TrialContext(experiment_id="x", trial_id="solo", trial_dir=tmp_path / "solo", parameters=t.parameters)
+    )
+    try:
+        solo = run_trial(exp.spec, t.parameters)
+    finally:
+        activate(None)
+    assert solo == pytest.approx(t.final_default, abs=1e-6)
+
+    # the CLI sees 4 ordinary trials
+    env = {**os.environ, "NNI_PL_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "nni_pl", "export", exp.id, "--format", "json", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    exported = json.loads(out.stdout)
+    assert len(exported) == 4
+
 
 @pytest.mark.slow
 def test_cgo_broken_architecture_fails_alone_its_group_mate_succeeds(tmp_path: Path) -> None:
@@ -85,3 +117,50 @@ def test_cgo_settings_are_checked() -> None:
     ev = Classification(train_dataloaders=DIGITS, max_epochs=1)
     with pytest.raises(ConfigError, match="cgo"):
         NasExperiment(CgoSpace(), ev, GridSearch(), cgo={"max_models": 2})
+
+
+def _job(tmp_path: Path, tid: str) -> TrialJob:
+    return TrialJob("exp", tid, 0, 0, "algorithm", {"head": "a"}, tmp_path / "trials" / tid)
+
+
+def test_cgo_service_queues_trials_and_cancels_a_queued_one(tmp_path: Path) -> None:
+    service = CgoTrainingService(
+        spec_path=tmp_path / "nas.json",
+        group_root=tmp_path / "cgo",
+        code_directory=tmp_path,
+        concurrency=1,
+        max_models=3,
+        batch_wait_s=60.0,
+    )
+    assert service.free_slots() == 3
+    info = service.submit(_job(tmp_path, "t1"))
+    assert info.pid is None and info.host
+    service.submit(_job(tmp_path, "t2"))
+    assert service.free_slots() == 1 and service.running() == {"t1", "t2"}
+    assert service.poll(0.0) == []  # still waiting for a third model (or 60 s)
+    service.terminate("t1")
+    ends = service.poll(0.0)
+    assert [(e.trial_id, e.exit_code) for e in ends] == [("t1", 143)]
+    assert service.running() == {"t2"} and service.free_slots() == 2
+    assert not (tmp_path / "cgo").exists()  # no process started
+    service.shutdown()
+
+
+def test_cgo_service_reports_each_trial_of_a_merged_process(tmp_path: Path) -> None:
+    """The merged process (here a fake one: the spec is missing) fails: each of its trials ends failed."""
+    service = CgoTrainingService(
+        spec_path=tmp_path / "missing.json",
+        group_root=tmp_path / "cgo",
+        code_directory=tmp_path,
+        max_models=2,
+        batch_wait_s=0.0,
+    )
+    service.submit(_job(tmp_path, "t1"))
+    ends = []
+    deadline = time.time() + 60
+    while service.running() and time.time() < deadline:
+        ends += service.poll(0.2)
+    assert sorted(e.trial_id for e in ends) == ["t1"]
+    assert ends[0].exit_code == 1 and "missing.json" in (ends[0].error or "")
+    assert len(list((tmp_path / "cgo").iterdir())) == 1
+    service.shutdown()
