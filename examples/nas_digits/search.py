@@ -43,9 +43,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--execution",
-        choices=["process", "function"],
+        choices=["process", "function", "cgo"],
         default="process",
-        help="a process per trial (resumable with nni-pl resume) or pre-warmed workers (faster)",
+        help="a process per trial (resumable with nni-pl resume), pre-warmed workers (faster), or "
+        "cgo: up to --max-models trials trained together in one process (one data pipeline)",
+    )
+    parser.add_argument(
+        "--max-models", type=int, default=4, help="with --execution cgo: trials merged per process"
     )
     parser.add_argument("--port", type=int, default=None, help="serve the dashboard on this port")
     parser.add_argument("--workdir", default=None, help="experiment working directory")
@@ -67,6 +71,7 @@ def main() -> None:
         STRATEGIES[args.strategy](args.seed),
         seed=args.seed,
         execution=args.execution,
+        cgo={"max_models": args.max_models, "batch_wait_s": 2.0} if args.execution == "cgo" else None,
         max_trial_number=args.trials,
         trial_concurrency=args.concurrency,
         experiment_name=f"nas-digits-{args.strategy}",

@@ -29,7 +29,9 @@ DIGITS = {
 }
 
 
-def _run(tmp_path: Path, *, broken: bool) -> tuple[NasExperiment, list[st.TrialRow]]:
+def _run(
+    tmp_path: Path, *, broken: bool, max_trial_number: int = 4
+) -> tuple[NasExperiment, list[st.TrialRow]]:
     exp = NasExperiment(
         CgoSpace(broken=broken),
         Classification(train_dataloaders=DIGITS, learning_rate=0.05, max_epochs=1),
@@ -37,7 +39,7 @@ def _run(tmp_path: Path, *, broken: bool) -> tuple[NasExperiment, list[st.TrialR
         seed=0,
         execution="cgo",
         cgo={"max_models": 2, "batch_wait_s": 30.0},
-        max_trial_number=4,
+        max_trial_number=max_trial_number,
         experiment_working_directory=tmp_path,
         trial_code_directory=ROOT,
     )
@@ -77,32 +79,50 @@ def test_cgo_experiment_merges_pairs_of_trials_each_its_own_trial(tmp_path: Path
     assert solo == pytest.approx(t.final_default, abs=1e-6)
 
     # the CLI sees 4 ordinary trials
+    exported = json.loads(_cli(tmp_path, "export", exp.id, "--format", "json"))
+    assert len(exported) == 4
+    assert exp.id in _cli(tmp_path, "list")
+    shown = _cli(tmp_path, "show", exp.id)
+    assert all(t.trial_id in shown for t in trials), shown
+
+
+def _cli(tmp_path: Path, *args: str) -> str:
     env = {**os.environ, "NNI_PL_HOME": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-m", "nni_pl", "export", exp.id, "--format", "json", "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "nni_pl", *args, "--workdir", str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
-        check=True,
+        timeout=300,
+        check=False,
     )
-    exported = json.loads(out.stdout)
-    assert len(exported) == 4
+    assert out.returncode == 0, out.stderr
+    return out.stdout
 
 
 @pytest.mark.slow
-def test_cgo_broken_architecture_fails_alone_its_group_mate_succeeds(tmp_path: Path) -> None:
-    exp, trials = _run(tmp_path, broken=True)
-    by_head = {t.parameters["head"]: t for t in trials}
+def test_cgo_broken_architecture_fails_alone_its_group_mate_succeeds_and_cli_resume_merges(
+    tmp_path: Path,
+) -> None:
+    exp, trials = _run(tmp_path, broken=True, max_trial_number=2)
+    assert [t.status for t in trials] == [st.SUCCEEDED] * 2, [t.error for t in trials]
+    exp.close()
+    # `nni-pl resume` runs the rest merged too (the CGO settings are in nas.json)
+    _cli(tmp_path, "update", exp.id, "--max-trials", "4")
+    _cli(tmp_path, "resume", exp.id, "--no-webui", "--no-display")
+    again = NasExperiment.view(exp.id, working_directory=tmp_path)
+    by_head = {t.parameters["head"]: t for t in again.trials()}
+    assert sorted(by_head) == ["a", "b", "c", "d"]
     assert by_head["d"].status == st.FAILED
     assert "mat1 and mat2 shapes cannot be multiplied" in (by_head["d"].error or "")
     assert by_head["d"].final is None
     for head in "abc":
         assert by_head[head].status == st.SUCCEEDED, by_head[head].error
         assert by_head[head].final_default is not None
-    mate = next(m for m in _markers([by_head["d"]]))["trials"]
-    assert by_head["c"].trial_id in mate  # grid order: (a, b) and (c, d) were merged
-    exp.close()
+    mates = _markers([by_head["d"]])[0]["trials"]
+    assert sorted(mates) == sorted([by_head["c"].trial_id, by_head["d"].trial_id])  # (c, d) merged
+    assert len(list((again.directory / "cgo").iterdir())) == 2
+    again.close()
 
 
 def test_cgo_settings_are_checked() -> None:
@@ -164,3 +184,32 @@ def test_cgo_service_reports_each_trial_of_a_merged_process(tmp_path: Path) -> N
     assert ends[0].exit_code == 1 and "missing.json" in (ends[0].error or "")
     assert len(list((tmp_path / "cgo").iterdir())) == 1
     service.shutdown()
+
+
+def test_a_model_asked_to_stop_leaves_the_merged_run_alone() -> None:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from nni_pl.nas.cgo import train_merged
+
+    data = TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+    models = [torch.nn.Linear(4, 2), torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)]
+    steps = {"n": 0}
+
+    def should_stop(i: int) -> bool:
+        if i == 0:
+            steps["n"] += 1
+        return i == 1 and steps["n"] > 2  # model 1 is stopped at its 3rd step
+
+    reports: list[tuple[int, str]] = []
+    results = train_merged(
+        models,
+        DataLoader(data, batch_size=8),
+        DataLoader(data, batch_size=32),
+        max_epochs=1,
+        should_stop=should_stop,
+        report=lambda i, kind, value: reports.append((i, kind)),
+    )
+    assert [r.status for r in results] == ["succeeded", "stopped", "succeeded"]
+    assert results[1].final is None and not results[1].retried_alone
+    assert (1, "final") not in reports and (1, "failed") not in reports
