@@ -3,9 +3,10 @@
 :class:`~nni_pl.training.cgo.CgoTrainingService` writes ``JOBS.json`` (the NAS spec's path, ``max_models`` and
 one record per trial: ids, trial directory, parameters) and starts this module once for the whole group. It
 trains the group with :func:`nni_pl.nas.cgo.run_merged_trials`; each trial's reports go to its own
-``metrics.jsonl``. When the run is over, every trial gets its own ``.nni/exitcode`` (``0`` succeeded, ``1``
-failed, with the error appended to the trial's ``stderr``; ``143`` stopped on request), which the service
-turns into one trial end per trial. A trial is asked to stop with its ``.nni/stop`` file (what the manager
+``metrics.jsonl``. Every trial gets its own ``.nni/exitcode`` as soon as its fate is known (``0`` once it
+reported its final result, ``143`` once it left the run on request; ``1`` at the end for a model that failed
+also alone, with the error appended to the trial's ``stderr``), which the service turns into one trial end
+per trial, so a trial ends when its model does, not when the whole group does. A trial is asked to stop with its ``.nni/stop`` file (what the manager
 writes for the assessor, and what the service writes to cancel one trial of the group): its model leaves
 the merged run at the next training step and the others go on.
 """
@@ -48,6 +49,20 @@ def _append(path: Path, text: str) -> None:
         f.write(text.rstrip("\n") + "\n")
 
 
+def _context_class() -> type:
+    from nni_pl.trial._context import FINAL, TrialContext
+
+    class _CgoContext(TrialContext):
+        """A trial's context in a merged process: its final result also ends the trial (exit code 0)."""
+
+        def report(self, kind: str, value: Any) -> None:
+            super().report(kind, value)
+            if kind == FINAL and self.trial_dir is not None:
+                _write_exitcode(self.trial_dir, EXIT_SUCCEEDED)
+
+    return _CgoContext
+
+
 def run_jobs(jobs: dict[str, Any]) -> list[Any]:
     """Train the trials of ``jobs`` (the ``JOBS.json`` content) merged; write each trial's exit code.
 
@@ -55,9 +70,9 @@ def run_jobs(jobs: dict[str, Any]) -> list[Any]:
         The :class:`~nni_pl.nas.cgo.ModelResult` of each trial, in the order of ``jobs["trials"]``.
     """
     from nni_pl.nas.cgo import STOPPED, run_merged_trials
-    from nni_pl.training._base import PID_FILE
+    from nni_pl.training._base import PID_FILE, read_exitcode
     from nni_pl.training.local import process_start_time
-    from nni_pl.trial._context import CONTROL_DIR, TrialContext
+    from nni_pl.trial._context import CONTROL_DIR
 
     spec = json.loads(Path(jobs["spec"]).read_text(encoding="utf-8"))
     code_dir = spec.get("code_directory")
@@ -66,6 +81,7 @@ def run_jobs(jobs: dict[str, Any]) -> list[Any]:
     records = jobs["trials"]
     pid = os.getpid()
     started = process_start_time(pid)
+    context_class = _context_class()
     contexts = []
     for rec in records:
         trial_dir = Path(rec["trial_dir"])
@@ -86,7 +102,7 @@ def run_jobs(jobs: dict[str, Any]) -> list[Any]:
             f"with trials {', '.join(marker['trials'])}",
         )
         contexts.append(
-            TrialContext(
+            context_class(
                 experiment_id=rec["experiment_id"],
                 trial_id=rec["trial_id"],
                 sequence_id=int(rec.get("sequence_id") or 0),
@@ -96,18 +112,33 @@ def run_jobs(jobs: dict[str, Any]) -> list[Any]:
         )
     log.info("merged CGO trial: %d trials %s", len(records), [r["trial_id"] for r in records])
     trials = [(rec["parameters"], ctx) for rec, ctx in zip(records, contexts)]
+    stopped: set[int] = set()
+
+    def should_stop(i: int) -> bool:
+        if i in stopped:
+            return True
+        if not contexts[i].stop_requested():
+            return False
+        stopped.add(i)  # its model leaves the run now: the trial ends now
+        _write_exitcode(Path(records[i]["trial_dir"]), EXIT_STOPPED)
+        log.info("trial %s was asked to stop; its model leaves the merged run", records[i]["trial_id"])
+        return True
+
     try:
         results = run_merged_trials(
             spec,
             trials,
             max_models=int(jobs.get("max_models") or len(records) or 1),
-            should_stop=lambda i: contexts[i].stop_requested(),
+            should_stop=should_stop,
         )
     finally:
         for ctx in contexts:
             ctx.close()
     for rec, result in zip(records, results):
         trial_dir = Path(rec["trial_dir"])
+        written = read_exitcode(trial_dir / CONTROL_DIR)
+        if written is not None and result.status != "failed":
+            continue  # ended already (final result reported, or stopped)
         if result.status == "succeeded":
             code = EXIT_SUCCEEDED
         elif result.status == STOPPED:

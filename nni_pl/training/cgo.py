@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from nni_pl.training._base import (
+    EXITCODE_FILE,
     PID_FILE,
     SubmitInfo,
     TrainingService,
@@ -120,6 +121,8 @@ class CgoTrainingService(TrainingService):
 
     def submit(self, job: TrialJob) -> SubmitInfo:
         job.control_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (EXITCODE_FILE, STOP_FILE):  # a trial (re)starts: its end is not known yet
+            (job.control_dir / stale).unlink(missing_ok=True)
         self.batcher.add(job)
         started = time.time()
         self._launch_ready()

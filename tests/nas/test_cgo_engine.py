@@ -213,3 +213,38 @@ def test_a_model_asked_to_stop_leaves_the_merged_run_alone() -> None:
     assert [r.status for r in results] == ["succeeded", "stopped", "succeeded"]
     assert results[1].final is None and not results[1].retried_alone
     assert (1, "final") not in reports and (1, "failed") not in reports
+
+
+def test_cgo_service_stops_one_trial_of_a_merged_process_the_other_goes_on(tmp_path: Path) -> None:
+    space = CgoSpace()
+    evaluator = Classification(train_dataloaders=DIGITS, learning_rate=0.05, max_epochs=1)
+    spec = {
+        "model_space": {"import_path": space.import_path, "init_kwargs": space.init_kwargs},
+        "evaluator": evaluator.to_config(),
+        "seed": 0,
+        "code_directory": str(ROOT),
+    }
+    (tmp_path / "nas.json").write_text(json.dumps(spec), encoding="utf-8")
+    service = CgoTrainingService(
+        spec_path=tmp_path / "nas.json",
+        group_root=tmp_path / "cgo",
+        code_directory=ROOT,
+        max_models=2,
+        batch_wait_s=60.0,
+    )
+    jobs = [_job(tmp_path, "t1"), _job(tmp_path, "t2")]
+    jobs[1].parameters = {"head": "b"}
+    for job in jobs:
+        service.submit(job)  # the second fills the group: one process starts
+    assert len(service.groups) == 1 and service.running() == {"t1", "t2"}
+    service.terminate("t1", grace=120.0)  # before its first step: its model leaves, t2 trains on
+    ends = {}
+    deadline = time.time() + 120
+    while service.running() and time.time() < deadline:
+        ends.update({e.trial_id: e for e in service.poll(0.2)})
+    assert ends["t1"].exit_code == 143
+    assert ends["t2"].exit_code == 0, ends["t2"].error
+    records = [json.loads(line) for line in (jobs[1].trial_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in records] == ["PERIODICAL", "FINAL"]
+    assert not (jobs[0].trial_dir / "metrics.jsonl").exists()
+    service.shutdown()
