@@ -221,3 +221,17 @@ def test_model_tuners_degenerate_and_unbounded_dimensions(tuner_cls):
         assert (p["same"], p["one"], p["qsame"]) == (1.5, 4, 3)
         tuner.receive_trial_result(i, p, abs(p["n"] - 100.2) + p["qln"])
     assert abs(min(tuner.observations(), key=lambda o: o[1])[0]["n"] - 100.2) < 0.1
+
+
+def test_default_constant_liar_is_the_worst_result_in_either_direction():
+    assert TPETuner(optimize_mode="maximize").constant_liar_type == "min"
+    assert TPETuner(optimize_mode="minimize").constant_liar_type == "max"
+    assert TPETuner(optimize_mode="minimize", constant_liar_type="min").constant_liar_type == "min"
+    tuner = TPETuner(optimize_mode="minimize", parallel_optimize=True, seed=0, n_startup_jobs=2)
+    tuner.update_search_space({"x": {"_type": "uniform", "_value": [0, 1]}})
+    for i, v in enumerate([0.3, 0.9]):
+        tuner.generate_parameters(i)
+        tuner.receive_trial_result(i, {"x": v}, v)
+    tuner.generate_parameters(2)  # pending: lied about with the worst loss, 0.9
+    store = tuner._require_store()
+    assert tuner._liar_loss(store) == 0.9

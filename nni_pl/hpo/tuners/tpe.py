@@ -50,8 +50,11 @@ class TPETuner(StoreTuner):
         parallel_optimize: with concurrent trials, give each pending (generated, not yet reported)
             parameter set a fake result, the *constant liar*, so concurrent suggestions spread out.
         constant_liar_type: the fake result: ``"min"``, ``"max"`` or ``"mean"`` of the metrics reported
-            so far. As in NNI it is taken of the raw metric, so the worst value, the most explorative
-            lie, is ``"min"`` when maximising and ``"max"`` when minimising.
+            so far, taken of the raw metric. The default (``None``) is the worst result so far: ``"min"``
+            when maximising (NNI's default, for NNI's default mode) and ``"max"`` when minimising. A
+            pessimistic lie pushes concurrent suggestions apart; an optimistic one (the best result)
+            piles them up: at concurrency 4 in ``benchmarks/hpo`` the worst-value lie ranks 1.68 against
+            3.05 for the best-value one over 12 problems (4 variants, 10 seeds, 200 trials).
         seed: makes the suggestions reproducible for the same sequence of results.
         n_startup_jobs: how many results to collect from random sampling before modelling.
         n_ei_candidates: candidates drawn from the good model per suggestion; more means greedier.
@@ -73,7 +76,7 @@ class TPETuner(StoreTuner):
         *,
         optimize_mode: str = "maximize",
         parallel_optimize: bool = False,
-        constant_liar_type: str = "min",
+        constant_liar_type: str | None = None,
         seed: int | None = None,
         n_startup_jobs: int = 10,
         n_ei_candidates: int = 24,
@@ -81,6 +84,8 @@ class TPETuner(StoreTuner):
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
         self.parallel_optimize = check_bool("parallel_optimize", parallel_optimize)
+        if constant_liar_type is None:
+            constant_liar_type = "min" if self.optimize_mode == "maximize" else "max"
         if constant_liar_type not in _LIARS:
             raise ConfigError(
                 "classArgs.constant_liar_type", f"must be 'min', 'max' or 'mean', got {constant_liar_type!r}"
