@@ -585,6 +585,7 @@ def run_merged_trials(
         else:
             val = resolve_factory(val, f"{type(evaluator).__name__}.val_dataloaders")
         trainer_kwargs = dict(evaluator.trainer_kwargs)
+        trainer_kwargs.setdefault("accelerator", "auto")  # as the evaluator's own Trainer in a trial process
         max_epochs = int(trainer_kwargs.pop("max_epochs", 1))
         models = []
         for i in members:

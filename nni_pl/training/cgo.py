@@ -44,7 +44,7 @@ from nni_pl.training._base import (
     read_exitcode,
     stderr_tail,
 )
-from nni_pl.training.local import _alive, _pidfd_open, process_start_time
+from nni_pl.training.local import GpuScheduler, _alive, _pidfd_open, process_start_time
 from nni_pl.trial._context import ENV_DEFAULT_ROOT_DIR, STOP_FILE
 
 __all__ = ["CgoTrainingService", "cgo_settings", "service_for"]
@@ -78,6 +78,10 @@ class CgoTrainingService(TrainingService):
         batch_wait_s: how long a queued trial waits for group-mates before a smaller group starts (NNI's
             ``batch_waiting_time``).
         python: the interpreter of the merged processes.
+        gpu_number: GPUs per merged process (``trialGpuNumber``): ``None`` leaves ``CUDA_VISIBLE_DEVICES``
+            alone, ``0`` hides all GPUs.
+        gpu_indices, max_trial_number_per_gpu, use_active_gpu: as for the local training service (a merged
+            process counts as one trial on its GPUs).
 
     Example:
         >>> service = CgoTrainingService(spec_path=Path("exp/nas.json"), group_root=Path("exp/cgo"),
@@ -96,6 +100,10 @@ class CgoTrainingService(TrainingService):
         max_models: int = 4,
         batch_wait_s: float = 2.0,
         python: str = sys.executable,
+        gpu_number: int | None = None,
+        gpu_indices: list[int] | None = None,
+        max_trial_number_per_gpu: int = 1,
+        use_active_gpu: bool = False,
     ) -> None:
         from nni_pl.nas.cgo import CgoBatcher
 
@@ -106,6 +114,21 @@ class CgoTrainingService(TrainingService):
         self.batcher: CgoBatcher[TrialJob] = CgoBatcher(max_models=max_models, batch_wait_s=batch_wait_s)
         self.max_models = self.batcher.max_models
         self.python = python
+        self.gpu_number = gpu_number
+        self.gpus = GpuScheduler(
+            gpu_number=gpu_number,
+            indices=gpu_indices,
+            per_gpu=max_trial_number_per_gpu,
+            use_active_gpu=use_active_gpu,
+        )
+        if gpu_number and len(self.gpus.indices) < gpu_number:
+            from nni_pl.errors import ConfigError
+
+            raise ConfigError(
+                "trialGpuNumber",
+                f"each merged CGO process needs {gpu_number} GPU(s) but {len(self.gpus.indices)} are "
+                f"available (found {self.gpus.indices}); set trialGpuNumber: 0, or list trainingService.gpuIndices",
+            )
         self.host = socket.gethostname()
         self.groups: dict[str, _Group] = {}
         self._trial_group: dict[str, str] = {}
@@ -129,7 +152,7 @@ class CgoTrainingService(TrainingService):
         return SubmitInfo(pid=None, host=self.host, started_at=started)
 
     def _launch_ready(self, *, flush: bool = False) -> None:
-        while len(self.groups) < self.concurrency:
+        while len(self.groups) < self.concurrency and self.gpus.can_acquire():
             group = self.batcher.pop_ready(flush=flush)
             if group is None:
                 return
@@ -140,6 +163,7 @@ class CgoTrainingService(TrainingService):
         name = f"g{self._count:03d}-{jobs[0].trial_id}"
         directory = self.group_root / name
         directory.mkdir(parents=True, exist_ok=True)
+        gpus = self.gpus.acquire(name)
         record = {
             "spec": str(self.spec_path),
             "group": name,
@@ -166,6 +190,11 @@ class CgoTrainingService(TrainingService):
                     "#!/usr/bin/env bash",
                     "# written by nni-pl: one merged CGO trial; `bash run.sh` re-runs it",
                     f"export PATH={shlex.quote(path)}",
+                    *(
+                        [f"export CUDA_VISIBLE_DEVICES={','.join(map(str, gpus or []))}"]
+                        if self.gpu_number is not None
+                        else []
+                    ),
                     f"export {ENV_DEFAULT_ROOT_DIR}=${{{ENV_DEFAULT_ROOT_DIR}:-{shlex.quote(str(directory))}}}",
                     f"cd {shlex.quote(str(self.code_directory))}",
                     f"exec {shlex.quote(self.python)} -m nni_pl.nas._cgo_trial {shlex.quote(str(jobs_path))}",
@@ -246,6 +275,7 @@ class CgoTrainingService(TrainingService):
         self._signal(group, signal.SIGKILL)  # children it left behind
         if group.pidfd is not None:
             os.close(group.pidfd)
+        self.gpus.release(group.name)
         del self.groups[group.name]
 
     # --- stopping -------------------------------------------------------------------------------------------
@@ -357,6 +387,7 @@ def service_for(spec_path: Path, directory: Path, config: Any) -> CgoTrainingSer
     settings = spec.get("cgo")
     if not settings:
         return None
+    ts = config.training_service
     return CgoTrainingService(
         spec_path=Path(spec_path),
         group_root=Path(directory) / "cgo",
@@ -364,4 +395,8 @@ def service_for(spec_path: Path, directory: Path, config: Any) -> CgoTrainingSer
         concurrency=config.trial_concurrency,
         max_models=int(settings["max_models"]),
         batch_wait_s=float(settings["batch_wait_s"]),
+        gpu_number=config.trial_gpu_number,
+        gpu_indices=getattr(ts, "gpu_indices", None),
+        max_trial_number_per_gpu=getattr(ts, "max_trial_number_per_gpu", 1),
+        use_active_gpu=getattr(ts, "use_active_gpu", False),
     )

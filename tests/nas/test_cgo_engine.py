@@ -174,6 +174,7 @@ def test_cgo_service_reports_each_trial_of_a_merged_process(tmp_path: Path) -> N
         code_directory=tmp_path,
         max_models=2,
         batch_wait_s=0.0,
+        gpu_number=0,
     )
     service.submit(_job(tmp_path, "t1"))
     ends = []
@@ -182,7 +183,8 @@ def test_cgo_service_reports_each_trial_of_a_merged_process(tmp_path: Path) -> N
         ends += service.poll(0.2)
     assert sorted(e.trial_id for e in ends) == ["t1"]
     assert ends[0].exit_code == 1 and "missing.json" in (ends[0].error or "")
-    assert len(list((tmp_path / "cgo").iterdir())) == 1
+    (group,) = (tmp_path / "cgo").iterdir()
+    assert "export CUDA_VISIBLE_DEVICES=\n" in (group / "run.sh").read_text()  # trialGpuNumber 0: no GPU
     service.shutdown()
 
 
