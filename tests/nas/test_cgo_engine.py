@@ -250,3 +250,43 @@ def test_cgo_service_stops_one_trial_of_a_merged_process_the_other_goes_on(tmp_p
     assert [r["type"] for r in records] == ["PERIODICAL", "FINAL"]
     assert not (jobs[0].trial_dir / "metrics.jsonl").exists()
     service.shutdown()
+
+
+@pytest.mark.slow
+def test_cgo_stop_midway_then_resume_reruns_the_interrupted_group(tmp_path: Path) -> None:
+    import threading
+
+    exp = NasExperiment(
+        CgoSpace(),
+        Classification(train_dataloaders=DIGITS, learning_rate=0.05, max_epochs=1),
+        GridSearch(shuffle=False),
+        seed=0,
+        execution="cgo",
+        cgo={"max_models": 2, "batch_wait_s": 30.0},
+        max_trial_number=4,
+        experiment_working_directory=tmp_path,
+        trial_code_directory=ROOT,
+    )
+
+    def stop_once_the_first_group_started() -> None:  # what Ctrl-C does
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if exp.experiment._store is not None and (exp.directory / "cgo").exists():
+                exp.stop()
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=stop_once_the_first_group_started, daemon=True)
+    watcher.start()
+    exp.run(display=False)
+    watcher.join()
+    assert exp.experiment.get_status() == st.EXP_STOPPED
+    assert [(t.status, t.requeue) for t in exp.trials()] == [(st.USER_CANCELED, True)] * 2
+    exp.close()
+
+    again = NasExperiment.resume(exp.id, working_directory=tmp_path)
+    again.run(display=False)
+    done = [t for t in again.trials() if t.status == st.SUCCEEDED]
+    assert sorted(t.parameters["head"] for t in done) == ["a", "b", "c", "d"]
+    assert len(list((again.directory / "cgo").iterdir())) == 3  # the stopped group, then two
+    again.close()
