@@ -1,0 +1,302 @@
+"""ModelSpeedup: rebuild Conv/Linear/norm layers with the channels that structured masks removed.
+
+How a channel is chosen for removal: the masks are applied first (the result is the *masked model*); an
+output channel of a Conv/Linear is *empty* when its weight mask (or, without a mask, its weight) is all
+zero there. A filter whose weight is empty is pruned together with its bias (the bias is zeroed too, as
+NNI's filter pruners do). Within a group of coupled layers (see :mod:`~nni_pl.compression.speedup.dependency`)
+a channel is removed only when it is empty in *every* producer of the group — i.e. the group keeps the
+union of the kept channels, so coupled tensors stay aligned and nothing non-zero is dropped.
+
+Batch norm: a removed channel of a conv followed by batch norm would still output the norm's constant
+``beta - gamma * mean / sqrt(var + eps)``. Speed-up removes the channel from the norm too, so it treats the
+norm as masked (weight and bias zeroed for removed channels); ``speedup.masks`` holds these *effective*
+masks (including the norms and zeroed biases) and the sped-up model matches the model with them applied.
+With a freshly initialised norm (beta = 0, mean = 0) the constant is 0 and both agree exactly.
+
+Ops that map 0 to non-zero (sigmoid, adding a constant) in front of a Conv/Linear, layer/group norm over
+the channels, channel shuffles and anything speed-up does not know keep the channels they touch; they are
+listed in ``speedup.report`` with the layers they block, and everything else still shrinks.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from nni_pl.compression.speedup._analysis import ChanInfo, ChannelAnalysis
+from nni_pl.compression.speedup._graph import SpeedupError
+
+__all__ = ["ModelSpeedup", "SpeedupReport"]
+
+_log = logging.getLogger(__name__)
+
+Masks = dict[str, dict[str, torch.Tensor]]
+
+
+@dataclass
+class SpeedupReport:
+    """What speed-up did.
+
+    Attributes:
+        replaced: module name -> ``"Conv2d(64->32, 64->32)"`` style before/after channel counts.
+        unsupported: ``(op, reason, blocked layers)`` for every op that kept channels.
+        opaque: user modules that torch.fx could not trace (kept as one call each).
+        params_before / params_after: parameter counts.
+    """
+
+    replaced: dict[str, str] = field(default_factory=dict)
+    unsupported: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    opaque: list[str] = field(default_factory=list)
+    params_before: int = 0
+    params_after: int = 0
+
+    def __str__(self) -> str:
+        lines = [
+            f"speed-up: parameters {self.params_before} -> {self.params_after}, {len(self.replaced)} layers"
+        ]
+        lines += [f"  {name}: {what}" for name, what in self.replaced.items()]
+        for op, reason, blocked in self.unsupported:
+            lines.append(f"  unsupported {op}: {reason}; keeps channels of {', '.join(blocked) or '-'}")
+        lines += [f"  not traceable, kept as one call: {name}" for name in self.opaque]
+        return "\n".join(lines)
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class ModelSpeedup:
+    """Turn a model with structured channel masks into a smaller dense model.
+
+    Args:
+        model: the model; it is modified in place (masks applied, layers replaced) and returned.
+        dummy_input: a tensor or tuple of positional inputs; batch first. The model's current train/eval
+            mode is used for tracing.
+        masks: ``{module name: {"weight": 0/1 tensor, "bias": 0/1 tensor (optional)}}`` or a path saved
+            with ``torch.save``.
+
+    Attributes:
+        report: a :class:`SpeedupReport` after :meth:`speedup_model`.
+        masks: the effective masks (including batch norms and zeroed biases) the result matches.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+        >>> mask = torch.ones(8, 3, 3, 3)
+        >>> mask[:4] = 0
+        >>> small = ModelSpeedup(net, torch.randn(1, 3, 16, 16), {"0": {"weight": mask}}).speedup_model()
+        >>> small[0], small[2]
+        (Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1)), Conv2d(4, 4, kernel_size=(3, 3), stride=(1, 1)))
+    """
+
+    def __init__(self, model: nn.Module, dummy_input: Any, masks: Masks | str, **_nni_args: Any) -> None:
+        if isinstance(masks, str):
+            masks = torch.load(masks, map_location="cpu")
+        if not isinstance(masks, dict):
+            raise SpeedupError(
+                f"masks must be a dict of module name -> {{'weight': mask}}, got {type(masks).__name__}"
+            )
+        names = dict(model.named_modules())
+        for name, m in masks.items():
+            if name not in names:
+                raise SpeedupError(f"masks[{name!r}]: no module of that name in {type(model).__name__}")
+            for key, mask in m.items():
+                p = getattr(names[name], key, None)
+                if not isinstance(p, torch.Tensor) or p.shape != mask.shape:
+                    got = None if p is None else tuple(p.shape)
+                    raise SpeedupError(
+                        f"masks[{name!r}][{key!r}]: shape {tuple(mask.shape)} does not match the parameter ({got})"
+                    )
+        self.model = model
+        self.dummy_input = dummy_input
+        self.masks: Masks = {n: dict(m) for n, m in masks.items()}
+        self.report = SpeedupReport()
+
+    # ---------------------------------------------------------------------------------------------
+    def speedup_model(self) -> nn.Module:
+        """Apply the masks, remove empty channels, and return the (same, now smaller) model."""
+        model = self.model
+        self.report.params_before = _count(model)
+        modules = dict(model.named_modules())
+        with torch.no_grad():
+            for name, m in self.masks.items():
+                for key, mask in m.items():
+                    getattr(modules[name], key).mul_(mask.to(getattr(modules[name], key)))
+        a = ChannelAnalysis(model, self.dummy_input)
+        self.report.opaque = list(a.opaque)
+        self.report.unsupported = [(u.op, u.reason, a.blocked_layers(u.spaces)) for u in a.unsupported]
+        if self.report.unsupported:
+            first = self.report.unsupported[0]
+            _log.warning(
+                "speed-up: %d op(s) keep the channels they touch (all listed in speedup.report), e.g. %s: %s; "
+                "it blocks %s",
+                len(self.report.unsupported),
+                first[0],
+                first[1],
+                ", ".join(first[2][:6]) or "-",
+            )
+        keep = {r: self._keep_of(a, r, modules) for r, sp in enumerate(a.spaces) if sp.parent < 0}
+        self._zero_removed(a, keep, modules)
+
+        def idx(info: ChanInfo | None) -> torch.Tensor | None:
+            if info is None:
+                return None
+            parts, off, full = [], 0, True
+            for s in info.segs:
+                r = a.find(s)
+                k = keep[r]
+                size = a.spaces[r].size
+                full = full and k is None
+                parts.append((torch.arange(size) if k is None else k) + off)
+                off += size
+            if full:
+                return None
+            i = torch.cat(parts)
+            if info.inner > 1:
+                i = (i[:, None] * info.inner + torch.arange(info.inner)).flatten()
+            return i
+
+        with torch.no_grad():
+            for name, io in a.layers.items():
+                new = self._rebuild(modules[name], io.kind, idx(io.inp), idx(io.out))
+                if new is not None:
+                    self.report.replaced[name] = self._describe(modules[name], new)
+                    _set(model, name, new)
+            for target, (pdim, info) in a.param_slices.items():
+                i = idx(info)
+                if i is None:
+                    continue
+                owner_name, _, attr = target.rpartition(".")
+                owner = model.get_submodule(owner_name)
+                old = getattr(owner, attr)
+                sliced = old.detach().index_select(pdim, i).clone()
+                setattr(
+                    owner,
+                    attr,
+                    nn.Parameter(sliced, old.requires_grad) if isinstance(old, nn.Parameter) else sliced,
+                )
+                self.report.replaced[target] = f"{tuple(old.shape)}->{tuple(sliced.shape)}"
+        self.report.params_after = _count(model)
+        args = self.dummy_input if isinstance(self.dummy_input, (tuple, list)) else (self.dummy_input,)
+        try:
+            with torch.no_grad():
+                model(*args)
+        except Exception as e:
+            raise SpeedupError(
+                f"the sped-up {type(model).__name__} fails on the dummy input ({e}); a shape is probably hard-coded "
+                "in forward (e.g. x.view(-1, 800)): compute it from the tensor (x.flatten(1)) and retry"
+            ) from e
+        _log.info("%s", self.report)
+        return model
+
+    # ---------------------------------------------------------------------------------------------
+    def _keep_of(self, a: ChannelAnalysis, root: int, modules: dict[str, nn.Module]) -> torch.Tensor | None:
+        sp = a.spaces[root]
+        producers = [(n, off) for n, off, role in sp.members if role == "producer"]
+        if sp.pins or not producers:
+            return None
+        empty = torch.ones(sp.size, dtype=torch.bool)
+        for name, off in producers:
+            m = modules[name]
+            mask = self.masks.get(name, {}).get("weight")
+            w = m.weight.detach() if mask is None else mask
+            e = w.flatten(1).abs().sum(1) == 0
+            bias_mask = self.masks.get(name, {}).get("bias")
+            if bias_mask is not None:
+                e &= bias_mask == 0
+            empty &= e[off : off + sp.size]
+        if not empty.any():
+            return None
+        kept = (~empty).nonzero().flatten()
+        if kept.numel() == 0:  # a layer needs at least one channel; the kept one is all zero anyway
+            kept = torch.zeros(1, dtype=torch.long)
+        return kept
+
+    def _zero_removed(
+        self, a: ChannelAnalysis, keep: dict[int, torch.Tensor | None], modules: dict[str, nn.Module]
+    ) -> None:
+        """Zero bias/norm entries of removed channels and record them in the effective masks."""
+        with torch.no_grad():
+            for r, k in keep.items():
+                if k is None:
+                    continue
+                sp = a.spaces[r]
+                removed = torch.ones(sp.size, dtype=torch.bool)
+                removed[k] = False
+                for name, off, _role in sp.members:
+                    m = modules[name]
+                    for key in ("weight", "bias"):
+                        p = getattr(m, key, None)
+                        if not isinstance(p, torch.Tensor):
+                            continue
+                        mask = self.masks.setdefault(name, {}).get(key)
+                        if mask is None:
+                            mask = torch.ones_like(p)
+                        mask = mask.clone()
+                        mask[off : off + sp.size][removed] = 0
+                        self.masks[name][key] = mask
+                        p.mul_(mask)
+
+    @staticmethod
+    def _describe(old: nn.Module, new: nn.Module) -> str:
+        def io(m: nn.Module) -> tuple[int, int]:
+            if isinstance(m, nn.Linear):
+                return m.in_features, m.out_features
+            if isinstance(m, nn.modules.conv._ConvNd):
+                return m.in_channels, m.out_channels
+            return m.num_features, m.num_features
+
+        (i0, o0), (i1, o1) = io(old), io(new)
+        return f"{type(old).__name__}(in {i0}->{i1}, out {o0}->{o1})"
+
+    @staticmethod
+    def _rebuild(m: nn.Module, kind: str, i: torch.Tensor | None, o: torch.Tensor | None) -> nn.Module | None:
+        if kind in ("depthwise", "norm"):
+            i = o = i if i is not None else o
+        if i is None and o is None:
+            return None
+        new = copy.deepcopy(m)
+
+        def take(t: torch.Tensor | None, dim: int, index: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None or index is None:
+                return t
+            return t.detach().index_select(dim, index.to(t.device)).clone()
+
+        def param(t: torch.Tensor | None, like: Any) -> Any:
+            if t is None:
+                return None
+            return nn.Parameter(t, like.requires_grad) if isinstance(like, nn.Parameter) else t
+
+        if kind == "conv" or kind == "linear":
+            w = take(take(m.weight, 0, o), 1, i)
+            new.weight = param(w, m.weight)
+            if m.bias is not None:
+                new.bias = param(take(m.bias, 0, o), m.bias)
+            if kind == "conv":
+                new.in_channels, new.out_channels = w.shape[1], w.shape[0]
+            else:
+                new.in_features, new.out_features = w.shape[1], w.shape[0]
+        elif kind == "depthwise":
+            new.weight = param(take(m.weight, 0, o), m.weight)
+            if m.bias is not None:
+                new.bias = param(take(m.bias, 0, o), m.bias)
+            new.in_channels = new.out_channels = new.groups = len(o)
+        else:  # batch / instance norm
+            if m.weight is not None:
+                new.weight = param(take(m.weight, 0, o), m.weight)
+                new.bias = param(take(m.bias, 0, o), m.bias)
+            if getattr(m, "running_mean", None) is not None:
+                new.running_mean = take(m.running_mean, 0, o)
+                new.running_var = take(m.running_var, 0, o)
+            new.num_features = len(o)
+        return new
+
+
+def _set(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), attr, new)

@@ -1,0 +1,282 @@
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from nni_pl.compression.speedup import ModelSpeedup, SpeedupError
+
+F = nn.functional
+
+
+def filter_masks(model: nn.Module, ratio: float = 0.5, types: tuple = (nn.Conv2d,), seed: int = 0) -> dict:
+    """Random structured masks: ``ratio`` of each layer's output channels all zero (weight and bias)."""
+    g = torch.Generator().manual_seed(seed)
+    masks = {}
+    for name, m in model.named_modules():
+        if isinstance(m, types) and getattr(m, "groups", 1) == 1:
+            n = m.weight.shape[0]
+            k = int(n * ratio)
+            if k == 0:
+                continue
+            drop = torch.randperm(n, generator=g)[:k]
+            w = torch.ones_like(m.weight)
+            w[drop] = 0
+            masks[name] = {"weight": w}
+            if m.bias is not None:
+                b = torch.ones_like(m.bias)
+                b[drop] = 0
+                masks[name]["bias"] = b
+    return masks
+
+
+def check(model: nn.Module, x: torch.Tensor, masks: dict, shrinks: bool = True) -> ModelSpeedup:
+    """Speed up ``model`` and assert it equals the masked model (with the effective masks)."""
+    model.eval()
+    ref = copy.deepcopy(model)
+    sp = ModelSpeedup(model, x, masks)
+    small = sp.speedup_model()
+    with torch.no_grad():
+        for name, mm in sp.masks.items():
+            for key, mask in mm.items():
+                getattr(ref.get_submodule(name), key).mul_(mask)
+        want, got = ref(x), small(x)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * (1 + float(want.abs().max())))
+    if shrinks:
+        assert sp.report.params_after < sp.report.params_before
+    return sp
+
+
+def conv_bn(cin: int, cout: int, **kw: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, **kw), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+def _init_bn(model: nn.Module) -> nn.Module:
+    # Non-trivial norm statistics, so a removed channel's BN constant would show if mishandled.
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.5, 0.5)
+    return model
+
+
+X = torch.randn(2, 3, 16, 16)
+
+
+def test_speedup_sequential_conv_linear_shrinks_both_sides() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 7 * 7, 5))
+    sp = check(net, X, filter_masks(net))
+    assert net[0].out_channels == 4
+    assert net[4].in_features == 4 * 7 * 7  # channel x spatial after flatten
+    assert "0" in sp.report.replaced and "4" in sp.report.replaced
+
+
+def test_speedup_batchnorm_of_removed_channels_is_removed_too() -> None:
+    net = _init_bn(nn.Sequential(conv_bn(3, 8), nn.Conv2d(8, 4, 1)))
+    sp = check(net, X, filter_masks(net, types=(nn.Conv2d,)) | {})
+    assert net[0][1].num_features == 4
+    assert sp.masks["0.1"]["bias"].sum() == 4  # the BN is part of the effective masks
+
+
+def test_speedup_residual_add_keeps_union_of_kept_channels() -> None:
+    class Res(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = conv_bn(3, 8)
+            self.b = conv_bn(8, 8)
+            self.head = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.a(x)
+            return self.head(F.relu(y + self.b(y)))
+
+    net = _init_bn(Res())
+    masks = filter_masks(net)
+    masks["b.0"]["weight"] = masks["a.0"]["weight"][:, :1].expand(-1, 8, -1, -1).clone()  # same channels
+    masks["b.0"]["bias"] = masks["a.0"]["bias"].clone()
+    check(net, X, masks)
+    assert net.a[0].out_channels == net.b[0].out_channels == 4
+
+    net2 = _init_bn(Res())
+    masks2 = filter_masks(net2, seed=1)
+    check(net2, X, masks2, shrinks=False)  # different channels: union kept, still equal outputs
+
+
+def test_speedup_concat_offsets() -> None:
+    class Cat(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 6, 1)
+            self.b = nn.Conv2d(3, 4, 3, padding=1)
+            self.c = nn.Conv2d(10, 3, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.c(torch.cat([F.relu(self.a(x)), self.b(x)], dim=1))
+
+    net = Cat()
+    check(net, X, filter_masks(net, types=(nn.Conv2d,)) | {})
+    assert net.c.in_channels == 3 + 2
+
+
+def test_speedup_depthwise_and_squeeze_excitation() -> None:
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.expand = conv_bn(3, 8)
+            self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+            self.fc1 = nn.Conv2d(8, 4, 1)
+            self.fc2 = nn.Conv2d(4, 8, 1)
+            self.proj = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = F.hardswish(self.dw(self.expand(x)))
+            s = torch.sigmoid(self.fc2(F.silu(self.fc1(F.adaptive_avg_pool2d(y, 1)))))
+            return self.proj(y * s)
+
+    net = _init_bn(Block())
+    masks = filter_masks(net)
+    drop = masks["expand.0"]["weight"].flatten(1).sum(1) == 0
+    dwm = torch.ones_like(net.dw.weight)
+    dwm[drop] = 0
+    masks["dw"] = {"weight": dwm, "bias": (~drop).float()}
+    fc2 = torch.ones_like(net.fc2.weight)
+    fc2[drop] = 0
+    masks["fc2"] = {"weight": fc2, "bias": (~drop).float()}
+    check(net, X, masks)
+    assert net.dw.groups == net.dw.out_channels == net.proj.in_channels == 4
+    assert net.fc1.out_channels == 2
+
+
+def test_speedup_custom_activation_upsample_dropout_pooling() -> None:
+    class Swish(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * torch.sigmoid(x)
+
+    class Gate(nn.Module):  # not traceable: kept as one call, still recognised as channel-wise
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.clamp(min=0) if x.sum() > -1e9 else x
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        Swish(),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        Gate(),
+        nn.Dropout(0.3),
+        nn.AvgPool2d(2),
+        nn.Conv2d(8, 6, 3),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(24, 3),
+    )
+    sp = check(net, X, filter_masks(net))
+    assert net[6].in_channels == 4 and net[9].in_features == 3 * 4
+    assert sp.report.opaque == ["3"]
+
+
+def test_speedup_view_reshape_permute_and_layernorm_on_other_dim() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc1 = nn.Linear(8, 16)
+            self.fc2 = nn.Linear(16, 4)
+            self.fc3 = nn.Linear(4 * 16 * 16, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x).permute(0, 2, 3, 1)  # channels last
+            y = self.fc2(F.gelu(self.fc1(y)))  # Linear on the last dim
+            y = y.permute(0, 3, 1, 2).contiguous()
+            return self.fc3(y.view(y.size(0), -1))
+
+    net = Net()
+    masks = filter_masks(net, types=(nn.Conv2d, nn.Linear))
+    del masks["fc3"]
+    check(net, X, masks)
+    assert (net.conv.out_channels, net.fc1.in_features, net.fc1.out_features, net.fc2.out_features) == (
+        4,
+        4,
+        8,
+        2,
+    )
+    assert net.fc3.in_features == 2 * 16 * 16
+
+
+def test_speedup_unsupported_op_is_reported_and_rest_shrinks() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 1)
+            self.b = nn.Conv2d(8, 8, 1)
+            self.c = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.softmax(self.a(x), dim=1)  # mixes channels: a keeps its channels
+            return self.c(self.b(y))
+
+    net = Net()
+    sp = check(net, X, filter_masks(net))
+    assert net.a.out_channels == 8 and net.b.out_channels == 4
+    (op, reason, blocked), *_ = sp.report.unsupported
+    assert "softmax" in op and "mixes channels" in reason and blocked == ["a"]
+    assert "unsupported" in str(sp.report)
+
+
+def test_speedup_nonzero_at_zero_before_conv_keeps_channels() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Sigmoid(), nn.Conv2d(8, 2, 1))
+    sp = check(net, X, filter_masks(net), shrinks=False)
+    assert net[0].out_channels == 8  # sigmoid(0) = 0.5 reaches the next conv: removing would change outputs
+    assert sp.report.params_after == sp.report.params_before
+
+
+def test_speedup_output_channels_are_kept() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    check(net, X, filter_masks(net))
+    assert net[2].out_channels == 4 and net[0].out_channels == 4
+
+
+def test_speedup_grouped_conv_is_reported() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=2), nn.Conv2d(8, 2, 1))
+    sp = check(net, X, filter_masks(net), shrinks=False)
+    assert any("grouped" in r for _, r, _ in sp.report.unsupported)
+
+
+def test_speedup_layer_scale_parameter_is_sliced() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 1)
+            self.scale = nn.Parameter(torch.rand(8, 1, 1))
+            self.b = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.scale * self.a(x))
+
+    net = Net()
+    check(net, X, filter_masks(net))
+    assert net.scale.shape == (4, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda: {"nope": {"weight": torch.ones(1)}}, r"masks\['nope'\]: no module"),
+        (lambda: {"0": {"weight": torch.ones(2, 2)}}, r"masks\['0'\]\['weight'\]: shape \(2, 2\)"),
+    ],
+)
+def test_speedup_bad_masks_name_the_entry(bad: Callable[[], dict], match: str) -> None:
+    with pytest.raises(SpeedupError, match=match):
+        ModelSpeedup(nn.Sequential(nn.Conv2d(3, 8, 1)), X, bad())
+
+
+def test_speedup_masks_from_file(tmp_path) -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 2, 1))
+    path = tmp_path / "masks.pth"
+    torch.save(filter_masks(net), path)
+    ModelSpeedup(net, X, str(path)).speedup_model()
+    assert net[0].out_channels == 4
