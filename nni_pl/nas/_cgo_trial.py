@@ -151,13 +151,37 @@ def run_jobs(jobs: dict[str, Any]) -> list[Any]:
     return results
 
 
+def _wait_for(path: Path, seconds: float) -> bool:
+    """Wait until ``path`` exists (the service seals the group): warm up meanwhile."""
+    if path.exists():
+        return True
+    import lightning.pytorch  # noqa: F401 - imported while the group fills, not after
+    import torch  # noqa: F401
+
+    import nni_pl.nas.cgo  # noqa: F401
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.05)
+    return path.exists()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``python -m nni_pl.nas._cgo_trial JOBS.json [WAIT_S]``: wait up to ``WAIT_S`` seconds for the file."""
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        sys.stderr.write("usage: python -m nni_pl.nas._cgo_trial JOBS.json\n")
+    if len(argv) not in (1, 2):
+        sys.stderr.write("usage: python -m nni_pl.nas._cgo_trial JOBS.json [WAIT_S]\n")
         return 2
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
-    run_jobs(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    path = Path(argv[0])
+    if not _wait_for(path, float(argv[1]) if len(argv) == 2 else 0.0):
+        sys.stderr.write(
+            f"no trials to train: {path} was not written in time (is the experiment manager gone?)\n"
+        )
+        return 1
+    run_jobs(json.loads(path.read_text(encoding="utf-8")))
     return 0
 
 

@@ -1,9 +1,10 @@
 """The CGO training service: several NAS trials trained together in one local process.
 
-The manager submits NAS trials one by one as usual. This service queues them in a
-:class:`~nni_pl.nas.cgo.CgoBatcher` and starts one process (``python -m nni_pl.nas._cgo_trial jobs.json``) per
-group of ``max_models`` trials, or for a smaller group once its first trial has waited ``batch_wait_s``
-seconds. That process merges the trials whose evaluator is the same ``Classification``/``Regression`` (one data
+The manager submits NAS trials one by one as usual. The first trial of a group starts one process
+(``python -m nni_pl.nas._cgo_trial jobs.json``), which imports torch and Lightning while the group fills; the
+group is sealed (its ``jobs.json`` written) once it holds ``max_models`` trials or its first trial has waited
+``batch_wait_s`` seconds (NNI's ``max_concurrency_cgo`` and ``batch_waiting_time``), and the process trains
+it. Every trial of a group records the process's pid, so ``nni-pl`` can stop it even without a manager. That process merges the trials whose evaluator is the same ``Classification``/``Regression`` (one data
 pipeline for all; see :mod:`nni_pl.nas.cgo`) and writes every trial's reports and exit code into the trial's
 own directory, so each trial keeps its own status, metrics and parameters in the store and the CLI.
 
@@ -11,7 +12,7 @@ own directory, so each trial keeps its own status, metrics and parameters in the
 A merged process's files (``run.sh``, ``jobs.json``, ``stdout``, ``stderr``) are in ``<experiment>/cgo/<group>/``;
 each trial directory holds ``cgo.json`` (the group, its pid and its trials) and ``.nni/pid``.
 
-Stopping: a queued trial is simply dropped. A trial of a running group gets its ``.nni/stop`` file: its model
+Stopping: a trial of a group not sealed yet is simply dropped (the process too, if it was the last). A trial of a running group gets its ``.nni/stop`` file: its model
 leaves the merged run at the next training step and the others go on; if it has not ended ``grace`` seconds
 later it is reported ended anyway. When every trial of a group is asked to stop, the process is terminated.
 Resuming: a trial whose merged process outlived the manager is collected from its exit code if it has one;
@@ -62,6 +63,8 @@ class _Group:
     popen: subprocess.Popen[bytes]
     pidfd: int | None
     remaining: dict[str, TrialJob] = field(default_factory=dict)
+    opened_at: float = field(default_factory=time.monotonic)
+    sealed: bool = False
     stop_deadline: dict[str, float] = field(default_factory=dict)  # trial -> report it ended by then
     kill_at: float | None = None
 
@@ -105,14 +108,18 @@ class CgoTrainingService(TrainingService):
         max_trial_number_per_gpu: int = 1,
         use_active_gpu: bool = False,
     ) -> None:
-        from nni_pl.nas.cgo import CgoBatcher
+        from nni_pl.nas.cgo import CgoError
 
+        if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
+            raise CgoError(f"max_models must be a positive integer, got {max_models!r}; e.g. max_models=4")
+        if isinstance(batch_wait_s, bool) or not isinstance(batch_wait_s, (int, float)) or batch_wait_s < 0:
+            raise CgoError(f"batch_wait_s must be a number of seconds >= 0, got {batch_wait_s!r}; e.g. 2.0")
         self.spec_path = Path(spec_path)
         self.group_root = Path(group_root)
         self.code_directory = Path(code_directory)
         self.concurrency = concurrency
-        self.batcher: CgoBatcher[TrialJob] = CgoBatcher(max_models=max_models, batch_wait_s=batch_wait_s)
-        self.max_models = self.batcher.max_models
+        self.max_models = max_models
+        self.batch_wait_s = float(batch_wait_s)
         self.python = python
         self.gpu_number = gpu_number
         self.gpus = GpuScheduler(
@@ -131,42 +138,92 @@ class CgoTrainingService(TrainingService):
             )
         self.host = socket.gethostname()
         self.groups: dict[str, _Group] = {}
+        self.open: _Group | None = None  # the group still taking trials (its process is warming up)
         self._trial_group: dict[str, str] = {}
         self._ended: list[TrialEnd] = []
         self._count = 0
 
     # --- scheduling ---------------------------------------------------------------------------------------
     def free_slots(self) -> int:
-        return max(0, (self.concurrency - len(self.groups)) * self.max_models - len(self.batcher))
+        free = (self.concurrency - len(self.groups)) * self.max_models
+        if free > 0 and self.gpu_number and not self.gpus.can_acquire():
+            free = 0
+        if self.open is not None:
+            free += self.max_models - len(self.open.jobs)
+        return max(0, free)
 
     def running(self) -> set[str]:
-        return {job.trial_id for job in self.batcher.items()} | set(self._trial_group)
+        return set(self._trial_group)
 
     def submit(self, job: TrialJob) -> SubmitInfo:
         job.control_dir.mkdir(parents=True, exist_ok=True)
         for stale in (EXITCODE_FILE, STOP_FILE):  # a trial (re)starts: its end is not known yet
             (job.control_dir / stale).unlink(missing_ok=True)
-        self.batcher.add(job)
-        started = time.time()
-        self._launch_ready()
-        return SubmitInfo(pid=None, host=self.host, started_at=started)
+        if self.open is None:
+            if len(self.groups) >= self.concurrency:
+                raise RuntimeError("no merged process free; call free_slots() before submit()")
+            self.open = self._start_group(job)
+        group = self.open
+        group.jobs.append(job)
+        group.remaining[job.trial_id] = job
+        self._trial_group[job.trial_id] = group.name
+        started = process_start_time(group.popen.pid)
+        (job.control_dir / PID_FILE).write_text(
+            f"{group.popen.pid} {started if started is not None else ''}\n", encoding="utf-8"
+        )
+        if len(group.jobs) >= self.max_models:
+            self._seal(group)
+        return SubmitInfo(pid=group.popen.pid, host=self.host, started_at=time.time(), pid_started_at=started)
 
-    def _launch_ready(self, *, flush: bool = False) -> None:
-        while len(self.groups) < self.concurrency and self.gpus.can_acquire():
-            group = self.batcher.pop_ready(flush=flush)
-            if group is None:
-                return
-            self._launch(group)
-
-    def _launch(self, jobs: list[TrialJob]) -> None:
+    def _start_group(self, first: TrialJob) -> _Group:
         self._count += 1
-        name = f"g{self._count:03d}-{jobs[0].trial_id}"
+        name = f"g{self._count:03d}-{first.trial_id}"
         directory = self.group_root / name
         directory.mkdir(parents=True, exist_ok=True)
         gpus = self.gpus.acquire(name)
+        if gpus is None:
+            raise RuntimeError("no GPU free; call free_slots() before submit()")
+        jobs_path = directory / "jobs.json"
+        path = os.path.dirname(self.python) + os.pathsep + os.environ.get("PATH", "")
+        wait = self.batch_wait_s + 300.0  # the group is sealed after batch_wait_s; then give up (no manager)
+        lines = [
+            "#!/usr/bin/env bash",
+            "# written by nni-pl: one merged CGO trial; `bash run.sh` re-runs it",
+            f"export PATH={shlex.quote(path)}",
+        ]
+        if self.gpu_number is not None:
+            lines.append(f"export CUDA_VISIBLE_DEVICES={','.join(map(str, gpus))}")
+        lines += [
+            f"export {ENV_DEFAULT_ROOT_DIR}=${{{ENV_DEFAULT_ROOT_DIR}:-{shlex.quote(str(directory))}}}",
+            f"cd {shlex.quote(str(self.code_directory))}",
+            f"exec {shlex.quote(self.python)} -m nni_pl.nas._cgo_trial {shlex.quote(str(jobs_path))} {wait:.0f}",
+        ]
+        script = directory / "run.sh"
+        script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        with open(directory / "stdout", "ab") as out, open(directory / "stderr", "ab") as err:
+            popen = subprocess.Popen(
+                ["bash", str(script)],
+                cwd=self.code_directory,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,  # own process group: stopped as a whole; Ctrl-C does not reach it
+            )
+        group = _Group(name, directory, [], popen, _pidfd_open(popen.pid))
+        self.groups[name] = group
+        return group
+
+    def _seal(self, group: _Group) -> None:
+        """Write the group's ``jobs.json``: its process starts training these trials."""
+        if group is self.open:
+            self.open = None
+        if not group.jobs:  # every trial was cancelled before the group was sealed
+            self._signal(group, signal.SIGKILL)
+            return
+        group.sealed = True
         record = {
             "spec": str(self.spec_path),
-            "group": name,
+            "group": group.name,
             "host": self.host,
             "max_models": self.max_models,
             "trials": [
@@ -177,66 +234,37 @@ class CgoTrainingService(TrainingService):
                     "trial_dir": str(j.trial_dir),
                     "parameters": j.parameters,
                 }
-                for j in jobs
+                for j in group.jobs
             ],
         }
-        jobs_path = directory / "jobs.json"
-        jobs_path.write_text(json.dumps(record, indent=2), encoding="utf-8")
-        path = os.path.dirname(self.python) + os.pathsep + os.environ.get("PATH", "")
-        script = directory / "run.sh"
-        script.write_text(
-            "\n".join(
-                [
-                    "#!/usr/bin/env bash",
-                    "# written by nni-pl: one merged CGO trial; `bash run.sh` re-runs it",
-                    f"export PATH={shlex.quote(path)}",
-                    *(
-                        [f"export CUDA_VISIBLE_DEVICES={','.join(map(str, gpus or []))}"]
-                        if self.gpu_number is not None
-                        else []
-                    ),
-                    f"export {ENV_DEFAULT_ROOT_DIR}=${{{ENV_DEFAULT_ROOT_DIR}:-{shlex.quote(str(directory))}}}",
-                    f"cd {shlex.quote(str(self.code_directory))}",
-                    f"exec {shlex.quote(self.python)} -m nni_pl.nas._cgo_trial {shlex.quote(str(jobs_path))}",
-                ]
-            )
-            + "\n",
-            encoding="utf-8",
+        tmp = group.directory / "jobs.json.tmp"
+        tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+        tmp.replace(group.directory / "jobs.json")
+        logger.info(
+            "CGO: merged trial %s (pid %d) trains %s",
+            group.name,
+            group.popen.pid,
+            [j.trial_id for j in group.jobs],
         )
-        with open(directory / "stdout", "ab") as out, open(directory / "stderr", "ab") as err:
-            popen = subprocess.Popen(
-                ["bash", str(script)],
-                cwd=self.code_directory,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-        group = _Group(name, directory, jobs, popen, _pidfd_open(popen.pid))
-        for j in jobs:
-            group.remaining[j.trial_id] = j
-            self._trial_group[j.trial_id] = name
-            started = process_start_time(popen.pid)
-            (j.control_dir / PID_FILE).write_text(
-                f"{popen.pid} {started if started is not None else ''}\n", encoding="utf-8"
-            )
-        self.groups[name] = group
-        logger.info("CGO: merged trial %s (pid %d) trains %s", name, popen.pid, [j.trial_id for j in jobs])
+
+    def _seal_if_waited(self) -> None:
+        group = self.open
+        if group is not None and group.jobs and time.monotonic() - group.opened_at >= self.batch_wait_s:
+            self._seal(group)
 
     # --- waiting --------------------------------------------------------------------------------------------
     def poll(self, timeout: float) -> list[TrialEnd]:
-        self._launch_ready()
+        self._seal_if_waited()
         wait = timeout
-        left = self.batcher.seconds_left()
-        if left is not None and len(self.groups) < self.concurrency:
-            wait = min(wait, left)
+        if self.open is not None:
+            wait = min(wait, max(0.0, self.open.opened_at + self.batch_wait_s - time.monotonic()))
         if wait > 0:
             fds = [g.pidfd for g in self.groups.values() if g.pidfd is not None]
             if fds and len(fds) == len(self.groups):
                 select.select(fds, [], [], min(wait, 0.5))  # trials of a group may end before it does
             else:
                 time.sleep(min(wait, 0.05) if self.groups else wait)
-        self._launch_ready()
+        self._seal_if_waited()
         ends, self._ended = self._ended, []
         now = time.time()
         for name, group in list(self.groups.items()):
@@ -256,8 +284,10 @@ class CgoTrainingService(TrainingService):
                 self._signal(group, signal.SIGKILL)
                 group.kill_at = None
             if code is not None and not group.remaining:
+                if group is self.open:
+                    self.open = None
                 self._close(group)
-            elif not group.remaining and code is None and group.kill_at is None:
+            elif not group.remaining and code is None and group.kill_at is None and group.sealed:
                 # every trial has ended (e.g. stopped after the deadline): the process has nothing left to do
                 self._terminate_group(group, grace=10.0)
         return ends
@@ -290,17 +320,20 @@ class CgoTrainingService(TrainingService):
         group.kill_at = time.time() + grace
 
     def terminate(self, trial_id: str, *, grace: float = 10.0) -> None:
-        for job in self.batcher.items():
-            if job.trial_id == trial_id:
-                self.batcher.remove(job)
-                self._ended.append(
-                    TrialEnd(trial_id, _EXIT_STOPPED, time.time(), "stopped before it started")
-                )
-                return
         name = self._trial_group.get(trial_id)
         if name is None:
             return
         group = self.groups[name]
+        if not group.sealed:  # its group has not started training: just drop it
+            group.jobs = [j for j in group.jobs if j.trial_id != trial_id]
+            self._ended.append(
+                self._end(
+                    group, trial_id, _EXIT_STOPPED, time.time(), "stopped before its merged trial started"
+                )
+            )
+            if not group.jobs:
+                self._seal(group)  # nothing to train: ends the process
+            return
         if trial_id in group.stop_deadline:
             return
         job = group.remaining[trial_id]
@@ -342,6 +375,7 @@ class CgoTrainingService(TrainingService):
         )
 
     def shutdown(self) -> None:
+        self.open = None
         for group in list(self.groups.values()):
             if group.popen.poll() is None:
                 self._signal(group, signal.SIGKILL)

@@ -61,6 +61,7 @@ def test_cgo_experiment_merges_pairs_of_trials_each_its_own_trial(tmp_path: Path
         assert t.intermediate_count == 1  # its own validation epoch, in its own metrics file
     markers = _markers(trials)
     assert len({m["pid"] for m in markers}) == 2  # 4 trials, 2 processes (2 merged per process)
+    assert [t.pid for t in trials] == [m["pid"] for m in markers]  # the store knows each trial's process
     assert sorted(len(m["trials"]) for m in markers) == [2, 2, 2, 2]
     assert len(list((exp.directory / "cgo").iterdir())) == 2
     assert exp.export_top_models(top_k=1)[0]["head"] in "abcd"
@@ -143,7 +144,7 @@ def _job(tmp_path: Path, tid: str) -> TrialJob:
     return TrialJob("exp", tid, 0, 0, "algorithm", {"head": "a"}, tmp_path / "trials" / tid)
 
 
-def test_cgo_service_queues_trials_and_cancels_a_queued_one(tmp_path: Path) -> None:
+def test_cgo_service_fills_a_group_and_cancels_its_trials_before_it_trains(tmp_path: Path) -> None:
     service = CgoTrainingService(
         spec_path=tmp_path / "nas.json",
         group_root=tmp_path / "cgo",
@@ -153,16 +154,24 @@ def test_cgo_service_queues_trials_and_cancels_a_queued_one(tmp_path: Path) -> N
         batch_wait_s=60.0,
     )
     assert service.free_slots() == 3
-    info = service.submit(_job(tmp_path, "t1"))
-    assert info.pid is None and info.host
-    service.submit(_job(tmp_path, "t2"))
+    first = service.submit(_job(tmp_path, "t1"))  # starts the merged process, which warms up meanwhile
+    second = service.submit(_job(tmp_path, "t2"))
+    assert first.pid is not None and second.pid == first.pid and first.host
     assert service.free_slots() == 1 and service.running() == {"t1", "t2"}
     assert service.poll(0.0) == []  # still waiting for a third model (or 60 s)
     service.terminate("t1")
     ends = service.poll(0.0)
     assert [(e.trial_id, e.exit_code) for e in ends] == [("t1", 143)]
     assert service.running() == {"t2"} and service.free_slots() == 2
-    assert not (tmp_path / "cgo").exists()  # no process started
+    service.terminate("t2")  # the last one: the process has nothing to train and ends
+    ends = service.poll(0.0)
+    deadline = time.time() + 30
+    while service.groups and time.time() < deadline:
+        ends += service.poll(0.1)
+    assert [(e.trial_id, e.exit_code) for e in ends] == [("t2", 143)]
+    assert not service.groups and service.free_slots() == 3
+    (group,) = (tmp_path / "cgo").iterdir()
+    assert not (group / "jobs.json").exists()  # never sealed: nothing was trained
     service.shutdown()
 
 
