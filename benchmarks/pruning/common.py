@@ -95,6 +95,32 @@ def measure(model: nn.Module, size: int, batches: tuple[int, ...], repeats: int)
     return row
 
 
+def measure_interleaved(
+    models: dict[str, nn.Module], size: int, batches: tuple[int, ...], repeats: int, warmup: int = 2
+) -> dict[str, dict[str, float]]:
+    """Like :func:`measure` for several models, timing them in turns (round-robin) so load changes hit all alike."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, model in models.items():
+        macs, params = count_macs_params(model, (1, 3, size, size))
+        rows[key] = {"macs": macs, "params": params}
+        model.eval()
+    for batch in batches:
+        x = torch.randn(batch, 3, size, size)
+        times: dict[str, list[float]] = {key: [] for key in models}
+        with torch.inference_mode():
+            for model in models.values():
+                for _ in range(warmup):
+                    model(x)
+            for _ in range(repeats):
+                for key, model in models.items():
+                    start = time.perf_counter()
+                    model(x)
+                    times[key].append((time.perf_counter() - start) * 1000.0)
+        for key in models:
+            rows[key][f"lat_b{batch}"] = statistics.median(times[key])
+    return rows
+
+
 class DigitsCNN(nn.Module):
     """A small CNN for sklearn's 8x8 digits (three conv blocks, global pooling, a Linear classifier)."""
 

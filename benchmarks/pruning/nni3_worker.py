@@ -51,12 +51,15 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """One latency or digits job."""
     torch.set_num_threads(job["threads"])
     if job["kind"] == "latency":
-        model = common.build_model(job["model"])
+        dense = common.build_model(job["model"])
         dummy = torch.randn(1, 3, job["size"], job["size"])
-        model, _, error = prune(model, job["sparsity"], dummy)
+        model, _, error = prune(common.clone(dense), job["sparsity"], dummy)
         if error is not None:
             return {"error": error}
-        return common.measure(model, job["size"], tuple(job["batches"]), job["repeats"])
+        rows = common.measure_interleaved(
+            {"dense": dense, "pruned": model}, job["size"], tuple(job["batches"]), job["repeats"]
+        )
+        return dict(rows["pruned"], dense=rows["dense"])
     data = torch.load(job["data"])
     model = common.DigitsCNN(job["width"])
     model.load_state_dict(torch.load(job["state"]))

@@ -123,16 +123,21 @@ def run_nni3(jobs: list[dict[str, Any]], timeout: int) -> list[dict[str, Any]]:
 
 
 def latency_section(args: argparse.Namespace, tools: list[str]) -> dict[str, Any]:
-    """Dense and pruned measurements: results[model][sparsity or 'dense'][tool] -> row or {'error': ...}."""
+    """results[model][sparsity][tool or 'dense'] -> row or {'error': ...}.
+
+    Within one (model, sparsity) cell the dense model and every in-process tool's pruned model are timed in turns
+    (round-robin), and ratios use that cell's dense latency; NNI 3.0 runs in its own process and is timed there
+    against its own dense measurement of the same model (its row's ``"dense"``).
+    """
     results: dict[str, Any] = {}
     batches = tuple(args.batches)
     nni3_jobs = []
     for name in args.models:
         dense = common.build_model(name)
-        results[name] = {"dense": common.measure(dense, args.size, batches, args.repeats)}
-        logger.info("%s dense: %s", name, results[name]["dense"])
+        results[name] = {}
         for sparsity in args.sparsities:
             cell: dict[str, Any] = {}
+            models: dict[str, torch.nn.Module] = {"dense": dense}
             for tool in tools:
                 if tool == "NNI 3.0":
                     nni3_jobs.append(
@@ -154,11 +159,12 @@ def latency_section(args: argparse.Namespace, tools: list[str]) -> dict[str, Any
                     continue
                 dummy = torch.randn(1, 3, args.size, args.size)
                 try:
-                    pruned = PRUNE[tool](common.clone(dense), sparsity, dummy)
-                    cell[tool] = common.measure(pruned, args.size, batches, args.repeats)
+                    models[tool] = PRUNE[tool](common.clone(dense), sparsity, dummy)
                 except Exception as exc:
                     cell[tool] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-                logger.info("%s %.0f%% %s: %s", name, sparsity * 100, tool, cell[tool])
+            cell.update(common.measure_interleaved(models, args.size, batches, args.repeats))
+            for key, row in cell.items():
+                logger.info("%s %.0f%% %s: %s", name, sparsity * 100, key, row)
             results[name][sparsity] = cell
     if nni3_jobs:
         keys = [job.pop("_key") for job in nni3_jobs]
@@ -261,12 +267,13 @@ def render(
         "",
     ]
     for name, per in lat.items():
-        dense = per["dense"]
+        dense = per[args.sparsities[0]]["dense"]
         lines += [
             f"## {name}",
             "",
             f"Dense: {dense['macs'] / 1e6:.1f} MMACs, {dense['params'] / 1e6:.2f} M params, "
-            f"batch {args.batches[0]} {dense[b1]:.1f} ms, batch {args.batches[-1]} {dense[bn]:.1f} ms.",
+            f"batch {args.batches[0]} {dense[b1]:.1f} ms, batch {args.batches[-1]} {dense[bn]:.1f} ms "
+            "(first cell; each cell re-times the dense model in turns with the pruned ones).",
             "",
             f"| sparsity | tool | MACs | params | speed-up b{args.batches[0]} | speed-up b{args.batches[-1]} | "
             f"ms b{args.batches[0]} | ms b{args.batches[-1]} |",
@@ -275,6 +282,9 @@ def render(
         for sparsity in args.sparsities:
             for tool in tools:
                 row = per[sparsity].get(tool, {"error": "not run"})
+                dense = per[sparsity]["dense"]
+                if tool == "NNI 3.0" and "dense" in row:
+                    dense = row["dense"]
                 if "error" in row:
                     lines.append(f"| {sparsity:.0%} | {tool} | failed: {row['error']} | | | | | |")
                     continue
@@ -313,8 +323,8 @@ def render(
         "|---|---|---|---|---|---|",
     ]
     for name, per in lat.items():
-        dense = per["dense"]
         for sparsity in args.sparsities:
+            dense = per[sparsity]["dense"]
             ours, peer = per[sparsity].get("nni-pl", {}), per[sparsity].get("torch-pruning", {})
             for key in (b1, bn):
                 case = f"{name} {sparsity:.0%} batch {key[5:]}"
@@ -359,7 +369,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sparsities", nargs="+", type=float, default=[0.3, 0.5, 0.7])
     parser.add_argument("--size", type=int, default=224, help="input height = width")
     parser.add_argument("--batches", nargs=2, type=int, default=[1, 32], help="the two batch sizes timed")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per latency (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per latency (median)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--width", type=int, default=32, help="DigitsCNN width")
     parser.add_argument("--train-epochs", type=int, default=20)
@@ -381,6 +391,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("nni_pl").setLevel(logging.WARNING)
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     tools = [t for t in TOOLS if not (t == "NNI 3.0" and args.skip_nni3)]
