@@ -280,3 +280,34 @@ def test_speedup_masks_from_file(tmp_path) -> None:
     torch.save(filter_masks(net), path)
     ModelSpeedup(net, X, str(path)).speedup_model()
     assert net[0].out_channels == 4
+
+
+def test_speedup_interpolate_to_another_tensors_size_and_train_mode_dropout() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+            self.drop = nn.Dropout2d(0.5)
+            self.b = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.drop(F.relu(self.a(x)))
+            return self.b(F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False))
+
+    net = Net().train()
+    sp = ModelSpeedup(net, X, filter_masks(net))
+    sp.speedup_model()
+    assert net.training and not sp.report.unsupported
+    assert net.a.out_channels == net.b.in_channels == 4
+    net.eval()
+    assert net(X).shape == (2, 2, 16, 16)
+
+
+def test_speedup_mlp_with_batchnorm1d() -> None:
+    net = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    net[1].running_mean.uniform_(-1, 1)
+    nn.init.uniform_(net[1].bias, -0.5, 0.5)
+    masks = filter_masks(net, types=(nn.Linear,))
+    del masks["3"]
+    check(net, torch.randn(4, 12), masks)
+    assert net[0].out_features == net[1].num_features == net[3].in_features == 8

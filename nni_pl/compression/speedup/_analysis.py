@@ -120,6 +120,15 @@ class ChannelAnalysis:
     """
 
     def __init__(self, model: nn.Module, dummy_input: Any) -> None:
+        # Eval mode: dropout and friends must be deterministic for the channel probes.
+        training = model.training
+        model.eval()
+        try:
+            self._analyse(model, dummy_input)
+        finally:
+            model.train(training)
+
+    def _analyse(self, model: nn.Module, dummy_input: Any) -> None:
         self.gm, self.opaque = trace(model, dummy_input)
         self.modules = dict(self.gm.named_modules())
         self.spaces: list[Space] = []
@@ -347,13 +356,19 @@ class ChannelAnalysis:
             return self._move(node)
         x = node.args[0] if node.args else None
         if len(tensors) == 1 and x is tracked[0]:
-            others = [a for a in list(node.args[1:]) + list(node.kwargs.values())]
-            if not any(isinstance(a, fx.Node) for a in others):
+            missing: list[fx.Node] = []
+
+            def concrete(a: fx.Node) -> Any:
+                if "value" not in a.meta:
+                    missing.append(a)
+                return a.meta.get("value")
+
+            rest = fx.node.map_arg(tuple(node.args[1:]), concrete)
+            kwargs = fx.node.map_arg(dict(node.kwargs), concrete)
+            if not missing:
                 if node.op == "call_method":
-                    return self._probe(
-                        node, self.info[x], lambda v: getattr(v, t)(*node.args[1:], **node.kwargs)
-                    )
-                return self._probe(node, self.info[x], lambda v: t(v, *node.args[1:], **node.kwargs))
+                    return self._probe(node, self.info[x], lambda v: getattr(v, t)(*rest, **kwargs))
+                return self._probe(node, self.info[x], lambda v: t(v, *rest, **kwargs))
         return self._unsupported(node, "an op speed-up does not know")
 
     def _binary(self, node: fx.Node) -> ChanInfo | None:

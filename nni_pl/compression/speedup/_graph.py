@@ -32,6 +32,18 @@ _LEAF_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
+class _ValueProp(ShapeProp):
+    """ShapeProp that also keeps small non-tensor results (sizes, ints) for later probing."""
+
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        if isinstance(result, (int, float, bool, torch.Size)) or (
+            isinstance(result, (tuple, list)) and all(isinstance(v, (int, float)) for v in result)
+        ):
+            n.meta["value"] = result
+        return result
+
+
 class SpeedupError(NniPlError):
     """The model cannot be traced or sped up; the message names the module and how to fix it."""
 
@@ -94,7 +106,7 @@ def trace(model: nn.Module, dummy_input: Any) -> tuple[fx.GraphModule, list[str]
         gm.recompile()
     args = dummy_input if isinstance(dummy_input, (tuple, list)) else (dummy_input,)
     with torch.no_grad():
-        ShapeProp(gm).propagate(*args)
+        _ValueProp(gm).propagate(*args)
     return gm, tracer.opaque
 
 

@@ -174,7 +174,7 @@ class ModelSpeedup:
                 owner_name, _, attr = target.rpartition(".")
                 owner = model.get_submodule(owner_name)
                 old = getattr(owner, attr)
-                sliced = old.detach().index_select(pdim, i).clone()
+                sliced = old.detach().index_select(pdim, i.to(old.device)).clone()
                 setattr(
                     owner,
                     attr,
@@ -183,14 +183,18 @@ class ModelSpeedup:
                 self.report.replaced[target] = f"{tuple(old.shape)}->{tuple(sliced.shape)}"
         self.report.params_after = _count(model)
         args = self.dummy_input if isinstance(self.dummy_input, (tuple, list)) else (self.dummy_input,)
+        training = model.training
         try:
             with torch.no_grad():
+                model.eval()
                 model(*args)
         except Exception as e:
             raise SpeedupError(
                 f"the sped-up {type(model).__name__} fails on the dummy input ({e}); a shape is probably hard-coded "
                 "in forward (e.g. x.view(-1, 800)): compute it from the tensor (x.flatten(1)) and retry"
             ) from e
+        finally:
+            model.train(training)
         _log.info("%s", self.report)
         return model
 
@@ -205,10 +209,10 @@ class ModelSpeedup:
             m = modules[name]
             mask = self.masks.get(name, {}).get("weight")
             w = m.weight.detach() if mask is None else mask
-            e = w.flatten(1).abs().sum(1) == 0
+            e = (w.flatten(1).abs().sum(1) == 0).cpu()
             bias_mask = self.masks.get(name, {}).get("bias")
             if bias_mask is not None:
-                e &= bias_mask == 0
+                e &= (bias_mask == 0).cpu()
             empty &= e[off : off + sp.size]
         if not empty.any():
             return None
@@ -238,7 +242,7 @@ class ModelSpeedup:
                         if mask is None:
                             mask = torch.ones_like(p)
                         mask = mask.clone()
-                        mask[off : off + sp.size][removed] = 0
+                        mask[off : off + sp.size][removed.to(mask.device)] = 0
                         self.masks[name][key] = mask
                         p.mul_(mask)
 
