@@ -13,9 +13,11 @@ each model re-run separately"). :class:`CgoBatcher` collects incoming candidates
 is ready when ``max_models`` wait or the first of them has waited ``batch_wait_s`` seconds (NNI's
 ``max_concurrency_cgo`` and ``batch_waiting_time``).
 
-Integration with the experiment engine: the engine submits each candidate as its own trial; a CGO runner
-takes the trials a :class:`CgoBatcher` releases and starts one process for them that calls
-:func:`run_merged_trials` with the NAS trial spec and each trial's ``(parameters, TrialContext)``. It rebuilds
+Integration with the experiment engine (``NasExperiment(..., execution="cgo")``): the engine submits each
+candidate as its own trial; :class:`nni_pl.training.cgo.CgoTrainingService` groups them (at most
+``max_models``, or fewer after ``batch_wait_s``) and starts one process per group
+(:mod:`nni_pl.nas._cgo_trial`) that calls :func:`run_merged_trials` with the NAS trial spec and each trial's
+``(parameters, TrialContext)``. It rebuilds
 the model space once, freezes every architecture, merges the trials whose (resolved) evaluator is the same
 ``Classification``/``Regression`` and trains them with :func:`train_merged` and
 ``report=context_reporter(contexts)``: each model's reports land in its own trial's metrics file, so the
