@@ -240,10 +240,16 @@ def test_speedup_output_channels_are_kept() -> None:
     assert net[2].out_channels == 4 and net[0].out_channels == 4
 
 
-def test_speedup_grouped_conv_is_reported() -> None:
-    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=2), nn.Conv2d(8, 2, 1))
-    sp = check(net, X, filter_masks(net), shrinks=False)
-    assert any("grouped" in r for _, r, _ in sp.report.unsupported)
+def test_speedup_grouped_conv_loses_equally_many_channels_per_group() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.Conv2d(8, 2, 1))
+    w = torch.ones(8, 3, 1, 1)
+    w[[0, 1, 2, 5]] = 0  # group 0 could lose 3, group 1 only 1: both lose 1
+    g = torch.ones(8, 4, 3, 3)
+    g[[1, 2, 6, 7]] = 0
+    masks = {"0": {"weight": w, "bias": w[:, 0, 0, 0]}, "2": {"weight": g, "bias": g[:, 0, 0, 0]}}
+    check(net, X, masks)
+    assert (net[0].out_channels, net[2].in_channels, net[2].out_channels, net[2].groups) == (6, 6, 4, 2)
+    assert net[3].in_channels == 4
 
 
 def test_speedup_layer_scale_parameter_is_sliced() -> None:

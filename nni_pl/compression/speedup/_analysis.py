@@ -63,6 +63,9 @@ class Space:
     pins: list[str] = field(default_factory=list)
     parent: int = -1
     derived: bool = False  # the output of an unsupported op (already reported)
+    # (offset, length, groups): channels [offset, offset + length) feed or leave a grouped conv, so every
+    # one of the ``groups`` equal chunks must lose the same number of channels.
+    grouped: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class ChannelAnalysis:
         sb.parent = a
         sa.members += sb.members
         sa.pins += sb.pins
+        sa.grouped += sb.grouped
 
     def size(self, info: ChanInfo) -> int:
         return sum(self.spaces[self.find(s)].size for s in info.segs)
@@ -270,10 +274,18 @@ class ChannelAnalysis:
                 out = ChanInfo(1, xi.segs)
                 self.layers[name] = LayerIO("depthwise", xi, out)
                 return out
-            self._unsupported(node, f"grouped convolution (groups={m.groups}) keeps its channels")
-            return ChanInfo(
-                1, (self._new(m.out_channels, (name, 0, "producer"), pin=f"{name}: grouped conv"),)
-            )
+            inp = self._consume(node, xi, 1, inner_ok=False)
+            if inp is not None:
+                if len(inp.segs) != 1:
+                    self._pin(inp, f"{name}: a grouped conv reading concatenated channels")
+                else:
+                    r = self.find(inp.segs[0])
+                    self.spaces[r].grouped.append((0, self.spaces[r].size, m.groups))
+            sid = self._new(m.out_channels, (name, 0, "producer"))
+            self.spaces[sid].grouped.append((0, m.out_channels, m.groups))
+            out = ChanInfo(1, (sid,))
+            self.layers[name] = LayerIO("grouped", inp, out)
+            return out
         if isinstance(m, nn.Linear):
             if in_shape is None or out_shape is None:
                 return self._unsupported(node, "input is not a tensor")

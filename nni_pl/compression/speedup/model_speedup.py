@@ -214,6 +214,8 @@ class ModelSpeedup:
             if bias_mask is not None:
                 e &= (bias_mask == 0).cpu()
             empty &= e[off : off + sp.size]
+        if sp.grouped:
+            empty = _equal_per_group(empty, sp.grouped)
         if not empty.any():
             return None
         kept = (~empty).nonzero().flatten()
@@ -276,7 +278,19 @@ class ModelSpeedup:
                 return None
             return nn.Parameter(t, like.requires_grad) if isinstance(like, nn.Parameter) else t
 
-        if kind == "conv" or kind == "linear":
+        if kind == "grouped":
+            g = m.groups
+            cin_g, cout_g = m.in_channels // g, m.out_channels // g
+            i = torch.arange(m.in_channels) if i is None else i.cpu()
+            o = torch.arange(m.out_channels) if o is None else o.cpu()
+            rows = [
+                m.weight[oc, i[(i // cin_g) == oc // cout_g] - (oc // cout_g) * cin_g] for oc in o.tolist()
+            ]
+            new.weight = param(torch.stack(rows).detach().clone(), m.weight)
+            if m.bias is not None:
+                new.bias = param(take(m.bias, 0, o), m.bias)
+            new.in_channels, new.out_channels = len(i), len(o)
+        elif kind == "conv" or kind == "linear":
             w = take(take(m.weight, 0, o), 1, i)
             new.weight = param(w, m.weight)
             if m.bias is not None:
@@ -299,6 +313,27 @@ class ModelSpeedup:
                 new.running_var = take(m.running_var, 0, o)
             new.num_features = len(o)
         return new
+
+
+def _equal_per_group(empty: torch.Tensor, grouped: list[tuple[int, int, int]]) -> torch.Tensor:
+    """Un-remove channels until each grouped conv's groups lose equally many (the first ones removed)."""
+    empty = empty.clone()
+    for _ in range(len(grouped) + 1):
+        changed = False
+        for off, length, groups in grouped:
+            chunks = empty[off : off + length].view(groups, -1)
+            if chunks.shape[1] == 0:
+                continue
+            n = int(chunks.sum(1).min())
+            if n == chunks.shape[1]:  # every channel empty: keep one per group
+                n -= 1
+            limited = chunks & (chunks.cumsum(1) <= n)
+            if not torch.equal(limited, chunks):
+                empty[off : off + length] = limited.flatten()
+                changed = True
+        if not changed:
+            return empty
+    return torch.zeros_like(empty)
 
 
 def _set(model: nn.Module, name: str, new: nn.Module) -> None:
