@@ -317,3 +317,22 @@ def test_speedup_mlp_with_batchnorm1d() -> None:
     del masks["3"]
     check(net, torch.randn(4, 12), masks)
     assert net[0].out_features == net[1].num_features == net[3].in_features == 8
+
+
+def test_speedup_reports_layers_the_dummy_input_never_reaches() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 1)
+            self.b = nn.Conv2d(8, 2, 1)
+            self.aux = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.a(x)
+            return self.b(y) + self.aux(y) if self.training else self.b(y)
+
+    net = Net().eval()
+    sp = ModelSpeedup(net, X, filter_masks(net))
+    sp.speedup_model()
+    assert sp.report.unreached == ["aux"]
+    assert "not reached" in str(sp.report)

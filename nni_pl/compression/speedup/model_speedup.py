@@ -46,12 +46,15 @@ class SpeedupReport:
         replaced: module name -> ``"Conv2d(64->32, 64->32)"`` style before/after channel counts.
         unsupported: ``(op, reason, blocked layers)`` for every op that kept channels.
         opaque: user modules that torch.fx could not trace (kept as one call each).
+        unreached: layers with parameters the dummy input never reached (e.g. inception's auxiliary head
+            in eval mode); they keep their shapes, so such a path may no longer fit after speed-up.
         params_before / params_after: parameter counts.
     """
 
     replaced: dict[str, str] = field(default_factory=dict)
     unsupported: list[tuple[str, str, list[str]]] = field(default_factory=list)
     opaque: list[str] = field(default_factory=list)
+    unreached: list[str] = field(default_factory=list)
     params_before: int = 0
     params_after: int = 0
 
@@ -63,6 +66,8 @@ class SpeedupReport:
         for op, reason, blocked in self.unsupported:
             lines.append(f"  unsupported {op}: {reason}; keeps channels of {', '.join(blocked) or '-'}")
         lines += [f"  not traceable, kept as one call: {name}" for name in self.opaque]
+        if self.unreached:
+            lines.append(f"  not reached by the dummy input (unchanged): {', '.join(self.unreached)}")
         return "\n".join(lines)
 
 
@@ -129,6 +134,20 @@ class ModelSpeedup:
                     getattr(modules[name], key).mul_(mask.to(getattr(modules[name], key)))
         a = ChannelAnalysis(model, self.dummy_input)
         self.report.opaque = list(a.opaque)
+        called = {str(n.target) for n in a.gm.graph.nodes if n.op == "call_module"}
+        self.report.unreached = [
+            name
+            for name, m in modules.items()
+            if name
+            and any(True for _ in m.parameters(recurse=False))
+            and name not in called
+            and not any(name.startswith(f"{c}.") for c in called | set(a.opaque))
+        ]
+        if self.report.unreached:
+            _log.warning(
+                "speed-up: the dummy input never reaches %s; they keep their shapes",
+                ", ".join(self.report.unreached),
+            )
         self.report.unsupported = [(u.op, u.reason, a.blocked_layers(u.spaces)) for u in a.unsupported]
         if self.report.unsupported:
             first = self.report.unsupported[0]
