@@ -1,0 +1,284 @@
+"""The Pruner base: config_list -> per-layer importance scores -> masks.
+
+A pruner subclass says which module types it prunes and how important each unit of a layer is (a whole output
+channel for structured pruners, a single weight for fine-grained ones). The base turns scores into masks:
+
+1. how many units each layer loses: ``sparsity`` per layer, or, for a ``total_sparsity`` entry, a global ranking
+   of all units of the entry's layers (scores must then be comparable across layers) capped by
+   ``max_sparsity_per_layer``;
+2. which units: the lowest scores of the layer; in ``mode="dependency_aware"`` (structured pruners, with
+   ``dummy_input``) layers whose output channels are coupled (residual additions, grouped convolutions: the
+   groups of ``nni_pl.compression.speedup.dependency.channel_groups``) lose the same channels, chosen by their
+   summed scores, as many as the least-pruned member asks; members that ask for more then lose extra channels of
+   their own. A grouped convolution loses the same number of channels in each group.
+
+Example:
+    >>> import torch
+    >>> from nni_pl.compression.pruning import L1NormPruner
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+    >>> model, masks = L1NormPruner(model, [{"sparsity": 0.5, "op_types": ["Conv2d"]}]).compress()
+    >>> int(masks["0"]["weight"].sum(dim=(1, 2, 3)).gt(0).sum())
+    4
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from nni_pl.compression.pruning.config import DEFAULT_OP_TYPES, LayerTarget, resolve
+from nni_pl.compression.pruning.masks import Masks, apply_masks, save_masks
+from nni_pl.errors import ConfigError, NniPlError
+
+__all__ = ["Pruner"]
+
+logger = logging.getLogger(__name__)
+
+
+def _channel_groups(model: nn.Module, dummy_input: Any) -> list[list[str]]:
+    try:
+        dependency = importlib.import_module("nni_pl.compression.speedup.dependency")
+        channel_groups = dependency.channel_groups
+    except (ImportError, AttributeError) as e:
+        raise NniPlError(
+            "mode='dependency_aware' needs nni_pl.compression.speedup.dependency.channel_groups, which is not "
+            f"available in this installation ({e}); use mode='normal'"
+        ) from e
+    return [list(g) for g in channel_groups(model, dummy_input)]
+
+
+class Pruner:
+    """Base of the one-shot pruners.
+
+    Args:
+        model: the model to prune (masked in place by :meth:`compress`).
+        config_list: NNI ``config_list`` (see :mod:`nni_pl.compression.pruning.config`).
+        mode: ``"normal"`` or, for structured pruners, ``"dependency_aware"`` (needs ``dummy_input``).
+        dummy_input: an example input, used to trace channel dependencies.
+        evaluator: an :class:`~nni_pl.compression.Evaluator`, for pruners that train or need activations.
+
+    Subclasses set ``supported_op_types``, ``default_op_types``, ``structured`` and implement :meth:`scores`.
+
+    Example:
+        >>> import torch
+        >>> from nni_pl.compression.pruning import LevelPruner
+        >>> model = torch.nn.Sequential(torch.nn.Linear(10, 10))
+        >>> pruner = LevelPruner(model, [{"sparsity": 0.3, "op_types": ["default"]}])
+        >>> _, masks = pruner.compress()
+        >>> int((masks["0"]["weight"] == 0).sum())
+        30
+    """
+
+    supported_op_types: ClassVar[tuple[str, ...] | None] = ("Conv2d", "Linear")
+    default_op_types: ClassVar[tuple[str, ...]] = ("Conv2d", "Linear")
+    structured: ClassVar[bool] = True
+    modes: ClassVar[tuple[str, ...]] = ("normal", "dependency_aware")
+    extra_keys: ClassVar[tuple[str, ...]] = ()
+    needs_evaluator: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config_list: Sequence[Mapping[str, Any]],
+        *,
+        mode: str = "normal",
+        dummy_input: Any = None,
+        evaluator: Any = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ConfigError("model", f"must be a torch.nn.Module, got {type(model).__name__}")
+        if mode not in self.modes:
+            raise ConfigError("mode", f"{type(self).__name__} takes mode in {list(self.modes)}, got {mode!r}")
+        if mode == "dependency_aware" and dummy_input is None:
+            raise ConfigError(
+                "dummy_input",
+                "mode='dependency_aware' traces the model, so dummy_input is required; pass an example input "
+                "such as torch.randn(1, 3, 224, 224)",
+            )
+        if self.needs_evaluator and evaluator is None:
+            raise ConfigError(
+                "evaluator",
+                f"{type(self).__name__} trains or runs the model, so it needs an evaluator: "
+                "Evaluator.from_lightning(module, trainer_kwargs, datamodule) or Evaluator.from_function(train_fn)",
+            )
+        self.model = model
+        self.config_list = (
+            [dict(c) for c in config_list] if isinstance(config_list, (list, tuple)) else config_list
+        )
+        self.mode = mode
+        self.dummy_input = dummy_input
+        self.evaluator = evaluator
+        self.targets: list[LayerTarget] = resolve(
+            model,
+            config_list,
+            default_op_types=self.default_op_types if self.default_op_types else DEFAULT_OP_TYPES,
+            supported_op_types=self.supported_op_types,
+            extra_keys=self.extra_keys,
+        )
+        self._masks: Masks | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(layers={len(self.targets)}, mode={self.mode!r})"
+
+    # -- to implement ---------------------------------------------------------------------------------------------
+    def scores(self, targets: list[LayerTarget]) -> dict[str, torch.Tensor]:
+        """Importance per unit (higher = keep): shape ``(out_channels,)`` when structured, else the weight shape.
+
+        Scores of layers sharing a ``total_sparsity`` entry are ranked together, so keep them comparable.
+        """
+        raise NotImplementedError
+
+    # -- public -----------------------------------------------------------------------------------------------------
+    def compress(self) -> tuple[nn.Module, Masks]:
+        """Compute the masks, apply them to the model in place and return ``(model, masks)``."""
+        if self.mode == "global":
+            # NNI's global mode: every entry's layers share one budget, as with total_sparsity
+            for t in self.targets:
+                if t.group_total is None:
+                    t.group_total = t.sparsity
+        scores = self.scores(self.targets)
+        self._masks = self._masks_from_scores(scores)
+        apply_masks(self.model, self._masks)
+        logger.info("%s pruned %d layers", type(self).__name__, len(self._masks))
+        return self.model, self._masks
+
+    def export_masks(self, path: str | Path | None = None) -> Masks:
+        """Return the masks of the last :meth:`compress` (and save them to ``path`` when given)."""
+        if self._masks is None:
+            raise NniPlError(f"{type(self).__name__}.export_masks(): call compress() first")
+        if path is not None:
+            save_masks(self._masks, path)
+        return self._masks
+
+    def show_pruned_weights(self) -> dict[str, float]:
+        """Log and return each pruned layer's weight sparsity."""
+        masks = self.export_masks()
+        out = {}
+        for name, entry in masks.items():
+            w = entry["weight"]
+            out[name] = float((w == 0).sum()) / w.numel()
+            logger.info("%s: sparsity %.3f, shape %s", name, out[name], tuple(w.shape))
+        return out
+
+    # -- allocation -------------------------------------------------------------------------------------------------
+    def _unit_size(self, t: LayerTarget) -> int:
+        return t.module.weight[0].numel() if self.structured else 1
+
+    def _n_units(self, t: LayerTarget) -> int:
+        return t.module.weight.shape[0] if self.structured else t.module.weight.numel()
+
+    def _max_units(self, t: LayerTarget, cap: float) -> int:
+        n = self._n_units(t)
+        k = math.floor(cap * n + 1e-9)
+        # a structured layer keeps at least one channel, or the network is cut
+        return min(k, n - 1) if self.structured else k
+
+    def _counts(self, scores: Mapping[str, torch.Tensor]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        groups: dict[int, list[LayerTarget]] = {}
+        for t in self.targets:
+            if t.group_total is None:
+                counts[t.name] = min(round(t.sparsity * self._n_units(t)), self._max_units(t, 1.0))
+            else:
+                groups.setdefault(t.entry, []).append(t)
+        for members in groups.values():
+            counts.update(self._global_counts(members, scores))
+        return counts
+
+    def _global_counts(
+        self, members: list[LayerTarget], scores: Mapping[str, torch.Tensor]
+    ) -> dict[str, int]:
+        total = members[0].group_total or 0.0
+        cap = members[0].max_sparsity
+        flat, owner, sizes = [], [], []
+        for j, t in enumerate(members):
+            s = scores[t.name].detach().flatten().float().cpu()
+            flat.append(s)
+            owner.append(torch.full_like(s, j, dtype=torch.long))
+            sizes.append(self._unit_size(t))
+        all_scores = torch.cat(flat)
+        all_owner = torch.cat(owner)
+        order = torch.argsort(all_scores, stable=True)
+        budget = total * sum(t.module.weight.numel() for t in members)
+        limits = [self._max_units(t, cap) for t in members]
+        counts = [0] * len(members)
+        pruned = 0.0
+        for idx in order.tolist():
+            j = int(all_owner[idx])
+            if counts[j] >= limits[j]:
+                continue
+            if pruned + sizes[j] / 2 > budget:
+                if all(sizes[j] == 1 for j in range(len(members))):
+                    break
+                continue
+            counts[j] += 1
+            pruned += sizes[j]
+        return {t.name: counts[j] for j, t in enumerate(members)}
+
+    def _masks_from_scores(self, scores: Mapping[str, torch.Tensor]) -> Masks:
+        counts = self._counts(scores)
+        by_name = {t.name: t for t in self.targets}
+        keep: dict[str, torch.Tensor] = {}
+        done: set[str] = set()
+        if self.mode == "dependency_aware" and self.structured:
+            for group in _channel_groups(self.model, self.dummy_input):
+                members = [n for n in group if n in by_name and n not in done]
+                sizes = {scores[n].numel() for n in members}
+                if len(members) < 2 or len(sizes) != 1:
+                    continue
+                joint = sum(
+                    scores[n].detach().float().cpu() / (scores[n].abs().max().cpu() + 1e-12) for n in members
+                )
+                common = min(counts[n] for n in members)
+                pruned_common = torch.argsort(joint, stable=True)[:common]
+                for n in members:
+                    mask = torch.ones(scores[n].numel())
+                    mask[pruned_common] = 0
+                    extra = counts[n] - common
+                    if extra > 0:
+                        own = scores[n].detach().float().cpu().clone()
+                        own[pruned_common] = float("inf")
+                        mask[torch.argsort(own, stable=True)[:extra]] = 0
+                    keep[n] = mask
+                    done.add(n)
+        for t in self.targets:
+            if t.name in done:
+                continue
+            s = scores[t.name].detach().float().cpu()
+            keep[t.name] = self._lowest_out(t, s, counts[t.name])
+        masks: Masks = {}
+        for t in self.targets:
+            weight = t.module.weight
+            m = keep[t.name]
+            entry: dict[str, torch.Tensor] = {}
+            if self.structured:
+                entry["weight"] = m.view(-1, *([1] * (weight.dim() - 1))).expand_as(weight).contiguous()
+                if isinstance(getattr(t.module, "bias", None), torch.Tensor):
+                    entry["bias"] = m.clone()
+            else:
+                entry["weight"] = m.view_as(weight).contiguous()
+            masks[t.name] = {k: v.to(device=weight.device, dtype=weight.dtype) for k, v in entry.items()}
+        return masks
+
+    def _lowest_out(self, t: LayerTarget, s: torch.Tensor, k: int) -> torch.Tensor:
+        flat = s.flatten()
+        mask = torch.ones_like(flat)
+        groups = getattr(t.module, "groups", 1)
+        n = flat.numel()
+        if self.structured and self.mode == "dependency_aware" and 1 < groups < n and n % groups == 0:
+            per = n // groups
+            k_per = round(k / groups)
+            for g in range(groups):
+                block = flat[g * per : (g + 1) * per]
+                mask[g * per + torch.argsort(block, stable=True)[: min(k_per, per - 1)]] = 0
+            return mask
+        if k > 0:
+            mask[torch.argsort(flat, stable=True)[:k]] = 0
+        return mask
