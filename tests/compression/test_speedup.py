@@ -336,3 +336,15 @@ def test_speedup_reports_layers_the_dummy_input_never_reaches() -> None:
     sp.speedup_model()
     assert sp.report.unreached == ["aux"]
     assert "not reached" in str(sp.report)
+
+
+def test_speedup_unmasked_depthwise_conv_passes_empty_channels_on() -> None:
+    net = _init_bn(
+        nn.Sequential(
+            conv_bn(3, 8), nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.ReLU6(), nn.Conv2d(8, 4, 1)
+        )
+    )
+    masks = filter_masks(net)
+    del masks["3"]
+    check(net, X, masks)
+    assert net[1].groups == net[1].out_channels == net[3].in_channels == 4

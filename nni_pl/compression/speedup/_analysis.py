@@ -54,6 +54,7 @@ class Space:
         size: number of channels.
         members: ``(module name, offset, role)``: channel ``i`` of the space is channel ``offset + i`` of
             the module's output; role ``"producer"`` (conv/linear whose output it is, depthwise conv) or
+            ``"depthwise"`` (a depthwise conv: output channel ``i`` reads only input channel ``i``) or
             ``"norm"`` (batch norm carrying it).
         pins: why the space must be kept whole (empty when it can shrink).
     """
@@ -270,7 +271,7 @@ class ChannelAnalysis:
                     if xi is not None:
                         self._unsupported(node, "input channels are not on dim 1")
                     xi = ChanInfo(1, (self._new(m.in_channels, pin=f"{name}: its input is not tracked"),))
-                self._add_members(xi, name, "producer")
+                self._add_members(xi, name, "depthwise")
                 out = ChanInfo(1, xi.segs)
                 self.layers[name] = LayerIO("depthwise", xi, out)
                 return out

@@ -220,11 +220,12 @@ class ModelSpeedup:
     # ---------------------------------------------------------------------------------------------
     def _keep_of(self, a: ChannelAnalysis, root: int, modules: dict[str, nn.Module]) -> torch.Tensor | None:
         sp = a.spaces[root]
-        producers = [(n, off) for n, off, role in sp.members if role == "producer"]
+        producers = [(n, off, role) for n, off, role in sp.members if role in ("producer", "depthwise")]
+        has_source = any(role == "producer" for _, _, role in producers)
         if sp.pins or not producers:
             return None
         empty = torch.ones(sp.size, dtype=torch.bool)
-        for name, off in producers:
+        for name, off, role in producers:
             m = modules[name]
             mask = self.masks.get(name, {}).get("weight")
             w = m.weight.detach() if mask is None else mask
@@ -232,6 +233,9 @@ class ModelSpeedup:
             bias_mask = self.masks.get(name, {}).get("bias")
             if bias_mask is not None:
                 e &= (bias_mask == 0).cpu()
+            if role == "depthwise" and has_source:
+                # An empty input channel stays empty through a depthwise conv without bias there.
+                e |= torch.ones_like(e) if m.bias is None else (m.bias.detach() == 0).cpu()
             empty &= e[off : off + sp.size]
         if sp.grouped:
             empty = _equal_per_group(empty, sp.grouped)
