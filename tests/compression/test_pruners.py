@@ -329,3 +329,28 @@ def test_pruners_lightning_evaluator_taylor_and_slim() -> None:
     assert layer_sparsity(masks) == {"net.conv2": 0.5}
     with pytest.raises(ConfigError, match="not the LightningModule"):
         TaylorFOWeightPruner(_net(), CONV, ev).compress()
+
+
+@pytest.mark.parametrize("arch", ["resnet18", pytest.param("mobilenet_v2", marks=pytest.mark.slow)])
+def test_pruners_dependency_aware_torchvision_groups_aligned_and_speedup(arch: str) -> None:
+    torchvision = pytest.importorskip("torchvision")
+    from nni_pl.compression.speedup import ModelSpeedup
+    from nni_pl.compression.speedup.dependency import channel_groups
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, arch)(weights=None).eval()
+    x = torch.randn(1, 3, 64, 64)
+    _, masks = L1NormPruner(
+        model, [{"sparsity": 0.5, "op_types": ["Conv2d"]}], mode="dependency_aware", dummy_input=x
+    ).compress()
+    groups = channel_groups(model, x)
+    assert groups
+    for group in groups:
+        kept = [_channels_kept(masks[n]["weight"]) for n in group if n in masks]
+        for k in kept[1:]:
+            assert torch.equal(k, kept[0]), group
+    expected = model(x)
+    dense = sum(p.numel() for p in model.parameters())
+    small = ModelSpeedup(model, x, masks).speedup_model()
+    assert sum(p.numel() for p in small.parameters()) < 0.5 * dense
+    torch.testing.assert_close(small(x), expected, atol=1e-4, rtol=1e-3)
