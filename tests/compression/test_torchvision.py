@@ -1,6 +1,6 @@
 """L1 filter pruning at 50% + speed-up on the torchvision classification models (random weights).
 
-Each model: Conv2d filters (groups == 1) with the smallest L1 norm masked at 50% per layer, speed-up,
+Each model: ``L1NormPruner`` at 50% per Conv2d layer, speed-up,
 forward on the small input, fewer parameters, and outputs equal to the masked model (with the effective
 masks speed-up reports, which add the batch norms of removed channels). ConvNeXt's convolutions all feed
 layer norms over the channels (kept whole, see the report), so there its Linear layers are pruned as well.
@@ -12,30 +12,11 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
-from nni_pl.compression.speedup import ModelSpeedup
+from nni_pl.compression.pruning import L1NormPruner
+from nni_pl.compression.speedup import ModelSpeedup, channel_groups
 
 torchvision = pytest.importorskip("torchvision")
-
-
-def l1_filter_masks(model: nn.Module, sparsity: float, types: tuple[type[nn.Module], ...]) -> dict:
-    """Per layer, mask the ``sparsity`` fraction of output channels with the smallest L1 norm."""
-    masks = {}
-    for name, m in model.named_modules():
-        if not isinstance(m, types) or getattr(m, "groups", 1) != 1:
-            continue
-        w = m.weight.detach()
-        k = int(w.shape[0] * sparsity)
-        if k == 0:
-            continue
-        drop = w.flatten(1).abs().sum(1).argsort()[:k]
-        masks[name] = {"weight": torch.ones_like(w)}
-        masks[name]["weight"][drop] = 0
-        if m.bias is not None:
-            masks[name]["bias"] = torch.ones_like(m.bias)
-            masks[name]["bias"][drop] = 0
-    return masks
 
 
 slow = pytest.mark.slow
@@ -66,13 +47,13 @@ def test_torchvision_l1_50_speedup(arch: str, unsupported: str | None) -> None:
     model = getattr(torchvision.models, arch)(weights=None, **kwargs).eval()
     side = 75 if arch == "inception_v3" else 64
     x = torch.randn(1, 3, side, side)
-    types = (nn.Conv2d, nn.Linear) if arch == "convnext_tiny" else (nn.Conv2d,)
-    masks = l1_filter_masks(model, 0.5, types)
-    masks = {
-        k: v
-        for k, v in masks.items()
-        if not (isinstance(model.get_submodule(k), nn.Linear) and v["weight"].shape[0] == 1000)
-    }
+    config = [{"sparsity": 0.5, "op_types": ["Conv2d"]}]
+    if arch == "convnext_tiny":
+        config = [
+            {"sparsity": 0.5, "op_types": ["Conv2d", "Linear"]},
+            {"exclude": True, "op_names": ["classifier.2"]},
+        ]
+    _, masks = L1NormPruner(model, config).compress()
     ref = copy.deepcopy(model)
 
     sp = ModelSpeedup(model, x, masks)
@@ -91,3 +72,29 @@ def test_torchvision_l1_50_speedup(arch: str, unsupported: str | None) -> None:
         assert not reasons
     else:
         assert reasons and all(unsupported in r for r in reasons)
+
+
+def test_torchvision_resnet18_dependency_aware_pruning_shrinks_residual_channels() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 64, 64)
+    normal = torchvision.models.resnet18(weights=None).eval()
+    aware = copy.deepcopy(normal)
+    config = [{"sparsity": 0.5, "op_types": ["Conv2d"]}]
+    _, masks = L1NormPruner(normal, config).compress()
+    _, aware_masks = L1NormPruner(aware, config, mode="dependency_aware", dummy_input=x).compress()
+    for group in channel_groups(aware, x):  # coupled convs lose the same filters
+        convs = [n for n in group if n in aware_masks]
+        kept = [aware_masks[n]["weight"].flatten(1).sum(1) > 0 for n in convs]
+        assert all(torch.equal(k, kept[0]) for k in kept)
+    ref = copy.deepcopy(aware)
+    small_normal = ModelSpeedup(normal, x, masks)
+    small_normal.speedup_model()
+    sp = ModelSpeedup(aware, x, aware_masks)
+    sp.speedup_model()
+    assert sp.report.params_after < 0.3 * sp.report.params_before < small_normal.report.params_after
+    with torch.no_grad():
+        for name, mm in sp.masks.items():
+            for key, mask in mm.items():
+                getattr(ref.get_submodule(name), key).mul_(mask)
+        want, got = ref(x), aware(x)
+    assert (got - want).abs().max() <= 1e-4 * want.abs().max()
