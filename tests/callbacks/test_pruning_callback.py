@@ -1,0 +1,176 @@
+"""PruningCallback on a small CNN: one-shot and AGP pruning during fit, the speed-up at the end (trainer.model and
+the last checkpoint are the small model, restorable), masks kept while fine-tuning, LightningCLI + YAML."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from nni_pl.callbacks import PruningCallback
+from nni_pl.errors import ConfigError
+
+
+class TinyNet(pl.LightningModule):
+    def __init__(self, lr: float = 0.05) -> None:
+        super().__init__()
+        self.lr = lr
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, 3),
+        )
+        self.example_input_array = torch.randn(1, 1, 8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _idx: int) -> torch.Tensor:
+        x, y = batch
+        return nn.functional.cross_entropy(self(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+class TinyData(pl.LightningDataModule):
+    def train_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(32, 1, 8, 8, generator=g)
+        y = torch.randint(0, 3, (32,), generator=g)
+        return DataLoader(TensorDataset(x, y), batch_size=8)
+
+
+def trainer(tmp_path: Path, callbacks: list, epochs: int = 3) -> pl.Trainer:
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    return pl.Trainer(
+        max_epochs=epochs,
+        callbacks=[*callbacks, ckpt],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+
+
+CONV = [{"sparsity": 0.5, "op_types": ["Conv2d"]}]
+
+
+def test_oneshot_prunes_speeds_up_and_checkpoint_holds_small_model(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TinyNet()
+    cb = PruningCallback(pruner="l1", config_list=CONV, schedule="oneshot", start_epoch=1)
+    t = trainer(tmp_path, [cb])
+    t.fit(model, datamodule=TinyData())
+    assert cb.done_steps == [1] and cb.sped_up
+    assert t.lightning_module is model
+    assert model.net[0].out_channels == 4 and model.net[1].num_features == 4
+    assert model.net[3].in_channels == 4 and model.net[3].out_channels == 8 and model.net[7].in_features == 8
+    # the optimiser was rebuilt: the small model's parameters are the ones trained after the speed-up
+    assert {id(p) for g in t.optimizers[0].param_groups for p in g["params"]} == {
+        id(p) for p in model.parameters()
+    }
+    last = tmp_path / "last.ckpt"
+    state = torch.load(last, weights_only=False)
+    assert state["state_dict"]["net.0.weight"].shape == (4, 1, 3, 3)
+    restored = PruningCallback.restore(TinyNet(), last).eval()
+    x = torch.randn(4, 1, 8, 8)
+    torch.testing.assert_close(restored(x), model.eval()(x))
+
+
+def test_agp_schedule_prunes_each_epoch_and_keeps_masks_while_finetuning(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TinyNet()
+    zeros: list[int] = []
+
+    class Watch(pl.Callback):
+        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            w = pl_module.net[3].weight
+            zeros.append(int((w.detach().flatten(1).abs().sum(1) == 0).sum()))
+
+    cb = PruningCallback(
+        pruner="l1", config_list=CONV, schedule="agp", start_epoch=0, end_epoch=2, speedup=False
+    )
+    assert cb.steps(4) == [0, 1, 2]
+    t = trainer(tmp_path, [cb, Watch()], epochs=4)
+    t.fit(model, datamodule=TinyData())
+    # AGP over 3 steps: round(16 * 0.5 * (1 - (1 - i/3)^3)) = 6, 8, 8 channels, still zero after each epoch's training
+    assert zeros == [6, 8, 8, 8]
+    assert model.net[3].out_channels == 16  # speedup=False: masked only
+
+
+def test_scheduled_with_speedup_at_the_last_step(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TinyNet()
+    cb = PruningCallback(pruner="l1", config_list=CONV, schedule="linear", start_epoch=0, end_epoch=1)
+    trainer(tmp_path, [cb], epochs=3).fit(model, datamodule=TinyData())
+    assert cb.done_steps == [0, 1] and model.net[3].out_channels == 8
+
+
+def test_bad_arguments_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="schedule"):
+        PruningCallback(config_list=CONV, schedule="cubic")
+    with pytest.raises(ConfigError, match="config_list"):
+        PruningCallback(config_list=None)
+    with pytest.raises(ConfigError, match="pruning_algorithm"):
+        PruningCallback(pruner="nope", config_list=CONV)
+    with pytest.raises(ConfigError, match=r"config_list\[0\]"):
+        PruningCallback(config_list=[{"sparsity": 2.0, "op_types": ["Conv2d"]}])
+
+
+def test_lightning_cli_config(tmp_path: Path) -> None:
+    script = tmp_path / "cli.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            from lightning.pytorch.cli import LightningCLI
+            from test_pruning_callback import TinyNet, TinyData
+            cli = LightningCLI(TinyNet, TinyData, run=True, save_config_callback=None)
+            print("OUT", cli.model.net[0].out_channels, cli.model.net[3].out_channels)
+            """
+        )
+    )
+    (tmp_path / "config.yaml").write_text(
+        textwrap.dedent(
+            """
+            trainer:
+              max_epochs: 2
+              logger: false
+              enable_progress_bar: false
+              enable_checkpointing: false
+              callbacks:
+                - class_path: nni_pl.callbacks.PruningCallback
+                  init_args:
+                    pruner: l1
+                    config_list: [{sparsity: 0.5, op_types: [Conv2d]}]
+                    schedule: agp
+                    start_epoch: 0
+                    end_epoch: 1
+                    dummy_input: [1, 1, 8, 8]
+            """
+        )
+    )
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, str(script), "fit", "--config", str(tmp_path / "config.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "OUT 4 8" in done.stdout, done.stdout[-2000:]
