@@ -348,3 +348,10 @@ def test_speedup_unmasked_depthwise_conv_passes_empty_channels_on() -> None:
     del masks["3"]
     check(net, X, masks)
     assert net[1].groups == net[1].out_channels == net[3].in_channels == 4
+
+
+def test_speedup_batchnorm_masks_remove_the_filters_feeding_them() -> None:
+    net = _init_bn(nn.Sequential(conv_bn(3, 8), nn.Conv2d(8, 4, 1)))
+    gamma = torch.tensor([1.0, 0, 1, 0, 1, 0, 0, 1])  # SlimPruner-style masks on the batch norm
+    check(net, X, {"0.1": {"weight": gamma, "bias": gamma.clone()}})
+    assert net[0][0].out_channels == net[0][1].num_features == net[1].in_channels == 4

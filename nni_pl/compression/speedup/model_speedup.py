@@ -133,6 +133,7 @@ class ModelSpeedup:
                 for key, mask in m.items():
                     getattr(modules[name], key).mul_(mask.to(getattr(modules[name], key)))
         a = ChannelAnalysis(model, self.dummy_input)
+        self._norm_masks_to_producers(a, modules)
         self.report.opaque = list(a.opaque)
         called = {str(n.target) for n in a.gm.graph.nodes if n.op == "call_module"}
         self.report.unreached = [
@@ -218,6 +219,39 @@ class ModelSpeedup:
         return model
 
     # ---------------------------------------------------------------------------------------------
+    def _norm_masks_to_producers(self, a: ChannelAnalysis, modules: dict[str, nn.Module]) -> None:
+        """A masked norm channel (weight and bias 0, e.g. from SlimPruner) outputs 0 whatever its input, so
+        the conv/linear that feeds only this norm loses that filter too (the outputs do not change)."""
+        with torch.no_grad():
+            for node in a.gm.graph.nodes:
+                if node.op != "call_module" or node.target not in self.masks:
+                    continue
+                norm = modules[node.target]
+                src = node.args[0] if node.args else None
+                if not isinstance(norm, nn.modules.batchnorm._NormBase) or not isinstance(src, torch.fx.Node):
+                    continue
+                if src.op != "call_module" or len(src.users) != 1 or a.layers.get(str(src.target)) is None:
+                    continue
+                if a.layers[str(src.target)].kind not in ("conv", "linear"):
+                    continue
+                wm = self.masks[node.target].get("weight")
+                if wm is None or norm.weight is None:
+                    continue
+                bias = norm.bias.detach() * self.masks[node.target].get("bias", torch.ones_like(norm.bias))
+                dead = ((wm == 0) & (bias == 0)).cpu()
+                if not dead.any():
+                    continue
+                name = str(src.target)
+                layer = modules[name]
+                entry = self.masks.setdefault(name, {})
+                for key in ("weight", "bias"):
+                    p = getattr(layer, key, None)
+                    if isinstance(p, torch.Tensor):
+                        mask = entry.get(key, torch.ones_like(p)).clone()
+                        mask[dead.to(mask.device)] = 0
+                        entry[key] = mask
+                        p.mul_(mask)
+
     def _keep_of(self, a: ChannelAnalysis, root: int, modules: dict[str, nn.Module]) -> torch.Tensor | None:
         sp = a.spaces[root]
         producers = [(n, off, role) for n, off, role in sp.members if role in ("producer", "depthwise")]
