@@ -9,6 +9,8 @@ Two ways to build one:
 * :meth:`Evaluator.from_lightning`: a LightningModule (which is, or contains, the model being pruned), Trainer
   keyword arguments and a datamodule or dataloaders. Training is ``Trainer(max_steps=...).fit(...)``; hooks run in
   the ``on_before_optimizer_step`` callback hook.
+* :meth:`Evaluator.from_nni`: NNI v2's ``trainer(model, optimizer, criterion)``, optimizer and criterion (the
+  pruners also take these three as keyword arguments, as in NNI).
 * :meth:`Evaluator.from_function`: ``train_fn(model, optimizer_step_hook, max_steps)`` — your loop, which calls
   ``optimizer_step_hook()`` after ``loss.backward()`` and before ``optimizer.step()``, and stops after
   ``max_steps`` steps when that is not ``None``. ``forward_fn(model, n_batches)`` is optional.
@@ -116,6 +118,27 @@ class Evaluator:
         self._loaders = train_dataloaders
         return self
 
+    @classmethod
+    def from_nni(
+        cls, trainer: Callable[..., Any], optimizer: Any, criterion: Callable[..., Any]
+    ) -> Evaluator:
+        """Wrap NNI v2's ``trainer(model, optimizer, criterion)`` (one epoch per call) and its optimizer.
+
+        Hooks run by patching ``optimizer.step`` (so, as in NNI, use that optimizer for nothing else); a call of
+        ``train(steps=n)`` calls ``trainer`` until ``n`` steps have run and stops it mid-epoch.
+        """
+        if not callable(trainer):
+            raise ConfigError(
+                "trainer", f"must be callable as trainer(model, optimizer, criterion), got {trainer!r}"
+            )
+        if not hasattr(optimizer, "step"):
+            raise ConfigError("optimizer", f"must be a torch.optim.Optimizer, got {optimizer!r}")
+        self = object.__new__(_NniEvaluator)
+        self._trainer = trainer
+        self._optimizer = optimizer
+        self._criterion = criterion
+        return self
+
     # -- interface ----------------------------------------------------------------------------------------------
     def train(self, model: nn.Module, steps: int | None = None, hooks: Sequence[StepHook] = ()) -> None:
         """Train ``model`` for ``steps`` optimizer steps (``None``: the evaluator's own length), calling each hook
@@ -174,6 +197,59 @@ class _FunctionEvaluator(Evaluator):
             self.train(model, steps=n_batches)
         finally:
             model.load_state_dict(state)
+
+
+class _StopTraining(Exception):
+    pass
+
+
+class _NniEvaluator(Evaluator):
+    _trainer: Callable[..., Any]
+    _optimizer: Any
+    _criterion: Callable[..., Any]
+
+    def __repr__(self) -> str:
+        return f"Evaluator.from_nni({getattr(self._trainer, '__name__', self._trainer)!r})"
+
+    def train(self, model: nn.Module, steps: int | None = None, hooks: Sequence[StepHook] = ()) -> None:
+        opt = self._optimizer
+        original = opt.step
+        patched_before = "step" in vars(opt)
+        count = 0
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            nonlocal count
+            if steps is not None and count >= steps:
+                raise _StopTraining
+            _call_hooks(hooks)
+            count += 1
+            return original(*args, **kwargs)
+
+        opt.step = step
+        was_training = model.training
+        try:
+            while True:
+                before = count
+                self._trainer(model, opt, self._criterion)
+                if steps is None or count >= steps or count == before:
+                    break
+        except _StopTraining:
+            pass
+        finally:
+            if patched_before:
+                opt.step = original
+            else:
+                del opt.step
+            model.train(was_training)
+
+    def forward(self, model: nn.Module, n_batches: int) -> None:
+        state = copy.deepcopy(model.state_dict())
+        opt_state = copy.deepcopy(self._optimizer.state_dict())
+        try:
+            self.train(model, steps=n_batches)
+        finally:
+            model.load_state_dict(state)
+            self._optimizer.load_state_dict(opt_state)
 
 
 class _LightningEvaluator(Evaluator):

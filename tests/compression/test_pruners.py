@@ -354,3 +354,41 @@ def test_pruners_dependency_aware_torchvision_groups_aligned_and_speedup(arch: s
     small = ModelSpeedup(model, x, masks).speedup_model()
     assert sum(p.numel() for p in small.parameters()) < 0.5 * dense
     torch.testing.assert_close(small(x), expected, atol=1e-4, rtol=1e-3)
+
+
+def test_pruners_accept_nni_trainer_optimizer_criterion() -> None:
+    model = _net()
+    x, y = _data()
+    calls = []
+
+    def trainer(
+        model: nn.Module, optimizer: torch.optim.Optimizer, criterion: Callable[..., torch.Tensor]
+    ) -> None:
+        calls.append(1)
+        for i in range(0, 16, 4):  # one epoch = 4 batches
+            optimizer.zero_grad()
+            criterion(model(x[i : i + 4]), y[i : i + 4]).backward()
+            optimizer.step()
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    pruner = TaylorFOWeightPruner(
+        model, CONV, trainer=trainer, optimizer=opt, criterion=nn.functional.cross_entropy, training_batches=6
+    )
+    _, masks = pruner.compress()
+    assert len(calls) == 2  # 6 steps = one full epoch and two batches of the next
+    assert layer_sparsity(masks) == {"conv1": 0.5, "conv2": 0.5, "conv3": 0.5}
+    assert "step" not in vars(opt)  # the optimizer is restored
+    _, masks = SlimPruner(
+        _net(),
+        [{"sparsity": 0.5, "op_types": ["BatchNorm2d"]}],
+        trainer=trainer,
+        optimizer=opt,
+        criterion=nn.functional.cross_entropy,
+    ).compress()
+    assert sparsity_of(masks) == 0.5
+    with pytest.raises(ConfigError, match="together"):
+        SlimPruner(_net(), [{"sparsity": 0.5, "op_types": ["BatchNorm2d"]}], trainer=trainer)
+    with pytest.raises(ConfigError, match="not both"):
+        SlimPruner(
+            _net(), CONV, _evaluator(), trainer=trainer, optimizer=opt, criterion=nn.functional.mse_loss
+        )

@@ -3,6 +3,9 @@
 Structured (whole output channels, dim 0): L1Norm, L2Norm, FPGM, ActivationAPoZRank, ActivationMeanRank,
 TaylorFOWeight, Slim (BatchNorm scaling factors). Fine-grained (single weights): Level, ADMM, Movement.
 
+Pruners that train or run the model take an ``evaluator`` (:class:`~nni_pl.compression.Evaluator`), or NNI v2's
+``trainer=``, ``optimizer=``, ``criterion=`` keywords, which become ``Evaluator.from_nni(...)``.
+
 Example:
     >>> import torch
     >>> from nni_pl.compression.pruning import FPGMPruner
@@ -142,11 +145,28 @@ class FPGMPruner(L1NormPruner):
         return out
 
 
+def _evaluator(evaluator: Any, nni: Mapping[str, Any]) -> Any:
+    """Accept NNI v2's ``trainer``, ``optimizer``, ``criterion`` keywords in place of an evaluator."""
+    unknown = set(nni) - {"trainer", "optimizer", "criterion"}
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], f"unexpected argument {sorted(unknown)[0]!r}")
+    given = {k: v for k, v in nni.items() if v is not None}
+    if not given:
+        return evaluator
+    if evaluator is not None:
+        raise ConfigError(
+            "evaluator", f"give an evaluator or NNI's trainer/optimizer/criterion, not both: {sorted(given)}"
+        )
+    missing = [k for k in ("trainer", "optimizer", "criterion") if k not in given]
+    if missing:
+        raise ConfigError(missing[0], "NNI-style arguments need trainer, optimizer and criterion together")
+    from nni_pl.compression.evaluator import Evaluator
+
+    return Evaluator.from_nni(given["trainer"], given["optimizer"], given["criterion"])
+
+
 class _EvaluatorPruner(Pruner):
     needs_evaluator = True
-
-    def _masked_view(self) -> None:
-        """Nothing: pruners that train keep the model dense until the masks are applied."""
 
 
 class SlimPruner(_EvaluatorPruner):
@@ -191,8 +211,9 @@ class SlimPruner(_EvaluatorPruner):
         training_steps: int | None = None,
         scale: float = 0.0001,
         mode: str = "global",
+        **nni: Any,
     ) -> None:
-        super().__init__(model, config_list, mode=mode, evaluator=evaluator)
+        super().__init__(model, config_list, mode=mode, evaluator=_evaluator(evaluator, nni))
         self.training_steps = _positive_int("training_steps", training_steps, allow_none=True)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale < 0:
             raise ConfigError("scale", f"must be a non-negative number, got {scale!r}")
@@ -221,8 +242,11 @@ class _ActivationPruner(_EvaluatorPruner):
         activation: str = "relu",
         mode: str = "normal",
         dummy_input: Any = None,
+        **nni: Any,
     ) -> None:
-        super().__init__(model, config_list, mode=mode, dummy_input=dummy_input, evaluator=evaluator)
+        super().__init__(
+            model, config_list, mode=mode, dummy_input=dummy_input, evaluator=_evaluator(evaluator, nni)
+        )
         self.training_batches = _positive_int("training_batches", training_batches)
         acts = {"relu": torch.relu, "relu6": lambda x: torch.clamp(x, 0, 6)}
         if activation not in acts:
@@ -341,8 +365,11 @@ class TaylorFOWeightPruner(_EvaluatorPruner):
         training_batches: int = 1,
         mode: str = "normal",
         dummy_input: Any = None,
+        **nni: Any,
     ) -> None:
-        super().__init__(model, config_list, mode=mode, dummy_input=dummy_input, evaluator=evaluator)
+        super().__init__(
+            model, config_list, mode=mode, dummy_input=dummy_input, evaluator=_evaluator(evaluator, nni)
+        )
         self.training_batches = _positive_int("training_batches", training_batches)
 
     def scores(self, targets: list[LayerTarget]) -> dict[str, torch.Tensor]:
@@ -408,8 +435,9 @@ class ADMMPruner(_EvaluatorPruner):
         evaluator: Any = None,
         iterations: int = 30,
         training_steps: int | None = None,
+        **nni: Any,
     ) -> None:
-        super().__init__(model, config_list, evaluator=evaluator)
+        super().__init__(model, config_list, evaluator=_evaluator(evaluator, nni))
         self.iterations = _positive_int("iterations", iterations)
         self.training_steps = _positive_int("training_steps", training_steps, allow_none=True)
         for t in self.targets:
@@ -484,8 +512,9 @@ class MovementPruner(_EvaluatorPruner):
         training_steps: int | None = None,
         warm_up_step: int = 0,
         cool_down_beginning_step: int = 1,
+        **nni: Any,
     ) -> None:
-        super().__init__(model, config_list, evaluator=evaluator)
+        super().__init__(model, config_list, evaluator=_evaluator(evaluator, nni))
         self.training_steps = _positive_int("training_steps", training_steps, allow_none=True)
         if isinstance(warm_up_step, bool) or not isinstance(warm_up_step, int) or warm_up_step < 0:
             raise ConfigError("warm_up_step", f"must be a non-negative integer, got {warm_up_step!r}")
