@@ -71,7 +71,9 @@ class PruningCallback(pl.Callback):
             ``None``: ``module.example_input_array``. Needed for the speed-up and dependency-aware pruning.
         speedup: replace the layers by smaller ones after the last step (``False``: the model stays masked).
         pruning_params: extra keyword arguments of the pruner (``mode`` defaults to ``"dependency_aware"`` for
-            structured pruners when there is a dummy input).
+            structured pruners when there is a dummy input). Pruners that train or read activations (taylorfo,
+            apoz, mean_activation, slim, admm, movement) get an evaluator over the running fit (its train
+            dataloader, ``training_step`` and first optimizer) unless ``pruning_params["evaluator"]`` is given.
 
     Example:
         >>> cb = PruningCallback(pruner="l1", config_list=[{"sparsity": 0.5, "op_types": ["Conv2d"]}])
@@ -145,6 +147,29 @@ class PruningCallback(pl.Callback):
         return dummy
 
     # -- pruning ------------------------------------------------------------------------------------------------------
+    def _trainer_evaluator(self, pl_module: pl.LightningModule) -> Any:
+        """An Evaluator over the running fit: the trainer's train dataloader, ``training_step`` and first optimizer."""
+        from nni_pl.compression import Evaluator
+
+        trainer = pl_module.trainer
+
+        def train_fn(model: Any, optimizer_step_hook: Any, max_steps: int | None) -> None:
+            optimizer = trainer.optimizers[0]
+            loader = trainer.train_dataloader
+            for i, batch in enumerate(loader):
+                if max_steps is not None and i >= max_steps:
+                    break
+                batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+                out = pl_module.training_step(batch, i)
+                loss = out["loss"] if isinstance(out, dict) else out
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer_step_hook()
+                optimizer.step()
+            optimizer.zero_grad()
+
+        return Evaluator.from_function(train_fn)
+
     def _prune(self, pl_module: pl.LightningModule, fraction: float) -> None:
         import torch
 
@@ -159,6 +184,8 @@ class PruningCallback(pl.Callback):
                 params["mode"] = "dependency_aware"
         if params.get("mode") == "dependency_aware":
             params.setdefault("dummy_input", dummy)
+        if getattr(self.pruner_cls, "needs_evaluator", False) and "evaluator" not in params:
+            params["evaluator"] = self._trainer_evaluator(pl_module)
         config = _with_sparsity(self.config_list, lambda s: s * fraction)
         if self.masks:
             apply_masks(pl_module, self.masks)

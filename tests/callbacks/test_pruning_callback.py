@@ -118,6 +118,16 @@ def test_scheduled_with_speedup_at_the_last_step(tmp_path: Path) -> None:
     assert cb.done_steps == [0, 1] and model.net[3].out_channels == 8
 
 
+@pytest.mark.parametrize("pruner", ["taylorfo", "apoz"])
+def test_pruners_needing_training_use_the_running_fit(tmp_path: Path, pruner: str) -> None:
+    torch.manual_seed(0)
+    model = TinyNet()
+    params = {"training_batches": 2}
+    cb = PruningCallback(pruner=pruner, config_list=CONV, start_epoch=1, pruning_params=params)
+    trainer(tmp_path, [cb], epochs=2).fit(model, datamodule=TinyData())
+    assert cb.sped_up and model.net[0].out_channels == 4 and model.net[3].out_channels == 8
+
+
 def test_bad_arguments_name_the_field() -> None:
     with pytest.raises(ConfigError, match="schedule"):
         PruningCallback(config_list=CONV, schedule="cubic")
