@@ -392,3 +392,20 @@ def test_pruners_accept_nni_trainer_optimizer_criterion() -> None:
         SlimPruner(
             _net(), CONV, _evaluator(), trainer=trainer, optimizer=opt, criterion=nn.functional.mse_loss
         )
+
+
+def test_pruners_training_epochs_repeat_the_evaluator() -> None:
+    runs: list[int | None] = []
+
+    def train_fn(model: nn.Module, hook: Callable[[], None], max_steps: int | None) -> None:
+        runs.append(max_steps)
+        _train_fn(model, hook, 1)
+
+    ev = Evaluator.from_function(train_fn)
+    SlimPruner(_net(), [{"sparsity": 0.5, "op_types": ["BatchNorm2d"]}], ev, training_epochs=3).compress()
+    assert runs == [None, None, None]
+    runs.clear()
+    ADMMPruner(_net(), CONV, ev, iterations=2, training_epochs=2).compress()
+    assert runs == [None] * 4
+    with pytest.raises(ConfigError, match="not both"):
+        MovementPruner(_net(), CONV, ev, training_steps=2, training_epochs=2)

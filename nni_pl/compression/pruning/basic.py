@@ -167,6 +167,12 @@ def _evaluator(evaluator: Any, nni: Mapping[str, Any]) -> Any:
 
 class _EvaluatorPruner(Pruner):
     needs_evaluator = True
+    training_steps: int | None = None
+    training_epochs: int | None = None
+
+    def _train(self, hooks: list[Any]) -> None:
+        for _ in range(self.training_epochs or 1):
+            self.evaluator.train(self.model, steps=self.training_steps, hooks=hooks)
 
 
 class SlimPruner(_EvaluatorPruner):
@@ -176,8 +182,9 @@ class SlimPruner(_EvaluatorPruner):
         model: the model.
         config_list: entries over ``BatchNorm2d`` layers.
         evaluator: trains the model; the penalty ``scale * sign(gamma)`` is added to gamma's gradient before each step.
-        training_steps: optimizer steps of sparsity training (``None``: the evaluator's own length). NNI's
-            ``training_epochs``.
+        training_steps: optimizer steps of sparsity training (``None``: the evaluator's own length).
+        training_epochs: NNI's argument: run the evaluator's own length this many times (instead of
+            ``training_steps``).
         scale: the L1 penalty factor.
         mode: ``"global"`` (NNI's default: all layers of an entry share one budget) or ``"normal"``.
 
@@ -209,12 +216,19 @@ class SlimPruner(_EvaluatorPruner):
         config_list: Sequence[Mapping[str, Any]],
         evaluator: Any = None,
         training_steps: int | None = None,
+        training_epochs: int | None = None,
         scale: float = 0.0001,
         mode: str = "global",
         **nni: Any,
     ) -> None:
         super().__init__(model, config_list, mode=mode, evaluator=_evaluator(evaluator, nni))
         self.training_steps = _positive_int("training_steps", training_steps, allow_none=True)
+        self.training_epochs = _positive_int("training_epochs", training_epochs, allow_none=True)
+        if training_steps is not None and training_epochs is not None:
+            raise ConfigError(
+                "training_epochs",
+                f"give training_steps ({training_steps}) or training_epochs ({training_epochs}), not both",
+            )
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale < 0:
             raise ConfigError("scale", f"must be a non-negative number, got {scale!r}")
         self.scale = float(scale)
@@ -227,8 +241,7 @@ class SlimPruner(_EvaluatorPruner):
                 if w.grad is not None:
                     w.grad.add_(self.scale * torch.sign(w.detach()))
 
-        if self.scale > 0 or self.training_steps:
-            self.evaluator.train(self.model, steps=self.training_steps, hooks=[l1_on_gamma])
+        self._train([l1_on_gamma])
         return {t.name: t.module.weight.detach().abs() for t in targets}
 
 
@@ -402,8 +415,8 @@ class ADMMPruner(_EvaluatorPruner):
         config_list: entries; each may set ``rho`` (the ADMM penalty, default 1e-4).
         evaluator: trains the model; the penalty gradient ``rho * (W - Z + U)`` is added before each step.
         iterations: ADMM iterations.
-        training_steps: optimizer steps per iteration (``None``: the evaluator's own length). NNI's
-            ``training_epochs``.
+        training_steps: optimizer steps per iteration (``None``: the evaluator's own length).
+        training_epochs: NNI's argument: per iteration, run the evaluator's own length this many times.
 
     Example:
         >>> import torch
@@ -435,11 +448,18 @@ class ADMMPruner(_EvaluatorPruner):
         evaluator: Any = None,
         iterations: int = 30,
         training_steps: int | None = None,
+        training_epochs: int | None = None,
         **nni: Any,
     ) -> None:
         super().__init__(model, config_list, evaluator=_evaluator(evaluator, nni))
         self.iterations = _positive_int("iterations", iterations)
         self.training_steps = _positive_int("training_steps", training_steps, allow_none=True)
+        self.training_epochs = _positive_int("training_epochs", training_epochs, allow_none=True)
+        if training_steps is not None and training_epochs is not None:
+            raise ConfigError(
+                "training_epochs",
+                f"give training_steps ({training_steps}) or training_epochs ({training_epochs}), not both",
+            )
         for t in self.targets:
             rho = (t.extra or {}).get("rho", 1e-4)
             if isinstance(rho, bool) or not isinstance(rho, (int, float)) or rho <= 0:
@@ -457,7 +477,7 @@ class ADMMPruner(_EvaluatorPruner):
                     w.grad.add_(rho[n] * (w.detach() - z[n] + u[n]))
 
         for it in range(self.iterations):
-            self.evaluator.train(self.model, steps=self.training_steps, hooks=[penalty])
+            self._train([penalty])
             for t in targets:
                 w = ws[t.name].detach()
                 v = w + u[t.name]
@@ -477,7 +497,8 @@ class MovementPruner(_EvaluatorPruner):
         model: the model.
         config_list: entries over ``Conv2d`` / ``Linear`` (or any weighted) layers.
         evaluator: fine-tunes the model; scores are read and masks updated before each optimizer step.
-        training_steps: optimizer steps (``None``: the evaluator's own length). NNI's ``training_epochs``.
+        training_steps: optimizer steps (``None``: the evaluator's own length).
+        training_epochs: NNI's argument: run the evaluator's own length this many times.
         warm_up_step: steps before pruning starts.
         cool_down_beginning_step: step at which the final sparsity is reached.
 
@@ -510,12 +531,19 @@ class MovementPruner(_EvaluatorPruner):
         config_list: Sequence[Mapping[str, Any]],
         evaluator: Any = None,
         training_steps: int | None = None,
+        training_epochs: int | None = None,
         warm_up_step: int = 0,
         cool_down_beginning_step: int = 1,
         **nni: Any,
     ) -> None:
         super().__init__(model, config_list, evaluator=_evaluator(evaluator, nni))
         self.training_steps = _positive_int("training_steps", training_steps, allow_none=True)
+        self.training_epochs = _positive_int("training_epochs", training_epochs, allow_none=True)
+        if training_steps is not None and training_epochs is not None:
+            raise ConfigError(
+                "training_epochs",
+                f"give training_steps ({training_steps}) or training_epochs ({training_epochs}), not both",
+            )
         if isinstance(warm_up_step, bool) or not isinstance(warm_up_step, int) or warm_up_step < 0:
             raise ConfigError("warm_up_step", f"must be a non-negative integer, got {warm_up_step!r}")
         if not isinstance(cool_down_beginning_step, int) or cool_down_beginning_step <= warm_up_step:
@@ -554,7 +582,7 @@ class MovementPruner(_EvaluatorPruner):
                         w.mul_(mask)
                         w.grad.mul_(mask)
 
-        self.evaluator.train(self.model, steps=self.training_steps, hooks=[on_step])
+        self._train([on_step])
         if step == 0:
             logger.warning("MovementPruner: no training step ran; falling back to weight magnitude")
             return {t.name: t.module.weight.detach().abs() for t in targets}
