@@ -355,3 +355,16 @@ def test_speedup_batchnorm_masks_remove_the_filters_feeding_them() -> None:
     gamma = torch.tensor([1.0, 0, 1, 0, 1, 0, 0, 1])  # SlimPruner-style masks on the batch norm
     check(net, X, {"0.1": {"weight": gamma, "bias": gamma.clone()}})
     assert net[0][0].out_channels == net[0][1].num_features == net[1].in_channels == 4
+
+
+def test_speedup_conv_transpose_both_sides() -> None:
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.ConvTranspose2d(8, 6, 2, 2), nn.ReLU(), nn.Conv2d(6, 2, 1)
+    )
+    masks = filter_masks(net)
+    t = torch.ones(8, 6, 2, 2)
+    t[:, [0, 2, 4]] = 0
+    masks["2"] = {"weight": t, "bias": torch.tensor([0.0, 1, 0, 1, 0, 1])}
+    del masks["4"]
+    check(net, X, masks)
+    assert (net[2].in_channels, net[2].out_channels, net[4].in_channels) == (4, 3, 3)

@@ -260,6 +260,11 @@ class ChannelAnalysis:
         xi = self.info.get(x) if isinstance(x, fx.Node) else None
         in_shape = shape_of(x) if isinstance(x, fx.Node) else None
         out_shape = shape_of(node)
+        if isinstance(m, nn.modules.conv._ConvNd) and m.transposed and m.groups == 1:
+            inp = self._consume(node, xi, 1, inner_ok=False)
+            out = ChanInfo(1, (self._new(m.out_channels, (name, 0, "producer")),))
+            self.layers[name] = LayerIO("conv_transpose", inp, out)
+            return out
         if isinstance(m, nn.modules.conv._ConvNd) and not m.transposed:
             if m.groups == 1:
                 inp = self._consume(node, xi, 1, inner_ok=False)

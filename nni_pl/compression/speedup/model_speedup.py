@@ -263,6 +263,8 @@ class ModelSpeedup:
             m = modules[name]
             mask = self.masks.get(name, {}).get("weight")
             w = m.weight.detach() if mask is None else mask
+            if a.layers.get(name) is not None and a.layers[name].kind == "conv_transpose":
+                w = w.transpose(0, 1)  # ConvTranspose weights are (in, out, ...)
             e = (w.flatten(1).abs().sum(1) == 0).cpu()
             bias_mask = self.masks.get(name, {}).get("bias")
             if bias_mask is not None:
@@ -301,7 +303,10 @@ class ModelSpeedup:
                         if mask is None:
                             mask = torch.ones_like(p)
                         mask = mask.clone()
-                        mask[off : off + sp.size][removed.to(mask.device)] = 0
+                        transposed = key == "weight" and a.layers.get(name) is not None
+                        transposed = transposed and a.layers[name].kind == "conv_transpose"
+                        view = mask.transpose(0, 1) if transposed else mask
+                        view[off : off + sp.size][removed.to(mask.device)] = 0
                         self.masks[name][key] = mask
                         p.mul_(mask)
 
@@ -347,6 +352,12 @@ class ModelSpeedup:
             if m.bias is not None:
                 new.bias = param(take(m.bias, 0, o), m.bias)
             new.in_channels, new.out_channels = len(i), len(o)
+        elif kind == "conv_transpose":
+            w = take(take(m.weight, 1, o), 0, i)
+            new.weight = param(w, m.weight)
+            if m.bias is not None:
+                new.bias = param(take(m.bias, 0, o), m.bias)
+            new.in_channels, new.out_channels = w.shape[0], w.shape[1]
         elif kind == "conv" or kind == "linear":
             w = take(take(m.weight, 0, o), 1, i)
             new.weight = param(w, m.weight)
