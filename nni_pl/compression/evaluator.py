@@ -96,7 +96,8 @@ class Evaluator:
         Args:
             module: the ``LightningModule``; the model given to the pruner is this module or one of its submodules.
             trainer_kwargs: passed to ``lightning.pytorch.Trainer`` (``max_steps`` and ``callbacks`` are set per
-                call; logging and checkpointing are off unless you set them).
+                call; logging and checkpointing are off unless you set them). Without ``max_epochs`` or
+                ``max_steps``, the evaluator's own length is one epoch.
             datamodule: a ``LightningDataModule``, or dataloader(s) for training (then leave ``train_dataloaders``).
             train_dataloaders: training dataloader(s) when no datamodule is given.
         """
@@ -284,6 +285,8 @@ class _LightningEvaluator(Evaluator):
             kwargs["max_steps"] = steps
             kwargs.setdefault("max_epochs", -1)
             kwargs["limit_val_batches"] = 0
+        elif "max_epochs" not in kwargs and "max_steps" not in kwargs:
+            kwargs["max_epochs"] = 1  # Lightning's own default (1000 epochs) is no "length" for a pruner
         return pl.Trainer(**kwargs)
 
     def train(self, model: nn.Module, steps: int | None = None, hooks: Sequence[StepHook] = ()) -> None:

@@ -409,3 +409,42 @@ def test_pruners_training_epochs_repeat_the_evaluator() -> None:
     assert runs == [None] * 4
     with pytest.raises(ConfigError, match="not both"):
         MovementPruner(_net(), CONV, ev, training_steps=2, training_epochs=2)
+
+
+def test_pruners_lightning_evaluator_datamodule_and_errors() -> None:
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _net()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            return nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    class Data(pl.LightningDataModule):
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(TensorDataset(*_data(16)), batch_size=4)
+
+    module = Tiny()
+    ev = Evaluator.from_lightning(module, {"accelerator": "cpu"}, Data())
+    steps = []
+    ev.train(module.net, hooks=[lambda: steps.append(1)])
+    assert len(steps) == 4  # no max_epochs given: one epoch of 4 batches
+    _, masks = ActivationAPoZRankPruner(module.net, CONV, ev, training_batches=2).compress()
+    assert layer_sparsity(masks) == {"conv1": 0.5, "conv2": 0.5, "conv3": 0.5}
+    with pytest.raises(ConfigError, match="LightningModule"):
+        Evaluator.from_lightning(_net(), {}, Data())
+    with pytest.raises(ConfigError, match="datamodule"):
+        Evaluator.from_lightning(module, {})
+    with pytest.raises(ConfigError, match="train_fn"):
+        Evaluator.from_function("train")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="from_lightning"):
+        Evaluator()
