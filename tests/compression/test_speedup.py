@@ -368,3 +368,22 @@ def test_speedup_conv_transpose_both_sides() -> None:
     del masks["4"]
     check(net, X, masks)
     assert (net[2].in_channels, net[2].out_channels, net[4].in_channels) == (4, 3, 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_speedup_on_cuda() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = conv_bn(3, 8, groups=1)
+            self.b = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+            self.c = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.c(F.hardswish(self.b(self.a(x))))
+
+    net = Net().cuda()
+    masks = {k: {kk: v.cuda() for kk, v in m.items()} for k, m in filter_masks(net).items()}
+    del masks["c"]
+    check(net, X.cuda(), masks)
+    assert net.a[0].out_channels < 8

@@ -133,6 +133,8 @@ class ChannelAnalysis:
             model.train(training)
 
     def _analyse(self, model: nn.Module, dummy_input: Any) -> None:
+        inputs = dummy_input if isinstance(dummy_input, (tuple, list)) else (dummy_input,)
+        self.device = next((t.device for t in inputs if isinstance(t, torch.Tensor)), torch.device("cpu"))
         self.gm, self.opaque = trace(model, dummy_input)
         self.modules = dict(self.gm.named_modules())
         self.spaces: list[Space] = []
@@ -335,7 +337,11 @@ class ChannelAnalysis:
         meta = x.meta["tensor_meta"]
         try:
             with torch.no_grad():
-                t = torch.randn(in_shape, dtype=meta.dtype) if meta.dtype.is_floating_point else None
+                t = (
+                    torch.randn(in_shape, dtype=meta.dtype, device=self.device)
+                    if meta.dtype.is_floating_point
+                    else None
+                )
                 if t is None:
                     return self._unsupported(node, "non-float tensor")
                 t2 = t.clone()
@@ -345,7 +351,7 @@ class ChannelAnalysis:
                 same = torch.allclose(
                     y.narrow(xi.dim, 1, y.shape[xi.dim] - 1), y2.narrow(xi.dim, 1, y.shape[xi.dim] - 1)
                 )
-                zero = bool((fn(torch.zeros(in_shape, dtype=meta.dtype)) == 0).all())
+                zero = bool((fn(torch.zeros(in_shape, dtype=meta.dtype, device=self.device)) == 0).all())
         except Exception as e:
             return self._unsupported(node, f"could not be probed ({e})")
         if not same:
