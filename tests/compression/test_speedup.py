@@ -387,3 +387,22 @@ def test_speedup_on_cuda() -> None:
     del masks["c"]
     check(net, X.cuda(), masks)
     assert net.a[0].out_channels < 8
+
+
+def test_speedup_hard_coded_view_keeps_channels_and_says_why() -> None:
+    class Naive(nn.Module):  # NNI's tutorial model style
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 8, 3)
+            self.conv2 = nn.Conv2d(8, 4, 3)
+            self.fc = nn.Linear(4 * 12 * 12, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.conv2(F.relu(self.conv1(x)))
+            return self.fc(x.view(-1, 4 * 12 * 12))
+
+    net = Naive()
+    masks = filter_masks(net)
+    sp = check(net, X, masks)
+    assert net.conv1.out_channels == 4 and net.conv2.out_channels == 4
+    assert any("hard-coded" in r for _, r, _ in sp.report.unsupported)

@@ -472,11 +472,21 @@ class ChannelAnalysis:
             return None
         s, o = shape_of(node.args[0]), shape_of(node)
         c = xi.dim
-        if o[: c + 1] == s[: c + 1]:
+        passthrough = o[: c + 1] == s[: c + 1]
+        flatten = len(o) == c + 1 and o[:c] == s[:c] and o[c] == math.prod(s[c:])
+        if not (passthrough or flatten):
+            return self._unsupported(node, f"reshapes the channel dimension ({list(s)} -> {list(o)})")
+        if node.target in ("view", "reshape", torch.reshape):
+            shape = node.args[1:] if node.op == "call_method" else node.args[1:2]
+            if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+                shape = tuple(shape[0])
+            if c < len(shape) and isinstance(shape[c], int) and shape[c] != -1:
+                return self._unsupported(
+                    node, f"the channel size {shape[c]} is hard-coded in forward (write -1 or x.flatten(1))"
+                )
+        if passthrough:
             return xi
-        if len(o) == c + 1 and o[:c] == s[:c] and o[c] == math.prod(s[c:]):
-            return ChanInfo(c, xi.segs, xi.inner * math.prod(s[c + 1 :]), xi.zero_ok)
-        return self._unsupported(node, f"reshapes the channel dimension ({list(s)} -> {list(o)})")
+        return ChanInfo(c, xi.segs, xi.inner * math.prod(s[c + 1 :]), xi.zero_ok)
 
     def _reduce(self, node: fx.Node) -> ChanInfo | None:
         xi = self.info[node.args[0]]
