@@ -625,9 +625,11 @@ class Manager:
                     self._set(t, stop_requested="experiment")
                 self.service.terminate(tid, grace=STOP_GRACE)
             deadline = time.time() + STOP_GRACE + 5
-            while self.service.running() and time.time() < deadline:
+            while True:  # poll at least once: a service may end a trial at terminate() (not running any more)
                 for end in self.service.poll(0.1):
                     self._finish(end)
+                if not self.service.running() or time.time() >= deadline:
+                    break
             if self.service.running():
                 logger.warning(
                     "trials %s did not end; `nni-pl resume` will re-attach to them",

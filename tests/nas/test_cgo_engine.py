@@ -290,7 +290,10 @@ def test_cgo_stop_midway_then_resume_reruns_the_interrupted_group(tmp_path: Path
     exp.run(display=False)
     watcher.join()
     assert exp.experiment.get_status() == st.EXP_STOPPED
-    assert [(t.status, t.requeue) for t in exp.trials()] == [(st.USER_CANCELED, True)] * 2
+    # the stop may land before the group's second trial was created (then the first is dropped from the
+    # open group at once); either way no trial is left RUNNING and every one is queued to run again
+    stopped = [(t.status, t.requeue) for t in exp.trials()]
+    assert stopped in ([(st.USER_CANCELED, True)], [(st.USER_CANCELED, True)] * 2)
     exp.close()
 
     again = NasExperiment.resume(exp.id, working_directory=tmp_path)

@@ -232,11 +232,14 @@ def test_strategy_tuner_resume_rebuilds_history_and_dedups() -> None:
             HistoryEntry(None, {"op": "conv5"}, 0.3, source="customized"),
         ]
     )
-    assert sorted(r.arch["op"] for r in tuner.strategy.history) == ["conv3", "conv5"]
-    assert tuner.generate_parameters(2) == {"op": "pool"}
-    tuner.receive_trial_result(1, {"op": "pool"}, 0.2)  # the re-run of trial 1 reports under its old id
+    # the unfinished trial comes back as running: the engine re-runs it, so it is never proposed again
+    assert sorted(r.arch["op"] for r in tuner.strategy.history) == ["conv3", "conv5", "pool"]
     with pytest.raises(NoMoreTrialError):
-        tuner.generate_parameters(4)
+        tuner.generate_parameters(2)
+    tuner.receive_trial_result(1, {"op": "pool"}, 0.2)  # the re-run of trial 1 reports under its old id
+    pool = tuner.strategy.record_of(1)
+    assert pool is not None and pool.status == "succeeded" and pool.value == 0.2
+    assert len(tuner.strategy.history) == 3
 
 
 def test_strategy_tuner_checks_optimize_mode_and_config() -> None:

@@ -250,16 +250,22 @@ class Strategy(ABC):
     def resume(self, records: Sequence[tuple[int, Mapping[str, Any], Any, bool]]) -> None:
         """Rebuild the history from stored trials ``(id, arch, metric, finished)`` after :meth:`setup`.
 
-        Unfinished trials are left out (the engine runs them again and reports them with ``arch=``);
-        the random stream continues on a fresh, reproducible branch.
+        Unfinished trials come back as running records (the engine runs them again under the same id and
+        reports them then), so they are not proposed a second time; the random stream continues on a fresh,
+        reproducible branch.
         """
         for trial_id, arch, metric, finished in sorted(records, key=lambda r: r[0]):
-            if not finished and metric is None:
-                continue
             if self.key(arch) is None:
                 log.info(
                     "%s: a stored architecture outside the space is ignored: %s", type(self).__name__, arch
                 )
+                continue
+            if not finished and metric is None:
+                if trial_id not in self._by_trial:
+                    record = TrialRecord(self._proposals, dict(arch), trial_id=trial_id)
+                    self._proposals += 1
+                    self.history.append(record)
+                    self._by_trial[trial_id] = record
                 continue
             self.tell(trial_id, metric, arch=arch)
         self.rng = make_rng(self.seed, len(records) + 1)
