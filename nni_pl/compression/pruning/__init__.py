@@ -11,7 +11,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+_SCHEDULED = (
+    "AGPPruner",
+    "AMCPruner",
+    "AutoCompressPruner",
+    "LinearPruner",
+    "LotteryTicketPruner",
+    "ScheduledPruner",
+    "SimulatedAnnealingPruner",
+)
+
 __all__ = [
+    *_SCHEDULED,
     "ADMMPruner",
     "ActivationAPoZRankPruner",
     "ActivationMeanRankPruner",
@@ -41,6 +52,8 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SCHEDULED:
+        return getattr(importlib.import_module("nni_pl.compression.pruning.scheduled"), name)
     if name in __all__:
         return getattr(importlib.import_module("nni_pl.compression.pruning.basic"), name)
     raise AttributeError(f"module 'nni_pl.compression.pruning' has no attribute {name!r}")
