@@ -128,14 +128,7 @@ class CgoTrainingService(TrainingService):
             per_gpu=max_trial_number_per_gpu,
             use_active_gpu=use_active_gpu,
         )
-        if gpu_number and len(self.gpus.indices) < gpu_number:
-            from nni_pl.errors import ConfigError
-
-            raise ConfigError(
-                "trialGpuNumber",
-                f"each merged CGO process needs {gpu_number} GPU(s) but {len(self.gpus.indices)} are "
-                f"available (found {self.gpus.indices}); set trialGpuNumber: 0, or list trainingService.gpuIndices",
-            )
+        self.gpus.require_enough("each merged CGO process")
         self.host = socket.gethostname()
         self.groups: dict[str, _Group] = {}
         self.open: _Group | None = None  # the group still taking trials (its process is warming up)

@@ -147,6 +147,17 @@ class GpuScheduler:
         self._busy_cache: set[int] = set()
         self._busy_at: float | None = None
 
+    def require_enough(self, who: str) -> None:
+        """Raise :class:`ConfigError` (``trialGpuNumber``) when fewer GPUs exist than ``who`` needs."""
+        if self.gpu_number and len(self.indices) < self.gpu_number:
+            from nni_pl.errors import ConfigError
+
+            raise ConfigError(
+                "trialGpuNumber",
+                f"{who} needs {self.gpu_number} GPU(s) but {len(self.indices)} are available "
+                f"(found {self.indices}); set trialGpuNumber: 0, or list trainingService.gpuIndices",
+            )
+
     def _busy(self) -> set[int]:
         # nvidia-smi costs ~100 ms and the manager asks several times a second: look every few seconds
         now = time.time()
@@ -245,14 +256,7 @@ class LocalTrainingService(TrainingService):
             per_gpu=max_trial_number_per_gpu,
             use_active_gpu=use_active_gpu,
         )
-        if gpu_number and len(self.gpus.indices) < gpu_number:
-            from nni_pl.errors import ConfigError
-
-            raise ConfigError(
-                "trialGpuNumber",
-                f"each trial needs {gpu_number} GPU(s) but {len(self.gpus.indices)} are available "
-                f"(found {self.gpus.indices}); set trialGpuNumber: 0, or list trainingService.gpuIndices",
-            )
+        self.gpus.require_enough("each trial")
         self.extra_args = extra_args
         self.host = socket.gethostname()
         self.procs: dict[str, _Proc] = {}
