@@ -74,3 +74,16 @@ def all_types_space() -> SearchSpace:
 @pytest.fixture
 def nested_space() -> SearchSpace:
     return SearchSpace.parse(NESTED)
+
+
+def optimise(tuner: Any, space: Any, fn: Any, n: int) -> list[float]:
+    """Drive ``tuner`` for ``n`` sequential trials as the manager does (suggest, result, trial end); the values."""
+    tuner.update_search_space(space)
+    values = []
+    for i in range(n):
+        params = tuner.generate_parameters(i)
+        value = fn(params)
+        tuner.receive_trial_result(i, params, value)
+        tuner.trial_end(i, True)
+        values.append(value)
+    return values

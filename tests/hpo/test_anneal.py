@@ -9,24 +9,13 @@ from nni_pl.errors import ConfigError
 from nni_pl.hpo import create_algorithm
 from nni_pl.hpo.tuners import AnnealTuner, RandomTuner
 
-from .conftest import ALL_TYPES, assert_valid
+from .conftest import ALL_TYPES, assert_valid, optimise
 
 QUAD = {"x": {"_type": "uniform", "_value": [-5, 5]}, "y": {"_type": "loguniform", "_value": [1e-3, 10]}}
 
 
 def _fn(p: dict) -> float:
     return (p["x"] - 1.3) ** 2 + math.log10(p["y"]) ** 2
-
-
-def _optimise(tuner, space, fn, n: int) -> list[float]:
-    tuner.update_search_space(space)
-    out = []
-    for i in range(n):
-        params = tuner.generate_parameters(i)
-        value = fn(params)
-        tuner.receive_trial_result(i, params, value)
-        out.append(value)
-    return out
 
 
 def test_anneal_all_types_values_in_space(all_types_space):
@@ -61,13 +50,13 @@ def test_anneal_nested_returns_nni_form(nested_space):
 
 
 def test_anneal_same_seed_same_suggestions():
-    a, b, c = (_optimise(AnnealTuner(optimize_mode="minimize", seed=s), QUAD, _fn, 30) for s in (2, 2, 3))
+    a, b, c = (optimise(AnnealTuner(optimize_mode="minimize", seed=s), QUAD, _fn, 30) for s in (2, 2, 3))
     assert a == b and a != c
 
 
 def test_anneal_beats_random_on_average():
-    ann = [min(_optimise(AnnealTuner(optimize_mode="minimize", seed=s), QUAD, _fn, 60)) for s in range(5)]
-    rnd = [min(_optimise(RandomTuner(seed=s), QUAD, _fn, 60)) for s in range(5)]
+    ann = [min(optimise(AnnealTuner(optimize_mode="minimize", seed=s), QUAD, _fn, 60)) for s in range(5)]
+    rnd = [min(optimise(RandomTuner(seed=s), QUAD, _fn, 60)) for s in range(5)]
     assert np.mean(ann) < np.mean(rnd)
 
 
@@ -82,7 +71,7 @@ def test_anneal_neighbourhood_shrinks_around_best():
 
 def test_anneal_nan_results_and_import():
     tuner = AnnealTuner(seed=4)
-    values = _optimise(tuner, QUAD, lambda p: math.nan if p["x"] > 0 else -_fn(p), 40)
+    values = optimise(tuner, QUAD, lambda p: math.nan if p["x"] > 0 else -_fn(p), 40)
     assert any(math.isnan(v) for v in values)
     assert all(loss == math.inf for p, loss in tuner.observations() if p["x"] > 0)
 

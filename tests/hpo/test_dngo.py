@@ -12,7 +12,7 @@ from nni_pl.hpo.tuners.dngo import DNGOTuner, _BayesianLinear
 from nni_pl.space import SearchSpace
 from nni_pl.testing import TunerTestCase
 
-from .conftest import assert_valid
+from .conftest import assert_valid, optimise
 
 NUMERIC = {
     "ri": {"_type": "randint", "_value": [-2, 3]},
@@ -28,17 +28,6 @@ FAST = {"num_epochs_per_training": 60, "sample_size": 300}
 
 def _quad(p: dict) -> float:
     return (p["x"] - 1.3) ** 2 + (p["y"] + 2.1) ** 2
-
-
-def _optimise(tuner, space, fn, n: int) -> list[float]:
-    tuner.update_search_space(space)
-    values = []
-    for i in range(n):
-        params = tuner.generate_parameters(i)
-        value = fn(params)
-        tuner.receive_trial_result(i, params, value)
-        values.append(value)
-    return values
 
 
 class TestDNGOConformance(TunerTestCase):
@@ -66,9 +55,7 @@ def test_dngo_same_seed_same_suggestions_and_torch_left_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    runs = [
-        _optimise(DNGOTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, _quad, 14) for s in (3, 3, 4)
-    ]
+    runs = [optimise(DNGOTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, _quad, 14) for s in (3, 3, 4)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
     assert torch.equal(torch.rand(3), expected)  # the tuner did not consume the global torch RNG
@@ -87,13 +74,13 @@ def test_dngo_cold_start_and_retraining_schedule(monkeypatch):
     monkeypatch.setattr(DNGOTuner, "_train", spy)
     tuner = DNGOTuner(optimize_mode="minimize", seed=0, trials_per_update=4, **FAST)
     assert tuner.n_startup_jobs == 4  # min(trials_per_update, 10) random trials first
-    _optimise(tuner, QUAD, _quad, 15)
+    optimise(tuner, QUAD, _quad, 15)
     assert trained == [4, 8, 12]  # at cold start, then every trials_per_update results
     assert threads == [1, 1, 1]
 
     trained.clear()
     tuner = DNGOTuner(optimize_mode="minimize", seed=0, **FAST)  # trials_per_update=20
-    _optimise(tuner, QUAD, _quad, 12)
+    optimise(tuner, QUAD, _quad, 12)
     assert tuner.n_startup_jobs == 10 and trained == [10]
 
 
@@ -112,7 +99,7 @@ def test_bayesian_linear_regression_evidence_and_uncertainty():
 def test_dngo_constant_liar_spreads_pending_suggestions():
     def spread(with_liar: bool, seed: int) -> float:
         tuner = DNGOTuner(seed=seed, **FAST)
-        _optimise(tuner, {"x": {"_type": "uniform", "_value": [-10, 10]}}, lambda p: -((p["x"] - 2) ** 2), 12)
+        optimise(tuner, {"x": {"_type": "uniform", "_value": [-10, 10]}}, lambda p: -((p["x"] - 2) ** 2), 12)
         xs = []
         for k in range(6):
             xs.append(tuner.generate_parameters(100 + k)["x"])
@@ -130,7 +117,7 @@ def test_dngo_nan_and_inf_results_count_as_worst():
         return math.nan if p["x"] > 0 else -((p["x"] + 2.0) ** 2)
 
     tuner = DNGOTuner(seed=5, trials_per_update=5, **FAST)
-    values = _optimise(tuner, {"x": {"_type": "uniform", "_value": [-5, 5]}}, fn, 25)
+    values = optimise(tuner, {"x": {"_type": "uniform", "_value": [-5, 5]}}, fn, 25)
     assert sum(math.isnan(v) for v in values[10:]) <= 5
     assert max(v for v in values if not math.isnan(v)) > -0.1
 
@@ -193,10 +180,10 @@ def test_dngo_invalid_class_args(kwargs, field):
 def test_dngo_beats_random_on_average():
     kwargs = {"num_epochs_per_training": 200, "trials_per_update": 5, "sample_size": 300}
     dngo = [
-        min(_optimise(DNGOTuner(optimize_mode="minimize", seed=s, **kwargs), QUAD, _quad, 25))
+        min(optimise(DNGOTuner(optimize_mode="minimize", seed=s, **kwargs), QUAD, _quad, 25))
         for s in range(4)
     ]
-    rnd = [min(_optimise(RandomTuner(seed=s), QUAD, _quad, 25)) for s in range(4)]
+    rnd = [min(optimise(RandomTuner(seed=s), QUAD, _quad, 25)) for s in range(4)]
     assert np.mean(dngo) < 0.5 * np.mean(rnd)
 
 

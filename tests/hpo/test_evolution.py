@@ -12,25 +12,13 @@ from nni_pl.hpo.tuners._evolution_base import mutate
 from nni_pl.space import SearchSpace
 from nni_pl.testing import TunerTestCase
 
-from .conftest import ALL_TYPES, NESTED, assert_valid
+from .conftest import ALL_TYPES, NESTED, assert_valid, optimise
 
 QUAD = {"x": {"_type": "uniform", "_value": [-5, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}}
 
 
 def _quad(p: dict) -> float:
     return (p["x"] - 1.3) ** 2 + (p["y"] + 2.1) ** 2
-
-
-def _optimise(tuner, space, fn, n: int) -> list[float]:
-    tuner.update_search_space(space)
-    values = []
-    for i in range(n):
-        params = tuner.generate_parameters(i)
-        value = fn(params)
-        tuner.receive_trial_result(i, params, value)
-        tuner.trial_end(i, True)
-        values.append(value)
-    return values
 
 
 def _differences(space: SearchSpace, a: dict, b: dict) -> set:
@@ -113,7 +101,7 @@ def test_evolution_first_population_is_random_then_children_of_members():
 
 def test_evolution_same_seed_same_suggestions():
     runs = [
-        _optimise(EvolutionTuner(optimize_mode="minimize", population_size=5, seed=s), QUAD, _quad, 30)
+        optimise(EvolutionTuner(optimize_mode="minimize", population_size=5, seed=s), QUAD, _quad, 30)
         for s in (3, 3, 4)
     ]
     assert runs[0] == runs[1]
@@ -122,10 +110,10 @@ def test_evolution_same_seed_same_suggestions():
 
 def test_evolution_beats_random_on_average():
     evo = [
-        min(_optimise(EvolutionTuner(optimize_mode="minimize", population_size=10, seed=s), QUAD, _quad, 80))
+        min(optimise(EvolutionTuner(optimize_mode="minimize", population_size=10, seed=s), QUAD, _quad, 80))
         for s in range(6)
     ]
-    rnd = [min(_optimise(RandomTuner(seed=s), QUAD, _quad, 80)) for s in range(6)]
+    rnd = [min(optimise(RandomTuner(seed=s), QUAD, _quad, 80)) for s in range(6)]
     assert np.mean(evo) < 0.5 * np.mean(rnd)
     assert sum(e < r for e, r in zip(evo, rnd)) >= 4
 

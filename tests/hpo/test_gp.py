@@ -16,7 +16,7 @@ from nni_pl.hpo.tuners.gp import GPTuner
 from nni_pl.space import SearchSpace
 from nni_pl.testing import TunerTestCase
 
-from .conftest import assert_valid
+from .conftest import assert_valid, optimise
 
 NUMERIC = {
     "ri": {"_type": "randint", "_value": [-2, 3]},
@@ -45,17 +45,6 @@ def _branin(p: dict) -> float:
 BRANIN = {"x1": {"_type": "uniform", "_value": [-5, 10]}, "x2": {"_type": "uniform", "_value": [0, 15]}}
 
 
-def _optimise(tuner, space, fn, n: int) -> list[float]:
-    tuner.update_search_space(space)
-    values = []
-    for i in range(n):
-        params = tuner.generate_parameters(i)
-        value = fn(params)
-        tuner.receive_trial_result(i, params, value)
-        values.append(value)
-    return values
-
-
 class TestGPConformance(TunerTestCase):
     tuner_class = GPTuner
     tuner_kwargs = {"cold_start_num": 2, "selection_num_warm_up": 200, "selection_num_starting_points": 2}
@@ -78,7 +67,7 @@ def test_gp_values_and_types_in_space():
 
 
 def test_gp_same_seed_same_suggestions():
-    runs = [_optimise(GPTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, _quad, 14) for s in (3, 3, 4)]
+    runs = [optimise(GPTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, _quad, 14) for s in (3, 3, 4)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
@@ -102,7 +91,7 @@ def test_gp_cold_start_is_random_then_modelled(monkeypatch):
 
 @pytest.mark.parametrize("utility", ["ei", "ucb", "poi"])
 def test_gp_every_acquisition_optimises(utility):
-    values = _optimise(
+    values = optimise(
         GPTuner(optimize_mode="minimize", utility=utility, seed=1, cold_start_num=5, **FAST), QUAD, _quad, 20
     )
     assert min(values) < 0.5
@@ -186,7 +175,7 @@ def test_unit_cube_round_trip_and_snap():
 def test_gp_constant_liar_spreads_pending_suggestions():
     def spread(with_liar: bool, seed: int) -> float:
         tuner = GPTuner(seed=seed, **FAST)
-        _optimise(tuner, {"x": {"_type": "uniform", "_value": [-10, 10]}}, lambda p: -((p["x"] - 2) ** 2), 12)
+        optimise(tuner, {"x": {"_type": "uniform", "_value": [-10, 10]}}, lambda p: -((p["x"] - 2) ** 2), 12)
         xs = []
         for k in range(6):  # six trials running at once
             xs.append(tuner.generate_parameters(100 + k)["x"])
@@ -205,7 +194,7 @@ def test_gp_nan_and_inf_results_count_as_worst():
         return math.nan if p["x"] > 0 else -((p["x"] + 2.0) ** 2)
 
     tuner = GPTuner(seed=5, cold_start_num=6, **FAST)
-    values = _optimise(tuner, {"x": {"_type": "uniform", "_value": [-5, 5]}}, fn, 20)
+    values = optimise(tuner, {"x": {"_type": "uniform", "_value": [-5, 5]}}, fn, 20)
     assert sum(math.isnan(v) for v in values[6:]) <= 3
     assert max(v for v in values if not math.isnan(v)) > -0.05
 
@@ -289,16 +278,16 @@ def test_gp_accepts_nni_spellings_of_numbers():
     tuner = GPTuner(
         kappa=5.0, xi=0.01, nu=math.inf, alpha=0, cold_start_num=3, selection_num_starting_points=0
     )
-    values = _optimise(tuner, QUAD, _quad, 6)
+    values = optimise(tuner, QUAD, _quad, 6)
     assert len(values) == 6
 
 
 def test_gp_beats_random_on_branin():
     gp = [
-        min(_optimise(GPTuner(optimize_mode="minimize", seed=s, **FAST), BRANIN, _branin, 25))
+        min(optimise(GPTuner(optimize_mode="minimize", seed=s, **FAST), BRANIN, _branin, 25))
         for s in range(3)
     ]
-    rnd = [min(_optimise(RandomTuner(seed=s), BRANIN, _branin, 25)) for s in range(3)]
+    rnd = [min(optimise(RandomTuner(seed=s), BRANIN, _branin, 25)) for s in range(3)]
     assert np.mean(gp) < 0.5 * np.mean(rnd)
     assert np.mean(gp) - 0.397887 < 0.1
 

@@ -11,7 +11,7 @@ from nni_pl.hpo.tuners import RandomTuner, RegularizedEvolutionTuner
 from nni_pl.space import SearchSpace
 from nni_pl.testing import TunerTestCase
 
-from .conftest import ALL_TYPES, NESTED, assert_valid
+from .conftest import ALL_TYPES, NESTED, assert_valid, optimise
 
 QUAD = {"x": {"_type": "uniform", "_value": [-5, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}}
 
@@ -24,18 +24,6 @@ def _new(**kwargs) -> RegularizedEvolutionTuner:
     return RegularizedEvolutionTuner(
         **{"optimize_mode": "minimize", "population_size": 10, "sample_size": 5, **kwargs}
     )
-
-
-def _optimise(tuner, space, fn, n: int) -> list[float]:
-    tuner.update_search_space(space)
-    values = []
-    for i in range(n):
-        params = tuner.generate_parameters(i)
-        value = fn(params)
-        tuner.receive_trial_result(i, params, value)
-        tuner.trial_end(i, True)
-        values.append(value)
-    return values
 
 
 def test_regevo_defaults_follow_nni():
@@ -96,7 +84,7 @@ def test_regevo_nested_space_learns_the_good_branch(nested_space):
 
 
 def test_regevo_same_seed_same_suggestions():
-    runs = [_optimise(_new(seed=s), QUAD, _quad, 30) for s in (3, 3, 4)]
+    runs = [optimise(_new(seed=s), QUAD, _quad, 30) for s in (3, 3, 4)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
@@ -113,8 +101,8 @@ def _discrete(p: dict) -> float:
 
 
 def test_regevo_beats_random_on_average():
-    evo = [min(_optimise(_new(seed=s), DISCRETE, _discrete, 80)) for s in range(6)]
-    rnd = [min(_optimise(RandomTuner(seed=s), DISCRETE, _discrete, 80)) for s in range(6)]
+    evo = [min(optimise(_new(seed=s), DISCRETE, _discrete, 80)) for s in range(6)]
+    rnd = [min(optimise(RandomTuner(seed=s), DISCRETE, _discrete, 80)) for s in range(6)]
     assert np.mean(evo) < 0.6 * np.mean(rnd)
     assert sum(e < r for e, r in zip(evo, rnd)) >= 5
 

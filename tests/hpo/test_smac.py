@@ -12,7 +12,7 @@ from nni_pl.hpo.tuners import RandomTuner, SMACTuner
 from nni_pl.space import SearchSpace
 from nni_pl.testing import TunerTestCase
 
-from .conftest import NESTED, assert_valid
+from .conftest import NESTED, assert_valid, optimise
 
 QUAD = {"x": {"_type": "uniform", "_value": [-5, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}}
 SMAC_TYPES = {
@@ -41,18 +41,6 @@ def _mixed(p: dict) -> float:
         + abs(p["n"] - 13) / 4
         + abs(math.log10(p["lr"]) + 3)
     )
-
-
-def _optimise(tuner, space, fn, n: int) -> list[float]:
-    tuner.update_search_space(space)
-    values = []
-    for i in range(n):
-        params = tuner.generate_parameters(i)
-        value = fn(params)
-        tuner.receive_trial_result(i, params, value)
-        tuner.trial_end(i, True)
-        values.append(value)
-    return values
 
 
 def test_smac_declares_nni_types_and_rejects_others():
@@ -112,26 +100,26 @@ def test_smac_nested_space_learns_the_good_branch(nested_space):
 
 
 def test_smac_same_seed_same_suggestions():
-    runs = [_optimise(SMACTuner(optimize_mode="minimize", seed=s), QUAD, _quad, 15) for s in (3, 3, 4)]
+    runs = [optimise(SMACTuner(optimize_mode="minimize", seed=s), QUAD, _quad, 15) for s in (3, 3, 4)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
 
 def test_smac_beats_random_on_a_mixed_problem():
-    smac = [min(_optimise(SMACTuner(optimize_mode="minimize", seed=s), MIXED, _mixed, 40)) for s in range(4)]
-    rnd = [min(_optimise(RandomTuner(seed=s), MIXED, _mixed, 40)) for s in range(4)]
+    smac = [min(optimise(SMACTuner(optimize_mode="minimize", seed=s), MIXED, _mixed, 40)) for s in range(4)]
+    rnd = [min(optimise(RandomTuner(seed=s), MIXED, _mixed, 40)) for s in range(4)]
     assert np.mean(smac) < 0.7 * np.mean(rnd)
     assert sum(a < b for a, b in zip(smac, rnd)) >= 3
 
 
 def test_smac_beats_random_on_a_continuous_problem():
-    smac = [min(_optimise(SMACTuner(optimize_mode="minimize", seed=s), QUAD, _quad, 30)) for s in range(4)]
-    rnd = [min(_optimise(RandomTuner(seed=s), QUAD, _quad, 30)) for s in range(4)]
+    smac = [min(optimise(SMACTuner(optimize_mode="minimize", seed=s), QUAD, _quad, 30)) for s in range(4)]
+    rnd = [min(optimise(RandomTuner(seed=s), QUAD, _quad, 30)) for s in range(4)]
     assert np.mean(smac) < 0.5 * np.mean(rnd)
 
 
 def _spread(tuner: SMACTuner, n_pending: int) -> float:
-    _optimise(tuner, {"x": {"_type": "uniform", "_value": [-10, 10]}}, lambda p: -(p["x"] ** 2), 15)
+    optimise(tuner, {"x": {"_type": "uniform", "_value": [-10, 10]}}, lambda p: -(p["x"] ** 2), 15)
     tuner.random_fraction = 0.0  # only model suggestions
     pending = [tuner.generate_parameters(100 + k)["x"] for k in range(n_pending)]
     return float(np.std(pending))
@@ -143,7 +131,7 @@ def test_smac_constant_liar_spreads_pending_suggestions():
     without = []
     for s in range(3):
         tuner = SMACTuner(seed=s)
-        _optimise(tuner, {"x": {"_type": "uniform", "_value": [-10, 10]}}, lambda p: -(p["x"] ** 2), 15)
+        optimise(tuner, {"x": {"_type": "uniform", "_value": [-10, 10]}}, lambda p: -(p["x"] ** 2), 15)
         tuner.random_fraction = 0.0
         xs = []
         for k in range(8):
@@ -189,14 +177,14 @@ def test_smac_config_dedup_false_repeats_only_random_draws():
 
     model = SMACTuner(seed=0, optimize_mode="minimize")
     model.random_fraction = 0.0
-    values = _optimise(model, space, lambda p: float(abs(p["a"] - 3) + abs(p["b"] - 7)), 40)
+    values = optimise(model, space, lambda p: float(abs(p["a"] - 3) + abs(p["b"] - 7)), 40)
     assert min(values) == 0.0
     assert len({(p["a"], p["b"]) for p, _ in model.observations()}) == 40  # the model never repeats
 
     def random_only(dedup: bool) -> list[tuple[int, int]]:
         tuner = SMACTuner(seed=0, config_dedup=dedup)
         tuner.random_fraction = 1.0
-        _optimise(tuner, space, lambda p: 0.0, 60)
+        optimise(tuner, space, lambda p: 0.0, 60)
         return [(p["a"], p["b"]) for p, _ in tuner.observations()]
 
     assert len(set(random_only(False))) < 60  # NNI's default: a random draw may repeat a point
@@ -213,10 +201,10 @@ def test_smac_nan_and_inf_results_count_as_worst():
         return math.nan if p["x"] > 0 else -((p["x"] + 2.0) ** 2)
 
     tuner = SMACTuner(seed=5)
-    values = _optimise(tuner, {"x": {"_type": "uniform", "_value": [-5, 5]}}, fn, 30)
+    values = optimise(tuner, {"x": {"_type": "uniform", "_value": [-5, 5]}}, fn, 30)
     assert sum(math.isnan(v) for v in values[-15:]) <= 5  # it steers away from the diverging half
     everything_fails = SMACTuner(seed=1)
-    values = _optimise(everything_fails, QUAD, lambda p: {"default": math.inf}, 12)
+    values = optimise(everything_fails, QUAD, lambda p: {"default": math.inf}, 12)
     assert len(values) == 12
 
 

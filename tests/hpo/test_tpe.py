@@ -9,24 +9,13 @@ from nni_pl.errors import ConfigError, NoMoreTrialError
 from nni_pl.hpo import HistoryEntry, create_algorithm
 from nni_pl.hpo.tuners import RandomTuner, TPETuner
 
-from .conftest import ALL_TYPES, NESTED, assert_valid
+from .conftest import ALL_TYPES, NESTED, assert_valid, optimise
 
 QUAD = {"x": {"_type": "uniform", "_value": [-5, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}}
 
 
 def _quad(p: dict) -> float:
     return (p["x"] - 1.3) ** 2 + (p["y"] + 2.1) ** 2
-
-
-def _optimise(tuner, space, fn, n: int) -> list[float]:
-    tuner.update_search_space(space)
-    values = []
-    for i in range(n):
-        params = tuner.generate_parameters(i)
-        value = fn(params)
-        tuner.receive_trial_result(i, params, value)
-        values.append(value)
-    return values
 
 
 def test_tpe_all_types_values_in_space(all_types_space):
@@ -64,28 +53,28 @@ def test_tpe_nested_space_only_chosen_branch(nested_space, multivariate):
 
 
 def test_tpe_same_seed_same_suggestions():
-    runs = [_optimise(TPETuner(optimize_mode="minimize", seed=s), QUAD, _quad, 25) for s in (3, 3, 4)]
+    runs = [optimise(TPETuner(optimize_mode="minimize", seed=s), QUAD, _quad, 25) for s in (3, 3, 4)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
 
 def test_tpe_beats_random_on_average():
-    tpe = [min(_optimise(TPETuner(optimize_mode="minimize", seed=s), QUAD, _quad, 40)) for s in range(5)]
-    rnd = [min(_optimise(RandomTuner(seed=s), QUAD, _quad, 40)) for s in range(5)]
+    tpe = [min(optimise(TPETuner(optimize_mode="minimize", seed=s), QUAD, _quad, 40)) for s in range(5)]
+    rnd = [min(optimise(RandomTuner(seed=s), QUAD, _quad, 40)) for s in range(5)]
     assert np.mean(tpe) < 0.5 * np.mean(rnd)
     assert sum(t < r for t, r in zip(tpe, rnd)) >= 4
 
 
 def test_tpe_maximize_is_default_and_dict_metrics_work():
     tuner = TPETuner(seed=2)
-    values = _optimise(tuner, QUAD, lambda p: {"default": -_quad(p), "other": 1}, 40)
+    values = optimise(tuner, QUAD, lambda p: {"default": -_quad(p), "other": 1}, 40)
     assert max(values[-10:], key=lambda v: v["default"])["default"] > -1.0
     assert min(loss for _, loss in tuner.observations()) < 1.0
 
 
 def _spread_after(parallel: bool, seed: int) -> float:
     tuner = TPETuner(seed=seed, parallel_optimize=parallel)
-    _optimise(tuner, {"x": {"_type": "uniform", "_value": [-10, 10]}}, lambda p: -(p["x"] ** 2), 15)
+    optimise(tuner, {"x": {"_type": "uniform", "_value": [-10, 10]}}, lambda p: -(p["x"] ** 2), 15)
     pending = [tuner.generate_parameters(100 + k)["x"] for k in range(10)]  # 10 concurrent trials
     return float(np.std(pending))
 
@@ -99,7 +88,7 @@ def test_tpe_constant_liar_spreads_parallel_suggestions():
 
 def test_tpe_trial_end_without_result_drops_pending():
     tuner = TPETuner(seed=0, parallel_optimize=True)
-    _optimise(tuner, QUAD, lambda p: -_quad(p), 12)
+    optimise(tuner, QUAD, lambda p: -_quad(p), 12)
     params = tuner.generate_parameters(50)
     assert 50 in tuner._pending
     tuner.trial_end(50, success=False)
@@ -113,7 +102,7 @@ def test_tpe_nan_and_inf_results_count_as_worst():
         return math.nan if p["x"] > 0 else -((p["x"] + 2.0) ** 2)
 
     tuner = TPETuner(seed=5)
-    values = _optimise(tuner, {"x": {"_type": "uniform", "_value": [-5, 5]}}, fn, 50)
+    values = optimise(tuner, {"x": {"_type": "uniform", "_value": [-5, 5]}}, fn, 50)
     losses = [loss for _, loss in tuner.observations()]
     assert sum(math.isnan(v) for v in values) == sum(math.isinf(v) for v in losses) > 0
     assert sum(math.isnan(v) for v in values[-20:]) <= 4  # it steers away from the diverging half
@@ -164,7 +153,7 @@ def test_tpe_finite_space_raises_when_exhausted():
 
 def test_tpe_update_search_space_keeps_matching_observations():
     tuner = TPETuner(seed=0)
-    _optimise(tuner, QUAD, lambda p: -_quad(p), 12)
+    optimise(tuner, QUAD, lambda p: -_quad(p), 12)
     tuner.update_search_space(
         {"x": {"_type": "uniform", "_value": [0, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}}
     )
