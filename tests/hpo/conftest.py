@@ -87,3 +87,37 @@ def optimise(tuner: Any, space: Any, fn: Any, n: int) -> list[float]:
         tuner.trial_end(i, True)
         values.append(value)
     return values
+
+
+QUAD = {"x": {"_type": "uniform", "_value": [-5, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}}
+
+
+def quad(p: dict[str, Any]) -> float:
+    """A smooth bowl with its minimum 0 at (1.3, -2.1)."""
+    return (p["x"] - 1.3) ** 2 + (p["y"] + 2.1) ** 2
+
+
+def _neg_quad(params: dict[str, Any]) -> float:
+    return -quad(params)
+
+
+def run_quad_experiment(tmp_path: Any, tuner: dict[str, Any]) -> list[Any]:
+    """Maximise -quad with ``tuner`` through a real experiment (8 function trials, 2 at a time); checks that it
+    ends DONE with every trial SUCCEEDED and returns the trials."""
+    from nni_pl.experiment import Experiment
+    from nni_pl.experiment import store as st
+
+    exp = Experiment(
+        trial=_neg_quad,
+        search_space=QUAD,
+        tuner=tuner,
+        max_trial_number=8,
+        trial_concurrency=2,
+        experiment_working_directory=tmp_path,
+        start_method="fork",  # spawned workers cannot import this module: tests/hpo is the package "hpo"
+    )
+    exp.run(display=False)
+    trials = exp.trials()
+    assert exp.get_status() == st.EXP_DONE
+    assert len(trials) == 8 and all(t.status == st.SUCCEEDED for t in trials)
+    return trials

@@ -12,7 +12,7 @@ from nni_pl.hpo.tuners.dngo import DNGOTuner, _BayesianLinear
 from nni_pl.space import SearchSpace
 from nni_pl.testing import TunerTestCase
 
-from .conftest import assert_valid, optimise
+from .conftest import QUAD, assert_valid, optimise, quad, run_quad_experiment
 
 NUMERIC = {
     "ri": {"_type": "randint", "_value": [-2, 3]},
@@ -22,12 +22,7 @@ NUMERIC = {
     "qlu": {"_type": "qloguniform", "_value": [1, 1000, 7]},
     "c": {"_type": "choice", "_value": [16, 32.0, 0.5, 128]},
 }
-QUAD = {"x": {"_type": "uniform", "_value": [-5, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}}
 FAST = {"num_epochs_per_training": 60, "sample_size": 300}
-
-
-def _quad(p: dict) -> float:
-    return (p["x"] - 1.3) ** 2 + (p["y"] + 2.1) ** 2
 
 
 class TestDNGOConformance(TunerTestCase):
@@ -55,7 +50,7 @@ def test_dngo_same_seed_same_suggestions_and_torch_left_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    runs = [optimise(DNGOTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, _quad, 14) for s in (3, 3, 4)]
+    runs = [optimise(DNGOTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, quad, 14) for s in (3, 3, 4)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
     assert torch.equal(torch.rand(3), expected)  # the tuner did not consume the global torch RNG
@@ -74,13 +69,13 @@ def test_dngo_cold_start_and_retraining_schedule(monkeypatch):
     monkeypatch.setattr(DNGOTuner, "_train", spy)
     tuner = DNGOTuner(optimize_mode="minimize", seed=0, trials_per_update=4, **FAST)
     assert tuner.n_startup_jobs == 4  # min(trials_per_update, 10) random trials first
-    optimise(tuner, QUAD, _quad, 15)
+    optimise(tuner, QUAD, quad, 15)
     assert trained == [4, 8, 12]  # at cold start, then every trials_per_update results
     assert threads == [1, 1, 1]
 
     trained.clear()
     tuner = DNGOTuner(optimize_mode="minimize", seed=0, **FAST)  # trials_per_update=20
-    optimise(tuner, QUAD, _quad, 12)
+    optimise(tuner, QUAD, quad, 12)
     assert tuner.n_startup_jobs == 10 and trained == [10]
 
 
@@ -124,7 +119,7 @@ def test_dngo_nan_and_inf_results_count_as_worst():
 
 def test_dngo_import_data_and_resume():
     data = [
-        {"parameter": {"x": x, "y": -2.0}, "value": -_quad({"x": x, "y": -2.0})}
+        {"parameter": {"x": x, "y": -2.0}, "value": -quad({"x": x, "y": -2.0})}
         for x in np.linspace(-5, 5, 15)
     ]
     tuner = DNGOTuner(seed=0, **FAST)
@@ -180,31 +175,11 @@ def test_dngo_invalid_class_args(kwargs, field):
 def test_dngo_beats_random_on_average():
     kwargs = {"num_epochs_per_training": 200, "trials_per_update": 5, "sample_size": 300}
     dngo = [
-        min(optimise(DNGOTuner(optimize_mode="minimize", seed=s, **kwargs), QUAD, _quad, 25))
-        for s in range(4)
+        min(optimise(DNGOTuner(optimize_mode="minimize", seed=s, **kwargs), QUAD, quad, 25)) for s in range(4)
     ]
-    rnd = [min(optimise(RandomTuner(seed=s), QUAD, _quad, 25)) for s in range(4)]
+    rnd = [min(optimise(RandomTuner(seed=s), QUAD, quad, 25)) for s in range(4)]
     assert np.mean(dngo) < 0.5 * np.mean(rnd)
 
 
-def _e2e_trial(params):
-    return -_quad(params)
-
-
 def test_dngo_end_to_end_through_an_experiment(tmp_path):
-    from nni_pl.experiment import Experiment
-    from nni_pl.experiment import store as st
-
-    exp = Experiment(
-        trial=_e2e_trial,
-        search_space=QUAD,
-        tuner={"name": "DNGO", "classArgs": {"trials_per_update": 3, "seed": 0, **FAST}},
-        max_trial_number=8,
-        trial_concurrency=2,
-        experiment_working_directory=tmp_path,
-        start_method="fork",  # spawned workers cannot import this module: tests/hpo is the package "hpo"
-    )
-    exp.run(display=False)
-    trials = exp.trials()
-    assert exp.get_status() == st.EXP_DONE
-    assert len(trials) == 8 and all(t.status == st.SUCCEEDED for t in trials)
+    run_quad_experiment(tmp_path, {"name": "DNGO", "classArgs": {"trials_per_update": 3, "seed": 0, **FAST}})

@@ -16,7 +16,7 @@ from nni_pl.hpo.tuners.gp import GPTuner
 from nni_pl.space import SearchSpace
 from nni_pl.testing import TunerTestCase
 
-from .conftest import assert_valid, optimise
+from .conftest import QUAD, assert_valid, optimise, quad, run_quad_experiment
 
 NUMERIC = {
     "ri": {"_type": "randint", "_value": [-2, 3]},
@@ -28,12 +28,7 @@ NUMERIC = {
     "c": {"_type": "choice", "_value": [16, 32.0, 0.5, 128]},
     "one": {"_type": "choice", "_value": [3]},
 }
-QUAD = {"x": {"_type": "uniform", "_value": [-5, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}}
 FAST = {"selection_num_warm_up": 2000, "selection_num_starting_points": 10}
-
-
-def _quad(p: dict) -> float:
-    return (p["x"] - 1.3) ** 2 + (p["y"] + 2.1) ** 2
 
 
 def _branin(p: dict) -> float:
@@ -67,7 +62,7 @@ def test_gp_values_and_types_in_space():
 
 
 def test_gp_same_seed_same_suggestions():
-    runs = [optimise(GPTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, _quad, 14) for s in (3, 3, 4)]
+    runs = [optimise(GPTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, quad, 14) for s in (3, 3, 4)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
@@ -81,10 +76,10 @@ def test_gp_cold_start_is_random_then_modelled(monkeypatch):
     first = [tuner.generate_parameters(i) for i in range(5)]  # nothing reported yet: all random
     assert not fits
     for i, p in enumerate(first[:4]):
-        tuner.receive_trial_result(i, p, _quad(p))
+        tuner.receive_trial_result(i, p, quad(p))
     tuner.generate_parameters(10)  # 4 results < cold_start_num
     assert not fits
-    tuner.receive_trial_result(4, first[4], _quad(first[4]))
+    tuner.receive_trial_result(4, first[4], quad(first[4]))
     tuner.generate_parameters(11)
     assert fits == [5 + 1]  # the 5 results and the pending point of id 10 (with the liar)
 
@@ -92,7 +87,7 @@ def test_gp_cold_start_is_random_then_modelled(monkeypatch):
 @pytest.mark.parametrize("utility", ["ei", "ucb", "poi"])
 def test_gp_every_acquisition_optimises(utility):
     values = optimise(
-        GPTuner(optimize_mode="minimize", utility=utility, seed=1, cold_start_num=5, **FAST), QUAD, _quad, 20
+        GPTuner(optimize_mode="minimize", utility=utility, seed=1, cold_start_num=5, **FAST), QUAD, quad, 20
     )
     assert min(values) < 0.5
     assert min(values[5:]) < min(values[:5])
@@ -201,7 +196,7 @@ def test_gp_nan_and_inf_results_count_as_worst():
 
 def test_gp_import_data_and_resume_feed_the_model():
     data = [
-        {"parameter": {"x": x, "y": -2.0}, "value": -_quad({"x": x, "y": -2.0})}
+        {"parameter": {"x": x, "y": -2.0}, "value": -quad({"x": x, "y": -2.0})}
         for x in np.linspace(-5, 5, 12)
     ]
     tuner = GPTuner(seed=0, **FAST)
@@ -278,7 +273,7 @@ def test_gp_accepts_nni_spellings_of_numbers():
     tuner = GPTuner(
         kappa=5.0, xi=0.01, nu=math.inf, alpha=0, cold_start_num=3, selection_num_starting_points=0
     )
-    values = optimise(tuner, QUAD, _quad, 6)
+    values = optimise(tuner, QUAD, quad, 6)
     assert len(values) == 6
 
 
@@ -292,25 +287,8 @@ def test_gp_beats_random_on_branin():
     assert np.mean(gp) - 0.397887 < 0.1
 
 
-def _e2e_trial(params):
-    return -_quad(params)
-
-
 def test_gp_end_to_end_through_an_experiment(tmp_path):
-    from nni_pl.experiment import Experiment
-    from nni_pl.experiment import store as st
-
-    exp = Experiment(
-        trial=_e2e_trial,
-        search_space=QUAD,
-        tuner={"name": "GP", "classArgs": {"cold_start_num": 3, "seed": 0, **FAST}},
-        max_trial_number=8,
-        trial_concurrency=2,
-        experiment_working_directory=tmp_path,
-        start_method="fork",  # spawned workers cannot import this module: tests/hpo is the package "hpo"
+    trials = run_quad_experiment(
+        tmp_path, {"name": "GP", "classArgs": {"cold_start_num": 3, "seed": 0, **FAST}}
     )
-    exp.run(display=False)
-    trials = exp.trials()
-    assert exp.get_status() == st.EXP_DONE
-    assert len(trials) == 8 and all(t.status == st.SUCCEEDED for t in trials)
     assert len({(t.parameters["x"], t.parameters["y"]) for t in trials}) == 8

@@ -14,7 +14,7 @@ from nni_pl.hpo.tuners.metis import MetisTuner
 from nni_pl.space import SearchSpace
 from nni_pl.testing import TunerTestCase
 
-from .conftest import assert_valid
+from .conftest import QUAD, assert_valid, quad, run_quad_experiment
 
 SPACE = {
     "ri": {"_type": "randint", "_value": [1, 9]},
@@ -22,12 +22,7 @@ SPACE = {
     "qu": {"_type": "quniform", "_value": [0, 10, 2.5]},
     "c": {"_type": "choice", "_value": [0.1, 1, 10]},
 }
-QUAD = {"x": {"_type": "uniform", "_value": [-5, 5]}, "y": {"_type": "uniform", "_value": [-5, 5]}}
 FAST = {"selection_num_starting_points": 100}
-
-
-def _quad(p: dict) -> float:
-    return (p["x"] - 1.3) ** 2 + (p["y"] + 2.1) ** 2
 
 
 def _optimise(tuner, space, fn, n: int, reasons: list | None = None) -> list[float]:
@@ -59,7 +54,7 @@ def test_metis_values_and_types_in_space():
 
 def test_metis_same_seed_same_suggestions():
     runs = [
-        _optimise(MetisTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, _quad, 14) for s in (3, 3, 4)
+        _optimise(MetisTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, quad, 14) for s in (3, 3, 4)
     ]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
@@ -68,7 +63,7 @@ def test_metis_same_seed_same_suggestions():
 def test_metis_cold_start_then_the_decision_rule():
     reasons: list = []
     _optimise(
-        MetisTuner(seed=0, cold_start_num=6, exploration_probability=0.0, **FAST), QUAD, _quad, 14, reasons
+        MetisTuner(seed=0, cold_start_num=6, exploration_probability=0.0, **FAST), QUAD, quad, 14, reasons
     )
     assert reasons[:6] == ["random"] * 6
     # never exploring: the GP's optimum, unless it was already tried (then the best candidate)
@@ -77,7 +72,7 @@ def test_metis_cold_start_then_the_decision_rule():
 
     reasons = []
     _optimise(
-        MetisTuner(seed=0, cold_start_num=6, exploration_probability=1.0, **FAST), QUAD, _quad, 14, reasons
+        MetisTuner(seed=0, cold_start_num=6, exploration_probability=1.0, **FAST), QUAD, quad, 14, reasons
     )
     assert "exploitation_gp" not in reasons[6:]
     assert {"exploration", "exploitation_gmm"} & set(reasons[6:])
@@ -86,7 +81,7 @@ def test_metis_cold_start_then_the_decision_rule():
     _optimise(
         MetisTuner(seed=0, cold_start_num=6, no_candidates=True, exploration_probability=1.0, **FAST),
         QUAD,
-        _quad,
+        quad,
         10,
         reasons,
     )
@@ -98,7 +93,7 @@ def test_metis_mixture_candidate_after_twelve_results():
     _optimise(
         MetisTuner(optimize_mode="minimize", seed=2, exploration_probability=1.0, **FAST),
         QUAD,
-        _quad,
+        quad,
         30,
         reasons,
     )
@@ -109,7 +104,7 @@ def test_metis_mixture_candidate_after_twelve_results():
 def test_metis_finds_outliers_to_resample():
     rng = np.random.default_rng(0)
     xs = rng.uniform(-5, 5, size=(60, 2))
-    data = [{"parameter": {"x": x, "y": y}, "value": -_quad({"x": x, "y": y})} for x, y in xs]
+    data = [{"parameter": {"x": x, "y": y}, "value": -quad({"x": x, "y": y})} for x, y in xs]
     data[7]["value"] += 25.0  # a noisy result the others contradict
     tuner = MetisTuner(seed=0, no_resampling=False, exploration_probability=1.0, **FAST)
     tuner.update_search_space(QUAD)
@@ -165,7 +160,7 @@ def test_metis_nan_and_inf_results_count_as_worst():
 
 def test_metis_import_data_and_resume():
     data = [
-        {"parameter": {"x": x, "y": -2.0}, "value": -_quad({"x": x, "y": -2.0})}
+        {"parameter": {"x": x, "y": -2.0}, "value": -quad({"x": x, "y": -2.0})}
         for x in np.linspace(-5, 5, 12)
     ]
     tuner = MetisTuner(seed=0, exploration_probability=0.0, **FAST)
@@ -222,31 +217,13 @@ def test_metis_invalid_class_args(kwargs, field):
 
 def test_metis_beats_random_on_average():
     metis = [
-        min(_optimise(MetisTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, _quad, 25))
-        for s in range(3)
+        min(_optimise(MetisTuner(optimize_mode="minimize", seed=s, **FAST), QUAD, quad, 25)) for s in range(3)
     ]
-    rnd = [min(_optimise(RandomTuner(seed=s), QUAD, _quad, 25)) for s in range(3)]
+    rnd = [min(_optimise(RandomTuner(seed=s), QUAD, quad, 25)) for s in range(3)]
     assert np.mean(metis) < 0.5 * np.mean(rnd)
 
 
-def _e2e_trial(params):
-    return -_quad(params)
-
-
 def test_metis_end_to_end_through_an_experiment(tmp_path):
-    from nni_pl.experiment import Experiment
-    from nni_pl.experiment import store as st
-
-    exp = Experiment(
-        trial=_e2e_trial,
-        search_space=QUAD,
-        tuner={"name": "MetisTuner", "classArgs": {"cold_start_num": 3, "seed": 0, **FAST}},
-        max_trial_number=8,
-        trial_concurrency=2,
-        experiment_working_directory=tmp_path,
-        start_method="fork",  # spawned workers cannot import this module: tests/hpo is the package "hpo"
+    run_quad_experiment(
+        tmp_path, {"name": "MetisTuner", "classArgs": {"cold_start_num": 3, "seed": 0, **FAST}}
     )
-    exp.run(display=False)
-    trials = exp.trials()
-    assert exp.get_status() == st.EXP_DONE
-    assert len(trials) == 8 and all(t.status == st.SUCCEEDED for t in trials)
