@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
-import time
-from pathlib import Path
 
-import pytest
-import yaml
 from rich.console import Console
 
 from nni_pl.cli.main import main
@@ -18,6 +14,8 @@ from nni_pl.experiment._display import format_seconds, format_value, render_snap
 from nni_pl.experiment._locate import find
 from nni_pl.experiment.manager import Snapshot
 from nni_pl.training.local import _alive
+
+from .conftest import wait_for
 
 TRIAL = textwrap.dedent(
     """
@@ -31,38 +29,6 @@ TRIAL = textwrap.dedent(
     nni.report_final_result(p["x"])
     """
 )
-
-
-@pytest.fixture
-def config(tmp_path: Path):
-    def make(**extra) -> Path:
-        (tmp_path / "trial.py").write_text(TRIAL)
-        cfg = {
-            "searchSpace": {
-                "x": {"_type": "uniform", "_value": [0, 1]},
-                "sleep": {"_type": "choice", "_value": [extra.pop("sleep", 0)]},
-            },
-            "trialCommand": "python trial.py",
-            "trialConcurrency": 2,
-            "maxTrialNumber": 4,
-            "tuner": {"name": "Random", "classArgs": {"seed": 1}},
-            "experimentWorkingDirectory": str(tmp_path / "exps"),
-            **extra,
-        }
-        path = tmp_path / "config.yml"
-        path.write_text(yaml.safe_dump(cfg))
-        return path
-
-    return make
-
-
-def _wait(condition, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_live_display_shows_counts_best_elapsed_and_budget():
@@ -141,7 +107,7 @@ def test_unknown_experiment_or_trial_is_a_clear_error(config, capsys):
 def test_trial_kill_and_stop_all_with_a_running_manager(config, capsys):
     assert main(["launch", str(config(sleep=30, maxTrialNumber=3)), "--id", "kill0002", "--detach"]) == 0
     store = find("kill0002").store
-    _wait(lambda: len(store.list_trials("kill0002", statuses=[st.RUNNING])) == 2)
+    wait_for(lambda: len(store.list_trials("kill0002", statuses=[st.RUNNING])) == 2)
     victim = store.list_trials("kill0002", statuses=[st.RUNNING])[0]
     assert main(["trial", "kill", "kill0002", victim.trial_id]) == 0
     assert store.get_trial("kill0002", victim.trial_id).status == st.USER_CANCELED
@@ -157,10 +123,10 @@ def test_trial_kill_and_stop_all_with_a_running_manager(config, capsys):
 def test_list_marks_an_experiment_whose_manager_died(config, capsys):
     assert main(["launch", str(config(sleep=30, maxTrialNumber=2)), "--id", "dead0001", "--detach"]) == 0
     loc = find("dead0001")
-    _wait(lambda: len(loc.store.list_trials("dead0001", statuses=[st.RUNNING])) == 2)
+    wait_for(lambda: len(loc.store.list_trials("dead0001", statuses=[st.RUNNING])) == 2)
     exp = loc.store.get_experiment("dead0001")
     os.kill(exp.manager_pid, signal.SIGKILL)
-    _wait(lambda: not _alive(exp.manager_pid, exp.manager_started_at))
+    wait_for(lambda: not _alive(exp.manager_pid, exp.manager_started_at))
     capsys.readouterr()
     assert main(["list"]) == 0
     assert "INTERRUPTED" in capsys.readouterr().out
@@ -168,5 +134,5 @@ def test_list_marks_an_experiment_whose_manager_died(config, capsys):
     assert main(["stop", "dead0001"]) == 0
     assert "no manager was running" in capsys.readouterr().out
     for t in loc.store.list_trials("dead0001"):
-        _wait(lambda t=t: not _alive(t.pid, t.pid_started_at))
+        wait_for(lambda t=t: not _alive(t.pid, t.pid_started_at))
     assert loc.store.get_experiment("dead0001").status == st.EXP_STOPPED

@@ -18,13 +18,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from nni_pl.cli.main import main
 from nni_pl.experiment import Experiment, control
 from nni_pl.experiment import store as st
 from nni_pl.experiment._locate import find
 from nni_pl.hpo.tuners.random import RandomTuner
+
+from .conftest import wait_for
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -42,37 +43,7 @@ TRIAL = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def config(tmp_path: Path):
-    def make(**extra) -> Path:
-        (tmp_path / "trial.py").write_text(TRIAL)
-        cfg = {
-            "searchSpace": {
-                "x": {"_type": "uniform", "_value": [0, 1]},
-                "sleep": {"_type": "choice", "_value": [extra.pop("sleep", 0)]},
-            },
-            "trialCommand": "python trial.py",
-            "trialConcurrency": 1,
-            "maxTrialNumber": 3,
-            "tuner": {"name": "Random", "classArgs": {"seed": 1}},
-            "experimentWorkingDirectory": str(tmp_path / "exps"),
-            **extra,
-        }
-        path = tmp_path / "config.yml"
-        path.write_text(yaml.safe_dump(cfg))
-        return path
-
-    return make
-
-
-def _wait(condition, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+CONFIG_DEFAULTS = {"trialConcurrency": 1, "maxTrialNumber": 3}
 
 
 def _http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
@@ -114,14 +85,16 @@ def test_launch_serves_the_dashboard_on_a_free_port_and_webui_prints_its_url(con
         status, added = _http("POST", api + "/trials", {"parameters": {"x": 0.5, "sleep": 1.0}})
         assert status == 201
         store = find("web00001").store
-        _wait(lambda: store.get_experiment("web00001").status == st.EXP_DONE, timeout=90)
+        wait_for(lambda: store.get_experiment("web00001").status == st.EXP_DONE, timeout=90)
         trials = store.list_trials("web00001")
         assert len(trials) == 4  # the customised trial counts towards maxTrialNumber
         mine = store.get_trial("web00001", added["trial_id"])
         assert mine.status == st.SUCCEEDED and mine.parameter_source == "customized" and mine.final == 0.5
         assert mine.sequence_id >= 0 and sorted(t.sequence_id for t in trials) == [0, 1, 2, 3]
         # the dashboard went with the manager
-        _wait(lambda: not (Path(find("web00001").experiment.directory) / "webui.json").exists(), timeout=10)
+        wait_for(
+            lambda: not (Path(find("web00001").experiment.directory) / "webui.json").exists(), timeout=10
+        )
         capsys.readouterr()
         assert main(["webui", "web00001"]) == 2
         err = capsys.readouterr().err
@@ -213,7 +186,7 @@ def test_a_running_experiment_runs_an_added_trial_next_and_its_tuner_learns_from
     )
     runner = threading.Thread(target=lambda: exp.run(display=False, port=0), daemon=True)
     runner.start()
-    _wait(lambda: exp._store is not None and exp.trials(statuses=[st.RUNNING]))
+    wait_for(lambda: exp._store is not None and exp.trials(statuses=[st.RUNNING]))
     added = control.add_trial(exp.store, "live0001", {"x": 0.125, "sleep": 0.5})
     runner.join(60)
     assert not runner.is_alive()
