@@ -170,6 +170,18 @@ class _EvaluatorPruner(Pruner):
     training_steps: int | None = None
     training_epochs: int | None = None
 
+    def __init__(
+        self,
+        model: nn.Module,
+        config_list: Sequence[Mapping[str, Any]],
+        *,
+        evaluator: Any = None,
+        nni: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # NNI v2's trainer/optimizer/criterion keywords become an evaluator here, for every pruner that trains
+        super().__init__(model, config_list, evaluator=_evaluator(evaluator, nni or {}), **kwargs)
+
     def _train(self, hooks: list[Any]) -> None:
         for _ in range(self.training_epochs or 1):
             self.evaluator.train(self.model, steps=self.training_steps, hooks=hooks)
@@ -221,7 +233,7 @@ class SlimPruner(_EvaluatorPruner):
         mode: str = "global",
         **nni: Any,
     ) -> None:
-        super().__init__(model, config_list, mode=mode, evaluator=_evaluator(evaluator, nni))
+        super().__init__(model, config_list, mode=mode, evaluator=evaluator, nni=nni)
         self.training_steps = _positive_int("training_steps", training_steps, allow_none=True)
         self.training_epochs = _positive_int("training_epochs", training_epochs, allow_none=True)
         if training_steps is not None and training_epochs is not None:
@@ -257,9 +269,7 @@ class _ActivationPruner(_EvaluatorPruner):
         dummy_input: Any = None,
         **nni: Any,
     ) -> None:
-        super().__init__(
-            model, config_list, mode=mode, dummy_input=dummy_input, evaluator=_evaluator(evaluator, nni)
-        )
+        super().__init__(model, config_list, mode=mode, dummy_input=dummy_input, evaluator=evaluator, nni=nni)
         self.training_batches = _positive_int("training_batches", training_batches)
         acts = {"relu": torch.relu, "relu6": lambda x: torch.clamp(x, 0, 6)}
         if activation not in acts:
@@ -380,9 +390,7 @@ class TaylorFOWeightPruner(_EvaluatorPruner):
         dummy_input: Any = None,
         **nni: Any,
     ) -> None:
-        super().__init__(
-            model, config_list, mode=mode, dummy_input=dummy_input, evaluator=_evaluator(evaluator, nni)
-        )
+        super().__init__(model, config_list, mode=mode, dummy_input=dummy_input, evaluator=evaluator, nni=nni)
         self.training_batches = _positive_int("training_batches", training_batches)
 
     def scores(self, targets: list[LayerTarget]) -> dict[str, torch.Tensor]:
@@ -451,7 +459,7 @@ class ADMMPruner(_EvaluatorPruner):
         training_epochs: int | None = None,
         **nni: Any,
     ) -> None:
-        super().__init__(model, config_list, evaluator=_evaluator(evaluator, nni))
+        super().__init__(model, config_list, evaluator=evaluator, nni=nni)
         self.iterations = _positive_int("iterations", iterations)
         self.training_steps = _positive_int("training_steps", training_steps, allow_none=True)
         self.training_epochs = _positive_int("training_epochs", training_epochs, allow_none=True)
@@ -536,7 +544,7 @@ class MovementPruner(_EvaluatorPruner):
         cool_down_beginning_step: int = 1,
         **nni: Any,
     ) -> None:
-        super().__init__(model, config_list, evaluator=_evaluator(evaluator, nni))
+        super().__init__(model, config_list, evaluator=evaluator, nni=nni)
         self.training_steps = _positive_int("training_steps", training_steps, allow_none=True)
         self.training_epochs = _positive_int("training_epochs", training_epochs, allow_none=True)
         if training_steps is not None and training_epochs is not None:
