@@ -5,7 +5,9 @@ with one of nni-pl's pruners; the epochs in between fine-tune it while masked we
 last pruning step ``ModelSpeedup`` replaces the module's layers in place (``trainer.model`` *is* the small model),
 the optimizers are rebuilt from ``configure_optimizers`` and the remaining epochs fine-tune the small model, so
 the checkpoints saved from then on hold the small model. A checkpoint carries the pruning masks and the dummy input
-under ``"nni_pl_pruning"``: :meth:`PruningCallback.restore` rebuilds the small architecture before loading it.
+under ``"nni_pl_pruning"``: ``trainer.fit(model, ckpt_path=...)`` with a freshly built (dense) module and this
+callback resumes the fit (the module is shrunk before the weights load), and :meth:`PruningCallback.restore` rebuilds
+the small architecture for inference.
 
 Example (YAML for ``LightningCLI``)::
 
@@ -119,6 +121,7 @@ class PruningCallback(pl.Callback):
         self.done_steps: list[int] = []
         self.sped_up = False
         self.speedup_report: Any = None
+        self._hooked: tuple[Any, Any] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -236,6 +239,12 @@ class PruningCallback(pl.Callback):
         epoch = trainer.current_epoch
         if epoch not in steps or epoch in self.done_steps:
             return
+        if self.sped_up:  # e.g. resumed from a checkpoint of a fit that ended before the schedule did
+            logger.warning(
+                "PruningCallback: epoch %d was a pruning step, but the model is already sped up; not pruning it again",
+                epoch,
+            )
+            return
         i = steps.index(epoch) + 1
         fraction = _fraction(self.schedule, i, len(steps))
         self._prune(pl_module, fraction)
@@ -266,10 +275,13 @@ class PruningCallback(pl.Callback):
                 self.done_steps,
             )
             self._speedup(trainer, pl_module)
+            self._rebuild_optimizers(trainer)
+            # rewrite the newest checkpoint so that it holds the small model (and says so: fit(ckpt_path=...) and
+            # restore() rebuild it from the masks saved with it)
             for cb in trainer.checkpoint_callbacks:
                 path = getattr(cb, "last_model_path", "") or getattr(cb, "best_model_path", "")
                 if path:
-                    trainer.save_checkpoint(path, weights_only=True)
+                    trainer.save_checkpoint(path)
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
@@ -287,6 +299,55 @@ class PruningCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         self.done_steps = list(state_dict.get("done_steps", []))
+
+    # -- resuming a fit (``trainer.fit(model, ckpt_path=...)``) -----------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Lightning loads the checkpoint's weights right after the LightningModule's ``on_load_checkpoint`` and before
+        # any callback sees the checkpoint. A checkpoint written after the speed-up holds the small model, so the
+        # freshly built dense module must be shrunk first: wrap the module's hook for the length of this run.
+        if stage != "fit" or self._hooked is not None:
+            return
+        original = pl_module.__dict__.get("on_load_checkpoint")
+        bound = pl_module.on_load_checkpoint
+
+        def on_load_checkpoint(checkpoint: dict[str, Any]) -> None:
+            self._shrink_before_load(pl_module, checkpoint)
+            return bound(checkpoint)
+
+        pl_module.on_load_checkpoint = on_load_checkpoint  # type: ignore[method-assign]
+        self._hooked = (pl_module, original)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._hooked is None:
+            return
+        module, original = self._hooked
+        if original is None:
+            module.__dict__.pop("on_load_checkpoint", None)
+        else:
+            module.on_load_checkpoint = original  # type: ignore[method-assign]
+        self._hooked = None
+
+    def _shrink_before_load(self, pl_module: pl.LightningModule, checkpoint: Mapping[str, Any]) -> None:
+        info = checkpoint.get(CHECKPOINT_KEY)
+        if not info:
+            return
+        masks = copy.deepcopy(info["masks"])
+        if info.get("sped_up") and not self.sped_up:
+            from nni_pl.compression.speedup import ModelSpeedup
+
+            was_training = pl_module.training
+            pl_module.eval()
+            try:
+                speedup = ModelSpeedup(pl_module, info["dummy_input"], masks)
+                speedup.speedup_model()
+            finally:
+                pl_module.train(was_training)
+            self.speedup_report = speedup.report
+            self.sped_up = True
+            logger.info("PruningCallback: resuming a sped-up model: %s", speedup.report)
+        # masked but not yet sped up: the loaded weights are already zero where masked; keep them masked while
+        # fine-tuning and let the next pruning steps build on these masks
+        self.masks = masks
 
     # -- loading ------------------------------------------------------------------------------------------------------
     @staticmethod

@@ -118,6 +118,77 @@ def test_scheduled_with_speedup_at_the_last_step(tmp_path: Path) -> None:
     assert cb.done_steps == [0, 1] and model.net[3].out_channels == 8
 
 
+def test_fit_resumes_from_a_checkpoint_saved_after_the_speedup(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TinyNet()
+    first = trainer(tmp_path, [PruningCallback(pruner="l1", config_list=CONV, start_epoch=0)], epochs=2)
+    first.fit(model, datamodule=TinyData())
+    last = tmp_path / "last.ckpt"
+    saved = torch.load(last, weights_only=False)["state_dict"]
+
+    # a new process would build the dense module again: fit(ckpt_path=...) shrinks it before the weights load
+    fresh = TinyNet()
+    cb = PruningCallback(pruner="l1", config_list=CONV, start_epoch=0)
+    seen: dict[str, torch.Tensor] = {}
+
+    class Watch(pl.Callback):
+        def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            seen.setdefault("w", pl_module.net[3].weight.detach().clone())
+
+    resumed = trainer(tmp_path / "resumed", [cb, Watch()], epochs=4)
+    resumed.fit(fresh, datamodule=TinyData(), ckpt_path=last)
+    assert cb.sped_up and cb.done_steps == [0]  # not pruned a second time
+    assert fresh.net[0].out_channels == 4 and fresh.net[3].out_channels == 8 and fresh.net[7].in_features == 8
+    torch.testing.assert_close(seen["w"], saved["net.3.weight"])  # training went on from the saved weights
+    assert resumed.current_epoch == 4 and resumed.global_step == 16  # 2 epochs from the checkpoint + 2 more, 4 batches each
+    assert not torch.equal(fresh.net[3].weight.detach(), saved["net.3.weight"])
+    assert {id(p) for g in resumed.optimizers[0].param_groups for p in g["params"]} == {
+        id(p) for p in fresh.parameters()
+    }
+    assert "on_load_checkpoint" not in fresh.__dict__  # the hook wrapper is gone after fit
+
+
+def test_fit_resumes_mid_schedule_with_the_masks_so_far(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TinyNet()
+    agp = {"pruner": "l1", "config_list": CONV, "schedule": "agp", "start_epoch": 0, "end_epoch": 2}
+    every_epoch = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, filename="{epoch}")
+    pl.Trainer(
+        max_epochs=4,
+        callbacks=[PruningCallback(**agp), every_epoch],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(model, datamodule=TinyData())
+    last = tmp_path / "epoch=0.ckpt"  # written after the first of three AGP steps
+    assert not torch.load(last, weights_only=False)["nni_pl_pruning"]["sped_up"]
+    zeros: list[int] = []
+
+    class Watch(pl.Callback):
+        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            w = pl_module.net[3].weight
+            zeros.append(int((w.detach().flatten(1).abs().sum(1) == 0).sum()))
+
+    fresh, cb = TinyNet(), PruningCallback(**agp)
+    trainer(tmp_path / "resumed", [cb, Watch()], epochs=4).fit(fresh, datamodule=TinyData(), ckpt_path=last)
+    # epoch 0's step (6 of 16 channels) came from the checkpoint; epoch 1 prunes 8 and speeds up at epoch 2
+    assert cb.done_steps == [0, 1, 2] and cb.sped_up
+    assert zeros[0] == 8 and fresh.net[3].out_channels == 8
+
+
+def test_a_fit_ended_before_the_schedule_leaves_a_resumable_small_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    agp = {"pruner": "l1", "config_list": CONV, "schedule": "agp", "start_epoch": 0, "end_epoch": 2}
+    model, cb = TinyNet(), PruningCallback(**agp)
+    trainer(tmp_path, [cb], epochs=1).fit(model, datamodule=TinyData())  # stops after the first of three steps
+    assert cb.sped_up and model.net[3].out_channels == 10  # 6 of 16 channels pruned so far
+    state = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert state["nni_pl_pruning"]["sped_up"] and state["state_dict"]["net.3.weight"].shape[0] == 10
+    fresh, again = TinyNet(), PruningCallback(**agp)
+    trainer(tmp_path / "more", [again], epochs=3).fit(fresh, datamodule=TinyData(), ckpt_path=tmp_path / "last.ckpt")
+    assert again.done_steps == [0] and fresh.net[3].out_channels == 10  # already small: not pruned again
+
+
 @pytest.mark.parametrize("pruner", ["taylorfo", "apoz"])
 def test_pruners_needing_training_use_the_running_fit(tmp_path: Path, pruner: str) -> None:
     torch.manual_seed(0)
