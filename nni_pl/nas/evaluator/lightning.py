@@ -108,7 +108,16 @@ class _LightningBase(Evaluator):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         model = model.cpu().eval()
         with torch.no_grad():
-            torch.onnx.export(model, (x[:1].cpu(),), str(path), dynamo=False)
+            # the TorchScript-based exporter needs only ``onnx``; the batch dimension stays dynamic
+            torch.onnx.export(
+                model,
+                (x[:1].cpu(),),
+                str(path),
+                dynamo=False,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            )
         log.info("exported the trained model to %s", path)
         return path
 
