@@ -140,7 +140,9 @@ def test_fit_resumes_from_a_checkpoint_saved_after_the_speedup(tmp_path: Path) -
     assert cb.sped_up and cb.done_steps == [0]  # not pruned a second time
     assert fresh.net[0].out_channels == 4 and fresh.net[3].out_channels == 8 and fresh.net[7].in_features == 8
     torch.testing.assert_close(seen["w"], saved["net.3.weight"])  # training went on from the saved weights
-    assert resumed.current_epoch == 4 and resumed.global_step == 16  # 2 epochs from the checkpoint + 2 more, 4 batches each
+    assert (
+        resumed.current_epoch == 4 and resumed.global_step == 16
+    )  # 2 epochs from the checkpoint + 2 more, 4 batches each
     assert not torch.equal(fresh.net[3].weight.detach(), saved["net.3.weight"])
     assert {id(p) for g in resumed.optimizers[0].param_groups for p in g["params"]} == {
         id(p) for p in fresh.parameters()
@@ -180,12 +182,16 @@ def test_a_fit_ended_before_the_schedule_leaves_a_resumable_small_checkpoint(tmp
     torch.manual_seed(0)
     agp = {"pruner": "l1", "config_list": CONV, "schedule": "agp", "start_epoch": 0, "end_epoch": 2}
     model, cb = TinyNet(), PruningCallback(**agp)
-    trainer(tmp_path, [cb], epochs=1).fit(model, datamodule=TinyData())  # stops after the first of three steps
+    trainer(tmp_path, [cb], epochs=1).fit(
+        model, datamodule=TinyData()
+    )  # stops after the first of three steps
     assert cb.sped_up and model.net[3].out_channels == 10  # 6 of 16 channels pruned so far
     state = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert state["nni_pl_pruning"]["sped_up"] and state["state_dict"]["net.3.weight"].shape[0] == 10
     fresh, again = TinyNet(), PruningCallback(**agp)
-    trainer(tmp_path / "more", [again], epochs=3).fit(fresh, datamodule=TinyData(), ckpt_path=tmp_path / "last.ckpt")
+    trainer(tmp_path / "more", [again], epochs=3).fit(
+        fresh, datamodule=TinyData(), ckpt_path=tmp_path / "last.ckpt"
+    )
     assert again.done_steps == [0] and fresh.net[3].out_channels == 10  # already small: not pruned again
 
 

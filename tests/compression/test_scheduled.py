@@ -209,6 +209,43 @@ def test_amc_policy_meets_flops_budget() -> None:
         )
 
 
+def test_amc_agent_learns_which_layer_to_keep() -> None:
+    # the reward is the share of the first conv's channels kept: the budget (half the FLOPs) is best spent there.
+    # After a random warm-up the DDPG agent must keep more of it than the warm-up's random policies did.
+    def keep_first(model: nn.Module) -> float:
+        return 1.0 - pruned_channels(model[0].weight) / 8
+
+    config = [{"total_sparsity": 0.5, "op_types": ["Conv2d"]}]
+    gains = []
+    for seed in range(3):
+        ddpg = {
+            "warmup": 10,
+            "seed": seed,
+            "hidden1": 32,
+            "hidden2": 32,
+            "lr_a": 3e-3,
+            "lr_c": 1e-2,
+            "bsize": 32,
+        }
+        amc = AMCPruner(
+            60, tiny_cnn(), config, torch.randn(1, 3, 8, 8), evaluator=keep_first, ddpg_params=ddpg
+        )
+        amc.compress()
+        scores = [h["score"] for h in amc.history]
+        gains.append(sum(scores[-10:]) / 10 - sum(scores[:10]) / 10)  # last 10 episodes vs the random warm-up
+        assert amc.best_policy["0"] > amc.best_policy["2"]
+        assert amc.best_flops_ratio <= 0.5 + 1e-3
+    assert sum(gains) / 3 > 0.1, gains
+
+
+def test_amc_ddpg_params_are_checked() -> None:
+    args = (4, tiny_cnn(), [{"total_sparsity": 0.5, "op_types": ["Conv2d"]}], torch.randn(1, 3, 8, 8))
+    with pytest.raises(ConfigError, match=r"ddpg_params\.hiden1"):
+        AMCPruner(*args, evaluator=accuracy, ddpg_params={"hiden1": 8})
+    with pytest.raises(ConfigError, match="lbound"):
+        AMCPruner(*args, evaluator=accuracy, ddpg_params={"lbound": 0.0})
+
+
 def test_speed_up_each_iteration_gives_a_small_model() -> None:
     try:
         from nni_pl.compression.speedup import ModelSpeedup  # noqa: F401

@@ -224,7 +224,9 @@ def test_export_onnx_without_onnx_says_what_to_install(monkeypatch: pytest.Monke
     from nni_pl.nas.evaluator import lightning as pl_eval
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(pl_eval.importlib.util, "find_spec", lambda name: None if name == "onnx" else real(name))
+    monkeypatch.setattr(
+        pl_eval.importlib.util, "find_spec", lambda name: None if name == "onnx" else real(name)
+    )
     with pytest.raises(EvaluatorError, match="pip install onnx"):
         Classification(train_dataloaders=DIGITS, export_onnx=True)
 

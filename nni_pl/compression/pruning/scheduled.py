@@ -665,22 +665,48 @@ def _chain_macs(model: nn.Module, names: Sequence[str], dummy_input: Any) -> tup
     return macs, list(dict.fromkeys(order))
 
 
-class AMCPruner(ScheduledPruner):
-    """AMC: per-layer channel sparsities under a FLOPs (or parameter) budget, chosen by reward (NNI's AMCPruner).
+#: ``ddpg_params`` keys (NNI's names) and their defaults; ``window_length``, ``max_episode_length`` and ``epsilon`` are
+#: accepted for compatibility and have no effect (one-step windows, episodes of one pass over the layers).
+DDPG_DEFAULTS: dict[str, Any] = {
+    "hidden1": 300,
+    "hidden2": 300,
+    "lr_c": 1e-3,
+    "lr_a": 1e-4,
+    "warmup": 100,
+    "discount": 1.0,
+    "bsize": 64,
+    "rmsize": 100,
+    "window_length": 1,
+    "tau": 0.01,
+    "init_delta": 0.5,
+    "delta_decay": 0.99,
+    "max_episode_length": 1e9,
+    "epsilon": 50000,
+    "lbound": 0.2,
+    "rbound": 1.0,
+    "seed": None,
+}
 
-    DDPG-free: NNI trains a DDPG agent whose actions are per-layer preserve ratios. This version searches the same
-    action space without the agent: for ``total_episode`` episodes it draws each layer's preserve ratio from a
-    Gaussian around the best policy so far (exploration ``init_delta``, times ``delta_decay`` each episode; the
-    first ``warmup`` episodes uniform in ``[lbound, rbound]``, as DDPG's warm-up), scales the ratios until the
-    FLOPs/params budget ``1 - sparsity`` is met (AMC's action limiting), prunes a copy of the original model with
-    ``pruning_algorithm``, finetunes it when a finetuner is given, and keeps the policy with the best
-    ``evaluator`` reward. ``ddpg_params`` is read for ``init_delta``, ``delta_decay``, ``warmup``, ``lbound``,
-    ``rbound`` and ``seed`` and otherwise ignored.
+
+class AMCPruner(ScheduledPruner):
+    """AMC: per-layer channel sparsities under a FLOPs (or parameter) budget, learnt by a DDPG agent (NNI's AMCPruner).
+
+    Each episode walks the prunable layers in execution order. For each layer the agent sees AMC's layer embedding
+    (index, output/input channels, kernel, stride, the layer's share of the cost, the share removed so far and the
+    share still to come, the previous action) and chooses a preserve ratio in ``[lbound, rbound]``; the action is
+    clipped so that the budget ``1 - sparsity`` of FLOPs (``target="flops"``) or parameters can still be met with
+    the remaining layers at ``lbound`` (AMC's action limiting). The copy of the original model is then pruned with
+    ``pruning_algorithm`` at those ratios, finetuned when a finetuner is given, and ``evaluator(model)`` is the
+    reward of every step of the episode. The first ``warmup`` episodes act at random and only fill the replay
+    memory; after each later episode the agent takes one DDPG update per layer. The best-rewarded policy is kept.
 
     Args:
-        total_episode: number of policies evaluated.
+        total_episode: number of episodes (policies evaluated).
         model, config_list, dummy_input, evaluator: as in NNI; the first entry's ``total_sparsity`` (or
             ``sparsity``) is the share of FLOPs (``target="flops"``) or parameters (``"params"``) to remove.
+        ddpg_params: the agent's settings, NNI's names: ``hidden1``, ``hidden2``, ``lr_c``, ``lr_a``, ``warmup``
+            (default ``min(100, total_episode // 4)`` when left out), ``discount``, ``bsize``, ``rmsize``
+            (memory per layer), ``tau``, ``init_delta``, ``delta_decay``, ``lbound``, ``rbound``, ``seed``.
         target: ``"flops"`` or ``"params"``.
 
     Example:
@@ -708,6 +734,8 @@ class AMCPruner(ScheduledPruner):
         pruning_params: Mapping[str, Any] | None = None,
         target: str = "flops",
     ) -> None:
+        from nni_pl.compression.pruning._ddpg import DDPGAgent
+
         if evaluator is None:
             raise ConfigError("evaluator", "AMCPruner's reward is evaluator(model) -> float; pass one")
         if target not in ("flops", "params"):
@@ -720,13 +748,20 @@ class AMCPruner(ScheduledPruner):
             model, config_list, pruning_algorithm, total_episode, log_dir, keep_intermediate_result, finetuner,
             False, dummy_input, evaluator, pruning_params,
         )  # fmt: skip
-        ddpg = dict(ddpg_params or {})
-        self.init_delta = float(ddpg.get("init_delta", 0.5))
-        self.delta_decay = float(ddpg.get("delta_decay", 0.99))
-        self.warmup = int(ddpg.get("warmup", max(1, total_episode // 4)))
-        self.lbound = float(ddpg.get("lbound", 0.2))
-        self.rbound = float(ddpg.get("rbound", 1.0))
-        self.rng = random.Random(ddpg.get("seed"))
+        unknown = sorted(set(ddpg_params or {}) - set(DDPG_DEFAULTS))
+        if unknown:
+            raise ConfigError(
+                f"ddpg_params.{unknown[0]}", f"is not a DDPG setting; known: {', '.join(DDPG_DEFAULTS)}"
+            )
+        ddpg = {**DDPG_DEFAULTS, "warmup": min(100, max(1, total_episode // 4)), **dict(ddpg_params or {})}
+        self.ddpg = ddpg
+        self.warmup = int(ddpg["warmup"])
+        self.lbound, self.rbound = float(ddpg["lbound"]), float(ddpg["rbound"])
+        if not 0 < self.lbound <= self.rbound <= 1:
+            raise ConfigError(
+                "ddpg_params.lbound",
+                f"need 0 < lbound <= rbound <= 1, got lbound={self.lbound}, rbound={self.rbound}",
+            )
         self.target = target
         first = self.config_list[0]
         self.sparsity = float(
@@ -742,6 +777,23 @@ class AMCPruner(ScheduledPruner):
         dense_macs, self.order = _chain_macs(model, names, dummy_input)
         modules = dict(model.named_modules())
         self.cost = dense_macs if target == "flops" else {n: modules[n].weight.numel() for n in self.order}
+        self._static = self._layer_features(modules)
+        self.agent = DDPGAgent(
+            len(self._static[0]) + 3,
+            hidden1=int(ddpg["hidden1"]),
+            hidden2=int(ddpg["hidden2"]),
+            lr_c=float(ddpg["lr_c"]),
+            lr_a=float(ddpg["lr_a"]),
+            discount=float(ddpg["discount"]),
+            bsize=int(ddpg["bsize"]),
+            memory=int(ddpg["rmsize"]) * len(self.order),
+            tau=float(ddpg["tau"]),
+            init_delta=float(ddpg["init_delta"]),
+            delta_decay=float(ddpg["delta_decay"]),
+            lbound=self.lbound,
+            rbound=self.rbound,
+            seed=ddpg["seed"],
+        )
         self.best_policy: dict[str, float] = {}
         self.best_flops_ratio = 1.0
 
@@ -757,7 +809,41 @@ class AMCPruner(ScheduledPruner):
             prev = preserve[name]
         return kept / total
 
+    def _layer_features(self, modules: Mapping[str, nn.Module]) -> list[list[float]]:
+        """AMC's static layer embedding, each column scaled to [0, 1] over the layers."""
+        rows = []
+        total = sum(self.cost.values())
+        for t, name in enumerate(self.order):
+            m = modules[name]
+            out_ch, in_ch = m.weight.shape[0], m.weight.shape[1]
+            kernel = m.weight[0, 0].numel()
+            stride = getattr(m, "stride", (1,))
+            rows.append([t, out_ch, in_ch, kernel, stride[0], self.cost[name] / total])
+        cols = list(zip(*rows))
+        lo, hi = [min(c) for c in cols], [max(c) for c in cols]
+        return [[(v - a) / (b - a) if b > a else 0.0 for v, a, b in zip(row, lo, hi)] for row in rows]
+
+    def _state(self, t: int, preserve: Mapping[str, float], prev: float) -> list[float]:
+        total = sum(self.cost.values())
+        done = sum(self.cost[n] * (1 - preserve[n]) for n in self.order[:t]) / total
+        rest = sum(self.cost[n] for n in self.order[t + 1 :]) / total
+        return [*self._static[t], done, rest, prev]
+
+    def _wall(self, t: int, action: float, preserve: Mapping[str, float], prev: float) -> float:
+        """The largest preserve ratio of layer ``t`` that still lets the budget be met (later layers at lbound)."""
+        order, cost, lb = self.order, self.cost, self.lbound
+        budget = (1.0 - self.sparsity) * sum(cost.values())
+        fixed, p = 0.0, 1.0
+        for name in order[:t]:
+            fixed += cost[name] * preserve[name] * p
+            p = preserve[name]
+        slope = cost[order[t]] * prev + (cost[order[t + 1]] * lb if t + 1 < len(order) else 0.0)
+        tail = sum(cost[n] for n in order[t + 2 :]) * lb * lb
+        most = (budget - fixed - tail) / slope if slope > 0 else self.rbound
+        return float(min(self.rbound, max(lb, min(action, most))))
+
     def _limit(self, preserve: dict[str, float]) -> dict[str, float]:
+        # a budget that lbound cannot reach: scale every ratio down until it is met
         budget = 1.0 - self.sparsity
         for _ in range(100):
             if self.cost_ratio(preserve) <= budget + 1e-3:
@@ -765,26 +851,35 @@ class AMCPruner(ScheduledPruner):
             preserve = {n: max(0.01, v * 0.97) for n, v in preserve.items()}
         return preserve
 
-    def _policy(self, episode: int) -> dict[str, float]:
-        if episode <= self.warmup or not self.best_policy:
-            raw = {n: self.rng.uniform(self.lbound, self.rbound) for n in self.order}
-        else:
-            delta = self.init_delta * self.delta_decay ** (episode - self.warmup)
-            raw = {
-                n: min(self.rbound, max(self.lbound, self.rng.gauss(self.best_policy[n], delta)))
-                for n in self.order
-            }
-        return self._limit(raw)
+    def _episode(self, episode: int) -> tuple[dict[str, float], list[list[float]]]:
+        preserve: dict[str, float] = {}
+        states, prev = [], 1.0
+        for t, name in enumerate(self.order):
+            state = self._state(t, preserve, prev)
+            if episode <= self.warmup:
+                action = self.agent.random_action()
+            else:
+                action = self.agent.select_action(state, episode - self.warmup - 1)
+            preserve[name] = prev = self._wall(t, action, preserve, prev)
+            states.append(state)
+        return self._limit(preserve), states
 
     def compress(self) -> tuple[nn.Module, Masks]:
         best_score = -math.inf
         for episode in range(1, self.total_iteration + 1):
-            preserve = self._policy(episode)
+            preserve, states = self._episode(episode)
             config = [{"sparsity": round(1.0 - p, 6), "op_names": [n]} for n, p in preserve.items()]
             self.masks = {}
             model, masks = self.prune_step(copy.deepcopy(self.original), config)
             self.finetune(model)
             score = float(self.evaluator(model))  # type: ignore[misc]
+            last = len(self.order) - 1
+            for t, name in enumerate(self.order):
+                nxt = states[t + 1] if t < last else states[t]
+                self.agent.observe(states[t], preserve[name], score, nxt, t == last)
+            if episode > self.warmup:
+                for _ in self.order:
+                    self.agent.update()
             if score >= best_score:  # ties: the later one, as record() keeps
                 best_score, self.best_policy = score, preserve
                 self.best_flops_ratio = self.cost_ratio(preserve)
