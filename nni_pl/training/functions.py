@@ -155,6 +155,7 @@ class _Worker:
     started_at: float | None = None
     kill_at: float | None = None
     graceful_until: float | None = None
+    doomed: bool = False  # told to stop (or found dead): never given another trial
 
 
 class FunctionTrainingService(TrainingService):
@@ -254,8 +255,10 @@ class FunctionTrainingService(TrainingService):
         return ends
 
     def _done(self, worker: _Worker, trial_id: str, code: int, error: str | None) -> TrialEnd:
+        # a worker told to stop may finish its call before the signal lands: it stays doomed (and its kill
+        # deadline stands), so no trial is handed to a process that is about to die
         worker.trial_id = None
-        worker.kill_at = worker.graceful_until = None
+        worker.graceful_until = None
         job = self.jobs.pop(trial_id, None)
         if error and job is not None:
             error = error.strip()[-4000:]
@@ -294,32 +297,48 @@ class FunctionTrainingService(TrainingService):
         return ends
 
     # --- TrainingService ------------------------------------------------------------------------------------
+    @staticmethod
+    def _idle(w: _Worker) -> bool:
+        return w.ready and w.trial_id is None and not w.doomed and w.process.is_alive()
+
     def free_slots(self) -> int:
-        return sum(1 for w in self.workers if w.ready and w.trial_id is None and w.process.is_alive())
+        return sum(1 for w in self.workers if self._idle(w))
 
     def running(self) -> set[str]:
         return {w.trial_id for w in self.workers if w.trial_id is not None}
 
     def submit(self, job: TrialJob) -> SubmitInfo:
-        worker = next((w for w in self.workers if w.ready and w.trial_id is None), None)
-        if worker is None:
+        candidates = [w for w in self.workers if self._idle(w)]
+        if not candidates:
             raise RuntimeError("no idle worker; call free_slots() before submit()")
         job.control_dir.mkdir(parents=True, exist_ok=True)
+        message = (
+            "run",
+            {
+                "experiment_id": job.experiment_id,
+                "trial_id": job.trial_id,
+                "sequence_id": job.sequence_id,
+                "parameters": job.parameters,
+                "trial_dir": str(job.trial_dir),
+            },
+        )
+        for worker in candidates:
+            try:
+                worker.conn.send(message)
+            except (BrokenPipeError, OSError):
+                worker.doomed = True  # died since free_slots(); _receive reaps it and keeps the pool full
+                continue
+            return self._assign(worker, job)
+        # every idle worker had died: a fresh one runs the trial as soon as it has started (the message waits
+        # in its pipe)
+        worker = self._spawn()
+        worker.conn.send(message)
+        return self._assign(worker, job)
+
+    def _assign(self, worker: _Worker, job: TrialJob) -> SubmitInfo:
         worker.trial_id = job.trial_id
         worker.started_at = time.time()
         self.jobs[job.trial_id] = job
-        worker.conn.send(
-            (
-                "run",
-                {
-                    "experiment_id": job.experiment_id,
-                    "trial_id": job.trial_id,
-                    "sequence_id": job.sequence_id,
-                    "parameters": job.parameters,
-                    "trial_dir": str(job.trial_dir),
-                },
-            )
-        )
         return SubmitInfo(pid=worker.process.pid, host=self.host, started_at=worker.started_at)
 
     def reattach(self, job: TrialJob, pid: int | None, pid_started_at: float | None) -> TrialEnd | bool:
@@ -350,6 +369,7 @@ class FunctionTrainingService(TrainingService):
         # a trial is a call inside a worker: stopping it means ending that worker (a fresh one replaces it)
         for w in self.workers:
             if w.trial_id == trial_id and w.kill_at is None:
+                w.doomed = True
                 w.kill_at = time.time() + grace
                 w.process.terminate()
 

@@ -99,6 +99,51 @@ def test_function_trial_terminate_replaces_the_worker(tmp_path, service):
     assert service.free_slots() == 2
 
 
+def test_a_worker_stopped_after_its_call_returned_gets_no_new_trial(tmp_path):
+    # the assessor's stop can land after the call returned: the "done" is already in the pipe when the worker
+    # gets SIGTERM. That worker must not look idle, and the next trial must run (not crash the manager).
+    svc = FunctionTrainingService(objective, concurrency=1)
+    svc.start()
+    try:
+        first = _job(tmp_path, "first", {"x": 1})
+        svc.submit(first)
+        deadline = time.time() + 30
+        while not any(r["type"] == "FINAL" for r in MetricsReader(first.trial_dir).read()):
+            assert time.time() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)  # the call has returned and said "done"; the manager has not read it yet
+        svc.terminate("first", grace=2)
+        ends = []
+        while not ends:
+            ends = svc.poll(0.1)
+        assert ends[0].trial_id == "first"
+        assert svc.free_slots() == 0  # the stopped worker is idle but doomed
+        ends = _run(svc, [_job(tmp_path, "second", {"x": 2})])
+        assert ends["second"].exit_code == 0
+    finally:
+        svc.shutdown()
+
+
+def test_submit_to_a_worker_that_died_unseen_goes_to_a_fresh_worker(tmp_path):
+    svc = FunctionTrainingService(objective, concurrency=1)
+    svc.start()
+    try:
+        (worker,) = svc.workers
+        worker.process.kill()  # dies between free_slots() and submit(): the pipe is broken
+        worker.process.join(5)
+        worker.process.is_alive = lambda: True  # as it still looked a moment ago
+        job = _job(tmp_path, "t", {"x": 3})
+        svc.submit(job)  # no BrokenPipeError: a new worker takes the trial once it has started
+        del worker.process.is_alive  # the truth again: the dead worker is reaped
+        ends = _run(svc, [])
+        assert ends["t"].exit_code == 0
+        finals = [r["value"] for r in MetricsReader(job.trial_dir).read() if r["type"] == "FINAL"]
+        assert finals == [30]
+        assert len(svc.workers) == 1 and svc.workers[0] is not worker
+    finally:
+        svc.shutdown()
+
+
 def test_function_without_argument_and_lambda_in_fork_workers(tmp_path):
     svc = FunctionTrainingService(no_argument_objective, concurrency=1)
     svc.start()
