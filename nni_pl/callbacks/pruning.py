@@ -209,8 +209,6 @@ class PruningCallback(pl.Callback):
         self.masks = masks
 
     def _speedup(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from nni_pl.compression.speedup import ModelSpeedup
-
         dummy = self._dummy(pl_module)
         if dummy is None:
             raise ConfigError(
@@ -218,16 +216,23 @@ class PruningCallback(pl.Callback):
                 "the speed-up traces the model: pass dummy_input (a tensor or a shape like [1, 3, 32, 32]) "
                 "or set example_input_array on the LightningModule",
             )
+        self._apply_speedup(pl_module, dummy, self.masks)
+        logger.info("PruningCallback: speed-up done: %s", self.speedup_report)
+
+    def _apply_speedup(
+        self, pl_module: pl.LightningModule, dummy: Any, masks: dict[str, dict[str, Any]]
+    ) -> None:
+        from nni_pl.compression.speedup import ModelSpeedup
+
         was_training = pl_module.training
         pl_module.eval()
         try:
-            speedup = ModelSpeedup(pl_module, dummy, self.masks)
+            speedup = ModelSpeedup(pl_module, dummy, masks)
             speedup.speedup_model()  # replaces the module's layers in place
         finally:
             pl_module.train(was_training)
         self.speedup_report = speedup.report
         self.sped_up = True
-        logger.info("PruningCallback: speed-up done: %s", speedup.report)
 
     def _rebuild_optimizers(self, trainer: pl.Trainer) -> None:
         # the optimizers hold the old (replaced) parameters: build them again from configure_optimizers
@@ -333,18 +338,8 @@ class PruningCallback(pl.Callback):
             return
         masks = copy.deepcopy(info["masks"])
         if info.get("sped_up") and not self.sped_up:
-            from nni_pl.compression.speedup import ModelSpeedup
-
-            was_training = pl_module.training
-            pl_module.eval()
-            try:
-                speedup = ModelSpeedup(pl_module, info["dummy_input"], masks)
-                speedup.speedup_model()
-            finally:
-                pl_module.train(was_training)
-            self.speedup_report = speedup.report
-            self.sped_up = True
-            logger.info("PruningCallback: resuming a sped-up model: %s", speedup.report)
+            self._apply_speedup(pl_module, info["dummy_input"], masks)
+            logger.info("PruningCallback: resuming a sped-up model: %s", self.speedup_report)
         # masked but not yet sped up: the loaded weights are already zero where masked; keep them masked while
         # fine-tuning and let the next pruning steps build on these masks
         self.masks = masks
