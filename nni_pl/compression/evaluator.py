@@ -4,7 +4,7 @@ A pruner never owns a training loop: it asks an :class:`Evaluator` to ``train`` 
 hooks that run between ``loss.backward()`` and ``optimizer.step()`` (where gradients can be read or changed), or to
 ``forward`` a few batches (activations are collected by forward hooks the pruner registers).
 
-Two ways to build one:
+Three ways to build one:
 
 * :meth:`Evaluator.from_lightning`: a LightningModule (which is, or contains, the model being pruned), Trainer
   keyword arguments and a datamodule or dataloaders. Training is ``Trainer(max_steps=...).fit(...)``; hooks run in
