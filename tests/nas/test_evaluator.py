@@ -227,36 +227,65 @@ def test_export_onnx_without_onnx_says_what_to_install(monkeypatch: pytest.Monke
     monkeypatch.setattr(
         pl_eval.importlib.util, "find_spec", lambda name: None if name == "onnx" else real(name)
     )
-    with pytest.raises(EvaluatorError, match="pip install onnx"):
+    with pytest.raises(EvaluatorError, match=r"needs onnx, not installed.*pip install 'nni-pl\[onnx\]'"):
         Classification(train_dataloaders=DIGITS, export_onnx=True)
 
 
 ONNX = pytest.mark.skipif(
-    importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None,
-    reason="needs the 'onnx' extra (onnx, onnxruntime): pip install -e .[onnx]",
+    any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
+    reason="needs the 'onnx' extra (onnx, onnxscript, onnxruntime): pip install -e .[onnx]",
 )
+
+
+def _run_onnx(path: Path, x: torch.Tensor) -> Any:
+    import onnx
+    import onnxruntime
+
+    onnx.checker.check_model(onnx.load(str(path)))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x.numpy()})[0]
 
 
 @ONNX
 def test_export_onnx_writes_the_trained_model_into_the_trial_dir(trial_dir: Path) -> None:
     import numpy as np
-    import onnx
-    import onnxruntime
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     Classification(train_dataloaders=DIGITS, export_onnx=True, max_epochs=1).evaluate(model)
-    path = trial_dir / "model.onnx"
-    onnx.checker.check_model(onnx.load(str(path)))
     # the file is the *trained* model, and any batch size runs through it
     x = torch.randn(5, 64)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (out,) = session.run(None, {"input": x.numpy()})
     with torch.no_grad():
-        np.testing.assert_allclose(out, model.eval()(x).numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            _run_onnx(trial_dir / "model.onnx", x), model.eval()(x).numpy(), rtol=1e-4, atol=1e-5
+        )
     custom = trial_dir / "custom.onnx"
     Classification(train_dataloaders=DIGITS, export_onnx=str(custom), max_epochs=1).evaluate(model)
-    onnx.checker.check_model(onnx.load(str(custom)))
+    assert _run_onnx(custom, x).shape == (5, 10)
+
+
+class _DataDependent(nn.Module):
+    """Control flow on values: torch.export cannot capture it, the TorchScript exporter traces one branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) if x.sum() > -1e9 else -self.fc(x)
+
+
+@ONNX
+def test_export_onnx_falls_back_to_the_torchscript_exporter(trial_dir: Path) -> None:
+    import numpy as np
+
+    model = _DataDependent()
+    Classification(train_dataloaders=DIGITS, export_onnx=True, max_epochs=1).evaluate(model)
+    x = torch.rand(3, 64)
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            _run_onnx(trial_dir / "model.onnx", x), model.eval()(x).numpy(), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_from_config_errors() -> None:

@@ -107,26 +107,40 @@ class _LightningBase(Evaluator):
         batch = next(iter(loader))
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         model = model.cpu().eval()
+        sample = (x[:1].cpu(),)
+        names = {"input_names": ["input"], "output_names": ["output"]}
         with torch.no_grad():
-            # the TorchScript-based exporter needs only ``onnx``; the batch dimension stays dynamic
-            torch.onnx.export(
-                model,
-                (x[:1].cpu(),),
-                str(path),
-                dynamo=False,
-                input_names=["input"],
-                output_names=["output"],
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-            )
+            try:  # torch.export-based exporter (torch's default), the batch dimension dynamic
+                torch.onnx.export(
+                    model,
+                    sample,
+                    str(path),
+                    dynamo=True,
+                    dynamic_shapes=({0: torch.export.Dim("batch")},),
+                    **names,
+                )
+            except Exception as err:  # e.g. data-dependent control flow, which torch.export cannot capture
+                log.warning(
+                    "export_onnx: torch.export failed (%s); using the TorchScript-based exporter", err
+                )
+                torch.onnx.export(
+                    model,
+                    sample,
+                    str(path),
+                    dynamo=False,
+                    dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                    **names,
+                )
         log.info("exported the trained model to %s", path)
         return path
 
 
 def _check_onnx(export_onnx: Any) -> None:
-    if export_onnx and importlib.util.find_spec("onnx") is None:
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if export_onnx and missing:
         raise EvaluatorError(
-            "export_onnx needs the package 'onnx', which is not installed; install it with: pip install onnx "
-            "(or set export_onnx=False)"
+            f"export_onnx needs {' and '.join(missing)}, not installed; install them with: pip install "
+            "'nni-pl[onnx]' (or set export_onnx=False)"
         )
 
 
@@ -267,7 +281,7 @@ class Classification(_Supervised):
             serves both.
         val_dataloaders: the same, for validation.
         export_onnx: after training, export the model to ONNX: ``True`` (``model.onnx`` in the trial
-            directory) or a path. Needs the ``onnx`` package.
+            directory) or a path, torch.export-based (the TorchScript exporter when that fails). Needs the ``onnx`` extra.
         trainer_kwargs: ``lightning.Trainer`` arguments (``max_epochs``, ``accelerator``, ...); they may
             also be given as keywords, as in NNI.
 
