@@ -397,6 +397,7 @@ class Experiment:
                     experiment_id=self.id,
                     workdir=self.config.experiment_working_directory,
                     stop_hook=lambda: manager.request_stop("user"),
+                    wait=False,  # the app is built in the server's thread while the first trials start
                 )
             except NniPlError as e:
                 reason = str(e)
@@ -418,7 +419,9 @@ class Experiment:
             yield
         finally:
             if server is not None:
-                server.stop()
+                # the experiment is over: ask the server to end (its thread closes the socket); waiting for it
+                # would add its shutdown to every run
+                server.stop(wait=False)
                 with contextlib.suppress(Exception):
                     self.store.update_experiment(self.id, port=None)
             webui_server.remove_url_file(self.directory)

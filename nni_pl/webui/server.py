@@ -86,6 +86,9 @@ def free_port(host: str = "127.0.0.1", port: int = 0) -> int:
 class WebServer:
     """A running dashboard server (uvicorn in a daemon thread).
 
+    The socket is bound before the server is made, so :attr:`url` is right from the start; requests that arrive
+    while the app is still being built (``serve(..., wait=False)``) wait in the socket's backlog.
+
     Attributes:
         host, port: where it listens.
         token: the token every request needs (``None`` on loopback without one).
@@ -96,30 +99,43 @@ class WebServer:
         >>> server.url, server.stop()           # doctest: +SKIP
     """
 
-    def __init__(self, app: Any, sock: socket.socket, host: str, token: str | None) -> None:
-        import uvicorn
-
+    def __init__(
+        self, app: Any, sock: socket.socket, host: str, token: str | None, *, app_factory: Any = None
+    ) -> None:
         self.app = app
+        self._app_factory = app_factory  # builds the app in the server thread when ``app`` is None
         self.host = host
         self.port = int(sock.getsockname()[1])
         self.token = token
         self._sock = sock
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-            server_header=False,
-        )
-        self._server = uvicorn.Server(config)
+        self._server: Any = None
+        self._stopping = threading.Event()
+        self._built = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"nni-pl-webui-{self.port}", daemon=True)
 
     def _run(self) -> None:
         try:
-            self._server.run(sockets=[self._sock])
+            import uvicorn
+
+            if self.app is None:
+                self.app = self._app_factory()
+            config = uvicorn.Config(
+                self.app,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+                server_header=False,
+            )
+            self._server = uvicorn.Server(config)
+            self._built.set()
+            if not self._stopping.is_set():
+                self._server.run(sockets=[self._sock])
         except Exception:  # the dashboard must never take the experiment down with it
             logger.exception("the dashboard server stopped with an error")
+        finally:
+            self._built.set()
+            self._close()
 
     @property
     def base_url(self) -> str:
@@ -134,21 +150,39 @@ class WebServer:
     def url(self) -> str:
         return self.base_url + (f"?token={quote(self.token)}" if self.token else "")
 
-    def start(self, timeout: float = 15.0) -> WebServer:
+    @property
+    def started(self) -> bool:
+        """Whether the server accepts requests (they queue in the socket's backlog until then)."""
+        return self._server is not None and bool(self._server.started)
+
+    def start(self, timeout: float = 15.0, *, wait: bool = True) -> WebServer:
+        """Start the server thread; with ``wait``, return once it serves (or raise ``NniPlError``)."""
         self._thread.start()
+        if not wait:
+            return self
         deadline = time.time() + timeout
-        while not self._server.started and self._thread.is_alive() and time.time() < deadline:
+        while not self.started and self._thread.is_alive() and time.time() < deadline:
             time.sleep(0.02)
-        if not self._server.started:
+        if not self.started:
             self.stop()
             raise NniPlError(f"the dashboard server did not start on {self.host}:{self.port}")
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving (idempotent)."""
-        self._server.should_exit = True
+    def stop(self, timeout: float = 5.0, *, wait: bool = True) -> None:
+        """Stop serving (idempotent). ``wait=False`` only asks: the thread closes the socket as it ends."""
+        self._stopping.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        if not wait:
+            return
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._built.wait(timeout)
+            if self._server is not None:
+                self._server.should_exit = True
             self._thread.join(timeout)
+        self._close()
+
+    def _close(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.close()
         catalog = getattr(getattr(self.app, "state", None), "catalog", None)
@@ -178,6 +212,7 @@ def serve(
     experiment_id: str | None = None,
     workdir: str | Path | None = None,
     stop_hook: Any = None,
+    wait: bool = True,
 ) -> WebServer:
     """Start the dashboard in a background thread; returns the running :class:`WebServer`.
 
@@ -187,6 +222,9 @@ def serve(
         port: the port to try first (``None`` or 0: any free port); when it is taken a free one is used.
         token: the token every request must carry (also honoured on loopback when given).
         read_only, experiment_id, workdir, stop_hook: as for :func:`nni_pl.webui.app.create_app`.
+        wait: build the app and wait until it serves before returning. ``False`` (what a running experiment
+            uses): the address is bound and returned at once, the app (FastAPI's imports take ~0.3 s) is built in
+            the server thread while trials already run.
 
     Raises:
         MissingDependencyError: FastAPI or uvicorn is not installed.
@@ -196,23 +234,31 @@ def serve(
 
     if not webui.available():
         raise MissingDependencyError("fastapi uvicorn", "webui", "the web dashboard")
-    from nni_pl.webui.app import create_app
-
     if token is not None and not token.strip():
         raise NniPlError("the dashboard token must not be empty; leave it out to have one generated")
     if not is_loopback(host) and token is None:
         token = secrets.token_urlsafe(24)
     sock = _bind(host, port or 0)
-    app = create_app(
-        store_or_url,
-        read_only=read_only,
-        token=token,
-        experiment_id=experiment_id,
-        workdir=workdir,
-        allowed_hosts=_LOOPBACK_NAMES if is_loopback(host) else None,
-        stop_hook=stop_hook,
-    )
-    server = WebServer(app, sock, host, token).start()
+
+    def build() -> Any:
+        from nni_pl.webui.app import create_app
+
+        return create_app(
+            store_or_url,
+            read_only=read_only,
+            token=token,
+            experiment_id=experiment_id,
+            workdir=workdir,
+            allowed_hosts=_LOOPBACK_NAMES if is_loopback(host) else None,
+            stop_hook=stop_hook,
+        )
+
+    try:
+        app = build() if wait else None  # waiting: errors of the app reach the caller as they are
+    except BaseException:
+        sock.close()
+        raise
+    server = WebServer(app, sock, host, token, app_factory=build).start(wait=wait)
     logger.info("dashboard at %s", server.base_url if token is None else server.base_url + "?token=***")
     return server
 

@@ -56,6 +56,33 @@ def test_serves_on_loopback_and_picks_a_free_port_when_taken(store_url):
         busy.close()
 
 
+def test_a_server_started_without_waiting_answers_once_built_and_stops_without_waiting(store_url):
+    # what a running experiment does: the address is bound at once, the app is built in the server thread
+    import time
+
+    server = serve(store_url, port=0, wait=False)
+    try:
+        assert server.url == f"http://127.0.0.1:{server.port}/"
+        status, data = _get(server.url + "api/v1/experiments")  # queued in the backlog until it serves
+        assert status == 200 and data[0]["id"] == "srv00001" and server.started
+    finally:
+        server.stop(wait=False)
+    deadline = time.time() + 10
+    while server._thread.is_alive():
+        assert time.time() < deadline, "the server thread did not end"
+        time.sleep(0.05)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def test_a_server_stopped_before_it_was_built_never_serves(store_url):
+    server = serve(store_url, port=0, wait=False)
+    server.stop()  # waits for the thread, which builds the app and then does not serve
+    assert not server._thread.is_alive() and not server.started
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
 def test_a_non_loopback_bind_requires_a_token(store_url):
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
