@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import select
 import socket
 import threading
 import time
@@ -86,8 +87,8 @@ def free_port(host: str = "127.0.0.1", port: int = 0) -> int:
 class WebServer:
     """A running dashboard server (uvicorn in a daemon thread).
 
-    The socket is bound before the server is made, so :attr:`url` is right from the start; requests that arrive
-    while the app is still being built (``serve(..., wait=False)``) wait in the socket's backlog.
+    The socket is bound before the server is made, so :attr:`url` is right from the start; with
+    ``serve(..., wait=False)`` the app is built when the first request arrives, which waits in the socket's backlog.
 
     Attributes:
         host, port: where it listens.
@@ -115,6 +116,14 @@ class WebServer:
 
     def _run(self) -> None:
         try:
+            if self.app is None:
+                # built on demand: an experiment nobody looks at never pays for FastAPI's imports. A connection
+                # waiting in the backlog makes the socket readable; it is served once the app is built.
+                while not self._stopping.is_set():
+                    if select.select([self._sock], [], [], 0.2)[0]:
+                        break
+                else:
+                    return
             import uvicorn
 
             if self.app is None:
@@ -223,8 +232,8 @@ def serve(
         token: the token every request must carry (also honoured on loopback when given).
         read_only, experiment_id, workdir, stop_hook: as for :func:`nni_pl.webui.app.create_app`.
         wait: build the app and wait until it serves before returning. ``False`` (what a running experiment
-            uses): the address is bound and returned at once, the app (FastAPI's imports take ~0.3 s) is built in
-            the server thread while trials already run.
+            uses): the address is bound and returned at once, and the app (FastAPI's imports take ~0.3 s of CPU)
+            is built in the server thread when the first request arrives.
 
     Raises:
         MissingDependencyError: FastAPI or uvicorn is not installed.

@@ -57,12 +57,14 @@ def test_serves_on_loopback_and_picks_a_free_port_when_taken(store_url):
 
 
 def test_a_server_started_without_waiting_answers_once_built_and_stops_without_waiting(store_url):
-    # what a running experiment does: the address is bound at once, the app is built in the server thread
+    # what a running experiment does: the address is bound at once, the app is built on the first request
     import time
 
     server = serve(store_url, port=0, wait=False)
     try:
         assert server.url == f"http://127.0.0.1:{server.port}/"
+        time.sleep(0.5)
+        assert server.app is None and not server.started  # nobody asked yet: FastAPI not even imported
         status, data = _get(server.url + "api/v1/experiments")  # queued in the backlog until it serves
         assert status == 200 and data[0]["id"] == "srv00001" and server.started
     finally:
@@ -77,8 +79,8 @@ def test_a_server_started_without_waiting_answers_once_built_and_stops_without_w
 
 def test_a_server_stopped_before_it_was_built_never_serves(store_url):
     server = serve(store_url, port=0, wait=False)
-    server.stop()  # waits for the thread, which builds the app and then does not serve
-    assert not server._thread.is_alive() and not server.started
+    server.stop()  # waits for the thread, which ends without building the app
+    assert not server._thread.is_alive() and not server.started and server.app is None
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
 
