@@ -626,7 +626,7 @@ class Manager:
                 self.service.terminate(tid, grace=STOP_GRACE)
             deadline = time.time() + STOP_GRACE + 5
             while True:  # poll at least once: a service may end a trial at terminate() (not running any more)
-                for end in self.service.poll(0.1):
+                for end in self.service.poll(0.1 if self.service.running() else 0.0):
                     self._finish(end)
                 if not self.service.running() or time.time() >= deadline:
                     break

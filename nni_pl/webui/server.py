@@ -111,7 +111,7 @@ class WebServer:
         self._sock = sock
         self._server: Any = None
         self._stopping = threading.Event()
-        self._built = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"nni-pl-webui-{self.port}", daemon=True)
 
     def _run(self) -> None:
@@ -136,14 +136,14 @@ class WebServer:
                 timeout_graceful_shutdown=2,
                 server_header=False,
             )
-            self._server = uvicorn.Server(config)
-            self._built.set()
-            if not self._stopping.is_set():
-                self._server.run(sockets=[self._sock])
+            with self._lock:  # stop() either sees the server (and ends it) or this thread sees the stop
+                if self._stopping.is_set():
+                    return
+                self._server = uvicorn.Server(config)
+            self._server.run(sockets=[self._sock])
         except Exception:  # the dashboard must never take the experiment down with it
             logger.exception("the dashboard server stopped with an error")
         finally:
-            self._built.set()
             self._close()
 
     @property
@@ -179,15 +179,13 @@ class WebServer:
 
     def stop(self, timeout: float = 5.0, *, wait: bool = True) -> None:
         """Stop serving (idempotent). ``wait=False`` only asks: the thread closes the socket as it ends."""
-        self._stopping.set()
-        if self._server is not None:
-            self._server.should_exit = True
+        with self._lock:
+            self._stopping.set()
+            if self._server is not None:
+                self._server.should_exit = True
         if not wait:
             return
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._built.wait(timeout)
-            if self._server is not None:
-                self._server.should_exit = True
             self._thread.join(timeout)
         self._close()
 
