@@ -397,7 +397,7 @@ class Experiment:
                     experiment_id=self.id,
                     workdir=self.config.experiment_working_directory,
                     stop_hook=lambda: manager.request_stop("user"),
-                    wait=False,  # the app is built in the server's thread while the first trials start
+                    wait=False,  # bound now, built on the first request: an unopened dashboard costs nothing
                 )
             except NniPlError as e:
                 reason = str(e)
