@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import torch
 
 from nni_pl.nas import InputChoice, LayerChoice, ModelSpace, ValueChoice, nn
+from nni_pl.trial._context import TrialContext, activate
 
 
 class TinySpace(ModelSpace):
@@ -31,3 +36,14 @@ class TinySpace(ModelSpace):
 def tiny_space() -> TinySpace:
     torch.manual_seed(0)
     return TinySpace()
+
+
+@pytest.fixture
+def trial_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.delenv("NNI_PL_PARAMETERS", raising=False)
+    path = tmp_path / "trial"
+    path.mkdir()
+    (path / "parameter.json").write_text(json.dumps({"parameters": {}}), encoding="utf-8")
+    activate(TrialContext(experiment_id="exp", trial_id="t1", trial_dir=path))
+    yield path
+    activate(None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,30 +23,18 @@ from nni_pl.nas.evaluator import (
     config_search_space,
     freeze_config,
 )
-from nni_pl.trial._context import TrialContext, activate
 
 DIGITS = {"factory": "nni_pl.nas.evaluator.data:digits_loaders", "kwargs": {"limit": 300, "flatten": True}}
+
+
+def n_params(model: nn.Module, scale: float = 1.0) -> float:
+    return scale * sum(p.numel() for p in model.parameters())
 
 
 def reports(trial_dir: Path, kind: str) -> list[Any]:
     path = trial_dir / "metrics.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     return [r["value"] for r in map(json.loads, lines) if r["type"] == kind]
-
-
-@pytest.fixture
-def trial_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.delenv("NNI_PL_PARAMETERS", raising=False)
-    path = tmp_path / "trial"
-    path.mkdir()
-    (path / "parameter.json").write_text(json.dumps({"parameters": {}}), encoding="utf-8")
-    activate(TrialContext(experiment_id="exp", trial_id="t1", trial_dir=path))
-    yield path
-    activate(None)
-
-
-def n_params(model: nn.Module, scale: float = 1.0) -> float:
-    return scale * sum(p.numel() for p in model.parameters())
 
 
 def reports_itself(model: nn.Module) -> float:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from nni_pl.nas._trial import run_trial
 from nni_pl.nas.evaluator import Classification, FunctionalEvaluator, Regression
 from nni_pl.nas.experiment import SPEC_FILE, NasExperiment
 from nni_pl.nas.strategy import GridSearch, Random, RegularizedEvolution, StrategyTuner
-from nni_pl.trial._context import TrialContext, activate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nas_digits"
 sys.path.insert(0, str(EXAMPLE))
@@ -34,17 +32,6 @@ TINY_DIGITS = {
 
 def n_params(model: nn.Module, scale: float = 1.0) -> float:
     return scale * sum(p.numel() for p in model.parameters())
-
-
-@pytest.fixture
-def trial_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.delenv("NNI_PL_PARAMETERS", raising=False)
-    path = tmp_path / "trial"
-    path.mkdir()
-    (path / "parameter.json").write_text(json.dumps({"parameters": {}}), encoding="utf-8")
-    activate(TrialContext(experiment_id="exp", trial_id="t1", trial_dir=path))
-    yield path
-    activate(None)
 
 
 ARCH = {"conv": "conv3", "width": 8, "act": "relu", "hidden": 32}
