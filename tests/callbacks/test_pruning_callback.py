@@ -67,6 +67,17 @@ def trainer(tmp_path: Path, callbacks: list, epochs: int = 3) -> pl.Trainer:
 CONV = [{"sparsity": 0.5, "op_types": ["Conv2d"]}]
 
 
+class ZeroChannels(pl.Callback):
+    """Records, after each training epoch, how many output channels of the second conv are all zero."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        w = pl_module.net[3].weight
+        self.counts.append(int((w.detach().flatten(1).abs().sum(1) == 0).sum()))
+
+
 def test_oneshot_prunes_speeds_up_and_checkpoint_holds_small_model(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = TinyNet()
@@ -92,21 +103,15 @@ def test_oneshot_prunes_speeds_up_and_checkpoint_holds_small_model(tmp_path: Pat
 def test_agp_schedule_prunes_each_epoch_and_keeps_masks_while_finetuning(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = TinyNet()
-    zeros: list[int] = []
-
-    class Watch(pl.Callback):
-        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            w = pl_module.net[3].weight
-            zeros.append(int((w.detach().flatten(1).abs().sum(1) == 0).sum()))
-
     cb = PruningCallback(
         pruner="l1", config_list=CONV, schedule="agp", start_epoch=0, end_epoch=2, speedup=False
     )
     assert cb.steps(4) == [0, 1, 2]
-    t = trainer(tmp_path, [cb, Watch()], epochs=4)
+    zeros = ZeroChannels()
+    t = trainer(tmp_path, [cb, zeros], epochs=4)
     t.fit(model, datamodule=TinyData())
     # AGP over 3 steps: round(16 * 0.5 * (1 - (1 - i/3)^3)) = 6, 8, 8 channels, still zero after each epoch's training
-    assert zeros == [6, 8, 8, 8]
+    assert zeros.counts == [6, 8, 8, 8]
     assert model.net[3].out_channels == 16  # speedup=False: masked only
 
 
@@ -164,18 +169,12 @@ def test_fit_resumes_mid_schedule_with_the_masks_so_far(tmp_path: Path) -> None:
     ).fit(model, datamodule=TinyData())
     last = tmp_path / "epoch=0.ckpt"  # written after the first of three AGP steps
     assert not torch.load(last, weights_only=False)["nni_pl_pruning"]["sped_up"]
-    zeros: list[int] = []
-
-    class Watch(pl.Callback):
-        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            w = pl_module.net[3].weight
-            zeros.append(int((w.detach().flatten(1).abs().sum(1) == 0).sum()))
-
     fresh, cb = TinyNet(), PruningCallback(**agp)
-    trainer(tmp_path / "resumed", [cb, Watch()], epochs=4).fit(fresh, datamodule=TinyData(), ckpt_path=last)
+    zeros = ZeroChannels()
+    trainer(tmp_path / "resumed", [cb, zeros], epochs=4).fit(fresh, datamodule=TinyData(), ckpt_path=last)
     # epoch 0's step (6 of 16 channels) came from the checkpoint; epoch 1 prunes 8 and speeds up at epoch 2
     assert cb.done_steps == [0, 1, 2] and cb.sped_up
-    assert zeros[0] == 8 and fresh.net[3].out_channels == 8
+    assert zeros.counts[0] == 8 and fresh.net[3].out_channels == 8
 
 
 def test_a_fit_ended_before_the_schedule_leaves_a_resumable_small_checkpoint(tmp_path: Path) -> None:
