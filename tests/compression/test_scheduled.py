@@ -244,6 +244,19 @@ def test_amc_ddpg_params_are_checked() -> None:
         AMCPruner(*args, evaluator=accuracy, ddpg_params={"hiden1": 8})
     with pytest.raises(ConfigError, match="lbound"):
         AMCPruner(*args, evaluator=accuracy, ddpg_params={"lbound": 0.0})
+    with pytest.raises(ConfigError, match=r"ddpg_params\.lbound.*<= rbound"):
+        AMCPruner(*args, evaluator=accuracy, ddpg_params={"lbound": 0.8, "rbound": 0.5})
+    for key, bad, words in [
+        ("hidden1", 0, "an integer >= 1"),
+        ("bsize", 2.5, "an integer >= 1"),
+        ("lr_a", "fast", "a number > 0"),
+        ("tau", 1.5, r"a number in \[0, 1\]"),
+        ("seed", -1, "an integer >= 0 or null"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"ddpg_params\.{key}.*must be {words}, got {bad!r}"):
+            AMCPruner(*args, evaluator=accuracy, ddpg_params={key: bad})
+    amc = AMCPruner(*args, evaluator=accuracy, ddpg_params={"hidden1": 16.0, "seed": 3})
+    assert amc.ddpg["hidden1"] == 16 and amc.agent.actor.net[0].out_features == 16 and amc.warmup == 1
 
 
 def test_speed_up_each_iteration_gives_a_small_model() -> None:

@@ -665,27 +665,78 @@ def _chain_macs(model: nn.Module, names: Sequence[str], dummy_input: Any) -> tup
     return macs, list(dict.fromkeys(order))
 
 
-#: ``ddpg_params`` keys (NNI's names) and their defaults; ``window_length``, ``max_episode_length`` and ``epsilon`` are
-#: accepted for compatibility and have no effect (one-step windows, episodes of one pass over the layers).
-DDPG_DEFAULTS: dict[str, Any] = {
-    "hidden1": 300,
-    "hidden2": 300,
-    "lr_c": 1e-3,
-    "lr_a": 1e-4,
-    "warmup": 100,
-    "discount": 1.0,
-    "bsize": 64,
-    "rmsize": 100,
-    "window_length": 1,
-    "tau": 0.01,
-    "init_delta": 0.5,
-    "delta_decay": 0.99,
-    "max_episode_length": 1e9,
-    "epsilon": 50000,
-    "lbound": 0.2,
-    "rbound": 1.0,
-    "seed": None,
+#: ``ddpg_params`` (NNI's names): default and accepted values. ``window_length``, ``max_episode_length`` and ``epsilon``
+#: are accepted for compatibility and have no effect (one-step windows, episodes of one pass over the layers).
+DDPG_PARAMS: dict[str, tuple[Any, str]] = {
+    "hidden1": (300, "int>=1"),
+    "hidden2": (300, "int>=1"),
+    "lr_c": (1e-3, ">0"),
+    "lr_a": (1e-4, ">0"),
+    "warmup": (100, "int>=0"),
+    "discount": (1.0, "[0,1]"),
+    "bsize": (64, "int>=1"),
+    "rmsize": (100, "int>=1"),
+    "window_length": (1, "any"),
+    "tau": (0.01, "[0,1]"),
+    "init_delta": (0.5, ">0"),
+    "delta_decay": (0.99, "[0,1]"),
+    "max_episode_length": (1e9, "any"),
+    "epsilon": (50000, "any"),
+    "lbound": (0.2, "(0,1]"),
+    "rbound": (1.0, "(0,1]"),
+    "seed": (None, "seed"),
 }
+#: the settings handed to :class:`~nni_pl.compression.pruning._ddpg.DDPGAgent` as they are
+_AGENT_KEYS = (
+    "hidden1", "hidden2", "lr_c", "lr_a", "discount", "bsize", "tau", "init_delta", "delta_decay", "lbound", "rbound",
+    "seed",
+)  # fmt: skip
+
+
+_KIND_WORDS = {
+    "int>=1": "an integer >= 1",
+    "int>=0": "an integer >= 0",
+    ">0": "a number > 0",
+    "[0,1]": "a number in [0, 1]",
+    "(0,1]": "a number in (0, 1]",
+    "seed": "an integer >= 0 or null",
+}
+
+
+def _ddpg_settings(ddpg_params: Mapping[str, Any] | None, total_episode: int) -> dict[str, Any]:
+    """NNI's ``ddpg_params`` over the defaults (``warmup``: a quarter of the episodes, at most 100), each checked."""
+    given = dict(ddpg_params or {})
+    unknown = sorted(set(given) - set(DDPG_PARAMS))
+    if unknown:
+        raise ConfigError(
+            f"ddpg_params.{unknown[0]}", f"is not a DDPG setting; known: {', '.join(DDPG_PARAMS)}"
+        )
+    settings = {k: default for k, (default, _) in DDPG_PARAMS.items()}
+    settings["warmup"] = min(100, max(1, total_episode // 4))
+    settings.update(given)
+    for key, value in given.items():
+        kind = DDPG_PARAMS[key][1]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        integer = number and float(value).is_integer()
+        ok = {
+            "int>=1": integer and value >= 1,
+            "int>=0": integer and value >= 0,
+            ">0": number and value > 0,
+            "[0,1]": number and 0 <= value <= 1,
+            "(0,1]": number and 0 < value <= 1,
+            "seed": value is None or (integer and value >= 0),
+            "any": True,
+        }[kind]
+        if not ok:
+            raise ConfigError(f"ddpg_params.{key}", f"must be {_KIND_WORDS[kind]}, got {value!r}")
+        if kind.startswith("int") or (kind == "seed" and value is not None):
+            settings[key] = int(value)
+    if settings["lbound"] > settings["rbound"]:
+        raise ConfigError(
+            "ddpg_params.lbound",
+            f"must be <= rbound, got lbound={settings['lbound']}, rbound={settings['rbound']}",
+        )
+    return settings
 
 
 class AMCPruner(ScheduledPruner):
@@ -748,20 +799,8 @@ class AMCPruner(ScheduledPruner):
             model, config_list, pruning_algorithm, total_episode, log_dir, keep_intermediate_result, finetuner,
             False, dummy_input, evaluator, pruning_params,
         )  # fmt: skip
-        unknown = sorted(set(ddpg_params or {}) - set(DDPG_DEFAULTS))
-        if unknown:
-            raise ConfigError(
-                f"ddpg_params.{unknown[0]}", f"is not a DDPG setting; known: {', '.join(DDPG_DEFAULTS)}"
-            )
-        ddpg = {**DDPG_DEFAULTS, "warmup": min(100, max(1, total_episode // 4)), **dict(ddpg_params or {})}
-        self.ddpg = ddpg
-        self.warmup = int(ddpg["warmup"])
-        self.lbound, self.rbound = float(ddpg["lbound"]), float(ddpg["rbound"])
-        if not 0 < self.lbound <= self.rbound <= 1:
-            raise ConfigError(
-                "ddpg_params.lbound",
-                f"need 0 < lbound <= rbound <= 1, got lbound={self.lbound}, rbound={self.rbound}",
-            )
+        self.ddpg = _ddpg_settings(ddpg_params, total_episode)
+        self.warmup, self.lbound, self.rbound = self.ddpg["warmup"], self.ddpg["lbound"], self.ddpg["rbound"]
         self.target = target
         first = self.config_list[0]
         self.sparsity = float(
@@ -780,19 +819,8 @@ class AMCPruner(ScheduledPruner):
         self._static = self._layer_features(modules)
         self.agent = DDPGAgent(
             len(self._static[0]) + 3,
-            hidden1=int(ddpg["hidden1"]),
-            hidden2=int(ddpg["hidden2"]),
-            lr_c=float(ddpg["lr_c"]),
-            lr_a=float(ddpg["lr_a"]),
-            discount=float(ddpg["discount"]),
-            bsize=int(ddpg["bsize"]),
-            memory=int(ddpg["rmsize"]) * len(self.order),
-            tau=float(ddpg["tau"]),
-            init_delta=float(ddpg["init_delta"]),
-            delta_decay=float(ddpg["delta_decay"]),
-            lbound=self.lbound,
-            rbound=self.rbound,
-            seed=ddpg["seed"],
+            memory=self.ddpg["rmsize"] * len(self.order),
+            **{k: self.ddpg[k] for k in _AGENT_KEYS},
         )
         self.best_policy: dict[str, float] = {}
         self.best_flops_ratio = 1.0
