@@ -54,15 +54,16 @@ def test_regevo_queue_drops_the_oldest_member():
 
 def test_regevo_children_mutate_the_best_of_the_sample():
     space = SearchSpace.parse({f"c{i}": {"_type": "choice", "_value": list(range(10))} for i in range(6)})
-    tuner = _new(population_size=6, sample_size=50)  # a sample of 50 from 6 contains the best almost surely
+    tuner = _new(population_size=6, sample_size=50, seed=0)  # a sample of 50 from 6 holds the best almost surely
     tuner.update_search_space(space)
     for i in range(6):
         p = tuner.generate_parameters(i)
         tuner.receive_trial_result(i, p, float(sum(p.values())))
-    best = min(tuner.population(), key=lambda m: m[1])[0]
-    child = tuner.generate_parameters(6)
-    fb, fc = space.flatten(best), space.flatten(child)
-    assert sum(fb[k] != fc[k] for k in fb) == 1
+    # several members can share the lowest sum: the child mutates one of them (one key changed)
+    low = min(loss for _, loss in tuner.population())
+    bests = [space.flatten(p) for p, loss in tuner.population() if loss == low]
+    fc = space.flatten(tuner.generate_parameters(6))
+    assert any(sum(fb[k] != fc[k] for k in fb) == 1 for fb in bests)
 
 
 def test_regevo_nested_space_learns_the_good_branch(nested_space):
