@@ -424,17 +424,17 @@ class Store:
         return self.db.execute_sql(sql.replace("?", self.db.param), tuple(params))
 
     def add_trial(self, trial: TrialRow) -> None:
-        data = trial.to_dict()
-        data["parameters"] = _dumps(data["parameters"])
+        # the row's own values (asdict would deep-copy the parameters only to serialise them)
+        data = {c: getattr(trial, c) for c in _TRIAL_FIELDS}
+        data["parameters"] = _dumps(trial.parameters)
         data["final"] = None if trial.final is None else _dumps(trial.final)
-        columns = list(data)
         sql = (
-            f"INSERT INTO {self._q('nnipl_trial')} ({', '.join(self._q(c) for c in columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
+            f"INSERT INTO {self._q('nnipl_trial')} ({', '.join(self._q(c) for c in _TRIAL_FIELDS)}) "
+            f"VALUES ({', '.join('?' for _ in _TRIAL_FIELDS)})"
         )
         try:
             with self.db.atomic():
-                self._execute(sql, [data[c] for c in columns])
+                self._execute(sql, [data[c] for c in _TRIAL_FIELDS])
         except pw.IntegrityError as e:
             raise StoreError(
                 f"experiment {trial.experiment_id!r} cannot take trial {trial.trial_id!r} "

@@ -26,7 +26,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EXITCODE_FILE = "exitcode"  # "<code> <unix time>", written by the trial's wrapper when it ends
+EXITCODE_FILE = "exitcode"  # "<code> [<unix time>]", written by the trial's wrapper when it ends
 PID_FILE = "pid"  # "<pid> <process start time>", written when the trial starts
 
 
@@ -70,9 +70,11 @@ class TrialEnd:
 
 def read_exitcode(control_dir: Path) -> tuple[int, float] | None:
     """``(exit code, end time)`` from a trial's ``.nni/exitcode``, or ``None`` if it has not ended."""
+    path = control_dir / EXITCODE_FILE
     try:
-        text = (control_dir / EXITCODE_FILE).read_text(encoding="utf-8").split()
-        return int(text[0]), float(text[1]) if len(text) > 1 else time.time()
+        text = path.read_text(encoding="utf-8").split()
+        # "<code>" alone (a POSIX sh wrapper has no clock): the file was written when the trial ended
+        return int(text[0]), float(text[1]) if len(text) > 1 else path.stat().st_mtime
     except (OSError, ValueError, IndexError):
         return None
 

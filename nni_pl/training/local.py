@@ -1,8 +1,11 @@
 """The local training service: each trial is a process group on this machine.
 
-A trial runs ``bash run.sh`` in the trial code directory. ``run.sh`` (kept in the trial directory, so a
+A trial runs ``run.sh`` in the trial code directory. ``run.sh`` (kept in the trial directory, so a
 trial can be re-run by hand) exports NNI's environment variables, runs the trial command and writes the
-exit code to ``.nni/exitcode``. Because each trial is its own session, a Ctrl-C in the terminal reaches
+exit code to ``.nni/exitcode``. A plain command (words and quotes only, e.g. ``python train.py --lr 0.1``)
+means the same to every POSIX shell and runs under ``/bin/sh``, which starts faster than bash (dash on
+Debian: about 1 ms less per trial); any other command (expansions, redirections, pipes, bash syntax) runs
+under bash, as in NNI. Because each trial is its own session, a Ctrl-C in the terminal reaches
 only the manager, and a manager that dies (even by SIGKILL) leaves its trials running: ``resume``
 re-attaches to them, or collects their exit codes and metrics if they ended meanwhile.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import select
 import shlex
 import shutil
@@ -46,6 +50,44 @@ from nni_pl.trial._context import (
 __all__ = ["GpuScheduler", "LocalTrainingService", "process_start_time"]
 
 logger = logging.getLogger(__name__)
+
+
+_HAVE_SH = os.path.exists("/bin/sh")
+# Bash builtins and keywords: a command starting with one of these may mean something else (or nothing) in /bin/sh.
+_BASH_WORDS = frozenset(
+    ". : [ alias bg bind break builtin caller cd command compgen complete compopt continue declare dirs disown echo "
+    "enable eval exec exit export false fc fg getopts hash help history jobs kill let local logout mapfile popd "
+    "printf pushd pwd read readarray readonly return set shift shopt source suspend test times trap true type "
+    "typeset ulimit umask unalias unset wait if then else elif fi case esac for select while until do done in "
+    "function time { } ! [[ ]] coproc".split()
+)
+_SINGLE_QUOTED = re.compile(r"'[^']*'")
+_PLAIN_OUTSIDE_QUOTES = re.compile(r'[A-Za-z0-9_\-./=:,+@%" ]*')
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _plain_command(command: str) -> bool:
+    """Whether ``command`` is one simple command that bash and any POSIX ``sh`` run alike.
+
+    Words, ``VAR=value`` prefixes, single-quoted text and double-quoted text without ``$``, backquotes or
+    backslashes qualify; a first word that is a bash builtin or keyword does not.
+
+    Example:
+        >>> _plain_command("python train.py --lr 0.1 --name 'a b$c'")
+        True
+        >>> [_plain_command(c) for c in ("python t.py > log", "echo -e x", "source env.sh; python t.py")]
+        [False, False, False]
+    """
+    outside = _SINGLE_QUOTED.sub(" ", command)
+    if "'" in outside or outside.count('"') % 2 or not _PLAIN_OUTSIDE_QUOTES.fullmatch(outside):
+        return False
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    while words and _ASSIGNMENT.match(words[0]):
+        words.pop(0)
+    return bool(words) and words[0] not in _BASH_WORDS
 
 
 def process_start_time(pid: int) -> float | None:
@@ -285,9 +327,11 @@ class LocalTrainingService(TrainingService):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus or []))
         # `python` in the trial command means the interpreter nni-pl runs under, even without an activated venv
         path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+        command = self._command(job)
+        shell = "sh" if _HAVE_SH and _plain_command(command) else "bash"
         lines = [
-            "#!/usr/bin/env bash",
-            "# written by nni-pl; `bash run.sh` from the trial code directory re-runs this trial",
+            "#!/bin/sh" if shell == "sh" else "#!/usr/bin/env bash",
+            f"# written by nni-pl; `{shell} run.sh` from the trial code directory re-runs this trial",
         ]
         lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
         lines.append(f"export PATH={shlex.quote(path)}")
@@ -296,17 +340,23 @@ class LocalTrainingService(TrainingService):
             f"export {ENV_DEFAULT_ROOT_DIR}=${{{ENV_DEFAULT_ROOT_DIR}:-{shlex.quote(str(job.trial_dir))}}}"
         )
         lines.append(f"cd {shlex.quote(str(self.code_directory))}")
+        lines.append(command)
+        ctl = shlex.quote(str(job.control_dir / EXITCODE_FILE))
+        lines.append("__nni_pl_rc=$?")
+        if shell == "sh":  # no $EPOCHREALTIME in POSIX sh: the file's modification time is the end time
+            lines.append(f'printf "%s\\n" "$__nni_pl_rc" > {ctl}')
+        else:
+            lines.append(f'printf "%s %s\\n" "$__nni_pl_rc" "$EPOCHREALTIME" > {ctl}')
+        lines.append("exit $__nni_pl_rc")
+        return "\n".join(lines) + "\n"
+
+    def _command(self, job: TrialJob) -> str:
         command = self.command
         if callable(self.extra_args):
             args = self.extra_args(job.parameters)
             if args:
                 command = command + " " + " ".join(shlex.quote(a) for a in args)
-        lines.append(command)
-        ctl = shlex.quote(str(job.control_dir / EXITCODE_FILE))
-        lines.append("__nni_pl_rc=$?")
-        lines.append(f'printf "%s %s\\n" "$__nni_pl_rc" "$EPOCHREALTIME" > {ctl}')
-        lines.append("exit $__nni_pl_rc")
-        return "\n".join(lines) + "\n"
+        return command
 
     def submit(self, job: TrialJob) -> SubmitInfo:
         gpus = self.gpus.acquire(job.trial_id)
@@ -314,11 +364,13 @@ class LocalTrainingService(TrainingService):
             raise RuntimeError("no GPU free; call free_slots() before submit()")
         job.control_dir.mkdir(parents=True, exist_ok=True)
         script = job.trial_dir / "run.sh"
-        script.write_text(self._script(job, gpus), encoding="utf-8")
+        text = self._script(job, gpus)
+        script.write_text(text, encoding="utf-8")
+        shell = "/bin/sh" if text.startswith("#!/bin/sh") else "bash"
         started = time.time()
         with open(job.trial_dir / "stdout", "ab") as out, open(job.trial_dir / "stderr", "ab") as err:
             popen = subprocess.Popen(
-                ["bash", str(script)],
+                [shell, str(script)],
                 cwd=self.code_directory,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

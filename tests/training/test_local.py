@@ -74,6 +74,60 @@ def test_local_runs_trials_and_records_exit_code_and_metrics(tmp_path, code_dir)
     assert "CVD=None" in (ok.trial_dir / "stdout").read_text()  # trialGpuNumber unset: left alone
 
 
+@pytest.mark.skipif(not os.path.exists("/bin/sh"), reason="needs /bin/sh")
+def test_local_plain_commands_run_under_sh_and_others_under_bash(tmp_path, code_dir):
+    # a plain command runs under /bin/sh (starts faster); one that needs bash (here $BASH_VERSION, a
+    # redirection) runs under bash. Both keep the exit code; sh's record has no clock, its mtime is the end.
+    svc = LocalTrainingService(
+        command="python trial.py",
+        code_directory=code_dir,
+        concurrency=2,
+        extra_args=lambda p: ["--x", "a b$c"],
+    )
+    bash = LocalTrainingService(
+        command='echo "shell=${BASH_VERSION:+bash}" > shell.txt; python trial.py', code_directory=code_dir
+    )
+    plain, fancy = _job(tmp_path, "plain", {"x": 1, "fail": 1}), _job(tmp_path, "fancy", {"x": 1}, 1)
+    before = time.time()
+    svc.submit(plain)
+    bash.submit(fancy)
+    (p_end,), (f_end,) = _wait(svc, 1), _wait(bash, 1)
+    script = (plain.trial_dir / "run.sh").read_text()
+    assert script.startswith("#!/bin/sh\n") and "`sh run.sh`" in script
+    assert (fancy.trial_dir / "run.sh").read_text().startswith("#!/usr/bin/env bash\n")
+    assert (code_dir / "shell.txt").read_text().strip() == "shell=bash"
+    assert p_end.exit_code == 3 and f_end.exit_code == 0
+    out = (plain.trial_dir / "stdout").read_text()
+    assert json.loads(out.split("ARGS=", 1)[1]) == ["--x", "a b$c"]  # the quoted argument arrived intact
+    from nni_pl.training._base import read_exitcode
+
+    code, ended = read_exitcode(plain.control_dir)
+    assert code == 3 and before - 1 <= ended <= time.time() + 1
+    assert len((plain.control_dir / "exitcode").read_text().split()) == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "plain"),
+    [
+        ("python train.py --lr 0.1", True),
+        ("CUDA_LAUNCH_BLOCKING=1 python -m pkg.train 'a b$c' \"x y\"", True),
+        ("python train.py > log.txt", False),
+        ("source env.sh && python train.py", False),
+        ('python "$HOME/train.py"', False),
+        ("python ~/train.py", False),
+        ("time python train.py", False),  # a bash keyword, /usr/bin/time (or nothing) under sh
+        ("echo -e done", False),  # echo differs between shells
+        ("python train.py # comment", False),
+        ("python 'unterminated", False),
+        ("FOO=1", False),
+    ],
+)
+def test_local_plain_command_detection(command, plain):
+    from nni_pl.training.local import _plain_command
+
+    assert _plain_command(command) is plain
+
+
 def test_local_python_on_path_is_the_running_interpreter(tmp_path, code_dir):
     svc = LocalTrainingService(
         command='python -c "import sys; print(sys.executable)"', code_directory=code_dir
