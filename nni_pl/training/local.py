@@ -61,8 +61,7 @@ _BASH_WORDS = frozenset(
     "typeset ulimit umask unalias unset wait if then else elif fi case esac for select while until do done in "
     "function time { } ! [[ ]] coproc".split()
 )
-_SINGLE_QUOTED = re.compile(r"'[^']*'")
-_PLAIN_OUTSIDE_QUOTES = re.compile(r'[A-Za-z0-9_\-./=:,+@%" ]*')
+_PLAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@% ")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
@@ -78,13 +77,21 @@ def _plain_command(command: str) -> bool:
         >>> [_plain_command(c) for c in ("python t.py > log", "echo -e x", "source env.sh; python t.py")]
         [False, False, False]
     """
-    outside = _SINGLE_QUOTED.sub(" ", command)
-    if "'" in outside or outside.count('"') % 2 or not _PLAIN_OUTSIDE_QUOTES.fullmatch(outside):
+    quote = None  # the quote we are inside of
+    for ch in command:
+        if quote == "'":
+            quote = None if ch == "'" else quote
+        elif quote == '"':
+            if ch in "$`\\":
+                return False
+            quote = None if ch == '"' else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch not in _PLAIN_CHARS:
+            return False
+    if quote is not None:
         return False
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return False
+    words = shlex.split(command)
     while words and _ASSIGNMENT.match(words[0]):
         words.pop(0)
     return bool(words) and words[0] not in _BASH_WORDS

@@ -119,6 +119,8 @@ def test_local_plain_commands_run_under_sh_and_others_under_bash(tmp_path, code_
         ("echo -e done", False),  # echo differs between shells
         ("python train.py # comment", False),
         ("python 'unterminated", False),
+        ('python "\'" $HOME "\'"', False),  # the $ is outside quotes (quote-looking text inside others)
+        ('python "it\'s" \'a "b"\'', True),
         ("FOO=1", False),
     ],
 )
