@@ -11,7 +11,8 @@ timestamps (its first line ran, its reports returned) to a stamps file. Modes:
 * ``bare``: the same ``trial.py`` run standalone, ``python trial.py`` N times one after the other
   (what the trial itself costs); ``bare xc`` runs them c at a time with a thread pool (what c cores
   allow at best, with no bookkeeping at all).
-* ``nni-pl cmd``: ``nni-pl launch config.yml --no-display`` as a subprocess (``trialCommand: python trial.py``).
+* ``nni-pl cmd``: ``nni-pl launch config.yml --no-display`` as a subprocess (``trialCommand: python trial.py``);
+  ``nni-pl cmd x1`` the same with ``trialConcurrency: 1`` (compared with the sequential bare runs).
 * ``nni-pl fn``: ``Experiment(trial=fn, ...).run(display=False)`` in a subprocess, pre-warmed workers.
 * ``NNI 3.0``: ``nni.experiment.Experiment('local')`` started from its own venv (``benchmarks/.venv-nni``,
   created with ``pip install nni==3.0`` when missing; ``--skip-nni`` skips it). Its ``run()`` polls the
@@ -440,6 +441,7 @@ def render(args: argparse.Namespace, meta: dict[str, Any], samples: dict[str, li
         "bare nni-pl": "nni-pl",
         f"bare nni-pl x{c}": "nni-pl",
         "nni-pl cmd": "nni-pl",
+        "nni-pl cmd x1": "nni-pl",
         "nni-pl fn": None,  # a function trial's own work is ~0: its whole slot time is overhead
         "bare NNI": "NNI",
         f"bare NNI x{c}": "NNI",
@@ -537,7 +539,16 @@ def render(args: argparse.Namespace, meta: dict[str, Any], samples: dict[str, li
         f"For scale: `bare nni-pl x{c}` (the bare trials {c} at a time, no bookkeeping) took "
         f"{_x(ratio(f'bare nni-pl x{c}', 'slot_steady'))} of the sequential bare cost per slot: that much is the "
         f"machine's contention alone. Against it, nni-pl command trials take "
-        f"{_x(ratio('nni-pl cmd', 'slot_steady', 'par'))} in steady state.",
+        f"{_x(ratio('nni-pl cmd', 'slot_steady', 'par'))} in steady state."
+        + (
+            f" Run one at a time (`nni-pl cmd x1`, trialConcurrency 1, against the sequential bare runs), they take "
+            f"{_x(ratio('nni-pl cmd x1', 'slot_steady'))} in steady state "
+            f"({_ms(over('nni-pl cmd x1', 'slot_steady'), 1)} ms per trial), against "
+            f"{_x(ratio('nni-pl cmd', 'slot_steady'))} ({_ms(over('nni-pl cmd', 'slot_steady'), 1)} ms) at c = {c}, "
+            f"where the manager's own CPU time competes with {c} trials for the cores."
+            if "nni-pl cmd x1" in s
+            else ""
+        ),
         "",
         "## Wall clock",
         "",
@@ -651,6 +662,8 @@ same body as a function.
   thread pool: the best {c} slots can do on this machine, with no bookkeeping at all.
 - **nni-pl cmd**: `nni-pl launch config.yml --no-display` as a subprocess (`trialCommand: python trial.py`,
   `tuner: {{name: Random}}`, `trainingService: {{platform: local}}`, a fresh `NNI_PL_HOME` and experiment folder).
+  **nni-pl cmd x1** is the same launch with `trialConcurrency: 1`, compared with the sequential bare runs: there
+  the manager never competes with a second trial for a core.
 - **nni-pl fn**: a generated script runs `Experiment(trial=fn, tuner="Random", ...).run(display=False)` with
   spawn workers, pre-warmed before the first trial; the worker start-up inside that run is timed on its own.
 - **NNI 3.0**: a runner in NNI's own venv calls `Experiment('local').start(port)`, polls `get_status()` every 0.1 s
@@ -750,6 +763,8 @@ def main(argv: list[str] | None = None) -> int:
         "nni-pl cmd": lambda w: run_nni_pl_command(w, n, c),
         "nni-pl fn": lambda w: run_nni_pl_function(w, n, c),
     }
+    if c > 1:  # one trial at a time: no second trial competes with the manager for a core
+        modes["nni-pl cmd x1"] = lambda w: run_nni_pl_command(w, n, 1)
     if not args.skip_nni:
         if nni_python is not None:
             modes["bare NNI"] = lambda w: run_bare(w, nni_python, "nni", nni_bare_n, 1)
