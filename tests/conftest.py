@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated ``NNI_PL_HOME`` for every test and a private PostgreSQL server.
+"""Shared fixtures: an isolated ``NNI_PL_HOME`` for every test and private PostgreSQL and MariaDB servers.
 
 The PostgreSQL server is real (Debian's ``postgresql`` package, found under
 ``/usr/lib/postgresql/<N>/bin``): one per test session, started in a temporary directory on a free port,
@@ -8,6 +8,11 @@ tests passed or not. Every test that asks for ``postgres_store_url`` gets a data
 
 Without the binaries (or psycopg2) the PostgreSQL tests are skipped locally, and fail under ``CI=true``:
 CI installs PostgreSQL and must never skip these tests silently.
+
+The MySQL store is tested on a real MariaDB server (Debian's ``mariadb-server``) the same way: one per session,
+its data directory in a temporary folder, TCP on a free port of 127.0.0.1 only, its socket and PID file in
+that folder, stopped by PID. It runs without grant tables (any user may connect, which only this machine can);
+every test that asks for ``mysql_store_url`` gets a database of its own.
 """
 
 from __future__ import annotations
@@ -50,11 +55,11 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 # --- PostgreSQL --------------------------------------------------------------------------------------------------
 
 
-def _unavailable(reason: str) -> NoReturn:
-    """Skip locally; fail on CI, where PostgreSQL is installed and these tests must run."""
+def _unavailable(reason: str, what: str = "PostgreSQL") -> NoReturn:
+    """Skip locally; fail on CI, where the server is installed and these tests must run."""
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"PostgreSQL tests cannot run on CI: {reason}", pytrace=False)
-    pytest.skip(f"PostgreSQL tests need a local server: {reason}")
+        pytest.fail(f"{what} tests cannot run on CI: {reason}", pytrace=False)
+    pytest.skip(f"{what} tests need a local server: {reason}")
 
 
 def _pg_bindir() -> Path | None:
@@ -244,11 +249,153 @@ def postgres_store_url(postgres_server: _PgServer) -> Iterator[str]:
         _admin_sql(postgres_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+# --- MariaDB (the MySQL store) ----------------------------------------------------------------------------------
+
+_MY_USER = "root"
+
+
+@dataclass
+class _MyServer:
+    base: Path  # data/, the socket, the PID file and the error log
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base / "mariadbd.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.base / "error.log"
+
+    def url(self, database: str) -> str:
+        return f"mysql://{_MY_USER}@127.0.0.1:{self.port}/{database}"
+
+    def _fail(self, what: str, detail: str = "") -> NoReturn:
+        log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+        raise RuntimeError(f"{what} failed: {detail}\n{log}")
+
+    def start(self, server: str, install_db: str) -> None:
+        root = ["--user=root"] if os.geteuid() == 0 else []  # mariadbd refuses root unless told to
+        proc = subprocess.run(
+            [install_db, "--no-defaults", f"--datadir={self.base / 'data'}", *root, "--skip-test-db",
+             "--auth-root-authentication-method=normal"],
+            capture_output=True, text=True, timeout=_START_TIMEOUT, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            self._fail("mariadb-install-db", proc.stdout + proc.stderr)
+        # no durability across power loss needed: no binary log, lazy redo-log flushes, a small buffer pool
+        self.process = subprocess.Popen(
+            [server, "--no-defaults", *root, f"--datadir={self.base / 'data'}", f"--socket={self.base / 'sock'}",
+             f"--port={self.port}", "--bind-address=127.0.0.1", f"--pid-file={self.pid_file}",
+             f"--log-error={self.log}", "--skip-grant-tables", "--skip-log-bin", "--skip-name-resolve",
+             "--innodb-flush-log-at-trx-commit=0", "--innodb-buffer-pool-size=32M", "--max-connections=200"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self._fail("mariadbd", f"exited with {self.process.returncode}")
+            try:
+                self.admin_sql("SELECT 1")
+                return
+            except Exception:  # not accepting connections yet (pymysql.err.OperationalError)
+                time.sleep(0.1)
+        self._fail("mariadbd", f"no connection within {_START_TIMEOUT:.0f} s")
+
+    def admin_sql(self, sql: str) -> None:
+        import pymysql
+
+        conn = pymysql.connect(host="127.0.0.1", port=self.port, user=_MY_USER, connect_timeout=5)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """Stop by PID: SIGTERM (a clean shutdown), then SIGKILL if it is still alive after 10 s."""
+        pid = self.process.pid if self.process is not None else None
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(self.pid_file.read_text().split()[0])
+        if pid is not None and _pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _pid_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5)
+            self.process = None
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _start_mysql_server() -> _MyServer:
+    server = shutil.which("mariadbd") or (
+        "/usr/sbin/mariadbd" if os.path.exists("/usr/sbin/mariadbd") else None
+    )
+    install_db = shutil.which("mariadb-install-db")
+    if server is None or install_db is None:
+        _unavailable("no MariaDB binaries (apt-get install mariadb-server)", "MySQL")
+    try:
+        import pymysql  # noqa: F401
+    except ImportError:
+        _unavailable("pymysql is not installed (pip install 'nni-pl[mysql]')", "MySQL")
+    last_error: Exception | None = None
+    for _attempt in range(3):  # the free port may be taken between probing and binding
+        base = Path(tempfile.mkdtemp(prefix="nnipl-my-"))  # short: the socket path must stay under ~107 bytes
+        my = _MyServer(base=base, port=_free_port())
+        try:
+            my.start(server, install_db)
+            return my
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            last_error = e
+            my.stop()
+    _unavailable(f"the server did not start: {last_error}", "MySQL")
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> Iterator[_MyServer]:
+    """The session's private MariaDB server (started once, about 1 s)."""
+    server = _start_mysql_server()
+    atexit.register(server.stop)
+    try:
+        yield server
+    finally:
+        server.stop()
+        atexit.unregister(server.stop)
+
+
+@pytest.fixture
+def mysql_store_url(mysql_server: _MyServer) -> Iterator[str]:
+    """A fresh, empty MariaDB database for this test alone; dropped afterwards."""
+    name = f"nnipl_{uuid.uuid4().hex[:12]}"
+    mysql_server.admin_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    try:
+        yield mysql_server.url(name)
+    finally:
+        mysql_server.admin_sql(f"DROP DATABASE IF EXISTS {name}")
+
+
+# --- every back end ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A store URL for each back end: a SQLite file in ``tmp_path``, and a fresh PostgreSQL database."""
+    """A store URL for each back end: a SQLite file in ``tmp_path``, a fresh PostgreSQL or MariaDB database."""
     if request.param == "sqlite":
         from nni_pl.experiment.store import sqlite_url
 
         return sqlite_url(tmp_path / "store.sqlite")
-    return request.getfixturevalue("postgres_store_url")
+    return request.getfixturevalue(f"{request.param}_store_url")

@@ -1,4 +1,5 @@
-"""End to end on PostgreSQL: a function-trial experiment whose store is a real PostgreSQL database."""
+"""End to end on a database server: a function-trial experiment whose store is a real PostgreSQL or MariaDB
+(the MySQL store) database."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ import pytest
 from nni_pl.experiment import _locate
 from nni_pl.experiment import store as st
 
-pytestmark = pytest.mark.postgres
-
 N_TRIALS = 12
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
+def server_store_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue(f"{request.param}_store_url")
 
 
 def objective(params):  # module level, so spawn workers can import it
@@ -22,13 +31,13 @@ def objective(params):  # module level, so spawn workers can import it
     return -((params["x"] - 2) ** 2)
 
 
-def test_function_experiment_writes_everything_to_postgres(
-    postgres_store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_function_experiment_writes_everything_to_the_server(
+    server_store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from nni_pl.cli.main import main
     from nni_pl.experiment import Experiment
 
-    url = postgres_store_url
+    url = server_store_url
     exp = Experiment(
         trial=objective,
         search_space={"x": {"_type": "uniform", "_value": [-5, 5]}},
@@ -41,7 +50,7 @@ def test_function_experiment_writes_everything_to_postgres(
     exp.run(display=False)
     exp_id = exp.id
     assert exp_id is not None
-    # the experiment directory holds trial files, but no SQLite store: PostgreSQL is the store
+    # the experiment directory holds trial files, but no SQLite store: the server is the store
     assert not (tmp_path / exp_id / "store.sqlite").exists()
 
     with st.Store(url) as store:
