@@ -11,7 +11,7 @@ CI installs PostgreSQL and must never skip these tests silently.
 
 The MySQL store is tested on a real MariaDB server (Debian's ``mariadb-server``) the same way: one per session,
 its data directory in a temporary folder, TCP on a free port of 127.0.0.1 only, its socket and PID file in
-that folder, stopped by PID. It runs without grant tables (any user may connect, which only this machine can);
+that folder, stopped by PID. It runs without grant tables (any user may connect; it listens on 127.0.0.1 only);
 every test that asks for ``mysql_store_url`` gets a database of its own.
 """
 
@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -218,16 +218,20 @@ def _admin_sql(server: _PgServer, sql: str) -> None:
         conn.close()
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[_PgServer]:
-    """The session's private PostgreSQL server (started once, about 1.5 s)."""
-    server = _start_server()
-    atexit.register(server.stop)  # a second line of defence if the session dies before teardown
+def _held(server: Any) -> Iterator[Any]:
+    """Yield a started server; stop it afterwards, or at exit if the session dies before teardown."""
+    atexit.register(server.stop)
     try:
         yield server
     finally:
         server.stop()
         atexit.unregister(server.stop)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[_PgServer]:
+    """The session's private PostgreSQL server (started once, about 1.5 s)."""
+    yield from _held(_start_server())
 
 
 @pytest.fixture(scope="session")
@@ -362,13 +366,7 @@ def _start_mysql_server() -> _MyServer:
 @pytest.fixture(scope="session")
 def mysql_server() -> Iterator[_MyServer]:
     """The session's private MariaDB server (started once, about 1 s)."""
-    server = _start_mysql_server()
-    atexit.register(server.stop)
-    try:
-        yield server
-    finally:
-        server.stop()
-        atexit.unregister(server.stop)
+    yield from _held(_start_mysql_server())
 
 
 @pytest.fixture
