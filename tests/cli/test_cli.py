@@ -14,8 +14,7 @@ from nni_pl.experiment._display import format_seconds, format_value, render_snap
 from nni_pl.experiment._locate import find
 from nni_pl.experiment.manager import Snapshot
 from nni_pl.training.local import _alive
-
-from .conftest import wait_for
+from tests._wait import wait_for
 
 TRIAL = textwrap.dedent(
     """

@@ -24,8 +24,7 @@ from nni_pl.experiment import Experiment, control
 from nni_pl.experiment import store as st
 from nni_pl.experiment._locate import find
 from nni_pl.hpo.tuners.random import RandomTuner
-
-from .conftest import wait_for
+from tests._wait import wait_for
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests import _wait
 
 # A trial that reports `steps` intermediate results and a final one. Parameters steer it:
 # sleep (seconds per step), fail (exit code), graceful (poll should_stop between steps).
@@ -64,17 +65,7 @@ def project(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-def _wait_for(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.05) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
 @pytest.fixture
 def wait_for() -> Callable[..., Any]:
     """``wait_for(condition, timeout=60)``: poll until ``condition()`` is truthy; returns its value."""
-    return _wait_for
+    return _wait.wait_for

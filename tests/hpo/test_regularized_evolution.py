@@ -54,7 +54,8 @@ def test_regevo_queue_drops_the_oldest_member():
 
 def test_regevo_children_mutate_the_best_of_the_sample():
     space = SearchSpace.parse({f"c{i}": {"_type": "choice", "_value": list(range(10))} for i in range(6)})
-    tuner = _new(population_size=6, sample_size=50, seed=0)  # a sample of 50 from 6 holds the best almost surely
+    # a sample of 50 from 6 holds the best almost surely
+    tuner = _new(population_size=6, sample_size=50, seed=0)
     tuner.update_search_space(space)
     for i in range(6):
         p = tuner.generate_parameters(i)

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,19 +58,10 @@ pytest.importorskip("fastapi", reason="the dashboard needs the webui extra: pip 
 
 from nni_pl.experiment import Experiment  # noqa: E402
 from nni_pl.webui import serve  # noqa: E402
+from tests._wait import wait_for  # noqa: E402
 from tests.webui.trial_functions import SLOW_SEQUENCE, objective  # noqa: E402
 
 # --- fixtures: one experiment, one dashboard, one browser per module ---------------------------------------------
-
-
-def _wait(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def _experiment(workdir: Path, exp_id: str, max_trials: int) -> Experiment:
@@ -107,7 +97,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
         thread = threading.Thread(target=run, name="experiment-manager", daemon=True)
         thread.start()
-        _wait(lambda: (workdir / EXP_ID / "store.sqlite").exists(), 60, "the experiment's store creation")
+        wait_for(lambda: (workdir / EXP_ID / "store.sqlite").exists(), 60, "the experiment's store creation")
         server = serve(None, workdir=workdir, port=0, experiment_id=EXP_ID)
         try:
             yield {"url": server.url, "workdir": workdir, "exp": exp, "thread": thread, "errors": errors}
@@ -163,7 +153,7 @@ def _four_done_one_running(lab: dict[str, Any]) -> None:
         statuses = sorted(t.status for t in store.list_trials(EXP_ID))
         return statuses == ["RUNNING"] + ["SUCCEEDED"] * 4 or "USER_CANCELED" in statuses
 
-    _wait(ready, 60, "4 finished trials and a running one")
+    wait_for(ready, 60, "4 finished trials and a running one")
 
 
 def _slow_row(page: Page) -> Any:
