@@ -10,12 +10,40 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DDPGAgent"]
+__all__ = ["DDPG_PARAMS", "DDPGAgent"]
+
+#: ``AMCPruner(ddpg_params=...)`` (NNI's names): default and accepted values; :class:`DDPGAgent`'s defaults are read
+#: from here. ``window_length``, ``max_episode_length`` and ``epsilon`` are accepted for compatibility and have no
+#: effect (one-step windows, episodes of one pass over the layers).
+DDPG_PARAMS: dict[str, tuple[Any, str]] = {
+    "hidden1": (300, "int>=1"),
+    "hidden2": (300, "int>=1"),
+    "lr_c": (1e-3, ">0"),
+    "lr_a": (1e-4, ">0"),
+    "warmup": (100, "int>=0"),
+    "discount": (1.0, "[0,1]"),
+    "bsize": (64, "int>=1"),
+    "rmsize": (100, "int>=1"),
+    "window_length": (1, "any"),
+    "tau": (0.01, "[0,1]"),
+    "init_delta": (0.5, ">0"),
+    "delta_decay": (0.99, "[0,1]"),
+    "max_episode_length": (1e9, "any"),
+    "epsilon": (50000, "any"),
+    "lbound": (0.2, "(0,1]"),
+    "rbound": (1.0, "(0,1]"),
+    "seed": (None, "seed"),
+}
+
+
+def _default(key: str) -> Any:
+    return DDPG_PARAMS[key][0]
 
 
 def _init_last(layer: nn.Linear, bound: float = 3e-3) -> None:
@@ -84,18 +112,18 @@ class DDPGAgent:
         self,
         n_states: int,
         *,
-        hidden1: int = 300,
-        hidden2: int = 300,
-        lr_c: float = 1e-3,
-        lr_a: float = 1e-4,
-        discount: float = 1.0,
-        bsize: int = 64,
+        hidden1: int = _default("hidden1"),
+        hidden2: int = _default("hidden2"),
+        lr_c: float = _default("lr_c"),
+        lr_a: float = _default("lr_a"),
+        discount: float = _default("discount"),
+        bsize: int = _default("bsize"),
         memory: int = 10_000,
-        tau: float = 0.01,
-        init_delta: float = 0.5,
-        delta_decay: float = 0.99,
-        lbound: float = 0.2,
-        rbound: float = 1.0,
+        tau: float = _default("tau"),
+        init_delta: float = _default("init_delta"),
+        delta_decay: float = _default("delta_decay"),
+        lbound: float = _default("lbound"),
+        rbound: float = _default("rbound"),
         seed: int | None = None,
     ) -> None:
         self.rng = np.random.default_rng(seed)

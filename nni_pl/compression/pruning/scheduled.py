@@ -22,11 +22,9 @@ pruners that train (slim, taylorfo, admm, activation ranks, movement).
 
 Differences from NNI, on purpose:
 
-* ``AMCPruner`` does not train a DDPG agent. Each episode draws per-layer preserve ratios from a Gaussian around
-  the best policy found so far (exploration noise ``init_delta`` decaying by ``delta_decay`` per episode, as NNI's
-  DDPG exploration does), clips them to ``[lbound, rbound]``, enforces the FLOPs/params target the way AMC does
-  (layers scaled until the budget is met) and scores the pruned model with ``evaluator``. It keeps AMC's
-  arguments and outputs; only the search inside differs (see :class:`AMCPruner`).
+* ``AMCPruner`` follows NNI's v2 signature (``total_episode, model, config_list, dummy_input, evaluator, ...``), not
+  the v1 one, and its DDPG agent's ``window_length``, ``max_episode_length`` and ``epsilon`` have no effect
+  (see :class:`AMCPruner`).
 * FLOPs for AMC's constraint are counted on a chain of pruned layers (a layer's input channels shrink with the
   previous pruned layer's outputs), AMC's own assumption.
 
@@ -56,6 +54,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nni_pl.compression.pruning._ddpg import DDPG_PARAMS, DDPGAgent
 from nni_pl.compression.pruning.config import resolve
 from nni_pl.compression.pruning.masks import Masks, apply_masks
 from nni_pl.errors import ConfigError
@@ -665,27 +664,6 @@ def _chain_macs(model: nn.Module, names: Sequence[str], dummy_input: Any) -> tup
     return macs, list(dict.fromkeys(order))
 
 
-#: ``ddpg_params`` (NNI's names): default and accepted values. ``window_length``, ``max_episode_length`` and ``epsilon``
-#: are accepted for compatibility and have no effect (one-step windows, episodes of one pass over the layers).
-DDPG_PARAMS: dict[str, tuple[Any, str]] = {
-    "hidden1": (300, "int>=1"),
-    "hidden2": (300, "int>=1"),
-    "lr_c": (1e-3, ">0"),
-    "lr_a": (1e-4, ">0"),
-    "warmup": (100, "int>=0"),
-    "discount": (1.0, "[0,1]"),
-    "bsize": (64, "int>=1"),
-    "rmsize": (100, "int>=1"),
-    "window_length": (1, "any"),
-    "tau": (0.01, "[0,1]"),
-    "init_delta": (0.5, ">0"),
-    "delta_decay": (0.99, "[0,1]"),
-    "max_episode_length": (1e9, "any"),
-    "epsilon": (50000, "any"),
-    "lbound": (0.2, "(0,1]"),
-    "rbound": (1.0, "(0,1]"),
-    "seed": (None, "seed"),
-}
 #: the settings handed to :class:`~nni_pl.compression.pruning._ddpg.DDPGAgent` as they are
 _AGENT_KEYS = (
     "hidden1", "hidden2", "lr_c", "lr_a", "discount", "bsize", "tau", "init_delta", "delta_decay", "lbound", "rbound",
@@ -785,8 +763,6 @@ class AMCPruner(ScheduledPruner):
         pruning_params: Mapping[str, Any] | None = None,
         target: str = "flops",
     ) -> None:
-        from nni_pl.compression.pruning._ddpg import DDPGAgent
-
         if evaluator is None:
             raise ConfigError("evaluator", "AMCPruner's reward is evaluator(model) -> float; pass one")
         if target not in ("flops", "params"):
@@ -816,6 +792,7 @@ class AMCPruner(ScheduledPruner):
         dense_macs, self.order = _chain_macs(model, names, dummy_input)
         modules = dict(model.named_modules())
         self.cost = dense_macs if target == "flops" else {n: modules[n].weight.numel() for n in self.order}
+        self.total_cost = sum(self.cost.values())
         self._static = self._layer_features(modules)
         self.agent = DDPGAgent(
             len(self._static[0]) + 3,
@@ -830,29 +807,27 @@ class AMCPruner(ScheduledPruner):
 
     def cost_ratio(self, preserve: Mapping[str, float]) -> float:
         """Remaining share of FLOPs/params: out-channels x in-channels kept (the previous layer's outputs)."""
-        total = sum(self.cost.values())
         kept, prev = 0.0, 1.0
         for name in self.order:
             kept += self.cost[name] * preserve[name] * prev
             prev = preserve[name]
-        return kept / total
+        return kept / self.total_cost
 
     def _layer_features(self, modules: Mapping[str, nn.Module]) -> list[list[float]]:
         """AMC's static layer embedding, each column scaled to [0, 1] over the layers."""
         rows = []
-        total = sum(self.cost.values())
         for t, name in enumerate(self.order):
             m = modules[name]
             out_ch, in_ch = m.weight.shape[0], m.weight.shape[1]
             kernel = m.weight[0, 0].numel()
             stride = getattr(m, "stride", (1,))
-            rows.append([t, out_ch, in_ch, kernel, stride[0], self.cost[name] / total])
+            rows.append([t, out_ch, in_ch, kernel, stride[0], self.cost[name] / self.total_cost])
         cols = list(zip(*rows))
         lo, hi = [min(c) for c in cols], [max(c) for c in cols]
         return [[(v - a) / (b - a) if b > a else 0.0 for v, a, b in zip(row, lo, hi)] for row in rows]
 
     def _state(self, t: int, preserve: Mapping[str, float], prev: float) -> list[float]:
-        total = sum(self.cost.values())
+        total = self.total_cost
         done = sum(self.cost[n] * (1 - preserve[n]) for n in self.order[:t]) / total
         rest = sum(self.cost[n] for n in self.order[t + 1 :]) / total
         return [*self._static[t], done, rest, prev]
@@ -860,7 +835,7 @@ class AMCPruner(ScheduledPruner):
     def _wall(self, t: int, action: float, preserve: Mapping[str, float], prev: float) -> float:
         """The largest preserve ratio of layer ``t`` that still lets the budget be met (later layers at lbound)."""
         order, cost, lb = self.order, self.cost, self.lbound
-        budget = (1.0 - self.sparsity) * sum(cost.values())
+        budget = (1.0 - self.sparsity) * self.total_cost
         fixed, p = 0.0, 1.0
         for name in order[:t]:
             fixed += cost[name] * preserve[name] * p
