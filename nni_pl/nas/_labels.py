@@ -54,8 +54,39 @@ def to_json_value(value: Any) -> Any:
     return json.loads(canonical(value))
 
 
-def match_value(label: str, value: Any, values: Sequence[Any]) -> Any:
-    """The element of ``values`` equal to ``value`` (after JSON normalisation); ArchitectureError otherwise."""
+_NO_ALIAS = object()
+
+
+def _index_alias(value: Any, values: Sequence[Any], kind: str | None) -> Any:
+    """The candidate that NNI 3.0's integer spelling ``value`` stands for, or ``_NO_ALIAS``.
+
+    NNI 3.0 writes a list-built ``LayerChoice``'s pick as the candidate's index (``{"conv": 0}``) and a one-input
+    ``InputChoice``'s as the input's index (``{"skip": 1}``); nni-pl's values are the names ``"0"``, ``"1"``, ...
+    and index lists ``[1]``. The integer is read so only where it cannot mean anything else: index ``i`` of a
+    LayerChoice whose ``i``-th candidate is named ``str(i)`` (a dict-built one with other keys keeps requiring
+    its keys), and ``[i]`` of an InputChoice that allows it. A ValueChoice's values are never reinterpreted.
+    """
+    if kind not in ("LayerChoice", "InputChoice") or isinstance(value, bool) or not isinstance(value, int):
+        return _NO_ALIAS
+    if kind == "LayerChoice":
+        if 0 <= value < len(values) and values[value] == str(value):
+            return values[value]
+        return _NO_ALIAS
+    for v in values:
+        if isinstance(v, (list, tuple)) and list(v) == [value]:
+            return v
+    return _NO_ALIAS
+
+
+def match_value(label: str, value: Any, values: Sequence[Any], *, kind: str | None = None) -> Any:
+    """The element of ``values`` equal to ``value`` (after JSON normalisation); ArchitectureError otherwise.
+
+    ``kind`` (``"LayerChoice"``, ``"InputChoice"``, ...) names the decision; for the first two an integer may
+    also be NNI 3.0's candidate index (see :func:`_index_alias`).
+    """
+    alias = _index_alias(value, values, kind)
+    if alias is not _NO_ALIAS:
+        return alias
     try:
         key = canonical(value)
     except (TypeError, ValueError):
@@ -73,15 +104,15 @@ def match_value(label: str, value: Any, values: Sequence[Any]) -> Any:
     )
 
 
-def lookup(arch: Mapping[str, Any], label: str, values: Sequence[Any]) -> Any:
-    """The candidate that ``arch`` picks for ``label`` (checked against ``values``)."""
+def lookup(arch: Mapping[str, Any], label: str, values: Sequence[Any], *, kind: str | None = None) -> Any:
+    """The candidate that ``arch`` picks for ``label`` (checked against ``values``; ``kind`` as for match_value)."""
     if label not in arch:
         raise ArchitectureError(
             label,
             f"the architecture has no value for this label (allowed values: "
             f"{[to_json_value(v) for v in values]}); add it — space.search_space() lists every label",
         )
-    return match_value(label, arch[label], values)
+    return match_value(label, arch[label], values, kind=kind)
 
 
 # --------------------------------------------------------------------------------------------- labels

@@ -364,7 +364,9 @@ class NasBench101Cell(Mutable):
     def _graph(self, arch: Mapping[str, Any]) -> tuple[int, dict[int, list[int]]]:
         n = lookup(arch, self.num_nodes.label, self.num_nodes.candidates)
         preds = {
-            i: list(lookup(arch, ic.label, ic.values)) for i, ic in enumerate(self.inputs, start=1) if i < n
+            i: list(lookup(arch, ic.label, ic.values, kind="InputChoice"))
+            for i, ic in enumerate(self.inputs, start=1)
+            if i < n
         }
         # keep only nodes that reach the output
         live = {n - 1}

@@ -235,7 +235,7 @@ class LayerChoice(Mutable):
         return [(self.label, "LayerChoice", self.names)]
 
     def _freeze(self, arch: Mapping[str, Any]) -> nn.Module:
-        name = lookup(arch, self.label, self.names)
+        name = lookup(arch, self.label, self.names, kind="LayerChoice")
         return freeze_module(self._modules[name], arch)  # type: ignore[arg-type]
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -326,7 +326,7 @@ class InputChoice(Mutable):
         return [(self.label, "InputChoice", self.values)]
 
     def _freeze(self, arch: Mapping[str, Any]) -> nn.Module:
-        return ChosenInputs(lookup(arch, self.label, self.values), self.reduction)
+        return ChosenInputs(lookup(arch, self.label, self.values, kind="InputChoice"), self.reduction)
 
     def forward(self, candidate_inputs: Sequence[torch.Tensor]) -> Any:
         _check_inputs(self.label, candidate_inputs, self.n_candidates)

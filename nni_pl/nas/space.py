@@ -86,12 +86,17 @@ def collect_choices(module: nn.Module) -> dict[str, list[Any]]:
 
     Raises ArchitectureError when one label is used for two different choices.
     """
-    found: dict[str, list[Any]] = {}
+    return {label: values for label, (_kind, values) in _collect_decisions(module).items()}
+
+
+def _collect_decisions(module: nn.Module) -> dict[str, tuple[str, list[Any]]]:
+    """Every decision inside ``module``: label -> (kind, allowed values), in order of first appearance."""
+    found: dict[str, tuple[str, list[Any]]] = {}
     registry: dict[str, tuple[str, str]] = {}
 
     def add(label: str, kind: str, values: list[Any]) -> None:
         check_label_use(registry, label, kind, canonical([to_json_value(v) for v in values]))
-        found.setdefault(label, values)
+        found.setdefault(label, (kind, values))
 
     seen: set[int] = set()
 
@@ -136,7 +141,9 @@ def check_arch(module: nn.Module, arch: Mapping[str, Any], *, strict: bool = Tru
 
     Args:
         module: the space (or any module with mutables inside).
-        arch: label -> value.
+        arch: label -> value. A list-built LayerChoice also takes NNI 3.0's candidate index (``{"conv": 0}``
+            for the candidate named ``"0"``) and a one-input InputChoice the input's index (``1`` for ``[1]``);
+            the returned architecture spells them as the space does.
         strict: whether labels the space does not have are an error (else they are ignored).
 
     Raises:
@@ -147,7 +154,8 @@ def check_arch(module: nn.Module, arch: Mapping[str, Any], *, strict: bool = Tru
         raise ArchitectureError(
             "", f"an architecture is a dict label -> value, got {type(arch).__name__}: {arch!r}"
         )
-    choices = collect_choices(module)
+    decisions = _collect_decisions(module)
+    choices = {label: values for label, (_kind, values) in decisions.items()}
     if strict:
         unknown = [k for k in arch if k not in choices]
         if unknown:
@@ -165,7 +173,7 @@ def check_arch(module: nn.Module, arch: Mapping[str, Any], *, strict: bool = Tru
                 f"the architecture has no value for this label (allowed values: "
                 f"{[to_json_value(v) for v in values]}); add it — space.search_space() lists every label",
             )
-        out[label] = match_value(label, arch[label], values)
+        out[label] = match_value(label, arch[label], values, kind=decisions[label][0])
     for m in _constraint_holders(module):
         m.check_arch(out)
     return out
