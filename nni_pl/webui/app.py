@@ -27,8 +27,9 @@ from nni_pl import __version__
 from nni_pl.errors import ExperimentNotFoundError, NniPlError, StoreError
 from nni_pl.experiment import _locate, control
 from nni_pl.experiment import store as st
+from nni_pl.webui._limits import MAX_BODY_BYTES, BodyLimit
 
-__all__ = ["STATIC_DIR", "TOKEN_COOKIE", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "STATIC_DIR", "TOKEN_COOKIE", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ API = "/api/v1"
 _STATIC_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _PATCH_FIELDS = ("trialConcurrency", "maxTrialNumber", "maxExperimentDuration")
 _MAX_LOG_BYTES = 2_000_000
+_MAX_ERROR_CHARS = 600  # an error answer is one short line, whatever the request carried
+_LONG_WORD = re.compile(r"\S{81,}")
 
 
 class ApiError(Exception):
@@ -65,7 +68,25 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return _json({"error": message}, status)
+    return _json({"error": _one_line(message)}, status)
+
+
+def _one_line(message: str) -> str:
+    """``message`` on one line and at most ``_MAX_ERROR_CHARS`` long. A value a request carried, echoed by an error
+    deeper down, is cut: each run of more than 80 non-blank characters to 60, then the message in the middle,
+    so the start (what was wrong) and the end (how to fix it) remain."""
+    message = _LONG_WORD.sub(lambda m: m.group()[:60] + "...", " ".join(message.split()))
+    if len(message) <= _MAX_ERROR_CHARS:
+        return message
+    cut = len(message) - _MAX_ERROR_CHARS
+    head, tail = _MAX_ERROR_CHARS * 2 // 3, _MAX_ERROR_CHARS // 3
+    return f"{message[:head]} ...[{cut} characters cut]... {message[-tail:]}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (values from a request body are echoed only so)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Catalog:
@@ -247,6 +268,7 @@ def create_app(
     scan: bool | None = None,
     allowed_hosts: set[str] | frozenset[str] | None = None,
     stop_hook: Callable[[], None] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The dashboard app over a store.
 
@@ -264,10 +286,14 @@ def create_app(
         allowed_hosts: when set, refuse requests whose ``Host`` header names another host (a loopback-bound
             server sets the loopback names, which defeats DNS rebinding).
         stop_hook: how to stop ``experiment_id`` when this process runs its manager (instead of a signal).
+        max_body_bytes: the largest request body accepted (1 MiB); a larger one, declared or streamed
+            (chunked), is answered 413 as soon as the limit is passed, without reading the rest.
 
     Safety: secrets in the config are masked (:func:`nni_pl.experiment.control.redact`); log endpoints read
     only ``stdout``/``stderr`` files inside the experiment directory; a request that changes something and
-    carries an ``Origin`` header of another site is refused (no cross-site requests).
+    carries an ``Origin`` header of another site is refused (no cross-site requests). Request bodies are
+    limited (``max_body_bytes``) and never echoed: an error answer is one line that quotes at most a short
+    prefix of a value it names.
 
     Example:
         >>> from fastapi.testclient import TestClient                      # doctest: +SKIP
@@ -290,6 +316,8 @@ def create_app(
     )
     app.state.catalog = catalog
     app.state.read_only = read_only
+    # added before the guard below, so it runs inside it: hosts and tokens are checked before a body is read
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     # --- errors: always JSON with a reason ------------------------------------------------------------------------
     @app.exception_handler(ApiError)
@@ -315,9 +343,17 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path"))
-            problems.append(f"{where or 'body'}: {e.get('msg')} (got {e.get('input')!r})")
+        for e in exc.errors()[:3]:
+            loc = e.get("loc", ())
+            where = ".".join(str(p) for p in loc if p not in ("body", "query", "path"))
+            if e.get("type") == "json_invalid":
+                problems.append(
+                    f"the body is not valid JSON ({e.get('ctx', {}).get('error', 'decode error')})"
+                )
+            elif loc[:1] == ("body",):  # never echo a body: name the type of what came
+                problems.append(f"{where or 'body'}: {e.get('msg')} (got a {type(e.get('input')).__name__})")
+            else:
+                problems.append(f"{where}: {e.get('msg')} (got {_short(e.get('input'))})")
         return _error(400, "invalid request: " + "; ".join(problems))
 
     @app.exception_handler(Exception)
@@ -392,7 +428,8 @@ def create_app(
         if unknown:
             raise ApiError(
                 400,
-                f"cannot change {unknown[0]!r} (got {body[unknown[0]]!r}); changeable: {', '.join(_PATCH_FIELDS)}",
+                f"cannot change {_short(unknown[0])} (got {_short(body[unknown[0]])}); "
+                f"changeable: {', '.join(_PATCH_FIELDS)}",
             )
         control.update_limits(
             loc.store,
@@ -449,7 +486,8 @@ def create_app(
         if "parameters" not in body:
             raise ApiError(
                 400,
-                f'the body needs "parameters", e.g. {{"parameters": {{"lr": 0.01}}}}; got keys {sorted(body)}',
+                f'the body needs "parameters", e.g. {{"parameters": {{"lr": 0.01}}}}; '
+                f"got keys {_short(sorted(body)[:5])}",
             )
         t = control.add_trial(loc.store, exp_id, body["parameters"])
         return _json({"trial_id": t.trial_id}, 201)
