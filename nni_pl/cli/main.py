@@ -8,45 +8,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import json
-import os
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from nni_pl import __version__
+from nni_pl.cli import logs, nnictl, results, steer
+from nni_pl.cli._common import console as _console
+from nni_pl.cli._common import find as _find
+from nni_pl.cli._common import fmt as _fmt
 from nni_pl.errors import ExperimentNotFoundError, NniPlError
 
 __all__ = ["main"]
-
-
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    # a pipe or a file gets wide tables rather than rich's 80-column default
-    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
-
-
-def _find(args: argparse.Namespace) -> Any:
-    from nni_pl.experiment import _locate
-
-    return _locate.find(args.id, working_directory=args.workdir, store_url=args.store)
-
-
-def _fmt(value: Any) -> str:
-    from nni_pl.experiment._display import format_value
-
-    return format_value(value)
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
 # --- launch / resume / view / stop ---------------------------------------------------------------------------------
@@ -129,7 +104,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     out = _console()
     located = _find(args)
     if args.text:
-        return _view_text(located, out)
+        return results.view_text(located, out)
     exp = located.experiment
     if _locate.shown_status(exp) == "RUNNING":
         info = webui_server.read_url_file(located.directory)
@@ -140,7 +115,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         out.print(
             f"[yellow]note:[/] the web dashboard needs FastAPI and uvicorn ({webui.INSTALL_HINT}); the overview:"
         )
-        return _view_text(located, out)
+        return results.view_text(located, out)
     server = webui_server.serve(
         located.store.url,
         host=args.host,
@@ -165,28 +140,6 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_webui(args: argparse.Namespace) -> int:
-    """The URL of a running experiment's dashboard."""
-    from nni_pl.experiment import _locate
-    from nni_pl.webui import server as webui_server
-
-    located = _find(args)
-    exp = located.experiment
-    status = _locate.shown_status(exp)
-    info = webui_server.read_url_file(located.directory)
-    if status != "RUNNING" or not _locate.manager_alive(exp):
-        raise NniPlError(
-            f"experiment {exp.id} is not running ({status}); `nni-pl view {exp.id}` serves its dashboard read-only"
-        )
-    if info is None or not info.get("url"):
-        why = f" ({info['error']})" if info and info.get("error") else ""
-        raise NniPlError(
-            f"experiment {exp.id} runs without a dashboard{why}; `nni-pl view {exp.id}` serves one read-only"
-        )
-    sys.stdout.write(info["url"] + "\n")
-    return 0
-
-
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """SIGTERM ends a serving command the way Ctrl-C does (what it started is stopped too)."""
@@ -202,272 +155,7 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def _view_text(located: Any, out: Any) -> int:
-    from nni_pl.experiment import _locate
-    from nni_pl.experiment._display import render_snapshot
-    from nni_pl.experiment.manager import Snapshot
-
-    exp, store = located.experiment, located.store
-    trials = store.list_trials(exp.id)
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.status] = counts.get(t.status, 0) + 1
-    cfg = exp.config
-    mode = ((cfg.get("tuner") or cfg.get("advisor") or {}).get("classArgs") or {}).get(
-        "optimize_mode", "maximize"
-    )
-    best = store.best_trials(exp.id, optimize_mode=mode, limit=1)
-    from nni_pl.experiment.config import parse_duration
-
-    snap = Snapshot(
-        experiment_id=exp.id,
-        status=_locate.shown_status(exp),
-        counts=counts,
-        counted=sum(1 for t in trials if not t.requeue),
-        running=counts.get("RUNNING", 0),
-        max_trial_number=cfg.get("maxTrialNumber"),
-        elapsed=exp.elapsed,
-        max_duration=parse_duration(cfg.get("maxExperimentDuration"), "maxExperimentDuration"),
-        best_value=best[0].final if best else None,
-        best_params=best[0].parameters if best else None,
-        best_trial=best[0].trial_id if best else None,
-        message=exp.message,
-        optimize_mode=mode,
-        recent=trials[-15:],
-    )
-    out.print(render_snapshot(snap))
-    return 0
-
-
-def cmd_stop(args: argparse.Namespace) -> int:
-    from nni_pl.experiment import _locate
-    from nni_pl.experiment import store as st
-    from nni_pl.experiment.experiment import stop_experiment
-
-    out = _console()
-    if args.all:
-        targets = [
-            loc
-            for loc in _locate.iter_experiments(working_directory=args.workdir, store_url=args.store)
-            if loc.experiment.status == st.EXP_RUNNING
-        ]
-        if not targets:
-            out.print("no running experiment")
-            return 0
-    elif args.id:
-        targets = [_find(args)]
-    else:
-        running = [
-            loc
-            for loc in _locate.iter_experiments(working_directory=args.workdir, store_url=args.store)
-            if _locate.shown_status(loc.experiment) == st.EXP_RUNNING
-        ]
-        if len(running) != 1:
-            ids = ", ".join(loc.experiment.id for loc in running) or "none"
-            raise NniPlError(f"give the id of the experiment to stop (running: {ids}), or --all")
-        targets = running
-    for loc in targets:
-        was_running = stop_experiment(loc.store, loc.experiment.id)
-        out.print(
-            f"experiment {loc.experiment.id} {'stopped' if was_running else 'marked stopped (no manager was running)'}"
-        )
-    return 0
-
-
-# --- listing and results --------------------------------------------------------------------------------------------
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from nni_pl.experiment import _locate
-    from nni_pl.experiment._display import format_seconds
-
-    out = _console()
-    table = Table(header_style="bold")
-    for col in ("id", "name", "status", "best", "trials", "started", "duration"):
-        table.add_column(col)
-    n = 0
-    for loc in _locate.iter_experiments(working_directory=args.workdir, store_url=args.store):
-        exp = loc.experiment
-        status = _locate.shown_status(exp)
-        if args.status and status != args.status:
-            continue
-        counts = loc.store.count_trials(exp.id)
-        cfg = exp.config
-        mode = ((cfg.get("tuner") or cfg.get("advisor") or {}).get("classArgs") or {}).get(
-            "optimize_mode", "maximize"
-        )
-        best = loc.store.best_trials(exp.id, optimize_mode=mode, limit=1)
-        done = sum(v for k, v in counts.items() if k not in ("RUNNING", "WAITING"))
-        trials = f"{done}/{cfg.get('maxTrialNumber') or '∞'} (running {counts.get('RUNNING', 0)}, failed {counts.get('FAILED', 0)})"
-        table.add_row(
-            exp.id,
-            exp.name or "-",
-            status,
-            _fmt(best[0].final) if best else "-",
-            trials,
-            _when(exp.created_at),
-            format_seconds(exp.elapsed),
-        )
-        n += 1
-    if n == 0:
-        out.print("no experiments yet: nni-pl launch config.yml")
-    else:
-        out.print(table)
-    return 0
-
-
-def _mode(exp: Any) -> str:
-    cfg = exp.config
-    return ((cfg.get("tuner") or cfg.get("advisor") or {}).get("classArgs") or {}).get(
-        "optimize_mode", "maximize"
-    )
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from nni_pl.experiment import _locate
-    from nni_pl.experiment._display import format_seconds
-
-    out = _console()
-    loc = _find(args)
-    exp = loc.experiment
-    mode = _mode(exp)
-    best = loc.store.best_trials(exp.id, optimize_mode=mode, limit=args.top)
-    counts = loc.store.count_trials(exp.id)
-    out.print(
-        f"experiment [bold]{exp.id}[/] {exp.name or ''}  status {_locate.shown_status(exp)}  "
-        f"({', '.join(f'{k.lower()} {v}' for k, v in sorted(counts.items())) or 'no trials'})  elapsed {format_seconds(exp.elapsed)}"
-    )
-    if exp.message:
-        out.print(f"note: {exp.message}")
-    table = Table(title=f"best trials ({mode})", header_style="bold")
-    keys: list[str] = []
-    for t in best:
-        keys += [k for k in t.parameters if k not in keys]
-    for col in ("rank", "trial", "#", "result", *keys, "duration", "status"):
-        table.add_column(col)
-    for i, t in enumerate(best, 1):
-        table.add_row(
-            str(i),
-            t.trial_id,
-            str(t.sequence_id),
-            _fmt(t.final),
-            *[_fmt(t.parameters.get(k)) for k in keys],
-            format_seconds(t.duration),
-            t.status,
-        )
-    out.print(table if best else "no trial has reported a final result yet")
-    return 0
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}/{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = value if not isinstance(value, list) else json.dumps(value)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    loc = _find(args)
-    exp, store = loc.experiment, loc.store
-    trials = store.list_trials(exp.id)
-    metrics: dict[str, list[Any]] = {}
-    if args.intermediate:
-        for m in store.list_metrics(exp.id, type="PERIODICAL"):
-            metrics.setdefault(m.trial_id, []).append(m.value)
-    if args.format == "json":
-        data = []
-        for t in trials:
-            item: dict[str, Any] = {
-                "trialJobId": t.trial_id,
-                "sequenceId": t.sequence_id,
-                "status": t.status,
-                "parameter": t.parameters,
-                "value": t.final,
-                "startTime": t.started_at,
-                "endTime": t.ended_at,
-            }
-            if args.intermediate:
-                item["intermediate"] = metrics.get(t.trial_id, [])
-            data.append(item)
-        text = json.dumps(data, indent=2)
-    else:
-        rows = []
-        for t in trials:
-            row: dict[str, Any] = {"trialJobId": t.trial_id, "sequenceId": t.sequence_id, "status": t.status}
-            _flatten("", t.parameters, row)
-            value = t.final
-            row["value"] = value.get("default") if isinstance(value, dict) else value
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    if k != "default":
-                        row[f"value/{k}"] = v
-            row["duration"] = round(t.duration, 3) if t.duration is not None else None
-            if args.intermediate:
-                row["intermediate"] = json.dumps(metrics.get(t.trial_id, []))
-            rows.append(row)
-        columns: list[str] = []
-        for r in rows:
-            columns += [k for k in r if k not in columns]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buf.getvalue()
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        _console(stderr=True).print(f"wrote {len(trials)} trials to {args.output}")
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0
-
-
 # --- trials ----------------------------------------------------------------------------------------------------------
-
-
-def cmd_trial_ls(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from nni_pl.experiment._display import format_seconds
-
-    out = _console()
-    loc = _find(args)
-    trials = loc.store.list_trials(loc.experiment.id, statuses=[args.status] if args.status else None)
-    table = Table(header_style="bold")
-    for col in ("trial", "#", "status", "result", "intermediate", "duration", "parameters"):
-        table.add_column(col, overflow="fold")
-    for t in trials:
-        table.add_row(
-            t.trial_id,
-            str(t.sequence_id),
-            t.status,
-            _fmt(t.final),
-            str(t.intermediate_count),
-            format_seconds(t.duration),
-            json.dumps(t.parameters),
-        )
-    out.print(table if trials else "no trials")
-    return 0
-
-
-def cmd_trial_kill(args: argparse.Namespace) -> int:
-    from nni_pl.experiment import _locate, control
-
-    out = _console()
-    loc = _find(args)
-    exp = loc.experiment
-    t = loc.store.get_trial(exp.id, args.trial)
-    if t.finished:
-        out.print(f"trial {t.trial_id} already ended ({t.status})")
-        return 0
-    alive = _locate.manager_alive(exp)
-    status = control.kill_trial(loc.store, exp.id, t.trial_id, manager_alive=alive)
-    out.print(f"trial {t.trial_id}: {status}" + ("" if alive else " (no manager was running)"))
-    return 0
 
 
 def cmd_trial_add(args: argparse.Namespace) -> int:
@@ -487,38 +175,6 @@ def cmd_trial_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_log(args: argparse.Namespace) -> int:
-    loc = _find(args)
-    t = loc.store.get_trial(loc.experiment.id, args.trial)
-    name = "stderr" if args.stderr else "stdout"
-    path = Path(t.trial_dir) / name
-    if not path.exists():
-        _console(stderr=True).print(f"no {name} yet for trial {t.trial_id} ({path})")
-        return 0
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    if args.tail:
-        lines = lines[-args.tail :]
-    sys.stdout.write("\n".join(lines) + ("\n" if lines else ""))
-    return 0
-
-
-def cmd_update(args: argparse.Namespace) -> int:
-    from nni_pl.experiment import control
-
-    out = _console()
-    loc = _find(args)
-    changes = control.update_limits(
-        loc.store,
-        loc.experiment.id,
-        concurrency=args.concurrency,
-        max_trials=args.max_trials,
-        duration=args.duration,
-        names=("--concurrency", "--max-trials", "--duration"),
-    )
-    out.print(f"experiment {loc.experiment.id}: {', '.join(changes)}")
-    return 0
-
-
 def cmd_tensorboard(args: argparse.Namespace) -> int:
     """TensorBoard over the trials' Lightning logs until Ctrl-C."""
     import subprocess
@@ -527,6 +183,14 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     from nni_pl.webui.server import free_port, is_loopback
 
     out = _console()
+    if args.id in ("start", "stop"):  # NNI's `tensorboard start ID` (AdaptDL docs)
+        if args.id == "stop":
+            raise NniPlError("`nni-pl tensorboard` serves until Ctrl-C: stop it in its terminal")
+        if not args.trials:
+            raise NniPlError(
+                "give the experiment: `nni-pl tensorboard start ID` (or `nni-pl tensorboard ID`)"
+            )
+        args.id, args.trials = args.trials[0], args.trials[1:]
     loc = _find(args)
     port = free_port(args.host, args.port)
     command = tensorboard.tensorboard_command(loc, args.trials, host=args.host, port=port)
@@ -671,58 +335,82 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_view)
 
-    s = sub.add_parser("webui", parents=[common], help="print the dashboard URL of a running experiment")
-    s.add_argument("id")
-    s.set_defaults(func=cmd_webui)
+    s = sub.add_parser(
+        "webui",
+        parents=[common],
+        help="print the dashboard URL of a running experiment (also `webui url ID`)",
+    )
+    s.add_argument("id", nargs="?", help="experiment id (or NNI's `url`)")
+    s.add_argument("target", nargs="?", help=argparse.SUPPRESS)
+    s.set_defaults(func=steer.cmd_webui)
 
     s = sub.add_parser("stop", parents=[common], help="stop a running experiment gracefully (resumable)")
-    s.add_argument("id", nargs="?")
-    s.add_argument("--all", action="store_true")
-    s.set_defaults(func=cmd_stop)
+    s.add_argument("id", nargs="?", help="experiment id, a unique prefix, or `abc*` for every match")
+    s.add_argument("--port", "-p", type=int, help="the experiment whose dashboard is on this port")
+    s.add_argument("--all", "-a", action="store_true")
+    s.set_defaults(func=steer.cmd_stop)
 
     s = sub.add_parser("list", parents=[common], help="list experiments")
     s.add_argument(
         "--all", action="store_true", help="accepted for nnictl compatibility; every experiment is listed"
     )
     s.add_argument("--status", help="only experiments with this status")
-    s.set_defaults(func=cmd_list)
+    s.set_defaults(func=results.cmd_list)
 
     s = sub.add_parser("show", parents=[common], help="an experiment's best trials")
     s.add_argument("id")
     s.add_argument("--top", type=int, default=10)
-    s.set_defaults(func=cmd_show)
+    s.set_defaults(func=results.cmd_show)
 
     s = sub.add_parser("export", parents=[common], help="export trials and results as CSV or JSON")
     s.add_argument("id")
     s.add_argument("--format", choices=("csv", "json"), default="csv")
     s.add_argument("--output", "-o", help="file to write (default: stdout)")
     s.add_argument("--intermediate", "-i", action="store_true", help="include intermediate results")
-    s.set_defaults(func=cmd_export)
+    s.set_defaults(func=results.cmd_export)
 
-    s = sub.add_parser("update", parents=[common], help="change limits of a running experiment")
-    s.add_argument("id")
+    s = sub.add_parser(
+        "update",
+        parents=[common],
+        help="change limits of an experiment (also NNI's `update trialnum|concurrency|duration|searchspace ID`)",
+    )
+    s.add_argument(
+        "id", nargs="?", help="experiment id (or NNI's trialnum, concurrency, duration, searchspace)"
+    )
+    s.add_argument("target", nargs="?", help=argparse.SUPPRESS)
     s.add_argument("--concurrency", type=int)
     s.add_argument("--max-trials", type=int)
     s.add_argument("--duration", help="maxExperimentDuration, e.g. 2h")
-    s.set_defaults(func=cmd_update)
+    s.add_argument("--value", "-v", help="NNI's form: the new value")
+    s.add_argument("--filename", "-f", help="NNI's `update searchspace`: the new search space file")
+    s.set_defaults(func=steer.cmd_update)
 
-    s = sub.add_parser("log", parents=[common], help="a trial's stdout (or --stderr)")
-    s.add_argument("id")
-    s.add_argument("trial")
-    s.add_argument("--stderr", action="store_true")
-    s.add_argument("--tail", type=int)
-    s.set_defaults(func=cmd_log)
+    s = sub.add_parser(
+        "log",
+        parents=[common],
+        add_help=False,
+        help="a trial's stdout (or --stderr); NNI's `log stdout|stderr ID`: the manager's log",
+    )
+    logs.add_arguments(s)
+    s.set_defaults(func=logs.cmd_log)
 
     trial = sub.add_parser("trial", help="list, kill or add trials")
     tsub = trial.add_subparsers(dest="trial_command", required=True, metavar="ACTION")
     s = tsub.add_parser("ls", parents=[common], help="list an experiment's trials")
-    s.add_argument("id")
+    s.add_argument("id", nargs="?")
     s.add_argument("--status")
-    s.set_defaults(func=cmd_trial_ls)
+    s.add_argument(
+        "--head", type=int, metavar="N", help="the N complete trials with the highest default metric"
+    )
+    s.add_argument(
+        "--tail", type=int, metavar="N", help="the N complete trials with the lowest default metric"
+    )
+    s.set_defaults(func=results.cmd_trial_ls)
     s = tsub.add_parser("kill", parents=[common], help="stop a running trial")
-    s.add_argument("id")
-    s.add_argument("trial")
-    s.set_defaults(func=cmd_trial_kill)
+    s.add_argument("id", nargs="?")
+    s.add_argument("trial", nargs="?")
+    s.add_argument("--trial_id", "-T", help="NNI's spelling of the trial to kill")
+    s.set_defaults(func=steer.cmd_trial_kill)
     s = tsub.add_parser(
         "add", parents=[common], help="add a customised trial (parameters checked against the search space)"
     )
@@ -752,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = asub.add_parser("unregister", help="remove a registered algorithm")
     s.add_argument("name")
     s.set_defaults(func=cmd_algo)
+    s = asub.add_parser("show", help="where an algorithm lives and its classArgs")
+    s.add_argument("name")
+    s.set_defaults(func=nnictl.cmd_algo_show)
+
+    nnictl.add_parsers(sub, common)  # NNI's create, top, experiment ... and the nnictl commands nni-pl lacks
     return p
 
 

@@ -13,7 +13,9 @@ from rich.text import Text
 from nni_pl.experiment import store as st
 from nni_pl.experiment.manager import Snapshot
 
-__all__ = ["format_seconds", "format_value", "render_snapshot"]
+__all__ = ["CLIP_MARK", "clip", "format_seconds", "format_value", "render_snapshot"]
+
+CLIP_MARK = "…(+"  # what marks a value cut for the terminal: "abc…(+5 chars)"
 
 _STATUS_STYLE = {
     st.SUCCEEDED: "green",
@@ -23,6 +25,7 @@ _STATUS_STYLE = {
     st.TIMEOUT: "red",
     st.RUNNING: "cyan",
     st.WAITING: "dim",
+    "INTERRUPTED": "red",  # a RUNNING trial whose manager and process are gone (the CLI shows it so)
 }
 
 
@@ -37,16 +40,32 @@ def format_seconds(seconds: float | None) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-def format_value(value: Any) -> str:
+def clip(text: str, limit: int | None) -> str:
+    """``text`` cut after ``limit`` characters, marked with how much was left out (``None``: never cut).
+
+    Example:
+        >>> clip("abcdefgh", 3)
+        'abc…(+5 chars)'
+    """
+    if limit is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}{CLIP_MARK}{len(text) - limit} chars)"
+
+
+def format_value(value: Any, *, limit: int | None = 100) -> str:
+    """A metric value as the terminal shows it: a number, or ``default`` and the other keys of a dict.
+
+    A huge value (a wide dict, a long string) is cut after ``limit`` characters (see :func:`clip`).
+    """
     if value is None:
         return "-"
     if isinstance(value, dict):
         default = value.get("default")
         extra = {k: v for k, v in value.items() if k != "default"}
-        return format_value(default) + (f" {json.dumps(extra)}" if extra else "")
+        return clip(format_value(default, limit=None) + (f" {json.dumps(extra)}" if extra else ""), limit)
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    return clip(str(value), limit)
 
 
 def render_snapshot(s: Snapshot) -> Panel:
@@ -63,7 +82,8 @@ def render_snapshot(s: Snapshot) -> Panel:
     head.add_row(
         "trials",
         f"{trials}  done [green]{done}[/]  running [cyan]{s.running}[/]  failed [red]{failed}[/]  "
-        f"early-stopped [yellow]{stopped}[/]  canceled [magenta]{canceled}[/]",
+        f"early-stopped [yellow]{stopped}[/]  canceled [magenta]{canceled}[/]"
+        + (f"  interrupted [red]{c['INTERRUPTED']}[/]" if c.get("INTERRUPTED") else ""),
     )
     left = []
     if s.max_trial_number:
@@ -73,7 +93,7 @@ def render_snapshot(s: Snapshot) -> Panel:
     head.add_row("elapsed", format_seconds(s.elapsed) + (f"  (left: {', '.join(left)})" if left else ""))
     if s.best_trial:
         head.add_row(f"best ({s.optimize_mode})", f"{format_value(s.best_value)}  trial {s.best_trial}")
-        head.add_row("best parameters", Text(json.dumps(s.best_params)[:400]))
+        head.add_row("best parameters", Text(clip(json.dumps(s.best_params), 400)))
     if s.message:
         head.add_row("note", s.message)
     table = Table(box=None, padding=(0, 1), header_style="bold dim")
@@ -85,6 +105,6 @@ def render_snapshot(s: Snapshot) -> Panel:
             str(t.sequence_id),
             Text(t.status, style=_STATUS_STYLE.get(t.status, "")),
             format_value(t.final),
-            Text(json.dumps(t.parameters)[:120]),
+            Text(clip(json.dumps(t.parameters), 120)),
         )
     return Panel(Group(head, table), title="nni-pl", border_style="blue")

@@ -12,7 +12,19 @@ from nni_pl.errors import ExperimentNotFoundError, StoreError
 from nni_pl.experiment import store as st
 from nni_pl.experiment.config import default_working_directory
 
-__all__ = ["Located", "find", "iter_experiments", "manager_alive", "register", "shown_status"]
+__all__ = [
+    "Located",
+    "find",
+    "is_known",
+    "iter_experiments",
+    "manager_alive",
+    "register",
+    "shown_status",
+    "shown_trial_status",
+    "unregister",
+]
+
+INTERRUPTED = "INTERRUPTED"  # shown for a RUNNING experiment (or trial) whose manager (or process) is gone
 
 
 @dataclass
@@ -36,6 +48,33 @@ def register(experiment_id: str, directory: Path, store_url: str) -> None:
     tmp = index / f".{experiment_id}.tmp"
     tmp.write_text(json.dumps({"directory": str(directory), "store_url": store_url}), encoding="utf-8")
     tmp.replace(index / f"{experiment_id}.json")
+
+
+def unregister(experiment_id: str) -> None:
+    """Forget an experiment's index entry (``nni-pl experiment delete``)."""
+    (_index_dir() / f"{experiment_id}.json").unlink(missing_ok=True)
+
+
+def is_known(experiment_id: str, *, working_directory: str | Path | None = None) -> Path | None:
+    """The folder of the experiment with exactly this id, when one is indexed or in the working directory."""
+    wd = _existing(working_directory)
+    for exp_id, directory, _url in _candidates(wd):
+        if exp_id == experiment_id:
+            return directory
+    return None
+
+
+def _existing(working_directory: str | Path | None) -> Path | None:
+    """The working directory a user named, which must exist (a typo must not silently mean the default)."""
+    if working_directory is None or working_directory == "":
+        return None
+    wd = Path(working_directory).expanduser()
+    if not wd.is_dir():
+        raise ExperimentNotFoundError(
+            f"the experiments folder {str(wd)!r} (--workdir, working_directory=) does not exist; give an existing folder, "
+            f"or leave it out for the default {str(default_working_directory())!r}"
+        )
+    return wd
 
 
 def _candidates(working_directory: Path | None) -> Iterator[tuple[str, Path, str]]:
@@ -77,8 +116,7 @@ def find(
             store.close()
             raise ExperimentNotFoundError(f"no unique experiment {experiment_id!r} in {store_url}")
         return Located(store, rows[0])
-    wd = Path(working_directory).expanduser() if working_directory else None
-    cands = list(_candidates(wd))
+    cands = list(_candidates(_existing(working_directory)))
     exact = [c for c in cands if c[0] == experiment_id]
     matches = exact or [c for c in cands if c[0].startswith(experiment_id)]
     if len(matches) > 1:
@@ -109,8 +147,7 @@ def iter_experiments(
         for exp in store.list_experiments():
             yield Located(store, exp)
         return
-    wd = Path(working_directory).expanduser() if working_directory else None
-    for exp_id, _directory, url in _candidates(wd):
+    for exp_id, _directory, url in _candidates(_existing(working_directory)):
         if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
             continue
         try:
@@ -134,8 +171,27 @@ def manager_alive(exp: st.ExperimentRow) -> bool:
 def shown_status(exp: st.ExperimentRow) -> str:
     """The status to show: a RUNNING experiment whose manager died is ``INTERRUPTED`` (resume it)."""
     if exp.status == st.EXP_RUNNING and not manager_alive(exp):
-        return "INTERRUPTED"
+        return INTERRUPTED
     return exp.status
+
+
+def shown_trial_status(trial: st.TrialRow, *, manager_running: bool) -> str:
+    """The status to show for a trial: a ``RUNNING`` one whose manager is gone is ``INTERRUPTED`` unless its
+    process still runs (a killed manager leaves its trials running; ``resume`` re-attaches to them).
+
+    Args:
+        trial: the stored trial.
+        manager_running: whether the experiment's manager runs (:func:`manager_alive`).
+    """
+    if trial.status != st.RUNNING or manager_running:
+        return trial.status
+    if trial.host and trial.host != socket.gethostname():
+        return INTERRUPTED  # nothing to check here, and no manager to keep it
+    from nni_pl.training.local import _alive
+
+    if trial.pid is not None and _alive(trial.pid, trial.pid_started_at):
+        return st.RUNNING
+    return INTERRUPTED
 
 
 def lock_path(directory: Path) -> Path:

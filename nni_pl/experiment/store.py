@@ -406,6 +406,58 @@ class Store:
             self._Trial.delete().where(self._Trial.experiment == id).execute()
             self._Exp.delete().where(self._Exp.id == id).execute()
 
+    def export_experiment(self, id: str) -> dict[str, Any]:
+        """Everything stored about one experiment as plain JSON-able data (:meth:`import_experiment` reads it).
+
+        Example:
+            >>> data = store.export_experiment("abcd1234")           # doctest: +SKIP
+            >>> sorted(data)                                          # doctest: +SKIP
+            ['experiment', 'metrics', 'trials']
+        """
+        return {
+            "experiment": self.get_experiment(id).to_dict(),
+            "trials": [t.to_dict() for t in self.list_trials(id)],
+            "metrics": [m.to_dict() for m in self.list_metrics(id)],
+        }
+
+    def import_experiment(self, data: dict[str, Any]) -> ExperimentRow:
+        """Store an experiment exported by :meth:`export_experiment` (one transaction: all or nothing).
+
+        Raises:
+            StoreError: an experiment with that id is already in this store, or the data is not an export.
+        """
+        try:
+            exp = ExperimentRow(**data["experiment"])
+            trials = [TrialRow(**t) for t in data["trials"]]
+            metrics = [MetricRow(**m) for m in data["metrics"]]
+        except (KeyError, TypeError) as e:
+            raise StoreError(
+                f"not an exported experiment (expected experiment, trials, metrics rows): {e}"
+            ) from e
+        if self._Exp.get_or_none(self._Exp.id == exp.id) is not None:
+            raise StoreError(f"an experiment with id {exp.id!r} already exists in {redact_url(self.url)}")
+        row = exp.to_dict()
+        row["config"] = _dumps(row["config"])
+        trial_rows = []
+        for t in trials:
+            values = {k: getattr(t, k) for k in _TRIAL_FIELDS if k != "experiment_id"}
+            values.update(experiment=exp.id, parameters=_dumps(t.parameters))
+            values["final"] = None if t.final is None else _dumps(t.final)
+            trial_rows.append(values)
+        metric_rows = [{**m.to_dict(), "experiment": exp.id, "value": _dumps(m.value)} for m in metrics]
+        try:
+            with self.db.atomic():
+                self._Exp.insert(**row).execute()
+                for batch in pw.chunked(trial_rows, 200):
+                    self._Trial.insert_many(batch).execute()
+                for batch in pw.chunked(metric_rows, 500):
+                    self._Metric.insert_many(batch).execute()
+        except pw.IntegrityError as e:
+            raise StoreError(
+                f"cannot import experiment {exp.id!r} into {redact_url(self.url)}: {str(e).strip()}"
+            ) from e
+        return self.get_experiment(exp.id)
+
     # --- trials --------------------------------------------------------------------------------------------------
     def _trial_row(self, m: Any) -> TrialRow:
         data = {k: getattr(m, k) for k in _TRIAL_FIELDS if k != "experiment_id"}
@@ -470,6 +522,11 @@ class Store:
         if statuses is not None:
             q = q.where(self._Trial.status.in_(list(statuses)))
         return [self._trial_row(m) for m in q.order_by(self._Trial.sequence_id)]
+
+    def count_requeued(self, experiment_id: str) -> int:
+        """Trials stopped before their result and queued to run again: they do not count towards maxTrialNumber."""
+        T = self._Trial
+        return T.select().where((T.experiment == experiment_id) & (T.requeue == True)).count()  # noqa: E712
 
     def count_trials(self, experiment_id: str) -> dict[str, int]:
         q = (

@@ -1,0 +1,112 @@
+"""Helpers every ``nni-pl`` command shares: the console, finding an experiment, formatting cells."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from nni_pl.errors import NniPlError
+
+__all__ = [
+    "CLIP_HINT",
+    "console",
+    "default_id",
+    "elapsed",
+    "find",
+    "fmt",
+    "optimize_mode",
+    "print_clip_hint",
+    "running_experiments",
+    "when",
+]
+
+CELL_LIMIT = 100  # characters of a metric or parameter value shown in a table cell
+CLIP_HINT = (
+    "values longer than {limit} characters are cut ('…'); `nni-pl export {id} --format json` has them in full"
+)
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # a pipe or a file gets wide tables rather than rich's 80-column default
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+def find(args: argparse.Namespace, experiment_id: str | None = None) -> Any:
+    """The experiment ``args.id`` (or ``experiment_id``) names, in ``--workdir``/``--store`` or the index."""
+    from nni_pl.experiment import _locate
+
+    return _locate.find(
+        experiment_id if experiment_id is not None else args.id,
+        working_directory=args.workdir,
+        store_url=args.store,
+    )
+
+
+def fmt(value: Any, limit: int | None = CELL_LIMIT) -> str:
+    """A metric or parameter value for a table cell, cut after ``limit`` characters (``None``: never)."""
+    from nni_pl.experiment._display import format_value
+
+    return format_value(value, limit=limit)
+
+
+def when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def optimize_mode(exp: Any) -> str:
+    from nni_pl.experiment.control import optimize_mode as mode
+
+    return mode(exp.config)
+
+
+def elapsed(exp: Any) -> float:
+    """Seconds an experiment has run: the stored total, plus the current session while a manager runs it."""
+    from nni_pl.experiment import _locate
+    from nni_pl.experiment import store as st
+
+    total = float(exp.elapsed or 0.0)
+    if exp.status == st.EXP_RUNNING and exp.started_at and _locate.manager_alive(exp):
+        total += max(0.0, time.time() - exp.started_at)
+    return total
+
+
+def running_experiments(args: argparse.Namespace) -> list[Any]:
+    """Every experiment whose manager runs now (``--workdir``/``--store`` as given)."""
+    from nni_pl.experiment import _locate
+    from nni_pl.experiment import store as st
+
+    return [
+        loc
+        for loc in _locate.iter_experiments(working_directory=args.workdir, store_url=args.store)
+        if _locate.shown_status(loc.experiment) == st.EXP_RUNNING
+    ]
+
+
+def default_id(args: argparse.Namespace, given: str | None, command: str) -> str:
+    """NNI's rule for a command given no id: the one running experiment, or an error naming the choices."""
+    if given:
+        return given
+    running = running_experiments(args)
+    if len(running) == 1:
+        return str(running[0].experiment.id)
+    if not running:
+        raise NniPlError(
+            f"no experiment is running, so `nni-pl {command}` needs an experiment id; `nni-pl list` shows them"
+        )
+    ids = ", ".join(loc.experiment.id for loc in running)
+    raise NniPlError(f"several experiments are running ({ids}); give the id: `nni-pl {command} ID`")
+
+
+def print_clip_hint(out: Any, cells: list[str], experiment_id: str, limit: int = CELL_LIMIT) -> None:
+    """After a table: say how to see values that were cut, if any was."""
+    from nni_pl.experiment._display import CLIP_MARK
+
+    if any(CLIP_MARK in c for c in cells):
+        out.print(CLIP_HINT.format(limit=limit, id=experiment_id))
