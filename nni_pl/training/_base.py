@@ -11,7 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nni_pl.trial._context import CONTROL_DIR, GRACEFUL_FILE, METRICS_FILE, PARAMETER_FILE, STOP_FILE
+from nni_pl.errors import NniPlError
+from nni_pl.trial._context import (
+    CONTROL_DIR,
+    DEFAULT_MAX_METRIC_BYTES,
+    ENV_MAX_METRIC_BYTES,
+    GRACEFUL_FILE,
+    METRICS_FILE,
+    PARAMETER_FILE,
+    STOP_FILE,
+    max_metric_bytes,
+)
 
 __all__ = [
     "MetricsReader",
@@ -112,11 +122,26 @@ def stderr_tail(trial_dir: Path, *, max_bytes: int = 4000, name: str = "stderr")
 
 
 class MetricsReader:
-    """Reads the complete new lines of a trial's ``metrics.jsonl`` (a half-written last line waits)."""
+    """Reads the complete new lines of a trial's ``metrics.jsonl`` (a half-written last line waits).
+
+    The file is read in chunks and a line longer than the trial SDK allows (``NNI_PL_MAX_METRIC_BYTES`` plus the
+    record's own fields; the SDK refuses such reports, so only a hand-written line can be one) is skipped with a
+    warning as it streams past, so the manager's memory stays bounded whatever a trial writes.
+    """
+
+    _CHUNK = 1 << 20
+    _RECORD_OVERHEAD = 1024  # {"seq":..,"type":"PERIODICAL","value":..,"time":..} around the metric
 
     def __init__(self, trial_dir: Path) -> None:
         self.path = trial_dir / METRICS_FILE
         self.offset = 0
+        self._skipping = False  # inside an over-long line: drop everything up to its newline
+        try:
+            limit = max_metric_bytes()
+        except NniPlError as e:
+            logger.warning("%s; using the default", e)
+            limit = DEFAULT_MAX_METRIC_BYTES
+        self.max_line = limit + self._RECORD_OVERHEAD
 
     def read(self) -> list[dict[str, Any]]:
         try:
@@ -125,25 +150,55 @@ class MetricsReader:
             return []
         if size <= self.offset:
             return []
+        out: list[dict[str, Any]] = []
+        buf = b""
         with open(self.path, "rb") as f:
             f.seek(self.offset)
-            data = f.read(size - self.offset)
-        end = data.rfind(b"\n")
-        if end < 0:
-            return []
-        self.offset += end + 1
-        out = []
-        for line in data[: end + 1].splitlines():
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                if not isinstance(rec, dict) or "seq" not in rec or "type" not in rec:
-                    raise ValueError("not a metric record")
-                out.append(rec)
-            except ValueError:
-                logger.warning("skipping a malformed line in %s: %r", self.path, line[:200])
+            remaining = size - self.offset
+            while remaining > 0:
+                chunk = f.read(min(self._CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                buf += chunk
+                start = 0
+                while (end := buf.find(b"\n", start)) >= 0:
+                    line, start = buf[start:end], end + 1
+                    if self._skipping:  # the end of a line already reported as too long
+                        self._skipping = False
+                    elif len(line) > self.max_line:
+                        self._too_long(f"{len(line)} bytes")
+                    else:
+                        self._parse(line, out)
+                self.offset += start
+                buf = buf[start:]
+                if self._skipping or len(buf) > self.max_line:
+                    if not self._skipping:
+                        self._too_long(f"over {self.max_line} bytes")
+                        self._skipping = True
+                    self.offset += len(buf)
+                    buf = b""
         return out
+
+    def _parse(self, line: bytes, out: list[dict[str, Any]]) -> None:
+        if not line.strip():
+            return
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or "seq" not in rec or "type" not in rec:
+                raise ValueError("not a metric record")
+            out.append(rec)
+        except ValueError:
+            logger.warning("skipping a malformed line in %s: %r", self.path, line[:200])
+
+    def _too_long(self, size: str) -> None:
+        logger.warning(
+            "skipping a line of %s in %s: a report may hold at most %d bytes of JSON (%s, set where nni-pl runs)",
+            size,
+            self.path,
+            self.max_line - self._RECORD_OVERHEAD,
+            ENV_MAX_METRIC_BYTES,
+        )
 
 
 class TrainingService(ABC):

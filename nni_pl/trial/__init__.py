@@ -4,6 +4,10 @@ The names and contracts are NNI's (``nni.get_next_parameter()`` etc.). Outside a
 script runs standalone: parameters come back empty (or from the ``NNI_PL_PARAMETERS`` environment
 variable: JSON text or a JSON/YAML file), ids are ``"STANDALONE"``/``0`` and reports are logged.
 
+A report holds at most 64 KiB of JSON (a number, or a dict of a few named values): a larger one raises
+:class:`MetricTooLargeError`. The environment variable ``NNI_PL_MAX_METRIC_BYTES`` sets another limit; set it
+where ``nni-pl launch`` runs, as trials inherit it and the manager skips larger lines in ``metrics.jsonl``.
+
 Example:
     >>> import nni_pl as nni
     >>> nni.get_next_parameter()   # standalone: nothing to tune
@@ -17,10 +21,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nni_pl.trial._context import FINAL, PERIODICAL, TrialContext, current, normalize_metric
+from nni_pl.trial._context import (
+    DEFAULT_MAX_METRIC_BYTES,
+    FINAL,
+    PERIODICAL,
+    MetricTooLargeError,
+    TrialContext,
+    TrialSetupError,
+    current,
+    max_metric_bytes,
+    normalize_metric,
+)
 
 __all__ = [
+    "DEFAULT_MAX_METRIC_BYTES",
+    "MetricTooLargeError",
     "TrialContext",
+    "TrialSetupError",
     "enable_graceful_stop",
     "get_current_parameter",
     "get_experiment_id",
@@ -29,6 +46,7 @@ __all__ = [
     "get_sequence_id",
     "get_trial_budget",
     "get_trial_id",
+    "max_metric_bytes",
     "normalize_metric",
     "report_final_result",
     "report_intermediate_result",
@@ -41,6 +59,10 @@ def get_next_parameter() -> dict[str, Any]:
 
     Unlike NNI (which returns ``None`` from the second call on), every call returns the same parameters,
     so a model and a datamodule may both ask. Standalone: ``{}`` or the ``NNI_PL_PARAMETERS`` override.
+
+    Raises:
+        TrialSetupError: ``NNI_PL_PARAMETERS`` or the trial's ``parameter.json`` cannot be read (one line naming
+            it, the value given and what is accepted).
     """
     return dict(current().parameters)
 
@@ -58,6 +80,7 @@ def report_intermediate_result(metric: Any) -> None:
 
     Raises:
         TypeError: if ``metric`` is neither a number nor a dict with a numeric ``default``.
+        MetricTooLargeError: if ``metric`` is over ``NNI_PL_MAX_METRIC_BYTES`` (64 KiB) as JSON.
     """
     current().report(PERIODICAL, metric)
 
@@ -65,8 +88,11 @@ def report_intermediate_result(metric: Any) -> None:
 def report_final_result(metric: Any) -> None:
     """Report the trial's result, which the tuner optimises (a number or a dict with a numeric ``default``).
 
+    A refused report does not count: the trial may report a corrected final result.
+
     Raises:
         TypeError: if ``metric`` is neither a number nor a dict with a numeric ``default``.
+        MetricTooLargeError: if ``metric`` is over ``NNI_PL_MAX_METRIC_BYTES`` (64 KiB) as JSON.
     """
     current().report(FINAL, metric)
 

@@ -22,7 +22,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrialContext", "current", "normalize_metric"]
+from nni_pl.errors import NniPlError
+
+__all__ = [
+    "DEFAULT_MAX_METRIC_BYTES",
+    "MetricTooLargeError",
+    "TrialContext",
+    "TrialSetupError",
+    "current",
+    "max_metric_bytes",
+    "normalize_metric",
+]
 
 logger = logging.getLogger("nni_pl.trial")
 
@@ -34,6 +44,7 @@ ENV_SEQUENCE_ID = "NNI_TRIAL_SEQ_ID"
 ENV_SYS_DIR = "NNI_SYS_DIR"
 ENV_OUTPUT_DIR = "NNI_OUTPUT_DIR"
 ENV_PARAMETERS = "NNI_PL_PARAMETERS"  # standalone override: JSON text, or a path to a JSON/YAML file
+ENV_MAX_METRIC_BYTES = "NNI_PL_MAX_METRIC_BYTES"  # the largest report, in bytes of JSON
 # Lightning reads PL_TRAINER_<ARG> as Trainer defaults: a trial's logs and checkpoints go to its directory
 ENV_DEFAULT_ROOT_DIR = "PL_TRAINER_DEFAULT_ROOT_DIR"
 
@@ -47,6 +58,46 @@ STANDALONE = "STANDALONE"
 
 PERIODICAL = "PERIODICAL"
 FINAL = "FINAL"
+
+# A report is a few numbers for the tuner and the dashboard; 64 KiB of JSON leaves room for hundreds of named
+# values while a runaway dict or string (megabytes per epoch) cannot fill the store and the CLI's tables.
+DEFAULT_MAX_METRIC_BYTES = 64 * 1024
+
+
+class TrialSetupError(NniPlError, ValueError):
+    """What a trial was given cannot be read: its parameter file, ``NNI_PL_PARAMETERS``, or an nni-pl variable."""
+
+
+class MetricTooLargeError(NniPlError, ValueError):
+    """A reported metric is larger, as JSON, than ``NNI_PL_MAX_METRIC_BYTES`` allows (64 KiB by default)."""
+
+
+def _size(n: int) -> str:
+    return f"{n // 1024} KiB ({n} bytes)" if n >= 1024 and n % 1024 == 0 else f"{n} bytes"
+
+
+def max_metric_bytes(environ: Mapping[str, str] = os.environ) -> int:
+    """The largest metric report accepted, in bytes of compact JSON: ``NNI_PL_MAX_METRIC_BYTES`` or 64 KiB.
+
+    Set it where ``nni-pl launch`` runs: trials inherit the manager's environment, and the manager skips
+    ``metrics.jsonl`` lines larger than this (plus the record's own fields).
+
+    Raises:
+        TrialSetupError: the variable is set but is not a whole number of at least 1.
+    """
+    raw = environ.get(ENV_MAX_METRIC_BYTES, "").strip()
+    if not raw:
+        return DEFAULT_MAX_METRIC_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise TrialSetupError(
+            f"{ENV_MAX_METRIC_BYTES} must be a whole number of bytes of at least 1, got {raw[:40]!r}; "
+            f"unset it for the default of {_size(DEFAULT_MAX_METRIC_BYTES)}"
+        )
+    return value
 
 
 def _jsonable(obj: Any) -> Any:
@@ -79,14 +130,22 @@ def _scalar(value: Any) -> float | int | None:
     return None
 
 
-def normalize_metric(value: Any, api: str = "report_final_result") -> float | int | dict[str, Any]:
+def normalize_metric(
+    value: Any, api: str = "report_final_result", *, max_bytes: int | None = None
+) -> float | int | dict[str, Any]:
     """Validate a reported metric: a number, or a dict with a numeric ``default`` key.
 
     Numpy scalars and one-element arrays/tensors are accepted and turned into Python numbers.
     NaN and infinities are kept (a diverged run is a result); tuners treat them as the worst value.
 
+    Args:
+        value: the metric.
+        api: the SDK function named in errors.
+        max_bytes: the largest dict metric accepted, in bytes of compact JSON (``None``: no limit).
+
     Raises:
         TypeError: naming what was received and what is expected.
+        MetricTooLargeError: a dict metric is larger than ``max_bytes`` as JSON.
     """
     number = _scalar(value)
     if number is not None:
@@ -106,11 +165,19 @@ def normalize_metric(value: Any, api: str = "report_final_result") -> float | in
         out = {str(k): v for k, v in value.items()}
         out["default"] = default
         try:
-            return json.loads(json.dumps(out, default=_jsonable))
+            text = json.dumps(out, default=_jsonable, separators=(",", ":"))
         except TypeError as e:
             raise TypeError(
                 f"{api}() got a dict metric with a value that is not JSON-serialisable: {e}"
             ) from e
+        if max_bytes is not None and len(text) > max_bytes:  # ASCII: json.dumps escapes the rest
+            raise MetricTooLargeError(
+                f"{api}() got a metric of {len(text)} bytes as JSON ({len(out)} keys), over the limit of "
+                f"{_size(max_bytes)} per report; report the few numbers the tuner and the dashboard need "
+                "(write large data to a file in nni.get_output_dir()), or raise the limit with the environment "
+                f"variable {ENV_MAX_METRIC_BYTES} where nni-pl launch runs (trials inherit it)"
+            )
+        return json.loads(text)
     raise TypeError(
         f"{api}() expects a number or a dict with a numeric 'default' key, but got "
         f"{type(value).__name__} {value!r:.80}"
@@ -118,16 +185,62 @@ def normalize_metric(value: Any, api: str = "report_final_result") -> float | in
 
 
 def _load_override(text: str) -> dict[str, Any]:
+    """The parameters that ``NNI_PL_PARAMETERS`` gives a standalone run: JSON text or a JSON/YAML file's path."""
     text = text.strip()
+    accepted = (
+        "set it to a JSON object such as '{\"lr\": 0.01}' or to the path of a JSON/YAML file holding one"
+    )
+    shown = repr(text[:80]) + ("..." if len(text) > 80 else "")
     if not text.startswith("{") and Path(text).is_file():
         from nni_pl._files import load_structured_file
 
-        data = load_structured_file(text)
+        try:
+            data = load_structured_file(text)
+        except (OSError, ValueError) as e:
+            raise TrialSetupError(
+                f"{ENV_PARAMETERS} names the file {text!r}, which cannot be read as JSON or YAML "
+                f"({' '.join(str(e).split())[:160]}); {accepted}"
+            ) from None
+        source = f"the file {text!r}"
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            what = (
+                "is not valid JSON" if text.startswith(("{", "[")) else "is neither JSON nor an existing file"
+            )
+            where = f" ({e.msg} at column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
+            raise TrialSetupError(f"{ENV_PARAMETERS}={shown} {what}{where}; {accepted}") from None
+        source = shown
     if not isinstance(data, dict):
-        raise ValueError(f"{ENV_PARAMETERS} must hold a JSON object (or a file with one), got {text[:80]!r}")
+        raise TrialSetupError(
+            f"{ENV_PARAMETERS}: {source} holds a {type(data).__name__}, not an object of parameters; {accepted}"
+        )
     return data
+
+
+def _read_parameter_file(path: Path) -> dict[str, Any]:
+    """The parameter record the manager wrote for this trial (``parameter.json``)."""
+    hint = (
+        "the manager writes it before the trial starts; run the script through nni-pl, "
+        f"or unset {ENV_SYS_DIR} and {ENV_TRIAL_ID} to run it standalone"
+    )
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrialSetupError(f"this trial's parameter file {str(path)!r} does not exist; {hint}") from None
+    except (OSError, ValueError) as e:
+        raise TrialSetupError(
+            f"this trial's parameter file {str(path)!r} cannot be read as JSON "
+            f"({' '.join(str(e).split())[:160]}); {hint}"
+        ) from None
+    if not isinstance(record, dict) or not isinstance(record.get("parameters"), dict):
+        got = type(record).__name__ if not isinstance(record, dict) else f"keys {sorted(record)[:8]}"
+        raise TrialSetupError(
+            f'this trial\'s parameter file {str(path)!r} must hold an object with a "parameters" object, '
+            f"got {got}; {hint}"
+        )
+    return record
 
 
 class TrialContext:
@@ -169,10 +282,18 @@ class TrialContext:
         sys_dir = environ.get(ENV_SYS_DIR)
         if not sys_dir or not environ.get(ENV_TRIAL_ID):
             return cls()
+        raw_sequence = environ.get(ENV_SEQUENCE_ID, "0").strip() or "0"
+        try:
+            sequence_id = int(raw_sequence)
+        except ValueError:
+            raise TrialSetupError(
+                f"{ENV_SEQUENCE_ID} must be a whole number (the trial's sequence id), got {raw_sequence[:40]!r}; "
+                "the manager sets it: run the script through nni-pl"
+            ) from None
         return cls(
             experiment_id=environ.get(ENV_EXPERIMENT_ID, STANDALONE),
             trial_id=environ[ENV_TRIAL_ID],
-            sequence_id=int(environ.get(ENV_SEQUENCE_ID, "0") or 0),
+            sequence_id=sequence_id,
             trial_dir=sys_dir,
         )
 
@@ -193,8 +314,7 @@ class TrialContext:
                 self._parameter_record = {"parameters": self._parameters}
             else:
                 assert self.trial_dir is not None
-                path = self.trial_dir / PARAMETER_FILE
-                self._parameter_record = json.loads(path.read_text(encoding="utf-8"))
+                self._parameter_record = _read_parameter_file(self.trial_dir / PARAMETER_FILE)
         return self._parameter_record
 
     @property
@@ -217,7 +337,7 @@ class TrialContext:
 
     def report(self, kind: str, value: Any) -> None:
         api = "report_final_result" if kind == FINAL else "report_intermediate_result"
-        metric = normalize_metric(value, api)
+        metric = normalize_metric(value, api, max_bytes=max_metric_bytes())
         with self._lock:
             if kind == FINAL:
                 if self._final_reported:
