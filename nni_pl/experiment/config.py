@@ -21,16 +21,19 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from nni_pl.errors import ConfigError, SearchSpaceError, did_you_mean
+from nni_pl.experiment._config_readers import _bool, _check_keys, _gpu_indices, _int, _path, _str
+from nni_pl.experiment._config_v1 import is_v1, v1_to_v2
 from nni_pl.space import SearchSpace
 
 __all__ = [
@@ -79,82 +82,6 @@ def format_duration(seconds: float | None) -> str | None:
             return f"{int(n)}{unit}"
     # Decimal(repr(x)) writes the float exactly, never in exponent form (which parse_duration rejects)
     return f"{Decimal(repr(float(seconds))).normalize():f}s"
-
-
-# --- small typed readers ---------------------------------------------------------------------------------
-
-
-def _int(value: Any, field: str, *, minimum: int | None = None, optional: bool = True) -> int | None:
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(field, "is required; give a whole number")
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise ConfigError(field, f"got {value!r} ({type(value).__name__}); give a whole number")
-    if minimum is not None and value < minimum:
-        raise ConfigError(field, f"got {value}; it must be at least {minimum}")
-    return value
-
-
-def _bool(value: Any, field: str, default: bool) -> bool:
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ConfigError(field, f"got {value!r}; write true or false")
-    return value
-
-
-def _str(value: Any, field: str, *, optional: bool = True) -> str | None:
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(field, "is required")
-    if not isinstance(value, str):
-        raise ConfigError(field, f"got {value!r} ({type(value).__name__}); give a string")
-    return value
-
-
-def _path(value: Any, field: str, base: Path) -> Path | None:
-    text = _str(value, field)
-    if text is None:
-        return None
-    path = Path(os.path.expanduser(text))
-    return (path if path.is_absolute() else base / path).resolve()
-
-
-def _gpu_indices(value: Any, field: str) -> list[int] | None:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        items: list[Any] = [value]
-    elif isinstance(value, str):
-        items = [s.strip() for s in value.split(",") if s.strip()]
-    elif isinstance(value, list):
-        items = value
-    else:
-        raise ConfigError(field, f"got {value!r}; give a list of GPU indices such as [0, 1] or '0,1'")
-    out = []
-    for item in items:
-        try:
-            idx = int(item)
-        except (TypeError, ValueError):
-            raise ConfigError(field, f"got {value!r}; {item!r} is not a GPU index") from None
-        if idx < 0:
-            raise ConfigError(field, f"got {value!r}; GPU indices are >= 0")
-        out.append(idx)
-    return out
-
-
-def _check_keys(raw: Mapping[str, Any], known: list[str], prefix: str) -> None:
-    for key in raw:
-        if key not in known:
-            where = f"{prefix}.{key}" if prefix else str(key)
-            raise ConfigError(
-                where, f"unknown key{did_you_mean(str(key), known)}; valid keys here: {', '.join(known)}"
-            )
 
 
 # --- sections ------------------------------------------------------------------------------------------
@@ -269,6 +196,8 @@ _FUTURE_PLATFORMS = (
 def _training_service(raw: Any, field: str) -> Any:
     if raw is None:
         return LocalConfig()
+    if isinstance(raw, list) and len(raw) == 1:
+        raw = raw[0]  # a "hybrid" of one platform is that platform
     if isinstance(raw, list):
         raise ConfigError(
             field, "hybrid (a list of training services) is not supported yet; use a single {platform: local}"
@@ -289,109 +218,6 @@ def _training_service(raw: Any, field: str) -> Any:
     return TRAINING_SERVICES[platform](raw, field)
 
 
-# --- NNI v1 -> v2 ------------------------------------------------------------------------------------------
-
-_V1_ONLY = (
-    "authorName", "maxExecDuration", "maxTrialNum", "trainingServicePlatform", "searchSpacePath",
-    "trial", "localConfig", "logDir", "versionCheck", "multiThread", "logCollection",
-)  # fmt: skip
-_V1_RENAMES = {
-    "maxExecDuration": "maxExperimentDuration",
-    "maxTrialNum": "maxTrialNumber",
-    "searchSpacePath": "searchSpaceFile",
-    "logDir": "experimentWorkingDirectory",
-}
-_V1_DROPPED = ("authorName", "versionCheck", "multiThread", "logCollection")
-
-
-def _v1_algorithm(raw: Any, kind: str, notes: list[str]) -> Any:
-    if not isinstance(raw, Mapping):
-        return raw
-    out = dict(raw)
-    builtin = f"builtin{kind.capitalize()}Name"
-    if builtin in out:
-        out["name"] = out.pop(builtin)
-        notes.append(f"{kind}.{builtin} -> {kind}.name")
-    if "codeDir" in out:
-        out["codeDirectory"] = out.pop("codeDir")
-        notes.append(f"{kind}.codeDir -> {kind}.codeDirectory")
-    if "classFileName" in out:
-        module = Path(out.pop("classFileName")).stem
-        out["className"] = f"{module}.{out['className']}" if "className" in out else module
-        notes.append(f"{kind}.classFileName+className -> {kind}.className")
-    if "gpuNum" in out:
-        out.pop("gpuNum")
-        notes.append(f"{kind}.gpuNum dropped")
-    return out
-
-
-def is_v1(raw: Mapping[str, Any]) -> bool:
-    if any(k in raw for k in _V1_ONLY):
-        return True
-    return any(
-        isinstance(raw.get(k), Mapping) and f"builtin{k.capitalize()}Name" in raw[k]
-        for k in ("tuner", "assessor", "advisor")
-    )
-
-
-def v1_to_v2(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Map an NNI v1 config to v2 keys; returns the new dict and the list of mappings applied."""
-    out: dict[str, Any] = {}
-    notes: list[str] = []
-    for key, value in raw.items():
-        if key in _V1_DROPPED:
-            notes.append(f"{key} dropped")
-        elif key in _V1_RENAMES:
-            out[_V1_RENAMES[key]] = value
-            notes.append(f"{key} -> {_V1_RENAMES[key]}")
-        elif key == "trainingServicePlatform":
-            out.setdefault("trainingService", {})["platform"] = value
-            notes.append("trainingServicePlatform -> trainingService.platform")
-        elif key == "localConfig":
-            ts = out.setdefault("trainingService", {})
-            local_keys = {
-                "gpuIndices": "gpuIndices",
-                "maxTrialNumPerGpu": "maxTrialNumberPerGpu",
-                "useActiveGpu": "useActiveGpu",
-            }
-            if not isinstance(value, Mapping):
-                raise ConfigError("localConfig", f"got {value!r}; v1 'localConfig' is a mapping")
-            _check_keys(value, list(local_keys), "localConfig")
-            for k1, k2 in local_keys.items():
-                if k1 in value:
-                    ts[k2] = value[k1]
-            notes.append("localConfig -> trainingService")
-        elif key == "trial":
-            if not isinstance(value, Mapping):
-                raise ConfigError(
-                    "trial", f"got {value!r}; v1 'trial' is a mapping with command, codeDir, gpuNum"
-                )
-            for k1, k2 in (
-                ("command", "trialCommand"),
-                ("codeDir", "trialCodeDirectory"),
-                ("gpuNum", "trialGpuNumber"),
-            ):
-                if k1 in value:
-                    out[k2] = value[k1]
-                    notes.append(f"trial.{k1} -> {k2}")
-            extra = [k for k in value if k not in ("command", "codeDir", "gpuNum")]
-            if extra:
-                raise ConfigError(
-                    f"trial.{extra[0]}",
-                    "is a v1 key of a platform this version does not support; only command, codeDir and gpuNum map",
-                )
-        elif key in ("tuner", "assessor", "advisor"):
-            if isinstance(value, Mapping) and "gpuIndices" in value:
-                # v1 gave each algorithm its own gpuIndices; v2 has one tunerGpuIndices for their shared process
-                out["tunerGpuIndices"] = value["gpuIndices"]
-                notes.append(f"{key}.gpuIndices -> tunerGpuIndices")
-                value = {k: v for k, v in value.items() if k != "gpuIndices"}
-            out[key] = _v1_algorithm(value, key, notes)
-        else:
-            out[key] = value
-    return out, notes
-
-
 # --- the experiment config ------------------------------------------------------------------------------------
 
 _KEYS = [
@@ -402,39 +228,157 @@ _KEYS = [
 ]  # fmt: skip
 
 
-@dataclass
+_FIELD_OF_KEY = {
+    key: re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower() for key in _KEYS
+}  # camelCase -> snake_case
+_KEY_OF_FIELD = {name: key for key, name in _FIELD_OF_KEY.items()}
+_ALGORITHMS = ("tuner", "assessor", "advisor")
+
+
+def _platform_config(platform: Any) -> Any:
+    """``ExperimentConfig('local')`` / ``(['local'])``: the training-service section of that platform."""
+    if isinstance(platform, (list, tuple)):
+        return _training_service([_platform_config(p).to_dict() for p in platform], "trainingService")
+    if not isinstance(platform, str):
+        raise ConfigError(
+            "trainingService", f"got {platform!r}; name the training platform, e.g. ExperimentConfig('local')"
+        )
+    return _training_service({"platform": platform}, "trainingService")
+
+
+def _algorithm_value(value: Any, field: str) -> Any:
+    """A tuner/assessor/advisor set in Python: a dict or a name becomes an :class:`AlgorithmConfig` at once,
+    so ``config.tuner.class_args[...] = ...`` works; anything else is checked by :meth:`ExperimentConfig.validate`."""
+    if isinstance(value, str):
+        return AlgorithmConfig(name=value)
+    if isinstance(value, Mapping):
+        return AlgorithmConfig.from_dict(value, field, Path.cwd())
+    return value
+
+
+def _algorithm_raw(value: Any) -> Any:
+    if not isinstance(value, AlgorithmConfig):
+        return value
+    if not (value.name or value.class_name or value.class_args or value.code_directory):
+        return None  # the blank placeholder of ExperimentConfig('local'): not configured
+    raw: dict[str, Any] = {"classArgs": value.class_args}
+    if value.name is not None:
+        raw["name"] = value.name
+    if value.class_name is not None:
+        raw["className"] = value.class_name
+    if value.code_directory is not None:
+        raw["codeDirectory"] = str(value.code_directory)
+    if value.include_intermediate_results:
+        raw["includeIntermediateResults"] = value.include_intermediate_results
+    return raw
+
+
+def _service_raw(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_service_raw(v) for v in value]
+    if isinstance(value, str):
+        return {"platform": value}
+    return value.to_dict() if hasattr(value, "to_dict") else value
+
+
+@dataclass(init=False)
 class ExperimentConfig:
-    """A validated experiment config. Build it with :meth:`load` (a YAML/JSON file), :meth:`from_dict`,
-    or directly with snake_case keywords and call :meth:`validate`.
+    """An experiment config: NNI's v2 fields as snake_case attributes, validated into canonical form.
+
+    Build it from a file (:meth:`load`), a camelCase dict (:meth:`from_dict`), or in Python as NNI does:
+    ``ExperimentConfig('local')`` (the training platform first; the tuner, assessor and advisor start as blank
+    sections, so ``config.tuner.name = 'TPE'`` works) or keywords in either spelling
+    (``ExperimentConfig(trial_command=...)`` or ``ExperimentConfig(trialCommand=...)``). A config built in
+    Python is checked by :meth:`validate` (``Experiment.run``/``start`` call it), whose errors name the
+    camelCase field; relative paths resolve against the working directory then.
 
     Beyond NNI's keys there are two of ours: ``storeUrl`` (a peewee database URL such as
     ``postgresql://user@host/db``; default: SQLite in the experiment folder) and ``lightningCli``
     (``auto``: search-space keys written as LightningCLI paths like ``model.lr`` are appended to the trial
     command as ``--model.lr=...``; ``true``/``false`` force it on/off).
+
+    Example:
+        >>> config = ExperimentConfig("local")
+        >>> config.trial_command = "python train.py"
+        >>> config.search_space = {"lr": {"_type": "loguniform", "_value": [1e-4, 0.1]}}
+        >>> config.tuner.name = "TPE"
+        >>> config.tuner.class_args["optimize_mode"] = "maximize"
+        >>> config.max_trial_number = 10
+        >>> config.json()["tuner"]
+        {'name': 'TPE', 'classArgs': {'optimize_mode': 'maximize'}}
     """
 
     trial_command: str | None = None
     trial_concurrency: int = 1
-    search_space: SearchSpace = field(default_factory=SearchSpace)
+    search_space: Any = field(default_factory=SearchSpace)  # a SearchSpace once validated
     search_space_file: Path | None = None
     experiment_name: str | None = None
     trial_code_directory: Path = field(default_factory=Path.cwd)
     trial_gpu_number: int | None = None
-    max_experiment_duration: float | None = None
+    max_experiment_duration: float | None = None  # seconds once validated ("1h" may be given)
     max_trial_number: int | None = None
     max_trial_duration: float | None = None
     nni_manager_ip: str | None = None
+    use_annotation: bool = False
     debug: bool = False
-    log_level: str = "info"
+    log_level: str | None = None  # "debug" when debug is set, else "info", unless given
     experiment_working_directory: Path = field(default_factory=default_working_directory)
     tuner_gpu_indices: list[int] | None = None
     tuner: AlgorithmConfig | None = None
     assessor: AlgorithmConfig | None = None
     advisor: AlgorithmConfig | None = None
     training_service: Any = field(default_factory=LocalConfig)
+    shared_storage: Any = None
     store_url: str | None = None
     lightning_cli: str | bool = "auto"
     config_file: Path | None = None  # where it was loaded from (not a config key)
+
+    def __init__(self, training_service_platform: str | list[str] | None = None, **values: Any) -> None:
+        for f in fields(self):
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            object.__setattr__(self, f.name, default)
+        # the file the inline space was read from: validate() keeps that copy instead of reading the file again
+        self._space_source: tuple[Path, SearchSpace] | None = None
+        given: dict[str, str] = {}
+        for key, value in values.items():
+            name = _FIELD_OF_KEY.get(key, key)
+            if name not in _FIELD_NAMES:
+                known = sorted(_KEY_OF_FIELD) + list(_KEYS)
+                raise ConfigError(
+                    key,
+                    f"unknown field{did_you_mean(key, known)}; fields: {', '.join(sorted(_KEY_OF_FIELD))}",
+                )
+            if name in given:
+                raise ConfigError(_KEY_OF_FIELD.get(name, name), f"given twice, as {given[name]} and {key}")
+            given[name] = key
+            setattr(self, name, value)
+        if training_service_platform is not None:
+            if "training_service" in given:
+                raise ConfigError(
+                    "trainingService",
+                    "give the platform either first (ExperimentConfig('local')) or as training_service, not both",
+                )
+            self.training_service = _platform_config(training_service_platform)
+            for kind in _ALGORITHMS:  # blank sections, so that `config.tuner.name = 'TPE'` works (as in NNI)
+                if getattr(self, kind) is None:
+                    setattr(self, kind, AlgorithmConfig())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_"):
+            if name not in _FIELD_NAMES:
+                hint = (
+                    f"; in Python write the snake_case name {_FIELD_OF_KEY[name]!r}"
+                    if name in _FIELD_OF_KEY
+                    else did_you_mean(name, sorted(_FIELD_NAMES))
+                )
+                raise ConfigError(name, f"ExperimentConfig has no such field{hint}")
+            if name in _ALGORITHMS:
+                value = _algorithm_value(value, name)
+            elif name == "training_service" and isinstance(value, (str, list, tuple)):
+                value = _platform_config(value)
+            elif name == "training_service" and isinstance(value, Mapping):
+                value = _training_service(value, "trainingService")
+        object.__setattr__(self, name, value)
 
     # --- loading -----------------------------------------------------------------------------------------
     @classmethod
@@ -447,6 +391,12 @@ class ExperimentConfig:
             raw = load_structured_file(path)
         except FileNotFoundError:
             raise ConfigError("", f"config file {str(path)!r} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(
+                "", f"config file {str(path)!r} is a folder; give the path of a YAML or JSON config file"
+            ) from None
+        except OSError as e:
+            raise ConfigError("", f"config file {str(path)!r} cannot be read: {e.strerror or e}") from None
         except ValueError as e:
             raise ConfigError("", f"config file {str(path)!r} is not valid YAML/JSON: {e}") from e
         cfg = cls.from_dict(raw, base_dir=path.parent)
@@ -527,12 +477,94 @@ class ExperimentConfig:
             store_url=_str(raw.get("storeUrl"), "storeUrl"),
             lightning_cli=lightning_cli,
         )
-        cfg.validate(function_trial=function_trial)
+        if space_file is not None:
+            cfg._space_source = (space_file, space)
+        cfg._check(function_trial=function_trial)
         return cfg
 
-    # --- cross-field rules ---------------------------------------------------------------------------------
+    # --- checking --------------------------------------------------------------------------------------------
     def validate(self, *, function_trial: bool = False) -> ExperimentConfig:
-        """Check the rules that span several fields; returns ``self``."""
+        """Check every field and bring it into canonical form, in place; returns ``self``.
+
+        Values set in Python are read as the YAML keys would be (``max_experiment_duration = '1h'`` becomes
+        3600.0 seconds, a dict ``search_space`` a :class:`SearchSpace`, ``search_space_file`` is read, relative
+        paths resolve against the working directory), and every error names the camelCase field.
+
+        Args:
+            function_trial: the trials are a Python function (no ``trialCommand`` needed).
+
+        Raises:
+            ConfigError: naming the field, the value given and how to fix it.
+        """
+        file_kept = self._file_kept()
+        checked = type(self).from_dict(self._raw(keep_inline=file_kept), function_trial=function_trial)
+        for f in fields(self):
+            if f.name != "config_file":
+                object.__setattr__(self, f.name, getattr(checked, f.name))
+        self._space_source = checked._space_source
+        if file_kept is not None:
+            self.search_space_file = file_kept
+            self._space_source = (file_kept, self.search_space)
+        return self
+
+    def json(self, *, function_trial: bool = False) -> dict[str, Any]:
+        """NNI's ``ExperimentConfig.json()``: the validated config as a camelCase dict (this object is not changed).
+
+        Raises:
+            ConfigError: the config is incomplete or invalid (see :meth:`validate`).
+        """
+        return copy.deepcopy(self).validate(function_trial=function_trial).to_dict()
+
+    def _file_kept(self) -> Path | None:
+        """The search-space file whose inline copy is still the search space (so the file is not read again)."""
+        source = self._space_source
+        file = self.search_space_file
+        if source is None or self.search_space is not source[1] or not isinstance(file, (str, os.PathLike)):
+            return None
+        return source[0] if Path(file).expanduser().resolve() == source[0] else None
+
+    def _raw(self, *, keep_inline: Path | None = None) -> dict[str, Any]:
+        """The attributes as a camelCase dict for :meth:`from_dict` (values as they were set)."""
+
+        def path(value: Any) -> Any:
+            return str(value) if isinstance(value, os.PathLike) else value
+
+        space = self.search_space
+        if isinstance(space, SearchSpace):
+            space = space.to_json()
+        raw: dict[str, Any] = {
+            "experimentName": self.experiment_name,
+            "trialCommand": self.trial_command,
+            "trialCodeDirectory": path(self.trial_code_directory),
+            "trialConcurrency": self.trial_concurrency,
+            "trialGpuNumber": self.trial_gpu_number,
+            "maxExperimentDuration": self.max_experiment_duration,
+            "maxTrialNumber": self.max_trial_number,
+            "maxTrialDuration": self.max_trial_duration,
+            "nniManagerIp": self.nni_manager_ip,
+            "useAnnotation": self.use_annotation,
+            "debug": self.debug,
+            "logLevel": self.log_level,
+            "experimentWorkingDirectory": path(self.experiment_working_directory),
+            "tunerGpuIndices": self.tuner_gpu_indices,
+            "tuner": _algorithm_raw(self.tuner),
+            "assessor": _algorithm_raw(self.assessor),
+            "advisor": _algorithm_raw(self.advisor),
+            "trainingService": _service_raw(self.training_service),
+            "sharedStorage": self.shared_storage,
+            "storeUrl": self.store_url,
+            "lightningCli": self.lightning_cli,
+        }
+        if self.search_space_file is not None and keep_inline is None:
+            raw["searchSpaceFile"] = path(self.search_space_file)  # set in Python: read it now
+            if space:
+                raw["searchSpace"] = space  # and a space inline too: from_dict asks to pick one
+        else:
+            raw["searchSpace"] = space
+        return {k: v for k, v in raw.items() if v is not None}
+
+    def _check(self, *, function_trial: bool = False) -> ExperimentConfig:
+        """The rules that span several fields (the fields themselves are read by :meth:`from_dict`)."""
         if not function_trial and not (self.trial_command and self.trial_command.strip()):
             raise ConfigError(
                 "trialCommand", "is required (the command that runs one trial, e.g. 'python train.py')"
@@ -607,10 +639,17 @@ class ExperimentConfig:
         data = dict(data)
         space_file = data.pop("searchSpaceFile", None)  # the inline copy is the one the experiment ran with
         cfg = cls.from_dict(data, base_dir="/", function_trial=not data.get("trialCommand"))
-        cfg.search_space_file = Path(space_file) if space_file else None
+        if space_file:
+            cfg.search_space_file = Path(space_file)
+            cfg._space_source = (cfg.search_space_file, cfg.search_space)
         return cfg
 
     def replace(self, **changes: Any) -> ExperimentConfig:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return type(self)(**values)
+        """A copy with some fields changed (snake_case names), not validated."""
+        new = copy.copy(self)
+        for name, value in changes.items():
+            setattr(new, name, value)
+        return new
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(ExperimentConfig))

@@ -1,0 +1,112 @@
+"""NNI v1 experiment configs mapped to v2 keys (``ExperimentConfig.from_dict`` applies it with a notice)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nni_pl.errors import ConfigError
+from nni_pl.experiment._config_readers import _check_keys
+
+__all__ = ["is_v1", "v1_to_v2"]
+
+_V1_ONLY = (
+    "authorName", "maxExecDuration", "maxTrialNum", "trainingServicePlatform", "searchSpacePath",
+    "trial", "localConfig", "logDir", "versionCheck", "multiThread", "logCollection",
+)  # fmt: skip
+_V1_RENAMES = {
+    "maxExecDuration": "maxExperimentDuration",
+    "maxTrialNum": "maxTrialNumber",
+    "searchSpacePath": "searchSpaceFile",
+    "logDir": "experimentWorkingDirectory",
+}
+_V1_DROPPED = ("authorName", "versionCheck", "multiThread", "logCollection")
+
+
+def _v1_algorithm(raw: Any, kind: str, notes: list[str]) -> Any:
+    if not isinstance(raw, Mapping):
+        return raw
+    out = dict(raw)
+    builtin = f"builtin{kind.capitalize()}Name"
+    if builtin in out:
+        out["name"] = out.pop(builtin)
+        notes.append(f"{kind}.{builtin} -> {kind}.name")
+    if "codeDir" in out:
+        out["codeDirectory"] = out.pop("codeDir")
+        notes.append(f"{kind}.codeDir -> {kind}.codeDirectory")
+    if "classFileName" in out:
+        module = Path(out.pop("classFileName")).stem
+        out["className"] = f"{module}.{out['className']}" if "className" in out else module
+        notes.append(f"{kind}.classFileName+className -> {kind}.className")
+    if "gpuNum" in out:
+        out.pop("gpuNum")
+        notes.append(f"{kind}.gpuNum dropped")
+    return out
+
+
+def is_v1(raw: Mapping[str, Any]) -> bool:
+    if any(k in raw for k in _V1_ONLY):
+        return True
+    return any(
+        isinstance(raw.get(k), Mapping) and f"builtin{k.capitalize()}Name" in raw[k]
+        for k in ("tuner", "assessor", "advisor")
+    )
+
+
+def v1_to_v2(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Map an NNI v1 config to v2 keys; returns the new dict and the list of mappings applied."""
+    out: dict[str, Any] = {}
+    notes: list[str] = []
+    for key, value in raw.items():
+        if key in _V1_DROPPED:
+            notes.append(f"{key} dropped")
+        elif key in _V1_RENAMES:
+            out[_V1_RENAMES[key]] = value
+            notes.append(f"{key} -> {_V1_RENAMES[key]}")
+        elif key == "trainingServicePlatform":
+            out.setdefault("trainingService", {})["platform"] = value
+            notes.append("trainingServicePlatform -> trainingService.platform")
+        elif key == "localConfig":
+            ts = out.setdefault("trainingService", {})
+            local_keys = {
+                "gpuIndices": "gpuIndices",
+                "maxTrialNumPerGpu": "maxTrialNumberPerGpu",
+                "useActiveGpu": "useActiveGpu",
+            }
+            if not isinstance(value, Mapping):
+                raise ConfigError("localConfig", f"got {value!r}; v1 'localConfig' is a mapping")
+            _check_keys(value, list(local_keys), "localConfig")
+            for k1, k2 in local_keys.items():
+                if k1 in value:
+                    ts[k2] = value[k1]
+            notes.append("localConfig -> trainingService")
+        elif key == "trial":
+            if not isinstance(value, Mapping):
+                raise ConfigError(
+                    "trial", f"got {value!r}; v1 'trial' is a mapping with command, codeDir, gpuNum"
+                )
+            for k1, k2 in (
+                ("command", "trialCommand"),
+                ("codeDir", "trialCodeDirectory"),
+                ("gpuNum", "trialGpuNumber"),
+            ):
+                if k1 in value:
+                    out[k2] = value[k1]
+                    notes.append(f"trial.{k1} -> {k2}")
+            extra = [k for k in value if k not in ("command", "codeDir", "gpuNum")]
+            if extra:
+                raise ConfigError(
+                    f"trial.{extra[0]}",
+                    "is a v1 key of a platform this version does not support; only command, codeDir and gpuNum map",
+                )
+        elif key in ("tuner", "assessor", "advisor"):
+            if isinstance(value, Mapping) and "gpuIndices" in value:
+                # v1 gave each algorithm its own gpuIndices; v2 has one tunerGpuIndices for their shared process
+                out["tunerGpuIndices"] = value["gpuIndices"]
+                notes.append(f"{key}.gpuIndices -> tunerGpuIndices")
+                value = {k: v for k, v in value.items() if k != "gpuIndices"}
+            out[key] = _v1_algorithm(value, key, notes)
+        else:
+            out[key] = value
+    return out, notes
