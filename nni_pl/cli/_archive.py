@@ -129,8 +129,9 @@ def read_manifest(archive: Path) -> dict[str, Any]:
             assert member is not None
             manifest = json.loads(member.read().decode("utf-8"))
     except (tarfile.TarError, KeyError, AssertionError, ValueError, EOFError, OSError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise NniPlError(
-            f"{archive} is not an experiment saved by `nni-pl experiment save` ({type(e).__name__}: {e})"
+            f"{archive} is not an experiment saved by `nni-pl experiment save` ({why})"
         ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise NniPlError(f"{archive} is not an experiment saved by `nni-pl experiment save`")

@@ -444,13 +444,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     s.set_defaults(func=nnictl.cmd_algo_show)
 
-    nnictl.add_parsers(sub, common)  # NNI's create, top, experiment ... and the nnictl commands nni-pl lacks
+    nnictl.add_parsers(sub, common)  # NNI's create, top and experiment commands
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in nnictl.UNSUPPORTED:  # an nnictl command nni-pl lacks: say why, whatever follows
+        args = argparse.Namespace(command=argv[0], rest=argv[1:], func=nnictl.unsupported)
+    else:
+        args = build_parser().parse_args(argv)
     for attr in ("workdir", "store"):
         if not hasattr(args, attr):
             setattr(args, attr, None)

@@ -17,7 +17,7 @@ from typing import Any
 from nni_pl.cli._common import console, elapsed, find, fmt, optimize_mode, running_experiments
 from nni_pl.errors import NniPlError
 
-__all__ = ["UNSUPPORTED", "add_parsers", "cmd_algo_show", "cmd_create", "cmd_top"]
+__all__ = ["UNSUPPORTED", "add_parsers", "cmd_algo_show", "cmd_create", "cmd_top", "unsupported"]
 
 _ID_CHARS = string.ascii_letters + string.digits
 
@@ -192,7 +192,8 @@ def cmd_algo_show(args: argparse.Namespace) -> int:
 # --- unsupported ----------------------------------------------------------------------------------------------------------
 
 
-def _unsupported(args: argparse.Namespace) -> int:
+def unsupported(args: argparse.Namespace) -> int:
+    """The answer to an nnictl command nni-pl has no counterpart for (``main`` routes them here)."""
     spelled = " ".join([args.command, *args.rest[:1]])
     raise NniPlError(f"`nnictl {spelled}` is not supported: {UNSUPPORTED[args.command]}")
 
@@ -201,7 +202,7 @@ def _unsupported(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``create``, ``top``, ``experiment`` and the unsupported nnictl commands to the ``nni-pl`` parser."""
+    """Add ``create``, ``top`` and ``experiment`` to the ``nni-pl`` parser."""
     from nni_pl.cli import experiments
 
     s = sub.add_parser(
@@ -226,8 +227,3 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     s.set_defaults(func=cmd_top)
 
     experiments.add_parser(sub, common)
-
-    for name in UNSUPPORTED:
-        s = sub.add_parser(name, add_help=False)
-        s.add_argument("rest", nargs=argparse.REMAINDER)
-        s.set_defaults(func=_unsupported)
