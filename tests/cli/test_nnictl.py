@@ -150,6 +150,33 @@ def test_save_and_load_move_an_experiment_with_its_code_to_another_home(
     assert "is not an experiment saved by" in _err_line(capsys)
 
 
+def test_save_and_load_carry_the_rows_of_every_store_back_end(store_url, tmp_path, capsys):
+    trials = [
+        {"final": {"default": 0.5, "loss": 1.5}},
+        {"status": st.FAILED, "error": "boom", "exit_code": 3},
+    ]
+    make_experiment("srv00001", trials, store_url=store_url)
+    before = st.Store(store_url).export_experiment("srv00001")
+    assert main(["experiment", "save", "srv00001", "--store", store_url, "-p", str(tmp_path)]) == 0
+    archive = str(tmp_path / "nni_experiment_srv00001.tar.gz")
+    assert main(["experiment", "delete", "srv00001", "--store", store_url, "-y"]) == 0
+    assert st.Store(store_url).list_experiments() == []
+
+    assert main(["experiment", "load", "-p", archive]) == 0  # into the folder's own SQLite store
+    local = find("srv00001")
+    assert local.store.url != store_url
+    after = local.store.export_experiment("srv00001")
+    assert after["trials"] == before["trials"] and after["metrics"] == before["metrics"]
+
+    assert main(["experiment", "delete", "srv00001", "-y"]) == 0
+    assert main(["experiment", "load", "-p", archive, "--store", store_url]) == 0  # back into a shared store
+    again = st.Store(store_url).export_experiment("srv00001")
+    assert again["trials"] == before["trials"] and again["metrics"] == before["metrics"]
+    capsys.readouterr()
+    assert main(["show", "srv00001", "--store", store_url]) == 0
+    assert "succeeded 1" in capsys.readouterr().out
+
+
 def test_experiment_delete_removes_rows_folder_and_index_and_refuses_a_running_one(tmp_path, capsys):
     make_experiment("gone0001", [{"final": 1.0}])
     shared = st.sqlite_url(tmp_path / "shared.sqlite")
