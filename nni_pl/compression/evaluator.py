@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nni_pl._lightning import quiet_trainer_kwargs
 from nni_pl.errors import ConfigError
 
 __all__ = ["Evaluator", "StepHook"]
@@ -273,13 +274,7 @@ class _LightningEvaluator(Evaluator):
     def _trainer(self, steps: int | None, callbacks: list[Any]) -> Any:
         import lightning.pytorch as pl
 
-        kwargs: dict[str, Any] = {
-            "logger": False,
-            "enable_checkpointing": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-        }
-        kwargs.update(self._trainer_kwargs)
+        kwargs = quiet_trainer_kwargs(self._trainer_kwargs)
         kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + callbacks
         if steps is not None:
             kwargs["max_steps"] = steps

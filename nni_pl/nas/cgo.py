@@ -53,6 +53,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from nni_pl._lightning import quiet_trainer_kwargs
 from nni_pl.errors import ConfigError, NniPlError
 
 __all__ = [
@@ -394,16 +395,9 @@ class _Fit:
         self, train: Any, val: Any, max_epochs: int, seed: int, trainer_kwargs: dict[str, Any]
     ) -> None:
         self.train, self.val, self.max_epochs, self.seed = train, val, max_epochs, seed
-        self.trainer_kwargs = {
-            "logger": False,
-            "enable_checkpointing": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "num_sanity_val_steps": 0,
-            "accelerator": "cpu",
-            "devices": 1,
-            **trainer_kwargs,
-        }
+        self.trainer_kwargs = quiet_trainer_kwargs(
+            trainer_kwargs, num_sanity_val_steps=0, accelerator="cpu", devices=1
+        )
 
     def __call__(self, models: list[nn.Module], indices: list[int], settings: dict[str, Any]) -> Any:
         module = MultiModelSupervisedModule(models, index_map=indices, **settings)

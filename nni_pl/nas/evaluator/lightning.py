@@ -18,19 +18,13 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from nni_pl._lightning import quiet_trainer_kwargs
 from nni_pl.errors import ConfigError
 from nni_pl.nas.evaluator._base import Evaluator, EvaluatorError, import_object, is_choice, resolve_factory
 
 __all__ = ["Classification", "Lightning", "Regression", "SupervisedModule"]
 
 log = logging.getLogger(__name__)
-
-_QUIET = {
-    "enable_progress_bar": False,
-    "enable_model_summary": False,
-    "enable_checkpointing": False,
-    "log_every_n_steps": 1,
-}
 
 
 def _class(value: Any, field: str) -> Any:
@@ -73,9 +67,9 @@ class _LightningBase(Evaluator):
         from nni_pl import trial
         from nni_pl.callbacks import NNICallback
 
-        kwargs = {**_QUIET, **self.trainer_kwargs}
-        if trial.get_output_dir() is None:
-            kwargs.setdefault("logger", False)  # standalone: no lightning_logs/ in the working directory
+        # standalone: no lightning_logs/ in the working directory; in a trial, logs go to its directory
+        in_trial = trial.get_output_dir() is not None
+        kwargs = quiet_trainer_kwargs(self.trainer_kwargs, keep_logger=in_trial, log_every_n_steps=1)
         callback = NNICallback(monitor=self.monitor, mode=self.mode, final=self.final)  # type: ignore[arg-type]
         return pl.Trainer(callbacks=[callback], **kwargs)
 
