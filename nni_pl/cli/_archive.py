@@ -5,8 +5,8 @@ The archive (``nni_experiment_<id>.tar.gz``) holds:
 * ``nni-pl-experiment.json``: the experiment's store rows (experiment, trials, metrics), exported from
   whatever store it lives in, so an experiment of a shared PostgreSQL/MySQL store moves as well as one in
   its own SQLite file;
-* ``experiment/``: its folder (trial folders with parameters, metrics, outputs and checkpoints; logs;
-  ``config.yml``), without the SQLite store, which is rebuilt from the rows;
+* ``experiment/``: its folder (trial folders with parameters, metrics, outputs and checkpoints; logs), without
+  the SQLite store and ``config.yml``, which are rebuilt from the rows (the store URL's password is not kept);
 * ``code/``: the trial code folder, with ``--saveCodeDir``.
 
 Loading rebuilds the rows in the experiment's own SQLite store (or ``--store URL``) with every path moved to
@@ -33,11 +33,13 @@ __all__ = ["ARCHIVE_MANIFEST", "load", "save"]
 ARCHIVE_MANIFEST = "nni-pl-experiment.json"
 FORMAT = "nni-pl-experiment"
 VERSION = 1
-# never packed: the store (rebuilt from the rows), the manager's lock and the running dashboard's address
+# never packed: the store and config.yml (both rebuilt from the rows at load; config.yml holds the store URL with
+# its password), the manager's lock and the running dashboard's address
 _SKIPPED = {
     "store.sqlite",
     "store.sqlite-wal",
     "store.sqlite-shm",
+    "config.yml",
     ".manager.lock",
     "webui.json",
     "webui.tmp",
@@ -73,13 +75,11 @@ def save(loc: Any, folder: Path, *, save_code: bool) -> Path:
     code = Path(exp.config.get("trialCodeDirectory") or "")
     if save_code and not (exp.config.get("trialCodeDirectory") and code.is_dir()):
         raise NniPlError(f"the trial code folder {str(code)!r} of experiment {exp.id} is not on this machine")
-    manifest = {
-        "format": FORMAT,
-        "version": VERSION,
-        "saved_at": time.time(),
-        "has_code": save_code,
-        **loc.store.export_experiment(exp.id),
-    }
+    rows = loc.store.export_experiment(exp.id)
+    stored = rows["experiment"]["config"]
+    if stored.get("storeUrl"):  # only where the rows were; loading puts them elsewhere: keep no password
+        stored["storeUrl"] = st.redact_url(str(stored["storeUrl"]))
+    manifest = {"format": FORMAT, "version": VERSION, "saved_at": time.time(), "has_code": save_code, **rows}
     tmp = target.with_name(f".{target.name}.tmp")
     try:
         with tarfile.open(tmp, "w:gz") as tar:

@@ -177,6 +177,19 @@ def test_save_and_load_carry_the_rows_of_every_store_back_end(store_url, tmp_pat
     assert "succeeded 1" in capsys.readouterr().out
 
 
+def test_an_archive_keeps_no_store_password(tmp_path):
+    import tarfile
+
+    make_experiment("pass0001", [{"final": 1.0}], storeUrl="postgresql://nni:s3cret@db.example/nni")
+    (find("pass0001").directory / "config.yml").write_text(
+        "storeUrl: postgresql://nni:s3cret@db.example/nni\n"
+    )
+    assert main(["experiment", "save", "pass0001", "-p", str(tmp_path)]) == 0
+    with tarfile.open(tmp_path / "nni_experiment_pass0001.tar.gz") as tar:
+        files = [tar.extractfile(m) for m in tar.getmembers() if m.isfile()]
+        assert files and not any(b"s3cret" in f.read() for f in files if f is not None)
+
+
 def test_experiment_delete_removes_rows_folder_and_index_and_refuses_a_running_one(tmp_path, capsys):
     make_experiment("gone0001", [{"final": 1.0}])
     shared = st.sqlite_url(tmp_path / "shared.sqlite")
