@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import pytest
@@ -260,3 +261,125 @@ def test_lightning_cli_config(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "OUT 4 8" in done.stdout, done.stdout[-2000:]
+
+
+# --- a thin adapter: keyword-only, validated, the shared schedule, its own state ------------------------------------
+def test_pruning_callback_arguments_are_keyword_only() -> None:
+    with pytest.raises(TypeError, match="positional"):
+        PruningCallback("l1", CONV)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"pruner": 3}, r"PruningCallback\.pruner.*got 3"),
+        ({"pruner": "l3"}, r"PruningCallback\.pruner.*unknown pruning_algorithm 'l3'"),
+        ({"schedule": "cubic"}, r"PruningCallback\.schedule.*'agp'.*got 'cubic'"),
+        ({"start_epoch": -1}, r"PruningCallback\.start_epoch.*>= 0, got -1"),
+        ({"start_epoch": 2, "end_epoch": 1}, r"PruningCallback\.end_epoch.*>= start_epoch \(2\), got 1"),
+        ({"end_epoch": True}, r"PruningCallback\.end_epoch.*got True"),
+        ({"speedup": "yes"}, r"PruningCallback\.speedup.*True or False, got str 'yes'"),
+        ({"dummy_input": "x"}, r"PruningCallback\.dummy_input.*shape such as \[1, 3, 32, 32\], got str 'x'"),
+        ({"dummy_input": [1, 0, 8]}, r"PruningCallback\.dummy_input.*got list \[1, 0, 8\]"),
+        ({"pruning_params": [1]}, r"PruningCallback\.pruning_params.*dict.*got list"),
+        ({"pruning_params": {"sparsity": 1}}, r"pruning_params\.sparsity.*not an argument of L1NormPruner"),
+        (
+            {"pruner": "taylorfo", "pruning_params": {"training_batch": 2}},
+            r"pruning_params\.training_batch.*not an argument of TaylorFOWeightPruner.*'training_batches'",
+        ),
+        (
+            {"pruning_params": {"mode": "fast"}},
+            r"pruning_params\.mode.*L1NormPruner takes mode in.*got 'fast'",
+        ),
+        (
+            {"pruner": "apoz", "pruning_params": {"evaluator": 3}},
+            r"pruning_params\.evaluator.*Evaluator, got int",
+        ),
+        ({"config_list": None}, r"PruningCallback\.config_list.*required.*got None"),
+    ],
+)
+def test_pruning_callback_invalid_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        PruningCallback(**{"config_list": CONV, **kwargs})
+
+
+def test_pruning_callback_takes_the_schedule_and_the_step_of_the_scheduled_pruners() -> None:
+    from nni_pl.callbacks import pruning
+    from nni_pl.compression.pruning import schedule, scheduled
+
+    assert pruning.schedule_fraction is schedule.schedule_fraction
+    assert pruning.prune_step is schedule.prune_step is scheduled.prune_step
+    assert pruning.with_sparsity is schedule.with_sparsity
+
+
+def test_pruning_callback_state_key_and_state_dict(tmp_path: Path) -> None:
+    a = PruningCallback(pruner="l1", config_list=CONV, start_epoch=1)
+    b = PruningCallback(pruner="l2", config_list=CONV, schedule="agp", start_epoch=0, end_epoch=1)
+    assert a.state_key != b.state_key and "l1" in a.state_key
+    torch.manual_seed(0)
+    trainer(tmp_path, [a], epochs=2).fit(TinyNet(), datamodule=TinyData())
+    ckpt = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert ckpt["callbacks"][a.state_key] == {"done_steps": [1], "sped_up": True}
+    fresh = PruningCallback(pruner="l1", config_list=CONV, start_epoch=1)
+    fresh.load_state_dict(ckpt["callbacks"][a.state_key])
+    assert fresh.done_steps == [1]
+
+
+def test_a_schedule_step_reaches_its_target_when_the_pruner_prefers_units_pruned_before(
+    tmp_path: Path,
+) -> None:
+    """Issue 16 in the callback: a step's masks are computed for its target, not multiplied into the previous."""
+    from nni_pl.compression import Evaluator
+
+    def train_fn(model: nn.Module, optimizer_step_hook: Any, max_steps: int | None) -> None:
+        calls.append(1)
+        # odd calls: channels 0-2 look least important; even calls: most important (as if they had regrown)
+        gamma = torch.arange(1.0, 9.0) if len(calls) % 2 else torch.arange(8.0, 0.0, -1.0)
+        with torch.no_grad():
+            model.net[1].weight.copy_(gamma)
+        optimizer_step_hook()
+
+    calls: list[int] = []
+    cb = PruningCallback(
+        pruner="slim",
+        config_list=[{"sparsity": 0.5, "op_types": ["BatchNorm2d"]}],
+        schedule="agp",
+        start_epoch=0,
+        end_epoch=2,
+        speedup=False,
+        pruning_params={"evaluator": Evaluator.from_function(train_fn), "training_steps": 1},
+    )
+    torch.manual_seed(0)
+    model = TinyNet()
+    trainer(tmp_path, [cb], epochs=3).fit(model, datamodule=TinyData())
+    assert len(calls) == 3 and cb.done_steps == [0, 1, 2]
+    assert int(cb.masks["net.1"]["weight"].eq(0).sum()) == 4  # 0.5 of 8 channels, not 3 + 4
+    assert int(model.net[1].weight.detach().eq(0).sum()) == 4
+
+
+def test_a_pruner_that_trains_does_so_on_a_copy_and_leaves_the_fit_alone(tmp_path: Path) -> None:
+    seen: dict[str, torch.Tensor] = {}
+
+    class Watch(pl.Callback):
+        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if trainer.current_epoch == 0:
+                seen["before"] = pl_module.net[3].weight.detach().clone()
+
+        def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if trainer.current_epoch == 1:  # runs after PruningCallback's hook
+                seen["after"] = pl_module.net[3].weight.detach().clone()
+
+    cb = PruningCallback(
+        pruner="taylorfo",
+        config_list=CONV,
+        start_epoch=1,
+        speedup=False,
+        pruning_params={"training_batches": 3},
+    )
+    torch.manual_seed(0)
+    model = TinyNet()
+    trainer(tmp_path, [cb, Watch()], epochs=2).fit(model, datamodule=TinyData())
+    mask = cb.masks["net.3"]["weight"]
+    assert int(mask.flatten(1).amax(1).eq(0).sum()) == 8
+    # the Taylor scores came from three training steps of a copy: the fit's weights are only masked
+    torch.testing.assert_close(seen["after"], seen["before"] * mask)

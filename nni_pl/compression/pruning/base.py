@@ -54,6 +54,13 @@ def _channel_groups(model: nn.Module, dummy_input: Any) -> list[list[str]]:
     return [list(g) for g in channel_groups(model, dummy_input)]
 
 
+def _finite_max(s: torch.Tensor) -> torch.Tensor:
+    """The largest ``|score|`` that is finite (units ranked first by ``previous_masks`` hold ``-inf``)."""
+    finite = s.detach().float().cpu()
+    finite = finite[torch.isfinite(finite)]
+    return finite.abs().max() if finite.numel() else torch.tensor(1.0)
+
+
 class Pruner:
     """Base of the one-shot pruners.
 
@@ -136,14 +143,25 @@ class Pruner:
         raise NotImplementedError
 
     # -- public -----------------------------------------------------------------------------------------------------
-    def compress(self) -> tuple[nn.Module, Masks]:
-        """Compute the masks, apply them to the model in place and return ``(model, masks)``."""
+    def compress(
+        self, *, previous_masks: Mapping[str, Mapping[str, torch.Tensor]] | None = None
+    ) -> tuple[nn.Module, Masks]:
+        """Compute the masks, apply them to the model in place and return ``(model, masks)``.
+
+        Args:
+            previous_masks: the masks of an earlier step of a schedule (see
+                :func:`~nni_pl.compression.pruning.schedule.prune_step`). The units they prune rank below every
+                other unit, so they are pruned again and count toward this config_list's sparsity: the layer
+                reaches its target and no more, whatever the scores say about them.
+        """
         if self.mode == "global":
             # NNI's global mode: every entry's layers share one budget, as with total_sparsity
             for t in self.targets:
                 if t.group_total is None:
                     t.group_total = t.sparsity
         scores = self.scores(self.targets)
+        if previous_masks:
+            scores = self._rank_pruned_first(scores, previous_masks)
         self._masks = self._masks_from_scores(scores)
         apply_masks(self.model, self._masks)
         logger.info("%s pruned %d layers", type(self).__name__, len(self._masks))
@@ -168,6 +186,26 @@ class Pruner:
         return out
 
     # -- allocation -------------------------------------------------------------------------------------------------
+    def _rank_pruned_first(
+        self, scores: Mapping[str, torch.Tensor], previous: Mapping[str, Mapping[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        """Scores with the units that ``previous`` prunes set to ``-inf`` (every other unit ranks above them)."""
+        out = dict(scores)
+        for t in self.targets:
+            mask = previous.get(t.name, {}).get("weight")
+            if mask is None or t.name not in out or tuple(mask.shape) != tuple(t.module.weight.shape):
+                continue
+            if self.structured and mask.dim() > 1:
+                pruned = mask.detach().flatten(1).eq(0).all(dim=1)  # a whole output channel
+            else:
+                pruned = mask.detach().eq(0)
+            s = out[t.name].detach().float().clone()
+            if pruned.shape != s.shape:
+                continue
+            s[pruned.to(s.device)] = float("-inf")
+            out[t.name] = s
+        return out
+
     def _unit_size(self, t: LayerTarget) -> int:
         return t.module.weight[0].numel() if self.structured else 1
 
@@ -234,7 +272,7 @@ class Pruner:
                 if len(members) < 2 or len(sizes) != 1:
                     continue
                 joint = sum(
-                    scores[n].detach().float().cpu() / (scores[n].abs().max().cpu() + 1e-12) for n in members
+                    scores[n].detach().float().cpu() / (_finite_max(scores[n]) + 1e-12) for n in members
                 )
                 common = min(counts[n] for n in members)
                 pruned_common = torch.argsort(joint, stable=True)[:common]

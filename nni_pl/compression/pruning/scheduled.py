@@ -5,8 +5,9 @@ Each is a loop around a one-shot pruner chosen by ``pruning_algorithm`` (``"leve
 ``"fpgm"``, ``"slim"``, ``"apoz"``, ``"mean_activation"``, ``"taylorfo"``, ``"admm"``, ``"movement"``; its extra
 arguments in ``pruning_params``, e.g. ``{"mode": "dependency_aware", "evaluator": Evaluator...}``). One iteration:
 
-1. prune the current model with this iteration's ``config_list`` (the previous masks are kept: a pruned weight
-   stays pruned);
+1. prune the current model with this iteration's ``config_list``
+   (:func:`~nni_pl.compression.pruning.schedule.prune_step`: a pruned weight stays pruned and counts toward the
+   iteration's sparsity, which is reached and not exceeded);
 2. ``speed_up=True``: ``ModelSpeedup(model, dummy_input, masks)`` makes it physically smaller (the next
    iteration's sparsity is then relative to the smaller model);
 3. ``finetuner(model)`` (masks enforced while it trains: masked weights are zeroed before every forward);
@@ -57,6 +58,13 @@ from torch import nn
 from nni_pl.compression.pruning._ddpg import DDPG_PARAMS, DDPGAgent
 from nni_pl.compression.pruning.config import resolve
 from nni_pl.compression.pruning.masks import Masks, apply_masks
+from nni_pl.compression.pruning.schedule import (
+    SPARSITY_KEYS,
+    final_sparsities,
+    prune_step,
+    schedule_fraction,
+    with_sparsity,
+)
 from nni_pl.errors import ConfigError
 
 __all__ = [
@@ -100,29 +108,6 @@ def pruner_class(name: str) -> type:
             f"unknown pruning algorithm {name!r}; use one of {sorted(PRUNING_ALGORITHMS)}",
         )
     return cls
-
-
-def _with_sparsity(
-    config_list: Sequence[Mapping[str, Any]], fn: Callable[[float], float]
-) -> list[dict[str, Any]]:
-    """A copy of config_list with every sparsity value mapped through ``fn`` (exclude entries untouched)."""
-    out = []
-    for entry in config_list:
-        new = dict(entry)
-        for key in ("sparsity", "sparsity_per_layer", "total_sparsity"):
-            if key in new:
-                new[key] = fn(float(new[key]))
-        out.append(new)
-    return out
-
-
-def _final_sparsities(config_list: Sequence[Mapping[str, Any]]) -> list[float]:
-    values = []
-    for entry in config_list:
-        for key in ("sparsity", "sparsity_per_layer", "total_sparsity"):
-            if key in entry:
-                values.append(float(entry[key]))
-    return values
 
 
 class _MaskGuard:
@@ -241,7 +226,8 @@ class ScheduledPruner:
 
     def schedule(self) -> list[float]:
         """The sparsity of the first config entry after each iteration (for reading and tests)."""
-        final = _final_sparsities(self.config_list)[0] if _final_sparsities(self.config_list) else 0.0
+        finals = final_sparsities(self.config_list)
+        final = finals[0] if finals else 0.0
         return [self._target(final, i) for i in range(1, self.total_iteration + 1)]
 
     def _target(self, final: float, i: int) -> float:
@@ -249,14 +235,14 @@ class ScheduledPruner:
 
     def task_config(self, i: int) -> list[dict[str, Any]]:
         """The config_list of iteration ``i`` (relative to the current, possibly sped-up, model)."""
-        target = _with_sparsity(self.config_list, lambda s: self._target(s, i))
+        target = with_sparsity(self.config_list, lambda s: self._target(s, i))
         if not self.speed_up or i == 1:
             return target
-        previous = _with_sparsity(self.config_list, lambda s: self._target(s, i - 1))
+        previous = with_sparsity(self.config_list, lambda s: self._target(s, i - 1))
         out = []
         for now, before in zip(target, previous, strict=True):
             entry = dict(now)
-            for key in ("sparsity", "sparsity_per_layer", "total_sparsity"):
+            for key in SPARSITY_KEYS:
                 if key in entry:
                     # the sped-up model kept (1 - before) of the original units; prune the rest relative to it
                     entry[key] = max(0.0, 1.0 - (1.0 - now[key]) / max(1e-12, 1.0 - before[key]))
@@ -265,19 +251,9 @@ class ScheduledPruner:
 
     # -- one step -------------------------------------------------------------------------------------------------
     def prune_step(self, model: nn.Module, config_list: list[dict[str, Any]]) -> tuple[nn.Module, Masks]:
-        """Prune ``model`` with ``config_list``, keeping the current masks; speed it up when asked."""
-        if self.masks:
-            apply_masks(model, self.masks)
-        pruner = self.pruner_cls(model, config_list, **self.pruning_params)
-        model, masks = pruner.compress()
-        for name, entry in self.masks.items():
-            if name in masks:
-                for pname, old in entry.items():
-                    if pname in masks[name] and masks[name][pname].shape == old.shape:
-                        masks[name][pname] = masks[name][pname] * old.to(masks[name][pname])
-            else:
-                masks[name] = entry
-        apply_masks(model, masks)
+        """Prune ``model`` with ``config_list``, keeping the current masks (:func:`~.schedule.prune_step`); speed
+        it up when asked."""
+        masks = prune_step(model, self.pruner_cls, config_list, self.masks, **self.pruning_params)
         if self.speed_up:
             speedup = importlib.import_module("nni_pl.compression.speedup")
             model = speedup.ModelSpeedup(model, self.dummy_input, masks).speedup_model()
@@ -350,7 +326,7 @@ class LinearPruner(ScheduledPruner):
     """
 
     def fraction(self, i: int) -> float:
-        return i / self.total_iteration
+        return schedule_fraction("linear", i, self.total_iteration)
 
     def _target(self, final: float, i: int) -> float:
         return round(final * self.fraction(i), 10)
@@ -367,7 +343,7 @@ class AGPPruner(ScheduledPruner):
     """
 
     def fraction(self, i: int) -> float:
-        return 1.0 - (1.0 - i / self.total_iteration) ** 3
+        return schedule_fraction("agp", i, self.total_iteration)
 
 
 class LotteryTicketPruner(ScheduledPruner):
