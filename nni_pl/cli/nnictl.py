@@ -98,6 +98,8 @@ def _table(args: argparse.Namespace) -> Any:
             format_seconds(elapsed(exp)),
             info.get("url") or "-",
         )
+        if loc.store.is_sqlite:
+            loc.store.close()  # top runs for hours: one connection per refresh must not pile up
     if not table.row_count:
         return "no experiment is running (`nni-pl list` shows every experiment)"
     return table
