@@ -33,9 +33,14 @@ __all__ = [
 MAX_PARAMETER_COLUMNS = 12  # `show` gives each parameter a column; more than this go into one "more" column
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrialCounts:
-    """An experiment's trials by shown status, and how many count towards ``maxTrialNumber``."""
+    """An experiment's trials by shown status, and how many count towards ``maxTrialNumber``.
+
+    Example:
+        >>> TrialCounts(by_status={"SUCCEEDED": 3, "INTERRUPTED": 2}, counted=5, manager_running=False).describe()
+        'interrupted 2, failed 0'
+    """
 
     by_status: dict[str, int]
     counted: int
@@ -72,7 +77,7 @@ def trial_counts(loc: Any) -> TrialCounts:
                 counts[shown] = counts.get(shown, 0) + 1
         if not counts[st.RUNNING]:
             del counts[st.RUNNING]
-    return TrialCounts(counts, counted, manager_running)
+    return TrialCounts(by_status=counts, counted=counted, manager_running=manager_running)
 
 
 # --- list / show ------------------------------------------------------------------------------------------------
