@@ -12,8 +12,7 @@ Example:
     >>> from nni_pl.hpo.tuners.random import RandomTuner
     >>> class TestRandom(TunerTestCase):
     ...     tuner_class = RandomTuner
-    ...     exhausts_finite_spaces = False
-    >>> TestRandom().test_randint_values()   # raises AssertionError if the tuner breaks the contract
+    >>> TestRandom().test_exhausts_finite_spaces()   # raises AssertionError if the tuner breaks the contract
 """
 
 from __future__ import annotations
@@ -43,6 +42,8 @@ from nni_pl.testing import corpus
 
 __all__ = [
     "DEFAULT_EXTRA_KEYS",
+    "FINITE_FLAT_12",
+    "FINITE_NESTED_12",
     "RunLog",
     "Trial",
     "TunerTestCase",
@@ -74,6 +75,32 @@ NON_FINITE_METRICS: tuple[Any, ...] = (
     {"default": math.nan, "other": 1.0},
     {"default": math.inf},
 )
+
+#: The finite space of the finite-space rule: 12 points behind a nested choice (1 + 6 + 4 + 1).
+FINITE_NESTED_12: dict[str, Any] = {
+    "model": {
+        "_type": "choice",
+        "_value": [
+            {"_name": "linear"},
+            {
+                "_name": "mlp",
+                "width": {"_type": "choice", "_value": [16, 32]},
+                "depth": {"_type": "randint", "_value": [1, 4]},
+            },
+            {
+                "_name": "conv",
+                "kernel": {"_type": "choice", "_value": [3, 5]},
+                "padding": {"_type": "choice", "_value": ["same", "valid"]},
+            },
+            {"_name": "identity", "scale": 1.0},
+        ],
+    }
+}
+#: The same rule's space for tuners without nested choices (numeric options only): 12 points.
+FINITE_FLAT_12: dict[str, Any] = {
+    "width": {"_type": "choice", "_value": [16, 32, 64]},
+    "depth": {"_type": "randint", "_value": [1, 5]},
+}
 
 _BOUNDED_Q = ("quniform", "qloguniform")
 _TMP_PREFIX = "nni-pl-conformance-"
@@ -363,9 +390,18 @@ class TunerTestCase:
         tuner_class: the tuner under test.
         tuner_kwargs: keyword arguments for it (keep model-based tuners small and fast here).
         seed_arg: name of the constructor's seed argument (``None``: the tuner takes no seed).
-        exhausts_finite_spaces: the tuner raises ``NoMoreTrialError`` once every point of a finite
-            space has been suggested, never repeating one (TPE, Anneal, GridSearch, Batch do; Random
-            does not).
+        exhausts_finite_spaces: the tuner follows the finite-space rule (every built-in sampling tuner
+            does): on a finite space it never suggests a point twice, counting points it learnt of
+            (results, ``import_data``, customised trials, ``resume``), and raises ``NoMoreTrialError``
+            once every point is used. ``False`` alone fails the finite-space checks: set
+            :attr:`finite_space_exemption` instead.
+        finite_space_exemption: the documented reason a tuner does not follow that rule (PBT: its
+            generations re-run the members' hyperparameters and never end). Setting it opts out: the
+            finite-space checks then only ask for valid points.
+        reevaluates: the documented reason a tuner deliberately suggests a configuration again with
+            other extra keys (Hyperband and BOHB: successive halving re-runs the best configurations at
+            a larger ``TRIAL_BUDGET``). The rule then holds for fresh configurations: every point of a
+            finite space once, no suggestion twice with the same extra keys, then ``NoMoreTrialError``.
         deterministic: the suggestions do not depend on the seed (GridSearch, Batch).
         extra_keys: keys a suggestion may carry beside the space's (``TRIAL_BUDGET``, PBT's folders).
         space_override: a space to use instead of the corpus, for tuners that need a special one
@@ -389,6 +425,8 @@ class TunerTestCase:
     tuner_kwargs: ClassVar[Mapping[str, Any]] = {}
     seed_arg: ClassVar[str | None] = "seed"
     exhausts_finite_spaces: ClassVar[bool] = True
+    finite_space_exemption: ClassVar[str | None] = None
+    reevaluates: ClassVar[str | None] = None
     deterministic: ClassVar[bool] = False
     extra_keys: ClassVar[frozenset[str]] = DEFAULT_EXTRA_KEYS
     space_override: ClassVar[Mapping[str, Any] | None] = None
@@ -479,11 +517,17 @@ class TunerTestCase:
         return cases[0][1]
 
     def finite_spaces(self) -> list[tuple[str, dict[str, Any]]]:
-        """Small finite spaces (cut to what the tuner supports) to exhaust."""
+        """Small finite spaces (cut to what the tuner supports) to exhaust: first twelve points behind a
+        nested choice (:data:`FINITE_NESTED_12`, or :data:`FINITE_FLAT_12` for a tuner without nested
+        choices), then the corpus's finite cases."""
         if self.space_override is not None:
             space = dict(self.space_override)
             return [("space_override", space)] if SearchSpace.parse(space).is_finite else []
         out = []
+        for name, twelve in (("finite_nested_12", FINITE_NESTED_12), ("finite_flat_12", FINITE_FLAT_12)):
+            if corpus.supported_part(self.tuner_type(), twelve)[0] == twelve:
+                out.append((name, copy.deepcopy(twelve)))
+                break
         for case in corpus.FINITE_CASES:
             kept, _ = corpus.supported_part(self.tuner_type(), case.space)
             if kept:
@@ -734,78 +778,126 @@ class TunerTestCase:
         self.run_trials(empty, space, 3)
 
     def test_exhausts_finite_spaces(self) -> None:
-        """A finite space is run out of without duplicates, then ``NoMoreTrialError``, and it stays so.
+        """The finite-space rule: each point once (twelve behind a nested choice, and the corpus's finite
+        spaces), then ``NoMoreTrialError``, and it stays so.
 
-        With ``exhausts_finite_spaces = False`` the tuner must instead keep giving valid points (or
-        raise ``NoMoreTrialError`` only once every point was given).
+        A tuner with a :attr:`finite_space_exemption` must instead keep giving valid points (or raise
+        ``NoMoreTrialError`` only once every point was given); one that :attr:`reevaluates` may suggest
+        a configuration again, with other extra keys, but still each configuration and then
+        ``NoMoreTrialError``.
         """
         cases = self.finite_spaces()
+        obeys = self._obeys_finite_rule()
         for name, space in cases:
             parsed = SearchSpace.parse(space)
             size = int(parsed.size)
             tuner = self.new_tuner(space)
-            if not self.exhausts_finite_spaces:
+            if not obeys:
                 self.run_trials(tuner, space, 2 * size + 2, concurrency=2)
                 continue
             log = self.run_trials(
                 tuner,
                 space,
-                size + 1,
+                self._finite_budget(size),
                 concurrency=2,
                 outcome=lambda t: "FAILED" if t.index == 2 else "SUCCEEDED",
             )
             self._check_exhausted(parsed, tuner, log, size, f"[{name}, one trial at a time]")
-        if cases and self.exhausts_finite_spaces:
+        if cases and obeys:
             name, space = cases[0]
             parsed = SearchSpace.parse(space)
             size = int(parsed.size)
             tuner = self.new_tuner(space)
-            log = self.run_trials(tuner, space, size + 1, concurrency=size + 1, finish=False)
+            log = self.run_trials(tuner, space, self._finite_budget(size), concurrency=size + 1, finish=False)
             self._check_exhausted(parsed, tuner, log, size, f"[{name}, all trials running, no results yet]")
 
     def test_resume_continues_a_finite_space(self) -> None:
-        """After ``resume``, points already run or running are not suggested again; the rest still are."""
+        """After ``resume`` with half of a finite space as history (finished, failed, still running and a
+        customised trial), only the other points are suggested, each once, then ``NoMoreTrialError``."""
         cases = self.finite_spaces()
         if not cases:
             return
         name, space = cases[0]
         parsed = SearchSpace.parse(space)
         size = int(parsed.size)
+        obeys = self._obeys_finite_rule()
         before = self.new_tuner(space)
         log = self.run_trials(
             before,
             space,
             max(2, size // 2),
+            concurrency=2,
             outcome=lambda t: "FAILED" if t.index == 1 else "SUCCEEDED",
             finish=False,
         )
         history = self._history(log)
+        taken = {self.key_of(parsed, h.parameters) for h in history}
+        unseen = [p for p in parsed.grid() if point_key(parsed, p) not in taken]
+        if len(unseen) > 1:  # a trial the user added by hand, which the tuner never suggested
+            custom = self.from_space_point(copy.deepcopy(unseen[len(unseen) // 2]))
+            history.append(HistoryEntry(None, custom, self.metric_for(custom), True, "customized"))
+            taken.add(self.key_of(parsed, custom))
         after = self.new_tuner(space)
         _call(after, "resume", history)
-        all_known = {self.key_of(parsed, h.parameters) for h in history}
-        if not self.exhausts_finite_spaces:
-            self.run_trials(
-                after, space, size, start_id=log.next_id, running=log.pending, known_points=all_known
-            )
+        if not obeys:
+            self.run_trials(after, space, size, start_id=log.next_id, running=log.pending, known_points=taken)
             return
-        taken = {self.key_of(parsed, h.parameters) for h in history if h.value is not None or not h.finished}
         rest = self.run_trials(
-            after, space, size + 1, start_id=log.next_id, running=log.pending, known_points=all_known
+            after,
+            space,
+            self._finite_budget(size),
+            start_id=log.next_id,
+            running=log.pending,
+            known_points=taken,
         )
-        where = f"[{name}, resumed after {len(history)} trials]"
-        _ensure(
-            rest.exhausted,
-            f"{where} {len(rest.trials)} suggestions after resume, and still no NoMoreTrialError "
-            f"over a space of {size} points",
+        where = f"[{name}, resumed with {len(taken)} of its {size} points as history]"
+        self._check_rest(parsed, rest, history, taken, size, where)
+
+    def test_imported_and_customised_points_are_not_suggested(self) -> None:
+        """Points imported with ``import_data`` (with or without a value) and the point of a customised
+        trial (a result for a parameter id the tuner did not hand out) count as seen on a finite space."""
+        cases = self.finite_spaces()
+        if not cases or not self._obeys_finite_rule():
+            return
+        name, space = cases[0]
+        parsed = SearchSpace.parse(space)
+        size = int(parsed.size)
+        grid = list(parsed.grid())
+        order = np.random.default_rng(7).permutation(size)
+        imported = [grid[int(i)] for i in order[: min(3, size - 2)]]
+        tuner = self.new_tuner(space)
+        values = [0.4, None, {"default": 0.7, "other": 1}]
+        records = [
+            {"parameter": self.from_space_point(copy.deepcopy(p)), "value": v}
+            for p, v in zip(imported, values)
+        ]
+        _call(tuner, "import_data", records)
+        known = {point_key(parsed, p) for p in imported}
+        first = self.run_trials(tuner, space, 1, known_points=known)
+        taken = known | {self.key_of(parsed, t.parameters) for t in first.trials}
+        custom_point = next((p for p in grid if point_key(parsed, p) not in taken), None)
+        if custom_point is None:
+            return
+        custom = self.from_space_point(copy.deepcopy(custom_point))
+        # as the manager does: the customised trial takes the next parameter id, reports, and gets no trial_end
+        _call(
+            tuner,
+            "receive_trial_result",
+            first.next_id,
+            copy.deepcopy(custom),
+            self.metric_for(custom),
+            customized=True,
+            trial_job_id="customised-trial",
         )
-        keys = [self.key_of(parsed, t.parameters) for t in rest.trials]
-        again = [t.parameters for t, key in zip(rest.trials, keys) if key in taken]
-        _ensure(
-            not again,
-            lambda: f"{where} suggested points already run or running before the resume: {_fmt(again)}",
+        taken.add(point_key(parsed, custom_point))
+        rest = self.run_trials(
+            tuner, space, self._finite_budget(size), start_id=first.next_id + 1, known_points=taken
         )
-        repeats = self._repeats(parsed, rest.trials)
-        _ensure(not repeats, lambda: f"{where} " + "; ".join(repeats))
+        history = [
+            HistoryEntry(t.parameter_id, t.sent, first.results.get(t.parameter_id)) for t in first.trials
+        ]
+        where = f"[{name}, {len(imported)} points imported, 1 customised]"
+        self._check_rest(parsed, rest, history, taken, size, where)
 
     def test_same_seed_same_suggestions(self) -> None:
         """Two tuners with the same seed give the same suggestions for the same results (seed 0 included)."""
@@ -999,12 +1091,43 @@ class TunerTestCase:
                 ),
             )
 
+    def _obeys_finite_rule(self) -> bool:
+        """Whether the finite-space checks apply in full (they do unless an exemption gives its reason)."""
+        reason = self.finite_space_exemption
+        if reason is not None:
+            _ensure(
+                isinstance(reason, str) and reason.strip(),
+                f"{type(self).__name__}.finite_space_exemption must say why the tuner may repeat points or "
+                f"never run out, got {reason!r}",
+            )
+            return False
+        _ensure(
+            self.exhausts_finite_spaces,
+            f"{type(self).__name__} sets exhausts_finite_spaces = False without a reason: every sampling "
+            "tuner must suggest each point of a finite space once, then raise NoMoreTrialError; for a "
+            "documented exception set finite_space_exemption = '<why>' instead",
+        )
+        return True
+
+    def _finite_budget(self, size: int) -> int:
+        """Suggestions to ask for on a space of ``size`` points: one past it, more for re-evaluations."""
+        return 3 * size + 10 if self.reevaluates else size + 1
+
+    def _identity(self, space: SearchSpace, parameters: Mapping[str, Any]) -> str:
+        """What must not repeat: the point, and for a tuner that :attr:`reevaluates`, its extra keys too."""
+        key = self.key_of(space, parameters)
+        if self.reevaluates:
+            extras = {k: v for k, v in parameters.items() if k in self.extra_keys}
+            key += " " + json.dumps(extras, sort_keys=True, default=str)
+        return key
+
     def _repeats(self, space: SearchSpace, trials: Sequence[Trial]) -> list[str]:
-        """A message per suggestion that repeats an earlier one of ``trials``."""
+        """A message per suggestion that repeats an earlier one of ``trials`` (with its extra keys, for a
+        tuner that :attr:`reevaluates`)."""
         seen: dict[str, Trial] = {}
         out = []
         for trial in trials:
-            key = self.key_of(space, trial.parameters)
+            key = self._identity(space, trial.parameters)
             if key in seen:
                 out.append(
                     f"generate_parameters({trial.parameter_id}) repeated the point of "
@@ -1016,14 +1139,17 @@ class TunerTestCase:
 
     def _check_exhausted(self, space: SearchSpace, tuner: Tuner, log: RunLog, size: int, where: str) -> None:
         problems = self._repeats(space, log.trials)
+        configs = {self.key_of(space, t.parameters) for t in log.trials}
         if not log.exhausted:
             problems.append(
                 f"{len(log.trials)} suggestions over a space of {size} points and no NoMoreTrialError "
-                "(set exhausts_finite_spaces = False if the tuner is not meant to run out)"
+                "(every sampling tuner must run out of a finite space; for a documented exception set "
+                "finite_space_exemption)"
             )
-        elif len(log.trials) != size:
+        elif len(configs) != size or (not self.reevaluates and len(log.trials) != size):
             problems.append(
-                f"NoMoreTrialError after {len(log.trials)} suggestions; the space has {size} points"
+                f"NoMoreTrialError after {len(log.trials)} suggestions of {len(configs)} distinct points; "
+                f"the space has {size} points"
             )
         _ensure(not problems, lambda: f"{where} " + "; ".join(problems))
         for pid in (log.next_id, log.next_id + 1):
@@ -1034,6 +1160,33 @@ class TunerTestCase:
             except WaitForResults:
                 _fail(f"{where} after NoMoreTrialError, generate_parameters({pid}) raised WaitForResults")
             _fail(f"{where} after NoMoreTrialError, generate_parameters({pid}) returned {_fmt(params)}")
+
+    def _check_rest(
+        self,
+        space: SearchSpace,
+        rest: RunLog,
+        history: Sequence[HistoryEntry],
+        taken: set[str],
+        size: int,
+        where: str,
+    ) -> None:
+        """After ``taken`` points were known to the tuner, ``rest`` gave each other point once, then ran out."""
+        problems = self._repeats(space, rest.trials)
+        keys = [self.key_of(space, t.parameters) for t in rest.trials]
+        before = {self._identity(space, h.parameters) for h in history}
+        again = [
+            t.parameters
+            for t, key in zip(rest.trials, keys)
+            if key in taken and (not self.reevaluates or self._identity(space, t.parameters) in before)
+        ]
+        if again:
+            problems.append(f"suggested points it already knew of: {_fmt(again)}")
+        fresh = {key for key in keys if key not in taken}
+        if not rest.exhausted:
+            problems.append(f"{len(rest.trials)} suggestions and still no NoMoreTrialError")
+        elif len(fresh) != size - len(taken):
+            problems.append(f"NoMoreTrialError after {len(fresh)} new points; {size - len(taken)} were left")
+        _ensure(not problems, lambda: f"{where} " + "; ".join(problems))
 
     def _records(
         self, space: Mapping[str, Any], n: int, *, seed: int

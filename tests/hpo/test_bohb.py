@@ -343,7 +343,7 @@ def test_bohb_rejects_nothing_running_wait():
 class TestBOHBConformance(TunerTestCase):
     tuner_class = BOHB
     tuner_kwargs = {"min_budget": 1, "max_budget": 9, "min_points_in_model": 2}
-    exhausts_finite_spaces = False  # brackets loop until maxTrialNumber, as in NNI
+    reevaluates = "successive halving runs the best configurations again at a larger TRIAL_BUDGET"
     n_suggestions = 30
 
 

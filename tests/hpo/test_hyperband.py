@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import nni_pl
-from nni_pl.errors import ConfigError, SearchSpaceError, WaitForResults
+from nni_pl.errors import ConfigError, NoMoreTrialError, SearchSpaceError, WaitForResults
 from nni_pl.hpo import Advisor, AssessResult, HistoryEntry, create_algorithm
 from nni_pl.hpo.tuners._brackets import hyperband_rungs
 from nni_pl.hpo.tuners.hyperband import TRIAL_BUDGET, Hyperband
@@ -144,17 +144,23 @@ def test_hyperband_second_result_and_unknown_ids_are_ignored():
     assert hb._sched.trials[0][2].loss == -0.5
 
 
-def test_hyperband_finite_space_does_not_promote_a_duplicate_twice():
+def test_hyperband_finite_space_samples_each_point_once_then_finishes_its_brackets():
     hb = _new({"c": {"_type": "choice", "_value": [1, 2]}}, R=9, eta=3, seed=0)
-    rung0 = [hb.generate_parameters(i) for i in range(9)]
+    rung0 = [hb.generate_parameters(i) for i in range(2)]  # 9 wanted, 2 points
+    assert sorted(p["c"] for p in rung0) == [1, 2] and {p[TRIAL_BUDGET] for p in rung0} == {1}
+    with pytest.raises(WaitForResults, match="every point of the search space has been sampled"):
+        hb.generate_parameters(2)
     for i, p in enumerate(rung0):
         hb.receive_trial_result(i, p, p["c"])
-    promoted = []
-    for i in range(9, 30):
-        p = hb.generate_parameters(i)
-        if p[TRIAL_BUDGET] == 3 and len(promoted) < 2 and i < 11:
-            promoted.append(p)
-    assert sorted(p["c"] for p in promoted) == [1, 2]  # 3 wanted, only 2 distinct configurations
+    # the bracket goes on with what it has: the best 1 of 2 (not 3 of 9) at budget 3, then at 9
+    for pid, budget in ((2, 3), (3, 9)):
+        p = hb.generate_parameters(pid)
+        assert p == {"c": 2, TRIAL_BUDGET: budget}
+        with pytest.raises(WaitForResults):
+            hb.generate_parameters(pid + 1)
+        hb.receive_trial_result(pid, p, 2.0)
+    with pytest.raises(NoMoreTrialError, match="every bracket is done"):
+        hb.generate_parameters(4)
 
 
 # --- exec modes --------------------------------------------------------------------------------------------
@@ -318,16 +324,19 @@ def test_hyperband_builtin_names():
         create_algorithm("advisor", "Hyperband", class_args={"R": -3})
 
 
+HALVING = "successive halving runs the best configurations again at a larger TRIAL_BUDGET"
+
+
 class TestHyperbandConformance(TunerTestCase):
     tuner_class = Hyperband
     tuner_kwargs = {"R": 9, "eta": 3}
-    exhausts_finite_spaces = False  # brackets loop until maxTrialNumber, as in NNI
+    reevaluates = HALVING
 
 
 class TestHyperbandSerialConformance(TunerTestCase):
     tuner_class = Hyperband
     tuner_kwargs = {"R": 9, "eta": 3, "exec_mode": "serial"}
-    exhausts_finite_spaces = False
+    reevaluates = HALVING
 
 
 # --- through the engine and Lightning --------------------------------------------------------------------------
@@ -454,7 +463,10 @@ def _simulate(
             continue
         try:
             trials[pid] = hb.generate_parameters(pid)
-        except WaitForResults:  # serial mode: the oldest running trial reports
+        except NoMoreTrialError:  # a finite space, every point sampled and every bracket done
+            assert not running
+            break
+        except WaitForResults:  # serial mode, or a used-up space: the oldest running trial reports
             assert running
             done = running.pop(0)
             results[done] = trials[done]["x"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from nni_pl.errors import ConfigError
+from nni_pl.errors import ConfigError, NoMoreTrialError
 from nni_pl.hpo import HistoryEntry, create_algorithm
 from nni_pl.hpo.tuners import RandomTuner
 
@@ -23,8 +23,65 @@ def test_random_values_in_space_with_nni_types(all_types_space):
 def test_random_randint_never_returns_high_and_covers_range():
     tuner = RandomTuner(seed=1)
     tuner.update_search_space({"k": {"_type": "randint", "_value": [0, 3]}})
-    values = {p["k"] for p in _run(tuner, 200)}
-    assert values == {0, 1, 2}
+    assert sorted(p["k"] for p in _run(tuner, 3)) == [0, 1, 2]
+    with pytest.raises(NoMoreTrialError, match="all 3 points"):
+        tuner.generate_parameters(3)
+
+
+SIXTY = {  # the space: 60 points, on which NNI's Random repeated 27 of 70 suggestions
+    "bs": {"_type": "choice", "_value": [16, 32, 64, 128]},
+    "layers": {"_type": "randint", "_value": [1, 4]},
+    "drop": {"_type": "quniform", "_value": [0, 0.4, 0.1]},
+}
+
+
+def test_random_finite_space_each_point_once_then_no_more_trials():
+    tuner = RandomTuner(seed=0)
+    tuner.update_search_space(SIXTY)
+    points = []
+    with pytest.raises(NoMoreTrialError, match="all 60 points of the finite search space"):
+        for i in range(70):
+            points.append(tuner.generate_parameters(i))
+            tuner.receive_trial_result(i, points[-1], 0.5)
+    keys = {(p["bs"], p["layers"], p["drop"]) for p in points}
+    assert len(points) == len(keys) == 60
+    with pytest.raises(NoMoreTrialError):  # and it stays so
+        tuner.generate_parameters(71)
+
+
+def test_random_customised_and_imported_points_are_not_suggested():
+    space = {"x": {"_type": "choice", "_value": list(range(6))}}
+    tuner = RandomTuner(seed=4)
+    tuner.update_search_space(space)
+    tuner.import_data([{"parameter": {"x": 0}, "value": 1.0}, {"parameter": {"x": 1}, "value": None}])
+    tuner.receive_trial_result(99, {"x": 2}, 0.3, customized=True)  # a trial the user added by hand
+    rest = sorted(p["x"] for p in _run(tuner, 3))
+    assert rest == [3, 4, 5]
+    with pytest.raises(NoMoreTrialError):
+        tuner.generate_parameters(3)
+
+
+def test_random_resume_suggests_only_the_rest_of_a_finite_space():
+    first = RandomTuner(seed=6)
+    first.update_search_space(SIXTY)
+    before = _run(first, 30)
+    history = [
+        HistoryEntry(
+            i, p, value=0.1 if i % 3 == 0 else None, finished=i % 3 != 2
+        )  # results, failures, running
+        for i, p in enumerate(before)
+    ] + [HistoryEntry(None, {"bs": 16, "layers": 1, "drop": 0.0}, value=0.2, source="customized")]
+    resumed = RandomTuner(seed=6)
+    resumed.update_search_space(SIXTY)
+    resumed.resume(history)
+    taken = {(p["bs"], p["layers"], p["drop"]) for p in [h.parameters for h in history]}
+    after = []
+    with pytest.raises(NoMoreTrialError):
+        for i in range(30, 100):
+            after.append(resumed.generate_parameters(i))
+    keys = [(p["bs"], p["layers"], p["drop"]) for p in after]
+    assert not set(keys) & taken
+    assert len(set(keys)) == len(keys) == 60 - len(taken)
 
 
 def test_random_nested_only_samples_chosen_branch(nested_space):

@@ -159,41 +159,32 @@ def test_smac_finite_space_raises_when_exhausted(dedup):
     space = {"a": {"_type": "choice", "_value": ["x", "y", "z"]}, "b": {"_type": "randint", "_value": [0, 4]}}
     tuner.update_search_space(space)
     seen = []
-    with pytest.raises(NoMoreTrialError):
+    with pytest.raises(NoMoreTrialError, match="all 12 points"):
         for i in range(200):
             p = tuner.generate_parameters(i)
             tuner.receive_trial_result(i, p, float(i % 5))
             seen.append((p["a"], p["b"]))
-    assert len(set(seen)) == 12
-    if dedup:
-        assert len(seen) == 12
+    assert len(set(seen)) == len(seen) == 12
 
 
-def test_smac_config_dedup_false_repeats_only_random_draws():
+@pytest.mark.parametrize("dedup", [True, False])
+def test_smac_never_repeats_a_point_whatever_config_dedup(dedup):
     space = {
         "a": {"_type": "choice", "_value": list(range(10))},
         "b": {"_type": "choice", "_value": list(range(10))},
     }
 
-    model = SMACTuner(seed=0, optimize_mode="minimize")
+    model = SMACTuner(seed=0, optimize_mode="minimize", config_dedup=dedup)
     model.random_fraction = 0.0
     values = optimise(model, space, lambda p: float(abs(p["a"] - 3) + abs(p["b"] - 7)), 40)
     assert min(values) == 0.0
     assert len({(p["a"], p["b"]) for p, _ in model.observations()}) == 40  # the model never repeats
 
-    def random_only(dedup: bool) -> list[tuple[int, int]]:
-        tuner = SMACTuner(seed=0, config_dedup=dedup)
-        tuner.random_fraction = 1.0
-        optimise(tuner, space, lambda p: 0.0, 60)
-        return [(p["a"], p["b"]) for p, _ in tuner.observations()]
-
-    assert len(set(random_only(False))) < 60  # NNI's default: a random draw may repeat a point
-    assert len(set(random_only(True))) == 60
-    running = SMACTuner(seed=0)  # ... but never one that is running
-    running.update_search_space(space)
-    running.random_fraction = 1.0
-    pending = [running.generate_parameters(i) for i in range(60)]
-    assert len({(p["a"], p["b"]) for p in pending}) == 60
+    # random draws neither (NNI's config_dedup=False let them repeat a finished point)
+    tuner = SMACTuner(seed=0, config_dedup=dedup)
+    tuner.random_fraction = 1.0
+    optimise(tuner, space, lambda p: 0.0, 60)
+    assert len({(p["a"], p["b"]) for p, _ in tuner.observations()}) == 60
 
 
 def test_smac_nan_and_inf_results_count_as_worst():
@@ -261,7 +252,6 @@ def test_smac_builtin_name_with_nni_class_args():
 
 class TestSMACConformance(TunerTestCase):
     tuner_class = SMACTuner
-    exhausts_finite_spaces = False  # config_dedup=False: a random draw may repeat a point (NNI's default)
     n_suggestions = 16
 
 

@@ -42,11 +42,15 @@ def _batch_from_space_point(self: TunerTestCase, point: dict[str, Any]) -> dict[
     return point["combine_params"]
 
 
+# The documented exceptions to the finite-space rule (each point once, then NoMoreTrialError).
+PBT_EXEMPTION = "PBT's generations re-run their members' hyperparameters and never run out"
+HALVING = "successive halving runs the best configurations again at a larger TRIAL_BUDGET"
+
 # Per name: attributes of the test class. Model-based tuners get short warm-ups so that the model is
 # exercised within a few suggestions, and fewer suggestions where a suggestion is slow.
 TUNERS: dict[str, dict[str, Any]] = {
     "TPE": {"tuner_kwargs": {"n_startup_jobs": 3}},
-    "Random": {"exhausts_finite_spaces": False},
+    "Random": {},
     "Anneal": {},
     "GridSearch": {"deterministic": True},
     "Evolution": {"tuner_kwargs": {"population_size": 6}},
@@ -57,8 +61,7 @@ TUNERS: dict[str, dict[str, Any]] = {
         "to_space_point": _batch_to_space_point,
         "from_space_point": _batch_from_space_point,
     },
-    # config_dedup: never repeat a point, so a finite space runs out (the default may repeat, as in NNI)
-    "SMAC": {"tuner_kwargs": {"config_dedup": True}, "n_suggestions": 10},
+    "SMAC": {"n_suggestions": 10},
     # model-based tuners: 2 random points, then 4 suggestions from the model per run (about 0.05 s each
     # with one BLAS thread)
     "GPTuner": {
@@ -79,7 +82,7 @@ TUNERS: dict[str, dict[str, Any]] = {
     },
     "PBTTuner": {
         "tuner_kwargs": {"optimize_mode": "maximize", "population_size": 4},
-        "exhausts_finite_spaces": False,
+        "finite_space_exemption": PBT_EXEMPTION,
     },
     "PPOTuner": {
         "tuner_kwargs": {
@@ -88,26 +91,22 @@ TUNERS: dict[str, dict[str, Any]] = {
             "epochs_per_update": 1,
             "minibatch_size": 2,
         },
-        "exhausts_finite_spaces": False,
         "n_suggestions": 10,
     },
 }
 ADVISORS: dict[str, dict[str, Any]] = {
-    "Hyperband": {"tuner_kwargs": {"R": 9, "eta": 3}, "exhausts_finite_spaces": False},
-    "BOHB": {
-        "tuner_kwargs": {"min_budget": 1, "max_budget": 9, "eta": 3},
-        "exhausts_finite_spaces": False,
-    },
+    "Hyperband": {"tuner_kwargs": {"R": 9, "eta": 3}, "reevaluates": HALVING},
+    "BOHB": {"tuner_kwargs": {"min_budget": 1, "max_budget": 9, "eta": 3}, "reevaluates": HALVING},
 }
 # Other settings worth proving: (registered name, attributes), one more test class each.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # serial Hyperband waits for a bracket to finish (WaitForResults); parallelism never waits
     "HyperbandSerial": (
         "Hyperband",
-        {"tuner_kwargs": {"R": 9, "eta": 3, "exec_mode": "serial"}, "exhausts_finite_spaces": False},
+        {"tuner_kwargs": {"R": 9, "eta": 3, "exec_mode": "serial"}, "reevaluates": HALVING},
     ),
-    # SMAC's default may repeat points (NNI's config_dedup=False)
-    "SMACDefault": ("SMAC", {"exhausts_finite_spaces": False, "n_suggestions": 10}),
+    # NNI's config_dedup: true is accepted and changes nothing (no SMAC suggestion ever repeats a point)
+    "SMACDedup": ("SMAC", {"tuner_kwargs": {"config_dedup": True}, "n_suggestions": 10}),
     # the constant liar spreads concurrent suggestions
     "TPEConstantLiar": ("TPE", {"tuner_kwargs": {"n_startup_jobs": 3, "parallel_optimize": True}}),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,7 @@ from nni_pl.hpo.tuners.gridsearch import GridSearchTuner
 from nni_pl.hpo.tuners.random import RandomTuner
 from nni_pl.space import SearchSpace
 from nni_pl.testing import AssessorTestCase, TunerTestCase, check_parameters, parameter_problems
+from nni_pl.testing.tuners import FINITE_NESTED_12
 
 # --- broken tuners -------------------------------------------------------------------------------------------
 
@@ -189,6 +191,81 @@ class SameWhilePending(RandomTuner):
         self._guess = None
 
 
+class PriorOnly(Tuner):
+    """NNI's Random: independent prior draws, so points repeat and a finite space never runs out."""
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
+        self._space = SearchSpace.parse(search_space)
+
+    def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
+        return self._space.sample(self._rng)
+
+    def receive_trial_result(
+        self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any
+    ) -> None:
+        pass
+
+
+class ForgetsHistoryOnResume(RandomTuner):
+    """Resumes on a fresh stream but forgets the stored trials' points."""
+
+    def resume(self, history: Any) -> None:
+        super().resume([])
+
+
+class ForgetsImports(RandomTuner):
+    """Does not count imported points and customised trials as seen."""
+
+    def import_data(self, data: Any) -> None:
+        pass
+
+    def receive_trial_result(
+        self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any
+    ) -> None:
+        pass
+
+
+class ReRunsAtLargerBudget(RandomTuner):
+    """Suggests every point twice, at budgets 1 and then 2 (a correct re-evaluating tuner)."""
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        self._again: list[dict[str, Any]] = []
+
+    def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
+        if self._again:
+            return {**self._again.pop(0), "TRIAL_BUDGET": 2}
+        params = super().generate_parameters(parameter_id)
+        self._again.append(copy.deepcopy(params))
+        return {**params, "TRIAL_BUDGET": 1}
+
+    def receive_trial_result(
+        self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any
+    ) -> None:
+        super().receive_trial_result(parameter_id, _without_budget(parameters), value)
+
+    def resume(self, history: Any) -> None:
+        super().resume([dataclasses.replace(h, parameters=_without_budget(h.parameters)) for h in history])
+
+
+def _without_budget(parameters: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in parameters.items() if k != "TRIAL_BUDGET"}
+
+
+class SameBudgetTwice(ReRunsAtLargerBudget):
+    """Re-runs points at the same budget: a re-evaluation that repeats a whole suggestion."""
+
+    def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
+        params = super().generate_parameters(parameter_id)
+        return {**params, "TRIAL_BUDGET": 1}
+
+
+REEVALUATES = "runs every point again at a larger TRIAL_BUDGET"
+
+
 class AcceptsEverything(GridSearchTuner):
     """Declares GridSearch's types but its check_search_space lets everything through."""
 
@@ -210,23 +287,29 @@ class UnnamedRejection(GridSearchTuner):
 
 # (tuner, test-case attributes, the check that must fail, what its message says, a check that still passes)
 BROKEN_TUNERS = [
-    (UpperBoundRandint, {"exhausts_finite_spaces": False}, "test_randint_values", "upper bound", "test_quantized_values"),
-    (FloatRandint, {"exhausts_finite_spaces": False}, "test_randint_values", "expected an int", "test_quantized_values"),
-    (NumpyRandint, {"exhausts_finite_spaces": False}, "test_randint_values", "not plain JSON", "test_quantized_values"),
-    (FixedSeed, {"exhausts_finite_spaces": False}, "test_different_seeds_differ", "seed is ignored", "test_same_seed_same_suggestions"),
-    (EntropySeed, {"exhausts_finite_spaces": False}, "test_same_seed_same_suggestions", "different suggestions", "test_different_seeds_differ"),
+    (UpperBoundRandint, {}, "test_randint_values", "upper bound", "test_quantized_values"),
+    (FloatRandint, {}, "test_randint_values", "expected an int", "test_quantized_values"),
+    (NumpyRandint, {}, "test_randint_values", "not plain JSON", "test_quantized_values"),
+    (FixedSeed, {}, "test_different_seeds_differ", "seed is ignored", "test_same_seed_same_suggestions"),
+    (EntropySeed, {}, "test_same_seed_same_suggestions", "different suggestions", "test_different_seeds_differ"),
     (RepeatsPoints, {"deterministic": True}, "test_exhausts_finite_spaces", "repeated the point", "test_randint_values"),
     (NeverExhausts, {"deterministic": True}, "test_exhausts_finite_spaces", "no NoMoreTrialError", "test_randint_values"),
-    (OutsideSpace, {"exhausts_finite_spaces": False}, "test_corpus_suggestions_are_valid", "outside", "test_randint_values"),
-    (FloatChoice, {"exhausts_finite_spaces": False}, "test_choice_values_are_exact", "not exactly the option", "test_randint_values"),
-    (CrashesOnDictMetrics, {"exhausts_finite_spaces": False}, "test_receives_number_and_dict_metrics", "receive_trial_result.*raised TypeError", "test_randint_values"),
-    (CrashesOnNaN, {"exhausts_finite_spaces": False}, "test_survives_nan_and_inf_metrics", "raised ValueError: cannot learn", "test_randint_values"),
-    (TrialEndWithoutKeywords, {"exhausts_finite_spaces": False}, "test_failed_trials_without_result", "trial_end.*raised TypeError", "test_unsupported_spaces_are_rejected"),
-    (BrokenResume, {"exhausts_finite_spaces": False}, "test_resume_from_history", "resume.*raised NotImplementedError", "test_randint_values"),
-    (BrokenImport, {"exhausts_finite_spaces": False}, "test_import_data_before_first_suggestion", "import_data.*raised TypeError", "test_randint_values"),
-    (WaitsWithNothingRunning, {"exhausts_finite_spaces": False}, "test_many_running_trials_and_waiting", "wait forever", "test_unsupported_spaces_are_rejected"),
-    (WaitsForFailedTrials, {"exhausts_finite_spaces": False}, "test_failed_trials_without_result", "wait forever", "test_receives_number_and_dict_metrics"),
-    (SameWhilePending, {"exhausts_finite_spaces": False}, "test_many_running_trials_and_waiting", "while both trials run", "test_randint_values"),
+    (OutsideSpace, {}, "test_corpus_suggestions_are_valid", "outside", "test_randint_values"),
+    (FloatChoice, {}, "test_choice_values_are_exact", "not exactly the option", "test_randint_values"),
+    (CrashesOnDictMetrics, {}, "test_receives_number_and_dict_metrics", "receive_trial_result.*raised TypeError", "test_randint_values"),
+    (CrashesOnNaN, {}, "test_survives_nan_and_inf_metrics", "raised ValueError: cannot learn", "test_randint_values"),
+    (TrialEndWithoutKeywords, {}, "test_failed_trials_without_result", "trial_end.*raised TypeError", "test_unsupported_spaces_are_rejected"),
+    (BrokenResume, {}, "test_resume_from_history", "resume.*raised NotImplementedError", "test_randint_values"),
+    (BrokenImport, {}, "test_import_data_before_first_suggestion", "import_data.*raised TypeError", "test_randint_values"),
+    (WaitsWithNothingRunning, {}, "test_many_running_trials_and_waiting", "wait forever", "test_unsupported_spaces_are_rejected"),
+    (WaitsForFailedTrials, {}, "test_failed_trials_without_result", "wait forever", "test_receives_number_and_dict_metrics"),
+    (SameWhilePending, {}, "test_many_running_trials_and_waiting", "while both trials run", "test_randint_values"),
+    (PriorOnly, {}, "test_exhausts_finite_spaces", "repeated the point|no NoMoreTrialError", "test_randint_values"),
+    (PriorOnly, {"exhausts_finite_spaces": False}, "test_exhausts_finite_spaces", "without a reason", "test_randint_values"),
+    (ForgetsHistoryOnResume, {}, "test_resume_continues_a_finite_space", "points it already knew of", "test_exhausts_finite_spaces"),
+    (ForgetsImports, {}, "test_imported_and_customised_points_are_not_suggested", "points it already knew of", "test_exhausts_finite_spaces"),
+    (ReRunsAtLargerBudget, {}, "test_exhausts_finite_spaces", "repeated the point", "test_randint_values"),
+    (SameBudgetTwice, {"reevaluates": REEVALUATES}, "test_exhausts_finite_spaces", "repeated the point", "test_randint_values"),
     (AcceptsEverything, {"deterministic": True}, "test_unsupported_spaces_are_rejected", "accepted", "test_exhausts_finite_spaces"),
     (UnnamedRejection, {"deterministic": True}, "test_unsupported_spaces_are_rejected", "naming ''", "test_exhausts_finite_spaces"),
 ]  # fmt: skip
@@ -361,7 +444,7 @@ class GenerationalTuner(Tuner):
 
 class TestGenerationalTuner(TunerTestCase):
     tuner_class = GenerationalTuner
-    exhausts_finite_spaces = False
+    finite_space_exemption = "generations of prior draws, like PBT's: it never runs out"
 
 
 def test_waiting_tuner_is_driven_through_waits() -> None:
@@ -372,6 +455,35 @@ def test_waiting_tuner_is_driven_through_waits() -> None:
     assert len(log.trials) == 9
     assert log.waits > 0
     assert all(t.parameters["TRIAL_BUDGET"] == 3 for t in log.trials)
+
+
+# --- documented exceptions to the finite-space rule pass, with their reason --------------------------------------
+
+
+class TestReRunsAtLargerBudget(TunerTestCase):
+    tuner_class = ReRunsAtLargerBudget
+    reevaluates = REEVALUATES
+
+
+class TestPriorOnlyExempt(TunerTestCase):
+    tuner_class = PriorOnly
+    finite_space_exemption = "a baseline that samples the prior with replacement, as NNI's Random did"
+
+
+def test_a_reevaluating_tuner_still_suggests_every_point_then_runs_out() -> None:
+    case = TestReRunsAtLargerBudget()
+    space = case.finite_spaces()[0][1]
+    assert space == FINITE_NESTED_12
+    tuner = case.new_tuner(space)
+    log = case.run_trials(tuner, space, 100)
+    assert log.exhausted and len(log.trials) == 24
+    assert sorted(t.parameters["TRIAL_BUDGET"] for t in log.trials) == [1] * 12 + [2] * 12
+
+
+def test_an_exemption_needs_a_reason() -> None:
+    case = _case(TunerTestCase, tuner_class=PriorOnly, finite_space_exemption="  ")
+    with pytest.raises(AssertionError, match="must say why"):
+        case.test_exhausts_finite_spaces()
 
 
 # --- the suite's own plumbing --------------------------------------------------------------------------------

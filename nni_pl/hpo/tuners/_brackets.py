@@ -3,7 +3,10 @@
 A *bracket* ``s`` (``s = s_max, ..., 0``) is a run of successive halving: ``n`` configurations at a
 small budget, then the best ``n / eta`` of them at ``eta`` times the budget, and so on up to the
 largest budget. Each step is a *rung*. A promoted configuration becomes a new trial with the same
-parameters and a larger ``TRIAL_BUDGET``.
+parameters and a larger ``TRIAL_BUDGET``: the one deliberate re-evaluation. A configuration is sampled
+only once per experiment (no bracket starts one that an earlier bracket, an import or a customised trial
+already had); once a finite space has no unseen point left, the open brackets finish with the
+configurations they have, and then :class:`~nni_pl.errors.NoMoreTrialError` ends the experiment.
 
 :class:`BracketScheduler` keeps the open brackets and rungs; :class:`HyperbandBase` is the advisor
 around it (trial bookkeeping, failures, resume), with one hook for where new configurations come from
@@ -17,14 +20,15 @@ import json
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nni_pl.errors import SearchSpaceError, WaitForResults
+from nni_pl.errors import NoMoreTrialError, SearchSpaceError, WaitForResults
 from nni_pl.hpo._base import Advisor, HistoryEntry, to_loss, validate_optimize_mode
 from nni_pl.hpo.tuners._common import check_seed, make_rng, param_key
+from nni_pl.hpo.tuners._seen import SeenPoints
 from nni_pl.space import SearchSpace
 
 __all__ = [
@@ -148,7 +152,9 @@ class BracketScheduler:
     until ``maxTrialNumber`` or ``maxExperimentDuration`` ends the experiment). Work is handed out from
     the oldest open bracket first. With ``parallel=True`` a new bracket starts whenever no open bracket
     has anything to hand out (free slots never idle); otherwise :meth:`next_trial` raises
-    :class:`WaitForResults` until the open bracket has finished.
+    :class:`WaitForResults` until the open bracket has finished. When no new configuration can be
+    sampled any more (a used-up finite space), first rungs close with what they have, no bracket
+    starts, and once the open brackets are done :meth:`next_trial` raises :class:`NoMoreTrialError`.
 
     Args:
         plan: ``s -> [(n_i, budget_i), ...]``.
@@ -191,13 +197,34 @@ class BracketScheduler:
         return b
 
     def next_trial(
-        self, parameter_id: int, sample: Callable[[Bracket, Budget], tuple[dict[str, Any], str]]
+        self,
+        parameter_id: int,
+        sample: Callable[[Bracket, Budget], tuple[dict[str, Any], str]],
+        *,
+        used_up: Callable[[], bool] = lambda: False,
     ) -> tuple[dict[str, Any], Budget]:
-        """The configuration and budget of trial ``parameter_id``; ``sample`` makes a new configuration."""
-        for b in self.active:
-            if b.rungs[b.i].open_slots > 0:
-                break
-        else:
+        """The configuration and budget of trial ``parameter_id``; ``sample`` makes a new configuration,
+        which is impossible once ``used_up()`` says so.
+
+        Raises:
+            WaitForResults: nothing to hand out until a running trial reports.
+            NoMoreTrialError: nothing can be sampled any more and every bracket is done.
+        """
+        exhausted = used_up()
+        if exhausted:
+            self.close_first_rungs()
+        b = next((b for b in self.active if b.rungs[b.i].open_slots > 0), None)
+        if b is None:
+            if exhausted and self._pending:
+                raise WaitForResults(
+                    f"{self.name}: every point of the search space has been sampled; the open "
+                    "brackets wait for results to promote their best"
+                )
+            if exhausted:
+                raise NoMoreTrialError(
+                    f"{self.name}: every point of the finite search space has been sampled and every "
+                    "bracket is done"
+                )
             if self.active and not self.parallel:
                 raise WaitForResults(
                     f"{self.name} (exec_mode=serial): bracket {self.active[0].number} waits for its "
@@ -210,7 +237,36 @@ class BracketScheduler:
         rung.trials.append(t)
         self.trials[parameter_id] = (b, b.i, t)
         self._pending[parameter_id] = t
+        if b.i == 0 and used_up():  # that was the last unseen point: first rungs take no more
+            self.close_first_rungs()
         return config, rung.budget
+
+    def close_first_rungs(self) -> None:
+        """No new configuration can be sampled: first rungs keep what they have (an empty bracket is
+        dropped), and the later rungs shrink in proportion, keeping at least the best configuration."""
+        for b in list(self.active):
+            if b.i != 0 or b.rungs[0].open_slots <= 0:
+                continue
+            self._shrink(b)
+            log.info(
+                "%s: bracket %d starts %d of its %d configurations (no unseen point is left)",
+                self.name,
+                b.number,
+                b.rungs[0].size,
+                b.rungs[0].planned,
+            )
+            if b.rungs[0].size == 0:
+                self.active.remove(b)
+            else:
+                self._advance(b)
+
+    @staticmethod
+    def _shrink(b: Bracket) -> None:
+        """Size a bracket for the configurations its first rung got (fewer than planned)."""
+        first = b.rungs[0]
+        first.size = len(first.trials)
+        for rung in b.rungs[1:]:
+            rung.planned = rung.size = max(1, rung.planned * first.size // first.planned)
 
     def pending(self) -> list[Trial]:
         """Trials handed out whose result has not arrived."""
@@ -311,6 +367,8 @@ class BracketScheduler:
                 self._pending[pid] = t
             b.i = max(b.i, i)
         for b in list(self.active):
+            if b.i > 0 and len(b.rungs[0].trials) < b.rungs[0].planned:
+                self._shrink(b)  # it moved on with fewer configurations: the space was used up
             if b.i > 0:  # the promotions not handed out before the restart
                 self._fill(b.rungs[b.i - 1], b.rungs[b.i])
             self._advance(b)
@@ -381,6 +439,7 @@ class HyperbandBase(Advisor):
         self.seed = check_seed(seed)
         self._rng = make_rng(self.seed)
         self._space: SearchSpace | None = None
+        self._seen: SeenPoints | None = None  # configurations sampled, imported or run by hand
         self._sched: BracketScheduler
         self._journal: Path | None = None
 
@@ -401,17 +460,22 @@ class HyperbandBase(Advisor):
         key = param_key(self._require_space(), config)
         return key if key is not None else json.dumps(config, sort_keys=True, default=str)
 
+    def _require_seen(self) -> SeenPoints:
+        if self._seen is None:
+            raise RuntimeError("update_search_space() must be called before generate_parameters()")
+        return self._seen
+
     def _sample_new(self, bracket: Bracket, budget: Budget) -> tuple[dict[str, Any], str]:
-        """A new configuration, different from the others in the bracket's first rung when possible."""
-        taken = bracket.rungs[0].keys()
-        config = self._new_config(bracket, budget)
-        key = self._key(config)
-        tries = 0
-        while key in taken and tries < 20:
-            config = self._require_space().sample(self._rng)
-            key = self._key(config)
-            tries += 1
-        return config, key
+        """A configuration not sampled (nor imported, nor run by hand) before: :meth:`_new_config`'s, else
+        an unseen draw from the prior."""
+        seen = self._require_seen()
+
+        def proposals() -> Iterator[dict[str, Any]]:
+            yield self._new_config(bracket, budget)
+
+        config = seen.fresh(self._rng, proposals())
+        seen.add(config)
+        return config, self._key(config)
 
     @staticmethod
     def _split(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], Budget | None]:
@@ -467,10 +531,20 @@ class HyperbandBase(Advisor):
                 "rename this parameter",
             )
         self._space = space
+        self._seen = self._seen.rebuilt(space) if self._seen is not None else SeenPoints(space)
 
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
-        self._require_space()
-        config, budget = self._sched.next_trial(parameter_id, self._sample_new)
+        """The next trial: a promotion, or a new configuration at a bracket's smallest budget.
+
+        Raises:
+            WaitForResults: nothing to hand out until a running trial reports (``exec_mode="serial"``, or
+                a used-up finite space whose open brackets still promote).
+            NoMoreTrialError: every point of a finite space has been sampled and every bracket is done.
+        """
+        seen = self._require_seen()
+        config, budget = self._sched.next_trial(
+            parameter_id, self._sample_new, used_up=lambda: seen.exhausted
+        )
         self._log_placement(parameter_id)
         return {**copy.deepcopy(config), TRIAL_BUDGET: budget}  # the caller may change it
 
@@ -481,6 +555,7 @@ class HyperbandBase(Advisor):
         t = self._sched.record(parameter_id, to_loss(value, self.optimize_mode))
         if t is None:
             log.debug("%s ignores a result for parameter id %s", type(self).__name__, parameter_id)
+            self._require_seen().add(self._split(parameters)[0])  # e.g. a customised trial: not sampled later
             return
         self._observe(t.config, t.budget, t.loss)  # type: ignore[arg-type]
 
@@ -503,9 +578,12 @@ class HyperbandBase(Advisor):
         Each trial goes back into its bracket and rung (exactly, from the journal kept in the
         experiment folder; without one, inferred from the budgets and configurations). Finished rungs
         are not run again; unfinished trials stay pending (the manager runs them again); new
-        configurations come from a fresh random stream.
+        configurations come from a fresh random stream and are none of the stored ones.
         """
         self._require_space()
+        seen = self._require_seen()
+        for h in history:
+            seen.add(self._split(h.parameters)[0])
         self._rng = make_rng(self.seed, len(history))
         entries = []
         for h in sorted(
@@ -521,6 +599,8 @@ class HyperbandBase(Advisor):
                 continue
             entries.append((int(h.parameter_id), config, self._key(config), budget, loss, done))  # type: ignore[arg-type]
         self._sched.rebuild(entries, self._read_placements())
+        if seen.exhausted:
+            self._sched.close_first_rungs()
         log.info(
             "%s resumed %d trials: %d open brackets, next bracket s=%d",
             type(self).__name__,

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from nni_pl.errors import NoMoreTrialError
 from nni_pl.hpo._base import HistoryEntry, extract_scalar, to_loss
 from nni_pl.hpo.tuners._common import check_int
 from nni_pl.hpo.tuners._store import StoreTuner
@@ -88,7 +87,7 @@ class PopulationTuner(StoreTuner):
     The first ``population_size`` suggestions are random individuals; after that a subclass picks a
     parent (:meth:`_select_parent`) and the suggestion is its mutation. Suggestions are never repeated
     (a child already generated is mutated again, then replaced by a random individual), and a finite
-    space that has been fully generated raises :class:`NoMoreTrialError`. When no member of the
+    space that has been fully generated raises :class:`~nni_pl.errors.NoMoreTrialError`. When no member of the
     population has reported yet (more trials run at once than the population holds) the suggestion is
     a random individual instead of an error. Results join the population through :meth:`_add_member`.
     """
@@ -125,29 +124,15 @@ class PopulationTuner(StoreTuner):
         store = self._require_store()
         if not store.dims:
             return {}
-        if store.exhausted:
-            raise NoMoreTrialError(
-                f"all {int(store.space.size)} points of the finite search space have been generated"
-            )
-        params = None
+        store.seen.check()
         parent = None if self._owed > 0 else self._select_parent()
-        if parent is not None:
-            for _ in range(_CHILD_TRIES):
-                child = mutate(store.space, parent, self._rng)
-                row = store.encode(child, quiet=True)
-                if row is not None and not store.is_seen(row):
-                    params = child
-                    break
-        if params is None:
-            if parent is None:
-                self._owed = max(0, self._owed - 1)
-                self._random_ids.add(parameter_id)
-            params = store.random_unseen(self._rng)
-        row = store.encode(params, quiet=True)
-        if row is not None:
-            store.mark_seen(row)
-        self._pending[parameter_id] = params
-        return params
+        if parent is None:  # a random individual
+            self._owed = max(0, self._owed - 1)
+            self._random_ids.add(parameter_id)
+            children: Any = ()
+        else:  # a child not generated before, else a random individual in its place
+            children = (mutate(store.space, parent, self._rng) for _ in range(_CHILD_TRIES))
+        return self._hand_out(parameter_id, store.seen.fresh(self._rng, children))
 
     def receive_trial_result(
         self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any
@@ -174,10 +159,13 @@ class PopulationTuner(StoreTuner):
         n = 0
         for record in data:
             params, value = record.get("parameter"), record.get("value")
-            if isinstance(params, Mapping) and value is not None:
-                if store.add(dict(params), to_loss(value, self.optimize_mode), extract_scalar(value)):
-                    n += 1
-                    self._add_member(*store.records[-1][:2])
+            if not isinstance(params, Mapping):
+                continue
+            if value is None:
+                store.seen.add(params)  # no result to learn from, but not to be suggested again
+            elif store.add(dict(params), to_loss(value, self.optimize_mode), extract_scalar(value)):
+                n += 1
+                self._add_member(*store.records[-1][:2])
         self._owed = max(0, self._owed - n)
         log.info("%s imported %d of %d records", type(self).__name__, n, len(data))
 

@@ -1,30 +1,29 @@
-"""The observation store shared by the model-based tuners (TPE, Anneal).
+"""The observation store shared by the model-based tuners (TPE, Anneal, the evolutions, SMAC, GP, Metis, DNGO).
 
 It keeps every learnt ``(parameters, loss)`` both as the user's nested dict and as a row of internal
 coordinates (one column per :class:`~nni_pl.space.Dimension`, NaN where a conditional dimension was
-inactive), so a suggestion reads a ready numpy matrix instead of re-parsing the history.
+inactive), so a suggestion reads a ready numpy matrix instead of re-parsing the history. Which points
+were suggested or learnt of is kept by a :class:`~nni_pl.hpo.tuners._seen.SeenPoints`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from nni_pl.errors import NoMoreTrialError, SearchSpaceError
+from nni_pl.errors import SearchSpaceError
 from nni_pl.hpo._base import HistoryEntry, Tuner, extract_scalar, to_loss, validate_optimize_mode
 from nni_pl.hpo.tuners._common import check_seed, make_rng
 from nni_pl.hpo.tuners._parzen import DimCodec
+from nni_pl.hpo.tuners._seen import SeenPoints
 from nni_pl.space import Dimension, SearchSpace
 
 __all__ = ["ObservationStore", "StoreTuner"]
 
 log = logging.getLogger(__name__)
-
-RowKey = tuple[Any, ...]
 
 
 class ObservationStore:
@@ -37,6 +36,7 @@ class ObservationStore:
         parent: for each dimension, the column of the ``choice`` that activates it (``-1`` at top level).
         parent_index: the option of that choice which activates it (``-1`` at top level).
         records: ``(parameters, loss, raw metric)`` in arrival order.
+        seen: the points suggested or learnt of (results, pending trials, imports, resumed history).
     """
 
     def __init__(self, space: SearchSpace) -> None:
@@ -47,7 +47,7 @@ class ObservationStore:
         self.parent = [column[d.parent] if d.parent is not None else -1 for d in self.dims]
         self.parent_index = [int(d.parent_index) if d.parent_index is not None else -1 for d in self.dims]
         self.records: list[tuple[dict[str, Any], float, float]] = []
-        self._seen: set[RowKey] = set()
+        self.seen = SeenPoints(space)
         self._x = np.empty((64, len(self.dims)))
         self._loss = np.empty(64)
         self._n = 0
@@ -96,55 +96,42 @@ class ObservationStore:
         self._loss[self._n] = loss
         self._n += 1
         self.records.append((params, loss, raw))
-        self.mark_seen(row)
+        self.seen.add(params)
         return True
 
     # --- which points were already generated or observed ---------------------------------------------
-    @staticmethod
-    def key(row: np.ndarray) -> RowKey:
-        return tuple(None if math.isnan(v) else float(v) for v in row)
+    def is_seen(self, params: Mapping[str, Any]) -> bool:
+        """Whether ``params`` was suggested or learnt of before."""
+        return params in self.seen
 
-    def mark_seen(self, row: np.ndarray) -> None:
-        self._seen.add(self.key(row))
-
-    def is_seen(self, row: np.ndarray) -> bool:
-        return self.key(row) in self._seen
-
-    @property
-    def exhausted(self) -> bool:
-        """Whether every point of a finite space has been generated or observed."""
-        return self.space.is_finite and len(self._seen) >= self.space.size
+    def is_new(self, params: Mapping[str, Any] | None) -> bool:
+        """Whether ``params`` is a point of the space that was not suggested or learnt of before."""
+        return params is not None and params not in self.seen and self.seen.key(params) is not None
 
     def random_unseen(self, rng: np.random.Generator) -> dict[str, Any]:
-        """A prior sample; in a finite space, one not seen before when there is one."""
-        params = self.space.sample(rng)
-        if not self.space.is_finite:
-            return params
-        for _ in range(100):
-            row = self.encode(params)
-            if row is not None and not self.is_seen(row):
-                return params
-            params = self.space.sample(rng)
-        for p in self.space.grid():  # nearly exhausted: walk the grid
-            row = self.encode(p)
-            if row is not None and not self.is_seen(row):
-                return p
-        return params
+        """A prior draw not seen before (in a finite space, a uniformly chosen unseen point if the prior
+        keeps repeating); raises :class:`~nni_pl.errors.NoMoreTrialError` once the space is used up."""
+        return self.seen.fresh(rng)
 
     def rebuilt(self, space: SearchSpace) -> ObservationStore:
-        """A store for a new space holding the records that are still points of it."""
+        """A store for a new space holding the records and seen points that are still points of it."""
         new = ObservationStore(space)
         for params, loss, raw in self.records:
             new.add(params, loss, raw)
+        new.seen = self.seen.rebuilt(space)
         return new
 
 
 class StoreTuner(Tuner):
-    """Bookkeeping shared by the model-based tuners: results, pending trials, import, resume, dedup.
+    """Bookkeeping shared by the model-based tuners: results, pending trials, import, resume, and the
+    finite-space rule.
 
-    A subclass implements :meth:`_suggest`; this class makes its suggestions new points (falling back to
-    a random unseen one), raises :class:`NoMoreTrialError` once a finite space is used up, and keeps
-    the parameter sets handed out but not yet reported in ``_pending``.
+    A subclass implements :meth:`_suggest`. :meth:`generate_parameters` hands out its proposal when that
+    is a point not suggested or learnt of before, else an unseen draw from the prior (the fallback of
+    :meth:`SeenPoints.fresh <nni_pl.hpo.tuners._seen.SeenPoints.fresh>`), and raises
+    :class:`~nni_pl.errors.NoMoreTrialError` once every point of a finite space has been seen. Results,
+    imported records, customised trials and every resumed trial (finished, failed or running) count as
+    seen. Parameter sets handed out but not yet reported are kept in ``_pending``.
     """
 
     #: how many results to collect from random sampling before :meth:`_suggest` is used.
@@ -158,43 +145,36 @@ class StoreTuner(Tuner):
         self._pending: dict[int, dict[str, Any]] = {}
         self._received: set[int] = set()
 
-    def _suggest(self, store: ObservationStore) -> dict[str, Any]:  # pragma: no cover - abstract
+    def _suggest(self, store: ObservationStore) -> dict[str, Any] | None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _proposals(self, store: ObservationStore) -> Iterator[dict[str, Any] | None]:
+        """The model's proposals for the next suggestion, best first (computed lazily, none during start-up)."""
+        if len(store) >= max(1, self.n_startup_jobs):
+            for _ in range(2):
+                yield self._suggest(store)
+
+    def _hand_out(self, parameter_id: int, params: dict[str, Any]) -> dict[str, Any]:
+        """Record ``params`` as suggested (seen, and pending until its trial reports) and return it."""
+        self._require_store().seen.add(params)
+        self._pending[parameter_id] = params
+        return params
 
     # --- Tuner interface ---------------------------------------------------------------------------------
     def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
         space = SearchSpace.parse(search_space)
         self._store = self._store.rebuilt(space) if self._store is not None else ObservationStore(space)
         for pid, params in list(self._pending.items()):
-            row = self._store.encode(params, quiet=True)
-            if row is None:
+            if self._store.encode(params, quiet=True) is None:
                 del self._pending[pid]
             else:
-                self._store.mark_seen(row)
+                self._store.seen.add(params)
 
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
         store = self._require_store()
         if not store.dims:
             return {}
-        if store.exhausted:
-            raise NoMoreTrialError(
-                f"all {int(store.space.size)} points of the finite search space have been generated"
-            )
-        params = None
-        if len(store) >= max(1, self.n_startup_jobs):
-            for _ in range(2):
-                cand = self._suggest(store)
-                row = store.encode(cand)
-                if row is not None and not store.is_seen(row):
-                    params = cand
-                    break
-        if params is None:
-            params = store.random_unseen(self._rng)
-        row = store.encode(params)
-        if row is not None:
-            store.mark_seen(row)
-        self._pending[parameter_id] = params
-        return params
+        return self._hand_out(parameter_id, store.seen.fresh(self._rng, self._proposals(store)))
 
     def receive_trial_result(
         self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any
@@ -210,21 +190,27 @@ class StoreTuner(Tuner):
         self._require_store().add(params, to_loss(value, self.optimize_mode), extract_scalar(value))
 
     def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
-        """Forget a pending parameter set whose trial ended without a result (failed, killed)."""
+        """Forget a pending parameter set whose trial ended without a result (failed, killed); it stays seen."""
         self._pending.pop(parameter_id, None)
 
     def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
-        """Learn from earlier results: ``[{"parameter": {...}, "value": metric}, ...]``."""
+        """Learn from earlier results: ``[{"parameter": {...}, "value": metric}, ...]`` (all of them count as
+        seen, records without a value too)."""
         store = self._require_store()
         n = 0
         for record in data:
             params, value = record.get("parameter"), record.get("value")
-            if isinstance(params, Mapping) and value is not None:
+            if not isinstance(params, Mapping):
+                continue
+            if value is not None:
                 n += store.add(dict(params), to_loss(value, self.optimize_mode), extract_scalar(value))
+            else:
+                store.seen.add(params)
         log.info("%s imported %d of %d records", type(self).__name__, n, len(data))
 
     def resume(self, history: Sequence[HistoryEntry]) -> None:
-        """Reload stored trials: results become observations, unfinished trials stay pending."""
+        """Reload stored trials: results become observations, unfinished trials stay pending, and every
+        stored point (failed ones too) counts as seen."""
         store = self._require_store()
         self._rng = make_rng(self.seed, len(history))
         for h in history:
@@ -233,10 +219,9 @@ class StoreTuner(Tuner):
                 if h.parameter_id is not None:
                     self._received.add(h.parameter_id)
             elif not h.finished and h.parameter_id is not None:
-                row = store.encode(h.parameters)
-                if row is not None:
+                if store.encode(h.parameters) is not None:
                     self._pending[h.parameter_id] = dict(h.parameters)
-                    store.mark_seen(row)
+            store.seen.add(h.parameters)
 
     def observations(self) -> list[tuple[dict[str, Any], float]]:
         """The results learnt so far as ``(parameters, loss)``; the loss is minimised (NaN/inf -> inf)."""

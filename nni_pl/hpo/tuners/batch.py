@@ -36,7 +36,8 @@ class BatchTuner(Tuner):
     lists complete parameter sets (dicts); each trial receives one of those dicts as its parameters
     (not wrapped in ``combine_params``). When all have been handed out, :meth:`generate_parameters`
     raises :class:`~nni_pl.errors.NoMoreTrialError`. Results are not used. A listed parameter set that
-    already ran (imported with :meth:`import_data`, or stored in a resumed experiment) is skipped, once
+    already ran (imported with :meth:`import_data`, stored in a resumed experiment, or run as a customised
+    trial) is skipped, once
     per earlier run, so a set listed twice still runs twice in total. (NNI accepted any single key of
     type choice; this tuner insists on NNI's documented ``combine_params`` form.)
 
@@ -65,6 +66,7 @@ class BatchTuner(Tuner):
         self._done: Counter[str] = Counter()  # configurations already run, by canonical JSON
         self._index = 0
         self._ready = False
+        self._issued: set[int] = set()  # parameter ids this tuner handed out
 
     @classmethod
     def check_search_space(cls, space: SearchSpace, *, name: str | None = None) -> None:
@@ -115,16 +117,21 @@ class BatchTuner(Tuner):
             params = self._values[self._index]
             self._index += 1
             key = _canonical(params)
-            if self._done[key] > 0:  # ran before (imported or resumed): skip it once
+            if self._done[key] > 0:  # ran before (imported, resumed or customised): skip it once
                 self._done[key] -= 1
                 continue
+            self._issued.add(parameter_id)
             return json.loads(json.dumps(params))  # a fresh copy: the trial may change it
         raise NoMoreTrialError(f"all {len(self._values)} configurations of the batch have been generated")
 
     def receive_trial_result(
         self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any
     ) -> None:
-        """The batch is fixed: results change nothing."""
+        """The batch is fixed: results change nothing, but a listed set that ran as a customised trial
+        (a parameter id this tuner did not hand out) is skipped once."""
+        if parameter_id not in self._issued and isinstance(parameters, Mapping):
+            self._issued.add(parameter_id)
+            self._done[_canonical(parameters)] += 1
 
     def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
         """Configurations that already ran (``[{"parameter": {...}, "value": ...}]``) are not run again."""
@@ -138,3 +145,5 @@ class BatchTuner(Tuner):
         by the experiment itself)."""
         for h in history:
             self._done[_canonical(h.parameters)] += 1
+            if h.parameter_id is not None:
+                self._issued.add(h.parameter_id)  # its result may still come: it is no customised trial

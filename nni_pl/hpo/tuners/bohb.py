@@ -67,6 +67,12 @@ class BOHB(HyperbandBase):
     HpBandSter). Failed or early-stopped trials without a result, and NaN/inf results, are the worst
     observations.
 
+    As with :class:`~nni_pl.hpo.tuners.Hyperband`, a configuration is proposed once per experiment (a
+    model proposal already sampled, imported or run by hand gives way to the next best, then to an unseen
+    prior draw); only a promotion runs it again, at a larger budget. On a finite space, once every point
+    has been sampled the open brackets finish and :class:`~nni_pl.errors.NoMoreTrialError` ends the
+    experiment.
+
     Args:
         optimize_mode: ``"maximize"`` or ``"minimize"`` the reported metric.
         min_budget: the smallest budget a trial gets (> 0).
@@ -212,12 +218,16 @@ class BOHB(HyperbandBase):
         A record's budget is its parameters' ``TRIAL_BUDGET``, or ``max_budget`` when it has none (NNI).
         """
         self._require_space()
+        seen = self._require_seen()
         n = 0
         for record in data:
             params, value = record.get("parameter"), record.get("value")
-            if not isinstance(params, Mapping) or value is None:
+            if not isinstance(params, Mapping):
                 continue
             config, budget = self._split(params)
+            seen.add(config)  # not sampled again
+            if value is None:
+                continue
             result = (
                 config,
                 float(self.max_budget if budget is None else budget),
@@ -277,9 +287,9 @@ class BOHB(HyperbandBase):
             bad = bad.with_data(impute(np.asarray(pending), self._codec.levels, self._rng))
         cand = good.sample(self._rng, self.num_samples, widen=self.bandwidth_factor)
         score = good.log_pdf(cand) - bad.log_pdf(cand)
-        taken = bracket.rungs[0].keys()
+        seen = self._require_seen()
         for k in np.argsort(-score, kind="stable"):
             config = self._codec.decode(cand[k])
-            if self._key(config) not in taken:
+            if config not in seen:
                 return config
         return space.sample(self._rng)

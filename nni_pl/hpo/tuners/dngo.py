@@ -239,8 +239,7 @@ class DNGOTuner(StoreTuner):
         ei = (best_n - mu) * ndtr(z) + sd * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
         for i in np.argsort(-ei, kind="stable")[:200]:
             params = cube.decode(cand[i])
-            row = store.encode(params, quiet=True)
-            if row is not None and not store.is_seen(row):
+            if store.is_new(params):
                 return params
         return store.random_unseen(self._rng)
 

@@ -190,7 +190,6 @@ class GPTuner(StoreTuner):
         values = score(points)
         for i in np.argsort(-values, kind="stable")[:200]:
             params = cube.decode(points[i])
-            row = store.encode(params, quiet=True)
-            if row is not None and not store.is_seen(row):
+            if store.is_new(params):
                 return params
         return store.random_unseen(self._rng)

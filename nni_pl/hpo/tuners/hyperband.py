@@ -46,11 +46,17 @@ class Hyperband(HyperbandBase):
     configurations, as in NNI, until ``maxTrialNumber`` or ``maxExperimentDuration`` ends the experiment.
 
     Trials that end without a final result (failed, early-stopped, killed) and NaN/inf results rank
-    last, so a rung always completes (NNI ranked them by their last intermediate result). A
-    configuration is not run twice at one budget within a bracket (in a small finite space a rung may
-    then promote fewer). All ten ``_type`` s and nested choices are sampled from the prior. With an
-    experiment folder attached, a journal of where each trial ran lets :meth:`resume` rebuild the
-    brackets exactly.
+    last, so a rung always completes (NNI ranked them by their last intermediate result). All ten
+    ``_type`` s and nested choices are sampled from the prior. With an experiment folder attached, a
+    journal of where each trial ran lets :meth:`resume` rebuild the brackets exactly.
+
+    A configuration is sampled once per experiment: no bracket starts one that was sampled, imported or
+    run as a customised trial before. Running a promoted configuration again at a larger budget is the
+    deliberate exception (successive halving), and such a pair of configuration and budget is never run
+    twice. On a finite space, once every point has been sampled the open brackets finish with what they
+    have (a bracket started with fewer configurations promotes proportionally fewer, at least its best)
+    and then :meth:`generate_parameters` raises :class:`~nni_pl.errors.NoMoreTrialError`, which ends the
+    experiment. (NNI's Hyperband sampled with repeats and never ran out.)
 
     Args:
         R: the largest budget a trial gets (epochs, mini-batches, ...); an integer >= 1.
@@ -112,5 +118,11 @@ class Hyperband(HyperbandBase):
         return self._require_space().sample(self._rng)
 
     def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
-        """Accepted for ``nni-pl experiment import``; Hyperband samples at random and learns nothing from it."""
+        """Accepted for ``nni-pl experiment import``: Hyperband learns nothing from results, but does not
+        sample the imported configurations again."""
+        seen = self._require_seen()
+        for record in data:
+            params = record.get("parameter")
+            if isinstance(params, Mapping):
+                seen.add(self._split(params)[0])
         log.info("Hyperband samples configurations at random; %d imported results are not used", len(data))

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from nni_pl.errors import ConfigError, NoMoreTrialError
+from nni_pl.errors import ConfigError
 from nni_pl.hpo.tuners._common import check_bool, check_int
 from nni_pl.hpo.tuners._gp import GaussianProcess, maximize_batch
 from nni_pl.hpo.tuners._numeric import UnitCube, check_float, single_threaded
@@ -145,26 +145,19 @@ class MetisTuner(StoreTuner):
         store = self._require_store()
         if not store.dims:
             return {}
-        if store.exhausted:
-            raise NoMoreTrialError(
-                f"all {int(store.space.size)} points of the finite search space have been generated"
-            )
+        store.seen.check()  # a used-up finite space ends the experiment, re-sampling or not
         self.last_reason = "random"
         params = None
         if len(store) >= max(1, self.cold_start_num) and self._cube is not None and self._cube.d > 0:
             params = self._suggest(store)
-            row = store.encode(params, quiet=True)
-            if row is None or (store.is_seen(row) and self.last_reason != "resampling"):
+            resample = self.last_reason == "resampling" and store.seen.key(params) is not None
+            if not (resample or store.is_new(params)):
                 params = None
         if params is None:
             self.last_reason = "random"
             params = store.random_unseen(self._rng)
-        row = store.encode(params, quiet=True)
-        if row is not None:
-            store.mark_seen(row)
-        self._pending[parameter_id] = params
         log.debug("Metis suggests %s (%s)", params, self.last_reason)
-        return params
+        return self._hand_out(parameter_id, params)
 
     # --- the model ---------------------------------------------------------------------------------------
     def _data(self, store: ObservationStore, cube: UnitCube) -> tuple[np.ndarray, list[list[float]]]:
@@ -215,8 +208,7 @@ class MetisTuner(StoreTuner):
                 if gain < best_gain:
                     best_gain, next_candidate = gain, cand
         lm_params = cube.decode(lm_u)
-        lm_row = store.encode(lm_params, quiet=True)
-        tried = lm_row is None or store.is_seen(lm_row)
+        tried = not store.is_new(lm_params)
         if tried or self._rng.random() <= self.exploration_probability:
             if next_candidate is None:
                 self.last_reason = "random"
@@ -265,8 +257,7 @@ class MetisTuner(StoreTuner):
         out: list[_Candidate] = []
 
         def new(u: np.ndarray) -> bool:
-            row = store.encode(cube.decode(u), quiet=True)
-            return row is not None and not store.is_seen(row)
+            return store.is_new(cube.decode(u))
 
         # exploration: the lowest confidence, i.e. the widest interval relative to the predicted loss
         floor = float(agg.min()) - 0.05 * max(float(np.ptp(agg)), 1e-12)

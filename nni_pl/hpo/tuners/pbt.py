@@ -24,6 +24,7 @@ import numpy as np
 from nni_pl.errors import ConfigError, SearchSpaceError, WaitForResults
 from nni_pl.hpo._base import HistoryEntry, Tuner, to_loss, validate_optimize_mode
 from nni_pl.hpo.tuners._common import check_int, check_seed, make_rng
+from nni_pl.hpo.tuners._seen import SeenPoints
 from nni_pl.space import Choice, SearchSpace
 from nni_pl.space._space import Key
 
@@ -128,6 +129,12 @@ class PBTTuner(Tuner):
     An assessor cannot be configured with PBT (``accepts_assessor = False``): its trials are steps of
     a longer training, not independent runs to cut short.
 
+    PBT is the documented exception to the finite-space rule of the other sampling tuners (never suggest
+    a point twice, ``NoMoreTrialError`` once a finite space is used up): re-running hyperparameters is
+    what it does. Every member's next step trains on with the same (or copied and perturbed) values, and
+    the generations go on until ``maxTrialNumber`` or ``maxExperimentDuration``. What it samples fresh,
+    the first generation, has distinct hyperparameters wherever the space has enough points.
+
     Args:
         optimize_mode: ``"maximize"`` or ``"minimize"`` the reported metric (required, as in NNI).
         all_checkpoint_dir: where the checkpoints go; every trial must be able to read and write it (use
@@ -207,14 +214,18 @@ class PBTTuner(Tuner):
             )
         if first:
             rng = make_rng(self.seed, _STREAM_INIT)
-            self._members = [_Member(i, space.sample(rng)) for i in range(self.population_size)]
+            seen = SeenPoints(space)
+            self._members = [_Member(i, _distinct(seen, rng)) for i in range(self.population_size)]
             self._queue = list(range(self.population_size))
             return
         # a new space mid-run: members whose hyperparameters left it draw new ones (their weights stay)
         rng = make_rng(self.seed, _STREAM_RESPACE, self._generation)
+        seen = SeenPoints(space)
+        for m in self._members:
+            seen.add(m.params)
         for m in self._members:
             if not space.contains(m.params):
-                m.params = space.sample(rng)
+                m.params = _distinct(seen, rng)
                 log.info("PBT member %d: hyperparameters redrawn for the new search space", m.index)
 
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
@@ -425,6 +436,13 @@ class PBTTuner(Tuner):
             else:
                 new[dim.key] = _perturb(p, value, factor)
         return space.assemble(new)
+
+
+def _distinct(seen: SeenPoints, rng: np.random.Generator) -> dict[str, Any]:
+    """A prior draw that no member has yet (any draw once a finite space has fewer points than members)."""
+    params = seen.space.sample(rng) if seen.exhausted else seen.fresh(rng)
+    seen.add(params)
+    return params
 
 
 def _perturb(p: Any, value: float, factor: float) -> float | int:

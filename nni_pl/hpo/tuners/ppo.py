@@ -24,6 +24,8 @@ import numpy as np
 from nni_pl.errors import ConfigError, MissingDependencyError, SearchSpaceError, WaitForResults
 from nni_pl.hpo._base import HistoryEntry, Tuner, to_loss, validate_optimize_mode
 from nni_pl.hpo.tuners._common import check_int, check_seed, make_rng
+from nni_pl.hpo.tuners._evolution_base import mutate
+from nni_pl.hpo.tuners._seen import SeenPoints
 from nni_pl.space import Choice, SearchSpace
 
 __all__ = ["PPOTuner"]
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 #: the most values one parameter may have (one policy output per value).
 MAX_OPTIONS = 1000
 _HIDDEN = (64,)  # one hidden layer for the actor and for the critic
+_RESAMPLES = 16  # more episodes drawn from the policy when its episode repeats a point
 _MASKED = -1e9  # logit of an option the current parameter does not have (not -inf: the entropy stays finite)
 
 
@@ -179,7 +182,15 @@ class PPOTuner(Tuner):
 
     The policy needs finite parameters: ``choice`` (not nested), ``randint``, ``quniform``,
     ``qloguniform``. One with more than 1000 values is cut into 1000 contiguous bins: the policy picks a
-    bin and the value inside it is drawn uniformly. Points repeat once the policy has converged, as in NNI.
+    bin and the value inside it is drawn uniformly.
+
+    A point is never suggested twice (NNI's tuner repeated points once the policy had converged): when
+    the policy's episode gives a point already suggested or learnt of (results, imported records,
+    customised trials, a resumed experiment's stored trials), more episodes are drawn from the policy,
+    then points near its point (a few parameters changed) are tried, then the prior, and the unseen
+    point found stands in the batch with the actions that give it.
+    Once every point of the space has been suggested, :meth:`generate_parameters` raises
+    :class:`~nni_pl.errors.NoMoreTrialError`, which ends the experiment.
     Imported or resumed results (and results of trials it did not suggest) are learnt from too, in
     batches of ``trials_per_update`` (their probability under the current policy stands in for the one
     they were drawn with).
@@ -246,6 +257,7 @@ class PPOTuner(Tuner):
 
         self._rng = make_rng(self.seed)
         self._space: SearchSpace | None = None
+        self._seen: SeenPoints | None = None  # points suggested or learnt of
         self._keys: list[tuple[Any, ...]] = []
         self._axes: list[_Axis] = []
         self._sizes: list[int] = []  # actions per parameter
@@ -264,6 +276,7 @@ class PPOTuner(Tuner):
         type(self).check_search_space(space)
         dims = space.dimensions()
         self._space, self._keys = space, [d.key for d in dims]
+        self._seen = self._seen.rebuilt(space) if self._seen is not None else SeenPoints(space)
         self._axes = [_Axis(d.param) for d in dims]
         self._sizes = [axis.actions for axis in self._axes]
         self._offsets = (len(dims) + np.concatenate([[0], np.cumsum(self._sizes)[:-1]])).astype(int)
@@ -274,16 +287,21 @@ class PPOTuner(Tuner):
         """The next episode of the current batch (a new batch is sampled when the last one has reported).
 
         Raises:
+            NoMoreTrialError: every point of the space has been suggested.
             WaitForResults: the whole batch is out and the policy update waits for its results.
         """
-        if self._space is None:
+        if self._space is None or self._seen is None:
             raise RuntimeError("update_search_space() must be called before generate_parameters()")
+        if self._keys:
+            self._seen.check()
         if self._batch is None:
             self._batch, self._issued = self._sample(self.trials_per_update), 0
         if self._issued == len(self._batch):
             raise WaitForResults()
-        episode = self._batch[self._issued]
+        episode = self._batch[self._issued] = self._unseen(self._batch[self._issued])
         self._issued += 1
+        if self._keys:
+            self._seen.add(episode.params)
         self._running[parameter_id] = episode
         assert episode.params is not None
         return copy.deepcopy(episode.params)
@@ -298,6 +316,8 @@ class PPOTuner(Tuner):
             self._note(loss)
             self._maybe_update()
             return
+        if self._seen is not None:
+            self._seen.add(parameters)  # a customised trial's point is not suggested later
         actions = self._actions(parameters)
         if actions is None:
             log.info("PPOTuner: a result for parameters outside the space is ignored: %s", parameters)
@@ -319,6 +339,8 @@ class PPOTuner(Tuner):
         episodes = []
         for record in data:
             value = record.get("value")
+            if self._seen is not None:
+                self._seen.add(record.get("parameter"))
             actions = self._actions(record.get("parameter"))
             if value is None or actions is None:
                 continue
@@ -332,12 +354,13 @@ class PPOTuner(Tuner):
         """Relearn from the stored results (in their order) and continue on a fresh random stream.
 
         Trials that had not finished are run again by the experiment; their results count when they
-        arrive. A trial that ended without a result counts as the worst.
+        arrive. A trial that ended without a result counts as the worst. No stored point is suggested again.
         """
-        if self._space is None:
+        if self._space is None or self._seen is None:
             raise RuntimeError("update_search_space() must be called before resume()")
         episodes = []
         for h in sorted(history, key=lambda h: -1 if h.parameter_id is None else h.parameter_id):
+            self._seen.add(h.parameters)
             if h.value is None and not h.finished:
                 continue
             actions = self._actions(h.parameters)
@@ -375,6 +398,31 @@ class PPOTuner(Tuner):
                 return None
             out.append(axis.action_of(k))
         return out
+
+    def _unseen(self, episode: _Episode) -> _Episode:
+        """``episode``, or one in its place whose point was not suggested or learnt of before: another
+        episode of the policy (up to :data:`_RESAMPLES`), else a point near the policy's (short walks
+        of one-parameter changes, as evolution mutates: a converged policy keeps proposing the same
+        point), else an unseen point of the prior."""
+        seen = self._seen
+        assert seen is not None and self._space is not None
+        if not self._keys or episode.params not in seen:
+            return episode
+        space, start = self._space, episode.params
+
+        def candidates() -> Iterator[dict[str, Any] | None]:
+            for other in self._sample(_RESAMPLES):
+                yield other.params
+            for _ in range(_RESAMPLES // 4):  # short random walks: the nearest unseen points first
+                point = start
+                for _ in range(4):
+                    point = mutate(space, point, self._rng)
+                    yield point
+
+        params = seen.fresh(self._rng, candidates())
+        actions = self._actions(params)
+        assert actions is not None
+        return _Episode(actions, params)
 
     @property
     def _obs_dim(self) -> int:

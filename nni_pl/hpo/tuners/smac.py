@@ -23,12 +23,11 @@ hyperparameter-optimisation facade, with the departures noted):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from nni_pl.errors import NoMoreTrialError
 from nni_pl.hpo.tuners._common import check_bool
 from nni_pl.hpo.tuners._forest import ForestSurrogate, UnitSpace, expected_improvement
 from nni_pl.hpo.tuners._store import ObservationStore, StoreTuner
@@ -49,12 +48,10 @@ class SMACTuner(StoreTuner):
 
     Args:
         optimize_mode: ``"maximize"`` (NNI's default) or ``"minimize"`` the reported metric.
-        config_dedup: ``True``: never suggest a parameter set that was already generated. ``False``
-            (NNI's default): the model's suggestions are new, but the random ones (the initial design
-            and the ``random_fraction`` interleaved later) are plain draws from the prior, which may
-            repeat a finished parameter set (never a running one): rare in a large space, as NNI's
-            docs say, common in a small finite one. Either way, once every point of a finite space has been generated,
-            :meth:`generate_parameters` raises :class:`~nni_pl.errors.NoMoreTrialError`.
+        config_dedup: accepted for NNI compatibility (NNI's default ``False`` let random draws repeat a
+            finished parameter set). Here no suggestion ever repeats a point suggested or learnt of
+            before, whatever the value: the model's and the random ones alike, so a finite space runs
+            out, and then :meth:`generate_parameters` raises :class:`~nni_pl.errors.NoMoreTrialError`.
         seed: makes the suggestions reproducible for the same sequence of results.
 
     Example:
@@ -104,41 +101,11 @@ class SMACTuner(StoreTuner):
         super().update_search_space(space)
         self._unit = UnitSpace(self._require_store())
 
-    def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
-        store = self._require_store()
-        if not store.dims:
-            return {}
-        if store.exhausted:
-            raise NoMoreTrialError(
-                f"all {int(store.space.size)} points of the finite search space have been generated"
-            )
-        params = None
+    def _proposals(self, store: ObservationStore) -> Iterator[dict[str, Any] | None]:
+        """The model's suggestion, once the initial design is done and this is not a random interleave."""
         finite = np.isfinite(store.loss)
         if finite.sum() >= max(2, self.n_startup_jobs) and self._rng.random() >= self.random_fraction:
-            params = self._suggest(store)
-        if params is None:
-            params = store.random_unseen(self._rng) if self.config_dedup else self._random_not_running(store)
-        row = store.encode(params)
-        if row is not None:
-            store.mark_seen(row)
-        self._pending[parameter_id] = params
-        return params
-
-    def _random_not_running(self, store: ObservationStore) -> dict[str, Any]:
-        """A prior draw that may repeat a finished parameter set (NNI's ``config_dedup=False``, rare in a
-        large space) but not one that is running now."""
-        running = set()
-        for p in self._pending.values():
-            row = store.encode(p, quiet=True)
-            if row is not None:
-                running.add(store.key(row))
-        params = store.space.sample(self._rng)
-        for _ in range(100):
-            row = store.encode(params, quiet=True)
-            if row is None or store.key(row) not in running:
-                return params
-            params = store.space.sample(self._rng)
-        return store.random_unseen(self._rng)
+            yield self._suggest(store)
 
     # --- the model ---------------------------------------------------------------------------------------
     def _training_data(self, store: ObservationStore) -> tuple[np.ndarray, np.ndarray]:
@@ -196,8 +163,7 @@ class SMACTuner(StoreTuner):
         order = np.lexsort((self._rng.random(len(scores)), -scores))
         for i in order[:200]:
             params = unit.to_params(cands[i])
-            row = store.encode(params, quiet=True)
-            if row is not None and not store.is_seen(row):
+            if store.is_new(params):
                 return params
         return None
 
