@@ -22,15 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from nni_pl.trial._context import (
+    MetricTooLargeError,
+    TrialContext,
+    activate,
+    current,
+    normalize_metric,
+)
+from nni_pl.trial.protocol import (
     DEFAULT_MAX_METRIC_BYTES,
     FINAL,
     PERIODICAL,
-    MetricTooLargeError,
-    TrialContext,
     TrialSetupError,
-    current,
     max_metric_bytes,
-    normalize_metric,
 )
 
 __all__ = [
@@ -38,6 +41,8 @@ __all__ = [
     "MetricTooLargeError",
     "TrialContext",
     "TrialSetupError",
+    "activate",
+    "current",
     "enable_graceful_stop",
     "get_current_parameter",
     "get_experiment_id",

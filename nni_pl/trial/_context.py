@@ -17,87 +17,38 @@ import numbers
 import os
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from nni_pl.errors import NniPlError
+from nni_pl.trial.protocol import (
+    ENV_EXPERIMENT_ID,
+    ENV_MAX_METRIC_BYTES,
+    ENV_PARAMETERS,
+    ENV_SEQUENCE_ID,
+    ENV_SYS_DIR,
+    ENV_TRIAL_ID,
+    FINAL,
+    METRICS_FILE,
+    PARAMETER_FILE,
+    STANDALONE,
+    TrialSetupError,
+    _size,
+    declare_graceful,
+    encode_record,
+    max_metric_bytes,
+    read_parameter_file,
+)
+from nni_pl.trial.protocol import stop_requested as protocol_stop_requested
 
-__all__ = [
-    "DEFAULT_MAX_METRIC_BYTES",
-    "MetricTooLargeError",
-    "TrialContext",
-    "TrialSetupError",
-    "current",
-    "max_metric_bytes",
-    "normalize_metric",
-]
+__all__ = ["MetricTooLargeError", "TrialContext", "activate", "current", "normalize_metric"]
 
 logger = logging.getLogger("nni_pl.trial")
-
-# The environment contract with the trial process (NNI's names, so NNI-era tooling keeps working).
-ENV_PLATFORM = "NNI_PLATFORM"
-ENV_EXPERIMENT_ID = "NNI_EXP_ID"
-ENV_TRIAL_ID = "NNI_TRIAL_JOB_ID"
-ENV_SEQUENCE_ID = "NNI_TRIAL_SEQ_ID"
-ENV_SYS_DIR = "NNI_SYS_DIR"
-ENV_OUTPUT_DIR = "NNI_OUTPUT_DIR"
-ENV_PARAMETERS = "NNI_PL_PARAMETERS"  # standalone override: JSON text, or a path to a JSON/YAML file
-ENV_MAX_METRIC_BYTES = "NNI_PL_MAX_METRIC_BYTES"  # the largest report, in bytes of JSON
-# Lightning reads PL_TRAINER_<ARG> as Trainer defaults: a trial's logs and checkpoints go to its directory
-ENV_DEFAULT_ROOT_DIR = "PL_TRAINER_DEFAULT_ROOT_DIR"
-
-PARAMETER_FILE = "parameter.json"
-METRICS_FILE = "metrics.jsonl"
-CONTROL_DIR = ".nni"
-STOP_FILE = "stop"  # written by the manager when the assessor (or a user) asks the trial to stop
-GRACEFUL_FILE = "graceful"  # written by a trial that checks should_stop() and exits on its own
-
-STANDALONE = "STANDALONE"
-
-PERIODICAL = "PERIODICAL"
-FINAL = "FINAL"
-
-# A report is a few numbers for the tuner and the dashboard; 64 KiB of JSON leaves room for hundreds of named
-# values while a runaway dict or string (megabytes per epoch) cannot fill the store and the CLI's tables.
-DEFAULT_MAX_METRIC_BYTES = 64 * 1024
-
-
-class TrialSetupError(NniPlError, ValueError):
-    """What a trial was given cannot be read: its parameter file, ``NNI_PL_PARAMETERS``, or an nni-pl variable."""
 
 
 class MetricTooLargeError(NniPlError, ValueError):
     """A reported metric is larger, as JSON, than ``NNI_PL_MAX_METRIC_BYTES`` allows (64 KiB by default)."""
-
-
-def _size(n: int) -> str:
-    return f"{n // 1024} KiB ({n} bytes)" if n >= 1024 and n % 1024 == 0 else f"{n} bytes"
-
-
-def max_metric_bytes(environ: Mapping[str, str] = os.environ) -> int:
-    """The largest metric report accepted, in bytes of compact JSON: ``NNI_PL_MAX_METRIC_BYTES`` or 64 KiB.
-
-    Set it where ``nni-pl launch`` runs: trials inherit the manager's environment, and the manager skips
-    ``metrics.jsonl`` lines larger than this (plus the record's own fields).
-
-    Raises:
-        TrialSetupError: the variable is set but is not a whole number of at least 1.
-    """
-    raw = environ.get(ENV_MAX_METRIC_BYTES, "").strip()
-    if not raw:
-        return DEFAULT_MAX_METRIC_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise TrialSetupError(
-            f"{ENV_MAX_METRIC_BYTES} must be a whole number of bytes of at least 1, got {raw[:40]!r}; "
-            f"unset it for the default of {_size(DEFAULT_MAX_METRIC_BYTES)}"
-        )
-    return value
 
 
 def _jsonable(obj: Any) -> Any:
@@ -219,30 +170,6 @@ def _load_override(text: str) -> dict[str, Any]:
     return data
 
 
-def _read_parameter_file(path: Path) -> dict[str, Any]:
-    """The parameter record the manager wrote for this trial (``parameter.json``)."""
-    hint = (
-        "the manager writes it before the trial starts; run the script through nni-pl, "
-        f"or unset {ENV_SYS_DIR} and {ENV_TRIAL_ID} to run it standalone"
-    )
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TrialSetupError(f"this trial's parameter file {str(path)!r} does not exist; {hint}") from None
-    except (OSError, ValueError) as e:
-        raise TrialSetupError(
-            f"this trial's parameter file {str(path)!r} cannot be read as JSON "
-            f"({' '.join(str(e).split())[:160]}); {hint}"
-        ) from None
-    if not isinstance(record, dict) or not isinstance(record.get("parameters"), dict):
-        got = type(record).__name__ if not isinstance(record, dict) else f"keys {sorted(record)[:8]}"
-        raise TrialSetupError(
-            f'this trial\'s parameter file {str(path)!r} must hold an object with a "parameters" object, '
-            f"got {got}; {hint}"
-        )
-    return record
-
-
 class TrialContext:
     """The identity and the report channel of the running trial (or of a standalone run).
 
@@ -314,7 +241,7 @@ class TrialContext:
                 self._parameter_record = {"parameters": self._parameters}
             else:
                 assert self.trial_dir is not None
-                self._parameter_record = _read_parameter_file(self.trial_dir / PARAMETER_FILE)
+                self._parameter_record = read_parameter_file(self.trial_dir / PARAMETER_FILE)
         return self._parameter_record
 
     @property
@@ -351,8 +278,7 @@ class TrialContext:
                 return
             fd = self._open()
             assert self._seq is not None
-            record = {"seq": self._seq, "type": kind, "value": metric, "time": time.time()}
-            line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+            line = encode_record(self._seq, kind, metric)
             # Once write() returns, the report is in the kernel: a crash or kill of the trial or of the
             # manager cannot lose it. The final result is also fsync'd, so it survives a machine crash.
             os.write(fd, line)
@@ -369,13 +295,11 @@ class TrialContext:
 
     # --- control from the manager -------------------------------------------------------------------------
     def stop_requested(self) -> bool:
-        return self.trial_dir is not None and (self.trial_dir / CONTROL_DIR / STOP_FILE).exists()
+        return self.trial_dir is not None and protocol_stop_requested(self.trial_dir)
 
     def declare_graceful(self) -> None:
         if self.trial_dir is not None:
-            control = self.trial_dir / CONTROL_DIR
-            control.mkdir(exist_ok=True)
-            (control / GRACEFUL_FILE).touch()
+            declare_graceful(self.trial_dir)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -403,3 +327,16 @@ def activate(ctx: TrialContext | None) -> None:
     if _current is not None and _current is not ctx:
         _current.close()
     _current = ctx
+
+
+# transitional aliases for importers that predate nni_pl.trial.protocol (removed with them)
+from nni_pl.trial.protocol import (  # noqa: E402, F401
+    CONTROL_DIR,
+    DEFAULT_MAX_METRIC_BYTES,
+    ENV_DEFAULT_ROOT_DIR,
+    ENV_OUTPUT_DIR,
+    ENV_PLATFORM,
+    GRACEFUL_FILE,
+    STOP_FILE,
+)
+from nni_pl.trial.protocol import read_parameter_file as _read_parameter_file  # noqa: E402, F401

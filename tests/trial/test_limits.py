@@ -213,7 +213,7 @@ def test_the_trial_process_shows_one_line_and_no_json_internals(tmp_path):
     assert run.returncode == 1
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith(
-        "nni_pl.trial._context.TrialSetupError: NNI_PL_PARAMETERS='{bad' is not valid JSON"
+        "nni_pl.trial.protocol.TrialSetupError: NNI_PL_PARAMETERS='{bad' is not valid JSON"
     )
     assert "JSONDecodeError" not in run.stderr and "During handling" not in run.stderr
 

@@ -1,0 +1,406 @@
+"""The trial-directory protocol: everything a trial and the side that runs it share.
+
+A trial is a process (or, for Python-function trials, a call in a warm worker) with a directory of its
+own. The two sides never talk to each other directly: they exchange files in that directory, under the
+names below, and the trial learns who it is from environment variables. A training service that runs
+trials elsewhere (an SSH host, a cluster) implements this module's side of the contract there and copies
+the files back; nothing else is needed.
+
+Who writes what, in order:
+
+1. **The runner** creates ``<trial_dir>/`` and ``<trial_dir>/.nni/`` and writes :data:`PARAMETER_FILE`
+   atomically (a temporary file renamed over it) with :func:`write_parameter_file`: ``{"parameter_id",
+   "parameter_source", "parameters", "experiment_id", "trial_id", "sequence_id"}``.
+2. **The runner** starts the trial with the environment of :func:`trial_environment` (NNI's variable names,
+   so NNI-era tooling keeps working) and writes ``.nni/pid`` (:data:`PID_FILE`: ``"<pid> <start time>"``,
+   the start time in clock ticks since boot, to tell the process from a reused pid).
+3. **The trial** reads :data:`PARAMETER_FILE` (:func:`read_parameter_file`) when it first asks for its
+   parameters, and appends one JSON line per report to :data:`METRICS_FILE` with a single ``write()`` on an
+   ``O_APPEND`` descriptor (:func:`encode_record`)::
+
+       {"seq": 0, "type": "PERIODICAL", "value": 0.71, "time": 1733350000.1}
+       {"seq": 1, "type": "FINAL", "value": {"default": 0.93, "loss": 0.2}, "time": 1733350009.4}
+
+   ``seq`` counts the file's lines from 0; ``type`` is :data:`PERIODICAL` (intermediate) or :data:`FINAL`;
+   ``value`` is a number or a dict with a numeric ``"default"``. Only the first FINAL counts.
+4. **The runner** may ask the trial to stop early by creating ``.nni/stop`` (:func:`request_stop`). A trial
+   that polls :func:`stop_requested` at safe points says so beforehand by creating ``.nni/graceful``
+   (:func:`declare_graceful`); it is then given time to end by itself, otherwise it is signalled.
+5. **The trial's wrapper** writes ``.nni/exitcode`` (:data:`EXITCODE_FILE`: ``"<code> [<unix time>]"``) when
+   the trial ends; without the time, the file's modification time is the end time.
+6. **The runner** reads new complete lines of :data:`METRICS_FILE` with a :class:`MetricsReader` while the
+   trial runs and once more after it ends. ``seq`` makes reading idempotent: the store keeps each
+   ``(trial, seq)`` once, so a reader that restarts from offset 0 after a crash duplicates nothing.
+
+What is durable: a report is in the kernel once the SDK call returns, so a crash or kill of the trial or of
+the runner cannot lose it; a FINAL report is also fsync'd (it survives a machine crash). The parameter file
+is complete or absent (rename). The exit-code file is written after the trial's last report.
+
+Reserved parameter keys that tuners put into a trial's parameters: :data:`TRIAL_BUDGET` (Hyperband/BOHB) and
+:data:`LOAD_CHECKPOINT_DIR` / :data:`SAVE_CHECKPOINT_DIR` (PBT).
+
+This module is import-light (standard library only): every trial process imports it.
+
+Example:
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> write_parameter_file(d, {"parameter_id": 0, "parameter_source": "algorithm",
+    ...                          "parameters": {"lr": 0.1}, "experiment_id": "e", "trial_id": "t",
+    ...                          "sequence_id": 0})
+    >>> read_parameter_file(d / PARAMETER_FILE)["parameters"]
+    {'lr': 0.1}
+    >>> with open(d / METRICS_FILE, "ab") as f:
+    ...     _ = f.write(encode_record(0, FINAL, 0.93, when=1.0))
+    >>> [(r["seq"], r["type"], r["value"]) for r in MetricsReader(d).read()]
+    [(0, 'FINAL', 0.93)]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nni_pl.errors import NniPlError
+
+__all__ = [
+    "CONTROL_DIR",
+    "DEFAULT_MAX_METRIC_BYTES",
+    "ENV_DEFAULT_ROOT_DIR",
+    "ENV_EXPERIMENT_ID",
+    "ENV_MAX_METRIC_BYTES",
+    "ENV_OUTPUT_DIR",
+    "ENV_PARAMETERS",
+    "ENV_PLATFORM",
+    "ENV_SEQUENCE_ID",
+    "ENV_SYS_DIR",
+    "ENV_TRIAL_ID",
+    "EXITCODE_FILE",
+    "FINAL",
+    "GRACEFUL_FILE",
+    "LOAD_CHECKPOINT_DIR",
+    "METRICS_FILE",
+    "PARAMETER_FILE",
+    "PERIODICAL",
+    "PID_FILE",
+    "SAVE_CHECKPOINT_DIR",
+    "STANDALONE",
+    "STDERR_FILE",
+    "STDOUT_FILE",
+    "STOP_FILE",
+    "TRIAL_BUDGET",
+    "MetricsReader",
+    "TrialSetupError",
+    "declare_graceful",
+    "encode_record",
+    "graceful_declared",
+    "max_metric_bytes",
+    "read_exitcode",
+    "read_parameter_file",
+    "read_pid",
+    "request_stop",
+    "stderr_tail",
+    "stop_requested",
+    "trial_environment",
+    "write_exitcode",
+    "write_parameter_file",
+    "write_pid",
+]
+
+logger = logging.getLogger(__name__)
+
+# --- environment variables (NNI's names) -------------------------------------------------------------------------
+ENV_PLATFORM = "NNI_PLATFORM"
+ENV_EXPERIMENT_ID = "NNI_EXP_ID"
+ENV_TRIAL_ID = "NNI_TRIAL_JOB_ID"
+ENV_SEQUENCE_ID = "NNI_TRIAL_SEQ_ID"
+ENV_SYS_DIR = "NNI_SYS_DIR"  # the trial directory
+ENV_OUTPUT_DIR = "NNI_OUTPUT_DIR"  # where the trial puts its own files (the trial directory)
+ENV_PARAMETERS = "NNI_PL_PARAMETERS"  # standalone runs: JSON text, or a path to a JSON/YAML file
+ENV_MAX_METRIC_BYTES = "NNI_PL_MAX_METRIC_BYTES"  # the largest report, in bytes of JSON
+# Lightning reads PL_TRAINER_<ARG> as Trainer defaults: a trial's logs and checkpoints go to its directory
+ENV_DEFAULT_ROOT_DIR = "PL_TRAINER_DEFAULT_ROOT_DIR"
+
+# --- files in the trial directory --------------------------------------------------------------------------------
+PARAMETER_FILE = "parameter.json"
+METRICS_FILE = "metrics.jsonl"
+STDOUT_FILE = "stdout"
+STDERR_FILE = "stderr"
+CONTROL_DIR = ".nni"
+# in CONTROL_DIR:
+STOP_FILE = "stop"  # the runner asks the trial to stop (assessor verdict, a user's kill)
+GRACEFUL_FILE = "graceful"  # the trial checks should_stop() and will end by itself when asked
+EXITCODE_FILE = "exitcode"  # "<code> [<unix time>]", written by the trial's wrapper when it ends
+PID_FILE = "pid"  # "<pid> <process start time>", written by the runner when the trial starts
+
+# --- records -----------------------------------------------------------------------------------------------------
+PERIODICAL = "PERIODICAL"
+FINAL = "FINAL"
+STANDALONE = "STANDALONE"  # the ids of a run outside any experiment
+
+# --- reserved parameter keys ---------------------------------------------------------------------------------------
+TRIAL_BUDGET = "TRIAL_BUDGET"  # Hyperband/BOHB: the resource this trial may use (epochs, by NNICallback)
+LOAD_CHECKPOINT_DIR = "load_checkpoint_dir"  # PBT: where this trial's starting checkpoint is
+SAVE_CHECKPOINT_DIR = "save_checkpoint_dir"  # PBT: where this trial saves its checkpoint
+
+# A report is a few numbers for the tuner and the dashboard; 64 KiB of JSON leaves room for hundreds of named
+# values while a runaway dict or string (megabytes per epoch) cannot fill the store and the CLI's tables.
+DEFAULT_MAX_METRIC_BYTES = 64 * 1024
+
+
+class TrialSetupError(NniPlError, ValueError):
+    """What a trial was given cannot be read: its parameter file, ``NNI_PL_PARAMETERS``, or an nni-pl variable."""
+
+
+def _size(n: int) -> str:
+    return f"{n // 1024} KiB ({n} bytes)" if n >= 1024 and n % 1024 == 0 else f"{n} bytes"
+
+
+def max_metric_bytes(environ: Mapping[str, str] = os.environ) -> int:
+    """The largest metric report accepted, in bytes of compact JSON: ``NNI_PL_MAX_METRIC_BYTES`` or 64 KiB.
+
+    Set it where ``nni-pl launch`` runs: trials inherit the manager's environment, and the manager skips
+    ``metrics.jsonl`` lines larger than this (plus the record's own fields).
+
+    Raises:
+        TrialSetupError: the variable is set but is not a whole number of at least 1.
+    """
+    raw = environ.get(ENV_MAX_METRIC_BYTES, "").strip()
+    if not raw:
+        return DEFAULT_MAX_METRIC_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise TrialSetupError(
+            f"{ENV_MAX_METRIC_BYTES} must be a whole number of bytes of at least 1, got {raw[:40]!r}; "
+            f"unset it for the default of {_size(DEFAULT_MAX_METRIC_BYTES)}"
+        )
+    return value
+
+
+# --- the runner's side ----------------------------------------------------------------------------------------------
+def trial_environment(
+    *, platform: str, experiment_id: str, trial_id: str, sequence_id: int, trial_dir: str | os.PathLike[str]
+) -> dict[str, str]:
+    """The environment variables a trial is started with (NNI's names).
+
+    Example:
+        >>> trial_environment(platform="local", experiment_id="e", trial_id="t", sequence_id=3,
+        ...                   trial_dir="/x")[ENV_SEQUENCE_ID]
+        '3'
+    """
+    return {
+        ENV_PLATFORM: platform,
+        ENV_EXPERIMENT_ID: experiment_id,
+        ENV_TRIAL_ID: trial_id,
+        ENV_SEQUENCE_ID: str(sequence_id),
+        ENV_SYS_DIR: str(trial_dir),
+        ENV_OUTPUT_DIR: str(trial_dir),
+        "MULTI_PHASE": "false",
+    }
+
+
+def write_parameter_file(trial_dir: Path, record: Mapping[str, Any]) -> None:
+    """Write ``parameter.json`` atomically (and create the control folder) before the trial starts."""
+    trial_dir = Path(trial_dir)
+    (trial_dir / CONTROL_DIR).mkdir(parents=True, exist_ok=True)
+    tmp = trial_dir / (PARAMETER_FILE + ".tmp")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    tmp.replace(trial_dir / PARAMETER_FILE)
+
+
+def write_pid(trial_dir: Path, pid: int, started_at: float | None) -> None:
+    """Record the trial's process (``.nni/pid``), so it can be found again after a crash of the runner."""
+    text = f"{pid} {started_at if started_at is not None else ''}\n"
+    (Path(trial_dir) / CONTROL_DIR / PID_FILE).write_text(text, encoding="utf-8")
+
+
+def read_pid(trial_dir: Path) -> tuple[int, float | None] | None:
+    """``(pid, process start time)`` from ``.nni/pid``, or ``None`` when the trial was never started."""
+    try:
+        text = (Path(trial_dir) / CONTROL_DIR / PID_FILE).read_text(encoding="utf-8").split()
+        return int(text[0]), float(text[1]) if len(text) > 1 else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def request_stop(trial_dir: Path) -> None:
+    """Ask the trial to stop (``.nni/stop``)."""
+    control = Path(trial_dir) / CONTROL_DIR
+    control.mkdir(parents=True, exist_ok=True)
+    (control / STOP_FILE).write_text(str(time.time()), encoding="utf-8")
+
+
+def graceful_declared(trial_dir: Path) -> bool:
+    """Whether the trial said it ends by itself when asked to stop (``.nni/graceful``)."""
+    return (Path(trial_dir) / CONTROL_DIR / GRACEFUL_FILE).exists()
+
+
+def read_exitcode(trial_dir: Path) -> tuple[int, float] | None:
+    """``(exit code, end time)`` from the trial's ``.nni/exitcode``, or ``None`` if it has not ended."""
+    path = Path(trial_dir) / CONTROL_DIR / EXITCODE_FILE
+    try:
+        text = path.read_text(encoding="utf-8").split()
+        # "<code>" alone (a POSIX sh wrapper has no clock): the file was written when the trial ended
+        return int(text[0]), float(text[1]) if len(text) > 1 else path.stat().st_mtime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def stderr_tail(trial_dir: Path, *, max_bytes: int = 4000, name: str = STDERR_FILE) -> str | None:
+    """The last lines of a trial's stderr (what a failed trial said), or ``None`` if empty."""
+    path = Path(trial_dir) / name
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    if size > max_bytes:
+        text = text.split("\n", 1)[-1]
+    return text.strip() or None
+
+
+class MetricsReader:
+    """Reads the complete new lines of a trial's ``metrics.jsonl`` (a half-written last line waits).
+
+    The file is read in chunks and a line longer than the trial SDK allows (``NNI_PL_MAX_METRIC_BYTES`` plus the
+    record's own fields; the SDK refuses such reports, so only a hand-written line can be one) is skipped with a
+    warning as it streams past, so the manager's memory stays bounded whatever a trial writes.
+    """
+
+    _CHUNK = 1 << 20
+    _RECORD_OVERHEAD = 1024  # {"seq":..,"type":"PERIODICAL","value":..,"time":..} around the metric
+
+    def __init__(self, trial_dir: Path) -> None:
+        self.path = trial_dir / METRICS_FILE
+        self.offset = 0
+        self._skipping = False  # inside an over-long line: drop everything up to its newline
+        try:
+            limit = max_metric_bytes()
+        except TrialSetupError as e:
+            logger.warning("%s; using the default", e)
+            limit = DEFAULT_MAX_METRIC_BYTES
+        self.max_line = limit + self._RECORD_OVERHEAD
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return []
+        if size <= self.offset:
+            return []
+        out: list[dict[str, Any]] = []
+        buf = b""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            remaining = size - self.offset
+            while remaining > 0:
+                chunk = f.read(min(self._CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                buf += chunk
+                start = 0
+                while (end := buf.find(b"\n", start)) >= 0:
+                    line, start = buf[start:end], end + 1
+                    if self._skipping:  # the end of a line already reported as too long
+                        self._skipping = False
+                    elif len(line) > self.max_line:
+                        self._too_long(f"{len(line)} bytes")
+                    else:
+                        self._parse(line, out)
+                self.offset += start
+                buf = buf[start:]
+                if self._skipping or len(buf) > self.max_line:
+                    if not self._skipping:
+                        self._too_long(f"over {self.max_line} bytes")
+                        self._skipping = True
+                    self.offset += len(buf)
+                    buf = b""
+        return out
+
+    def _parse(self, line: bytes, out: list[dict[str, Any]]) -> None:
+        if not line.strip():
+            return
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or "seq" not in rec or "type" not in rec:
+                raise ValueError("not a metric record")
+            out.append(rec)
+        except ValueError:
+            logger.warning("skipping a malformed line in %s: %r", self.path, line[:200])
+
+    def _too_long(self, size: str) -> None:
+        logger.warning(
+            "skipping a line of %s in %s: a report may hold at most %d bytes of JSON (%s, set where nni-pl runs)",
+            size,
+            self.path,
+            self.max_line - self._RECORD_OVERHEAD,
+            ENV_MAX_METRIC_BYTES,
+        )
+
+
+# --- the trial's side --------------------------------------------------------------------------------------------------
+def read_parameter_file(path: Path) -> dict[str, Any]:
+    """The parameter record the runner wrote for this trial (``parameter.json``).
+
+    Raises:
+        TrialSetupError: the file is missing, is not JSON, or has no ``"parameters"`` object.
+    """
+    hint = (
+        "the manager writes it before the trial starts; run the script through nni-pl, "
+        f"or unset {ENV_SYS_DIR} and {ENV_TRIAL_ID} to run it standalone"
+    )
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrialSetupError(f"this trial's parameter file {str(path)!r} does not exist; {hint}") from None
+    except (OSError, ValueError) as e:
+        raise TrialSetupError(
+            f"this trial's parameter file {str(path)!r} cannot be read as JSON "
+            f"({' '.join(str(e).split())[:160]}); {hint}"
+        ) from None
+    if not isinstance(record, dict) or not isinstance(record.get("parameters"), dict):
+        got = type(record).__name__ if not isinstance(record, dict) else f"keys {sorted(record)[:8]}"
+        raise TrialSetupError(
+            f'this trial\'s parameter file {str(path)!r} must hold an object with a "parameters" object, '
+            f"got {got}; {hint}"
+        )
+    return record
+
+
+def encode_record(seq: int, kind: str, value: Any, *, when: float | None = None) -> bytes:
+    """One line of ``metrics.jsonl`` (``value`` is already a validated metric)."""
+    record = {"seq": seq, "type": kind, "value": value, "time": time.time() if when is None else when}
+    return (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def stop_requested(trial_dir: Path) -> bool:
+    """Whether the runner asked this trial to stop."""
+    return (Path(trial_dir) / CONTROL_DIR / STOP_FILE).exists()
+
+
+def declare_graceful(trial_dir: Path) -> None:
+    """Tell the runner this trial ends by itself when asked to stop (it polls :func:`stop_requested`)."""
+    control = Path(trial_dir) / CONTROL_DIR
+    control.mkdir(exist_ok=True)
+    (control / GRACEFUL_FILE).touch()
+
+
+def write_exitcode(trial_dir: Path, code: int, *, when: float | None = None) -> None:
+    """Record how the trial ended (for runners whose trials have no shell wrapper to do it)."""
+    control = Path(trial_dir) / CONTROL_DIR
+    control.mkdir(parents=True, exist_ok=True)
+    tmp = control / (EXITCODE_FILE + ".tmp")
+    tmp.write_text(f"{code} {time.time() if when is None else when}\n", encoding="utf-8")
+    tmp.replace(control / EXITCODE_FILE)
