@@ -76,6 +76,15 @@ class Tuner(ABC):
     A subclass implements three methods; the rest have working defaults. Class attributes declare which
     search spaces it understands, and the experiment checks them before the first trial starts.
 
+    The finite-space rule, which every built-in tuner that samples follows: on a finite space (only
+    ``choice``, ``randint``, ``quniform``, ``qloguniform``; nested options count by their sub-spaces) a
+    point is never suggested twice in an experiment, counting the points a tuner learns of (results,
+    :meth:`import_data`, customised trials, :meth:`resume`'s history), and :meth:`generate_parameters`
+    raises :class:`~nni_pl.errors.NoMoreTrialError` once every point is used, which ends the experiment.
+    The built-ins share one implementation (``nni_pl.hpo.tuners._seen.SeenPoints``); their documented
+    exceptions re-run configurations on purpose (Hyperband/BOHB's promotions, PBT's generations, Metis's
+    re-sampling). :class:`nni_pl.testing.TunerTestCase` checks the rule.
+
     Example:
         >>> import numpy as np
         >>> class MyRandom(Tuner):
@@ -111,7 +120,8 @@ class Tuner(ABC):
         """Return one parameter set.
 
         Raises:
-            NoMoreTrialError: the search space is exhausted (the experiment ends when trials finish).
+            NoMoreTrialError: the search space is exhausted: every point of a finite space has been
+                suggested or learnt of (the experiment ends when trials finish).
             WaitForResults: nothing to suggest until a running trial reports (asked again later).
         """
 

@@ -17,9 +17,9 @@ supports (``supported_types``, ``supports_nested``, ``numeric_choices_only``)::
         assessor_kwargs = {"optimize_mode": "maximize"}
 
 Class attributes of the test case say what the tuner promises beyond the basics:
-``exhausts_finite_spaces`` (raise ``NoMoreTrialError`` once a finite space is used up; default
-``True``), ``deterministic`` (the seed does not matter), ``extra_keys`` (keys such as
-``TRIAL_BUDGET`` beside the space's), ``space_override`` (a special space, e.g. BatchTuner's
+``finite_space_exemption`` / ``reevaluates`` (the documented reason a tuner may repeat points of a
+finite space; by default each point once, then ``NoMoreTrialError``), ``deterministic`` (the seed
+does not matter), ``extra_keys`` (keys such as ``TRIAL_BUDGET`` beside the space's), ``space_override`` (a special space, e.g. BatchTuner's
 ``combine_params``), ``n_suggestions`` (lower it for slow tuners). A failed check raises
 :class:`AssertionError` that names the call, the parameters and the broken rule.
 
@@ -27,7 +27,6 @@ Example:
     >>> from nni_pl.hpo.tuners.random import RandomTuner
     >>> class TestRandom(TunerTestCase):
     ...     tuner_class = RandomTuner
-    ...     exhausts_finite_spaces = False
     >>> TestRandom().test_corpus_suggestions_are_valid()
 """
 

@@ -124,6 +124,19 @@ def test_pbt_first_generation_samples_the_space_with_fresh_checkpoint_folders(tm
         assert all(Path(p["save_checkpoint_dir"]).is_dir() for p in params.values())  # made for the trials
 
 
+@pytest.mark.parametrize(("population", "distinct"), [(6, 6), (9, 6)])
+def test_pbt_first_generation_has_distinct_points_of_a_finite_space(
+    tmp_path: Path, population: int, distinct: int
+) -> None:
+    space = {
+        "bs": {"_type": "choice", "_value": [16, 32, 64]},
+        "layers": {"_type": "randint", "_value": [1, 3]},
+    }
+    for seed in range(5):  # six points: independent draws would repeat one most of the time
+        params = generation(make(tmp_path, space, population_size=population, seed=seed), 0)
+        assert len({json.dumps(hp(p), sort_keys=True) for p in params.values()}) == distinct
+
+
 def test_pbt_values_stay_in_the_space_over_many_generations(tmp_path: Path) -> None:
     for space in (ALL_TYPES, NESTED):
         tuner = make(tmp_path, space, population_size=5, seed=3)

@@ -203,6 +203,18 @@ def test_ppo_converged_policy_moves_to_unseen_points_then_runs_out() -> None:
     assert sorted((p["a"], p["d"]) for p in params) == [(a, d) for a in "vw" for d in range(3)]
 
 
+def test_ppo_used_up_space_ends_the_nas_policy_search() -> None:
+    from nni_pl.nas.strategy import PolicyBasedRL, simulate
+
+    space = {
+        "op": {"_type": "choice", "_value": ["conv", "pool"]},
+        "k": {"_type": "choice", "_value": [1, 3]},
+    }
+    strategy = PolicyBasedRL(trial_per_collect=3, ppo_args={"epochs_per_update": 1}, seed=0)
+    runs = simulate(strategy, space, lambda a: float(a["k"]), budget=20, seed=0)
+    assert sorted((a["op"], a["k"]) for a, _ in runs) == [("conv", 1), ("conv", 3), ("pool", 1), ("pool", 3)]
+
+
 def test_ppo_minimize_learns_the_other_way() -> None:
     tuner = make(TOY, trials_per_update=10, lr=0.01, seed=2, optimize_mode="minimize")
     params = run(tuner, 80, metric=lambda p: float(hits(p)))

@@ -157,3 +157,30 @@ def test_random_builtin_name_resolves():
     assert isinstance(tuner, RandomTuner)
     with pytest.raises(ConfigError, match=r"tuner\.classArgs\.seed"):
         create_algorithm("tuner", "Random", class_args={"seed": -3})
+
+
+def _score(params: dict) -> float:
+    return float(params["a"] * params["b"])
+
+
+def test_random_experiment_ends_with_the_space_exhausted(tmp_path):
+    from nni_pl.experiment import Experiment
+    from nni_pl.experiment import store as st
+
+    exp = Experiment(
+        trial=_score,
+        search_space={
+            "a": {"_type": "choice", "_value": [1, 2, 3]},
+            "b": {"_type": "randint", "_value": [0, 2]},
+        },
+        tuner={"name": "Random", "classArgs": {"seed": 0}},
+        max_trial_number=20,
+        trial_concurrency=2,
+        experiment_working_directory=tmp_path,
+        start_method="fork",  # spawned workers cannot import this module: tests/hpo is the package "hpo"
+    )
+    exp.run(display=False)
+    points = sorted((t.parameters["a"], t.parameters["b"]) for t in exp.trials())
+    assert points == [(a, b) for a in (1, 2, 3) for b in (0, 1)]  # 6 of the 20 allowed: each point once
+    assert exp.get_status() == st.EXP_DONE
+    assert exp.store.get_experiment(exp.id).message == "the search space is exhausted"

@@ -37,6 +37,10 @@ class AnnealTuner(StoreTuner):
     - ``normal``-like types: from a normal centred on it with ``sigma * shrink``;
     - ``choice`` and ``randint``: the anchor's option with probability ``1 - shrink``, else uniformly.
 
+    No point is suggested twice (a model proposal already suggested or learnt of gives way to an unseen
+    point), and a finite space ends with :class:`~nni_pl.errors.NoMoreTrialError` once every point
+    has been seen.
+
     Args:
         optimize_mode: ``"maximize"`` (NNI's default) or ``"minimize"`` the reported metric.
         seed: makes the suggestions reproducible for the same sequence of results.

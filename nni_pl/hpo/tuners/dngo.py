@@ -123,6 +123,10 @@ class DNGOTuner(StoreTuner):
     choices). Diverged trials (NaN/inf metrics) count as the worst result. Training runs torch on
     one thread (restored afterwards) so it does not compete with trials for cores.
 
+    No point is suggested twice (a model proposal already suggested or learnt of gives way to an unseen
+    point), and a finite space ends with :class:`~nni_pl.errors.NoMoreTrialError` once every point
+    has been seen.
+
     Args:
         optimize_mode: ``"maximize"`` (NNI's default) or ``"minimize"`` the reported metric.
         sample_size: random points scored per suggestion; the best by expected improvement is taken.

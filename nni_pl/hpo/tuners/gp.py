@@ -78,6 +78,10 @@ class GPTuner(StoreTuner):
     them; a ``choice`` decodes to the nearest option. Diverged trials (NaN/inf metrics) count as the
     worst result. With concurrent trials, pending points get the mean result so far as a constant liar.
 
+    No point is suggested twice (a model proposal already suggested or learnt of gives way to an unseen
+    point), and a finite space ends with :class:`~nni_pl.errors.NoMoreTrialError` once every point
+    has been seen.
+
     The cost of a suggestion grows as ``O(n^3)`` in the number of results ``n`` (NNI: "not suitable
     when lots of trials are needed").
 

@@ -79,6 +79,12 @@ class MetisTuner(StoreTuner):
     count as the worst result. With concurrent trials, pending points get the mean result so far as
     a constant liar, so concurrent suggestions spread out.
 
+    A suggestion is never a point suggested or learnt of before (results, imports, customised trials,
+    a resumed experiment's trials), and a finite space ends with :class:`~nni_pl.errors.NoMoreTrialError`
+    once every point has been seen. The one deliberate exception is a *re-sampling* candidate
+    (``no_resampling=False``): it runs a point whose result the model cannot explain again, to measure
+    the noise; it is never proposed once the space is used up.
+
     Args:
         optimize_mode: ``"maximize"`` (NNI's default) or ``"minimize"`` the reported metric.
         no_resampling: skip re-sampling candidates (set ``False`` when results are noisy).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nni_pl.errors import NoMoreTrialError
 from nni_pl.hpo.tuners._common import check_int
 from nni_pl.nas.strategy._base import SUCCEEDED, Strategy, TrialRecord
 
@@ -79,6 +80,9 @@ class PolicyBasedRL(Strategy):
     def propose(self, history: Sequence[TrialRecord]) -> dict[str, Any] | None:
         if self._proposed >= self.max_collect * self.trial_per_collect:
             return None
-        arch = self._tuner.generate_parameters(self.proposing_id)  # WaitForResults: the batch is out
+        try:
+            arch = self._tuner.generate_parameters(self.proposing_id)  # WaitForResults: the batch is out
+        except NoMoreTrialError:  # every architecture has been proposed
+            return None
         self._proposed += 1
         return arch
