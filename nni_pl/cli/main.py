@@ -49,10 +49,14 @@ def _webui_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_webui(exp: Any, out: Any) -> None:
-    if exp.webui_url:
-        out.print(f"dashboard: {exp.webui_url}")
+    """The dashboard's addresses (every one a remote browser can open, with the token) on the user's terminal."""
+    from rich.markup import escape
+
+    urls = exp.webui_urls or ([exp.webui_url] if exp.webui_url else [])
+    if urls:
+        out.print(f"dashboard: {escape(' '.join(urls))}")
     elif exp.webui_error:
-        out.print(f"no web dashboard: {exp.webui_error}")
+        out.print(f"no web dashboard: {escape(exp.webui_error)}")
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
@@ -65,18 +69,23 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if args.store:
         cfg.store_url = args.store
     exp = Experiment(cfg, id=args.id)
+    webui = _webui_options(args)
     if args.detach:
-        exp.run(detach=True, **_webui_options(args))
+        # checks everything, creates the experiment, returns once its manager is up (or raises with its reason)
+        exp.run(detach=True, **webui)
+        status = exp.get_status()
+        if status != "RUNNING":  # a stop came first, or it was done at once
+            return _finish_run(exp, out)
         out.print(f"experiment [bold]{exp.id}[/] started in the background (folder {exp.directory})")
         _print_webui(exp, out)
         out.print(
             f"watch: nni-pl view {exp.id}   stop: nni-pl stop {exp.id}   log: {exp.directory / 'log' / 'manager.log'}"
         )
         return 0
-    out.print(
-        f"experiment [bold]{exp.id}[/] starting (folder {cfg.experiment_working_directory / exp.id}); Ctrl-C stops it, resumable"
-    )
-    exp.run(display=not args.no_display and sys.stdout.isatty(), **_webui_options(args))
+    # check everything, then create it: the id announced next exists, and `nni-pl stop ID` works from now on
+    exp.prepare(**webui)
+    out.print(f"experiment [bold]{exp.id}[/] starting (folder {exp.directory}); Ctrl-C stops it, resumable")
+    exp.run(display=not args.no_display and sys.stdout.isatty(), **webui)
     return _finish_run(exp, out)
 
 
@@ -85,13 +94,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     out = _console()
     exp = Experiment.resume(args.id, working_directory=args.workdir, store_url=args.store)
+    webui = _webui_options(args)
     if args.detach:
-        exp.run(detach=True, **_webui_options(args))
+        exp.run(detach=True, **webui)  # returns once its manager is up (or raises with its reason)
+        if exp.get_status() != "RUNNING":
+            return _finish_run(exp, out)
         out.print(f"experiment [bold]{exp.id}[/] resumed in the background")
         _print_webui(exp, out)
         return 0
+    exp.prepare(**webui)  # checks everything (the port too) before anything changes
     out.print(f"experiment [bold]{exp.id}[/] resuming ({len(exp.trials())} stored trials)")
-    exp.run(display=not args.no_display and sys.stdout.isatty(), **_webui_options(args))
+    exp.run(display=not args.no_display and sys.stdout.isatty(), **webui)
     return _finish_run(exp, out)
 
 
@@ -429,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address TensorBoard binds (default 127.0.0.1)")
     s.set_defaults(func=cmd_tensorboard)
 
-    algo = sub.add_parser("algo", help="list, register or unregister tuners/assessors")
+    algo = sub.add_parser("algo", help="list, show, register or unregister tuners/assessors")
     asub = algo.add_subparsers(dest="algo_command", required=True, metavar="ACTION")
     asub.add_parser("list", help="built-in and registered algorithms").set_defaults(func=cmd_algo)
     s = asub.add_parser(

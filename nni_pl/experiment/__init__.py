@@ -1,11 +1,15 @@
-"""Experiments: config, store, the manager loop and the Python API.
+"""Experiments: config, store, the manager loop and the Python API (NNI 2.5's ``nni.experiment``).
 
 Example:
     >>> from nni_pl.experiment import Experiment, ExperimentConfig   # doctest: +SKIP
     >>> Experiment("config.yml").run()                                # doctest: +SKIP
+    >>> experiment = Experiment("local")                              # doctest: +SKIP
+    >>> experiment.config.trial_command = "python3 mnist.py"          # doctest: +SKIP
+    >>> experiment.run(8080)                                          # doctest: +SKIP
 """
 
 from nni_pl.experiment.config import AlgorithmConfig, ExperimentConfig, LocalConfig
+from nni_pl.experiment.data import TrialHyperParameters, TrialJob, TrialMetricData, TrialResult
 from nni_pl.experiment.experiment import Experiment, stop_experiment
 from nni_pl.experiment.store import ExperimentRow, MetricRow, Store, TrialRow
 
@@ -17,6 +21,10 @@ __all__ = [
     "LocalConfig",
     "MetricRow",
     "Store",
+    "TrialHyperParameters",
+    "TrialJob",
+    "TrialMetricData",
+    "TrialResult",
     "TrialRow",
     "stop_experiment",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,7 +47,9 @@ def register(experiment_id: str, directory: Path, store_url: str) -> None:
     index = _index_dir()
     index.mkdir(parents=True, exist_ok=True)
     tmp = index / f".{experiment_id}.tmp"
-    tmp.write_text(json.dumps({"directory": str(directory), "store_url": store_url}), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # owner-only: the URL may hold a password
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"directory": str(directory), "store_url": store_url}, f)
     tmp.replace(index / f"{experiment_id}.json")
 
 

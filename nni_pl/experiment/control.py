@@ -5,6 +5,7 @@ picks up when it polls (``Manager._sync_from_store``), or that the next ``resume
 
 * :func:`update_limits` writes the new ``trialConcurrency``/``maxTrialNumber``/``maxExperimentDuration`` into
   the stored config and bumps its ``revision``; the manager reloads them.
+* :func:`update_search_space` stores a new search space the same way; the manager passes it to its tuner.
 * :func:`kill_trial` marks a trial ``stop_requested="user"``; the manager terminates it.
 * :func:`add_trial` records a *customised* trial (parameters a user typed), validated against the search
   space, as a ``WAITING`` row with a provisional negative sequence id; the manager adopts it, gives it the
@@ -40,6 +41,7 @@ __all__ = [
     "optimize_mode",
     "redact",
     "update_limits",
+    "update_search_space",
 ]
 
 CUSTOMIZED = "customized"  # NNI's parameter_source of a trial a user added by hand
@@ -142,13 +144,88 @@ def update_limits(
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise NniPlError(f"{name} must be a whole number of at least 1, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise NniPlError(f"{name} must be a whole number of at least 1, got {value!r}") from None
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        number: float = int(value)  # exact: a whole number never goes through a float
+    else:
+        try:
+            number = float(value)
+        except ValueError:
+            raise NniPlError(f"{name} must be a whole number of at least 1, got {value!r}") from None
+        if math.isfinite(number) and abs(number) > 2**53:  # past 2**53 a float is not the number written
+            raise NniPlError(
+                f"{name} must be written as a whole number without a decimal point, got {value!r}"
+            )
     if not math.isfinite(number) or number != int(number) or number < 1:
         raise NniPlError(f"{name} must be a whole number of at least 1, got {value!r}")
     return int(number)
+
+
+# --- search space ---------------------------------------------------------------------------------------------
+
+
+def update_search_space(store: st.Store, experiment_id: str, space: Any) -> Any:
+    """Replace an experiment's search space; a running manager hands it to its tuner within a second
+    (``tuner.update_search_space``), and ``resume`` uses it.
+
+    Args:
+        store: the experiment's store.
+        experiment_id: its id.
+        space: the new space in NNI's format: a dict, JSON/YAML text, or a :class:`~nni_pl.space.SearchSpace`.
+
+    Returns:
+        The new space, parsed (a :class:`~nni_pl.space.SearchSpace`).
+
+    Raises:
+        NniPlError: the space is invalid (the message names the parameter), the experiment's tuner cannot
+            search it, or the experiment is a NAS experiment (its space is its model space).
+    """
+    from nni_pl.space import SearchSpace
+
+    try:
+        parsed = SearchSpace.parse(space)
+    except SearchSpaceError as e:
+        raise NniPlError(f"the new search space is invalid: {e}") from None
+    exp = store.get_experiment(experiment_id)
+    if (Path(exp.directory) / "nas.json").exists():
+        raise NniPlError(
+            f"experiment {experiment_id} is a NAS experiment: its search space is its model space and cannot be replaced"
+        )
+    cfg = dict(exp.config)
+    _check_tuner_can_search(cfg, parsed)
+    cfg["searchSpace"] = parsed.to_json()
+    store.update_experiment(experiment_id, config=cfg, revision=exp.revision + 1)
+    try:  # the copy beside the store, for people reading the folder
+        parsed.dump(Path(exp.directory) / "search_space.json")
+    except OSError:
+        pass
+    return parsed
+
+
+def _check_tuner_can_search(config: Mapping[str, Any], space: Any) -> None:
+    """Refuse a space the experiment's tuner (or advisor) cannot search, naming the parameter."""
+    from nni_pl.errors import ConfigError
+    from nni_pl.hpo._base import Tuner
+    from nni_pl.hpo._registry import resolve_class
+
+    for kind in ("tuner", "advisor"):
+        algo = config.get(kind)
+        if not isinstance(algo, Mapping):
+            continue
+        try:
+            cls = resolve_class(
+                kind,
+                algo.get("name"),
+                class_name=algo.get("className"),
+                code_directory=algo.get("codeDirectory"),
+                field=kind,
+            )
+        except (ConfigError, ImportError):
+            return  # the manager has it loaded; it will judge the space itself
+        if isinstance(cls, type) and issubclass(cls, Tuner):
+            try:
+                cls.check_search_space(space, name=algo.get("name") or cls.__name__)
+            except SearchSpaceError as e:
+                raise NniPlError(f"the new search space does not suit the tuner: {e}") from None
 
 
 # --- trials ---------------------------------------------------------------------------------------------------

@@ -1,8 +1,18 @@
-"""The Python API: ``Experiment(config).run()`` for command trials, ``Experiment(trial=fn, ...)`` for functions.
+"""The Python API: NNI 2.5's ``Experiment`` and nni-pl's keyword style, over one store.
 
-Example (a function trial, each call in a pre-warmed worker):
+NNI's style: a blank config for a training platform, filled field by field, run with its dashboard on a port:
 
     >>> from nni_pl.experiment import Experiment
+    >>> experiment = Experiment("local")
+    >>> experiment.config.trial_command = "python3 mnist.py"
+    >>> experiment.config.search_space = {"lr": {"_type": "loguniform", "_value": [1e-4, 0.1]}}
+    >>> experiment.config.tuner.name = "TPE"
+    >>> experiment.config.tuner.class_args["optimize_mode"] = "maximize"
+    >>> experiment.config.max_trial_number = 10
+    >>> experiment.run(8080)                                                       # doctest: +SKIP
+
+nni-pl's keyword style, here with a Python function as the trial (each call in a pre-warmed worker):
+
     >>> def objective(params):
     ...     return -(params["x"] - 2) ** 2
     >>> exp = Experiment(trial=objective,
@@ -10,20 +20,23 @@ Example (a function trial, each call in a pre-warmed worker):
     ...                  tuner="TPE", max_trial_number=20, trial_concurrency=2)   # doctest: +SKIP
     >>> exp.run()                                                                 # doctest: +SKIP
     >>> exp.best_trial().parameters                                               # doctest: +SKIP
+
+Every start goes the same way: everything is checked first (config, tuner, port, GPUs), nothing is created
+when a check fails; then the experiment's folder and store row are made (from this moment ``nni-pl stop ID``
+works: a stop recorded before the manager runs is honoured when it starts); then the manager runs.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
-import inspect
 import logging
 import os
 import secrets
 import signal
 import socket
 import string
-import subprocess
 import sys
 import threading
 import time
@@ -31,14 +44,21 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from nni_pl._files import dump_yaml
-from nni_pl.errors import ConfigError, NniPlError, SearchSpaceError
-from nni_pl.experiment import _locate
+from nni_pl.errors import ConfigError, ExperimentNotFoundError, NniPlError
+from nni_pl.experiment import _detached, _locate, _setup
 from nni_pl.experiment import store as st
-from nni_pl.experiment.config import AlgorithmConfig, ExperimentConfig, LocalConfig, parse_duration
+from nni_pl.experiment._detached import stop_experiment
+from nni_pl.experiment._queries import _NniQueries
+from nni_pl.experiment.config import (
+    _FUTURE_PLATFORMS,
+    TRAINING_SERVICES,
+    AlgorithmConfig,
+    ExperimentConfig,
+    LocalConfig,
+)
 from nni_pl.experiment.manager import Manager, Snapshot
 
-__all__ = ["Experiment"]
+__all__ = ["Experiment", "stop_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,25 +89,40 @@ def _algorithm(value: Any, field: str) -> tuple[AlgorithmConfig | None, Any]:
     return AlgorithmConfig(class_name=f"{type(value).__module__}.{type(value).__qualname__}"), value
 
 
-class Experiment:
+def _is_platform(value: Any) -> bool:
+    """``Experiment('local')`` / ``Experiment(['local'])``: a training platform, not a config file."""
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(isinstance(v, str) for v in value)
+    names = (*TRAINING_SERVICES, *_FUTURE_PLATFORMS)
+    return isinstance(value, str) and value in names and not Path(value).is_file()
+
+
+class Experiment(_NniQueries):
     """An HPO experiment: created, run, stopped, resumed and inspected through the store.
 
     Args:
-        config: an :class:`ExperimentConfig`, a path to a YAML/JSON config, or a config dict.
+        config: a training platform (``'local'``, or a list of them) for a blank config to fill in as in NNI
+            (``experiment.config.trial_command = ...``, checked when it starts); an :class:`ExperimentConfig`;
+            a path to a YAML/JSON config; or a config dict.
         trial: a Python function to tune instead of a ``trialCommand`` (``fn(params)`` or ``fn()``).
-        search_space, tuner, assessor, advisor, trial_concurrency, max_trial_number, max_experiment_duration,
-        max_trial_duration, experiment_name, experiment_working_directory, store_url, trial_gpu_number:
-            config fields in snake_case; they override ``config``. ``tuner``/``assessor`` may be a name
-            (``"TPE"``), a dict (``{"name": "TPE", "classArgs": {...}}``) or an instance; so may ``advisor``
-            (``"Hyperband"``), which replaces the tuner.
         id: the experiment id (default: 8 random characters, chosen now).
         preload: modules function-trial workers import once before their first trial.
         start_method: multiprocessing start method for function-trial workers.
+        **fields: config fields in snake_case (``search_space``, ``tuner``, ``max_trial_number``, ...); they
+            override ``config``. ``tuner``/``assessor`` may be a name (``"TPE"``), a dict
+            (``{"name": "TPE", "classArgs": {...}}``) or an instance; so may ``advisor`` (``"Hyperband"``), which
+            replaces the tuner.
+
+    Example:
+        >>> experiment = Experiment("local")
+        >>> experiment.config.tuner.name = "Random"
+        >>> experiment.config.trial_command = "python train.py"
+        >>> experiment.run(8080)   # doctest: +SKIP
     """
 
     def __init__(
         self,
-        config: ExperimentConfig | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        config: ExperimentConfig | str | os.PathLike[str] | Mapping[str, Any] | list[str] | None = None,
         *,
         trial: Callable[..., Any] | None = None,
         id: str | None = None,
@@ -100,28 +135,33 @@ class Experiment:
         advisor_cfg, advisor_instance = _algorithm(fields.pop("advisor", None), "advisor")
         if advisor_instance is not None:
             self._tuner_instance = advisor_instance
+        blank = _is_platform(config)
         if isinstance(config, ExperimentConfig):
             cfg = config
+        elif blank:
+            cfg = ExperimentConfig(config)  # type: ignore[arg-type]
         elif isinstance(config, (str, os.PathLike)):
-            cfg = ExperimentConfig.load(config)
+            try:
+                cfg = ExperimentConfig.load(config)
+            except ConfigError as e:
+                if os.sep in str(config) or Path(config).suffix or Path(config).exists():
+                    raise
+                platforms = ", ".join(repr(p) for p in TRAINING_SERVICES)
+                raise ConfigError(
+                    "", f"{e}; to configure the experiment in Python give a training platform ({platforms})"
+                ) from None
         elif isinstance(config, Mapping):
             cfg = ExperimentConfig.from_dict(dict(config), function_trial=trial is not None)
-        else:
+        elif config is None:
             cfg = ExperimentConfig(trial_code_directory=Path.cwd())
+        else:
+            raise TypeError(
+                f"Experiment() takes a training platform such as 'local', an ExperimentConfig, a config file or "
+                f"a dict, got {type(config).__name__}"
+            )
         changes: dict[str, Any] = {}
         for key, value in fields.items():
-            if key == "search_space":
-                try:
-                    from nni_pl.space import SearchSpace
-
-                    value = SearchSpace.parse(value)
-                except SearchSpaceError as e:
-                    raise ConfigError("searchSpace", str(e)) from e
-            elif key in ("max_experiment_duration", "max_trial_duration"):
-                value = parse_duration(value, key)
-            elif key in ("experiment_working_directory", "trial_code_directory"):
-                value = Path(value).expanduser().resolve()
-            elif not hasattr(cfg, key) or key == "config_file":
+            if not hasattr(cfg, key) or key.startswith("_") or key == "config_file":
                 raise TypeError(f"Experiment() got an unexpected keyword argument {key!r}")
             changes[key] = value
         if tuner_cfg is not None:
@@ -134,19 +174,37 @@ class Experiment:
                 changes["tuner"] = None
         if changes:
             cfg = cfg.replace(**changes)
-        self.config = cfg.validate(function_trial=trial is not None)
         if trial is not None and not callable(trial):
             raise TypeError(f"trial must be a function, got {type(trial).__name__}")
+        # a blank config is filled in afterwards, as in NNI: it is checked when the experiment starts
+        self.config = cfg if blank else cfg.validate(function_trial=trial is not None)
         self.trial = trial
         self.preload = tuple(preload)
         self.start_method = start_method
         self._id = id or "".join(secrets.choice(_ID_CHARS) for _ in range(8))
+        self._init_state()
+
+    def _init_state(self) -> None:
         self._store: st.Store | None = None
         self._directory: Path | None = None
         self._manager: Manager | None = None
         self._resumed = False
+        self._read_only = False
+        self._fresh = False  # created by this object and never run: a failed start removes it
+        self._prepared: tuple[Any, Any] | None = None
+        self._pending_service: Any = None
+        self._requested_at: float | None = None  # a stop recorded after this moment is for this start
+        self._previous: dict[str, Any] | None = None  # the stored state a failed resume goes back to
+        self._stop_early = False  # a stop asked for before the manager existed
+        self._thread: threading.Thread | None = None
+        self._thread_error: BaseException | None = None
+        self._restore_sigterm: Callable[[], None] | None = None
+        self._server: Any = None  # the read-only dashboard of view()
+        self._announce = True  # print the dashboard URLs with their token (a detached manager's log must not)
         self.webui_url: str | None = None  # where the dashboard is served while the experiment runs
+        self.webui_urls: list[str] = []  # every address to open it at (several when bound to all interfaces)
         self.webui_error: str | None = None  # why it is not, when it was asked for
+        self.port: int | None = None  # the dashboard's port while it is served (NNI's ``experiment.port``)
 
     # --- identity ----------------------------------------------------------------------------------------------
     @property
@@ -156,116 +214,142 @@ class Experiment:
     @property
     def directory(self) -> Path:
         if self._directory is None:
-            raise NniPlError("the experiment has not been created yet; call run()")
+            raise NniPlError("the experiment has not been created yet; call run() or start()")
         return self._directory
 
     @property
     def store(self) -> st.Store:
         if self._store is None:
-            raise NniPlError("the experiment has not been created yet; call run()")
+            raise NniPlError("the experiment has not been created yet; call run() or start()")
         return self._store
 
-    # --- creating -----------------------------------------------------------------------------------------------
+    # --- checking and creating ----------------------------------------------------------------------------------
     def _build_algorithms(self) -> tuple[Any, Any]:
-        from nni_pl.hpo._base import Tuner
-        from nni_pl.hpo._registry import create_algorithm, resolve_class
+        """The tuner (or advisor) and assessor, built and checked against the search space."""
+        return _setup.build_algorithms(self.config, self._tuner_instance, self._assessor_instance)
 
+    def _check_resources(self) -> None:
+        """What the trials need must exist here: the GPUs of ``trialGpuNumber``, a function workers can run."""
         cfg = self.config
-        algo = cfg.tuner or cfg.advisor
-        kind = "tuner" if cfg.tuner else "advisor"
-        assert algo is not None
-        if self._tuner_instance is not None:
-            tuner = self._tuner_instance
+        if self.trial is not None:
+            from nni_pl.training.functions import FunctionTrainingService
+
+            # built (not started) now: a function that cannot reach a worker fails before anything exists
+            self._pending_service = FunctionTrainingService(
+                self.trial,
+                concurrency=cfg.trial_concurrency,
+                preload=self.preload,
+                start_method=self.start_method,
+            )
+            return
+        _setup.check_gpus(cfg)
+
+    def prepare(
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        token: str | None = None,
+        detach: bool = False,
+        debug: bool = False,
+    ) -> None:
+        """Check everything, then create the experiment (its folder and store row) without starting it.
+
+        :meth:`run` and :meth:`start` do this themselves; call it first to know the experiment exists before
+        it runs (the command line announces the id only then). ``nni-pl stop ID`` from this moment stops the
+        run that follows before its first trial. Arguments are those of :meth:`run`.
+
+        Raises:
+            ConfigError, NniPlError: something is wrong; nothing was created.
+        """
+        self._prepare({"port": port, "host": host, "token": token}, detach=detach, debug=debug)
+
+    def _prepare(
+        self, webui: Mapping[str, Any], *, detach: bool = False, debug: bool = False
+    ) -> tuple[Any, Any]:
+        if self._prepared is not None:
+            return self._prepared
+        if self._read_only:
+            raise NniPlError(f"experiment {self.id} was opened read-only (view); resume it to run it")
+        function_trial = self.trial is not None
+        if detach and function_trial:
+            raise NniPlError(
+                "function-trial experiments run in the calling process; detach needs a trialCommand"
+            )
+        self.config.validate(function_trial=function_trial)
+        if debug:
+            self.config.debug, self.config.log_level = True, "debug"
+        _setup.check_webui(webui.get("port"), webui.get("host", "127.0.0.1"), webui.get("token"))
+        tuner, assessor = self._build_algorithms()  # invalid names/classArgs fail before anything is created
+        self._check_resources()
+        requested = time.time()
+        if self._store is None:
+            _setup.check_new_id(str(self._id), self.config)
+            self._create()
+            self._fresh = True
         else:
-            class_args = dict(algo.class_args)
-            if cfg.trial_concurrency > 1 and "parallel_optimize" not in class_args:
-                cls = resolve_class(
-                    kind,
-                    algo.name,
-                    class_name=algo.class_name,
-                    code_directory=algo.code_directory,
-                    field=kind,
-                )
-                if "parallel_optimize" in inspect.signature(cls).parameters:
-                    # NNI leaves it off; with concurrent trials the constant liar keeps suggestions apart
-                    class_args["parallel_optimize"] = True
-                    logger.info(
-                        "trialConcurrency > 1: %s runs with parallel_optimize=True", algo.name or cls.__name__
-                    )
-            tuner = create_algorithm(
-                kind,
-                algo.name,
-                class_name=algo.class_name,
-                code_directory=algo.code_directory,
-                class_args=class_args,
-                field=kind,
-            )
-        if isinstance(tuner, Tuner):
-            type(tuner).check_search_space(cfg.search_space, name=algo.name or type(tuner).__name__)
-        assessor = self._assessor_instance
-        if cfg.assessor is not None and not getattr(type(tuner), "accepts_assessor", True):
-            raise ConfigError(
-                "assessor",
-                f"{algo.name or type(tuner).__name__} runs its trials as generations; an assessor cannot be used with it, remove it",
-            )
-        if assessor is None and cfg.assessor is not None:
-            a = cfg.assessor
-            resolve_class(
-                "assessor", a.name, class_name=a.class_name, code_directory=a.code_directory, field="assessor"
-            )
-            assessor = create_algorithm(
-                "assessor",
-                a.name,
-                class_name=a.class_name,
-                code_directory=a.code_directory,
-                class_args=a.class_args,
-                field="assessor",
-            )
-        return tuner, assessor
+            self._claim()
+        self._requested_at = requested
+        self._stop_early = False
+        self._prepared = (tuner, assessor)
+        return self._prepared
 
     def _create(self) -> None:
-        cfg = self.config
-        exp_id = str(self._id)
-        directory = cfg.experiment_working_directory / exp_id
-        if directory.exists() and (directory / "store.sqlite").exists():
-            raise ConfigError(
-                "id", f"an experiment {exp_id!r} already exists in {directory}; resume it or pick another id"
+        """Make the folder, the store row and the index entry (``NasExperiment`` adds its spec after this)."""
+        self._store, self._directory = _setup.create(self.config, str(self._id), self.trial)
+
+    def _claim(self) -> None:
+        """Start an experiment that exists (resume, or run again): it must not run already; mark it RUNNING
+        so that a stop from now on is recorded, remembering what to go back to if the start fails."""
+        exp = self.store.get_experiment(self.id)
+        mine = exp.manager_pid == os.getpid() and (self._manager is not None or self._thread_alive())
+        if (
+            exp.status == st.EXP_RUNNING
+            and _locate.manager_alive(exp)
+            and (exp.manager_pid != os.getpid() or mine)
+        ):
+            raise NniPlError(
+                f"experiment {exp.id} is already running (manager pid {exp.manager_pid}); stop it first"
             )
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "trials").mkdir(exist_ok=True)
-        (directory / "log").mkdir(exist_ok=True)
-        url = cfg.store_url or st.sqlite_url(directory / "store.sqlite")
-        store = st.Store(url)
-        stored = cfg.to_dict()
-        if self.trial is not None:
-            stored["trialFunction"] = (
-                f"{getattr(self.trial, '__module__', '?')}.{getattr(self.trial, '__qualname__', repr(self.trial))}"
-            )
-        store.create_experiment(
-            id=exp_id,
-            name=cfg.experiment_name,
-            config=stored,
-            directory=str(directory),
-            status=st.EXP_RUNNING,
-        )
-        (directory / "config.yml").write_text(
-            dump_yaml({k: v for k, v in stored.items() if k != "searchSpace"}), encoding="utf-8"
-        )
-        cfg.search_space.dump(directory / "search_space.json")
-        _locate.register(exp_id, directory, url)
-        self._id, self._store, self._directory = exp_id, store, directory
+        self._previous = {"status": exp.status, "message": exp.message, "ended_at": exp.ended_at}
+        self.store.update_experiment(self.id, status=st.EXP_RUNNING)
+
+    def _abort_start(self) -> None:
+        """The manager did not come up: leave nothing half-made (a fresh experiment is removed, a resumed one
+        goes back to how it was), unless another manager runs it now."""
+        try:
+            exp = self.store.get_experiment(self.id)
+            if exp.manager_pid not in (None, os.getpid()) and _locate.manager_alive(exp):
+                return  # a racing start won: the experiment is running, leave it be
+            if self._fresh:
+                self._discard()
+                return
+            values: dict[str, Any] = {"manager_pid": None}
+            if self._previous is not None:
+                values.update(self._previous)
+            self.store.update_experiment(self.id, **values)
+        except Exception:  # cleaning up must not hide why the start failed
+            logger.debug("cleaning up after a failed start failed", exc_info=True)
+
+    def _discard(self) -> None:
+        """Remove an experiment that never ran: its folder, its index entry and its store row."""
+        store, directory = self._store, self._directory
+        self._store = self._directory = None
+        self._fresh = False
+        _setup.discard(store, directory, self.id, shared=self.config.store_url is not None)
 
     def _service(self) -> Any:
         cfg = self.config
         if self.trial is not None:
             from nni_pl.training.functions import FunctionTrainingService
 
-            service = FunctionTrainingService(
+            service = self._pending_service or FunctionTrainingService(
                 self.trial,
                 concurrency=cfg.trial_concurrency,
                 preload=self.preload,
                 start_method=self.start_method,
             )
+            self._pending_service = None
             service.start()
             return service
         from nni_pl.training._cli_args import lightning_cli_args
@@ -294,88 +378,160 @@ class Experiment:
     # --- running -------------------------------------------------------------------------------------------------
     def run(
         self,
+        port: int | None = None,
+        wait_completion: bool = True,
+        debug: bool = False,
         *,
         display: bool | None = None,
         detach: bool = False,
-        port: int | None = None,
         host: str = "127.0.0.1",
         token: str | None = None,
-    ) -> Experiment:
-        """Run until done (or Ctrl-C, which stops gracefully and leaves the experiment resumable).
+    ) -> bool | None:
+        """Run until done (NNI's ``run``); Ctrl-C stops gracefully and leaves the experiment resumable.
 
         Args:
-            display: show the live terminal view (default: when stdout is a terminal).
-            detach: start the manager in the background and return at once (command trials only).
             port: serve the web dashboard while the experiment runs, on this port (a free one when it is
-                taken; 0: any free port); ``None``: no dashboard. Its address is :attr:`webui_url`, printed on
-                stderr, and ``nni-pl webui ID`` prints it too. Needs ``pip install 'nni-pl[webui]'``; without it
+                taken; 0: any free port); ``None``: no dashboard. Its addresses are :attr:`webui_urls`, printed
+                on stderr; ``nni-pl webui ID`` prints them too. Needs ``pip install 'nni-pl[webui]'``; without it
                 the experiment runs without a dashboard.
+            wait_completion: ``False``: start it in the background and return at once, as :meth:`start`.
+            debug: log at debug level (``log/manager.log``).
+            display: show the live terminal view (default: when stdout is a terminal).
+            detach: start the manager as a background process that outlives this one (command trials only).
             host: the address the dashboard binds (loopback by default); another one needs a token.
             token: the token the dashboard requires (generated when ``host`` is not loopback and none given).
+
+        Returns:
+            ``True`` when the experiment ended DONE or STOPPED, ``False`` on ERROR; ``None`` when it was only
+            started (``wait_completion=False`` or ``detach``).
+
+        Raises:
+            ConfigError, NniPlError: the config, the tuner, the port or the GPUs are wrong; nothing was created.
         """
-        tuner, assessor = self._build_algorithms()  # invalid names/classArgs fail before anything is created
-        if self._store is None:
-            self._create()
+        if not wait_completion and not detach:
+            self.start(port, debug, host=host, token=token)
+            return None
         webui = {"port": port, "host": host, "token": token}
+        tuner, assessor = self._prepare(webui, detach=detach, debug=debug)
+        self._prepared = None
         if detach:
             self._detach(**webui)
-            return self
-        self._run_manager(
+            return None
+        status = self._run_manager(
             tuner, assessor, display=sys.stdout.isatty() if display is None else display, webui=webui
         )
-        return self
+        return status in (st.EXP_DONE, st.EXP_STOPPED)
+
+    def start(
+        self,
+        port: int | None = None,
+        debug: bool = False,
+        *,
+        host: str = "127.0.0.1",
+        token: str | None = None,
+        timeout: float = 300.0,
+    ) -> None:
+        """Start the experiment in the background of this process and return once it runs (NNI's ``start``).
+
+        :meth:`stop` ends it, and so does the end of the Python process; meanwhile :meth:`get_status`,
+        :meth:`export_data`, the ``update_*`` methods and the command line see and steer it. Arguments are
+        those of :meth:`run`.
+
+        Raises:
+            ConfigError, NniPlError: as :meth:`run`; also when it failed to start (the message says why).
+        """
+        if self._thread_alive():
+            raise NniPlError(f"experiment {self.id} is running already; stop() it first")
+        webui = {"port": port, "host": host, "token": token}
+        tuner, assessor = self._prepare(webui, debug=debug)
+        self._prepared = None
+        up = threading.Event()
+        self._thread_error = None
+
+        def target() -> None:
+            try:
+                self._run_manager(tuner, assessor, display=False, webui=webui, up=up)
+            except BaseException as e:  # kept for start() (before it runs) and for stop()
+                self._thread_error = e
+            finally:
+                up.set()
+
+        self._thread = threading.Thread(target=target, name=f"nni-pl-experiment-{self.id}", daemon=True)
+        self._restore_sigterm = self._sigterm_stops_background()
+        self._thread.start()
+        atexit.register(self._stop_at_exit)
+        up.wait(timeout)
+        error = self._thread_error
+        if error is not None and not self._thread_alive():
+            self._after_background()
+            if isinstance(error, NniPlError):
+                raise error
+            raise NniPlError(
+                f"experiment {self.id} did not start: {type(error).__name__}: {error}"
+            ) from error
+
+    def _thread_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _sigterm_stops_background(self) -> Callable[[], None]:
+        """While a started experiment runs, SIGTERM (``nni-pl stop``) stops it gracefully instead of ending the
+        process at once; afterwards SIGTERM does what it did before."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum: int, frame: Any) -> None:
+            if self._thread_alive():
+                self._request_stop()
+                return
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_term)
+
+        def restore() -> None:
+            if (
+                threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is on_term
+            ):
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+        return restore
+
+    def _after_background(self) -> None:
+        with contextlib.suppress(ValueError):
+            atexit.unregister(self._stop_at_exit)
+        if self._restore_sigterm is not None:
+            self._restore_sigterm()
+            self._restore_sigterm = None
+
+    def _stop_at_exit(self) -> None:
+        if self._thread_alive():
+            self.stop()
 
     def _detach(self, *, port: int | None = None, host: str = "127.0.0.1", token: str | None = None) -> None:
-        if self.trial is not None:
-            raise NniPlError(
-                "function-trial experiments run in the calling process; detach needs a trialCommand"
+        """Run the manager as a background process; return once it is up (or raise, leaving nothing behind)."""
+        try:
+            started = _detached.spawn(
+                self.store,
+                self.id,
+                self.directory,
+                requested_at=self._requested_at or time.time(),
+                port=port,
+                host=host,
+                token=token,
             )
-        from nni_pl.webui import server as webui_server
-
-        log = self.directory / "log" / "manager.out"
-        env = dict(os.environ)
-        argv = [sys.executable, "-m", "nni_pl.experiment._daemon", self.store.url, self.id]
-        if port is not None:
-            argv += ["--port", str(port), "--host", host]
-            if token is not None:
-                env["NNI_PL_WEBUI_TOKEN"] = token  # not on the command line, where `ps` shows it
-        webui_server.remove_url_file(self.directory)
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=env,
-            )
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            exp = self.store.get_experiment(self.id)
-            if exp.manager_pid == proc.pid:
-                if port is not None:
-                    self._wait_for_webui(proc)
-                return
-            if proc.poll() is not None:
-                tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
-                raise NniPlError(f"the experiment manager exited at start (code {proc.returncode}):\n{tail}")
-            time.sleep(0.05)
-        raise NniPlError(f"the experiment manager did not start within 60 s; see {log}")
-
-    def _wait_for_webui(self, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-        from nni_pl.webui import server as webui_server
-
-        deadline = time.time() + timeout
-        while time.time() < deadline and proc.poll() is None:
-            info = webui_server.read_url_file(self.directory)
-            if info is not None:
-                self.webui_url = info["url"]
-                self.webui_error = info.get("error")
-                return
-            time.sleep(0.05)
+        except BaseException:
+            self._abort_start()
+            raise
+        info = started.webui
+        if info is not None:
+            self.webui_url, self.webui_error = info["url"], info.get("error")
+            self.webui_urls = list(info.get("urls") or ([info["url"]] if info["url"] else []))
+            self.port = info.get("port")
 
     @contextlib.contextmanager
-    def _webui(self, manager: Manager, port: int | None, host: str, token: str | None) -> Iterator[None]:
+    def _webui(self, port: int | None, host: str, token: str | None) -> Iterator[None]:
         """Serve the dashboard while the manager runs (never fails the experiment)."""
         from nni_pl import webui
         from nni_pl.webui import server as webui_server
@@ -396,11 +552,11 @@ class Experiment:
                     token=token,
                     experiment_id=self.id,
                     workdir=self.config.experiment_working_directory,
-                    stop_hook=lambda: manager.request_stop("user"),
+                    stop_hook=self._request_stop,
                     wait=False,  # bound now, built on the first request: an unopened dashboard costs nothing
                 )
-            except NniPlError as e:
-                reason = str(e)
+            except Exception as e:  # the dashboard must never fail the experiment
+                reason = str(e) or type(e).__name__
         try:
             if server is None:
                 self.webui_error = reason
@@ -409,12 +565,14 @@ class Experiment:
                 with contextlib.suppress(OSError):
                     webui_server.write_url_file(self.directory, None, error=reason)
             else:
-                self.webui_url = server.url
+                self.webui_url, self.webui_urls, self.port = server.url, server.urls, server.port
                 webui_server.write_url_file(self.directory, server)
                 self.store.update_experiment(self.id, port=server.port)
                 if port and server.port != port:
                     sys.stderr.write(f"port {port} is taken; the dashboard uses {server.port}\n")
-                sys.stderr.write(f"dashboard: {server.url}\n")
+                # the token goes to the user's terminal only; a detached manager's stderr is a log file
+                shown = server.urls if self._announce else [_setup.masked(u) for u in server.urls]
+                sys.stderr.write(f"dashboard: {' '.join(shown)}\n")
             sys.stderr.flush()
             yield
         finally:
@@ -422,6 +580,7 @@ class Experiment:
                 # the experiment is over: ask the server to end (its thread closes the socket); waiting for it
                 # would add its shutdown to every run
                 server.stop(wait=False)
+                self.port = None
                 with contextlib.suppress(Exception):
                     self.store.update_experiment(self.id, port=None)
             webui_server.remove_url_file(self.directory)
@@ -434,9 +593,8 @@ class Experiment:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                exp = self.store.get_experiment(self.id)
                 raise NniPlError(
-                    f"experiment {self.id} is already running (manager pid {exp.manager_pid}); stop it first"
+                    f"experiment {self.id} is already running (another manager holds {path}); stop it first"
                 ) from None
             yield
         finally:
@@ -445,9 +603,11 @@ class Experiment:
     @contextlib.contextmanager
     def _log_file(self) -> Iterator[None]:
         root = logging.getLogger("nni_pl")
-        handler = logging.FileHandler(self.directory / "log" / "manager.log", encoding="utf-8")
+        path = self.directory / "log" / "manager.log"
+        os.close(_setup.private_fd(path))
+        handler = logging.FileHandler(path, encoding="utf-8")
         handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
-        level = _LOG_LEVELS.get(self.config.log_level, logging.INFO)
+        level = _LOG_LEVELS.get(self.config.log_level or "info", logging.INFO)
         handler.setLevel(level)
         old_level = root.level
         if root.level == logging.NOTSET or root.level > level:
@@ -460,46 +620,81 @@ class Experiment:
             root.setLevel(old_level)
             handler.close()
 
+    def _stop_recorded(self) -> bool:
+        """Whether ``nni-pl stop`` recorded a stop for this start before its manager was there to signal."""
+        if self._requested_at is None:
+            return False
+        exp = self.store.get_experiment(self.id)
+        return (
+            exp.status == st.EXP_STOPPED and exp.ended_at is not None and exp.ended_at >= self._requested_at
+        )
+
+    def _request_stop(self) -> None:
+        manager = self._manager
+        if manager is not None:
+            manager.request_stop("user")
+        else:
+            self._stop_early = True
+
     def _run_manager(
-        self, tuner: Any, assessor: Any, *, display: bool, webui: dict[str, Any] | None = None
+        self,
+        tuner: Any,
+        assessor: Any,
+        *,
+        display: bool,
+        webui: Mapping[str, Any] | None = None,
+        up: threading.Event | None = None,
     ) -> str:
         with self._lock(), self._log_file():
             from nni_pl.training.local import process_start_time
 
-            pid = os.getpid()
-            self.store.update_experiment(
-                self.id,
-                manager_pid=pid,
-                manager_host=socket.gethostname(),
-                manager_started_at=process_start_time(pid),
-            )
-            service = self._service()
+            restore = self._install_signals()
             live: Any = None
-
-            def on_update(s: Snapshot) -> None:
-                if live is not None:
-                    from nni_pl.experiment._display import render_snapshot
-
-                    live.update(render_snapshot(s), refresh=True)
-
-            manager = Manager(
-                store=self.store,
-                experiment_id=self.id,
-                config=self.config,
-                directory=self.directory,
-                service=service,
-                tuner=tuner,
-                assessor=assessor,
-                resumed=True,
-                on_update=on_update if display else None,
-            )
-            self._manager = manager
-            restore = self._install_signals(manager)
-            webui = webui or {}
             try:
-                with self._webui(
-                    manager, webui.get("port"), webui.get("host", "127.0.0.1"), webui.get("token")
-                ):
+                pid = os.getpid()
+                # signals are handled from here on: `nni-pl stop` may find this pid and send SIGTERM at once
+                self.store.update_experiment(
+                    self.id,
+                    manager_pid=pid,
+                    manager_host=socket.gethostname(),
+                    manager_started_at=process_start_time(pid),
+                )
+                if self._stop_early or self._stop_recorded():
+                    return self._stopped_before_start()
+                service = None
+                try:
+                    service = self._service()
+
+                    def on_update(s: Snapshot) -> None:
+                        if live is not None:
+                            from nni_pl.experiment._display import render_snapshot
+
+                            live.update(render_snapshot(s), refresh=True)
+
+                    manager = Manager(
+                        store=self.store,
+                        experiment_id=self.id,
+                        config=self.config,
+                        directory=self.directory,
+                        service=service,
+                        tuner=tuner,
+                        assessor=assessor,
+                        resumed=self._resumed,
+                        on_update=on_update if display else None,
+                    )
+                except BaseException:
+                    if service is not None:
+                        service.shutdown()
+                    self._abort_start()
+                    raise
+                self._manager = manager
+                self._fresh = False
+                if self._stop_early:
+                    manager.request_stop("user")
+                webui = webui or {}
+                with self._webui(webui.get("port"), webui.get("host", "127.0.0.1"), webui.get("token")):
+                    if up is not None:
+                        up.set()
                     if display:  # after the dashboard's address is printed
                         from rich.live import Live
 
@@ -512,7 +707,19 @@ class Experiment:
                     live.stop()
                 self._manager = None
 
-    def _install_signals(self, manager: Manager) -> Callable[[], None]:
+    def _stopped_before_start(self) -> str:
+        self.store.update_experiment(
+            self.id,
+            status=st.EXP_STOPPED,
+            manager_pid=None,
+            message="stopped before its first trial",
+            ended_at=time.time(),
+        )
+        self._fresh = False
+        logger.info("experiment %s stopped before its first trial", self.id)
+        return st.EXP_STOPPED
+
+    def _install_signals(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         presses = {"n": 0}
@@ -521,7 +728,7 @@ class Experiment:
             presses["n"] += 1
             if presses["n"] > 1 and signum == signal.SIGINT:
                 raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for trials to end
-            manager.request_stop("user")
+            self._request_stop()
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
@@ -532,17 +739,32 @@ class Experiment:
         return restore
 
     def stop(self) -> None:
-        """Stop the running experiment gracefully (this process's, or a detached manager)."""
-        if self._manager is not None:
-            self._manager.request_stop("user")
-            return
-        stop_experiment(self.store, self.id)
+        """Stop the experiment gracefully (NNI's ``stop``): the one this object started or runs, a connected or
+        detached one through its manager, or the dashboard of :meth:`view`. It stays resumable."""
+        logger.info("Stopping experiment, please wait...")
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+            self.port = None
+        if self._thread is not None:
+            self._request_stop()
+            self._thread.join()
+            self._thread = None
+            self._after_background()
+        elif self._manager is not None:
+            self._request_stop()  # run() in another thread of this process
+        elif self._store is not None and not self._read_only:
+            stop_experiment(self.store, self.id)
+        logger.info("Experiment stopped")
 
-    # --- resuming and viewing -----------------------------------------------------------------------------------------
+    # --- resuming, viewing, connecting ------------------------------------------------------------------------------
     @classmethod
     def resume(
         cls,
         experiment_id: str,
+        port: int | None = None,
+        wait_completion: bool | None = None,
+        debug: bool = False,
         *,
         trial: Callable[..., Any] | None = None,
         working_directory: str | Path | None = None,
@@ -551,14 +773,32 @@ class Experiment:
         preload: tuple[str, ...] | list[str] = (),
         start_method: str | None = None,
     ) -> Experiment:
-        """Load a stopped (or killed) experiment; call :meth:`run` to continue it to its limits.
+        """Continue a stopped (or killed) experiment to its limits.
 
-        ``trial`` is needed for an experiment that tunes a Python function; ``tuner`` replaces the stored
-        tuner with an instance; ``preload``/``start_method`` are as for a new experiment.
+        NNI's form ``Experiment.resume(id, 8080)`` runs it at once with its dashboard on the port, until done
+        (``wait_completion=False``: started in the background, as :meth:`start`). Without ``port`` and
+        ``wait_completion`` the experiment is only loaded: call :meth:`run` (or :meth:`start`) to continue it.
+
+        Args:
+            experiment_id: its id (or a unique prefix).
+            port, wait_completion, debug: as for :meth:`run`.
+            trial: the function of an experiment that tunes a Python function.
+            working_directory, store_url: where to look for it (default: the index and ``$NNI_PL_HOME``).
+            tuner: a tuner instance to use instead of the stored tuner.
+            preload, start_method: as for a new experiment.
+
+        Returns:
+            The experiment (after its run, when it ran).
         """
         located = _locate.find(experiment_id, working_directory=working_directory, store_url=store_url)
         self = cls._from_located(located, trial=trial, tuner=tuner)
         self.preload, self.start_method = tuple(preload), start_method
+        if port is None and wait_completion is None and not debug:
+            return self
+        if wait_completion is False:
+            self.start(port, debug)
+        else:
+            self.run(port, debug=debug)
         return self
 
     @classmethod
@@ -588,11 +828,8 @@ class Experiment:
         return self
 
     @classmethod
-    def view(
-        cls, experiment_id: str, *, working_directory: str | Path | None = None, store_url: str | None = None
-    ) -> Experiment:
-        """Open an experiment read-only, for its results."""
-        located = _locate.find(experiment_id, working_directory=working_directory, store_url=store_url)
+    def _attached(cls, located: _locate.Located, *, read_only: bool) -> Experiment:
+        """An object for an experiment that runs elsewhere or not at all: it reads and steers the store."""
         self = cls.__new__(cls)
         stored = dict(located.experiment.config)
         stored.pop("trialFunction", None)
@@ -600,14 +837,101 @@ class Experiment:
         self.trial = None
         self.preload, self.start_method = (), None
         self._id = located.experiment.id
-        self._store, self._directory = located.store, located.directory
-        self._manager, self._resumed = None, False
         self._tuner_instance = self._assessor_instance = None
-        self.webui_url = self.webui_error = None
+        self._init_state()
+        self._store, self._directory = located.store, located.directory
+        self._read_only = read_only
+        return self
+
+    @classmethod
+    def view(
+        cls,
+        experiment_id: str,
+        port: int | None = None,
+        wait_completion: bool | None = None,
+        *,
+        non_blocking: bool | None = None,
+        working_directory: str | Path | None = None,
+        store_url: str | None = None,
+        host: str = "127.0.0.1",
+        token: str | None = None,
+    ) -> Experiment:
+        """Open an experiment read-only, for its results; with ``port``, also serve its dashboard (NNI's ``view``).
+
+        With a port the dashboard is served until Ctrl-C (``wait_completion=False`` or NNI 3's
+        ``non_blocking=True``: in the background until :meth:`stop`). Without one nothing is served.
+
+        Raises:
+            ExperimentNotFoundError: no such experiment.
+            MissingDependencyError: a port was given but FastAPI/uvicorn are not installed.
+        """
+        located = _locate.find(experiment_id, working_directory=working_directory, store_url=store_url)
+        self = cls._attached(located, read_only=True)
+        if port is None and wait_completion is None and non_blocking is None:
+            return self
+        blocking = (not non_blocking) if non_blocking is not None else wait_completion is not False
+        self._serve_read_only(8080 if port is None else port, host, token)
+        if blocking:
+            try:
+                self._server.wait()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                self.stop()
+        return self
+
+    def _serve_read_only(self, port: int, host: str, token: str | None) -> None:
+        from nni_pl.webui import server as webui_server
+
+        _setup.check_webui(port, host, token)
+        server = webui_server.serve(
+            self.store.url, host=host, port=port, token=token, read_only=True, experiment_id=self.id
+        )
+        self._server = server
+        self.webui_url, self.webui_urls, self.port = server.url, server.urls, server.port
+        sys.stderr.write(f"dashboard: {' '.join(server.urls)}\n")
+        sys.stderr.flush()
+
+    @classmethod
+    def connect(
+        cls, port: int, *, working_directory: str | Path | None = None, store_url: str | None = None
+    ) -> Experiment:
+        """The running experiment whose dashboard is on ``port`` (NNI's ``connect``), to watch and steer it:
+        :meth:`get_status`, :meth:`export_data`, ``update_*``, :meth:`stop`.
+
+        Raises:
+            ExperimentNotFoundError: no running experiment serves its dashboard on that port.
+        """
+        found: _locate.Located | None = None
+        opened: list[st.Store] = []
+        for loc in _locate.iter_experiments(working_directory=working_directory, store_url=store_url):
+            exp = loc.experiment
+            if (
+                found is None
+                and exp.port == port
+                and exp.status == st.EXP_RUNNING
+                and _locate.manager_alive(exp)
+            ):
+                found = loc
+            elif all(loc.store is not s for s in opened):
+                opened.append(loc.store)
+        for s in opened:
+            if found is None or s is not found.store:
+                s.close()
+        if found is None:
+            raise ExperimentNotFoundError(
+                f"no running experiment serves its dashboard on port {port}; `nni-pl list` shows the running ones"
+            )
+        self = cls._attached(found, read_only=False)
+        self.port = port
+        logger.info(
+            "Connect to port %d success, experiment id is %s, status is %s.", port, self.id, self.get_status()
+        )
         return self
 
     # --- results ---------------------------------------------------------------------------------------------------------
     def get_status(self) -> str:
+        """``RUNNING``, ``DONE``, ``STOPPED``, ``ERROR``, or ``INTERRUPTED`` (its manager died: resume it)."""
         return _locate.shown_status(self.store.get_experiment(self.id))
 
     def trials(self, statuses: list[str] | None = None) -> list[st.TrialRow]:
@@ -617,48 +941,8 @@ class Experiment:
         best = self.store.best_trials(self.id, optimize_mode=self.config.optimize_mode, limit=1)
         return best[0] if best else None
 
-    def export_data(self) -> list[dict[str, Any]]:
-        """NNI's ``export_data()``: ``[{"parameter": ..., "value": ..., "trialJobId": ...}]`` of finished results."""
-        return [
-            {"parameter": t.parameters, "value": t.final, "trialJobId": t.trial_id}
-            for t in self.trials()
-            if t.final is not None
-        ]
-
     def close(self) -> None:
+        if self._server is not None:
+            self.stop()
         if self._store is not None:
             self._store.close()
-
-
-def stop_experiment(store: st.Store, experiment_id: str, *, timeout: float = 60.0) -> bool:
-    """Stop an experiment's manager (SIGTERM, it stops gracefully); returns whether one was running.
-
-    If the manager is gone (killed), its orphaned trials are terminated and the experiment is marked STOPPED.
-    """
-    from nni_pl.training.local import _alive
-
-    exp = store.get_experiment(experiment_id)
-    if (
-        exp.manager_pid is not None
-        and _locate.manager_alive(exp)
-        and exp.manager_host == socket.gethostname()
-    ):
-        os.kill(exp.manager_pid, signal.SIGTERM)
-        deadline = time.time() + timeout
-        while time.time() < deadline and _alive(exp.manager_pid, exp.manager_started_at):
-            time.sleep(0.1)
-        return True
-    # no manager: end what it left running; resume will record them
-    for t in store.list_trials(experiment_id, statuses=[st.RUNNING]):
-        if t.pid is not None and _alive(t.pid, t.pid_started_at):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(t.pid, signal.SIGTERM)
-    if exp.status == st.EXP_RUNNING:
-        store.update_experiment(
-            experiment_id,
-            status=st.EXP_STOPPED,
-            manager_pid=None,
-            message="stopped while no manager was running",
-            ended_at=time.time(),
-        )
-    return False

@@ -134,7 +134,9 @@ class Manager:
         exp = store.get_experiment(experiment_id)
         self.revision = exp.revision
         self.elapsed_before = exp.elapsed
+        self.ran_before = exp.started_at is not None  # a fresh experiment is "started", not "resumed"
         self.session_start = time.time()
+        self._space = config.search_space  # the space the tuner has; a stored new one replaces it
         self._last_sync = 0.0
         self._last_update = 0.0
         self._stopped_by_user: set[str] = set()
@@ -216,12 +218,10 @@ class Manager:
                     _Pending(t.parameters, t.parameter_id, t.parameter_source, retry_of=t.trial_id)
                 )
         self._adopt(self.store.list_trials(self.id, statuses=[st.WAITING]))
-        logger.info(
-            "experiment %s %s (%d stored trials)",
-            self.id,
-            "resumed" if self.resumed else "started",
-            len(self.trials),
-        )
+        if self.resumed and (self.ran_before or self.trials):
+            logger.info("experiment %s resumed (%d stored trials)", self.id, len(self.trials))
+        else:
+            logger.info("experiment %s started", self.id)
 
     def _reconcile(self) -> list[st.TrialRow]:
         """Bring unfinished stored trials up to date from their folders; returns those never started."""
@@ -536,6 +536,16 @@ class Manager:
             return
         self._last_sync = now
         exp = self.store.get_experiment(self.id)
+        if (
+            exp.status == st.EXP_STOPPED
+            and not self.stopping
+            and exp.ended_at is not None
+            and exp.ended_at >= self.session_start
+        ):
+            # `nni-pl stop` found no manager to signal (it ran before this one wrote its pid, or on another host)
+            # and recorded the stop in the store: honour it
+            logger.info("stop requested through the store")
+            self.request_stop("user")
         if exp.revision != self.revision:
             self.revision = exp.revision
             self._apply_live_config(exp.config)
@@ -594,12 +604,26 @@ class Manager:
         )
         if hasattr(self.service, "concurrency"):
             self.service.concurrency = cfg.trial_concurrency
+        if stored.get("searchSpace") is not None:
+            self._apply_search_space(stored["searchSpace"])
         logger.info(
             "live config update: trialConcurrency=%s maxTrialNumber=%s maxExperimentDuration=%s",
             cfg.trial_concurrency,
             cfg.max_trial_number,
             stored.get("maxExperimentDuration"),
         )
+
+    def _apply_search_space(self, stored: Any) -> None:
+        """A new search space from ``control.update_search_space``: the tuner gets it (NNI's ``update_search_space``)."""
+        from nni_pl.space import SearchSpace
+
+        space = SearchSpace.parse(stored)
+        if space == self._space:
+            return
+        self._space = self.config.search_space = space
+        self.tuner.update_search_space(space if _is_ours(self.tuner) else space.to_json())
+        self.exhausted = False  # a new space may hold configurations the old one did not
+        logger.info("search space updated: %s", json.dumps(space.to_json())[:300])
 
     # --- the end ---------------------------------------------------------------------------------------------------
     def _done(self) -> bool:

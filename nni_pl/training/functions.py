@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -122,6 +122,40 @@ def _run_one(fn: Callable[..., Any], takes_arg: bool, job: dict[str, Any]) -> tu
 _fork_fn: Callable[..., Any] | None = None  # the function fork workers inherit (it need not pickle)
 
 
+def _pickled(fn: Callable[..., Any]) -> bytes:
+    """The trial function for a spawned worker. One that lives in the user's script or notebook (``__main__``)
+    goes by value (cloudpickle), so the worker never runs that script again; others go by reference."""
+    payload = pickle.dumps(fn)
+    if b"__main__" in payload:
+        import cloudpickle
+
+        payload = cloudpickle.dumps(fn)
+    return payload
+
+
+@contextlib.contextmanager
+def _main_module_hidden(hide: bool) -> Iterator[None]:
+    """Start a spawn/forkserver worker without the user's ``__main__``.
+
+    multiprocessing re-runs the parent's main script in every spawned child (so that functions pickled by name
+    can be found there). Run unguarded, as a README snippet or a notebook is, that script would start a new
+    experiment in every worker. The trial function travels by value instead (:func:`_pickled`), so the child
+    is told nothing about the script: ``__main__`` looks like an interactive session while it starts.
+    """
+    main = sys.modules.get("__main__")
+    if not hide or main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
 def _worker_main(conn: Connection, payload: bytes | None, preload: Sequence[str]) -> None:
     # The manager owns Ctrl-C; a worker just finishes its trial or gets terminated.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -162,8 +196,9 @@ class FunctionTrainingService(TrainingService):
     """Runs a Python function as trials in ``concurrency`` long-lived worker processes.
 
     Args:
-        fn: the trial function. Picklable functions (defined at module level) run in ``spawn`` workers;
-            others (lambdas, closures, notebook functions) in ``fork`` workers.
+        fn: the trial function. Picklable functions (defined at module level, also in the script or notebook
+            that runs the experiment, which then travels by value) run in ``spawn`` workers, which never import
+            the user's main script; others (lambdas, closures) in ``fork`` workers.
         concurrency: number of workers.
         preload: modules every worker imports before its first trial (e.g. ``["torch", "lightning.pytorch"]``).
         start_method: force ``"spawn"``, ``"forkserver"`` or ``"fork"``.
@@ -187,9 +222,7 @@ class FunctionTrainingService(TrainingService):
         self.preload = tuple(preload)
         self.host = socket.gethostname()
         try:
-            self._payload: bytes | None = pickle.dumps(fn)
-            # a function defined in a script's __main__ pickles by name; spawn re-imports the script,
-            # which works when it is guarded by `if __name__ == "__main__":`.
+            self._payload: bytes | None = _pickled(fn)
             method = start_method or "spawn"
         except (pickle.PicklingError, AttributeError, TypeError):
             self._payload = None
@@ -212,7 +245,8 @@ class FunctionTrainingService(TrainingService):
         proc = self._ctx.Process(
             target=_worker_main, args=(child, self._payload, self.preload), daemon=False, name="nni-pl-worker"
         )  # not daemonic: trials may start DataLoader workers
-        proc.start()
+        with _main_module_hidden(self.start_method != "fork"):
+            proc.start()
         child.close()
         worker = _Worker(proc, parent)
         self.workers.append(worker)
@@ -288,8 +322,9 @@ class FunctionTrainingService(TrainingService):
             )
         elif not worker.ready:
             raise RuntimeError(
-                f"a function-trial worker failed to start (exit code {code}). If the experiment is started from a "
-                "script, guard it with `if __name__ == '__main__':` so workers can import the script."
+                f"a function-trial worker failed to start (exit code {code}); its error is above. The modules of "
+                f"`preload` ({', '.join(self.preload) or 'none'}) and of the trial function must import in a fresh "
+                "Python process."
             )
         # keep the pool full (a replacement imports everything again)
         if len(self.workers) < self.concurrency:

@@ -31,6 +31,7 @@ __all__ = [
     "WebServer",
     "free_port",
     "is_loopback",
+    "machine_addresses",
     "read_url_file",
     "serve",
     "write_url_file",
@@ -51,6 +52,38 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def machine_addresses() -> list[str]:
+    """This machine's IPv4 addresses other computers can reach (not loopback), for the dashboard's URLs.
+
+    Every interface's address on Linux (``SIOCGIFADDR``), plus what the host name resolves to; falls back to
+    the host name itself when no address is found.
+    """
+    found: list[str] = []
+    with contextlib.suppress(OSError, AttributeError):
+        import fcntl
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _, name in socket.if_nameindex():
+                with contextlib.suppress(OSError):
+                    request = struct.pack("256s", name.encode()[:15])
+                    packed = fcntl.ioctl(s.fileno(), 0x8915, request)  # SIOCGIFADDR: the interface's IPv4
+                    found.append(socket.inet_ntoa(packed[20:24]))
+    with contextlib.suppress(OSError, UnicodeError):
+        found += socket.gethostbyname_ex(socket.gethostname())[2]
+    out: list[str] = []
+    for ip in found:
+        with contextlib.suppress(ValueError):
+            if not ipaddress.ip_address(ip).is_loopback and ip not in out:
+                out.append(ip)
+    if not out:
+        with contextlib.suppress(OSError):
+            name = socket.gethostname()
+            if name and name != "localhost":
+                out.append(name)
+    return out
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -158,6 +191,15 @@ class WebServer:
     @property
     def url(self) -> str:
         return self.base_url + (f"?token={quote(self.token)}" if self.token else "")
+
+    @property
+    def urls(self) -> list[str]:
+        """Every address to open the dashboard at: :attr:`url` first; bound to all interfaces (``0.0.0.0``,
+        ``::``), also one per address of this machine that another computer can reach (as NNI lists them)."""
+        if self.host not in ("0.0.0.0", "", "::"):
+            return [self.url]
+        query = f"?token={quote(self.token)}" if self.token else ""
+        return [self.url] + [f"http://{ip}:{self.port}/{query}" for ip in machine_addresses()]
 
     @property
     def started(self) -> bool:
@@ -280,7 +322,13 @@ def write_url_file(directory: str | Path, server: WebServer | None, *, error: st
     if server is None:
         data: dict[str, Any] = {"url": None, "error": error, "pid": os.getpid()}
     else:
-        data = {"url": server.url, "host": server.host, "port": server.port, "pid": os.getpid()}
+        data = {
+            "url": server.url,
+            "urls": server.urls,
+            "host": server.host,
+            "port": server.port,
+            "pid": os.getpid(),
+        }
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f)
