@@ -130,10 +130,7 @@ def _update_search_space(args: argparse.Namespace, loc: Any, out: Any) -> int:
         raise NniPlError(f"--filename {args.filename!r} is a folder; give the search space file") from None
     except (OSError, ValueError, YamlSyntaxError) as e:
         raise NniPlError(f"--filename {args.filename!r} is not a JSON or YAML search space: {e}") from None
-    update = getattr(control, "update_search_space", None)
-    if update is None:  # pragma: no cover - only while control.update_search_space is being added
-        raise NniPlError("updating the search space is not available in this version of nni-pl")
-    update(loc.store, exp_id, space)
+    control.update_search_space(loc.store, exp_id, space)
     out.print(f"experiment {exp_id}: search space updated from {args.filename}")
     return 0
 

@@ -320,6 +320,21 @@ def test_update_forms_say_what_is_missing(capsys):
     assert "--value" in _err_line(capsys)
 
 
+def test_update_searchspace_from_a_file(tmp_path, capsys):
+    make_experiment("ssup0001")
+    new_space = {"lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]}}
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(new_space))
+    assert main(["update", "searchspace", "ssup0001", "--filename", str(path)]) == 0
+    assert "search space updated" in capsys.readouterr().out
+    assert find("ssup0001").experiment.config["searchSpace"] == new_space
+    path.write_text('{"lr": {"_type": "loguniform", "_value": [1, 0]}}')
+    assert main(["update", "searchspace", "ssup0001", "-f", str(path)]) == 2
+    assert "'lr'" in _err_line(capsys)
+    assert main(["update", "searchspace", "ssup0001", "-f", str(tmp_path / "nope.json")]) == 2
+    assert "no such file" in _err_line(capsys)
+
+
 # --- what nni-pl does not have ---------------------------------------------------------------------------------------
 
 
