@@ -100,10 +100,6 @@ class ObservationStore:
         return True
 
     # --- which points were already generated or observed ---------------------------------------------
-    def is_seen(self, params: Mapping[str, Any]) -> bool:
-        """Whether ``params`` was suggested or learnt of before."""
-        return params in self.seen
-
     def is_new(self, params: Mapping[str, Any] | None) -> bool:
         """Whether ``params`` is a point of the space that was not suggested or learnt of before."""
         return params is not None and params not in self.seen and self.seen.key(params) is not None
