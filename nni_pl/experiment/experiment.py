@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
-import signal
 import socket
 import string
 import sys
@@ -45,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from nni_pl.errors import ConfigError, ExperimentNotFoundError, NniPlError
-from nni_pl.experiment import _detached, _locate, _setup
+from nni_pl.experiment import _detached, _locate, _runtime, _setup
 from nni_pl.experiment import store as st
 from nni_pl.experiment._detached import stop_experiment
 from nni_pl.experiment._queries import _NniQueries
@@ -65,14 +63,6 @@ logger = logging.getLogger(__name__)
 _ID_CHARS = string.ascii_lowercase + string.digits
 # trial functions that ship with nni-pl, as stored under "trialFunction" -> where to import them from
 _BUILTIN_TRIAL_FUNCTIONS = {"nni_pl.nas._trial.function_trial": "nni_pl.nas._trial:function_trial"}
-_LOG_LEVELS = {
-    "trace": 5,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "fatal": logging.CRITICAL,
-}
 
 
 def _algorithm(value: Any, field: str) -> tuple[AlgorithmConfig | None, Any]:
@@ -312,6 +302,7 @@ class Experiment(_NniQueries):
                 f"experiment {exp.id} is already running (manager pid {exp.manager_pid}); stop it first"
             )
         self._previous = {"status": exp.status, "message": exp.message, "ended_at": exp.ended_at}
+        self._fresh = False  # it exists from before: a failed start puts it back, never removes it
         self.store.update_experiment(self.id, status=st.EXP_RUNNING)
 
     def _abort_start(self) -> None:
@@ -457,7 +448,7 @@ class Experiment(_NniQueries):
                 up.set()
 
         self._thread = threading.Thread(target=target, name=f"nni-pl-experiment-{self.id}", daemon=True)
-        self._restore_sigterm = self._sigterm_stops_background()
+        self._restore_sigterm = _runtime.sigterm_while(self._thread_alive, self._request_stop)
         self._thread.start()
         atexit.register(self._stop_at_exit)
         up.wait(timeout)
@@ -472,31 +463,6 @@ class Experiment(_NniQueries):
 
     def _thread_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
-
-    def _sigterm_stops_background(self) -> Callable[[], None]:
-        """While a started experiment runs, SIGTERM (``nni-pl stop``) stops it gracefully instead of ending the
-        process at once; afterwards SIGTERM does what it did before."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        previous = signal.getsignal(signal.SIGTERM)
-
-        def on_term(signum: int, frame: Any) -> None:
-            if self._thread_alive():
-                self._request_stop()
-                return
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        signal.signal(signal.SIGTERM, on_term)
-
-        def restore() -> None:
-            if (
-                threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGTERM) is on_term
-            ):
-                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-        return restore
 
     def _after_background(self) -> None:
         with contextlib.suppress(ValueError):
@@ -524,6 +490,7 @@ class Experiment(_NniQueries):
         except BaseException:
             self._abort_start()
             raise
+        self._fresh = False  # its manager ran: from now on it is an experiment to keep
         info = started.webui
         if info is not None:
             self.webui_url, self.webui_error = info["url"], info.get("error")
@@ -585,41 +552,6 @@ class Experiment(_NniQueries):
                     self.store.update_experiment(self.id, port=None)
             webui_server.remove_url_file(self.directory)
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        path = _locate.lock_path(self.directory)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise NniPlError(
-                    f"experiment {self.id} is already running (another manager holds {path}); stop it first"
-                ) from None
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock; a killed manager releases it too
-
-    @contextlib.contextmanager
-    def _log_file(self) -> Iterator[None]:
-        root = logging.getLogger("nni_pl")
-        path = self.directory / "log" / "manager.log"
-        os.close(_setup.private_fd(path))
-        handler = logging.FileHandler(path, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
-        level = _LOG_LEVELS.get(self.config.log_level or "info", logging.INFO)
-        handler.setLevel(level)
-        old_level = root.level
-        if root.level == logging.NOTSET or root.level > level:
-            root.setLevel(level)
-        root.addHandler(handler)
-        try:
-            yield
-        finally:
-            root.removeHandler(handler)
-            root.setLevel(old_level)
-            handler.close()
-
     def _stop_recorded(self) -> bool:
         """Whether ``nni-pl stop`` recorded a stop for this start before its manager was there to signal."""
         if self._requested_at is None:
@@ -645,10 +577,13 @@ class Experiment(_NniQueries):
         webui: Mapping[str, Any] | None = None,
         up: threading.Event | None = None,
     ) -> str:
-        with self._lock(), self._log_file():
+        with (
+            _runtime.manager_lock(self.directory, self.id),
+            _runtime.log_file(self.directory, self.config.log_level),
+        ):
             from nni_pl.training.local import process_start_time
 
-            restore = self._install_signals()
+            restore = _runtime.stop_signals(self._request_stop)
             live: Any = None
             try:
                 pid = os.getpid()
@@ -718,25 +653,6 @@ class Experiment(_NniQueries):
         self._fresh = False
         logger.info("experiment %s stopped before its first trial", self.id)
         return st.EXP_STOPPED
-
-    def _install_signals(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        presses = {"n": 0}
-
-        def on_signal(signum: int, frame: Any) -> None:
-            presses["n"] += 1
-            if presses["n"] > 1 and signum == signal.SIGINT:
-                raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for trials to end
-            self._request_stop()
-
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-
-        def restore() -> None:
-            for s, h in old.items():
-                signal.signal(s, h)
-
-        return restore
 
     def stop(self) -> None:
         """Stop the experiment gracefully (NNI's ``stop``): the one this object started or runs, a connected or

@@ -152,6 +152,21 @@ def test_a_stop_before_the_manager_starts_takes_effect(tmp_path):
     assert third.run() is True and third.get_status() == st.EXP_DONE and len(third.trials()) == 5
 
 
+def test_nni_pl_stop_right_after_the_launch_announcement_stops_it(tmp_path, capsys, monkeypatch):
+    run = Experiment.run
+
+    def stop_then_run(self, *args, **kwargs):
+        # the user types `nni-pl stop ID` the moment `launch` printed the id, before the manager starts
+        assert f"experiment {self.id} starting" in capsys.readouterr().out
+        assert main(["stop", self.id]) == 0
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Experiment, "run", stop_then_run)
+    assert main(["launch", str(_config(tmp_path)), "--id", "stop0001", "--no-display", "--no-webui"]) == 0
+    assert "experiment stop0001 STOPPED: stopped before its first trial" in capsys.readouterr().out
+    assert find("stop0001").store.list_trials("stop0001") == []
+
+
 def test_the_losing_side_of_two_racing_detached_resumes_gets_one_line(tmp_path, capsys):
     cfg = _config(tmp_path, sleep=30)
     assert main(["launch", str(cfg), "--id", "race0001", "--detach", "--no-webui"]) == 0
