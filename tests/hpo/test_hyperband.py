@@ -294,14 +294,14 @@ def test_hyperband_resume_skips_trials_without_a_budget():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"R": 0}, r"classArgs.R.*integer >= 1.*got 0"),
-        ({"R": 2.5}, r"classArgs.R.*got 2.5"),
-        ({"R": True}, r"classArgs.R"),
-        ({"eta": 1}, r"classArgs.eta.*>= 2.*got 1"),
-        ({"eta": "3"}, r"classArgs.eta.*got '3'"),
-        ({"exec_mode": "fast"}, r"classArgs.exec_mode.*'parallelism' or 'serial'.*'fast'"),
-        ({"optimize_mode": "max"}, r"classArgs.optimize_mode.*'max'"),
-        ({"seed": -1}, r"classArgs.seed"),
+        ({"R": 0}, r"Hyperband.R.*integer >= 1.*got 0"),
+        ({"R": 2.5}, r"Hyperband.R.*got 2.5"),
+        ({"R": True}, r"Hyperband.R"),
+        ({"eta": 1}, r"Hyperband.eta.*>= 2.*got 1"),
+        ({"eta": "3"}, r"Hyperband.eta.*got '3'"),
+        ({"exec_mode": "fast"}, r"Hyperband.exec_mode.*'parallelism' or 'serial'.*'fast'"),
+        ({"optimize_mode": "max"}, r"Hyperband.optimize_mode.*'max'"),
+        ({"seed": -1}, r"Hyperband.seed"),
     ],
 )
 def test_hyperband_rejects_bad_class_args(kwargs, match):
@@ -374,6 +374,29 @@ def test_hyperband_end_to_end_budgets_follow_the_schedule(tmp_path, exec_mode):
     new_at_3 = [t for t in trials[9:] if t.parameters[TRIAL_BUDGET] == 3 and t not in promoted]
     assert len(new_at_3) <= 3  # bracket s=1 starts 3 configurations at budget 3
     assert {t.parameters[TRIAL_BUDGET] for t in trials} <= {1, 3, 9}
+
+
+def test_hyperband_experiment_on_a_finite_space_ends_exhausted(tmp_path):
+    from nni_pl.experiment import Experiment
+    from nni_pl.experiment import store as st
+
+    exp = Experiment(
+        trial=budget_trial,
+        search_space={"x": {"_type": "choice", "_value": [0.1, 0.5, 0.9]}},
+        advisor={"name": "Hyperband", "classArgs": {"R": 9, "eta": 3, "seed": 0}},
+        max_trial_number=30,
+        trial_concurrency=2,
+        experiment_working_directory=tmp_path,
+        start_method="fork",  # spawned workers cannot import this module: tests/hpo is the package "hpo"
+    )
+    exp.run(display=False)
+    trials = sorted(exp.trials(), key=lambda t: t.sequence_id)
+    # the first bracket gets the 3 points (of 9 wanted) and promotes the best one: 3@1, 1@3, 1@9
+    runs = [(t.parameters["x"], t.parameters[TRIAL_BUDGET]) for t in trials]
+    assert sorted(runs[:3]) == [(0.1, 1), (0.5, 1), (0.9, 1)]
+    assert runs[3:] == [(0.9, 3), (0.9, 9)]
+    assert exp.get_status() == st.EXP_DONE
+    assert exp.store.get_experiment(exp.id).message == "the search space is exhausted"
 
 
 @pytest.mark.slow
