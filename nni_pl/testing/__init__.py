@@ -16,6 +16,9 @@ supports (``supported_types``, ``supports_nested``, ``numeric_choices_only``)::
         assessor_class = MyAssessor
         assessor_kwargs = {"optimize_mode": "maximize"}
 
+:class:`TrainingServiceTestCase` does the same for training services (:mod:`nni_pl.testing.training`): a
+subclass says how to build the service, and the suite runs real trials through it and the engine.
+
 Class attributes of the test case say what the tuner promises beyond the basics:
 ``finite_space_exemption`` / ``reevaluates`` (the documented reason a tuner may repeat points of a
 finite space; by default each point once, then ``NoMoreTrialError``), ``deterministic`` (the seed
@@ -30,7 +33,55 @@ Example:
     >>> TestRandom().test_corpus_suggestions_are_valid()
 """
 
-from nni_pl.testing.assessors import AssessorTestCase
-from nni_pl.testing.tuners import TunerTestCase, check_parameters, parameter_problems
+from __future__ import annotations
 
-__all__ = ["AssessorTestCase", "TunerTestCase", "check_parameters", "parameter_problems"]
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nni_pl.testing.assessors import AssessorTestCase
+    from nni_pl.testing.training import (
+        SERVICE_TRIAL_COMMAND,
+        TrainingServiceTestCase,
+        service_trial,
+        service_trial_nas_spec,
+    )
+    from nni_pl.testing.tuners import TunerTestCase, check_parameters, parameter_problems
+
+__all__ = [
+    "SERVICE_TRIAL_COMMAND",
+    "AssessorTestCase",
+    "TrainingServiceTestCase",
+    "TunerTestCase",
+    "check_parameters",
+    "parameter_problems",
+    "service_trial",
+    "service_trial_nas_spec",
+]
+
+# Imported on first use: every trial of the training-service suite runs ``python -m
+# nni_pl.testing._service_trial``, which must not pay for numpy, the store and the manager.
+_EXPORTS = {
+    "AssessorTestCase": "nni_pl.testing.assessors",
+    "TunerTestCase": "nni_pl.testing.tuners",
+    "check_parameters": "nni_pl.testing.tuners",
+    "parameter_problems": "nni_pl.testing.tuners",
+    "SERVICE_TRIAL_COMMAND": "nni_pl.testing.training",
+    "TrainingServiceTestCase": "nni_pl.testing.training",
+    "service_trial": "nni_pl.testing.training",
+    "service_trial_nas_spec": "nni_pl.testing.training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nni_pl.testing' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -31,22 +31,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nni_pl.training._base import (
-    EXITCODE_FILE,
-    PID_FILE,
-    SubmitInfo,
-    TrainingService,
-    TrialEnd,
-    TrialJob,
-    read_exitcode,
-    stderr_tail,
-)
-from nni_pl.training.local import GpuScheduler, _alive, _pidfd_open, process_start_time
-from nni_pl.trial._context import ENV_DEFAULT_ROOT_DIR, STOP_FILE
+from nni_pl.training.local import GpuScheduler
+from nni_pl.training.process import alive, pidfd_open, process_start_time
+from nni_pl.training.service import SubmitInfo, TrainingService, TrialEnd, TrialJob
+from nni_pl.trial import protocol
 
 __all__ = ["CgoTrainingService", "cgo_settings", "service_for"]
 
@@ -92,6 +85,9 @@ class CgoTrainingService(TrainingService):
         >>> service.free_slots()
         4
     """
+
+    # a merged process trains several trials: a new manager cannot follow one of them, so reattach ends it
+    reattaches_trials = False
 
     def __init__(
         self,
@@ -150,7 +146,8 @@ class CgoTrainingService(TrainingService):
 
     def submit(self, job: TrialJob) -> SubmitInfo:
         job.control_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (EXITCODE_FILE, STOP_FILE):  # a trial (re)starts: its end is not known yet
+        # a trial (re)starts: its end is not known yet
+        for stale in (protocol.EXITCODE_FILE, protocol.STOP_FILE):
             (job.control_dir / stale).unlink(missing_ok=True)
         if self.open is None:
             if len(self.groups) >= self.concurrency:
@@ -161,9 +158,7 @@ class CgoTrainingService(TrainingService):
         group.remaining[job.trial_id] = job
         self._trial_group[job.trial_id] = group.name
         started = process_start_time(group.popen.pid)
-        (job.control_dir / PID_FILE).write_text(
-            f"{group.popen.pid} {started if started is not None else ''}\n", encoding="utf-8"
-        )
+        protocol.write_pid(job.trial_dir, group.popen.pid, started)
         if len(group.jobs) >= self.max_models:
             self._seal(group)
         return SubmitInfo(pid=group.popen.pid, host=self.host, started_at=time.time(), pid_started_at=started)
@@ -179,6 +174,7 @@ class CgoTrainingService(TrainingService):
         jobs_path = directory / "jobs.json"
         path = os.path.dirname(self.python) + os.pathsep + os.environ.get("PATH", "")
         wait = self.batch_wait_s + 300.0  # the group is sealed after batch_wait_s; then give up (no manager)
+        root = protocol.ENV_DEFAULT_ROOT_DIR
         lines = [
             "#!/usr/bin/env bash",
             "# written by nni-pl: one merged CGO trial; `bash run.sh` re-runs it",
@@ -187,13 +183,16 @@ class CgoTrainingService(TrainingService):
         if self.gpu_number is not None:
             lines.append(f"export CUDA_VISIBLE_DEVICES={','.join(map(str, gpus))}")
         lines += [
-            f"export {ENV_DEFAULT_ROOT_DIR}=${{{ENV_DEFAULT_ROOT_DIR}:-{shlex.quote(str(directory))}}}",
+            f"export {root}=${{{root}:-{shlex.quote(str(directory))}}}",
             f"cd {shlex.quote(str(self.code_directory))}",
             f"exec {shlex.quote(self.python)} -m nni_pl.nas._cgo_trial {shlex.quote(str(jobs_path))} {wait:.0f}",
         ]
         script = directory / "run.sh"
         script.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        with open(directory / "stdout", "ab") as out, open(directory / "stderr", "ab") as err:
+        with (
+            open(directory / protocol.STDOUT_FILE, "ab") as out,
+            open(directory / protocol.STDERR_FILE, "ab") as err,
+        ):
             popen = subprocess.Popen(
                 ["bash", str(script)],
                 cwd=self.code_directory,
@@ -202,7 +201,7 @@ class CgoTrainingService(TrainingService):
                 stderr=err,
                 start_new_session=True,  # own process group: stopped as a whole; Ctrl-C does not reach it
             )
-        group = _Group(name, directory, [], popen, _pidfd_open(popen.pid))
+        group = _Group(name, directory, [], popen, pidfd_open(popen.pid))
         self.groups[name] = group
         return group
 
@@ -263,11 +262,14 @@ class CgoTrainingService(TrainingService):
         for name, group in list(self.groups.items()):
             code = group.popen.poll()
             for tid, job in list(group.remaining.items()):
-                ended = read_exitcode(job.control_dir)
+                ended = protocol.read_exitcode(job.trial_dir)
                 if ended is not None:
                     ends.append(self._end(group, tid, ended[0], ended[1]))
                 elif code is not None:
-                    error = stderr_tail(group.directory) or "the merged CGO process ended without a result"
+                    error = (
+                        protocol.stderr_tail(group.directory)
+                        or "the merged CGO process ended without a result"
+                    )
                     exit_code = code if code > 0 else (128 - code if code < 0 else None)
                     ends.append(self._end(group, tid, exit_code, now, error))
                 elif tid in group.stop_deadline and now >= group.stop_deadline[tid]:
@@ -291,7 +293,7 @@ class CgoTrainingService(TrainingService):
         job = group.remaining.pop(trial_id)
         self._trial_group.pop(trial_id, None)
         if code != 0 and error is None:
-            error = stderr_tail(job.trial_dir)
+            error = protocol.stderr_tail(job.trial_dir)
         return TrialEnd(trial_id, code, when, error if code != 0 else None)
 
     def _close(self, group: _Group) -> None:
@@ -329,9 +331,7 @@ class CgoTrainingService(TrainingService):
             return
         if trial_id in group.stop_deadline:
             return
-        job = group.remaining[trial_id]
-        job.control_dir.mkdir(parents=True, exist_ok=True)
-        (job.control_dir / STOP_FILE).write_text(str(time.time()), encoding="utf-8")
+        protocol.request_stop(group.remaining[trial_id].trial_dir)
         group.stop_deadline[trial_id] = time.time() + grace
         if all(tid in group.stop_deadline for tid in group.remaining):
             self._terminate_group(group, grace=grace)
@@ -344,20 +344,25 @@ class CgoTrainingService(TrainingService):
         else:
             self.terminate(trial_id)
 
-    def reattach(self, job: TrialJob, pid: int | None, pid_started_at: float | None) -> TrialEnd | bool:
-        ended = read_exitcode(job.control_dir)
+    def reattach(
+        self,
+        job: TrialJob,
+        pid: int | None,
+        pid_started_at: float | None,
+        gpu_indices: Sequence[int] | None = None,
+    ) -> TrialEnd | bool:
+        ended = protocol.read_exitcode(job.trial_dir)
         if ended is not None:
             code, when = ended
-            return TrialEnd(job.trial_id, code, when, stderr_tail(job.trial_dir) if code != 0 else None)
-        try:
-            text = (job.control_dir / PID_FILE).read_text(encoding="utf-8").split()
-            pid, pid_started_at = int(text[0]), (float(text[1]) if len(text) > 1 else None)
-        except (OSError, ValueError, IndexError):
+            error = protocol.stderr_tail(job.trial_dir) if code != 0 else None
+            return TrialEnd(job.trial_id, code, when, error)
+        found = protocol.read_pid(job.trial_dir)
+        if found is None:
             return False  # never started (it was still queued)
-        if _alive(pid, pid_started_at):
+        if alive(*found):
             # its group-mates are collected the same way; the merged process is not ours to watch: end it
             try:
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(found[0], signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
         return TrialEnd(

@@ -27,25 +27,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nni_pl.training._base import (
-    EXITCODE_FILE,
-    PID_FILE,
-    SubmitInfo,
-    TrainingService,
-    TrialEnd,
-    TrialJob,
-    read_exitcode,
-    stderr_tail,
-)
-from nni_pl.trial._context import (
-    ENV_DEFAULT_ROOT_DIR,
-    ENV_EXPERIMENT_ID,
-    ENV_OUTPUT_DIR,
-    ENV_PLATFORM,
-    ENV_SEQUENCE_ID,
-    ENV_SYS_DIR,
-    ENV_TRIAL_ID,
-)
+from nni_pl.training.process import alive as _alive
+from nni_pl.training.process import pidfd_open as _pidfd_open
+from nni_pl.training.process import process_start_time
+from nni_pl.training.service import SubmitInfo, TrainingService, TrialEnd, TrialJob
+from nni_pl.trial import protocol
 
 __all__ = ["GpuScheduler", "LocalTrainingService", "process_start_time"]
 
@@ -95,44 +81,6 @@ def _plain_command(command: str) -> bool:
     while words and _ASSIGNMENT.match(words[0]):
         words.pop(0)
     return bool(words) and words[0] not in _BASH_WORDS
-
-
-def process_start_time(pid: int) -> float | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), to tell a process from a reused pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
-    fields = data[data.rfind(b")") + 2 :].split()
-    try:
-        return float(fields[19])  # field 22 overall
-    except (IndexError, ValueError):
-        return None
-
-
-def _alive(pid: int, started_at: float | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if started_at is not None:
-        now = process_start_time(pid)
-        if now is not None and now != started_at:
-            return False  # the pid was reused by another process
-    # a zombie has exited already
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        state = data[data.rfind(b")") + 2 :].split()[0]
-        if state == b"Z":
-            return False
-    except OSError:
-        pass
-    return True
 
 
 def _nvidia_smi(query: str) -> list[str] | None:
@@ -261,13 +209,6 @@ class _Proc:
     graceful_until: float | None = None  # a graceful stop was requested; terminate after this
 
 
-def _pidfd_open(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-
-
 class LocalTrainingService(TrainingService):
     """Runs command trials as local process groups, ``concurrency`` at a time, with GPU assignment.
 
@@ -282,6 +223,8 @@ class LocalTrainingService(TrainingService):
         extra_args: a function ``parameters -> list[str]`` of arguments appended to the command
             (LightningCLI overrides).
     """
+
+    reattaches_trials = True  # each trial is its own session: it outlives a killed manager
 
     def __init__(
         self,
@@ -321,15 +264,7 @@ class LocalTrainingService(TrainingService):
         return set(self.procs)
 
     def _script(self, job: TrialJob, gpus: list[int] | None) -> str:
-        env = {
-            ENV_PLATFORM: "local",
-            ENV_EXPERIMENT_ID: job.experiment_id,
-            ENV_TRIAL_ID: job.trial_id,
-            ENV_SEQUENCE_ID: str(job.sequence_id),
-            ENV_SYS_DIR: str(job.trial_dir),
-            ENV_OUTPUT_DIR: str(job.trial_dir),
-            "MULTI_PHASE": "false",
-        }
+        env = job.environment(self.platform)
         if self.gpu_number is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus or []))
         # `python` in the trial command means the interpreter nni-pl runs under, even without an activated venv
@@ -343,12 +278,11 @@ class LocalTrainingService(TrainingService):
         lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
         lines.append(f"export PATH={shlex.quote(path)}")
         # Lightning's default loggers and checkpoints go to the trial directory unless the user chose a place
-        lines.append(
-            f"export {ENV_DEFAULT_ROOT_DIR}=${{{ENV_DEFAULT_ROOT_DIR}:-{shlex.quote(str(job.trial_dir))}}}"
-        )
+        root = protocol.ENV_DEFAULT_ROOT_DIR
+        lines.append(f"export {root}=${{{root}:-{shlex.quote(str(job.trial_dir))}}}")
         lines.append(f"cd {shlex.quote(str(self.code_directory))}")
         lines.append(command)
-        ctl = shlex.quote(str(job.control_dir / EXITCODE_FILE))
+        ctl = shlex.quote(str(job.control_dir / protocol.EXITCODE_FILE))
         lines.append("__nni_pl_rc=$?")
         if shell == "sh":  # no $EPOCHREALTIME in POSIX sh: the file's modification time is the end time
             lines.append(f'printf "%s\\n" "$__nni_pl_rc" > {ctl}')
@@ -375,7 +309,10 @@ class LocalTrainingService(TrainingService):
         script.write_text(text, encoding="utf-8")
         shell = "/bin/sh" if text.startswith("#!/bin/sh") else "bash"
         started = time.time()
-        with open(job.trial_dir / "stdout", "ab") as out, open(job.trial_dir / "stderr", "ab") as err:
+        with (
+            open(job.trial_dir / protocol.STDOUT_FILE, "ab") as out,
+            open(job.trial_dir / protocol.STDERR_FILE, "ab") as err,
+        ):
             popen = subprocess.Popen(
                 [shell, str(script)],
                 cwd=self.code_directory,
@@ -385,9 +322,7 @@ class LocalTrainingService(TrainingService):
                 start_new_session=True,  # own process group: we signal the whole tree; Ctrl-C does not reach it
             )
         pid_started = process_start_time(popen.pid)
-        (job.control_dir / PID_FILE).write_text(
-            f"{popen.pid} {pid_started if pid_started is not None else ''}\n", encoding="utf-8"
-        )
+        protocol.write_pid(job.trial_dir, popen.pid, pid_started)
         self.procs[job.trial_id] = _Proc(popen.pid, pid_started, job, popen, _pidfd_open(popen.pid))
         return SubmitInfo(
             pid=popen.pid,
@@ -397,23 +332,29 @@ class LocalTrainingService(TrainingService):
             gpu_indices=gpus if self.gpu_number is not None else None,
         )
 
-    def reattach(self, job: TrialJob, pid: int | None, pid_started_at: float | None) -> TrialEnd | bool:
-        control = job.control_dir
+    def reattach(
+        self,
+        job: TrialJob,
+        pid: int | None,
+        pid_started_at: float | None,
+        gpu_indices: Sequence[int] | None = None,
+    ) -> TrialEnd | bool:
         if pid is None:
-            try:
-                text = (control / PID_FILE).read_text(encoding="utf-8").split()
-                pid = int(text[0])
-                pid_started_at = float(text[1]) if len(text) > 1 else None
-            except (OSError, ValueError, IndexError):
-                pid = None
-        ended = read_exitcode(control)
+            found = protocol.read_pid(job.trial_dir)
+            if found is not None:
+                pid, pid_started_at = found
+        ended = protocol.read_exitcode(job.trial_dir)
         if ended is not None:
             code, when = ended
-            return TrialEnd(job.trial_id, code, when, stderr_tail(job.trial_dir) if code != 0 else None)
+            return TrialEnd(
+                job.trial_id, code, when, protocol.stderr_tail(job.trial_dir) if code != 0 else None
+            )
         if pid is None:
             return False  # never started
         if _alive(pid, pid_started_at):
             self.procs[job.trial_id] = _Proc(pid, pid_started_at, job, None, _pidfd_open(pid))
+            if gpu_indices:
+                self.gpus.take(job.trial_id, gpu_indices)
             return True
         return TrialEnd(
             job.trial_id,
@@ -423,6 +364,7 @@ class LocalTrainingService(TrainingService):
         )
 
     def take_gpus(self, trial_id: str, gpus: Sequence[int]) -> None:
+        """Transitional: ``reattach(..., gpu_indices)`` takes a reattached trial's GPUs itself."""
         self.gpus.take(trial_id, gpus)
 
     # --- waiting ----------------------------------------------------------------------------------------------
@@ -432,13 +374,13 @@ class LocalTrainingService(TrainingService):
             code = proc.popen.poll()
             if code is None:
                 return False
-            ended = read_exitcode(proc.job.control_dir)
+            ended = protocol.read_exitcode(proc.job.trial_dir)
             if ended is not None:
                 return ended[0]
             return code if code >= 0 else 128 - code  # killed by a signal: shell convention
         if _alive(proc.pid, proc.pid_started_at):
             return False
-        ended = read_exitcode(proc.job.control_dir)
+        ended = protocol.read_exitcode(proc.job.trial_dir)
         return ended[0] if ended is not None else None
 
     def poll(self, timeout: float) -> list[TrialEnd]:
@@ -466,7 +408,7 @@ class LocalTrainingService(TrainingService):
         self._signal_group(proc, signal.SIGKILL)
         error = None
         if code != 0:
-            error = stderr_tail(proc.job.trial_dir)
+            error = protocol.stderr_tail(proc.job.trial_dir)
             if code is None and not error:
                 error = "the trial process ended without an exit code"
         return TrialEnd(trial_id, code if isinstance(code, int) else None, time.time(), error)

@@ -23,7 +23,9 @@ manager is the only caller, always from one thread, in this order:
    ``shutdown()`` releases the service when the experiment ends (running trials were terminated first).
 7. After a crash of the manager, a new service's ``reattach(job, pid, pid_started_at, gpu_indices)`` picks
    up each unfinished trial: a :class:`TrialEnd` if it ended meanwhile, ``True`` if it still runs (and is
-   tracked again, with its GPUs), ``False`` if it never started (the manager submits it again).
+   tracked again, with its GPUs), ``False`` if it never started (the manager submits it again). A service
+   whose trials cannot outlive the manager (``reattaches_trials = False``) ends a trial that still runs and
+   returns a :class:`TrialEnd` with ``exit_code=None``: the manager records it FAILED and runs it again.
 
 ``nni_pl.testing.TrainingServiceTestCase`` checks a service against this contract; every built-in passes it.
 """
@@ -112,6 +114,11 @@ class TrainingService(ABC):
     host: str = "localhost"
     platform: str = "local"  # the value of NNI_PLATFORM in the trials' environment
     concurrency: int = 1
+    #: Whether a trial still running after a crash of the manager is picked up again by :meth:`reattach` (its
+    #: processes outlive the manager, and it ends as it would have). ``False``: such a trial ends with the
+    #: manager or is ended by ``reattach``, which reports it lost (the manager records it FAILED and runs its
+    #: parameters again).
+    reattaches_trials: bool = False
 
     # --- capacity -----------------------------------------------------------------------------------------
     @abstractmethod
