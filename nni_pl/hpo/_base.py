@@ -11,6 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
+from nni_pl._checks import ArgumentError, check_optimize_mode
 from nni_pl.errors import ConfigError, NoMoreTrialError, SearchSpaceError, WaitForResults
 from nni_pl.space import SearchSpace
 
@@ -27,10 +28,15 @@ __all__ = [
 
 
 def validate_optimize_mode(mode: Any, *, field: str = "classArgs.optimize_mode") -> str:
-    """Return ``mode`` if it is ``"maximize"`` or ``"minimize"``, else raise a :class:`ConfigError`."""
-    if mode not in ("maximize", "minimize"):
-        raise ConfigError(field, f"must be 'maximize' or 'minimize', got {mode!r}")
-    return mode
+    """Return ``mode`` if it is ``"maximize"`` or ``"minimize"``, else raise a :class:`ConfigError` naming ``field``.
+
+    The built-in algorithms check their own ``optimize_mode`` with ``nni_pl._checks.check_optimize_mode``,
+    which names the class in Python and the config field when built from a config.
+    """
+    try:
+        return check_optimize_mode("", mode)
+    except ArgumentError as e:
+        raise ConfigError(field, e.reason) from None
 
 
 def extract_scalar(value: Any) -> float:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import sys
 from pathlib import Path
 from typing import Any
 
+from nni_pl._checks import ArgumentError
+from nni_pl._imports import import_object
 from nni_pl.errors import ConfigError, did_you_mean
 
-__all__ = ["BUILTIN_ASSESSORS", "BUILTIN_TUNERS", "create_algorithm", "resolve_class"]
+__all__ = ["ALIASES", "BUILTIN_ADVISORS", "BUILTIN_ASSESSORS", "BUILTIN_TUNERS", "create_algorithm", "resolve_class"]
 
 # NNI's registered names -> where the class lives. Imported lazily: a name costs nothing until used.
 BUILTIN_TUNERS: dict[str, str] = {
@@ -71,25 +71,6 @@ _HYPEROPT_ALGORITHMS = {"tpe": "TPE", "random_search": "Random", "anneal": "Anne
 _TABLES = {"tuner": BUILTIN_TUNERS, "assessor": BUILTIN_ASSESSORS, "advisor": BUILTIN_ADVISORS}
 
 
-def _import(target: str, field: str, code_directory: str | Path | None = None) -> type:
-    module_name, _, attr = target.replace(":", ".").rpartition(".")
-    if not module_name:
-        raise ConfigError(field, f"className must be 'module.Class', got {target!r}")
-    if code_directory is not None:
-        path = str(Path(code_directory).resolve())
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        where = f" in codeDirectory {str(code_directory)!r}" if code_directory else ""
-        raise ConfigError(field, f"cannot import module {module_name!r}{where}: {e}") from e
-    try:
-        return getattr(module, attr)
-    except AttributeError as e:
-        raise ConfigError(field, f"module {module_name!r} has no class {attr!r}") from e
-
-
 def resolve_class(
     kind: str,
     name: str | None = None,
@@ -101,7 +82,7 @@ def resolve_class(
     """The class behind a built-in ``name`` or a custom ``class_name`` (``module.Class``)."""
     field = field or kind
     if class_name:
-        return _import(class_name, f"{field}.className", code_directory)
+        return import_object(class_name, f"{field}.className", code_directory=code_directory, what="class")
     table = _TABLES[kind] if kind == "assessor" else {**BUILTIN_TUNERS, **BUILTIN_ADVISORS}
     if name is None:
         raise ConfigError(f"{field}.name", f"give a {kind} name (one of {', '.join(table)}) or a className")
@@ -111,13 +92,13 @@ def resolve_class(
 
         user = _user_registry.lookup(kind, name)
         if user is not None:
-            return _import(user, f"{field}.name")
+            return import_object(user, f"{field}.name", what="class")
         known = list(table) + [a for a, t in ALIASES.items() if t in table]
         raise ConfigError(
             f"{field}.name",
             f"unknown {kind} {name!r}{did_you_mean(name, known)}; built-in {kind}s: {', '.join(table) or 'none'}",
         )
-    return _import(table[name], f"{field}.name")
+    return import_object(table[name], f"{field}.name", what="class")
 
 
 def create_algorithm(
@@ -131,8 +112,12 @@ def create_algorithm(
 ) -> Any:
     """Instantiate a tuner/assessor/advisor, checking ``classArgs`` against its constructor first.
 
+    An argument the class itself rejects (an :class:`~nni_pl._checks.ArgumentError`, which names it
+    ``<Class>.<arg>`` when built from Python) is reported under the config field it came from.
+
     Raises:
-        ConfigError: naming ``<kind>.classArgs.<arg>`` for an unknown, missing or invalid argument.
+        ConfigError: naming ``<field>.classArgs.<arg>`` for an unknown, missing or invalid argument
+            (``field`` defaults to ``kind``: ``tuner.classArgs.seed``).
     """
     field = field or kind
     args = dict(class_args or {})
@@ -169,8 +154,10 @@ def create_algorithm(
                 )
     try:
         return cls(**args)
+    except ArgumentError as e:  # named after the class it was built from Python; here it came from a config
+        raise e.in_config(f"{field}.classArgs") from e
     except ConfigError as e:
-        if e.field.startswith("classArgs"):
+        if e.field.startswith("classArgs"):  # a user's algorithm that names its arguments NNI's way
             raise ConfigError(f"{field}.{e.field}", str(e).split(": ", 1)[-1]) from e
         raise
     except (TypeError, ValueError) as e:

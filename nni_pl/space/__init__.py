@@ -5,6 +5,9 @@ Example:
     >>> space = SearchSpace.parse('{"lr": {"_type": "loguniform", "_value": [1e-4, 0.1]}}')
     >>> space["lr"]
     LogUniform(low=0.0001, high=0.1)
+
+Besides the parameter types: :class:`Dimension` (one searched parameter, at a :data:`Key` path inside
+nested choices) and :func:`canonical_json` (the stable text form options are compared by).
 """
 
 from nni_pl.space._params import (
@@ -21,14 +24,16 @@ from nni_pl.space._params import (
     QUniform,
     Randint,
     Uniform,
+    canonical_json,
 )
-from nni_pl.space._space import Dimension, SearchSpace
+from nni_pl.space._space import Dimension, Key, SearchSpace
 
 __all__ = [
     "ALL_TYPES",
     "Branch",
     "Choice",
     "Dimension",
+    "Key",
     "LogNormal",
     "LogUniform",
     "Normal",
@@ -40,4 +45,5 @@ __all__ = [
     "Randint",
     "SearchSpace",
     "Uniform",
+    "canonical_json",
 ]

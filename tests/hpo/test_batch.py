@@ -127,7 +127,7 @@ def test_batch_check_search_space_names_the_tuner():
 
 def test_batch_class_args():
     assert isinstance(create_algorithm("tuner", "BatchTuner", class_args={}), BatchTuner)
-    with pytest.raises(ConfigError, match=r"classArgs\.seed"):
+    with pytest.raises(ConfigError, match=r"BatchTuner\.seed"):
         BatchTuner(seed=-1)
     # NNI's BatchTuner takes no classArgs; optimize_mode is accepted (and checked) like every other tuner's
     assert BatchTuner(optimize_mode="minimize").optimize_mode == "minimize"

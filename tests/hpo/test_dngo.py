@@ -168,7 +168,7 @@ def test_dngo_rejects_unsupported_spaces(spec):
     ],
 )
 def test_dngo_invalid_class_args(kwargs, field):
-    with pytest.raises(ConfigError, match=f"classArgs.{field}"):
+    with pytest.raises(ConfigError, match=f"DNGOTuner.{field}"):
         DNGOTuner(**kwargs)
 
 

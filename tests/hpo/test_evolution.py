@@ -214,11 +214,11 @@ def test_evolution_import_data_joins_the_population_and_resume_rebuilds_it():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"optimize_mode": "max"}, "classArgs.optimize_mode"),
-        ({"population_size": 0}, "classArgs.population_size"),
-        ({"population_size": 2.5}, "classArgs.population_size"),
-        ({"population_size": True}, "classArgs.population_size"),
-        ({"seed": "x"}, "classArgs.seed"),
+        ({"optimize_mode": "max"}, "EvolutionTuner.optimize_mode"),
+        ({"population_size": 0}, "EvolutionTuner.population_size"),
+        ({"population_size": 2.5}, "EvolutionTuner.population_size"),
+        ({"population_size": True}, "EvolutionTuner.population_size"),
+        ({"seed": "x"}, "EvolutionTuner.seed"),
     ],
 )
 def test_evolution_rejects_bad_class_args(kwargs, match):

@@ -265,7 +265,7 @@ def test_gp_rejects_unsupported_spaces(spec, name):
     ],
 )
 def test_gp_invalid_class_args(kwargs, field):
-    with pytest.raises(ConfigError, match=f"classArgs.{field}"):
+    with pytest.raises(ConfigError, match=f"GPTuner.{field}"):
         GPTuner(**kwargs)
 
 

@@ -294,14 +294,14 @@ def test_hyperband_resume_skips_trials_without_a_budget():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"R": 0}, r"classArgs.R.*integer >= 1.*got 0"),
-        ({"R": 2.5}, r"classArgs.R.*got 2.5"),
-        ({"R": True}, r"classArgs.R"),
-        ({"eta": 1}, r"classArgs.eta.*>= 2.*got 1"),
-        ({"eta": "3"}, r"classArgs.eta.*got '3'"),
-        ({"exec_mode": "fast"}, r"classArgs.exec_mode.*'parallelism' or 'serial'.*'fast'"),
-        ({"optimize_mode": "max"}, r"classArgs.optimize_mode.*'max'"),
-        ({"seed": -1}, r"classArgs.seed"),
+        ({"R": 0}, r"Hyperband.R.*integer >= 1.*got 0"),
+        ({"R": 2.5}, r"Hyperband.R.*got 2.5"),
+        ({"R": True}, r"Hyperband.R"),
+        ({"eta": 1}, r"Hyperband.eta.*>= 2.*got 1"),
+        ({"eta": "3"}, r"Hyperband.eta.*got '3'"),
+        ({"exec_mode": "fast"}, r"Hyperband.exec_mode.*'parallelism' or 'serial'.*'fast'"),
+        ({"optimize_mode": "max"}, r"Hyperband.optimize_mode.*'max'"),
+        ({"seed": -1}, r"Hyperband.seed"),
     ],
 )
 def test_hyperband_rejects_bad_class_args(kwargs, match):

@@ -89,10 +89,10 @@ def test_medianstop_can_recover_after_bad():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"optimize_mode": "maximise"}, "classArgs.optimize_mode"),
-        ({"start_step": -1}, "classArgs.start_step"),
+        ({"optimize_mode": "maximise"}, "MedianstopAssessor.optimize_mode"),
+        ({"start_step": -1}, "MedianstopAssessor.start_step"),
         ({"start_step": "3"}, "integer >= 0"),
-        ({"start_step": True}, "classArgs.start_step"),
+        ({"start_step": True}, "MedianstopAssessor.start_step"),
     ],
 )
 def test_medianstop_rejects_bad_class_args(kwargs, match):

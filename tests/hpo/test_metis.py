@@ -211,7 +211,7 @@ def test_metis_rejects_unsupported_spaces(spec):
     ],
 )
 def test_metis_invalid_class_args(kwargs, field):
-    with pytest.raises(ConfigError, match=f"classArgs.{field}"):
+    with pytest.raises(ConfigError, match=f"MetisTuner.{field}"):
         MetisTuner(**kwargs)
 
 

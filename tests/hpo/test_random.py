@@ -141,9 +141,9 @@ def test_random_resume_does_not_repeat_earlier_suggestions():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"seed": -1}, "classArgs.seed"),
+        ({"seed": -1}, "RandomTuner.seed"),
         ({"seed": "42"}, "non-negative integer"),
-        ({"seed": 1.5}, "classArgs.seed"),
+        ({"seed": 1.5}, "RandomTuner.seed"),
         ({"optimize_mode": "max"}, "'maximize' or 'minimize'"),
     ],
 )

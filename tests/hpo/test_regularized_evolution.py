@@ -185,11 +185,11 @@ def test_regevo_import_data_and_resume():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"optimize_mode": "MAXIMIZE"}, "classArgs.optimize_mode"),
-        ({"population_size": 0}, "classArgs.population_size"),
-        ({"sample_size": 0}, "classArgs.sample_size"),
-        ({"sample_size": "5"}, "classArgs.sample_size"),
-        ({"seed": 1.5}, "classArgs.seed"),
+        ({"optimize_mode": "MAXIMIZE"}, "RegularizedEvolutionTuner.optimize_mode"),
+        ({"population_size": 0}, "RegularizedEvolutionTuner.population_size"),
+        ({"sample_size": 0}, "RegularizedEvolutionTuner.sample_size"),
+        ({"sample_size": "5"}, "RegularizedEvolutionTuner.sample_size"),
+        ({"seed": 1.5}, "RegularizedEvolutionTuner.seed"),
     ],
 )
 def test_regevo_rejects_bad_class_args(kwargs, match):

@@ -232,10 +232,10 @@ def test_smac_import_data_and_resume_feed_the_model():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"optimize_mode": "Minimize"}, "classArgs.optimize_mode"),
-        ({"config_dedup": "true"}, "classArgs.config_dedup"),
-        ({"config_dedup": 1}, "classArgs.config_dedup"),
-        ({"seed": -1}, "classArgs.seed"),
+        ({"optimize_mode": "Minimize"}, "SMACTuner.optimize_mode"),
+        ({"config_dedup": "true"}, "SMACTuner.config_dedup"),
+        ({"config_dedup": 1}, "SMACTuner.config_dedup"),
+        ({"seed": -1}, "SMACTuner.seed"),
     ],
 )
 def test_smac_rejects_bad_class_args(kwargs, match):

@@ -168,13 +168,13 @@ def test_tpe_update_search_space_keeps_matching_observations():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"optimize_mode": "Maximize"}, "classArgs.optimize_mode"),
-        ({"parallel_optimize": "yes"}, "classArgs.parallel_optimize"),
+        ({"optimize_mode": "Maximize"}, "TPETuner.optimize_mode"),
+        ({"parallel_optimize": "yes"}, "TPETuner.parallel_optimize"),
         ({"constant_liar_type": "median"}, "'min', 'max' or 'mean'"),
-        ({"n_startup_jobs": -1}, "classArgs.n_startup_jobs"),
-        ({"n_ei_candidates": 0}, "classArgs.n_ei_candidates"),
-        ({"multivariate": 1}, "classArgs.multivariate"),
-        ({"seed": -5}, "classArgs.seed"),
+        ({"n_startup_jobs": -1}, "TPETuner.n_startup_jobs"),
+        ({"n_ei_candidates": 0}, "TPETuner.n_ei_candidates"),
+        ({"multivariate": 1}, "TPETuner.multivariate"),
+        ({"seed": -5}, "TPETuner.seed"),
     ],
 )
 def test_tpe_rejects_bad_class_args(kwargs, match):

@@ -7,9 +7,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from nni_pl.errors import ConfigError
-from nni_pl.hpo._base import Assessor, AssessResult, extract_scalar, validate_optimize_mode
-from nni_pl.hpo.tuners._common import check_int
+from nni_pl._checks import check_int, check_optimize_mode, fail
+from nni_pl.hpo._base import Assessor, AssessResult, extract_scalar
 
 __all__ = ["ASHAAssessor"]
 
@@ -67,18 +66,19 @@ class ASHAAssessor(Assessor):
         min_early_stopping_rate: int = 0,
         max_resource: int | None = None,
     ) -> None:
-        self.optimize_mode = validate_optimize_mode(optimize_mode)
-        self.min_resource = check_int("min_resource", min_resource, minimum=1)
-        self.reduction_factor = check_int("reduction_factor", reduction_factor, minimum=2)
+        self.optimize_mode = check_optimize_mode(self, optimize_mode)
+        self.min_resource = check_int(self, "min_resource", min_resource, minimum=1)
+        self.reduction_factor = check_int(self, "reduction_factor", reduction_factor, minimum=2)
         self.min_early_stopping_rate = check_int(
-            "min_early_stopping_rate", min_early_stopping_rate, minimum=0
+            self, "min_early_stopping_rate", min_early_stopping_rate, minimum=0
         )
         first = self.min_resource * self.reduction_factor**self.min_early_stopping_rate
         if max_resource is not None:
-            max_resource = check_int("max_resource", max_resource, minimum=1)
+            max_resource = check_int(self, "max_resource", max_resource, minimum=1)
             if max_resource <= first:
-                raise ConfigError(
-                    "classArgs.max_resource",
+                fail(
+                    self,
+                    "max_resource",
                     f"must be greater than the first rung, min_resource * reduction_factor ** "
                     f"min_early_stopping_rate = {first}, got {max_resource}; otherwise no trial is ever judged. "
                     "Lower min_resource or min_early_stopping_rate, or raise max_resource",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import time
 import zlib
 from collections.abc import Sequence
@@ -13,10 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from nni_pl.errors import ConfigError
-from nni_pl.hpo._base import Assessor, AssessResult, extract_scalar, validate_optimize_mode
+from nni_pl._checks import check_int, check_number, check_optimize_mode, check_seed, fail
+from nni_pl.hpo._base import Assessor, AssessResult, extract_scalar
 from nni_pl.hpo.assessors._curves import predict_final
-from nni_pl.hpo.tuners._common import check_int, check_seed
 
 __all__ = ["CurvefittingAssessor"]
 
@@ -96,31 +94,28 @@ class CurvefittingAssessor(Assessor):
         optimize_mode: str = "maximize",
         seed: int | None = None,
     ) -> None:
-        self.epoch_num = check_int("epoch_num", epoch_num, minimum=1)
-        self.start_step = check_int("start_step", start_step, minimum=0)
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, numbers.Real)
-            or not math.isfinite(threshold)
-            or threshold <= 0
-        ):
-            raise ConfigError(
-                "classArgs.threshold",
-                f"must be a number > 0, got {threshold!r}; e.g. threshold: 0.95 stops trials predicted "
-                "below 95% of the best final value",
-            )
-        self.threshold = float(threshold)
-        self.gap = check_int("gap", gap, minimum=1)
-        validate_optimize_mode(optimize_mode)
+        self.epoch_num = check_int(self, "epoch_num", epoch_num, minimum=1)
+        self.start_step = check_int(self, "start_step", start_step, minimum=0)
+        self.threshold = check_number(
+            self,
+            "threshold",
+            threshold,
+            low=0,
+            low_open=True,
+            hint="e.g. threshold: 0.95 stops trials predicted below 95% of the best final value",
+        )
+        self.gap = check_int(self, "gap", gap, minimum=1)
+        check_optimize_mode(self, optimize_mode)
         if optimize_mode != "maximize":
-            raise ConfigError(
-                "classArgs.optimize_mode",
+            fail(
+                self,
+                "optimize_mode",
                 f"Curvefitting supports only 'maximize', got {optimize_mode!r}: its curve models are "
                 "increasing, saturating learning curves (as in NNI). Report a metric to maximise (such as "
                 "accuracy) or use the Medianstop or ASHA assessor, which support 'minimize'",
             )
         self.optimize_mode = optimize_mode
-        self.seed = check_seed(seed)
+        self.seed = check_seed(self, seed)
         if self.start_step > self.epoch_num:
             log.warning(
                 "Curvefitting: start_step %d > epoch_num %d, so trials of %d epochs are never judged",

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
-from nni_pl.errors import ConfigError
-from nni_pl.hpo._base import Assessor, AssessResult, extract_scalar, validate_optimize_mode
+from nni_pl._checks import check_int, check_optimize_mode
+from nni_pl.hpo._base import Assessor, AssessResult, extract_scalar
 
 __all__ = ["MedianstopAssessor"]
 
@@ -41,12 +40,8 @@ class MedianstopAssessor(Assessor):
     """
 
     def __init__(self, *, optimize_mode: str = "maximize", start_step: int = 0) -> None:
-        self.optimize_mode = validate_optimize_mode(optimize_mode)
-        if isinstance(start_step, bool) or not isinstance(start_step, numbers.Integral) or start_step < 0:
-            raise ConfigError(
-                "classArgs.start_step", f"must be an integer >= 0, got {start_step!r}; e.g. start_step: 5"
-            )
-        self.start_step = int(start_step)
+        self.optimize_mode = check_optimize_mode(self, optimize_mode)
+        self.start_step = check_int(self, "start_step", start_step, minimum=0, hint="e.g. start_step: 5")
         self._high_better = optimize_mode == "maximize"
         self._running: dict[str, list[float]] = {}
         self._completed_avg: dict[str, list[float]] = {}

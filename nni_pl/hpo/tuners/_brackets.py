@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nni_pl._checks import check_optimize_mode, check_seed
 from nni_pl.errors import NoMoreTrialError, SearchSpaceError, WaitForResults
-from nni_pl.hpo._base import Advisor, HistoryEntry, to_loss, validate_optimize_mode
-from nni_pl.hpo.tuners._common import check_seed, make_rng, param_key
+from nni_pl.hpo._base import Advisor, HistoryEntry, to_loss
+from nni_pl.hpo.tuners._common import make_rng, param_key
 from nni_pl.hpo.tuners._seen import SeenPoints
 from nni_pl.space import SearchSpace
 
@@ -435,8 +436,8 @@ class HyperbandBase(Advisor):
     """
 
     def __init__(self, *, optimize_mode: str, seed: int | None) -> None:
-        self.optimize_mode = validate_optimize_mode(optimize_mode)
-        self.seed = check_seed(seed)
+        self.optimize_mode = check_optimize_mode(self, optimize_mode)
+        self.seed = check_seed(self, seed)
         self._rng = make_rng(self.seed)
         self._space: SearchSpace | None = None
         self._seen: SeenPoints | None = None  # configurations sampled, imported or run by hand

@@ -1,4 +1,8 @@
-"""Helpers shared by the built-in tuners: ``classArgs`` validation, seeding and parameter identity."""
+"""Helpers shared by the built-in tuners and the NAS strategies: seeding and parameter identity.
+
+Exported as :func:`nni_pl.hpo.make_rng` and :func:`nni_pl.hpo.param_key`. The argument checks live in
+``nni_pl._checks`` (shared with the assessors and strategies). numpy is imported on first use.
+"""
 
 from __future__ import annotations
 
@@ -6,52 +10,40 @@ import json
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from nni_pl.errors import ConfigError, SearchSpaceError
+from nni_pl.errors import SearchSpaceError
 from nni_pl.space import SearchSpace
 
-__all__ = ["check_bool", "check_int", "check_seed", "make_rng", "param_key"]
+if TYPE_CHECKING:
+    import numpy as np
 
-
-def check_seed(seed: Any) -> int | None:
-    """Return ``seed`` if it is ``None`` or a non-negative integer, else raise :class:`ConfigError`."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ConfigError(
-            "classArgs.seed", f"must be a non-negative integer or null, got {seed!r}; e.g. seed: 42"
-        )
-    return int(seed)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """Return ``value`` if it is a boolean, else raise :class:`ConfigError` naming ``classArgs.<name>``."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(
-            f"classArgs.{name}", f"must be true or false, got {value!r} ({type(value).__name__})"
-        )
-    return bool(value)
-
-
-def check_int(name: str, value: Any, *, minimum: int) -> int:
-    """Return ``value`` if it is an integer ``>= minimum``, else raise :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"classArgs.{name}", f"must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+__all__ = ["make_rng", "param_key"]
 
 
 def make_rng(seed: int | None, *stream: int) -> np.random.Generator:
-    """A generator for ``seed``; extra ``stream`` numbers give independent, reproducible streams."""
+    """A generator for ``seed``; extra ``stream`` numbers give independent, reproducible streams.
+
+    Example:
+        >>> a, b = make_rng(7, 1), make_rng(7, 1)
+        >>> int(a.integers(1000)) == int(b.integers(1000))
+        True
+    """
+    import numpy as np
+
     if seed is None:
         return np.random.default_rng()
     return np.random.default_rng([seed, *stream]) if stream else np.random.default_rng(seed)
 
 
 def param_key(space: SearchSpace, params: Mapping[str, Any]) -> str | None:
-    """A canonical identity of a parameter set (``1`` and ``1.0`` agree); ``None`` if not in ``space``."""
+    """A canonical identity of a parameter set (``1`` and ``1.0`` agree); ``None`` if not in ``space``.
+
+    Example:
+        >>> space = SearchSpace.parse({"x": {"_type": "choice", "_value": [1, 2]}})
+        >>> param_key(space, {"x": 1}) == param_key(space, {"x": 1.0}), param_key(space, {"x": 3})
+        (True, None)
+    """
     try:
         space.check(params)
         flat = space.flatten(params)

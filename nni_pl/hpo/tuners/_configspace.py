@@ -15,14 +15,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from nni_pl.errors import ConfigError, MissingDependencyError
+from nni_pl._checks import ArgumentError, fail, owner_name
+from nni_pl.errors import MissingDependencyError
 from nni_pl.space import SearchSpace
 
 __all__ = ["load_config_space"]
 
 log = logging.getLogger(__name__)
-
-_FIELD = "classArgs.config_space"
 
 
 def _plain(value: Any) -> Any:
@@ -43,19 +42,21 @@ def _numeric(hp: Any, integer: bool) -> dict[str, Any]:
     return {"_type": "loguniform" if log_scale else "uniform", "_value": [lower, upper]}
 
 
-def load_config_space(path: str | Path) -> SearchSpace:
+def load_config_space(path: str | Path, *, owner: object = "BOHB") -> SearchSpace:
     """The NNI search space equivalent to the ConfigSpace file at ``path`` (``pcs new``, JSON or YAML).
 
     Raises:
         MissingDependencyError: ConfigSpace is not installed.
-        ConfigError: the file is missing, unreadable, or uses conditions / forbidden clauses.
+        ConfigError: the file is missing, unreadable, or uses conditions / forbidden clauses (an error about
+            ``owner``'s argument ``config_space``).
     """
     if not isinstance(path, (str, Path)):
-        raise ConfigError(_FIELD, f"must be the path of a ConfigSpace file, got {path!r}")
+        fail(owner, "config_space", f"must be the path of a ConfigSpace file, got {path!r}")
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ConfigError(
-            _FIELD,
+        fail(
+            owner,
+            "config_space",
             f"no such file: {str(path)!r}; give the path of a ConfigSpace 'pcs new', .json or .yaml file",
         )
     try:
@@ -74,10 +75,12 @@ def load_config_space(path: str | Path) -> SearchSpace:
 
                 cs = pcs_new.read(file.read_text(encoding="utf-8").splitlines())
     except Exception as e:  # ConfigSpace raises many kinds of errors for a malformed file
-        raise ConfigError(_FIELD, f"cannot read {str(path)!r} as a ConfigSpace file: {e}") from e
+        reason = f"cannot read {str(path)!r} as a ConfigSpace file: {e}"
+        raise ArgumentError(owner_name(owner), "config_space", reason) from e
     if list(cs.conditions) or list(cs.forbidden_clauses):
-        raise ConfigError(
-            _FIELD,
+        fail(
+            owner,
+            "config_space",
             f"{str(path)!r} has conditions or forbidden clauses, which are not supported; "
             "express conditional parameters as a nested choice (_name) in an NNI search space instead",
         )
@@ -98,7 +101,9 @@ def load_config_space(path: str | Path) -> SearchSpace:
                 "config_space: %s (%s) is searched uniformly between its bounds", hp.name, type(hp).__name__
             )
         else:
-            raise ConfigError(
-                _FIELD, f"hyperparameter {hp.name!r} of type {type(hp).__name__} is not supported"
+            fail(
+                owner,
+                "config_space",
+                f"hyperparameter {hp.name!r} of type {type(hp).__name__} is not supported",
             )
     return SearchSpace.parse(spec)

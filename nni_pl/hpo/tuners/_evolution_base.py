@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from nni_pl._checks import check_int
 from nni_pl.hpo._base import HistoryEntry, extract_scalar, to_loss
-from nni_pl.hpo.tuners._common import check_int
 from nni_pl.hpo.tuners._store import StoreTuner
 from nni_pl.space import Choice, Dimension, SearchSpace
 
@@ -94,7 +94,7 @@ class PopulationTuner(StoreTuner):
 
     def __init__(self, *, optimize_mode: str, population_size: int, seed: int | None) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
-        self.population_size = check_int("population_size", population_size, minimum=1)
+        self.population_size = check_int(self, "population_size", population_size, minimum=1)
         self._owed = self.population_size  # random individuals still to generate
         self._random_ids: set[int] = set()  # parameter ids that were handed out as random individuals
 

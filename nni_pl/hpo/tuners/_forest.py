@@ -21,7 +21,7 @@ from sklearn.tree import DecisionTreeRegressor
 
 from nni_pl.hpo.tuners._parzen import DimCodec
 from nni_pl.hpo.tuners._store import ObservationStore
-from nni_pl.space._params import LogUniform, QLogUniform, Randint
+from nni_pl.space import LogUniform, QLogUniform, Randint
 
 __all__ = ["ForestSurrogate", "UnitSpace", "expected_improvement"]
 

@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from nni_pl.errors import ConfigError
 from nni_pl.hpo.tuners._store import ObservationStore
-from nni_pl.space._params import Randint
+from nni_pl.space import Randint
 
-__all__ = ["NUMERIC_TYPES", "UnitCube", "check_float", "single_threaded"]
+__all__ = ["NUMERIC_TYPES", "UnitCube", "single_threaded"]
 
 #: The ``_type`` s of NNI's GP and DNGO tuners (``choice`` with numeric options only, no nesting).
 NUMERIC_TYPES = frozenset({"choice", "randint", "uniform", "quniform", "loguniform", "qloguniform"})
@@ -154,20 +152,3 @@ def single_threaded() -> Iterator[None]:
         return
     with threadpool_limits(limits=1):
         yield
-
-
-def check_float(
-    name: str, value: Any, *, minimum: float | None = None, positive: bool = False, allow_inf: bool = False
-) -> float:
-    """Return ``value`` as a float if it is a real number in range, else raise a :class:`ConfigError`
-    naming ``classArgs.<name>`` (NaN is never accepted, infinity only with ``allow_inf``)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    x = float(value) if ok else math.nan
-    if not ok or math.isnan(x) or (math.isinf(x) and not allow_inf):
-        what = "a finite number" if not allow_inf else "a number"
-        raise ConfigError(f"classArgs.{name}", f"must be {what}, got {value!r}")
-    if positive and not x > 0:
-        raise ConfigError(f"classArgs.{name}", f"must be > 0, got {value!r}")
-    if minimum is not None and x < minimum:
-        raise ConfigError(f"classArgs.{name}", f"must be >= {minimum}, got {value!r}")
-    return x

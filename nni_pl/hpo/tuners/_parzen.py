@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 from scipy.special import log_ndtr, ndtr, ndtri
 
-from nni_pl.space import Choice, Param
-from nni_pl.space._params import (
+from nni_pl.space import (
+    Choice,
+    Param,
     LogNormal,
     LogUniform,
     Normal,

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from nni_pl._checks import check_optimize_mode, check_seed
 from nni_pl.errors import SearchSpaceError
-from nni_pl.hpo._base import HistoryEntry, Tuner, extract_scalar, to_loss, validate_optimize_mode
-from nni_pl.hpo.tuners._common import check_seed, make_rng
+from nni_pl.hpo._base import HistoryEntry, Tuner, extract_scalar, to_loss
+from nni_pl.hpo.tuners._common import make_rng
 from nni_pl.hpo.tuners._parzen import DimCodec
 from nni_pl.hpo.tuners._seen import SeenPoints
 from nni_pl.space import Dimension, SearchSpace
@@ -134,8 +135,8 @@ class StoreTuner(Tuner):
     n_startup_jobs: int = 1
 
     def __init__(self, *, optimize_mode: str, seed: int | None) -> None:
-        self.optimize_mode = validate_optimize_mode(optimize_mode)
-        self.seed = check_seed(seed)
+        self.optimize_mode = check_optimize_mode(self, optimize_mode)
+        self.seed = check_seed(self, seed)
         self._rng = make_rng(self.seed)
         self._store: ObservationStore | None = None
         self._pending: dict[int, dict[str, Any]] = {}

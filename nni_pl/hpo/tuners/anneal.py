@@ -15,7 +15,7 @@ import numpy as np
 
 from nni_pl.hpo.tuners._parzen import DimCodec
 from nni_pl.hpo.tuners._store import ObservationStore, StoreTuner
-from nni_pl.space._params import LogNormal, Normal, QLogNormal, QNormal, Randint
+from nni_pl.space import LogNormal, Normal, QLogNormal, QNormal, Randint
 
 __all__ = ["AnnealTuner"]
 

@@ -8,9 +8,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nni_pl._checks import check_optimize_mode, check_seed
 from nni_pl.errors import NoMoreTrialError, SearchSpaceError
-from nni_pl.hpo._base import HistoryEntry, Tuner, validate_optimize_mode
-from nni_pl.hpo.tuners._common import check_seed
+from nni_pl.hpo._base import HistoryEntry, Tuner
 from nni_pl.space import Branch, Choice, SearchSpace
 
 __all__ = ["BatchTuner"]
@@ -59,9 +59,9 @@ class BatchTuner(Tuner):
 
     def __init__(self, *, optimize_mode: str | None = None, seed: int | None = None) -> None:
         if optimize_mode is not None:
-            validate_optimize_mode(optimize_mode)
+            check_optimize_mode(self, optimize_mode)
         self.optimize_mode = optimize_mode
-        self.seed = check_seed(seed)
+        self.seed = check_seed(self, seed)
         self._values: list[dict[str, Any]] = []
         self._done: Counter[str] = Counter()  # configurations already run, by canonical JSON
         self._index = 0

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from nni_pl.errors import ConfigError
+from nni_pl._checks import check_int, check_number
 from nni_pl.hpo._base import to_loss
 from nni_pl.hpo.tuners._brackets import (
     TRIAL_BUDGET,
@@ -27,20 +25,6 @@ from nni_pl.space import SearchSpace
 __all__ = ["BOHB", "TRIAL_BUDGET"]
 
 log = logging.getLogger(__name__)
-
-
-def _number(name: str, value: Any, rule: str, ok: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok:
-        raise ConfigError(f"classArgs.{name}", f"must be {rule}, got {value!r}")
-    return float(value)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 class BOHB(HyperbandBase):
@@ -115,48 +99,41 @@ class BOHB(HyperbandBase):
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
-        self.min_budget = _number(
-            "min_budget",
-            min_budget,
-            "a number > 0 (the smallest budget)",
-            _is_real(min_budget) and min_budget > 0,
+        self.min_budget = check_number(
+            self, "min_budget", min_budget, low=0, low_open=True, rule="a number > 0 (the smallest budget)"
         )
-        self.max_budget = _number(
+        self.max_budget = check_number(
+            self,
             "max_budget",
             max_budget,
-            f"a number larger than min_budget ({min_budget!r})",
-            _is_real(max_budget) and max_budget > self.min_budget,
+            low=self.min_budget,
+            low_open=True,
+            rule=f"a number larger than min_budget ({min_budget!r})",
         )
-        if not _is_int(eta) or eta < 2:
-            raise ConfigError("classArgs.eta", f"must be an integer >= 2, got {eta!r}; e.g. eta: 3")
-        if min_points_in_model is not None and (not _is_int(min_points_in_model) or min_points_in_model < 1):
-            raise ConfigError(
-                "classArgs.min_points_in_model",
-                f"must be a positive integer or null (null: number of parameters + 1), got {min_points_in_model!r}",
+        eta = check_int(self, "eta", eta, minimum=2, hint="e.g. eta: 3")
+        if min_points_in_model is not None:
+            min_points_in_model = check_int(
+                self,
+                "min_points_in_model",
+                min_points_in_model,
+                minimum=1,
+                hint="or null for the number of parameters + 1",
             )
-        if not _is_int(top_n_percent) or not 1 <= top_n_percent <= 99:
-            raise ConfigError(
-                "classArgs.top_n_percent", f"must be an integer between 1 and 99, got {top_n_percent!r}"
-            )
-        if not _is_int(num_samples) or num_samples < 1:
-            raise ConfigError("classArgs.num_samples", f"must be an integer >= 1, got {num_samples!r}")
-        self.random_fraction = _number(
+        top_n_percent = check_int(self, "top_n_percent", top_n_percent, minimum=1, maximum=99)
+        num_samples = check_int(self, "num_samples", num_samples, minimum=1)
+        self.random_fraction = check_number(
+            self,
             "random_fraction",
             random_fraction,
-            "a number between 0 and 1 (e.g. 0.33)",
-            _is_real(random_fraction) and 0 <= random_fraction <= 1,
+            low=0,
+            high=1,
+            rule="a number between 0 and 1 (e.g. 0.33)",
         )
-        self.bandwidth_factor = _number(
-            "bandwidth_factor",
-            bandwidth_factor,
-            "a number > 0 (e.g. 3.0)",
-            _is_real(bandwidth_factor) and bandwidth_factor > 0,
+        self.bandwidth_factor = check_number(
+            self, "bandwidth_factor", bandwidth_factor, low=0, low_open=True, hint="e.g. 3.0"
         )
-        self.min_bandwidth = _number(
-            "min_bandwidth",
-            min_bandwidth,
-            "a number > 0 (e.g. 0.001)",
-            _is_real(min_bandwidth) and min_bandwidth > 0,
+        self.min_bandwidth = check_number(
+            self, "min_bandwidth", min_bandwidth, low=0, low_open=True, hint="e.g. 0.001"
         )
         self.eta = int(eta)
         self.min_points_in_model = None if min_points_in_model is None else int(min_points_in_model)
@@ -167,7 +144,7 @@ class BOHB(HyperbandBase):
         if config_space is not None:
             from nni_pl.hpo.tuners._configspace import load_config_space
 
-            self._fixed_space = load_config_space(config_space)
+            self._fixed_space = load_config_space(config_space, owner=self)
         s_max = s_max_for(self.max_budget / self.min_budget, self.eta)
         self._sched = BracketScheduler(
             lambda s: bohb_rungs(s, s_max, self.eta, self.max_budget),

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import ndtr
 
-from nni_pl.hpo.tuners._common import check_int
+from nni_pl._checks import check_int
 from nni_pl.hpo.tuners._numeric import NUMERIC_TYPES, UnitCube, single_threaded
 from nni_pl.hpo.tuners._store import ObservationStore, StoreTuner
 from nni_pl.space import SearchSpace
@@ -159,10 +159,9 @@ class DNGOTuner(StoreTuner):
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
-        self.sample_size = check_int("sample_size", sample_size, minimum=1)
-        self.trials_per_update = check_int("trials_per_update", trials_per_update, minimum=1)
-        self.num_epochs_per_training = check_int(
-            "num_epochs_per_training", num_epochs_per_training, minimum=1
+        self.sample_size = check_int(self, "sample_size", sample_size, minimum=1)
+        self.trials_per_update = check_int(self, "trials_per_update", trials_per_update, minimum=1)
+        self.num_epochs_per_training = check_int(self, "num_epochs_per_training", num_epochs_per_training, minimum=1
         )
         self.n_startup_jobs = max(2, min(self.trials_per_update, _COLD_START))
         self._cube: UnitCube | None = None

@@ -30,10 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from nni_pl.errors import ConfigError
-from nni_pl.hpo.tuners._common import check_int
+from nni_pl._checks import check_choice, check_int, check_number
 from nni_pl.hpo.tuners._gp import GaussianProcess, acquisition, maximize_batch
-from nni_pl.hpo.tuners._numeric import NUMERIC_TYPES, UnitCube, check_float, single_threaded
+from nni_pl.hpo.tuners._numeric import NUMERIC_TYPES, UnitCube, single_threaded
 from nni_pl.hpo.tuners._store import ObservationStore, StoreTuner
 from nni_pl.space import SearchSpace
 
@@ -130,17 +129,17 @@ class GPTuner(StoreTuner):
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
-        if utility not in _UTILITIES:
-            raise ConfigError("classArgs.utility", f"must be 'ei', 'ucb' or 'poi', got {utility!r}")
-        self.utility = utility
-        self.kappa = check_float("kappa", kappa, minimum=0.0)
-        self.xi = check_float("xi", xi, minimum=0.0)
-        self.nu = check_float("nu", nu, positive=True, allow_inf=True)
-        self.alpha = check_float("alpha", alpha, minimum=0.0)
-        self.cold_start_num = check_int("cold_start_num", cold_start_num, minimum=0)
-        self.selection_num_warm_up = check_int("selection_num_warm_up", selection_num_warm_up, minimum=1)
+        self.utility = check_choice(self, "utility", utility, _UTILITIES)
+        self.kappa = check_number(self, "kappa", kappa, low=0.0)
+        self.xi = check_number(self, "xi", xi, low=0.0)
+        self.nu = check_number(self, "nu", nu, low=0, low_open=True, allow_inf=True)
+        self.alpha = check_number(self, "alpha", alpha, low=0.0)
+        self.cold_start_num = check_int(self, "cold_start_num", cold_start_num, minimum=0)
+        self.selection_num_warm_up = check_int(
+            self, "selection_num_warm_up", selection_num_warm_up, minimum=1
+        )
         self.selection_num_starting_points = check_int(
-            "selection_num_starting_points", selection_num_starting_points, minimum=0
+            self, "selection_num_starting_points", selection_num_starting_points, minimum=0
         )
         self.n_startup_jobs = self.cold_start_num
         self._gp = GaussianProcess(nu=self.nu, alpha=self.alpha)

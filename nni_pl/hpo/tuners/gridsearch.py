@@ -6,9 +6,10 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
+from nni_pl._checks import check_optimize_mode, check_seed
 from nni_pl.errors import NoMoreTrialError, SearchSpaceError
-from nni_pl.hpo._base import HistoryEntry, Tuner, validate_optimize_mode
-from nni_pl.hpo.tuners._common import check_seed, param_key
+from nni_pl.hpo._base import HistoryEntry, Tuner
+from nni_pl.hpo.tuners._common import param_key
 from nni_pl.space import SearchSpace
 
 __all__ = ["GridSearchTuner"]
@@ -47,9 +48,9 @@ class GridSearchTuner(Tuner):
 
     def __init__(self, *, optimize_mode: str | None = None, seed: int | None = None) -> None:
         if optimize_mode is not None:
-            validate_optimize_mode(optimize_mode)
+            check_optimize_mode(self, optimize_mode)
         self.optimize_mode = optimize_mode
-        self.seed = check_seed(seed)
+        self.seed = check_seed(self, seed)
         self._space: SearchSpace | None = None
         self._grid: Iterator[dict[str, Any]] = iter(())
         self._used: set[str] = set()

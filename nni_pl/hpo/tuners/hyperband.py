@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nni_pl.errors import ConfigError
+from nni_pl._checks import check_choice, check_int
 from nni_pl.hpo.tuners._brackets import (
     TRIAL_BUDGET,
     Bracket,
@@ -91,21 +90,13 @@ class Hyperband(HyperbandBase):
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
-        if isinstance(R, bool) or not isinstance(R, numbers.Integral) or R < 1:
-            raise ConfigError(
-                "classArgs.R",
-                f"must be an integer >= 1 (the largest budget, e.g. the number of epochs), got {R!r}; e.g. R: 60",
-            )
-        if isinstance(eta, bool) or not isinstance(eta, numbers.Integral) or eta < 2:
-            raise ConfigError(
-                "classArgs.eta",
-                f"must be an integer >= 2 (each rung keeps 1/eta of its configurations), got {eta!r}; e.g. eta: 3",
-            )
-        if exec_mode not in _EXEC_MODES:
-            raise ConfigError("classArgs.exec_mode", f"must be 'parallelism' or 'serial', got {exec_mode!r}")
-        self.R = int(R)
-        self.eta = int(eta)
-        self.exec_mode = exec_mode
+        self.R = check_int(
+            self, "R", R, minimum=1, hint="R is the largest budget, e.g. the number of epochs: R: 60"
+        )
+        self.eta = check_int(
+            self, "eta", eta, minimum=2, hint="each rung keeps 1/eta of its configurations; e.g. eta: 3"
+        )
+        self.exec_mode = check_choice(self, "exec_mode", exec_mode, _EXEC_MODES)
         s_max = s_max_for(self.R, self.eta)
         self._sched = BracketScheduler(
             lambda s: hyperband_rungs(s, s_max, self.eta, self.R),  # type: ignore[arg-type, return-value]

@@ -43,10 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from nni_pl.errors import ConfigError
-from nni_pl.hpo.tuners._common import check_bool, check_int
+from nni_pl._checks import check_bool, check_int, check_number
 from nni_pl.hpo.tuners._gp import GaussianProcess, maximize_batch
-from nni_pl.hpo.tuners._numeric import UnitCube, check_float, single_threaded
+from nni_pl.hpo.tuners._numeric import UnitCube, single_threaded
 from nni_pl.hpo.tuners._store import ObservationStore, StoreTuner
 from nni_pl.space import SearchSpace
 
@@ -123,19 +122,20 @@ class MetisTuner(StoreTuner):
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
-        self.no_resampling = check_bool("no_resampling", no_resampling)
-        self.no_candidates = check_bool("no_candidates", no_candidates)
+        self.no_resampling = check_bool(self, "no_resampling", no_resampling)
+        self.no_candidates = check_bool(self, "no_candidates", no_candidates)
         self.selection_num_starting_points = check_int(
-            "selection_num_starting_points", selection_num_starting_points, minimum=1
+            self, "selection_num_starting_points", selection_num_starting_points, minimum=1
         )
-        self.cold_start_num = check_int("cold_start_num", cold_start_num, minimum=0)
-        p = check_float("exploration_probability", exploration_probability, minimum=0.0)
-        if p > 1:
-            raise ConfigError(
-                "classArgs.exploration_probability",
-                f"must be a probability in [0, 1], got {exploration_probability!r}",
-            )
-        self.exploration_probability = p
+        self.cold_start_num = check_int(self, "cold_start_num", cold_start_num, minimum=0)
+        self.exploration_probability = check_number(
+            self,
+            "exploration_probability",
+            exploration_probability,
+            low=0,
+            high=1,
+            rule="a probability in [0, 1]",
+        )
         self.n_startup_jobs = self.cold_start_num
         self._gp = GaussianProcess(nu=1.5, alpha=1e-6)
         self._cube: UnitCube | None = None

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from nni_pl.errors import ConfigError, SearchSpaceError, WaitForResults
-from nni_pl.hpo._base import HistoryEntry, Tuner, to_loss, validate_optimize_mode
-from nni_pl.hpo.tuners._common import check_int, check_seed, make_rng
+from nni_pl._checks import check_int, check_number, check_optimize_mode, check_seed, fail
+from nni_pl.errors import SearchSpaceError, WaitForResults
+from nni_pl.hpo._base import HistoryEntry, Tuner, to_loss
+from nni_pl.hpo.tuners._common import make_rng
 from nni_pl.hpo.tuners._seen import SeenPoints
-from nni_pl.space import Choice, SearchSpace
-from nni_pl.space._space import Key
+from nni_pl.space import Choice, Key, SearchSpace
 
 __all__ = ["LOAD_CHECKPOINT_DIR", "SAVE_CHECKPOINT_DIR", "PBTTuner"]
 
@@ -54,7 +54,7 @@ class _Member:
     load_dir: str | None = None  # None: start from scratch
 
 
-def _check_factors(factors: Any) -> tuple[float, ...]:
+def _check_factors(owner: object, factors: Any) -> tuple[float, ...]:
     bad = (
         isinstance(factors, (str, bytes, Mapping))
         or not isinstance(factors, Sequence)
@@ -65,30 +65,22 @@ def _check_factors(factors: Any) -> tuple[float, ...]:
         )
     )
     if bad:
-        raise ConfigError(
-            "classArgs.factors",
+        fail(
+            owner,
+            "factors",
             f"must be a non-empty list of positive numbers to multiply hyperparameters by, got {factors!r}; "
             "e.g. factors: [1.2, 0.8]",
         )
     return tuple(float(f) for f in factors)
 
 
-def _check_fraction(fraction: Any) -> float:
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not (0 < fraction <= 0.5):
-        raise ConfigError(
-            "classArgs.fraction",
-            f"must be a number in (0, 0.5] (the share of the population that is copied, and that is "
-            f"copied from), got {fraction!r}; e.g. fraction: 0.2",
-        )
-    return float(fraction)
-
-
-def _check_dir(value: Any) -> str | None:
+def _check_dir(owner: object, value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
-        raise ConfigError(
-            "classArgs.all_checkpoint_dir",
+        fail(
+            owner,
+            "all_checkpoint_dir",
             f"must be a folder path (every trial must be able to read and write it), got {value!r}; "
             "leave it out to use <experiment folder>/checkpoint",
         )
@@ -170,12 +162,21 @@ class PBTTuner(Tuner):
         fraction: float = 0.2,
         seed: int | None = None,
     ) -> None:
-        self.optimize_mode = validate_optimize_mode(optimize_mode)
-        self.all_checkpoint_dir = _check_dir(all_checkpoint_dir)
-        self.population_size = check_int("population_size", population_size, minimum=1)
-        self.factors = _check_factors(factors)
-        self.fraction = _check_fraction(fraction)
-        self.seed = check_seed(seed)
+        self.optimize_mode = check_optimize_mode(self, optimize_mode)
+        self.all_checkpoint_dir = _check_dir(self, all_checkpoint_dir)
+        self.population_size = check_int(self, "population_size", population_size, minimum=1)
+        self.factors = _check_factors(self, factors)
+        self.fraction = check_number(
+            self,
+            "fraction",
+            fraction,
+            low=0,
+            low_open=True,
+            high=0.5,
+            rule="a number in (0, 0.5] (the share of the population that is copied, and that is copied from)",
+            hint="e.g. fraction: 0.2",
+        )
+        self.seed = check_seed(self, seed)
 
         self._root: str | None = self.all_checkpoint_dir
         self._make_dirs = self.all_checkpoint_dir is not None

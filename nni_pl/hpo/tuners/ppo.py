@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from nni_pl.errors import ConfigError, MissingDependencyError, SearchSpaceError, WaitForResults
-from nni_pl.hpo._base import HistoryEntry, Tuner, to_loss, validate_optimize_mode
-from nni_pl.hpo.tuners._common import check_int, check_seed, make_rng
+from nni_pl._checks import check_int, check_number, check_optimize_mode, check_seed
+from nni_pl.errors import MissingDependencyError, SearchSpaceError, WaitForResults
+from nni_pl.hpo._base import HistoryEntry, Tuner, to_loss
+from nni_pl.hpo.tuners._common import make_rng
 from nni_pl.hpo.tuners._evolution_base import mutate
 from nni_pl.hpo.tuners._seen import SeenPoints
 from nni_pl.space import Choice, SearchSpace
@@ -37,20 +38,6 @@ MAX_OPTIONS = 1000
 _HIDDEN = (64,)  # one hidden layer for the actor and for the critic
 _RESAMPLES = 16  # more episodes drawn from the policy when its episode repeats a point
 _MASKED = -1e9  # logit of an option the current parameter does not have (not -inf: the entropy stays finite)
-
-
-def _check_number(
-    name: str, value: Any, *, low: float, high: float = math.inf, low_open: bool = False, example: str
-) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if math.isfinite(high) else "")
-        raise ConfigError(
-            f"classArgs.{name}", f"must be a number {bound}, got {value!r}; e.g. {name}: {example}"
-        )
-    return float(value)
 
 
 def _tianshou() -> Any:
@@ -239,20 +226,22 @@ class PPOTuner(Tuner):
         cliprange: float = 0.2,
         seed: int | None = None,
     ) -> None:
-        self.optimize_mode = validate_optimize_mode(optimize_mode)
-        self.trials_per_update = check_int("trials_per_update", trials_per_update, minimum=1)
-        self.epochs_per_update = check_int("epochs_per_update", epochs_per_update, minimum=1)
-        self.minibatch_size = check_int("minibatch_size", minibatch_size, minimum=1)
-        self.ent_coef = _check_number("ent_coef", ent_coef, low=0, example="0.01")
-        self.lr = _check_number("lr", lr, low=0, low_open=True, example="0.0003")
-        self.vf_coef = _check_number("vf_coef", vf_coef, low=0, example="0.5")
-        self.max_grad_norm = _check_number(
-            "max_grad_norm", max_grad_norm, low=0, low_open=True, example="0.5"
+        self.optimize_mode = check_optimize_mode(self, optimize_mode)
+        self.trials_per_update = check_int(self, "trials_per_update", trials_per_update, minimum=1)
+        self.epochs_per_update = check_int(self, "epochs_per_update", epochs_per_update, minimum=1)
+        self.minibatch_size = check_int(self, "minibatch_size", minibatch_size, minimum=1)
+        self.ent_coef = check_number(self, "ent_coef", ent_coef, low=0, hint="e.g. ent_coef: 0.01")
+        self.lr = check_number(self, "lr", lr, low=0, low_open=True, hint="e.g. lr: 0.0003")
+        self.vf_coef = check_number(self, "vf_coef", vf_coef, low=0, hint="e.g. vf_coef: 0.5")
+        self.max_grad_norm = check_number(
+            self, "max_grad_norm", max_grad_norm, low=0, low_open=True, hint="e.g. max_grad_norm: 0.5"
         )
-        self.gamma = _check_number("gamma", gamma, low=0, high=1, example="0.99")
-        self.lam = _check_number("lam", lam, low=0, high=1, example="0.95")
-        self.cliprange = _check_number("cliprange", cliprange, low=0, low_open=True, example="0.2")
-        self.seed = check_seed(seed)
+        self.gamma = check_number(self, "gamma", gamma, low=0, high=1, hint="e.g. gamma: 0.99")
+        self.lam = check_number(self, "lam", lam, low=0, high=1, hint="e.g. lam: 0.95")
+        self.cliprange = check_number(
+            self, "cliprange", cliprange, low=0, low_open=True, hint="e.g. cliprange: 0.2"
+        )
+        self.seed = check_seed(self, seed)
         self._ts = _tianshou()
 
         self._rng = make_rng(self.seed)

@@ -6,8 +6,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nni_pl.hpo._base import HistoryEntry, Tuner, validate_optimize_mode
-from nni_pl.hpo.tuners._common import check_seed, make_rng
+from nni_pl._checks import check_optimize_mode, check_seed
+from nni_pl.hpo._base import HistoryEntry, Tuner
+from nni_pl.hpo.tuners._common import make_rng
 from nni_pl.hpo.tuners._seen import SeenPoints
 from nni_pl.space import SearchSpace
 
@@ -49,8 +50,8 @@ class RandomTuner(Tuner):
     """
 
     def __init__(self, *, optimize_mode: str = "maximize", seed: int | None = None) -> None:
-        self.optimize_mode = validate_optimize_mode(optimize_mode)
-        self.seed = check_seed(seed)
+        self.optimize_mode = check_optimize_mode(self, optimize_mode)
+        self.seed = check_seed(self, seed)
         self._rng = make_rng(self.seed)
         self._seen: SeenPoints | None = None
 

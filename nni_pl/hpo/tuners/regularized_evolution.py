@@ -8,7 +8,7 @@ import logging
 from collections import deque
 from typing import Any
 
-from nni_pl.hpo.tuners._common import check_int
+from nni_pl._checks import check_int
 from nni_pl.hpo.tuners._evolution_base import Member, PopulationTuner, best_of
 
 __all__ = ["RegularizedEvolutionTuner"]
@@ -65,7 +65,7 @@ class RegularizedEvolutionTuner(PopulationTuner):
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, population_size=population_size, seed=seed)
-        self.sample_size = check_int("sample_size", sample_size, minimum=1)
+        self.sample_size = check_int(self, "sample_size", sample_size, minimum=1)
         if self.sample_size > self.population_size:
             log.warning(
                 "sample_size (%d) > population_size (%d): every tournament is almost surely won by the best member",

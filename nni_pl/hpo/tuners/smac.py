@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nni_pl.hpo.tuners._common import check_bool
+from nni_pl._checks import check_bool
 from nni_pl.hpo.tuners._forest import ForestSurrogate, UnitSpace, expected_improvement
 from nni_pl.hpo.tuners._store import ObservationStore, StoreTuner
 from nni_pl.space import SearchSpace
@@ -75,7 +75,7 @@ class SMACTuner(StoreTuner):
         self, *, optimize_mode: str = "maximize", config_dedup: bool = False, seed: int | None = None
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
-        self.config_dedup = check_bool("config_dedup", config_dedup)
+        self.config_dedup = check_bool(self, "config_dedup", config_dedup)
         # Model settings (SMAC3's HPO facade unless noted); not classArgs, but the benchmark in
         # benchmarks/hpo/evo_smac_quick.py tunes them.
         self.n_startup_jobs = 8  # random initial design

@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from nni_pl.errors import ConfigError
+from nni_pl._checks import check_bool, check_choice, check_int
 from nni_pl.hpo._base import to_loss
-from nni_pl.hpo.tuners._common import check_bool, check_int
 from nni_pl.hpo.tuners._parzen import DimCodec, ParzenMixture, default_weights
 from nni_pl.hpo.tuners._store import ObservationStore, StoreTuner
 from nni_pl.space import SearchSpace
@@ -83,17 +82,13 @@ class TPETuner(StoreTuner):
         multivariate: bool = True,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
-        self.parallel_optimize = check_bool("parallel_optimize", parallel_optimize)
+        self.parallel_optimize = check_bool(self, "parallel_optimize", parallel_optimize)
         if constant_liar_type is None:
             constant_liar_type = "min" if self.optimize_mode == "maximize" else "max"
-        if constant_liar_type not in _LIARS:
-            raise ConfigError(
-                "classArgs.constant_liar_type", f"must be 'min', 'max' or 'mean', got {constant_liar_type!r}"
-            )
-        self.constant_liar_type = constant_liar_type
-        self.n_startup_jobs = check_int("n_startup_jobs", n_startup_jobs, minimum=0)
-        self.n_ei_candidates = check_int("n_ei_candidates", n_ei_candidates, minimum=1)
-        self.multivariate = check_bool("multivariate", multivariate)
+        self.constant_liar_type = check_choice(self, "constant_liar_type", constant_liar_type, _LIARS)
+        self.n_startup_jobs = check_int(self, "n_startup_jobs", n_startup_jobs, minimum=0)
+        self.n_ei_candidates = check_int(self, "n_ei_candidates", n_ei_candidates, minimum=1)
+        self.multivariate = check_bool(self, "multivariate", multivariate)
         # Model settings (Optuna's and hyperopt's conventions unless noted); not classArgs, but the
         # benchmark in benchmarks/hpo/tpe_quick.py tunes them.
         self._gamma = 0.1
