@@ -1,6 +1,8 @@
 """Neural architecture search: model spaces written as PyTorch with choices inside, frozen to architectures.
 
-Import explicitly (``import nni_pl.nas``); it imports torch, ``import nni_pl`` does not.
+Import explicitly (``import nni_pl.nas``); ``import nni_pl`` does not. The names are imported on first use:
+the model-space ones (``ModelSpace``, ``LayerChoice``, ``nn``, ...) import torch, while
+``nni_pl.nas.strategy`` (what a NAS experiment's manager process runs) does not.
 
 Example:
     >>> import torch
@@ -20,31 +22,75 @@ Example:
 
 from __future__ import annotations
 
-from nni_pl.nas import nn
-from nni_pl.nas.cells import AutoActivation, Cell, FrozenCell, NasBench101Cell, NasBench201Cell
-from nni_pl.nas.mutables import (
-    ArchitectureError,
-    ChosenInputs,
-    FrozenValue,
-    InputChoice,
-    LayerChoice,
-    Mutable,
-    Repeat,
-    ValueChoice,
-    ValueExpr,
-    freeze_module,
-)
-from nni_pl.nas.nn import basic_unit
-from nni_pl.nas.space import (
-    ModelSpace,
-    check_arch,
-    fixed_arch,
-    load_arch,
-    load_space,
-    model_wrapper,
-    random_arch,
-    save_arch,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nni_pl.nas import nn
+    from nni_pl.nas.cells import AutoActivation, Cell, FrozenCell, NasBench101Cell, NasBench201Cell
+    from nni_pl.nas.experiment import NasExperiment
+    from nni_pl.nas.mutables import (
+        ArchitectureError,
+        ChosenInputs,
+        FrozenValue,
+        InputChoice,
+        LayerChoice,
+        Mutable,
+        Repeat,
+        ValueChoice,
+        ValueExpr,
+        freeze_module,
+    )
+    from nni_pl.nas.nn import basic_unit
+    from nni_pl.nas.space import (
+        ModelSpace,
+        check_arch,
+        fixed_arch,
+        load_arch,
+        load_space,
+        model_wrapper,
+        random_arch,
+        save_arch,
+    )
+
+# Every name is imported on first use (PEP 562), so `import nni_pl.nas.strategy` (what a NAS experiment's
+# manager runs) does not pay for torch; the model-space names pull torch in when first touched.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        ("AutoActivation", "Cell", "FrozenCell", "NasBench101Cell", "NasBench201Cell"), "nni_pl.nas.cells"
+    ),
+    **dict.fromkeys(
+        (
+            "ArchitectureError",
+            "ChosenInputs",
+            "FrozenValue",
+            "InputChoice",
+            "LayerChoice",
+            "Mutable",
+            "Repeat",
+            "ValueChoice",
+            "ValueExpr",
+            "freeze_module",
+        ),
+        "nni_pl.nas.mutables",
+    ),
+    "basic_unit": "nni_pl.nas.nn",
+    **dict.fromkeys(
+        (
+            "ModelSpace",
+            "check_arch",
+            "fixed_arch",
+            "load_arch",
+            "load_space",
+            "model_wrapper",
+            "random_arch",
+            "save_arch",
+        ),
+        "nni_pl.nas.space",
+    ),
+    "NasExperiment": "nni_pl.nas.experiment",
+}
+_SUBPACKAGES = ("cgo", "evaluator", "hub", "nn", "strategy")
 
 __all__ = [
     "ArchitectureError",
@@ -59,6 +105,7 @@ __all__ = [
     "Mutable",
     "NasBench101Cell",
     "NasBench201Cell",
+    "NasExperiment",
     "Repeat",
     "ValueChoice",
     "ValueExpr",
@@ -75,13 +122,17 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """``NasExperiment`` and the ``strategy``/``evaluator`` packages, imported on first use (they pull in
-    the experiment engine and Lightning)."""
-    import importlib
+def __getattr__(name: str) -> Any:
+    """The public names and subpackages, imported on first use (the model-space ones import torch)."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-    if name == "NasExperiment":
-        return importlib.import_module("nni_pl.nas.experiment").NasExperiment
-    if name in ("strategy", "evaluator", "hub", "cgo"):
-        return importlib.import_module(f"nni_pl.nas.{name}")
-    raise AttributeError(f"module 'nni_pl.nas' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_SUBPACKAGES})

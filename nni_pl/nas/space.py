@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import importlib
 import inspect
 import json
 import logging
@@ -44,7 +43,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from nni_pl.errors import did_you_mean
+from nni_pl._imports import import_object
+from nni_pl.errors import ConfigError, did_you_mean
 from nni_pl.nas.mutables import (
     ArchitectureError,
     Mutable,
@@ -399,14 +399,10 @@ def load_space(import_path: str, init_kwargs: Mapping[str, Any] | None = None) -
     if not sep or not module_name or not qualname:
         raise ArchitectureError("", f"import path must read 'package.module:ClassName', got {import_path!r}")
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ArchitectureError("", f"cannot import module {module_name!r} of {import_path!r}: {e}") from e
-    for part in qualname.split("."):
-        if not hasattr(obj, part):
-            raise ArchitectureError("", f"{module_name!r} has no {qualname!r} (from {import_path!r})")
-        obj = getattr(obj, part)
-    return obj(**dict(init_kwargs or {}))
+        cls = import_object(import_path)
+    except ConfigError as e:
+        raise ArchitectureError("", str(e)) from e
+    return cls(**dict(init_kwargs or {}))
 
 
 # --------------------------------------------------------------------------------------------- sampling

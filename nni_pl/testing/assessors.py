@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, NoReturn
 
-from nni_pl.hpo._base import Assessor, AssessResult
+from nni_pl.hpo import Assessor, AssessResult
 
 __all__ = ["AssessorTestCase", "Event"]
 

@@ -35,9 +35,8 @@ from typing import Any, ClassVar, NoReturn
 import numpy as np
 
 from nni_pl.errors import NoMoreTrialError, SearchSpaceError, WaitForResults
-from nni_pl.hpo._base import Advisor, AssessResult, HistoryEntry, Tuner, extract_scalar
-from nni_pl.space import Branch, Choice, Param, SearchSpace
-from nni_pl.space._params import canonical_json
+from nni_pl.hpo import Advisor, AssessResult, HistoryEntry, Tuner, extract_scalar
+from nni_pl.space import Branch, Choice, Param, SearchSpace, canonical_json
 from nni_pl.testing import corpus
 
 __all__ = [

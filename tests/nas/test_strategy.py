@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
+import subprocess
+import sys
+import textwrap
+from typing import Any
 
 import numpy as np
 import pytest
 
 from nni_pl.errors import ConfigError, NoMoreTrialError, SearchSpaceError, WaitForResults
-from nni_pl.hpo._base import HistoryEntry
+from nni_pl.hpo import HistoryEntry, create_algorithm
 from nni_pl.nas.strategy import (
     TPE,
     GridSearch,
@@ -17,6 +23,7 @@ from nni_pl.nas.strategy import (
     RegularizedEvolution,
     Strategy,
     StrategyTuner,
+    TunerBackedStrategy,
     simulate,
 )
 
@@ -330,3 +337,118 @@ def test_filter_that_rejects_everything_ends_the_search() -> None:
     strategy.arch_filter = lambda arch: False
     strategy.max_rejections = 20
     assert simulate(strategy, SMALL, lambda a: 0.0, budget=5, seed=0) == []
+
+
+# --- the NAS/HPO seam: light imports, argument names, the tuner-backed base -----------------------------------
+
+
+def test_strategy_import_and_nas_manager_need_no_torch() -> None:
+    # what a NAS experiment's manager process does: import the strategies, build StrategyTuner from the
+    # stored config, propose and learn; only PolicyBasedRL (its policy) or a constrained space need torch
+    code = textwrap.dedent(
+        """
+        import sys
+        import nni_pl.nas.strategy
+        heavy = lambda: sorted({"torch", "numpy", "lightning"} & set(sys.modules))
+        print(heavy())
+        from nni_pl.hpo import create_algorithm
+        from nni_pl.nas.strategy import RegularizedEvolution
+        strategy = RegularizedEvolution(population_size=2, sample_size=1, seed=0)
+        tuner = create_algorithm(
+            "tuner",
+            class_name="nni_pl.nas.strategy.StrategyTuner",
+            class_args={"strategy": strategy.to_config(), "optimize_mode": "maximize"},
+        )
+        tuner.update_search_space({"op": {"_type": "choice", "_value": ["conv", "pool", "skip"]}})
+        for i in range(3):
+            tuner.receive_trial_result(i, tuner.generate_parameters(i), float(i))
+        print(heavy())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+    assert out == ["[]", "['numpy']"]  # numpy for the strategy's random stream, once it runs
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: RegularizedEvolution(population_size=0), "RegularizedEvolution.population_size"),
+        (lambda: RegularizedEvolution(on_failure="retry"), "RegularizedEvolution.on_failure"),
+        (lambda: Random(dedup=1), "Random.dedup"),
+        (lambda: GridSearch(seed=-1), "GridSearch.seed"),
+        (lambda: TPE(optimize_mode="max"), "TPE.optimize_mode"),
+        (lambda: TPE(n_startup_jobs=-1), "TPE.n_startup_jobs"),
+        (lambda: TPE(tpe_args={"constant_liar_type": "median"}), "TPE.tpe_args.constant_liar_type"),
+        (lambda: PolicyBasedRL(ppo_args={"lr": 0}), "PolicyBasedRL.ppo_args.lr"),
+    ],
+)
+def test_strategy_argument_errors_name_the_class_argument(make, field) -> None:
+    with pytest.raises(ConfigError, match=rf"^argument '{re.escape(field)}': ") as info:
+        make()
+    assert info.value.field == field and "classArgs" not in str(info.value)
+
+
+def test_strategy_argument_error_from_a_config_names_the_config_field() -> None:
+    config = RegularizedEvolution().to_config()
+    config["kwargs"]["population_size"] = 0
+    with pytest.raises(
+        ConfigError, match=r"'strategy\.kwargs\.population_size': must be an integer >= 1, got 0"
+    ):
+        Strategy.from_config(config)
+    with pytest.raises(ConfigError, match=r"'StrategyTuner\.strategy\.kwargs\.population_size'"):
+        StrategyTuner(strategy=config)
+    with pytest.raises(
+        ConfigError, match=r"config field 'tuner\.classArgs\.strategy\.kwargs\.population_size': must be"
+    ):
+        create_algorithm(
+            "tuner",
+            class_name="nni_pl.nas.strategy.StrategyTuner",
+            class_args={"strategy": config, "optimize_mode": "maximize"},
+        )
+    with pytest.raises(ConfigError, match=r"'tuner\.classArgs\.strategy\.class'.*has no class 'Nope'"):
+        create_algorithm(
+            "tuner",
+            class_name="nni_pl.nas.strategy.StrategyTuner",
+            class_args={"strategy": {"class": "nni_pl.nas.strategy:Nope"}, "optimize_mode": "maximize"},
+        )
+    with pytest.raises(
+        ConfigError, match=r"'strategy\.kwargs'.*unexpected keyword argument 'populaton_size'"
+    ):
+        Strategy.from_config(
+            {"class": "nni_pl.nas.strategy:RegularizedEvolution", "kwargs": {"populaton_size": 3}}
+        )
+
+
+class _AnnealStrategy(TunerBackedStrategy):
+    """Any HPO tuner as a strategy: override make_tuner only."""
+
+    def __init__(self, *, optimize_mode: str = "maximize", seed: int | None = None) -> None:
+        super().__init__(optimize_mode=optimize_mode, seed=seed)
+        self.build_tuner()
+
+    def make_tuner(self) -> Any:
+        from nni_pl.hpo.tuners import AnnealTuner
+
+        return AnnealTuner(optimize_mode=self.optimize_mode, seed=self.seed)
+
+
+def test_tuner_backed_strategy_learns_from_every_result_and_ends_with_the_space() -> None:
+    strategy = _AnnealStrategy(seed=0)
+    runs = simulate(strategy, SMALL, lambda a: float(a["width"]), budget=100, seed=0)
+    assert len(runs) == 18 and len({key(a) for a, _ in runs}) == 18  # every architecture once, then done
+
+    # results of trials it did not propose (a resumed experiment) reach the tuner: it never proposes them
+    archs = [dict(zip(SMALL, values)) for values in itertools.product(*(s["_value"] for s in SMALL.values()))]
+    tuner = StrategyTuner(strategy=_AnnealStrategy(seed=1).to_config())
+    tuner.update_search_space(SMALL)
+    first = tuner.strategy.tuner
+    tuner.resume(
+        [HistoryEntry(parameter_id=i, parameters=a, value=float(i)) for i, a in enumerate(archs[1:])]
+    )
+    assert tuner.generate_parameters(17) == archs[0]
+    with pytest.raises(NoMoreTrialError):
+        tuner.generate_parameters(18)
+    tuner.update_search_space(SMALL)
+    assert tuner.strategy.tuner is not first  # a fresh tuner for a fresh search

@@ -12,7 +12,6 @@ architecture's search space (:meth:`Evaluator.search_space`) and :meth:`Evaluato
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import itertools
 import json
@@ -21,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
+from nni_pl._imports import import_object  # re-exported: the evaluator's public name for it
 from nni_pl.errors import ConfigError, NniPlError
 
 __all__ = [
@@ -42,27 +42,6 @@ _CHOICE = "__choice__"  # {"__choice__": {"labels": [...], "table": [[values, va
 
 class EvaluatorError(NniPlError, ValueError):
     """An evaluator argument cannot be used (or cannot travel to a trial process)."""
-
-
-def import_object(path: str, field: str = "") -> Any:
-    """The object at ``"package.module:QualName"`` (``"package.module.Name"`` is accepted too)."""
-    if not isinstance(path, str) or not path:
-        raise ConfigError(field, f"an import path must read 'package.module:Name', got {path!r}")
-    module_name, sep, qualname = path.partition(":")
-    if not sep:
-        module_name, _, qualname = path.rpartition(".")
-    if not module_name or not qualname:
-        raise ConfigError(field, f"an import path must read 'package.module:Name', got {path!r}")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ConfigError(field, f"cannot import module {module_name!r} of {path!r}: {e}") from e
-    for part in qualname.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ConfigError(field, f"module {module_name!r} has no {qualname!r} (from {path!r})") from None
-    return obj
 
 
 def import_path_of(obj: Any, field: str) -> str:

@@ -1,5 +1,10 @@
 """Multi-trial NAS strategies: :class:`Random`, :class:`GridSearch`, :class:`RegularizedEvolution`,
-:class:`TPE`, :class:`PolicyBasedRL`; write your own by overriding :meth:`Strategy.propose`.
+:class:`TPE`, :class:`PolicyBasedRL`; write your own by overriding :meth:`Strategy.propose`, or run any
+HPO tuner as a strategy by overriding :meth:`TunerBackedStrategy.make_tuner`.
+
+Importing this package does not import torch (nor numpy): a NAS experiment's manager process runs the
+strategy through :class:`StrategyTuner` and pays only for what the strategy uses (torch for
+:class:`PolicyBasedRL`'s policy, or to build a model space whose choices constrain each other).
 
 Example:
     >>> from nni_pl.nas.strategy import RegularizedEvolution, simulate
@@ -13,6 +18,7 @@ Example:
 
 from nni_pl.nas.strategy._base import Engine, Strategy, TrialRecord, simulate
 from nni_pl.nas.strategy._tuner import StrategyTuner
+from nni_pl.nas.strategy._tuner_backed import TunerBackedStrategy
 from nni_pl.nas.strategy.evolution import RegularizedEvolution
 from nni_pl.nas.strategy.grid import GridSearch
 from nni_pl.nas.strategy.random import Random
@@ -33,5 +39,6 @@ __all__ = [
     "StrategyTuner",
     "TPEStrategy",
     "TrialRecord",
+    "TunerBackedStrategy",
     "simulate",
 ]

@@ -17,14 +17,16 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import numpy as np
-
+from nni_pl._checks import ArgumentError, check_optimize_mode, check_seed, fail
+from nni_pl._imports import import_object
 from nni_pl.errors import ConfigError, SearchSpaceError, WaitForResults
-from nni_pl.hpo._base import extract_scalar, validate_optimize_mode
-from nni_pl.hpo.tuners._common import check_seed, make_rng, param_key
+from nni_pl.hpo import extract_scalar, make_rng, param_key
 from nni_pl.space import Choice, SearchSpace
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["Engine", "Strategy", "TrialRecord", "simulate"]
 
@@ -114,8 +116,8 @@ class Strategy(ABC):
     finite_only: ClassVar[bool] = False
 
     def __init__(self, *, optimize_mode: str = "maximize", seed: int | None = None) -> None:
-        self.optimize_mode = validate_optimize_mode(optimize_mode, field="strategy.optimize_mode")
-        self.seed = check_seed(seed)
+        self.optimize_mode = check_optimize_mode(self, optimize_mode)
+        self.seed = check_seed(self, seed)
         self.rng: np.random.Generator = make_rng(self.seed)
         self._space: SearchSpace | None = None
         self.history: list[TrialRecord] = []
@@ -297,23 +299,36 @@ class Strategy(ABC):
             if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
             if not hasattr(self, name):
-                raise ConfigError(
-                    f"strategy.{name}",
-                    f"{type(self).__name__} does not keep its argument {name!r} as an attribute; "
-                    "store each constructor argument under its own name",
+                fail(
+                    self,
+                    name,
+                    f"{type(self).__name__} does not keep its argument {name!r} as an attribute, so to_config() "
+                    "cannot rebuild it; store each constructor argument under its own name",
                 )
             kwargs[name] = getattr(self, name)
         return {"class": f"{type(self).__module__}:{type(self).__qualname__}", "kwargs": kwargs}
 
     @staticmethod
     def from_config(config: Mapping[str, Any]) -> Strategy:
-        """Rebuild a strategy from :meth:`to_config` output."""
-        from nni_pl.hpo._registry import _import
+        """Rebuild a strategy from :meth:`to_config` output.
 
-        cls = _import(str(config["class"]), "strategy.class")
+        Raises:
+            ConfigError: the class cannot be imported or is no strategy, or an argument is invalid (named
+                ``strategy.kwargs.<argument>``).
+        """
+        cls = import_object(str(config["class"]), "strategy.class", what="class")
         if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-            raise ConfigError("strategy.class", f"{config['class']!r} is not a Strategy subclass")
-        return cls(**dict(config.get("kwargs") or {}))
+            raise ConfigError(
+                "strategy.class",
+                f"{config['class']!r} is not a Strategy subclass; name a subclass of Strategy",
+            )
+        kwargs = dict(config.get("kwargs") or {})
+        try:
+            return cls(**kwargs)
+        except ArgumentError as e:
+            raise e.in_config("strategy.kwargs") from e
+        except TypeError as e:  # an argument the class does not take
+            raise ConfigError("strategy.kwargs", f"{cls.__name__}(**{kwargs!r}) failed: {e}") from e
 
 
 class _DirectEngine:
@@ -361,7 +376,7 @@ def simulate(
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise ValueError(f"simulate: budget must be a non-negative integer, got {budget!r}")
     if seed is not None:
-        strategy.seed = check_seed(seed)
+        strategy.seed = check_seed("simulate", seed)
     strategy.setup(search_space)
     history = strategy.run(_DirectEngine(fn, budget))
     return [

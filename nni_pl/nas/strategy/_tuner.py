@@ -6,8 +6,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nni_pl._checks import ArgumentError, fail
 from nni_pl.errors import ConfigError, NoMoreTrialError
-from nni_pl.hpo._base import HistoryEntry, Tuner
+from nni_pl.hpo import HistoryEntry, Tuner
 from nni_pl.nas.strategy._base import Strategy
 from nni_pl.space import SearchSpace
 
@@ -50,22 +51,29 @@ class StrategyTuner(Tuner):
         if isinstance(strategy, Strategy):
             self.strategy = strategy
         elif isinstance(strategy, Mapping) and "class" in strategy:
-            self.strategy = Strategy.from_config(strategy)
+            try:
+                self.strategy = Strategy.from_config(strategy)
+            except ArgumentError as e:  # named strategy.kwargs.<argument>: put it under this tuner's argument
+                raise ArgumentError(type(self).__name__, e.field, e.reason) from e
+            except ConfigError as e:
+                fail(self, e.field or "strategy", str(e).split(": ", 1)[-1])
         else:
-            raise ConfigError(
-                "tuner.classArgs.strategy",
+            fail(
+                self,
+                "strategy",
                 f"got {strategy!r}; give {{'class': 'module:Strategy', 'kwargs': {{...}}}} or a Strategy",
             )
         if self.strategy.optimize_mode != optimize_mode:
-            raise ConfigError(
-                "tuner.classArgs.optimize_mode",
+            fail(
+                self,
+                "optimize_mode",
                 f"the experiment optimises {optimize_mode!r} but the strategy {self.strategy.optimize_mode!r}; "
                 "give the strategy the same optimize_mode",
             )
         self.optimize_mode = optimize_mode
         self.model_space = dict(model_space) if model_space is not None else None
         if self.model_space is not None:
-            self.strategy.arch_filter = _space_filter(self.model_space)
+            self.strategy.arch_filter = _space_filter(self, self.model_space)
 
     def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
         self.strategy.setup(search_space)
@@ -97,17 +105,19 @@ class StrategyTuner(Tuner):
         self.strategy.resume(records)
 
 
-def _space_filter(spec: Mapping[str, Any]) -> Any:
-    """A predicate: whether an architecture (model labels, plus others ignored) satisfies the space's constraints."""
+def _space_filter(owner: StrategyTuner, spec: Mapping[str, Any]) -> Any:
+    """A predicate: whether an architecture (model labels, plus others ignored) satisfies the space's constraints.
+
+    Builds the model space, so it imports torch: only spaces with constraints between their choices need it.
+    """
     from nni_pl.nas.mutables import ArchitectureError
     from nni_pl.nas.space import load_space
 
     try:
         space = load_space(spec["import_path"], spec.get("init_kwargs") or {})
     except (KeyError, ArchitectureError) as e:
-        raise ConfigError(
-            "tuner.classArgs.model_space", f"cannot build the model space {dict(spec)!r}: {e}"
-        ) from e
+        reason = f"cannot build the model space {dict(spec)!r}: {e}"
+        raise ArgumentError(type(owner).__name__, "model_space", reason) from e
 
     def valid(arch: dict[str, Any]) -> bool:
         try:

@@ -7,8 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from nni_pl.errors import ConfigError
-from nni_pl.hpo.tuners._common import check_bool, check_int
+from nni_pl._checks import check_bool, check_choice, check_int, check_number
 from nni_pl.nas.strategy._base import SUCCEEDED, Strategy, TrialRecord
 
 __all__ = ["RegularizedEvolution"]
@@ -61,25 +60,19 @@ class RegularizedEvolution(Strategy):
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
-        self.population_size = check_int("population_size", population_size, minimum=1)
-        self.sample_size = check_int("sample_size", sample_size, minimum=1)
-        if self.sample_size > self.population_size:
-            raise ConfigError(
-                "strategy.sample_size",
-                f"must be <= population_size ({population_size}), got {sample_size}; lower it",
-            )
-        if (
-            not isinstance(mutation_prob, (int, float))
-            or isinstance(mutation_prob, bool)
-            or not 0 <= mutation_prob <= 1
-        ):
-            raise ConfigError("strategy.mutation_prob", f"must be a number in [0, 1], got {mutation_prob!r}")
-        self.mutation_prob = float(mutation_prob)
-        self.cycles = check_int("cycles", cycles, minimum=1)
-        if on_failure not in ("ignore", "worst"):
-            raise ConfigError("strategy.on_failure", f"must be 'ignore' or 'worst', got {on_failure!r}")
-        self.on_failure = on_failure
-        self.dedup = check_bool("dedup", dedup)
+        self.population_size = check_int(self, "population_size", population_size, minimum=1)
+        self.sample_size = check_int(
+            self,
+            "sample_size",
+            sample_size,
+            minimum=1,
+            maximum=self.population_size,
+            hint=f"it cannot exceed population_size ({self.population_size})",
+        )
+        self.mutation_prob = check_number(self, "mutation_prob", mutation_prob, low=0, high=1)
+        self.cycles = check_int(self, "cycles", cycles, minimum=1)
+        self.on_failure = check_choice(self, "on_failure", on_failure, ("ignore", "worst"))
+        self.dedup = check_bool(self, "dedup", dedup)
 
     def population(self, history: Sequence[TrialRecord]) -> list[TrialRecord]:
         """The ``population_size`` most recent results (in arrival order)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from nni_pl.hpo.tuners._common import check_bool
+from nni_pl._checks import check_bool
 from nni_pl.nas.strategy._base import Strategy, TrialRecord
 
 __all__ = ["GridSearch"]
@@ -34,7 +34,7 @@ class GridSearch(Strategy):
         self, *, shuffle: bool = True, optimize_mode: str = "maximize", seed: int | None = None
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
-        self.shuffle = check_bool("shuffle", shuffle)
+        self.shuffle = check_bool(self, "shuffle", shuffle)
         self._grid: list[dict[str, Any]] = []
 
     def on_setup(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nni_pl.hpo.tuners._common import check_bool, check_int
+from nni_pl._checks import check_bool, check_int
 from nni_pl.nas.strategy._base import Strategy, TrialRecord
 
 __all__ = ["Random"]
@@ -42,8 +42,8 @@ class Random(Strategy):
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
-        self.dedup = check_bool("dedup", dedup)
-        self.max_retries = check_int("max_retries", max_retries, minimum=0)
+        self.dedup = check_bool(self, "dedup", dedup)
+        self.max_retries = check_int(self, "max_retries", max_retries, minimum=0)
 
     def propose(self, history: Sequence[TrialRecord]) -> dict[str, Any] | None:
         if not self.dedup:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from nni_pl.errors import NoMoreTrialError
-from nni_pl.hpo.tuners._common import check_int
-from nni_pl.nas.strategy._base import SUCCEEDED, Strategy, TrialRecord
+from nni_pl._checks import check_int
+from nni_pl.nas.strategy._base import TrialRecord
+from nni_pl.nas.strategy._tuner_backed import TunerBackedStrategy
+
+if TYPE_CHECKING:
+    from nni_pl.hpo import Tuner
 
 __all__ = ["PolicyBasedRL"]
 
 
-class PolicyBasedRL(Strategy):
+class PolicyBasedRL(TunerBackedStrategy):
     """A tianshou 2 PPO policy that picks one option per label, rewarded with the trial's metric.
 
     The policy is the one of :class:`nni_pl.hpo.tuners.ppo.PPOTuner` (an autoregressive masked actor and
@@ -39,6 +42,8 @@ class PolicyBasedRL(Strategy):
         8
     """
 
+    tuner_args_name: ClassVar[str] = "ppo_args"
+
     def __init__(
         self,
         *,
@@ -49,15 +54,14 @@ class PolicyBasedRL(Strategy):
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
-        self.max_collect = check_int("max_collect", max_collect, minimum=1)
-        self.trial_per_collect = check_int("trial_per_collect", trial_per_collect, minimum=1)
+        self.max_collect = check_int(self, "max_collect", max_collect, minimum=1)
+        self.trial_per_collect = check_int(self, "trial_per_collect", trial_per_collect, minimum=1)
         self.ppo_args = dict(ppo_args or {})
-        self._tuner: Any = None
         self._proposed = 0
-        self._make()  # validate the arguments (and that tianshou is installed) now
+        self.build_tuner()  # check the arguments (and that tianshou is installed) now
 
-    def _make(self) -> Any:
-        from nni_pl.hpo.tuners.ppo import PPOTuner
+    def make_tuner(self) -> Tuner:
+        from nni_pl.hpo.tuners import PPOTuner
 
         return PPOTuner(
             optimize_mode=self.optimize_mode,
@@ -67,22 +71,13 @@ class PolicyBasedRL(Strategy):
         )
 
     def on_setup(self) -> None:
-        self._tuner = self._make()
-        self._tuner.update_search_space(self.space)
+        super().on_setup()
         self._proposed = 0
-
-    def on_result(self, record: TrialRecord) -> None:
-        if record.status == SUCCEEDED:
-            self._tuner.receive_trial_result(record.id, dict(record.arch), record.metric)
-        else:
-            self._tuner.trial_end(record.id, False)
 
     def propose(self, history: Sequence[TrialRecord]) -> dict[str, Any] | None:
         if self._proposed >= self.max_collect * self.trial_per_collect:
             return None
-        try:
-            arch = self._tuner.generate_parameters(self.proposing_id)  # WaitForResults: the batch is out
-        except NoMoreTrialError:  # every architecture has been proposed
-            return None
-        self._proposed += 1
+        arch = super().propose(history)  # WaitForResults: the batch is out
+        if arch is not None:
+            self._proposed += 1
         return arch

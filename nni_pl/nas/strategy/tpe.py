@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from nni_pl.errors import NoMoreTrialError
-from nni_pl.nas.strategy._base import SUCCEEDED, Strategy, TrialRecord
+from nni_pl.nas.strategy._tuner_backed import TunerBackedStrategy
+
+if TYPE_CHECKING:
+    from nni_pl.hpo import Tuner
 
 __all__ = ["TPE"]
 
 
-class TPE(Strategy):
+class TPE(TunerBackedStrategy):
     """Tree-structured Parzen Estimator over the architecture's choices.
 
     The model is :class:`nni_pl.hpo.tuners.tpe.TPETuner` (categorical kernels for the choices, a random
@@ -34,6 +36,8 @@ class TPE(Strategy):
         (30, True)
     """
 
+    tuner_args_name: ClassVar[str] = "tpe_args"
+
     def __init__(
         self,
         *,
@@ -47,11 +51,10 @@ class TPE(Strategy):
         self.n_startup_jobs = n_startup_jobs
         self.n_ei_candidates = n_ei_candidates
         self.tpe_args = dict(tpe_args or {})
-        self._tuner: Any = None
-        self._make()  # validate the arguments now
+        self.build_tuner()  # the tuner checks the arguments: fail now, not at the first proposal
 
-    def _make(self) -> Any:
-        from nni_pl.hpo.tuners.tpe import TPETuner
+    def make_tuner(self) -> Tuner:
+        from nni_pl.hpo.tuners import TPETuner
 
         args = {"parallel_optimize": True, **self.tpe_args}
         return TPETuner(
@@ -61,19 +64,3 @@ class TPE(Strategy):
             n_ei_candidates=self.n_ei_candidates,
             **args,
         )
-
-    def on_setup(self) -> None:
-        self._tuner = self._make()
-        self._tuner.update_search_space(self.space)
-
-    def on_result(self, record: TrialRecord) -> None:
-        if record.status == SUCCEEDED:
-            self._tuner.receive_trial_result(record.id, dict(record.arch), record.metric)
-        else:
-            self._tuner.trial_end(record.id, False)
-
-    def propose(self, history: Sequence[TrialRecord]) -> dict[str, Any] | None:
-        try:
-            return self._tuner.generate_parameters(self.proposing_id)
-        except NoMoreTrialError:
-            return None
