@@ -43,11 +43,8 @@ Example:
 
 from __future__ import annotations
 
-import copy
-import json
 import multiprocessing
 import os
-import shutil
 import signal
 import tempfile
 import threading
@@ -55,18 +52,30 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
-from nni_pl.errors import NniPlError, NoMoreTrialError
+from nni_pl.errors import NniPlError
 from nni_pl.experiment import store as st
 from nni_pl.experiment.config import ExperimentConfig
 from nni_pl.experiment.control import kill_trial
 from nni_pl.experiment.manager import Manager
-from nni_pl.hpo import HistoryEntry, Tuner
+from nni_pl.hpo import Tuner
 from nni_pl.testing import _service_trial
-from nni_pl.testing._service_trial import RECORD_FILE, TRIAL_COMMAND, read_record
+from nni_pl.testing._service_harness import (
+    CheckRun,
+    Resources,
+    ScriptedTuner,
+    ensure,
+    fail,
+    file_records,
+    fmt,
+    same_json,
+    store_url,
+    touch,
+    wait,
+)
+from nni_pl.testing._service_trial import TRIAL_COMMAND, read_record
 from nni_pl.training.process import alive
 from nni_pl.training.service import TrainingService, TrialEnd, TrialJob
 from nni_pl.trial import protocol
@@ -105,121 +114,11 @@ class SuiteDeclarationError(NniPlError, TypeError):
     """A subclass of :class:`TrainingServiceTestCase` declares something the suite cannot honour."""
 
 
-def _fail(message: str) -> NoReturn:
-    raise AssertionError(message)
-
-
-def _ensure(condition: Any, message: str | Callable[[], str]) -> None:
-    """``assert`` that survives ``python -O`` (a conformance check must never be compiled away)."""
-    if not condition:
-        _fail(message() if callable(message) else message)
-
-
-def _fmt(value: Any, limit: int = 400) -> str:
-    try:
-        text = json.dumps(value, default=repr, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    """Equal and of the same JSON types all the way down (``1 != 1.0 != True`` here)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-def _wait(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            _fail(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(interval)
-
-
-def _touch(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
-
-
-def _file_records(trial_dir: str | Path) -> list[dict[str, Any]]:
-    """Every complete record of a trial's ``metrics.jsonl`` (what the trial wrote)."""
-    return protocol.MetricsReader(Path(trial_dir)).read()
-
-
-# ------------------------------------------------------------------------------------------------
-# the engine around the service
-# ------------------------------------------------------------------------------------------------
-
-
-class _ScriptedTuner(Tuner):
-    """Hands out the suite's parameter sets in order (parameter id ``i`` gets ``script[i]``), then no more."""
-
-    def __init__(self, script: Sequence[Mapping[str, Any]]) -> None:
-        self.script = [copy.deepcopy(dict(p)) for p in script]
-        self.results: dict[int, list[Any]] = {}
-        self.ends: dict[int, list[bool]] = {}
-
-    def update_search_space(self, search_space: Any) -> None:
-        pass
-
-    def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
-        if parameter_id >= len(self.script):
-            raise NoMoreTrialError(f"the conformance script has {len(self.script)} trials")
-        return copy.deepcopy(self.script[parameter_id])
-
-    def receive_trial_result(
-        self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any
-    ) -> None:
-        self.results.setdefault(parameter_id, []).append(value)
-
-    def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
-        self.ends.setdefault(parameter_id, []).append(success)
-
-    def resume(self, history: Sequence[HistoryEntry]) -> None:
-        pass  # the manager continues the parameter ids after the stored ones
-
-
-@dataclass
-class CheckRun:
-    """What one experiment of a check left behind: the store's trials and metrics, and what the tuner heard."""
-
-    directory: Path
-    experiment_id: str
-    status: str
-    trials: list[st.TrialRow]
-    metrics: dict[str, list[st.MetricRow]]
-    tuner: _ScriptedTuner
-    during: Any = None
-    elapsed: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def by_parameter_id(self, parameter_id: int) -> st.TrialRow:
-        found = [t for t in self.trials if t.parameter_id == parameter_id and not t.retry_of]
-        _ensure(found, f"no trial of parameter id {parameter_id} in the store: {self._summary()}")
-        return found[0]
-
-    def _summary(self) -> str:
-        return _fmt([(t.trial_id, t.parameter_id, t.status, t.exit_code) for t in self.trials])
-
-
-def _store_url(directory: Path) -> str:
-    return st.sqlite_url(directory / "store.sqlite")
-
-
 def _crashing_manager(
     case: TrainingServiceTestCase, directory: Path, experiment_id: str, script: list
 ) -> None:
     """The body of the manager subprocess the crash check SIGKILLs (run in a forked child)."""
-    store = st.Store(_store_url(directory))
+    store = st.Store(store_url(directory))
     config = case._config(directory, concurrency=1, trials=len(script))
     service = case.make_service(directory=directory, concurrency=1)
     manager = case.make_manager(
@@ -228,7 +127,7 @@ def _crashing_manager(
         config=config,
         directory=directory,
         service=service,
-        tuner=_ScriptedTuner(script),
+        tuner=ScriptedTuner(script),
         resumed=False,
     )
     manager.run()
@@ -299,7 +198,7 @@ class TrainingServiceTestCase:
                 files there.
             concurrency: how many trials it may run at once.
         """
-        _fail(f"{type(self).__name__}: override make_service(self, *, directory, concurrency)")
+        fail(f"{type(self).__name__}: override make_service(self, *, directory, concurrency)")
 
     def make_manager(
         self,
@@ -366,27 +265,27 @@ class TrainingServiceTestCase:
         run = self.run_experiment(script, concurrency=2)
         for pid, expected in enumerate(script):
             t = run.by_parameter_id(pid)
-            _ensure(t.status == st.SUCCEEDED, lambda t=t: f"{self._what(t)} did not succeed: {t.error}")
+            ensure(t.status == st.SUCCEEDED, lambda t=t: f"{self._what(t)} did not succeed: {t.error}")
             record = read_record(Path(t.trial_dir))
-            _ensure(record is not None, lambda t=t: f"{self._what(t)} never ran the trial program")
+            ensure(record is not None, lambda t=t: f"{self._what(t)} never ran the trial program")
             assert record is not None
             got = record["parameters"]
-            _ensure(
-                _same_json(got, expected),
+            ensure(
+                same_json(got, expected),
                 lambda t=t, got=got, expected=expected: (
-                    f"{self._what(t)} read the parameters {_fmt(got)} from the trial SDK, "
-                    f"but its job has {_fmt(expected)}"
+                    f"{self._what(t)} read the parameters {fmt(got)} from the trial SDK, "
+                    f"but its job has {fmt(expected)}"
                 ),
             )
             if record["argument"] is not None:
-                _ensure(
-                    _same_json(record["argument"], expected),
+                ensure(
+                    same_json(record["argument"], expected),
                     lambda t=t, record=record, expected=expected: (
-                        f"{self._what(t)} was called with {_fmt(record['argument'])}, but its job has {_fmt(expected)}"
+                        f"{self._what(t)} was called with {fmt(record['argument'])}, but its job has {fmt(expected)}"
                     ),
                 )
             ids = (record["experiment_id"], record["trial_id"], record["sequence_id"])
-            _ensure(
+            ensure(
                 ids == (run.experiment_id, t.trial_id, t.sequence_id),
                 lambda t=t, ids=ids: (
                     f"{self._what(t)} saw experiment id, trial id and sequence id {ids}, "
@@ -402,30 +301,30 @@ class TrainingServiceTestCase:
         script = [{"intermediates": intermediates, "step_sleep": 0.05, "final": final}]
         run = self.run_experiment(script)
         t = run.by_parameter_id(0)
-        _ensure(t.status == st.SUCCEEDED, f"{self._what(t)} did not succeed: {t.error}")
+        ensure(t.status == st.SUCCEEDED, f"{self._what(t)} did not succeed: {t.error}")
         expected = [("PERIODICAL", v) for v in intermediates] + [("FINAL", final)]
         stored = [(m.type, m.value) for m in run.metrics[t.trial_id]]
-        _ensure(
+        ensure(
             len(stored) == len(expected) and all(a == b for a, b in zip(stored, expected)),
-            f"{self._what(t)} reported {_fmt(expected)} but the store holds {_fmt(stored)}",
+            f"{self._what(t)} reported {fmt(expected)} but the store holds {fmt(stored)}",
         )
         seqs = [m.seq for m in run.metrics[t.trial_id]]
-        _ensure(
+        ensure(
             seqs == list(range(len(expected))),
             f"{self._what(t)}: stored seqs {seqs}, expected 0..{len(expected) - 1}",
         )
-        _ensure(
+        ensure(
             t.final == final,
-            f"{self._what(t)}: the store's final result is {_fmt(t.final)}, expected {_fmt(final)}",
+            f"{self._what(t)}: the store's final result is {fmt(t.final)}, expected {fmt(final)}",
         )
-        _ensure(
+        ensure(
             t.intermediate_count == len(intermediates),
             f"{self._what(t)}: intermediate_count {t.intermediate_count}, expected {len(intermediates)}",
         )
         heard = run.tuner.results.get(0, [])
-        _ensure(
+        ensure(
             heard == [final],
-            f"the tuner received {_fmt(heard)} for {self._what(t)}, expected [{_fmt(final)}]",
+            f"the tuner received {fmt(heard)} for {self._what(t)}, expected [{fmt(final)}]",
         )
 
     def test_read_metrics_is_exact_and_idempotent(self) -> None:
@@ -444,7 +343,7 @@ class TrainingServiceTestCase:
         ended: dict[str, TrialEnd] = {}
         deadline = time.monotonic() + self.startup_timeout + 30
         while len(ended) < 2:
-            _ensure(
+            ensure(
                 time.monotonic() < deadline,
                 f"{self._name()}: trials {sorted(set(got) - set(ended))} never ended",
             )
@@ -456,24 +355,24 @@ class TrainingServiceTestCase:
         for job in (watched, late):
             got[job.trial_id] += self._read(service, job)  # the last read after the end: the rest
             again = self._read(service, job)
-            _ensure(
+            ensure(
                 not again,
-                f"{self._name()}.read_metrics({job.trial_id}) gave {_fmt(again)} again after every record was read",
+                f"{self._name()}.read_metrics({job.trial_id}) gave {fmt(again)} again after every record was read",
             )
         for job, values, final in ((watched, watched_values, 1.5), (late, [1, 2, 3], {"default": 4})):
             end = ended[job.trial_id]
-            _ensure(end.exit_code == 0, f"{self._name()}: trial {job.trial_id} ended {end}")
+            ensure(end.exit_code == 0, f"{self._name()}: trial {job.trial_id} ended {end}")
             seqs = [r["seq"] for r in got[job.trial_id]]
-            _ensure(
+            ensure(
                 len(seqs) == len(set(seqs)),
                 f"{self._name()}.read_metrics({job.trial_id}) returned a record twice (seqs {seqs})",
             )
             expected = [("PERIODICAL", v) for v in values] + [("FINAL", final)]
             records = [(r["type"], r["value"]) for r in got[job.trial_id]]
-            _ensure(
+            ensure(
                 records == expected and seqs == list(range(len(expected))),
-                f"{self._name()}.read_metrics({job.trial_id}) gave {_fmt(records)} (seqs {seqs}); "
-                f"the trial wrote {_fmt(expected)}",
+                f"{self._name()}.read_metrics({job.trial_id}) gave {fmt(records)} (seqs {seqs}); "
+                f"the trial wrote {fmt(expected)}",
             )
             service.cleanup(job)
 
@@ -489,7 +388,7 @@ class TrainingServiceTestCase:
         ]
         run = self.run_experiment(script, concurrency=3)
         ok, exited, raised = (run.by_parameter_id(i) for i in range(3))
-        _ensure(
+        ensure(
             ok.status == st.SUCCEEDED and ok.exit_code == 0 and ok.error is None,
             f"{self._what(ok)} exited 0: expected SUCCEEDED, exit code 0, no error; "
             f"got {ok.status}, exit code {ok.exit_code}, error {ok.error!r}",
@@ -498,12 +397,12 @@ class TrainingServiceTestCase:
             (exited, said_exit, "wrote to stderr and exited 3"),
             (raised, said_raise, "raised"),
         ):
-            _ensure(
+            ensure(
                 t.status == st.FAILED and t.exit_code not in (0, None),
                 f"{self._what(t)} {how}: expected FAILED with a non-zero exit code, got {t.status}, "
                 f"exit code {t.exit_code}",
             )
-            _ensure(
+            ensure(
                 said in (t.error or ""),
                 f"{self._what(t)} {how} {said!r}, but its error does not say so: {t.error!r}",
             )
@@ -521,19 +420,19 @@ class TrainingServiceTestCase:
                         return t
                 return None
 
-            t = _wait(started, self.startup_timeout, f"{self._name()}: a trial starting its child process")
+            t = wait(started, self.startup_timeout, f"{self._name()}: a trial starting its child process")
             begun = time.time()
             return kill_trial(store, experiment_id, t.trial_id, manager_alive=True, wait=60.0), begun
 
         run = self.run_experiment(script, during=kill_when_running)
         t = run.by_parameter_id(0)
         status, killed_at = run.during
-        _ensure(
+        ensure(
             status == st.USER_CANCELED and t.status == st.USER_CANCELED,
             f"{self._what(t)} was killed by the user: expected USER_CANCELED, kill_trial saw {status}, "
             f"the store has {t.status} (error {t.error!r})",
         )
-        _ensure(
+        ensure(
             t.ended_at is not None and t.ended_at - killed_at < 30,
             f"{self._what(t)} ended {t.ended_at and t.ended_at - killed_at:.1f} s after the kill",
         )
@@ -545,12 +444,12 @@ class TrainingServiceTestCase:
         limit = 1.5
         run = self.run_experiment([{"spawn_child": True, "sleep": 120}], max_trial_duration=limit)
         t = run.by_parameter_id(0)
-        _ensure(
+        ensure(
             t.status == st.TIMEOUT,
             f"{self._what(t)} ran past maxTrialDuration: expected TIMEOUT, got {t.status}",
         )
         took = (t.ended_at or 0) - (t.started_at or 0)
-        _ensure(
+        ensure(
             took < limit + 30,
             f"{self._what(t)} was stopped {took:.1f} s after it started (maxTrialDuration {limit} s)",
         )
@@ -581,14 +480,14 @@ class TrainingServiceTestCase:
         self._resources.children.append(child)
 
         def mid_way() -> st.TrialRow | None:
-            _ensure(
+            ensure(
                 child.is_alive(),
                 f"{self._name()}: the manager subprocess ended early (exit code {child.exitcode})",
             )
             found = store.list_trials(experiment_id, statuses=[st.RUNNING])
             return found[0] if found and found[0].intermediate_count >= 2 else None
 
-        first = _wait(
+        first = wait(
             mid_way, self.startup_timeout + 30, f"{self._name()}: the trial reporting 2 intermediate results"
         )
         os.kill(child.pid, signal.SIGKILL)
@@ -598,9 +497,9 @@ class TrainingServiceTestCase:
         service = self._service(directory, concurrency=1)
         reattaches = bool(getattr(service, "reattaches_trials", False))
         if reattaches:
-            _touch(gates[0])
-            _wait(
-                lambda: len(_file_records(first.trial_dir)) >= 3,
+            touch(gates[0])
+            wait(
+                lambda: len(file_records(first.trial_dir)) >= 3,
                 30,
                 f"{self._name()}: the trial reporting while no manager runs (it declares reattaches_trials)",
             )
@@ -608,21 +507,21 @@ class TrainingServiceTestCase:
         # 3. the resumed manager; the rest of the trial's reports come while it runs
         def open_gates(watch: st.Store, experiment_id: str) -> None:
             if reattaches:  # once the resumed manager has read what was written meanwhile
-                _wait(
+                wait(
                     lambda: watch.get_trial(experiment_id, first.trial_id).intermediate_count >= 3,
                     30,
                     f"{self._name()}: the resumed manager reading the report written while no manager ran",
                 )
-                _touch(gates[1])
+                touch(gates[1])
             else:  # once the resumed manager has ended the trial; a trial that did not end would report now
-                _wait(
+                wait(
                     lambda: watch.get_trial(experiment_id, first.trial_id).finished,
                     30,
                     f"{self._name()}: the resumed manager ending the trial its crashed manager ran "
                     "(the service declares reattaches_trials = False)",
                 )
                 for gate in gates:
-                    _touch(gate)
+                    touch(gate)
 
         run = self.run_experiment(
             script, directory=directory, experiment_id=experiment_id, service=service, during=open_gates
@@ -632,47 +531,47 @@ class TrainingServiceTestCase:
         expected = [("PERIODICAL", v) for v in params["intermediates"]] + [("FINAL", params["final"])]
 
         for r in run.trials:  # whatever each trial wrote is in the store, once
-            wrote = _file_records(r.trial_dir)
+            wrote = file_records(r.trial_dir)
             stored = run.metrics.get(r.trial_id, [])
-            _ensure(
+            ensure(
                 [m.seq for m in stored] == [w["seq"] for w in wrote],
-                f"{self._what(r)} wrote the reports {_fmt([(w['seq'], w['value']) for w in wrote])}, "
-                f"the store holds {_fmt([(m.seq, m.value) for m in stored])}",
+                f"{self._what(r)} wrote the reports {fmt([(w['seq'], w['value']) for w in wrote])}, "
+                f"the store holds {fmt([(m.seq, m.value) for m in stored])}",
             )
         if reattaches:
-            _ensure(
+            ensure(
                 t.status == st.SUCCEEDED and not t.requeue and not retries,
                 f"{self._what(t)} was running when its manager was killed and {type(service).__name__} declares "
                 f"reattaches_trials: expected it reattached and SUCCEEDED, got {t.status} "
                 f"(requeue {t.requeue}, re-runs {[r.trial_id for r in retries]}, error {t.error!r})",
             )
             stored = [(m.type, m.value) for m in run.metrics[t.trial_id]]
-            _ensure(
+            ensure(
                 stored == expected,
-                f"{self._what(t)}: the store holds {_fmt(stored)}, expected {_fmt(expected)}",
+                f"{self._what(t)}: the store holds {fmt(stored)}, expected {fmt(expected)}",
             )
         else:
-            _ensure(
+            ensure(
                 t.status == st.FAILED and t.requeue,
                 f"{self._what(t)} was running when its manager was killed and {type(service).__name__} does not "
                 f"reattach: expected FAILED and re-queued, got {t.status} (requeue {t.requeue}, error {t.error!r})",
             )
-            _ensure(
+            ensure(
                 len(retries) == 1,
                 f"{self._what(t)} was re-queued: expected one re-run, got {[r.trial_id for r in retries]}",
             )
             retry = retries[0]
-            _ensure(
+            ensure(
                 retry.status == st.SUCCEEDED
-                and _same_json(retry.parameters, params)
+                and same_json(retry.parameters, params)
                 and retry.parameter_id == t.parameter_id,
                 f"the re-run {self._what(retry)} of {t.trial_id}: {retry.status}, parameters "
-                f"{_fmt(retry.parameters)} (id {retry.parameter_id}), error {retry.error!r}",
+                f"{fmt(retry.parameters)} (id {retry.parameter_id}), error {retry.error!r}",
             )
             stored = [(m.type, m.value) for m in run.metrics[retry.trial_id]]
-            _ensure(
+            ensure(
                 stored == expected,
-                f"{self._what(retry)}: the store holds {_fmt(stored)}, expected {_fmt(expected)}",
+                f"{self._what(retry)}: the store holds {fmt(stored)}, expected {fmt(expected)}",
             )
             self._ensure_gone(t, "was lost with its manager")
 
@@ -684,15 +583,15 @@ class TrainingServiceTestCase:
         run = self.run_experiment(script, concurrency=2)
         spans = []
         for t in run.trials:
-            _ensure(t.status == st.SUCCEEDED, f"{self._what(t)} did not succeed: {t.error}")
+            ensure(t.status == st.SUCCEEDED, f"{self._what(t)} did not succeed: {t.error}")
             record = read_record(Path(t.trial_dir))
-            finals = [r["time"] for r in _file_records(t.trial_dir) if r["type"] == protocol.FINAL]
-            _ensure(record and finals, f"{self._what(t)} left no record of its run")
+            finals = [r["time"] for r in file_records(t.trial_dir) if r["type"] == protocol.FINAL]
+            ensure(record and finals, f"{self._what(t)} left no record of its run")
             assert record is not None
             spans.append((float(record["started"]), float(finals[0]), t.trial_id))
         for start, _, tid in spans:
             overlapping = [other for s, e, other in spans if s <= start <= e]
-            _ensure(
+            ensure(
                 len(overlapping) <= 2,
                 f"{self._name()} ran {overlapping} at once (trialConcurrency 2) when {tid} started",
             )
@@ -704,7 +603,7 @@ class TrainingServiceTestCase:
         directory = self._tmpdir() / "experiment"
         service = self._service(directory, concurrency=2)
         name = self._name()
-        _ensure(
+        ensure(
             service.free_slots() == 2,
             f"{name}(concurrency=2).free_slots() is {service.free_slots()}, expected 2",
         )
@@ -715,7 +614,7 @@ class TrainingServiceTestCase:
         ]
         for job in jobs:
             service.submit(job)
-        _ensure(
+        ensure(
             service.free_slots() == 0,
             f"{name}.free_slots() is {service.free_slots()} with 2 of 2 trials running",
         )
@@ -726,24 +625,24 @@ class TrainingServiceTestCase:
             for end in service.poll(0.05):
                 ended[end.trial_id] = end
             free = service.free_slots()
-            _ensure(free <= at_most, f"{name}.free_slots() is {free} {when}; at most {at_most} may start")
+            ensure(free <= at_most, f"{name}.free_slots() is {free} {when}; at most {at_most} may start")
             return free
 
         service.set_concurrency(3)
-        _wait(
+        wait(
             lambda: slots(1, "after set_concurrency(3) with 2 trials running") == 1,
             self.startup_timeout,
             f"{name}.free_slots() reaching 1 after set_concurrency(3) with 2 trials running",
         )
         service.set_concurrency(1)
         slots(0, "after set_concurrency(1) with 2 trials running")
-        _touch(gate)
-        _wait(
+        touch(gate)
+        wait(
             lambda: slots(1, "after set_concurrency(1)") >= 0 and len(ended) == 2,
             self.startup_timeout + 30,
             f"{name}: both trials ending",
         )
-        _wait(
+        wait(
             lambda: slots(1, "after set_concurrency(1) once its trials ended") == 1,
             self.startup_timeout,
             f"{name}.free_slots() reaching 1 after set_concurrency(1) once its trials ended",
@@ -798,7 +697,7 @@ class TrainingServiceTestCase:
         store = self._store(directory)
         if service is None:
             service = self._service(directory, concurrency)
-        tuner = _ScriptedTuner(script)
+        tuner = ScriptedTuner(script)
         manager = self.make_manager(
             store=store,
             experiment_id=experiment_id,
@@ -841,11 +740,11 @@ class TrainingServiceTestCase:
         metrics: dict[str, list[st.MetricRow]] = {}
         for m in store.list_metrics(experiment_id):
             metrics.setdefault(m.trial_id, []).append(m)
-        _ensure(
+        ensure(
             status == st.EXP_DONE,
             f"{self._name()}: the experiment ended {status} after {elapsed:.0f} s, not DONE "
             f"({store.get_experiment(experiment_id).message}); trials: "
-            + _fmt([(t.trial_id, t.status, t.error) for t in trials], 1200),
+            + fmt([(t.trial_id, t.status, t.error) for t in trials], 1200),
         )
         return CheckRun(
             directory, experiment_id, status, trials, metrics, tuner, outcome.get("value"), elapsed
@@ -870,7 +769,7 @@ class TrainingServiceTestCase:
         return self.__dict__.get("_service_name") or type(self).__name__
 
     def _what(self, t: st.TrialRow) -> str:
-        return f"{self._name()}: trial {t.trial_id} (#{t.sequence_id}, {_fmt(t.parameters, 160)})"
+        return f"{self._name()}: trial {t.trial_id} (#{t.sequence_id}, {fmt(t.parameters, 160)})"
 
     def _ensure_gone(self, t: st.TrialRow, how: str) -> None:
         record = read_record(Path(t.trial_dir))
@@ -881,9 +780,9 @@ class TrainingServiceTestCase:
             return not left
 
         try:
-            _wait(gone, 3, "")
+            wait(gone, 3, "")
         except AssertionError:
-            _fail(f"{self._what(t)} {how}, but {', '.join(left)} still runs")
+            fail(f"{self._what(t)} {how}, but {', '.join(left)} still runs")
 
     def _config(
         self, directory: Path, *, concurrency: int, trials: int, max_trial_duration: float | None = None
@@ -916,7 +815,7 @@ class TrainingServiceTestCase:
 
     def _store(self, directory: Path) -> st.Store:
         directory.mkdir(parents=True, exist_ok=True)
-        store = st.Store(_store_url(directory))
+        store = st.Store(store_url(directory))
         self._resources.stores.append(store)
         return store
 
@@ -929,17 +828,17 @@ class TrainingServiceTestCase:
 
     def _read(self, service: TrainingService, job: TrialJob) -> list[dict[str, Any]]:
         records = service.read_metrics(job)
-        _ensure(
+        ensure(
             isinstance(records, list) and all(isinstance(r, dict) and "seq" in r for r in records),
-            f"{self._name()}.read_metrics({job.trial_id}) must return a list of records, got {_fmt(records)}",
+            f"{self._name()}.read_metrics({job.trial_id}) must return a list of records, got {fmt(records)}",
         )
         return records
 
     @property
-    def _resources(self) -> _Resources:
+    def _resources(self) -> Resources:
         found = self.__dict__.get("_conformance_resources")
         if found is None:
-            found = self.__dict__["_conformance_resources"] = _Resources()
+            found = self.__dict__["_conformance_resources"] = Resources()
             weakref.finalize(self, found.release)  # a check called by hand cleans up too
         return found
 
@@ -952,63 +851,3 @@ class TrainingServiceTestCase:
         found = self.__dict__.get("_conformance_resources")
         if found is not None:
             found.release()
-
-
-@dataclass
-class _Resources:
-    """What the checks of one test case started: released after each check (and when the case is collected)."""
-
-    folders: list[Path] = field(default_factory=list)
-    stores: list[st.Store] = field(default_factory=list)
-    services: list[TrainingService] = field(default_factory=list)
-    children: list[Any] = field(default_factory=list)  # manager subprocesses
-
-    def release(self) -> None:
-        """End whatever a check left running (also when a service failed to), then remove the folders."""
-        while self.children:
-            child = self.children.pop()
-            if child.is_alive():
-                child.kill()
-            child.join(5)
-        while self.services:
-            service = self.services.pop()
-            try:
-                for trial_id in list(service.running()):
-                    service.terminate(trial_id, grace=0.5)
-                service.shutdown()
-            except Exception:  # a broken service must not hide the check's own failure
-                pass
-        while self.stores:
-            self.stores.pop().close()
-        while self.folders:
-            folder = self.folders.pop()
-            _kill_leftovers(folder)
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _kill_leftovers(folder: Path) -> None:
-    """SIGKILL every process a trial under ``folder`` recorded (its own, its child, its process group)."""
-    own_group = os.getpgid(0)
-    for record_file in folder.glob(f"**/trials/*/{RECORD_FILE}"):
-        record = read_record(record_file.parent) or {}
-        for pid_key, started_key in (("child_pid", "child_started_at"), ("pid", "pid_started_at")):
-            pid = record.get(pid_key)
-            if (
-                isinstance(pid, int)
-                and pid > 1
-                and pid != os.getpid()
-                and alive(pid, record.get(started_key))
-            ):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-    for pid_file in folder.glob(f"**/trials/*/{protocol.CONTROL_DIR}/{protocol.PID_FILE}"):
-        found = protocol.read_pid(pid_file.parent.parent)
-        if found is None or found[0] <= 1 or not alive(*found):
-            continue
-        try:
-            if os.getpgid(found[0]) == found[0] != own_group:
-                os.killpg(found[0], signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
