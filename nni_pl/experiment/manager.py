@@ -34,8 +34,8 @@ from nni_pl.experiment import store as st
 from nni_pl.experiment.config import ExperimentConfig
 from nni_pl.experiment.control import CUSTOMIZED
 from nni_pl.hpo._base import Advisor, AssessResult, HistoryEntry, extract_scalar
-from nni_pl.training._base import MetricsReader, TrainingService, TrialEnd, TrialJob, write_parameter_file
-from nni_pl.trial._context import _jsonable
+from nni_pl.training.service import TrainingService, TrialEnd, TrialJob
+from nni_pl.trial import protocol
 
 __all__ = ["Manager", "Snapshot"]
 
@@ -120,7 +120,7 @@ class Manager:
         self.trials: dict[str, st.TrialRow] = {
             t.trial_id: t for t in store.list_trials(experiment_id) if not _unadopted(t)
         }
-        self.readers: dict[str, MetricsReader] = {}
+        self.jobs: dict[str, TrialJob] = {}  # what the service was handed, by trial id
         self.histories: dict[str, list[float]] = {}
         self.pending: deque[_Pending] = deque()
         self.next_sequence_id = 1 + max((t.sequence_id for t in self.trials.values()), default=-1)
@@ -187,15 +187,18 @@ class Manager:
 
     # --- start / resume ------------------------------------------------------------------------------------------
     def _job(self, t: st.TrialRow) -> TrialJob:
-        return TrialJob(
-            self.id,
-            t.trial_id,
-            t.sequence_id,
-            t.parameter_id,
-            t.parameter_source,
-            t.parameters,
-            Path(t.trial_dir),
-        )
+        job = self.jobs.get(t.trial_id)
+        if job is None or job.sequence_id != t.sequence_id or job.parameter_id != t.parameter_id:
+            job = self.jobs[t.trial_id] = TrialJob(
+                self.id,
+                t.trial_id,
+                t.sequence_id,
+                t.parameter_id,
+                t.parameter_source,
+                t.parameters,
+                Path(t.trial_dir),
+            )
+        return job
 
     def _start(self) -> None:
         space = self.config.search_space
@@ -229,19 +232,16 @@ class Manager:
         for t in sorted(self.trials.values(), key=lambda t: t.sequence_id):
             if t.finished:
                 continue
-            reader = MetricsReader(Path(t.trial_dir))
-            self._store_metrics(t, reader.read(), notify=False)
-            result = self.service.reattach(self._job(t), t.pid, t.pid_started_at)
+            job = self._job(t)
+            gpus = [int(g) for g in t.gpu_indices.split(",") if g] if t.gpu_indices else None
+            result = self.service.reattach(job, t.pid, t.pid_started_at, gpus)
             if result is True:
-                self.readers[t.trial_id] = reader
-                if t.gpu_indices and hasattr(self.service, "take_gpus"):
-                    self.service.take_gpus(t.trial_id, [int(g) for g in t.gpu_indices.split(",") if g])
+                self._store_metrics(t, self.service.read_metrics(job), notify=False)
                 self._set(t, status=st.RUNNING)
                 logger.info("re-attached to running trial %s (pid %s)", t.trial_id, t.pid)
             elif result is False:
                 never_started.append(t)
             else:
-                self.readers[t.trial_id] = reader
                 self._finish(result, notify=False)
         return never_started
 
@@ -337,7 +337,7 @@ class Manager:
             self.exhausted = True
             return None
         self.next_parameter_id += 1
-        return _Pending(json.loads(json.dumps(params, default=_jsonable)), pid, "algorithm")
+        return _Pending(json.loads(json.dumps(params, default=protocol.json_default)), pid, "algorithm")
 
     def _new_trial_id(self) -> str:
         while True:
@@ -372,9 +372,8 @@ class Manager:
                 self.store.add_trial(t)  # recorded before it exists anywhere else
                 self.trials[tid] = t
             job = self._job(t)
-            write_parameter_file(job)
+            protocol.write_parameter_file(job.trial_dir, job.parameter_record())
             info = self.service.submit(job)
-            self.readers[t.trial_id] = MetricsReader(job.trial_dir)
             self._set(
                 t,
                 status=st.RUNNING,
@@ -397,9 +396,8 @@ class Manager:
     def _ingest_running(self) -> None:
         for tid in list(self.service.running()):
             t = self.trials.get(tid)
-            reader = self.readers.get(tid)
-            if t is not None and reader is not None:
-                self._store_metrics(t, reader.read())
+            if t is not None:
+                self._store_metrics(t, self.service.read_metrics(self._job(t)))
 
     def _store_metrics(self, t: st.TrialRow, records: list[dict[str, Any]], *, notify: bool = True) -> None:
         if not records:
@@ -457,9 +455,10 @@ class Manager:
     def _finish(self, end: TrialEnd, *, notify: bool = True) -> None:
         t = self.trials[end.trial_id]
         self.waiting = False
-        reader = self.readers.pop(t.trial_id, None)
-        if reader is not None:
-            self._store_metrics(t, reader.read(), notify=notify)
+        job = self._job(t)
+        self._store_metrics(t, self.service.read_metrics(job), notify=notify)  # the last reports
+        self.service.cleanup(job)
+        self.jobs.pop(t.trial_id, None)
         has_final = t.final is not None
         requeue = False
         reason = t.stop_requested
@@ -602,8 +601,7 @@ class Manager:
         cfg.max_experiment_duration = parse_duration(
             stored.get("maxExperimentDuration"), "maxExperimentDuration"
         )
-        if hasattr(self.service, "concurrency"):
-            self.service.concurrency = cfg.trial_concurrency
+        self.service.set_concurrency(cfg.trial_concurrency)
         if stored.get("searchSpace") is not None:
             self._apply_search_space(stored["searchSpace"])
         logger.info(

@@ -37,6 +37,7 @@ from nni_pl.trial.protocol import (
     _size,
     declare_graceful,
     encode_record,
+    json_default,
     max_metric_bytes,
     read_parameter_file,
 )
@@ -49,17 +50,6 @@ logger = logging.getLogger("nni_pl.trial")
 
 class MetricTooLargeError(NniPlError, ValueError):
     """A reported metric is larger, as JSON, than ``NNI_PL_MAX_METRIC_BYTES`` allows (64 KiB by default)."""
-
-
-def _jsonable(obj: Any) -> Any:
-    """``json.dumps`` fallback: numpy/torch scalars (anything with a scalar ``.item()``)."""
-    item = getattr(obj, "item", None)
-    if callable(item):
-        try:
-            return item()
-        except (TypeError, ValueError):
-            pass
-    raise TypeError(f"{type(obj).__name__} {obj!r:.80} is not JSON-serialisable")
 
 
 def _scalar(value: Any) -> float | int | None:
@@ -116,7 +106,7 @@ def normalize_metric(
         out = {str(k): v for k, v in value.items()}
         out["default"] = default
         try:
-            text = json.dumps(out, default=_jsonable, separators=(",", ":"))
+            text = json.dumps(out, default=json_default, separators=(",", ":"))
         except TypeError as e:
             raise TypeError(
                 f"{api}() got a dict metric with a value that is not JSON-serialisable: {e}"

@@ -98,6 +98,7 @@ __all__ = [
     "declare_graceful",
     "encode_record",
     "graceful_declared",
+    "json_default",
     "max_metric_bytes",
     "read_exitcode",
     "read_parameter_file",
@@ -377,6 +378,24 @@ def read_parameter_file(path: Path) -> dict[str, Any]:
             f"got {got}; {hint}"
         )
     return record
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps`` fallback for numpy/torch scalars (anything with a scalar ``.item()``).
+
+    Example:
+        >>> class Scalar:
+        ...     def item(self): return 0.5
+        >>> json.dumps({"acc": Scalar()}, default=json_default)
+        '{"acc": 0.5}'
+    """
+    item = getattr(obj, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"{type(obj).__name__} {obj!r:.80} is not JSON-serialisable")
 
 
 def encode_record(seq: int, kind: str, value: Any, *, when: float | None = None) -> bytes:
