@@ -36,9 +36,10 @@ class PolicyBasedRL(TunerBackedStrategy):
 
     Example:
         >>> from nni_pl.nas.strategy import simulate
-        >>> space = {"op": {"_type": "choice", "_value": ["conv", "pool"]}}
-        >>> runs = simulate(PolicyBasedRL(trial_per_collect=4), space, lambda a: 1.0, budget=8, seed=0)  # doctest: +SKIP
-        >>> len(runs)  # doctest: +SKIP
+        >>> space = {"op": {"_type": "choice", "_value": ["conv", "pool"]},
+        ...          "k": {"_type": "choice", "_value": [1, 3, 5, 7]}}
+        >>> runs = simulate(PolicyBasedRL(trial_per_collect=4), space, lambda a: a["k"], budget=8, seed=0)  # doctest: +SKIP
+        >>> len(runs)  # two batches of 4, every architecture once  # doctest: +SKIP
         8
     """
 
