@@ -10,7 +10,14 @@ from nni_pl._checks import ArgumentError
 from nni_pl._imports import import_object
 from nni_pl.errors import ConfigError, did_you_mean
 
-__all__ = ["ALIASES", "BUILTIN_ADVISORS", "BUILTIN_ASSESSORS", "BUILTIN_TUNERS", "create_algorithm", "resolve_class"]
+__all__ = [
+    "ALIASES",
+    "BUILTIN_ADVISORS",
+    "BUILTIN_ASSESSORS",
+    "BUILTIN_TUNERS",
+    "create_algorithm",
+    "resolve_class",
+]
 
 # NNI's registered names -> where the class lives. Imported lazily: a name costs nothing until used.
 BUILTIN_TUNERS: dict[str, str] = {

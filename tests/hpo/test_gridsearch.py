@@ -126,7 +126,8 @@ def test_gridsearch_ignores_results_and_accepts_seed():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"), [({"seed": -2}, "GridSearchTuner.seed"), ({"optimize_mode": "best"}, "optimize_mode")]
+    ("kwargs", "match"),
+    [({"seed": -2}, "GridSearchTuner.seed"), ({"optimize_mode": "best"}, "optimize_mode")],
 )
 def test_gridsearch_rejects_bad_class_args(kwargs, match):
     with pytest.raises(ConfigError, match=match):

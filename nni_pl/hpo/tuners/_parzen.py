@@ -20,10 +20,10 @@ from scipy.special import log_ndtr, ndtr, ndtri
 
 from nni_pl.space import (
     Choice,
-    Param,
     LogNormal,
     LogUniform,
     Normal,
+    Param,
     QLogNormal,
     QLogUniform,
     QNormal,

@@ -27,8 +27,7 @@ import numpy as np
 
 from nni_pl.errors import NoMoreTrialError, SearchSpaceError
 from nni_pl.hpo.tuners._common import param_key
-from nni_pl.space import Branch, Choice, Param, SearchSpace
-from nni_pl.space import canonical_json
+from nni_pl.space import Branch, Choice, Param, SearchSpace, canonical_json
 
 __all__ = ["FiniteIndex", "SeenPoints"]
 

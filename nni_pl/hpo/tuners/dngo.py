@@ -161,7 +161,8 @@ class DNGOTuner(StoreTuner):
         super().__init__(optimize_mode=optimize_mode, seed=seed)
         self.sample_size = check_int(self, "sample_size", sample_size, minimum=1)
         self.trials_per_update = check_int(self, "trials_per_update", trials_per_update, minimum=1)
-        self.num_epochs_per_training = check_int(self, "num_epochs_per_training", num_epochs_per_training, minimum=1
+        self.num_epochs_per_training = check_int(
+            self, "num_epochs_per_training", num_epochs_per_training, minimum=1
         )
         self.n_startup_jobs = max(2, min(self.trials_per_update, _COLD_START))
         self._cube: UnitCube | None = None
