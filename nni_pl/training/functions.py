@@ -8,6 +8,17 @@ same durable ``metrics.jsonl`` as a command trial; its stdout/stderr go to the t
 The function gets the parameters if it takes an argument (``fn(params)``) and may instead call
 ``nni_pl.get_next_parameter()``. If it returns a number or a dict with ``default`` and has not reported
 a final result, the return value becomes the final result.
+
+Each worker is its own session (process group), as a local trial is: stopping a trial (a kill, an assessor,
+``maxTrialDuration``) signals the worker's whole group, so processes the trial started end with it, and a
+fresh worker replaces the stopped one. A Ctrl-C in the terminal reaches only the manager, which ends the
+workers on its way out. Workers die with the manager (the thread that started them): on Linux the kernel
+SIGKILLs them (``PR_SET_PDEATHSIG``); elsewhere a watchdog thread in each worker ends its group once its
+parent is gone. A trial therefore never outlives its manager (``reattaches_trials`` is ``False``): a resumed
+manager records it lost and runs its parameters again.
+
+A trial that calls ``sys.exit(n)`` ends with exit code ``n`` (``sys.exit()`` and ``sys.exit(0)`` succeed,
+``sys.exit("text")`` writes the text to stderr and exits 1), as a command trial would.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import pickle
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -29,19 +41,16 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from nni_pl.training._base import (
-    EXITCODE_FILE,
-    SubmitInfo,
-    TrainingService,
-    TrialEnd,
-    TrialJob,
-    read_exitcode,
-    stderr_tail,
-)
+from nni_pl.training.process import alive, process_start_time
+from nni_pl.training.service import SubmitInfo, TrainingService, TrialEnd, TrialJob
+from nni_pl.trial import protocol
 
 __all__ = ["FunctionTrainingService"]
 
 logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_PARENT_CHECK_S = 1.0  # how often a worker without PR_SET_PDEATHSIG looks for its parent
 
 
 def _takes_argument(fn: Callable[..., Any]) -> bool:
@@ -78,6 +87,15 @@ def _redirect(trial_dir: Path):
         os.close(saved[1])
 
 
+def _exit_status(code: object) -> tuple[int, str | None]:
+    """The exit code of ``sys.exit(code)``, as Python's own exit gives it, and the text it writes to stderr."""
+    if code is None:
+        return 0, None
+    if isinstance(code, int):
+        return code & 0xFF, None  # what the OS keeps of a process's exit status
+    return 1, str(code)
+
+
 def _run_one(fn: Callable[..., Any], takes_arg: bool, job: dict[str, Any]) -> tuple[int, str | None]:
     from nni_pl.trial._context import ENV_DEFAULT_ROOT_DIR, FINAL, TrialContext, activate
 
@@ -90,7 +108,7 @@ def _run_one(fn: Callable[..., Any], takes_arg: bool, job: dict[str, Any]) -> tu
         parameters=job["parameters"],
     )
     activate(ctx)
-    code, error = 0, None
+    code, error, exit_arg = 0, None, None
     # Lightning's default loggers and checkpoints go to the trial directory unless the user chose a place
     root_env = os.environ.get(ENV_DEFAULT_ROOT_DIR)
     if not root_env:
@@ -101,21 +119,29 @@ def _run_one(fn: Callable[..., Any], takes_arg: bool, job: dict[str, Any]) -> tu
                 result = fn(dict(job["parameters"])) if takes_arg else fn()
                 if result is not None and not ctx._final_reported:
                     ctx.report(FINAL, result)
-            except BaseException as e:
-                if isinstance(e, SystemExit) and e.code in (0, None):
-                    code = 0
-                else:
-                    code = 1
-                    error = traceback.format_exc()
-                    sys.stderr.write(error)
+            except SystemExit as e:  # the trial ends as a process would: its code, its stderr
+                exit_arg = e.code
+                code, text = _exit_status(e.code)
+                if text is not None:
+                    sys.stderr.write(text + "\n")
+            except BaseException:
+                code = 1
+                error = traceback.format_exc()
+                sys.stderr.write(error)
     finally:
         if not root_env:
             os.environ.pop(ENV_DEFAULT_ROOT_DIR, None)
         ctx.close()
         activate(None)
+    if code and error is None:  # sys.exit(n): what the trial said before, as for a command trial
+        error = protocol.stderr_tail(trial_dir) or (
+            f"the trial function called sys.exit({exit_arg!r}) and wrote nothing to stderr"
+        )
     with contextlib.suppress(OSError):
-        (trial_dir / ".nni").mkdir(exist_ok=True)
-        (trial_dir / ".nni" / EXITCODE_FILE).write_text(f"{code} {time.time()}\n", encoding="utf-8")
+        (trial_dir / protocol.CONTROL_DIR).mkdir(exist_ok=True)
+        (trial_dir / protocol.CONTROL_DIR / protocol.EXITCODE_FILE).write_text(
+            f"{code} {time.time()}\n", encoding="utf-8"
+        )
     return code, error
 
 
@@ -156,9 +182,58 @@ def _main_module_hidden(hide: bool) -> Iterator[None]:
         main.__dict__.update(saved)
 
 
-def _worker_main(conn: Connection, payload: bytes | None, preload: Sequence[str]) -> None:
-    # The manager owns Ctrl-C; a worker just finishes its trial or gets terminated.
+def _in_own_group() -> bool:
+    return os.getpgrp() == os.getpid()
+
+
+def _end_own_group() -> None:
+    """End this worker and every process its trials started (its process group). Never returns."""
+    if _in_own_group():  # never the manager's group
+        with contextlib.suppress(OSError):
+            os.killpg(0, signal.SIGKILL)
+    os._exit(1)
+
+
+def _die_with_parent() -> bool:
+    """Have the kernel SIGKILL this process when the thread that started it ends (Linux ``PR_SET_PDEATHSIG``).
+
+    Returns ``False`` where that is not available.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    """A worker's watchdog where the kernel does not end it with its parent: end its group once ``parent`` is
+    gone (the worker is then re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_S)
+    _end_own_group()
+
+
+def _worker_main(conn: Connection, payload: bytes | None, preload: Sequence[str], parent: int | None) -> None:
+    # Its own session, as a local trial: terminate() signals the worker with every process its trial started,
+    # and a Ctrl-C in the terminal reaches only the manager, which ends the workers on its way out.
+    with contextlib.suppress(OSError):
+        os.setsid()
+    # The manager owns Ctrl-C and SIGTERM (a fork worker inherits its Python handlers): a worker finishes its
+    # trial or gets terminated.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid() if parent is None else parent
+    if not _die_with_parent():
+        threading.Thread(
+            target=_watch_parent, args=(parent,), name="nni-pl-parent-watch", daemon=True
+        ).start()
+    if os.getppid() != parent:  # the manager ended before the kernel was told to end this worker with it
+        _end_own_group()
     for name in preload:
         __import__(name)
     fn = pickle.loads(payload) if payload is not None else _fork_fn
@@ -174,22 +249,42 @@ def _worker_main(conn: Connection, payload: bytes | None, preload: Sequence[str]
             return
         job = msg[1]
         code, error = _run_one(fn, takes_arg, job)
+        if os.getppid() != parent:
+            _end_own_group()  # the manager is gone: whatever this worker did next would land unheard
         try:
             conn.send(("done", job["trial_id"], code, error))
         except (BrokenPipeError, OSError):
             return
 
 
+def _signal_group(pid: int, sig: int, *, reaped: bool = False) -> None:
+    """Signal worker ``pid`` with every process its trials started (its process group).
+
+    Call it only while the worker is not reaped (its pid cannot name another process), or with ``reaped``
+    right after reaping it, for what it left behind (the group keeps its id while it has members).
+    """
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:  # no group: a worker still starting (before its setsid()), or nothing left
+        if not reaped:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+    except PermissionError:
+        pass
+
+
 @dataclass
 class _Worker:
     process: mp.process.BaseProcess
     conn: Connection
+    pid_started_at: float | None = None
     ready: bool = False
     trial_id: str | None = None
     started_at: float | None = None
     kill_at: float | None = None
+    killed: bool = False  # SIGKILL sent
     graceful_until: float | None = None
-    doomed: bool = False  # told to stop (or found dead): never given another trial
+    doomed: bool = False  # told to stop (or found dead, or retired): never given another trial
 
 
 class FunctionTrainingService(TrainingService):
@@ -242,23 +337,43 @@ class FunctionTrainingService(TrainingService):
         parent, child = self._ctx.Pipe()
         if self._payload is None:
             _fork_fn = self.fn
+        # the worker checks that this process is its parent; a forkserver worker's parent is the fork server
+        manager = None if self.start_method == "forkserver" else os.getpid()
         proc = self._ctx.Process(
-            target=_worker_main, args=(child, self._payload, self.preload), daemon=False, name="nni-pl-worker"
-        )  # not daemonic: trials may start DataLoader workers
+            target=_worker_main,
+            args=(child, self._payload, self.preload, manager),
+            daemon=False,  # not daemonic: trials may start DataLoader workers
+            name="nni-pl-worker",
+        )
         with _main_module_hidden(self.start_method != "fork"):
             proc.start()
         child.close()
-        worker = _Worker(proc, parent)
+        assert proc.pid is not None
+        worker = _Worker(proc, parent, pid_started_at=process_start_time(proc.pid))
         self.workers.append(worker)
         return worker
 
+    def _fit_pool(self) -> None:
+        """Keep ``concurrency`` workers, busy or idle: start the missing ones (warm, ready for the next trial)
+        and retire idle ones beyond it (busy ones finish their trial first and go at a later call)."""
+        live = [w for w in self.workers if not w.doomed]
+        for _ in range(self.concurrency - len(live)):
+            self._spawn()
+        surplus = len(live) - self.concurrency
+        if surplus <= 0:
+            return
+        idle = sorted((w for w in live if w.trial_id is None), key=lambda w: w.ready)  # still starting: first
+        for w in idle[:surplus]:
+            w.doomed = True
+            with contextlib.suppress(OSError):
+                w.conn.send(("exit",))  # it exits; _receive reaps it
+
     def start(self, *, wait_ready: bool = True, timeout: float = 300.0) -> None:
         """Start the workers (and wait until they imported the function and the preloads)."""
-        while len(self.workers) < self.concurrency:
-            self._spawn()
+        self._fit_pool()
         if wait_ready:
             deadline = time.time() + timeout
-            while not all(w.ready for w in self.workers):
+            while not all(w.ready for w in self.workers if not w.doomed):
                 if time.time() > deadline:
                     raise RuntimeError(f"function-trial workers did not start within {timeout:.0f} s")
                 self._receive(0.1)
@@ -302,12 +417,15 @@ class FunctionTrainingService(TrainingService):
         worker.process.join(timeout=0)
         self.workers.remove(worker)
         worker.conn.close()
+        assert worker.process.pid is not None
+        # processes its trials started and left behind end with it (they hold its group id, so it is not reused)
+        _signal_group(worker.process.pid, signal.SIGKILL, reaped=True)
         code = worker.process.exitcode
         ends = []
         if worker.trial_id is not None:
             job = self.jobs.pop(worker.trial_id, None)
             exit_code = code if code is not None and code >= 0 else 128 - (code or 0)
-            error = stderr_tail(job.trial_dir) if job else None
+            error = protocol.stderr_tail(job.trial_dir) if job else None
             ends.append(
                 TrialEnd(
                     worker.trial_id,
@@ -320,16 +438,19 @@ class FunctionTrainingService(TrainingService):
                     ),
                 )
             )
-        elif not worker.ready:
+        elif not worker.ready and not worker.doomed:
             raise RuntimeError(
                 f"a function-trial worker failed to start (exit code {code}); its error is above. The modules of "
                 f"`preload` ({', '.join(self.preload) or 'none'}) and of the trial function must import in a fresh "
                 "Python process."
             )
-        # keep the pool full (a replacement imports everything again)
-        if len(self.workers) < self.concurrency:
-            self._spawn()
+        self._fit_pool()  # a replacement imports everything again
         return ends
+
+    def _signal(self, worker: _Worker, sig: int) -> None:
+        if worker.process.exitcode is None:  # not reaped: its pid is still its own
+            assert worker.process.pid is not None
+            _signal_group(worker.process.pid, sig)
 
     # --- TrainingService ------------------------------------------------------------------------------------
     @staticmethod
@@ -337,7 +458,15 @@ class FunctionTrainingService(TrainingService):
         return w.ready and w.trial_id is None and not w.doomed and w.process.is_alive()
 
     def free_slots(self) -> int:
-        return sum(1 for w in self.workers if self._idle(w))
+        busy = sum(1 for w in self.workers if w.trial_id is not None)
+        idle = sum(1 for w in self.workers if self._idle(w))
+        return max(0, min(idle, self.concurrency - busy))
+
+    def set_concurrency(self, concurrency: int) -> None:
+        """Apply a live change of ``trialConcurrency``: more workers start now (and take trials once ready);
+        idle workers beyond the new number stop now, busy ones once their trial ended."""
+        self.concurrency = concurrency
+        self._fit_pool()
 
     def running(self) -> set[str]:
         return {w.trial_id for w in self.workers if w.trial_id is not None}
@@ -374,16 +503,37 @@ class FunctionTrainingService(TrainingService):
         worker.trial_id = job.trial_id
         worker.started_at = time.time()
         self.jobs[job.trial_id] = job
-        return SubmitInfo(pid=worker.process.pid, host=self.host, started_at=worker.started_at)
+        return SubmitInfo(
+            pid=worker.process.pid,
+            host=self.host,
+            started_at=worker.started_at,
+            pid_started_at=worker.pid_started_at,
+        )
 
-    def reattach(self, job: TrialJob, pid: int | None, pid_started_at: float | None) -> TrialEnd | bool:
-        ended = read_exitcode(job.control_dir)
+    def reattach(
+        self,
+        job: TrialJob,
+        pid: int | None,
+        pid_started_at: float | None,
+        gpu_indices: Sequence[int] | None = None,
+    ) -> TrialEnd | bool:
+        """On resume: a trial that ended meanwhile is reported as it ended; one whose worker still runs (it
+        belonged to the manager that is gone, so the call cannot be picked up) is ended with everything it
+        started and reported lost (``exit_code=None``: the manager runs it again); one never started is
+        ``False``. Function trials hold no GPUs of their own, so ``gpu_indices`` is not used."""
+        ended = protocol.read_exitcode(job.trial_dir)
+        if ended is None and pid is not None and pid_started_at is not None and alive(pid, pid_started_at):
+            # the worker (same pid, same start time) outlived its manager: end it before the trial is recorded
+            # lost, so nothing it writes lands after that
+            _signal_group(pid, signal.SIGKILL)
+            ended = protocol.read_exitcode(job.trial_dir)  # it may have ended by itself meanwhile
         if ended is not None:
             code, when = ended
-            return TrialEnd(job.trial_id, code, when, stderr_tail(job.trial_dir) if code != 0 else None)
+            return TrialEnd(
+                job.trial_id, code, when, protocol.stderr_tail(job.trial_dir) if code != 0 else None
+            )
         if pid is None:
             return False
-        # its worker belonged to the manager that is gone: the call cannot be re-attached
         return TrialEnd(
             job.trial_id,
             None,
@@ -396,17 +546,22 @@ class FunctionTrainingService(TrainingService):
         for w in self.workers:
             if w.graceful_until is not None and now >= w.graceful_until and w.kill_at is None and w.trial_id:
                 self.terminate(w.trial_id)
-            if w.kill_at is not None and now >= w.kill_at and w.process.is_alive():
-                w.process.kill()
-        return self._receive(timeout)
+            if w.kill_at is not None and now >= w.kill_at and not w.killed:
+                w.killed = True
+                self._signal(w, signal.SIGKILL)
+        ends = self._receive(timeout)
+        # after _receive: a replacement started now cannot be offered before the next poll
+        self._fit_pool()
+        return ends
 
     def terminate(self, trial_id: str, *, grace: float = 10.0) -> None:
-        # a trial is a call inside a worker: stopping it means ending that worker (a fresh one replaces it)
+        # a trial is a call inside a worker: stopping it means ending that worker's process group (a fresh
+        # worker replaces it)
         for w in self.workers:
             if w.trial_id == trial_id and w.kill_at is None:
                 w.doomed = True
                 w.kill_at = time.time() + grace
-                w.process.terminate()
+                self._signal(w, signal.SIGTERM)
 
     def _graceful_deadline(self, trial_id: str, deadline: float) -> None:
         for w in self.workers:
@@ -414,15 +569,21 @@ class FunctionTrainingService(TrainingService):
                 w.graceful_until = deadline
 
     def shutdown(self) -> None:
+        """End every worker with whatever its trials left running (idle workers exit by themselves first)."""
         for w in self.workers:
-            if w.process.is_alive():
-                with contextlib.suppress(OSError, BrokenPipeError):
-                    w.conn.send(("exit",))
+            w.doomed = True
+            if not w.ready:  # still importing: nothing to finish
+                self._signal(w, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                w.conn.send(("exit",))
         deadline = time.time() + 5
+        pending = {w.process.sentinel for w in self.workers}
+        while pending and time.time() < deadline:  # sentinels: waiting reaps nobody
+            pending -= set(wait(list(pending), max(0.0, deadline - time.time())))
         for w in self.workers:
-            w.process.join(timeout=max(0.0, deadline - time.time()))
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join(timeout=5)
+            self._signal(w, signal.SIGKILL)  # a worker that did not exit (busy or stuck)
+            w.process.join(timeout=5)
             w.conn.close()
+            assert w.process.pid is not None
+            _signal_group(w.process.pid, signal.SIGKILL, reaped=True)  # what its trials left behind
         self.workers.clear()
