@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nni_pl._config_readers import check_keys
 from nni_pl.errors import ConfigError
-from nni_pl.experiment._config_readers import _check_keys
 
 __all__ = ["is_v1", "v1_to_v2"]
 
@@ -76,7 +76,7 @@ def v1_to_v2(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             }
             if not isinstance(value, Mapping):
                 raise ConfigError("localConfig", f"got {value!r}; v1 'localConfig' is a mapping")
-            _check_keys(value, list(local_keys), "localConfig")
+            check_keys(value, list(local_keys), "localConfig")
             for k1, k2 in local_keys.items():
                 if k1 in value:
                     ts[k2] = value[k1]

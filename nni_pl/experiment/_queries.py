@@ -84,7 +84,7 @@ class _NniQueries:
         ``params`` (the v2 config, camelCase), ``startTime``/``endTime`` (ms) and ``status``."""
         exp = self.store.get_experiment(self.id)
         trials = self.store.list_trials(self.id)
-        params = {k: v for k, v in exp.config.items() if k != "trialFunction"}
+        params = {k: v for k, v in exp.config.items() if k not in ("trialFunction", "trialFunctionImport")}
         return {
             "id": exp.id,
             "revision": exp.revision,

@@ -152,8 +152,12 @@ def build_algorithms(config: ExperimentConfig, tuner: Any = None, assessor: Any 
 # --- creating and removing ----------------------------------------------------------------------------------------------
 
 
-def create(config: ExperimentConfig, exp_id: str, trial: Callable[..., Any] | None) -> tuple[st.Store, Path]:
+def create(
+    config: ExperimentConfig, exp_id: str, trial: Callable[..., Any] | None, trial_path: str | None = None
+) -> tuple[st.Store, Path]:
     """Make the experiment's folder, store row, ``config.yml``, ``search_space.json`` and index entry.
+
+    A trial function given by import path (``trial_path``) is stored as such, so ``resume`` imports it again.
 
     Returns:
         The open store and the folder.
@@ -191,7 +195,10 @@ def create(config: ExperimentConfig, exp_id: str, trial: Callable[..., Any] | No
             os.close(private_fd(directory / "store.sqlite"))  # SQLite gives its -wal/-shm files this mode
         store = store or st.Store(url)
         stored = config.to_dict()
-        if trial is not None:
+        if trial_path is not None:
+            stored["trialFunction"] = trial_path
+            stored["trialFunctionImport"] = True
+        elif trial is not None:
             name = getattr(trial, "__qualname__", repr(trial))
             stored["trialFunction"] = f"{getattr(trial, '__module__', '?')}.{name}"
         store.create_experiment(

@@ -25,16 +25,18 @@ import copy
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from nni_pl._config_readers import check_keys, read_bool, read_gpu_indices, read_int, read_path, read_str
 from nni_pl.errors import ConfigError, SearchSpaceError, did_you_mean
-from nni_pl.experiment._config_readers import _bool, _check_keys, _gpu_indices, _int, _path, _str
 from nni_pl.experiment._config_v1 import is_v1, v1_to_v2
 from nni_pl.space import SearchSpace
+from nni_pl.training.local import LocalConfig
+from nni_pl.training.platforms import parse_section
 
 __all__ = [
     "AlgorithmConfig",
@@ -107,9 +109,9 @@ class AlgorithmConfig:
             raw = {"name": raw}
         if not isinstance(raw, Mapping):
             raise ConfigError(field, f"got {raw!r}; write {{name: TPE, classArgs: {{...}}}}")
-        _check_keys(raw, list(cls.KEYS), field)
-        name = _str(raw.get("name"), f"{field}.name")
-        class_name = _str(raw.get("className"), f"{field}.className")
+        check_keys(raw, list(cls.KEYS), field)
+        name = read_str(raw.get("name"), f"{field}.name")
+        class_name = read_str(raw.get("className"), f"{field}.className")
         if not name and not class_name:
             raise ConfigError(
                 field, "give a built-in 'name' (e.g. TPE) or a custom 'className' (module.Class)"
@@ -121,7 +123,7 @@ class AlgorithmConfig:
         args = raw.get("classArgs") or {}
         if not isinstance(args, Mapping):
             raise ConfigError(f"{field}.classArgs", f"got {args!r}; write a mapping of argument: value")
-        code_dir = _path(raw.get("codeDirectory"), f"{field}.codeDirectory", base)
+        code_dir = read_path(raw.get("codeDirectory"), f"{field}.codeDirectory", base)
         if class_name and code_dir is None:
             code_dir = base
         return cls(
@@ -129,7 +131,7 @@ class AlgorithmConfig:
             class_name=class_name,
             code_directory=code_dir,
             class_args=dict(args),
-            include_intermediate_results=_bool(
+            include_intermediate_results=read_bool(
                 raw.get("includeIntermediateResults"), f"{field}.includeIntermediateResults", False
             ),
         )
@@ -147,75 +149,8 @@ class AlgorithmConfig:
         return out
 
 
-@dataclass
-class LocalConfig:
-    """``trainingService: {platform: local, ...}``: trials as process groups on this machine."""
-
-    platform: str = "local"
-    use_active_gpu: bool = False
-    max_trial_number_per_gpu: int = 1
-    gpu_indices: list[int] | None = None
-
-    KEYS = ("platform", "useActiveGpu", "maxTrialNumberPerGpu", "gpuIndices", "reuseMode")
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], field: str) -> LocalConfig:
-        _check_keys(raw, list(cls.KEYS), field)
-        return cls(
-            use_active_gpu=_bool(raw.get("useActiveGpu"), f"{field}.useActiveGpu", False),
-            max_trial_number_per_gpu=_int(
-                raw.get("maxTrialNumberPerGpu", 1), f"{field}.maxTrialNumberPerGpu", minimum=1
-            )
-            or 1,
-            gpu_indices=_gpu_indices(raw.get("gpuIndices"), f"{field}.gpuIndices"),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "platform": self.platform,
-            "useActiveGpu": self.use_active_gpu,
-            "maxTrialNumberPerGpu": self.max_trial_number_per_gpu,
-            "gpuIndices": self.gpu_indices,
-        }
-
-
-TRAINING_SERVICES: dict[str, Callable[[Mapping[str, Any], str], Any]] = {"local": LocalConfig.from_dict}
-_FUTURE_PLATFORMS = (
-    "remote",
-    "openpai",
-    "pai",
-    "kubeflow",
-    "frameworkcontroller",
-    "aml",
-    "dlc",
-    "adl",
-    "dlts",
-)
-
-
-def _training_service(raw: Any, field: str) -> Any:
-    if raw is None:
-        return LocalConfig()
-    if isinstance(raw, list) and len(raw) == 1:
-        raw = raw[0]  # a "hybrid" of one platform is that platform
-    if isinstance(raw, list):
-        raise ConfigError(
-            field, "hybrid (a list of training services) is not supported yet; use a single {platform: local}"
-        )
-    if not isinstance(raw, Mapping) or "platform" not in raw:
-        raise ConfigError(field, f"got {raw!r}; write {{platform: local}}")
-    platform = raw["platform"]
-    if platform not in TRAINING_SERVICES:
-        if platform in _FUTURE_PLATFORMS:
-            raise ConfigError(
-                f"{field}.platform",
-                f"platform {platform!r} is not available in this version; supported: {', '.join(TRAINING_SERVICES)}",
-            )
-        raise ConfigError(
-            f"{field}.platform",
-            f"unknown platform {platform!r}{did_you_mean(str(platform), list(TRAINING_SERVICES))}",
-        )
-    return TRAINING_SERVICES[platform](raw, field)
+def _training_service(raw: Any, field: str, base: Path | None = None) -> Any:
+    return parse_section(raw, field, base)
 
 
 # --- the experiment config ------------------------------------------------------------------------------------
@@ -415,9 +350,9 @@ class ExperimentConfig:
             raw, notes = v1_to_v2(raw)
             if notes:
                 logger.warning("NNI v1 config keys mapped to v2: %s", "; ".join(notes))
-        _check_keys(raw, _KEYS, "")
+        check_keys(raw, _KEYS, "")
 
-        if _bool(raw.get("useAnnotation"), "useAnnotation", False):
+        if read_bool(raw.get("useAnnotation"), "useAnnotation", False):
             raise ConfigError(
                 "useAnnotation",
                 "NNI annotations are not supported; call nni_pl.get_next_parameter() in the trial and give a searchSpace",
@@ -430,7 +365,7 @@ class ExperimentConfig:
         if raw.get("searchSpace") is not None and raw.get("searchSpaceFile") is not None:
             raise ConfigError("searchSpace", "give either searchSpace (inline) or searchSpaceFile, not both")
 
-        space_file = _path(raw.get("searchSpaceFile"), "searchSpaceFile", base)
+        space_file = read_path(raw.get("searchSpaceFile"), "searchSpaceFile", base)
         try:
             if space_file is not None:
                 space = SearchSpace.load(space_file)
@@ -439,7 +374,7 @@ class ExperimentConfig:
         except SearchSpaceError as e:
             raise ConfigError("searchSpaceFile" if space_file else "searchSpace", str(e)) from e
 
-        log_level = _str(raw.get("logLevel"), "logLevel") or ("debug" if raw.get("debug") else "info")
+        log_level = read_str(raw.get("logLevel"), "logLevel") or ("debug" if raw.get("debug") else "info")
         if log_level not in LOG_LEVELS:
             raise ConfigError(
                 "logLevel",
@@ -451,30 +386,32 @@ class ExperimentConfig:
             raise ConfigError("lightningCli", f"got {lightning_cli!r}; use auto, true or false")
 
         cfg = cls(
-            experiment_name=_str(raw.get("experimentName"), "experimentName"),
+            experiment_name=read_str(raw.get("experimentName"), "experimentName"),
             search_space=space,
             search_space_file=space_file,
-            trial_command=_str(raw.get("trialCommand"), "trialCommand"),
-            trial_code_directory=_path(raw.get("trialCodeDirectory"), "trialCodeDirectory", base) or base,
-            trial_concurrency=_int(raw.get("trialConcurrency"), "trialConcurrency", minimum=1, optional=False)
+            trial_command=read_str(raw.get("trialCommand"), "trialCommand"),
+            trial_code_directory=read_path(raw.get("trialCodeDirectory"), "trialCodeDirectory", base) or base,
+            trial_concurrency=read_int(
+                raw.get("trialConcurrency"), "trialConcurrency", minimum=1, optional=False
+            )
             or 1,
-            trial_gpu_number=_int(raw.get("trialGpuNumber"), "trialGpuNumber", minimum=0),
+            trial_gpu_number=read_int(raw.get("trialGpuNumber"), "trialGpuNumber", minimum=0),
             max_experiment_duration=parse_duration(raw.get("maxExperimentDuration"), "maxExperimentDuration"),
-            max_trial_number=_int(raw.get("maxTrialNumber"), "maxTrialNumber", minimum=1),
+            max_trial_number=read_int(raw.get("maxTrialNumber"), "maxTrialNumber", minimum=1),
             max_trial_duration=parse_duration(raw.get("maxTrialDuration"), "maxTrialDuration"),
-            nni_manager_ip=_str(raw.get("nniManagerIp"), "nniManagerIp"),
-            debug=_bool(raw.get("debug"), "debug", False),
+            nni_manager_ip=read_str(raw.get("nniManagerIp"), "nniManagerIp"),
+            debug=read_bool(raw.get("debug"), "debug", False),
             log_level=log_level,
-            experiment_working_directory=_path(
+            experiment_working_directory=read_path(
                 raw.get("experimentWorkingDirectory"), "experimentWorkingDirectory", base
             )
             or default_working_directory(),
-            tuner_gpu_indices=_gpu_indices(raw.get("tunerGpuIndices"), "tunerGpuIndices"),
+            tuner_gpu_indices=read_gpu_indices(raw.get("tunerGpuIndices"), "tunerGpuIndices"),
             tuner=AlgorithmConfig.from_dict(raw.get("tuner"), "tuner", base),
             assessor=AlgorithmConfig.from_dict(raw.get("assessor"), "assessor", base),
             advisor=AlgorithmConfig.from_dict(raw.get("advisor"), "advisor", base),
-            training_service=_training_service(raw.get("trainingService"), "trainingService"),
-            store_url=_str(raw.get("storeUrl"), "storeUrl"),
+            training_service=_training_service(raw.get("trainingService"), "trainingService", base),
+            store_url=read_str(raw.get("storeUrl"), "storeUrl"),
             lightning_cli=lightning_cli,
         )
         if space_file is not None:
@@ -637,6 +574,8 @@ class ExperimentConfig:
     def from_stored(cls, data: Mapping[str, Any]) -> ExperimentConfig:
         """Rebuild from :meth:`to_dict` output (paths are already absolute; the space is inline)."""
         data = dict(data)
+        for key in ("trialFunction", "trialFunctionImport"):  # the experiment's, not the config's
+            data.pop(key, None)
         space_file = data.pop("searchSpaceFile", None)  # the inline copy is the one the experiment ran with
         cfg = cls.from_dict(data, base_dir="/", function_trial=not data.get("trialCommand"))
         if space_file:

@@ -47,22 +47,15 @@ from nni_pl.experiment import _detached, _locate, _runtime, _setup
 from nni_pl.experiment import store as st
 from nni_pl.experiment._detached import stop_experiment
 from nni_pl.experiment._queries import _NniQueries
-from nni_pl.experiment.config import (
-    _FUTURE_PLATFORMS,
-    TRAINING_SERVICES,
-    AlgorithmConfig,
-    ExperimentConfig,
-    LocalConfig,
-)
+from nni_pl.experiment.config import AlgorithmConfig, ExperimentConfig
 from nni_pl.experiment.manager import Manager, Snapshot
+from nni_pl.training.platforms import PLATFORMS, UNAVAILABLE_PLATFORMS, ServiceSpec, create_service
 
 __all__ = ["Experiment", "stop_experiment"]
 
 logger = logging.getLogger(__name__)
 
 _ID_CHARS = string.ascii_lowercase + string.digits
-# trial functions that ship with nni-pl, as stored under "trialFunction" -> where to import them from
-_BUILTIN_TRIAL_FUNCTIONS = {"nni_pl.nas._trial.function_trial": "nni_pl.nas._trial:function_trial"}
 
 
 def _algorithm(value: Any, field: str) -> tuple[AlgorithmConfig | None, Any]:
@@ -83,7 +76,7 @@ def _is_platform(value: Any) -> bool:
     """``Experiment('local')`` / ``Experiment(['local'])``: a training platform, not a config file."""
     if isinstance(value, (list, tuple)):
         return bool(value) and all(isinstance(v, str) for v in value)
-    names = (*TRAINING_SERVICES, *_FUTURE_PLATFORMS)
+    names = (*PLATFORMS, *UNAVAILABLE_PLATFORMS)
     return isinstance(value, str) and value in names and not Path(value).is_file()
 
 
@@ -94,7 +87,8 @@ class Experiment(_NniQueries):
         config: a training platform (``'local'``, or a list of them) for a blank config to fill in as in NNI
             (``experiment.config.trial_command = ...``, checked when it starts); an :class:`ExperimentConfig`;
             a path to a YAML/JSON config; or a config dict.
-        trial: a Python function to tune instead of a ``trialCommand`` (``fn(params)`` or ``fn()``).
+        trial: a Python function to tune instead of a ``trialCommand`` (``fn(params)`` or ``fn()``), or its import
+            path (``"package.module:fn"``): a function given by path is imported again by ``nni-pl resume``.
         id: the experiment id (default: 8 random characters, chosen now).
         preload: modules function-trial workers import once before their first trial.
         start_method: multiprocessing start method for function-trial workers.
@@ -114,7 +108,7 @@ class Experiment(_NniQueries):
         self,
         config: ExperimentConfig | str | os.PathLike[str] | Mapping[str, Any] | list[str] | None = None,
         *,
-        trial: Callable[..., Any] | None = None,
+        trial: Callable[..., Any] | str | None = None,
         id: str | None = None,
         preload: tuple[str, ...] | list[str] = (),
         start_method: str | None = None,
@@ -136,7 +130,7 @@ class Experiment(_NniQueries):
             except ConfigError as e:
                 if os.sep in str(config) or Path(config).suffix or Path(config).exists():
                     raise
-                platforms = ", ".join(repr(p) for p in TRAINING_SERVICES)
+                platforms = ", ".join(repr(p) for p in PLATFORMS)
                 raise ConfigError(
                     "", f"{e}; to configure the experiment in Python give a training platform ({platforms})"
                 ) from None
@@ -154,6 +148,13 @@ class Experiment(_NniQueries):
             if not hasattr(cfg, key) or key.startswith("_") or key == "config_file":
                 raise TypeError(f"Experiment() got an unexpected keyword argument {key!r}")
             changes[key] = value
+        if (
+            self._tuner_instance is not None
+            and cfg.tuner is not None
+            and (cfg.tuner.name or cfg.tuner.class_name)
+        ):
+            # an instance runs now; the configured section stays in the stored config, for resume to rebuild
+            tuner_cfg = None
         if tuner_cfg is not None:
             changes["tuner"] = tuner_cfg
         if assessor_cfg is not None:
@@ -164,8 +165,13 @@ class Experiment(_NniQueries):
                 changes["tuner"] = None
         if changes:
             cfg = cfg.replace(**changes)
+        self._trial_path: str | None = None
+        if isinstance(trial, str):  # by import path: stored as such, so `nni-pl resume` imports it again
+            from nni_pl._imports import import_object
+
+            self._trial_path, trial = trial, import_object(trial, "trial", what="function")
         if trial is not None and not callable(trial):
-            raise TypeError(f"trial must be a function, got {type(trial).__name__}")
+            raise TypeError(f"trial must be a function or its import path, got {type(trial).__name__}")
         # a blank config is filled in afterwards, as in NNI: it is checked when the experiment starts
         self.config = cfg if blank else cfg.validate(function_trial=trial is not None)
         self.trial = trial
@@ -200,6 +206,11 @@ class Experiment(_NniQueries):
     @property
     def id(self) -> str:
         return self._id
+
+    @property
+    def created(self) -> bool:
+        """Whether the experiment exists (folder and store row): after :meth:`prepare`, a run, or when loaded."""
+        return self._store is not None
 
     @property
     def directory(self) -> Path:
@@ -286,7 +297,7 @@ class Experiment(_NniQueries):
 
     def _create(self) -> None:
         """Make the folder, the store row and the index entry (``NasExperiment`` adds its spec after this)."""
-        self._store, self._directory = _setup.create(self.config, str(self._id), self.trial)
+        self._store, self._directory = _setup.create(self.config, str(self._id), self.trial, self._trial_path)
 
     def _claim(self) -> None:
         """Start an experiment that exists (resume, or run again): it must not run already; mark it RUNNING
@@ -343,27 +354,16 @@ class Experiment(_NniQueries):
             self._pending_service = None
             service.start()
             return service
-        from nni_pl.training._cli_args import lightning_cli_args
-        from nni_pl.training.cgo import service_for
-        from nni_pl.training.local import LocalTrainingService
-
-        cgo = service_for(self.directory / "nas.json", self.directory, cfg)  # NasExperiment(execution="cgo")
-        if cgo is not None:
-            return cgo
-
-        ts = cfg.training_service
-        assert isinstance(ts, LocalConfig)
-        mode = cfg.lightning_cli
-        assert cfg.trial_command is not None
-        return LocalTrainingService(
-            command=cfg.trial_command,
-            code_directory=cfg.trial_code_directory,
-            concurrency=cfg.trial_concurrency,
-            gpu_number=cfg.trial_gpu_number,
-            gpu_indices=ts.gpu_indices,
-            max_trial_number_per_gpu=ts.max_trial_number_per_gpu,
-            use_active_gpu=ts.use_active_gpu,
-            extra_args=lambda params: lightning_cli_args(params, mode),
+        return create_service(
+            ServiceSpec(
+                section=cfg.training_service,
+                trial_command=cfg.trial_command,
+                trial_code_directory=cfg.trial_code_directory,
+                experiment_directory=self.directory,
+                trial_concurrency=cfg.trial_concurrency,
+                trial_gpu_number=cfg.trial_gpu_number,
+                lightning_cli=cfg.lightning_cli,
+            )
         )
 
     # --- running -------------------------------------------------------------------------------------------------
@@ -682,7 +682,7 @@ class Experiment(_NniQueries):
         wait_completion: bool | None = None,
         debug: bool = False,
         *,
-        trial: Callable[..., Any] | None = None,
+        trial: Callable[..., Any] | str | None = None,
         working_directory: str | Path | None = None,
         store_url: str | None = None,
         tuner: Any = None,
@@ -719,19 +719,16 @@ class Experiment(_NniQueries):
 
     @classmethod
     def _from_located(
-        cls, located: _locate.Located, *, trial: Callable[..., Any] | None = None, tuner: Any = None
+        cls, located: _locate.Located, *, trial: Callable[..., Any] | str | None = None, tuner: Any = None
     ) -> Experiment:
         exp = located.experiment
         if _locate.manager_alive(exp) and exp.status == st.EXP_RUNNING and exp.manager_pid != os.getpid():
             raise NniPlError(f"experiment {exp.id} is still running (manager pid {exp.manager_pid})")
         stored = dict(exp.config)
         function_name = stored.pop("trialFunction", None)
-        if function_name and trial is None and function_name in _BUILTIN_TRIAL_FUNCTIONS:
-            # a trial function of nni-pl itself (NAS's warm-worker trials): the CLI can resume it too
-            import importlib
-
-            module_name, _, attr = _BUILTIN_TRIAL_FUNCTIONS[function_name].partition(":")
-            trial = getattr(importlib.import_module(module_name), attr)
+        by_path = stored.pop("trialFunctionImport", False)
+        if function_name and trial is None and by_path:
+            trial = function_name  # given by import path: imported again (the command line can resume it too)
         if function_name and trial is None:
             raise NniPlError(
                 f"experiment {exp.id} tunes the function {function_name}; resume it from Python: "
@@ -747,10 +744,8 @@ class Experiment(_NniQueries):
     def _attached(cls, located: _locate.Located, *, read_only: bool) -> Experiment:
         """An object for an experiment that runs elsewhere or not at all: it reads and steers the store."""
         self = cls.__new__(cls)
-        stored = dict(located.experiment.config)
-        stored.pop("trialFunction", None)
-        self.config = ExperimentConfig.from_stored(stored)
-        self.trial = None
+        self.config = ExperimentConfig.from_stored(located.experiment.config)
+        self.trial, self._trial_path = None, None
         self.preload, self.start_method = (), None
         self._id = located.experiment.id
         self._tuner_instance = self._assessor_instance = None

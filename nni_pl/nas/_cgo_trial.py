@@ -1,6 +1,6 @@
 """The entry point of a merged CGO trial: ``python -m nni_pl.nas._cgo_trial JOBS.json``.
 
-:class:`~nni_pl.training.cgo.CgoTrainingService` writes ``JOBS.json`` (the NAS spec's path, ``max_models`` and
+:class:`~nni_pl.nas.cgo_service.CgoTrainingService` writes ``JOBS.json`` (the NAS spec's path, ``max_models`` and
 one record per trial: ids, trial directory, parameters) and starts this module once for the whole group. It
 trains the group with :func:`nni_pl.nas.cgo.run_merged_trials`; each trial's reports go to its own
 ``metrics.jsonl``. Every trial gets its own ``.nni/exitcode`` as soon as its fate is known (``0`` once it
@@ -34,14 +34,9 @@ log = logging.getLogger("nni_pl.nas.cgo_trial")
 
 
 def _write_exitcode(trial_dir: Path, code: int) -> None:
-    from nni_pl.training._base import EXITCODE_FILE
-    from nni_pl.trial._context import CONTROL_DIR
+    from nni_pl.trial import protocol
 
-    control = trial_dir / CONTROL_DIR
-    control.mkdir(parents=True, exist_ok=True)
-    tmp = control / (EXITCODE_FILE + ".tmp")
-    tmp.write_text(f"{code} {time.time()}\n", encoding="utf-8")
-    tmp.replace(control / EXITCODE_FILE)
+    protocol.write_exitcode(trial_dir, code)
 
 
 def _append(path: Path, text: str) -> None:
@@ -50,7 +45,7 @@ def _append(path: Path, text: str) -> None:
 
 
 def _context_class() -> type:
-    from nni_pl.trial._context import FINAL, TrialContext
+    from nni_pl.trial import FINAL, TrialContext
 
     class _CgoContext(TrialContext):
         """A trial's context in a merged process: its final result also ends the trial (exit code 0)."""
@@ -70,9 +65,8 @@ def run_jobs(jobs: dict[str, Any]) -> list[Any]:
         The :class:`~nni_pl.nas.cgo.ModelResult` of each trial, in the order of ``jobs["trials"]``.
     """
     from nni_pl.nas.cgo import STOPPED, run_merged_trials
-    from nni_pl.training._base import PID_FILE, read_exitcode
-    from nni_pl.training.local import process_start_time
-    from nni_pl.trial._context import CONTROL_DIR
+    from nni_pl.training.process import process_start_time
+    from nni_pl.trial import protocol
 
     spec = json.loads(Path(jobs["spec"]).read_text(encoding="utf-8"))
     code_dir = spec.get("code_directory")
@@ -85,10 +79,8 @@ def run_jobs(jobs: dict[str, Any]) -> list[Any]:
     contexts = []
     for rec in records:
         trial_dir = Path(rec["trial_dir"])
-        (trial_dir / CONTROL_DIR).mkdir(parents=True, exist_ok=True)
-        (trial_dir / CONTROL_DIR / PID_FILE).write_text(
-            f"{pid} {started if started is not None else ''}\n", encoding="utf-8"
-        )
+        (trial_dir / protocol.CONTROL_DIR).mkdir(parents=True, exist_ok=True)
+        protocol.write_pid(trial_dir, pid, started)
         marker = {
             "group": jobs.get("group"),
             "pid": pid,
@@ -136,7 +128,7 @@ def run_jobs(jobs: dict[str, Any]) -> list[Any]:
             ctx.close()
     for rec, result in zip(records, results):
         trial_dir = Path(rec["trial_dir"])
-        written = read_exitcode(trial_dir / CONTROL_DIR)
+        written = protocol.read_exitcode(trial_dir)
         if written is not None and result.status != "failed":
             continue  # ended already (final result reported, or stopped)
         if result.status == "succeeded":

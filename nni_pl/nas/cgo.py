@@ -14,7 +14,7 @@ is ready when ``max_models`` wait or the first of them has waited ``batch_wait_s
 ``max_concurrency_cgo`` and ``batch_waiting_time``).
 
 Integration with the experiment engine (``NasExperiment(..., execution="cgo")``): the engine submits each
-candidate as its own trial; :class:`nni_pl.training.cgo.CgoTrainingService` groups them (at most
+candidate as its own trial; :class:`nni_pl.nas.cgo_service.CgoTrainingService` groups them (at most
 ``max_models``, or fewer after ``batch_wait_s``) and starts one process per group
 (:mod:`nni_pl.nas._cgo_trial`) that calls :func:`run_merged_trials` with the NAS trial spec and each trial's
 ``(parameters, TrialContext)``. It rebuilds
@@ -54,7 +54,8 @@ import torch
 from torch import nn
 
 from nni_pl._lightning import quiet_trainer_kwargs
-from nni_pl.errors import ConfigError, NniPlError
+from nni_pl.errors import ConfigError
+from nni_pl.nas.cgo_service import CgoError
 
 __all__ = [
     "CgoBatcher",
@@ -75,10 +76,6 @@ STOPPED = "stopped"
 
 Report = Callable[[int, str, Any], None]
 T = TypeVar("T")
-
-
-class CgoError(NniPlError, ValueError):
-    """A CGO setting or input is invalid."""
 
 
 class _AllFailed(Exception):
@@ -432,11 +429,11 @@ def _give_up(result: ModelResult, report: Report | None) -> None:
 def context_reporter(contexts: Sequence[Any]) -> Report:
     """A ``report`` callable that writes model ``i``'s results to trial ``contexts[i]``.
 
-    ``contexts`` are :class:`nni_pl.trial._context.TrialContext` objects (one per merged trial); a failure is
+    ``contexts`` are :class:`nni_pl.trial.TrialContext` objects (one per merged trial); a failure is
     logged for the runner, which marks that trial failed.
     """
-    from nni_pl.trial._context import FINAL as FINAL_KIND
-    from nni_pl.trial._context import PERIODICAL
+    from nni_pl.trial import FINAL as FINAL_KIND
+    from nni_pl.trial import PERIODICAL
 
     def report(index: int, kind: str, value: Any) -> None:
         if kind == INTERMEDIATE:
@@ -523,7 +520,7 @@ def run_merged_trials(
 
     The multi-trial counterpart of :func:`nni_pl.nas._trial.run_trial`: ``spec`` is the NAS trial spec
     (``model_space`` import path and arguments, ``evaluator`` config, optional ``seed``), ``trials`` are
-    ``(parameters, context)`` pairs, ``context`` each trial's :class:`nni_pl.trial._context.TrialContext`.
+    ``(parameters, context)`` pairs, ``context`` each trial's :class:`nni_pl.trial.TrialContext`.
     Trials whose evaluator (after resolving its choices) is the same ``Classification`` or ``Regression``
     are merged (one data pipeline for all), in groups of at most ``max_models``; each trial's intermediate
     and final results go to its own context. Trials with any other evaluator run one by one as usual.
@@ -541,7 +538,7 @@ def run_merged_trials(
     from nni_pl.nas.evaluator import Classification, Evaluator, Regression, freeze_config
     from nni_pl.nas.evaluator._base import resolve_factory
     from nni_pl.nas.space import load_space
-    from nni_pl.trial import _context
+    from nni_pl import trial as trial_sdk
 
     max_models = _check_positive_int("max_models", max_models)
     seed = int(spec.get("seed") or 0)
@@ -566,13 +563,13 @@ def run_merged_trials(
                 if should_stop is not None and should_stop(i):
                     results[i].status, results[i].error = STOPPED, "stopped on request"
                     continue
-                _context.activate(trials[i][1])
+                trial_sdk.activate(trials[i][1])
                 try:
                     results[i].final = run_trial(spec, trials[i][0])
                 except Exception as err:
                     results[i].status, results[i].error = "failed", f"{type(err).__name__}: {err}"
                 finally:
-                    _context.activate(None)
+                    trial_sdk.activate(None)
             continue
         train = resolve_factory(evaluator.train_dataloaders, f"{type(evaluator).__name__}.train_dataloaders")
         val = evaluator.val_dataloaders

@@ -32,28 +32,39 @@ from typing import Any
 from nni_pl.errors import ConfigError, NniPlError
 from nni_pl.experiment import store as st
 from nni_pl.experiment.experiment import Experiment
-from nni_pl.nas._trial import SPEC_FILE, function_trial
+from nni_pl.nas._trial import SPEC_FILE
 
 __all__ = ["NasExperiment"]
 
 log = logging.getLogger(__name__)
 
 _PLACEHOLDER = "python -m nni_pl.nas._trial"
+FUNCTION_TRIAL = "nni_pl.nas._trial:function_trial"  # by path: `nni-pl resume` imports it again
+_PREPARE_KEYS = ("port", "host", "token", "detach", "debug")  # the arguments of Experiment.prepare in run's
+
+
+def _cgo_service(settings: Mapping[str, Any], section: Any) -> dict[str, Any]:
+    """The ``trainingService`` of a CGO experiment: the merged-process service, named by class, with the GPU
+    settings of a local section the caller gave."""
+    args: dict[str, Any] = {"max_models": settings["max_models"], "batch_wait_s": settings["batch_wait_s"]}
+    if section is not None:
+        from nni_pl.training.local import LocalConfig
+
+        if not isinstance(section, LocalConfig):
+            raise ConfigError(
+                "training_service",
+                f"execution='cgo' runs trials on this machine; got {section!r}, give a local one",
+            )
+        args.update(
+            gpu_indices=section.gpu_indices,
+            max_trial_number_per_gpu=section.max_trial_number_per_gpu,
+            use_active_gpu=section.use_active_gpu,
+        )
+    return {"className": "nni_pl.nas.cgo_service:CgoTrainingService", "classArgs": args}
 
 
 def _trial_command(spec_path: Path) -> str:
     return f"{shlex.quote(sys.executable)} -m nni_pl.nas._trial {shlex.quote(str(spec_path))}"
-
-
-class _Engine(Experiment):
-    """An :class:`Experiment` that writes the NAS spec next to its store when it is created."""
-
-    nas_spec: dict[str, Any] | None = None
-
-    def _create(self) -> None:
-        super()._create()
-        if self.nas_spec is not None:
-            (self.directory / SPEC_FILE).write_text(json.dumps(self.nas_spec, indent=2), encoding="utf-8")
 
 
 class NasExperiment:
@@ -139,7 +150,7 @@ class NasExperiment:
             "seed": seed,
         }
         if execution == "cgo":
-            from nni_pl.training.cgo import cgo_settings
+            from nni_pl.nas.cgo_service import cgo_settings
 
             self.spec["cgo"] = cgo_settings(dict(cgo) if cgo is not None else None)
         tuner_args: dict[str, Any] = {
@@ -158,24 +169,31 @@ class NasExperiment:
             },
             "lightningCli": False,  # labels such as "trainer_kwargs.max_epochs" are no LightningCLI paths
         }
+        if execution == "cgo":
+            config["trainingService"] = _cgo_service(self.spec["cgo"], fields.pop("training_service", None))
+        # the strategy object runs now; resume rebuilds it from the configured tuner section
+        tuner = StrategyTuner(
+            strategy=strategy, optimize_mode=strategy.optimize_mode, model_space=tuner_args.get("model_space")
+        )
         if execution == "function":
             del config["trialCommand"]
-            engine = _Engine(
-                config, trial=function_trial, preload=("torch", "lightning.pytorch"), id=id, **fields
+            engine = Experiment(
+                config,
+                trial=FUNCTION_TRIAL,
+                preload=("torch", "lightning.pytorch"),
+                id=id,
+                tuner=tuner,
+                **fields,
             )
         else:
-            engine = _Engine(config, id=id, **fields)
+            engine = Experiment(config, id=id, tuner=tuner, **fields)
             engine.config.trial_command = _trial_command(
                 engine.config.experiment_working_directory / engine.id / SPEC_FILE
             )
         self.spec["code_directory"] = str(engine.config.trial_code_directory)
-        engine.nas_spec = self.spec
         assert engine.config.tuner is not None
         # the manager imports the space (for its constraints) from where the trials do, also on `nni-pl resume`
         engine.config.tuner.code_directory = engine.config.trial_code_directory
-        engine._tuner_instance = StrategyTuner(
-            strategy=strategy, optimize_mode=strategy.optimize_mode, model_space=tuner_args.get("model_space")
-        )
         self.experiment: Experiment = engine
 
     # --- running ------------------------------------------------------------------------------------------
@@ -196,6 +214,12 @@ class NasExperiment:
 
         Keywords are those of :meth:`Experiment.run` (``display``, ``detach``, ``port``, ...).
         """
+        if self.spec is not None and not self.experiment.created:
+            # create the experiment first (everything is checked, nothing is left behind on failure), then put
+            # the spec the trials read into its folder, then run
+            self.experiment.prepare(**{k: kwargs[k] for k in _PREPARE_KEYS if k in kwargs})
+            path = self.experiment.directory / SPEC_FILE
+            path.write_text(json.dumps(self.spec, indent=2), encoding="utf-8")
         self.experiment.run(**kwargs)
         return self
 
@@ -217,7 +241,7 @@ class NasExperiment:
         from nni_pl.experiment import _locate
 
         located = _locate.find(experiment_id, working_directory=working_directory, store_url=store_url)
-        function = function_trial if located.experiment.config.get("trialFunction") else None
+        function = FUNCTION_TRIAL if located.experiment.config.get("trialFunction") else None
         return cls._wrap(Experiment._from_located(located, trial=function))
 
     @classmethod

@@ -23,19 +23,61 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from nni_pl._config_readers import check_keys, read_bool, read_gpu_indices, read_int
 from nni_pl.training.process import alive as _alive
 from nni_pl.training.process import pidfd_open as _pidfd_open
 from nni_pl.training.process import process_start_time
 from nni_pl.training.service import SubmitInfo, TrainingService, TrialEnd, TrialJob
 from nni_pl.trial import protocol
 
-__all__ = ["GpuScheduler", "LocalTrainingService", "process_start_time"]
+if TYPE_CHECKING:
+    from nni_pl.training.platforms import ServiceSpec
+
+__all__ = ["GpuScheduler", "LocalConfig", "LocalTrainingService"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LocalConfig:
+    """``trainingService: {platform: local, ...}``: trials as process groups on this machine.
+
+    Example:
+        >>> LocalConfig.from_dict({"platform": "local", "gpuIndices": "0,1"}, "trainingService").gpu_indices
+        [0, 1]
+    """
+
+    platform: str = "local"
+    use_active_gpu: bool = False
+    max_trial_number_per_gpu: int = 1
+    gpu_indices: list[int] | None = None
+
+    KEYS = ("platform", "useActiveGpu", "maxTrialNumberPerGpu", "gpuIndices", "reuseMode")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], field: str) -> LocalConfig:
+        check_keys(raw, list(cls.KEYS), field)
+        return cls(
+            use_active_gpu=read_bool(raw.get("useActiveGpu"), f"{field}.useActiveGpu", False),
+            max_trial_number_per_gpu=read_int(
+                raw.get("maxTrialNumberPerGpu", 1), f"{field}.maxTrialNumberPerGpu", minimum=1
+            )
+            or 1,
+            gpu_indices=read_gpu_indices(raw.get("gpuIndices"), f"{field}.gpuIndices"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "platform": self.platform,
+            "useActiveGpu": self.use_active_gpu,
+            "maxTrialNumberPerGpu": self.max_trial_number_per_gpu,
+            "gpuIndices": self.gpu_indices,
+        }
 
 
 _HAVE_SH = os.path.exists("/bin/sh")
@@ -252,6 +294,26 @@ class LocalTrainingService(TrainingService):
         self.extra_args = extra_args
         self.host = socket.gethostname()
         self.procs: dict[str, _Proc] = {}
+
+    @classmethod
+    def from_spec(cls, spec: ServiceSpec) -> LocalTrainingService:
+        """The service of ``trainingService: {platform: local}`` for an experiment (see :mod:`.platforms`)."""
+        from nni_pl.training.lightning_cli import lightning_cli_args
+
+        section = spec.section if isinstance(spec.section, LocalConfig) else LocalConfig()
+        if spec.trial_command is None:
+            raise ValueError("the local training service runs a trialCommand; none was given")
+        mode = spec.lightning_cli
+        return cls(
+            command=spec.trial_command,
+            code_directory=spec.trial_code_directory,
+            concurrency=spec.trial_concurrency,
+            gpu_number=spec.trial_gpu_number,
+            gpu_indices=section.gpu_indices,
+            max_trial_number_per_gpu=section.max_trial_number_per_gpu,
+            use_active_gpu=section.use_active_gpu,
+            extra_args=lambda params: lightning_cli_args(params, mode),
+        )
 
     # --- scheduling ---------------------------------------------------------------------------------------
     def free_slots(self) -> int:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from nni_pl.callbacks import NNICallback
 from nni_pl.errors import ConfigError, NniPlError
 from nni_pl.space import SearchSpace
-from nni_pl.training._cli_args import lightning_cli_args
+from nni_pl.training.lightning_cli import lightning_cli_args
 from nni_pl.trial._context import TrialContext, activate
 
 pytestmark = pytest.mark.filterwarnings(

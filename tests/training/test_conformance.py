@@ -13,7 +13,7 @@ from nni_pl.testing import (
     service_trial,
     service_trial_nas_spec,
 )
-from nni_pl.training.cgo import CgoTrainingService  # the one import of the CGO service (it may move to nas/)
+from nni_pl.nas.cgo_service import CgoTrainingService  # the one import of the CGO service
 from nni_pl.training.functions import FunctionTrainingService
 from nni_pl.training.local import LocalTrainingService
 from nni_pl.training.service import TrainingService

@@ -204,7 +204,7 @@ def test_local_rejects_more_gpus_than_available(code_dir):
 
 
 def test_local_extra_args_are_appended_quoted(tmp_path, code_dir):
-    from nni_pl.training._cli_args import lightning_cli_args
+    from nni_pl.training.lightning_cli import lightning_cli_args
 
     svc = LocalTrainingService(
         command="python trial.py", code_directory=code_dir, extra_args=lightning_cli_args

@@ -42,7 +42,7 @@ class FunctionalEvaluator(Evaluator):
 
     def evaluate(self, model: Any) -> Any:
         from nni_pl import trial
-        from nni_pl.trial._context import current
+        from nni_pl.trial import current
 
         result = self.function(model, **self.kwargs)
         if result is not None and not getattr(current(), "_final_reported", False):

@@ -1,4 +1,12 @@
-"""Typed readers of experiment-config values: each names the field (camelCase) in its error."""
+"""Typed readers of config values (the experiment config, training-platform sections): each names the field
+(camelCase, as the user wrote it) in its error.
+
+Example:
+    >>> read_int(3.0, "trialConcurrency", minimum=1)
+    3
+    >>> read_gpu_indices("0, 2", "trainingService.gpuIndices")
+    [0, 2]
+"""
 
 from __future__ import annotations
 
@@ -9,10 +17,12 @@ from typing import Any
 
 from nni_pl.errors import ConfigError, did_you_mean
 
+__all__ = ["check_keys", "read_bool", "read_gpu_indices", "read_int", "read_path", "read_str"]
+
 _EXACT_FLOAT_INT = 2**53  # every whole number up to this is exact as a float
 
 
-def _int(value: Any, field: str, *, minimum: int | None = None, optional: bool = True) -> int | None:
+def read_int(value: Any, field: str, *, minimum: int | None = None, optional: bool = True) -> int | None:
     if value is None:
         if optional:
             return None
@@ -33,7 +43,7 @@ def _int(value: Any, field: str, *, minimum: int | None = None, optional: bool =
     return value
 
 
-def _bool(value: Any, field: str, default: bool) -> bool:
+def read_bool(value: Any, field: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
@@ -41,7 +51,7 @@ def _bool(value: Any, field: str, default: bool) -> bool:
     return value
 
 
-def _str(value: Any, field: str, *, optional: bool = True) -> str | None:
+def read_str(value: Any, field: str, *, optional: bool = True) -> str | None:
     if value is None:
         if optional:
             return None
@@ -51,15 +61,15 @@ def _str(value: Any, field: str, *, optional: bool = True) -> str | None:
     return value
 
 
-def _path(value: Any, field: str, base: Path) -> Path | None:
-    text = _str(value, field)
+def read_path(value: Any, field: str, base: Path) -> Path | None:
+    text = read_str(value, field)
     if text is None:
         return None
     path = Path(os.path.expanduser(text))
     return (path if path.is_absolute() else base / path).resolve()
 
 
-def _gpu_indices(value: Any, field: str) -> list[int] | None:
+def read_gpu_indices(value: Any, field: str) -> list[int] | None:
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -82,7 +92,7 @@ def _gpu_indices(value: Any, field: str) -> list[int] | None:
     return out
 
 
-def _check_keys(raw: Mapping[str, Any], known: list[str], prefix: str) -> None:
+def check_keys(raw: Mapping[str, Any], known: list[str], prefix: str) -> None:
     for key in raw:
         if key not in known:
             where = f"{prefix}.{key}" if prefix else str(key)

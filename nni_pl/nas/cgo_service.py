@@ -1,5 +1,9 @@
 """The CGO training service: several NAS trials trained together in one local process.
 
+``NasExperiment(..., execution="cgo")`` names it in the experiment's config as a training service by class
+(``trainingService: {className: nni_pl.nas.cgo_service:CgoTrainingService, classArgs: {...}}``), so
+``nni-pl resume`` rebuilds it from the stored config like any other service (:meth:`CgoTrainingService.from_spec`).
+
 The manager submits NAS trials one by one as usual. The first trial of a group starts one process
 (``python -m nni_pl.nas._cgo_trial jobs.json``), which imports torch and Lightning while the group fills; the
 group is sealed (its ``jobs.json`` written) once it holds ``max_models`` trials or its first trial has waited
@@ -34,18 +38,27 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from nni_pl.errors import ConfigError, NniPlError
 from nni_pl.training.local import GpuScheduler
 from nni_pl.training.process import alive, pidfd_open, process_start_time
 from nni_pl.training.service import SubmitInfo, TrainingService, TrialEnd, TrialJob
 from nni_pl.trial import protocol
 
-__all__ = ["CgoTrainingService", "cgo_settings", "service_for"]
+if TYPE_CHECKING:
+    from nni_pl.training.platforms import ServiceSpec
+
+__all__ = ["CgoError", "CgoTrainingService", "cgo_settings"]
 
 logger = logging.getLogger(__name__)
 
+SPEC_FILE = "nas.json"  # the NAS spec in the experiment folder (nni_pl.nas._trial writes and reads it)
 _EXIT_STOPPED = 143  # 128 + SIGTERM, as a trial stopped by a signal would report
+
+
+class CgoError(NniPlError, ValueError):
+    """A CGO setting or input is invalid."""
 
 
 @dataclass
@@ -104,8 +117,6 @@ class CgoTrainingService(TrainingService):
         max_trial_number_per_gpu: int = 1,
         use_active_gpu: bool = False,
     ) -> None:
-        from nni_pl.nas.cgo import CgoError
-
         if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
             raise CgoError(f"max_models must be a positive integer, got {max_models!r}; e.g. max_models=4")
         if isinstance(batch_wait_s, bool) or not isinstance(batch_wait_s, (int, float)) or batch_wait_s < 0:
@@ -131,6 +142,32 @@ class CgoTrainingService(TrainingService):
         self._trial_group: dict[str, str] = {}
         self._ended: list[TrialEnd] = []
         self._count = 0
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: ServiceSpec,
+        *,
+        max_models: int = 4,
+        batch_wait_s: float = 2.0,
+        gpu_indices: list[int] | None = None,
+        max_trial_number_per_gpu: int = 1,
+        use_active_gpu: bool = False,
+    ) -> CgoTrainingService:
+        """The service of a NAS experiment's ``trainingService: {className: ...CgoTrainingService, classArgs}``:
+        the NAS spec is the experiment folder's ``nas.json``, merged processes live in ``<experiment>/cgo``."""
+        return cls(
+            spec_path=spec.experiment_directory / SPEC_FILE,
+            group_root=spec.experiment_directory / "cgo",
+            code_directory=spec.trial_code_directory,
+            concurrency=spec.trial_concurrency,
+            max_models=max_models,
+            batch_wait_s=batch_wait_s,
+            gpu_number=spec.trial_gpu_number,
+            gpu_indices=gpu_indices,
+            max_trial_number_per_gpu=max_trial_number_per_gpu,
+            use_active_gpu=use_active_gpu,
+        )
 
     # --- scheduling ---------------------------------------------------------------------------------------
     def free_slots(self) -> int:
@@ -386,8 +423,6 @@ class CgoTrainingService(TrainingService):
 def cgo_settings(value: Any) -> dict[str, Any]:
     """Check ``NasExperiment(cgo=...)``: ``None``/``True`` for the defaults, or a dict of ``max_models``,
     ``batch_wait_s``; returns the full settings."""
-    from nni_pl.errors import ConfigError
-
     out: dict[str, Any] = {"max_models": 4, "batch_wait_s": 2.0}
     if value is None or value is True:
         return out
@@ -408,27 +443,3 @@ def cgo_settings(value: Any) -> dict[str, Any]:
         raise ConfigError("cgo.batch_wait_s", f"must be a number of seconds >= 0, got {w!r}; e.g. 2.0")
     out["batch_wait_s"] = float(w)
     return out
-
-
-def service_for(spec_path: Path, directory: Path, config: Any) -> CgoTrainingService | None:
-    """The CGO service of a NAS experiment whose ``nas.json`` asks for it (``"cgo": {...}``), else ``None``."""
-    try:
-        spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    settings = spec.get("cgo")
-    if not settings:
-        return None
-    ts = config.training_service
-    return CgoTrainingService(
-        spec_path=Path(spec_path),
-        group_root=Path(directory) / "cgo",
-        code_directory=Path(config.trial_code_directory),
-        concurrency=config.trial_concurrency,
-        max_models=int(settings["max_models"]),
-        batch_wait_s=float(settings["batch_wait_s"]),
-        gpu_number=config.trial_gpu_number,
-        gpu_indices=getattr(ts, "gpu_indices", None),
-        max_trial_number_per_gpu=getattr(ts, "max_trial_number_per_gpu", 1),
-        use_active_gpu=getattr(ts, "use_active_gpu", False),
-    )
