@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nni_pl.trial._context import ENV_DEFAULT_ROOT_DIR
+from nni_pl.trial.protocol import ENV_DEFAULT_ROOT_DIR
 
 __all__ = ["ENV_DEFAULT_ROOT_DIR", "use_trial_dir"]
 

@@ -57,11 +57,11 @@ def save(loc: Any, folder: Path, *, save_code: bool) -> Path:
     Raises:
         NniPlError: the experiment runs, the folder is missing, or the archive already exists.
     """
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
     from nni_pl.experiment import store as st
 
     exp = loc.experiment
-    if exp.status == st.EXP_RUNNING and _locate.manager_alive(exp):
+    if exp.status == st.EXP_RUNNING and locate.manager_alive(exp):
         raise NniPlError(
             f"experiment {exp.id} is running; stop it first (`nni-pl stop {exp.id}`), then save it"
         )
@@ -169,7 +169,7 @@ def load(
         NniPlError: the archive is not one, the id exists here already, or a path is unusable.
     """
     from nni_pl._files import dump_yaml
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
     from nni_pl.experiment import store as st
 
     archive = Path(archive).expanduser()
@@ -183,7 +183,7 @@ def load(
         raise NniPlError(
             f"the experiments folder {str(experiments_folder)!r} does not exist; create it first"
         )
-    known = _locate.is_known(exp_id)
+    known = locate.is_known(exp_id)
     directory = experiments_folder / exp_id
     if known is not None or directory.exists():
         raise NniPlError(
@@ -253,11 +253,11 @@ def load(
                 search_space_path.write_text(
                     json.dumps(config.get("searchSpace") or {}, indent=2), encoding="utf-8"
                 )
-            _locate.register(exp_id, directory, url)
+            locate.register(exp_id, directory, url)
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
-    return _locate.Located(store, store.get_experiment(exp_id)), notes
+    return locate.Located(store, store.get_experiment(exp_id)), notes
 
 
 def _moved(path: str, old: str, new: Path) -> str:

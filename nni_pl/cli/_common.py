@@ -40,9 +40,9 @@ def console(stderr: bool = False) -> Any:
 
 def find(args: argparse.Namespace, experiment_id: str | None = None) -> Any:
     """The experiment ``args.id`` (or ``experiment_id``) names, in ``--workdir``/``--store`` or the index."""
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
 
-    return _locate.find(
+    return locate.find(
         experiment_id if experiment_id is not None else args.id,
         working_directory=args.workdir,
         store_url=args.store,
@@ -51,7 +51,7 @@ def find(args: argparse.Namespace, experiment_id: str | None = None) -> Any:
 
 def fmt(value: Any, limit: int | None = CELL_LIMIT) -> str:
     """A metric or parameter value for a table cell, cut after ``limit`` characters (``None``: never)."""
-    from nni_pl.experiment._display import format_value
+    from nni_pl.experiment.display import format_value
 
     return format_value(value, limit=limit)
 
@@ -68,24 +68,24 @@ def optimize_mode(exp: Any) -> str:
 
 def elapsed(exp: Any) -> float:
     """Seconds an experiment has run: the stored total, plus the current session while a manager runs it."""
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
     from nni_pl.experiment import store as st
 
     total = float(exp.elapsed or 0.0)
-    if exp.status == st.EXP_RUNNING and exp.started_at and _locate.manager_alive(exp):
+    if exp.status == st.EXP_RUNNING and exp.started_at and locate.manager_alive(exp):
         total += max(0.0, time.time() - exp.started_at)
     return total
 
 
 def running_experiments(args: argparse.Namespace) -> list[Any]:
     """Every experiment whose manager runs now (``--workdir``/``--store`` as given)."""
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
     from nni_pl.experiment import store as st
 
     return [
         loc
-        for loc in _locate.iter_experiments(working_directory=args.workdir, store_url=args.store)
-        if _locate.shown_status(loc.experiment) == st.EXP_RUNNING
+        for loc in locate.iter_experiments(working_directory=args.workdir, store_url=args.store)
+        if locate.shown_status(loc.experiment) == st.EXP_RUNNING
     ]
 
 
@@ -106,7 +106,7 @@ def default_id(args: argparse.Namespace, given: str | None, command: str) -> str
 
 def print_clip_hint(out: Any, cells: list[str], experiment_id: str, limit: int = CELL_LIMIT) -> None:
     """After a table: say how to see values that were cut, if any was."""
-    from nni_pl.experiment._display import CLIP_MARK
+    from nni_pl.experiment.display import CLIP_MARK
 
     if any(CLIP_MARK in c for c in cells):
         out.print(CLIP_HINT.format(limit=limit, id=experiment_id))

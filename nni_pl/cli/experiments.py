@@ -26,7 +26,7 @@ __all__ = ["add_parser", "delete_experiment"]
 def cmd_show(args: argparse.Namespace) -> int:
     """The experiment's profile as JSON (NNI's ``experiment show``), its secrets masked."""
     from nni_pl.cli.results import trial_counts
-    from nni_pl.experiment import _locate, control
+    from nni_pl.experiment import control, locate
 
     loc = find(args, default_id(args, args.id, "experiment show"))
     exp = loc.experiment
@@ -35,7 +35,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     profile = {
         "id": exp.id,
         "name": exp.name,
-        "status": _locate.shown_status(exp),
+        "status": locate.shown_status(exp),
         "message": exp.message,
         "logDir": exp.directory,
         "startTime": exp.created_at,
@@ -57,12 +57,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """NNI's ``experiment status``: ``{"status": ..., "errors": [...]}``."""
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
     from nni_pl.experiment import store as st
 
     loc = find(args, default_id(args, args.id, "experiment status"))
     exp = loc.experiment
-    status = _locate.shown_status(exp)
+    status = locate.shown_status(exp)
     errors = [exp.message] if status == st.EXP_ERROR and exp.message else []
     sys.stdout.write(json.dumps({"status": status, "errors": errors, "message": exp.message}) + "\n")
     return 0
@@ -99,16 +99,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _busy(loc: Any) -> str | None:
     """Why an experiment cannot be deleted now (something of it runs), or ``None``."""
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
     from nni_pl.experiment import store as st
 
     exp = loc.experiment
-    if exp.status == st.EXP_RUNNING and _locate.manager_alive(exp):
+    if exp.status == st.EXP_RUNNING and locate.manager_alive(exp):
         return f"its manager runs (pid {exp.manager_pid}); stop it first: `nni-pl stop {exp.id}`"
     alive = [
         t.trial_id
         for t in loc.store.list_trials(exp.id, statuses=[st.RUNNING])
-        if _locate.shown_trial_status(t, manager_running=False) == st.RUNNING
+        if locate.shown_trial_status(t, manager_running=False) == st.RUNNING
     ]
     if alive:
         return (
@@ -123,7 +123,7 @@ def delete_experiment(loc: Any) -> str:
     The folder is removed only when it is the experiment's own (named after its id), so a corrupted row
     can never point the removal elsewhere.
     """
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
 
     exp = loc.experiment
     why = _busy(loc)
@@ -142,7 +142,7 @@ def delete_experiment(loc: Any) -> str:
         where = f"folder {directory} kept: it is not named after the experiment"
     elif directory is not None:
         where = f"its folder {directory} is not on this machine"
-    _locate.unregister(exp.id)
+    locate.unregister(exp.id)
     return f"deleted experiment {exp.id} ({n_trials} trials; {where})"
 
 
@@ -158,7 +158,7 @@ def _confirm(args: argparse.Namespace, ids: list[str]) -> bool:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
 
     out = console()
     if args.all == bool(args.id):
@@ -171,7 +171,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         kept: list[tuple[str, str]] = []
     else:
         targets, kept = [], []
-        for loc in _locate.iter_experiments(working_directory=args.workdir, store_url=args.store):
+        for loc in locate.iter_experiments(working_directory=args.workdir, store_url=args.store):
             why = _busy(loc)
             if why:
                 kept.append((loc.experiment.id, why))

@@ -111,7 +111,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_view(args: argparse.Namespace) -> int:
     """Read-only: the dashboard of a stopped experiment until Ctrl-C (``--text``: the terminal overview)."""
     from nni_pl import webui
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
     from nni_pl.webui import server as webui_server
 
     out = _console()
@@ -119,7 +119,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     if args.text:
         return results.view_text(located, out)
     exp = located.experiment
-    if _locate.shown_status(exp) == "RUNNING":
+    if locate.shown_status(exp) == "RUNNING":
         info = webui_server.read_url_file(located.directory)
         if info is not None and info.get("url"):
             out.print(f"experiment {exp.id} is running; its dashboard: {info['url']}")
@@ -139,9 +139,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     )
     if args.port and server.port != args.port:
         out.print(f"port {args.port} is taken; using {server.port}")
-    out.print(
-        f"experiment [bold]{exp.id}[/] ({_locate.shown_status(exp)}), read-only dashboard: {server.url}"
-    )
+    out.print(f"experiment [bold]{exp.id}[/] ({locate.shown_status(exp)}), read-only dashboard: {server.url}")
     out.print("Ctrl-C stops serving")
     try:
         with _sigterm_interrupts():
@@ -172,13 +170,13 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def cmd_trial_add(args: argparse.Namespace) -> int:
-    from nni_pl.experiment import _locate, control
+    from nni_pl.experiment import control, locate
 
     out = _console()
     loc = _find(args)
     exp = loc.experiment
     t = control.add_trial(loc.store, exp.id, args.params)
-    if _locate.manager_alive(exp):
+    if locate.manager_alive(exp):
         out.print(f"customised trial {t.trial_id} added to experiment {exp.id}; it runs next")
     else:
         out.print(
@@ -241,7 +239,7 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
 def cmd_algo(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from nni_pl.hpo import _registry, _user_registry
+    import nni_pl.hpo as hpo
 
     out = _console()
     if args.algo_command == "list":
@@ -249,13 +247,13 @@ def cmd_algo(args: argparse.Namespace) -> int:
         for col in ("name", "type", "source", "class"):
             table.add_column(col)
         for kind, table_of in (
-            ("tuner", _registry.BUILTIN_TUNERS),
-            ("assessor", _registry.BUILTIN_ASSESSORS),
-            ("advisor", _registry.BUILTIN_ADVISORS),
+            ("tuner", hpo.BUILTIN_TUNERS),
+            ("assessor", hpo.BUILTIN_ASSESSORS),
+            ("advisor", hpo.BUILTIN_ADVISORS),
         ):
             for name, target in table_of.items():
                 table.add_row(name, kind, "nni-pl", target.replace(":", "."))
-        for kind, entries in _user_registry.read().items():
+        for kind, entries in hpo.registered_algorithms().items():
             for name, target in entries.items():
                 table.add_row(name, kind, "user", target)
         out.print(table)
@@ -269,17 +267,15 @@ def cmd_algo(args: argparse.Namespace) -> int:
                 raise NniPlError(
                     f"the meta file {args.meta} needs the key {key!r} (algoType, builtinName, className)"
                 )
-        _registry.resolve_class(
-            meta["algoType"], class_name=meta["className"], field="className"
-        )  # it must import
-        _user_registry.register(meta["algoType"], meta["builtinName"], meta["className"])
+        hpo.resolve_class(meta["algoType"], class_name=meta["className"], field="className")  # it must import
+        hpo.register_algorithm(meta["algoType"], meta["builtinName"], meta["className"])
         out.print(f"registered {meta['algoType']} {meta['builtinName']} -> {meta['className']}")
         return 0
-    kinds = [k for k, entries in _user_registry.read().items() if args.name in entries]
+    kinds = [k for k, entries in hpo.registered_algorithms().items() if args.name in entries]
     if not kinds:
         raise NniPlError(f"{args.name!r} is not a registered algorithm (built-ins cannot be unregistered)")
     for k in kinds:
-        _user_registry.unregister(k, args.name)
+        hpo.unregister_algorithm(k, args.name)
     out.print(f"unregistered {args.name}")
     return 0
 

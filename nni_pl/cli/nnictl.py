@@ -75,7 +75,7 @@ def _table(args: argparse.Namespace) -> Any:
     from rich.table import Table
 
     from nni_pl.cli.results import trial_counts
-    from nni_pl.experiment._display import format_seconds
+    from nni_pl.experiment.display import format_seconds
     from nni_pl.webui import server as webui_server
 
     table = Table(title=f"running experiments ({time.strftime('%H:%M:%S')})", header_style="bold")
@@ -109,7 +109,7 @@ def _view(args: argparse.Namespace) -> Any:
     if args.id is None:
         return _table(args)
     from nni_pl.cli.results import snapshot
-    from nni_pl.experiment._display import render_snapshot
+    from nni_pl.experiment.display import render_snapshot
 
     loc = find(args)
     try:
@@ -151,29 +151,29 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 def cmd_algo_show(args: argparse.Namespace) -> int:
     """``algo show NAME``: where a built-in or registered algorithm lives and its ``classArgs``."""
-    from nni_pl.hpo import _registry, _user_registry
+    import nni_pl.hpo as hpo
 
     out = console()
-    name = _registry.ALIASES.get(args.name, args.name)
+    name = hpo.ALIASES.get(args.name, args.name)
     builtin = [
         (kind, table[name].replace(":", "."), "nni-pl")
         for kind, table in (
-            ("tuner", _registry.BUILTIN_TUNERS),
-            ("assessor", _registry.BUILTIN_ASSESSORS),
-            ("advisor", _registry.BUILTIN_ADVISORS),
+            ("tuner", hpo.BUILTIN_TUNERS),
+            ("assessor", hpo.BUILTIN_ASSESSORS),
+            ("advisor", hpo.BUILTIN_ADVISORS),
         )
         if name in table
     ]
     user = [
         (k, v, "user")
-        for k, entries in _user_registry.read().items()
+        for k, entries in hpo.registered_algorithms().items()
         for n, v in entries.items()
         if n == name
     ]
     if not builtin + user:
         raise NniPlError(f"no algorithm {args.name!r}; `nni-pl algo list` shows them all")
     kind, target, source = (builtin + user)[0]
-    cls = _registry.resolve_class(kind, name, field="name")
+    cls = hpo.resolve_class(kind, name, field="name")
     out.print(f"name: {name}\ntype: {kind}\nsource: {source}\nclass: {target}")
     doc = (inspect.getdoc(cls) or "").split("\n\n", 1)[0].replace("\n", " ")
     if doc:

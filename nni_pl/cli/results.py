@@ -48,30 +48,30 @@ class TrialCounts:
 
     def describe(self) -> str:
         """``running 2, failed 1`` (``interrupted 3`` for trials whose manager and process are gone)."""
-        from nni_pl.experiment import _locate
+        from nni_pl.experiment import locate
         from nni_pl.experiment import store as st
 
         parts = []
         if self.manager_running or self.by_status.get(st.RUNNING):
             parts.append(f"running {self.by_status.get(st.RUNNING, 0)}")
-        if self.by_status.get(_locate.INTERRUPTED):
-            parts.append(f"interrupted {self.by_status[_locate.INTERRUPTED]}")
+        if self.by_status.get(locate.INTERRUPTED):
+            parts.append(f"interrupted {self.by_status[locate.INTERRUPTED]}")
         parts.append(f"failed {self.by_status.get(st.FAILED, 0)}")
         return ", ".join(parts)
 
 
 def trial_counts(loc: Any) -> TrialCounts:
     """Count like the manager does: a trial re-queued after a stop does not count (its re-run does)."""
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
     from nni_pl.experiment import store as st
 
     exp, store = loc.experiment, loc.store
     counts = store.count_trials(exp.id)
     counted = sum(counts.values()) - store.count_requeued(exp.id)
-    manager_running = exp.status == st.EXP_RUNNING and _locate.manager_alive(exp)
+    manager_running = exp.status == st.EXP_RUNNING and locate.manager_alive(exp)
     if counts.get(st.RUNNING) and not manager_running:
         for t in store.list_trials(exp.id, statuses=[st.RUNNING]):
-            shown = _locate.shown_trial_status(t, manager_running=False)
+            shown = locate.shown_trial_status(t, manager_running=False)
             if shown != st.RUNNING:
                 counts[st.RUNNING] -= 1
                 counts[shown] = counts.get(shown, 0) + 1
@@ -86,8 +86,8 @@ def trial_counts(loc: Any) -> TrialCounts:
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from nni_pl.experiment import _locate
-    from nni_pl.experiment._display import format_seconds
+    from nni_pl.experiment import locate
+    from nni_pl.experiment.display import format_seconds
 
     out = console()
     table = Table(header_style="bold")
@@ -95,9 +95,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_column(col)
     n = 0
     running_only = getattr(args, "running_only", False)
-    for loc in _locate.iter_experiments(working_directory=args.workdir, store_url=args.store):
+    for loc in locate.iter_experiments(working_directory=args.workdir, store_url=args.store):
         exp = loc.experiment
-        status = _locate.shown_status(exp)
+        status = locate.shown_status(exp)
         if (args.status and status != args.status) or (running_only and status != "RUNNING"):
             continue
         counts = trial_counts(loc)
@@ -125,8 +125,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from nni_pl.experiment import _locate
-    from nni_pl.experiment._display import clip, format_seconds
+    from nni_pl.experiment import locate
+    from nni_pl.experiment.display import clip, format_seconds
 
     out = console()
     loc = find(args)
@@ -136,7 +136,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     counts = trial_counts(loc)
     summary = ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.by_status.items())) or "no trials"
     out.print(
-        f"experiment [bold]{exp.id}[/] {exp.name or ''}  status {_locate.shown_status(exp)}  "
+        f"experiment [bold]{exp.id}[/] {exp.name or ''}  status {locate.shown_status(exp)}  "
         f"({summary})  elapsed {format_seconds(elapsed(exp))}"
     )
     if exp.message:
@@ -254,9 +254,9 @@ def cmd_trial_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from nni_pl.cli._common import default_id
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
     from nni_pl.experiment import store as st
-    from nni_pl.experiment._display import clip, format_seconds
+    from nni_pl.experiment.display import clip, format_seconds
 
     out = console()
     if args.head is not None and args.tail is not None:
@@ -275,7 +275,7 @@ def cmd_trial_ls(args: argparse.Namespace) -> int:
         ]
     else:
         trials = loc.store.list_trials(exp.id, statuses=[args.status] if args.status else None)
-    manager_running = exp.status == st.EXP_RUNNING and _locate.manager_alive(exp)
+    manager_running = exp.status == st.EXP_RUNNING and locate.manager_alive(exp)
     table = Table(header_style="bold")
     for col in ("trial", "#", "status", "result", "intermediate", "duration", "parameters"):
         table.add_column(col, overflow="fold")
@@ -286,7 +286,7 @@ def cmd_trial_ls(args: argparse.Namespace) -> int:
         table.add_row(
             t.trial_id,
             str(t.sequence_id),
-            _locate.shown_trial_status(t, manager_running=manager_running),
+            locate.shown_trial_status(t, manager_running=manager_running),
             result,
             str(t.intermediate_count),
             format_seconds(t.duration),
@@ -302,7 +302,7 @@ def cmd_trial_ls(args: argparse.Namespace) -> int:
 
 def snapshot(loc: Any, *, recent: int = 15) -> Any:
     """What the live view shows, rebuilt from the store (``view --text``, ``top ID``)."""
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
     from nni_pl.experiment.config import parse_duration
     from nni_pl.experiment.manager import Snapshot
 
@@ -313,7 +313,7 @@ def snapshot(loc: Any, *, recent: int = 15) -> Any:
     best = store.best_trials(exp.id, optimize_mode=mode, limit=1)
     trials = store.list_trials(exp.id)[-recent:]
     for t in trials:
-        t.status = _locate.shown_trial_status(t, manager_running=counts.manager_running)
+        t.status = locate.shown_trial_status(t, manager_running=counts.manager_running)
     try:
         max_duration = parse_duration(cfg.get("maxExperimentDuration"), "maxExperimentDuration")
     except NniPlError:
@@ -322,7 +322,7 @@ def snapshot(loc: Any, *, recent: int = 15) -> Any:
 
     return Snapshot(
         experiment_id=exp.id,
-        status=_locate.shown_status(exp),
+        status=locate.shown_status(exp),
         counts=counts.by_status,
         counted=counts.counted,
         running=counts.by_status.get(st.RUNNING, 0),
@@ -339,7 +339,7 @@ def snapshot(loc: Any, *, recent: int = 15) -> Any:
 
 
 def view_text(loc: Any, out: Any) -> int:
-    from nni_pl.experiment._display import render_snapshot
+    from nni_pl.experiment.display import render_snapshot
 
     out.print(render_snapshot(snapshot(loc)))
     return 0

@@ -23,13 +23,13 @@ UPDATE_KINDS = {"trialnum": "max_trials", "concurrency": "concurrency", "duratio
 
 
 def _targets(args: argparse.Namespace) -> list[Any]:
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
     from nni_pl.experiment import store as st
 
     if args.all:
         return [
             loc
-            for loc in _locate.iter_experiments(working_directory=args.workdir, store_url=args.store)
+            for loc in locate.iter_experiments(working_directory=args.workdir, store_url=args.store)
             if loc.experiment.status == st.EXP_RUNNING
         ]
     if args.port is not None:
@@ -43,7 +43,7 @@ def _targets(args: argparse.Namespace) -> list[Any]:
         pattern = args.id
         matched = [
             loc
-            for loc in _locate.iter_experiments(working_directory=args.workdir, store_url=args.store)
+            for loc in locate.iter_experiments(working_directory=args.workdir, store_url=args.store)
             if fnmatch.fnmatchcase(loc.experiment.id, pattern) and loc.experiment.status == st.EXP_RUNNING
         ]
         if not matched:
@@ -62,7 +62,7 @@ def _serves_port(loc: Any, port: int) -> bool:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from nni_pl.experiment.experiment import stop_experiment
+    from nni_pl.experiment.control import stop_experiment
 
     out = console()
     targets = _targets(args)
@@ -137,7 +137,7 @@ def _update_search_space(args: argparse.Namespace, loc: Any, out: Any) -> int:
 
 def cmd_webui(args: argparse.Namespace) -> int:
     """The URL of a running experiment's dashboard (``webui ID`` or NNI's ``webui url [ID]``)."""
-    from nni_pl.experiment import _locate
+    from nni_pl.experiment import locate
     from nni_pl.webui import server as webui_server
 
     if args.id == "url":
@@ -147,9 +147,9 @@ def cmd_webui(args: argparse.Namespace) -> int:
     else:
         loc = find(args, default_id(args, args.id, "webui"))
     exp = loc.experiment
-    status = _locate.shown_status(exp)
+    status = locate.shown_status(exp)
     info = webui_server.read_url_file(loc.directory)
-    if status != "RUNNING" or not _locate.manager_alive(exp):
+    if status != "RUNNING" or not locate.manager_alive(exp):
         raise NniPlError(
             f"experiment {exp.id} is not running ({status}); `nni-pl view {exp.id}` serves its dashboard read-only"
         )
@@ -164,7 +164,7 @@ def cmd_webui(args: argparse.Namespace) -> int:
 
 def cmd_trial_kill(args: argparse.Namespace) -> int:
     """``trial kill ID TRIAL`` or NNI's ``trial kill [ID] --trial_id T``."""
-    from nni_pl.experiment import _locate, control
+    from nni_pl.experiment import control, locate
 
     out = console()
     if args.trial and args.trial_id and args.trial != args.trial_id:
@@ -178,7 +178,7 @@ def cmd_trial_kill(args: argparse.Namespace) -> int:
     if t.finished:
         out.print(f"trial {t.trial_id} already ended ({t.status})")
         return 0
-    alive = _locate.manager_alive(exp)
+    alive = locate.manager_alive(exp)
     status = control.kill_trial(loc.store, exp.id, t.trial_id, manager_alive=alive)
     out.print(f"trial {t.trial_id}: {status}" + ("" if alive else " (no manager was running)"))
     return 0

@@ -18,8 +18,8 @@ import traceback
 def main(argv: list[str]) -> int:
     from nni_pl.errors import NniPlError
     from nni_pl.experiment import store as st
-    from nni_pl.experiment._locate import Located
     from nni_pl.experiment.experiment import Experiment
+    from nni_pl.experiment.locate import Located
 
     parser = argparse.ArgumentParser(prog="nni_pl.experiment._daemon")
     parser.add_argument("url")

@@ -1,4 +1,4 @@
-"""Managers in other processes: starting a detached one (``launch --detach``) and stopping any (``nni-pl stop``).
+"""A manager in another process: starting a detached one (``launch --detach``); ``nni-pl stop`` is in :mod:`.control`.
 
 A detached manager is ``python -m nni_pl.experiment._daemon``; its stdout/stderr go to the experiment's
 ``log/manager.out`` (owner-only; the dashboard token is never written there). :func:`spawn` returns once the
@@ -7,10 +7,7 @@ manager is up (its pid in the store, its dashboard bound) or raises with the rea
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from nni_pl.errors import NniPlError
-from nni_pl.experiment import _locate
+from nni_pl.experiment import dashboard
 from nni_pl.experiment import store as st
 from nni_pl.experiment._setup import private_fd
 
-__all__ = ["Started", "spawn", "stop_experiment"]
+__all__ = ["Started", "spawn"]
 
 START_TIMEOUT = 60.0  # a detached manager must be up within this
 
@@ -57,8 +54,6 @@ def spawn(
     Raises:
         NniPlError: it exited or hung at start; the message is its reason (the process is ended).
     """
-    from nni_pl.webui import server as webui_server
-
     log = directory / "log" / "manager.out"
     env = dict(os.environ)
     argv = [sys.executable, "-m", "nni_pl.experiment._daemon", store.url, experiment_id]
@@ -67,7 +62,7 @@ def spawn(
         argv += ["--port", str(port), "--host", host]
         if token is not None:
             env["NNI_PL_WEBUI_TOKEN"] = token  # not on the command line, where `ps` shows it
-    webui_server.remove_url_file(directory)
+    dashboard.forget(directory)
     fd = private_fd(log)
     try:
         offset = os.fstat(fd).st_size
@@ -104,14 +99,12 @@ def _wait_until_up(
     *,
     webui: bool,
 ) -> Started:
-    from nni_pl.webui import server as webui_server
-
     deadline = time.time() + START_TIMEOUT
     while True:
         code = proc.poll()
         exp = store.get_experiment(experiment_id)
         if code is None and exp.manager_pid == proc.pid:
-            info = webui_server.read_url_file(directory) if webui else None
+            info = dashboard.read(directory) if webui else None
             if not webui or (info is not None and info.get("pid") == proc.pid):
                 return Started(pid=proc.pid, webui=info)
         if code == 0:  # it ended already (a tiny experiment, or a stop that came first): its status says how
@@ -138,52 +131,3 @@ def _start_failure(log: Path, offset: int, exp: st.ExperimentRow) -> str:
         return f"it exited without a word; see {log}"
     last = lines[-1].removeprefix("error: ")
     return last if len(lines) == 1 else f"{last} (details in {log})"
-
-
-def stop_experiment(store: st.Store, experiment_id: str, *, timeout: float = 60.0) -> bool:
-    """Stop an experiment's manager (SIGTERM, it stops gracefully); returns whether one was running.
-
-    Without a manager the experiment is marked STOPPED and the trials it left running are terminated. That
-    record is a stop request too: a manager starting at this moment (before it wrote its pid) reads it and
-    stops; one that wrote its pid meanwhile is signalled.
-    """
-    from nni_pl.training.local import _alive
-
-    exp = store.get_experiment(experiment_id)
-    if _signal_manager(store, exp, timeout):
-        return True
-    # no manager: end what it left running; resume will record them
-    for t in store.list_trials(experiment_id, statuses=[st.RUNNING]):
-        if t.pid is not None and _alive(t.pid, t.pid_started_at):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(t.pid, signal.SIGTERM)
-    if exp.status == st.EXP_RUNNING:
-        store.update_experiment(
-            experiment_id,
-            status=st.EXP_STOPPED,
-            message="stopped while no manager was running",
-            ended_at=time.time(),
-        )
-        if _signal_manager(store, store.get_experiment(experiment_id), timeout):
-            return True  # a manager wrote its pid meanwhile; it may have read the store before the record
-    return False
-
-
-def _signal_manager(store: st.Store, exp: st.ExperimentRow, timeout: float) -> bool:
-    """SIGTERM the experiment's manager on this host and wait until it has ended the experiment (it clears its
-    pid then; a manager running in this very process does not exit)."""
-    from nni_pl.training.local import _alive
-
-    pid = exp.manager_pid
-    if pid is None or exp.manager_host != socket.gethostname() or not _locate.manager_alive(exp):
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.time() + timeout
-    while time.time() < deadline and _alive(pid, exp.manager_started_at):
-        if store.get_experiment(exp.id).manager_pid != pid:
-            break
-        time.sleep(0.1)
-    return True

@@ -123,10 +123,10 @@ class _NniQueries:
 
     def kill_trial_job(self, trial_job_id: str) -> None:
         """Stop one trial (NNI's ``kill_trial_job``); it is recorded ``USER_CANCELED``."""
-        from nni_pl.experiment import _locate
+        from nni_pl.experiment import locate
 
         exp = self.store.get_experiment(self.id)
-        control.kill_trial(self.store, self.id, trial_job_id, manager_alive=_locate.manager_alive(exp))
+        control.kill_trial(self.store, self.id, trial_job_id, manager_alive=locate.manager_alive(exp))
 
     def _update(self, **values: Any) -> None:
         from nni_pl.experiment.config import parse_duration

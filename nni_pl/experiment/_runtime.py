@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nni_pl.errors import NniPlError
-from nni_pl.experiment import _locate
+from nni_pl.experiment import locate
 from nni_pl.experiment._setup import private_fd
 
 LOG_LEVELS = {
@@ -34,7 +34,7 @@ def manager_lock(directory: Path, experiment_id: str) -> Iterator[None]:
     Raises:
         NniPlError: another manager holds it.
     """
-    path = _locate.lock_path(directory)
+    path = locate.lock_path(directory)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

@@ -19,7 +19,7 @@ from typing import Any
 
 from nni_pl._files import dump_yaml
 from nni_pl.errors import ConfigError, ExperimentNotFoundError, NniPlError
-from nni_pl.experiment import _locate
+from nni_pl.experiment import locate
 from nni_pl.experiment import store as st
 from nni_pl.experiment.config import ExperimentConfig, LocalConfig
 
@@ -72,7 +72,7 @@ def check_new_id(exp_id: str, config: ExperimentConfig) -> None:
         )
     indexed: Path | None = None
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        indexed = Path(json.loads((_locate._index_dir() / f"{exp_id}.json").read_text())["directory"])
+        indexed = Path(json.loads((locate._index_dir() / f"{exp_id}.json").read_text())["directory"])
     if indexed is not None and indexed.exists() and indexed != config.experiment_working_directory / exp_id:
         raise ConfigError(
             "id", f"an experiment {exp_id!r} already exists in {indexed}; resume it or pick another id"
@@ -100,8 +100,7 @@ def build_algorithms(config: ExperimentConfig, tuner: Any = None, assessor: Any 
         config: a validated config.
         tuner, assessor: instances to use instead of building the configured ones.
     """
-    from nni_pl.hpo._base import Tuner
-    from nni_pl.hpo._registry import create_algorithm, resolve_class
+    from nni_pl.hpo import Tuner, create_algorithm, resolve_class
 
     algo = config.tuner or config.advisor
     kind = "tuner" if config.tuner else "advisor"
@@ -213,7 +212,7 @@ def create(
             directory / "config.yml", dump_yaml({k: v for k, v in stored.items() if k != "searchSpace"})
         )
         config.search_space.dump(directory / "search_space.json")
-        _locate.register(exp_id, directory, url)
+        locate.register(exp_id, directory, url)
     except BaseException:
         if store is not None:
             if shared and created_row:
@@ -234,7 +233,7 @@ def discard(store: st.Store | None, directory: Path | None, exp_id: str, *, shar
                 store.delete_experiment(exp_id)
         store.close()
     if directory is not None:
-        entry = _locate._index_dir() / f"{exp_id}.json"
+        entry = locate._index_dir() / f"{exp_id}.json"
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             if Path(json.loads(entry.read_text())["directory"]) == directory:
                 entry.unlink()

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from nni_pl._config_readers import check_keys, read_bool, read_gpu_indices, read_int, read_path, read_str
+from nni_pl._paths import default_working_directory
 from nni_pl.errors import ConfigError, SearchSpaceError, did_you_mean
 from nni_pl.experiment._config_v1 import is_v1, v1_to_v2
 from nni_pl.space import SearchSpace
@@ -51,11 +52,6 @@ logger = logging.getLogger(__name__)
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "fatal")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def default_working_directory() -> Path:
-    """Where experiments live unless the config says otherwise: ``$NNI_PL_HOME`` or ``~/nni-pl-experiments``."""
-    return Path(os.environ.get("NNI_PL_HOME") or Path.home() / "nni-pl-experiments").expanduser()
 
 
 def parse_duration(value: Any, field: str) -> float | None:

@@ -19,12 +19,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import secrets
 import signal
+import socket
 import string
 import time
 from collections.abc import Mapping
@@ -32,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from nni_pl.errors import NniPlError, SearchSpaceError, StoreError
+from nni_pl.experiment import locate
 from nni_pl.experiment import store as st
+from nni_pl.training.process import alive as _alive
 
 __all__ = [
     "CUSTOMIZED",
@@ -40,6 +44,7 @@ __all__ = [
     "kill_trial",
     "optimize_mode",
     "redact",
+    "stop_experiment",
     "update_limits",
     "update_search_space",
 ]
@@ -204,8 +209,7 @@ def update_search_space(store: st.Store, experiment_id: str, space: Any) -> Any:
 def _check_tuner_can_search(config: Mapping[str, Any], space: Any) -> None:
     """Refuse a space the experiment's tuner (or advisor) cannot search, naming the parameter."""
     from nni_pl.errors import ConfigError
-    from nni_pl.hpo._base import Tuner
-    from nni_pl.hpo._registry import resolve_class
+    from nni_pl.hpo import Tuner, resolve_class
 
     for kind in ("tuner", "advisor"):
         algo = config.get(kind)
@@ -240,7 +244,6 @@ def kill_trial(
     waits up to ``wait`` seconds for it to end). Without one, its process group is sent SIGTERM and it is
     recorded ``USER_CANCELED``. A trial that never started (a waiting customised trial) is cancelled at once.
     """
-    from nni_pl.training.local import _alive
 
     t = store.get_trial(experiment_id, trial_id)
     if t.finished:
@@ -332,3 +335,51 @@ def add_trial(store: st.Store, experiment_id: str, parameters: Any) -> st.TrialR
             continue
         return row
     raise NniPlError(f"could not record a customised trial in experiment {experiment_id}; try again")
+
+
+# --- stopping -------------------------------------------------------------------------------------------------------
+
+
+def stop_experiment(store: st.Store, experiment_id: str, *, timeout: float = 60.0) -> bool:
+    """Stop an experiment's manager (SIGTERM, it stops gracefully); returns whether one was running.
+
+    Without a manager the experiment is marked STOPPED and the trials it left running are terminated. That
+    record is a stop request too: a manager starting at this moment (before it wrote its pid) reads it and
+    stops; one that wrote its pid meanwhile is signalled.
+    """
+    exp = store.get_experiment(experiment_id)
+    if _signal_manager(store, exp, timeout):
+        return True
+    # no manager: end what it left running; resume will record them
+    for t in store.list_trials(experiment_id, statuses=[st.RUNNING]):
+        if t.pid is not None and _alive(t.pid, t.pid_started_at):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(t.pid, signal.SIGTERM)
+    if exp.status == st.EXP_RUNNING:
+        store.update_experiment(
+            experiment_id,
+            status=st.EXP_STOPPED,
+            message="stopped while no manager was running",
+            ended_at=time.time(),
+        )
+        if _signal_manager(store, store.get_experiment(experiment_id), timeout):
+            return True  # a manager wrote its pid meanwhile; it may have read the store before the record
+    return False
+
+
+def _signal_manager(store: st.Store, exp: st.ExperimentRow, timeout: float) -> bool:
+    """SIGTERM the experiment's manager on this host and wait until it has ended the experiment (it clears its
+    pid then; a manager running in this very process does not exit)."""
+    pid = exp.manager_pid
+    if pid is None or exp.manager_host != socket.gethostname() or not locate.manager_alive(exp):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.time() + timeout
+    while time.time() < deadline and _alive(pid, exp.manager_started_at):
+        if store.get_experiment(exp.id).manager_pid != pid:
+            break
+        time.sleep(0.1)
+    return True

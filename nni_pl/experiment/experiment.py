@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from nni_pl.errors import ConfigError, ExperimentNotFoundError, NniPlError
-from nni_pl.experiment import _detached, _locate, _runtime, _setup
+from nni_pl.experiment import _detached, _runtime, _setup, dashboard, locate
 from nni_pl.experiment import store as st
-from nni_pl.experiment._detached import stop_experiment
 from nni_pl.experiment._queries import _NniQueries
 from nni_pl.experiment.config import AlgorithmConfig, ExperimentConfig
+from nni_pl.experiment.control import stop_experiment
 from nni_pl.experiment.manager import Manager, Snapshot
 from nni_pl.training.platforms import PLATFORMS, UNAVAILABLE_PLATFORMS, ServiceSpec, create_service
 
@@ -306,7 +306,7 @@ class Experiment(_NniQueries):
         mine = exp.manager_pid == os.getpid() and (self._manager is not None or self._thread_alive())
         if (
             exp.status == st.EXP_RUNNING
-            and _locate.manager_alive(exp)
+            and locate.manager_alive(exp)
             and (exp.manager_pid != os.getpid() or mine)
         ):
             raise NniPlError(
@@ -321,7 +321,7 @@ class Experiment(_NniQueries):
         goes back to how it was), unless another manager runs it now."""
         try:
             exp = self.store.get_experiment(self.id)
-            if exp.manager_pid not in (None, os.getpid()) and _locate.manager_alive(exp):
+            if exp.manager_pid not in (None, os.getpid()) and locate.manager_alive(exp):
                 return  # a racing start won: the experiment is running, leave it be
             if self._fresh:
                 self._discard()
@@ -499,58 +499,27 @@ class Experiment(_NniQueries):
 
     @contextlib.contextmanager
     def _webui(self, port: int | None, host: str, token: str | None) -> Iterator[None]:
-        """Serve the dashboard while the manager runs (never fails the experiment)."""
-        from nni_pl import webui
-        from nni_pl.webui import server as webui_server
-
+        """Serve the dashboard while the manager runs, through the dashboard plug-in (never fails the run)."""
         if port is None:
             yield
             return
-        server = None
-        reason = None
-        if not webui.available():
-            reason = f"it needs FastAPI and uvicorn: {webui.INSTALL_HINT}"
-        else:
+        with dashboard.hosted(
+            store=self.store,
+            experiment_id=self.id,
+            directory=self.directory,
+            port=port,
+            host=host,
+            token=token,
+            workdir=self.config.experiment_working_directory,
+            stop_hook=self._request_stop,
+            announce=self._announce,
+        ) as info:
+            self.webui_url, self.webui_urls, self.port = info.url, list(info.urls), info.port
+            self.webui_error = info.error
             try:
-                server = webui_server.serve(
-                    self.store.url,
-                    host=host,
-                    port=port,
-                    token=token,
-                    experiment_id=self.id,
-                    workdir=self.config.experiment_working_directory,
-                    stop_hook=self._request_stop,
-                    wait=False,  # bound now, built on the first request: an unopened dashboard costs nothing
-                )
-            except Exception as e:  # the dashboard must never fail the experiment
-                reason = str(e) or type(e).__name__
-        try:
-            if server is None:
-                self.webui_error = reason
-                logger.warning("no web dashboard: %s", reason)
-                sys.stderr.write(f"no web dashboard: {reason}\n")
-                with contextlib.suppress(OSError):
-                    webui_server.write_url_file(self.directory, None, error=reason)
-            else:
-                self.webui_url, self.webui_urls, self.port = server.url, server.urls, server.port
-                webui_server.write_url_file(self.directory, server)
-                self.store.update_experiment(self.id, port=server.port)
-                if port and server.port != port:
-                    sys.stderr.write(f"port {port} is taken; the dashboard uses {server.port}\n")
-                # the token goes to the user's terminal only; a detached manager's stderr is a log file
-                shown = server.urls if self._announce else [_setup.masked(u) for u in server.urls]
-                sys.stderr.write(f"dashboard: {' '.join(shown)}\n")
-            sys.stderr.flush()
-            yield
-        finally:
-            if server is not None:
-                # the experiment is over: ask the server to end (its thread closes the socket); waiting for it
-                # would add its shutdown to every run
-                server.stop(wait=False)
+                yield
+            finally:
                 self.port = None
-                with contextlib.suppress(Exception):
-                    self.store.update_experiment(self.id, port=None)
-            webui_server.remove_url_file(self.directory)
 
     def _stop_recorded(self) -> bool:
         """Whether ``nni-pl stop`` recorded a stop for this start before its manager was there to signal."""
@@ -602,7 +571,7 @@ class Experiment(_NniQueries):
 
                     def on_update(s: Snapshot) -> None:
                         if live is not None:
-                            from nni_pl.experiment._display import render_snapshot
+                            from nni_pl.experiment.display import render_snapshot
 
                             live.update(render_snapshot(s), refresh=True)
 
@@ -706,7 +675,7 @@ class Experiment(_NniQueries):
         Returns:
             The experiment (after its run, when it ran).
         """
-        located = _locate.find(experiment_id, working_directory=working_directory, store_url=store_url)
+        located = locate.find(experiment_id, working_directory=working_directory, store_url=store_url)
         self = cls._from_located(located, trial=trial, tuner=tuner)
         self.preload, self.start_method = tuple(preload), start_method
         if port is None and wait_completion is None and not debug:
@@ -719,10 +688,10 @@ class Experiment(_NniQueries):
 
     @classmethod
     def _from_located(
-        cls, located: _locate.Located, *, trial: Callable[..., Any] | str | None = None, tuner: Any = None
+        cls, located: locate.Located, *, trial: Callable[..., Any] | str | None = None, tuner: Any = None
     ) -> Experiment:
         exp = located.experiment
-        if _locate.manager_alive(exp) and exp.status == st.EXP_RUNNING and exp.manager_pid != os.getpid():
+        if locate.manager_alive(exp) and exp.status == st.EXP_RUNNING and exp.manager_pid != os.getpid():
             raise NniPlError(f"experiment {exp.id} is still running (manager pid {exp.manager_pid})")
         stored = dict(exp.config)
         function_name = stored.pop("trialFunction", None)
@@ -741,7 +710,7 @@ class Experiment(_NniQueries):
         return self
 
     @classmethod
-    def _attached(cls, located: _locate.Located, *, read_only: bool) -> Experiment:
+    def _attached(cls, located: locate.Located, *, read_only: bool) -> Experiment:
         """An object for an experiment that runs elsewhere or not at all: it reads and steers the store."""
         self = cls.__new__(cls)
         self.config = ExperimentConfig.from_stored(located.experiment.config)
@@ -776,7 +745,7 @@ class Experiment(_NniQueries):
             ExperimentNotFoundError: no such experiment.
             MissingDependencyError: a port was given but FastAPI/uvicorn are not installed.
         """
-        located = _locate.find(experiment_id, working_directory=working_directory, store_url=store_url)
+        located = locate.find(experiment_id, working_directory=working_directory, store_url=store_url)
         self = cls._attached(located, read_only=True)
         if port is None and wait_completion is None and non_blocking is None:
             return self
@@ -792,16 +761,10 @@ class Experiment(_NniQueries):
         return self
 
     def _serve_read_only(self, port: int, host: str, token: str | None) -> None:
-        from nni_pl.webui import server as webui_server
-
         _setup.check_webui(port, host, token)
-        server = webui_server.serve(
-            self.store.url, host=host, port=port, token=token, read_only=True, experiment_id=self.id
-        )
+        server = dashboard.serve_read_only(self.store.url, self.id, port=port, host=host, token=token)
         self._server = server
         self.webui_url, self.webui_urls, self.port = server.url, server.urls, server.port
-        sys.stderr.write(f"dashboard: {' '.join(server.urls)}\n")
-        sys.stderr.flush()
 
     @classmethod
     def connect(
@@ -813,15 +776,15 @@ class Experiment(_NniQueries):
         Raises:
             ExperimentNotFoundError: no running experiment serves its dashboard on that port.
         """
-        found: _locate.Located | None = None
+        found: locate.Located | None = None
         opened: list[st.Store] = []
-        for loc in _locate.iter_experiments(working_directory=working_directory, store_url=store_url):
+        for loc in locate.iter_experiments(working_directory=working_directory, store_url=store_url):
             exp = loc.experiment
             if (
                 found is None
                 and exp.port == port
                 and exp.status == st.EXP_RUNNING
-                and _locate.manager_alive(exp)
+                and locate.manager_alive(exp)
             ):
                 found = loc
             elif all(loc.store is not s for s in opened):
@@ -843,7 +806,7 @@ class Experiment(_NniQueries):
     # --- results ---------------------------------------------------------------------------------------------------------
     def get_status(self) -> str:
         """``RUNNING``, ``DONE``, ``STOPPED``, ``ERROR``, or ``INTERRUPTED`` (its manager died: resume it)."""
-        return _locate.shown_status(self.store.get_experiment(self.id))
+        return locate.shown_status(self.store.get_experiment(self.id))
 
     def trials(self, statuses: list[str] | None = None) -> list[st.TrialRow]:
         return self.store.list_trials(self.id, statuses=statuses)

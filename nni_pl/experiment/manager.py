@@ -33,7 +33,7 @@ from nni_pl.errors import NniPlError, NoMoreTrialError, WaitForResults
 from nni_pl.experiment import store as st
 from nni_pl.experiment.config import ExperimentConfig
 from nni_pl.experiment.control import CUSTOMIZED
-from nni_pl.hpo._base import Advisor, AssessResult, HistoryEntry, extract_scalar
+from nni_pl.hpo import Advisor, AssessResult, HistoryEntry, extract_scalar
 from nni_pl.training.service import TrainingService, TrialEnd, TrialJob
 from nni_pl.trial import protocol
 
@@ -722,6 +722,6 @@ def _unadopted(t: st.TrialRow) -> bool:
 
 
 def _is_ours(algo: Any) -> bool:
-    from nni_pl.hpo._base import Tuner
+    from nni_pl.hpo import Tuner
 
     return isinstance(algo, Tuner)

@@ -5,8 +5,9 @@ started with ``--logdir_spec`` naming every trial: ``<sequence id>_<trial id>:<t
 dashboard, it binds 127.0.0.1 unless told otherwise.
 
 Example:
-    >>> from nni_pl.experiment import _locate, tensorboard      # doctest: +SKIP
-    >>> tensorboard.logdir_spec(_locate.find("abcd1234"))      # doctest: +SKIP
+    >>> from nni_pl.experiment import locate
+    from nni_pl.experiment import tensorboard      # doctest: +SKIP
+    >>> tensorboard.logdir_spec(locate.find("abcd1234"))      # doctest: +SKIP
     '0_Ab3xY:/home/me/nni-pl-experiments/abcd1234/trials/Ab3xY,1_Qw7rT:...'
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nni_pl.errors import NniPlError
-from nni_pl.experiment import _locate
+from nni_pl.experiment import locate
 from nni_pl.experiment import store as st
 
 __all__ = ["DEFAULT_PORT", "has_event_files", "logdir_spec", "tensorboard_command"]
@@ -36,7 +37,7 @@ def _installed() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _select(located: _locate.Located, trial_ids: Sequence[str]) -> list[st.TrialRow]:
+def _select(located: locate.Located, trial_ids: Sequence[str]) -> list[st.TrialRow]:
     exp_id = located.experiment.id
     trials = located.store.list_trials(exp_id)
     if not trial_ids:
@@ -49,7 +50,7 @@ def _select(located: _locate.Located, trial_ids: Sequence[str]) -> list[st.Trial
     return [by_id[t] for t in trial_ids]
 
 
-def logdir_spec(located: _locate.Located, trial_ids: Sequence[str] = ()) -> str:
+def logdir_spec(located: locate.Located, trial_ids: Sequence[str] = ()) -> str:
     """TensorBoard's ``--logdir_spec``: ``name:dir`` for every chosen trial (all by default) that has logs.
 
     Raises:
@@ -77,7 +78,7 @@ def logdir_spec(located: _locate.Located, trial_ids: Sequence[str] = ()) -> str:
 
 
 def tensorboard_command(
-    located: _locate.Located,
+    located: locate.Located,
     trial_ids: Sequence[str] = (),
     *,
     host: str = "127.0.0.1",

@@ -534,11 +534,11 @@ def run_merged_trials(
     """
     import json
 
+    from nni_pl import trial as trial_sdk
     from nni_pl.nas._trial import run_trial
     from nni_pl.nas.evaluator import Classification, Evaluator, Regression, freeze_config
     from nni_pl.nas.evaluator._base import resolve_factory
     from nni_pl.nas.space import load_space
-    from nni_pl import trial as trial_sdk
 
     max_models = _check_positive_int("max_models", max_models)
     seed = int(spec.get("seed") or 0)

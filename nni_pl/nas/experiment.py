@@ -238,9 +238,9 @@ class NasExperiment:
         store_url: str | None = None,
     ) -> NasExperiment:
         """Load a stopped NAS experiment; :meth:`run` continues it (the strategy relearns the stored results)."""
-        from nni_pl.experiment import _locate
+        from nni_pl.experiment import locate
 
-        located = _locate.find(experiment_id, working_directory=working_directory, store_url=store_url)
+        located = locate.find(experiment_id, working_directory=working_directory, store_url=store_url)
         function = FUNCTION_TRIAL if located.experiment.config.get("trialFunction") else None
         return cls._wrap(Experiment._from_located(located, trial=function))
 

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nni_pl import __version__
 from nni_pl.errors import ExperimentNotFoundError, NniPlError, StoreError
-from nni_pl.experiment import _locate, control
+from nni_pl.experiment import control, locate
 from nni_pl.experiment import store as st
 from nni_pl.webui._limits import MAX_BODY_BYTES, BodyLimit
 
@@ -111,37 +111,37 @@ class _Catalog:
                 store = self._stores[url] = st.Store(url)
             return store
 
-    def experiments(self) -> list[_locate.Located]:
-        found: dict[str, _locate.Located] = {}
+    def experiments(self) -> list[locate.Located]:
+        found: dict[str, locate.Located] = {}
         if self.store is not None:
             for exp in self.store.list_experiments():
-                found[exp.id] = _locate.Located(self.store, exp)
+                found[exp.id] = locate.Located(self.store, exp)
         if self.scan:
-            for exp_id, _directory, url in _locate._candidates(self.workdir):
+            for exp_id, _directory, url in locate.candidates(self.workdir):
                 if exp_id in found:
                     continue
                 if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
                     continue
                 try:
                     store = self._store(url)
-                    found[exp_id] = _locate.Located(store, store.get_experiment(exp_id))
+                    found[exp_id] = locate.Located(store, store.get_experiment(exp_id))
                 except (StoreError, ExperimentNotFoundError):
                     continue
         return sorted(found.values(), key=lambda loc: loc.experiment.created_at)
 
-    def get(self, experiment_id: str) -> _locate.Located:
+    def get(self, experiment_id: str) -> locate.Located:
         if self.store is not None:
             try:
-                return _locate.Located(self.store, self.store.get_experiment(experiment_id))
+                return locate.Located(self.store, self.store.get_experiment(experiment_id))
             except ExperimentNotFoundError:
                 if not self.scan:
                     raise ExperimentNotFoundError(
                         f"no experiment {experiment_id!r} here; GET {API}/experiments lists those there are"
                     ) from None
-        for exp_id, _directory, url in _locate._candidates(self.workdir):
+        for exp_id, _directory, url in locate.candidates(self.workdir):
             if exp_id == experiment_id:
                 store = self._store(url)
-                return _locate.Located(store, store.get_experiment(exp_id))
+                return locate.Located(store, store.get_experiment(exp_id))
         raise ExperimentNotFoundError(
             f"no experiment {experiment_id!r}; GET {API}/experiments lists those there are"
         )
@@ -165,7 +165,7 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _summary(loc: _locate.Located) -> dict[str, Any]:
+def _summary(loc: locate.Located) -> dict[str, Any]:
     exp, store = loc.experiment, loc.store
     counts = store.count_trials(exp.id)
     counts["total"] = sum(counts.values())
@@ -174,7 +174,7 @@ def _summary(loc: _locate.Located) -> dict[str, Any]:
     return {
         "id": exp.id,
         "name": exp.name,
-        "status": _locate.shown_status(exp),
+        "status": locate.shown_status(exp),
         "best": best[0].final_default if best else None,
         "optimize_mode": mode,
         "counts": counts,
@@ -183,11 +183,11 @@ def _summary(loc: _locate.Located) -> dict[str, Any]:
         "duration": exp.elapsed,
         "max_trial_number": exp.config.get("maxTrialNumber"),
         "directory": exp.directory,
-        "manager_alive": _locate.manager_alive(exp),
+        "manager_alive": locate.manager_alive(exp),
     }
 
 
-def _detail(loc: _locate.Located, read_only: bool) -> dict[str, Any]:
+def _detail(loc: locate.Located, read_only: bool) -> dict[str, Any]:
     from nni_pl.experiment.config import parse_duration
 
     exp = loc.experiment
@@ -399,7 +399,7 @@ def create_app(
         response.headers.setdefault("X-Frame-Options", "DENY")
         return response
 
-    def writable(loc: _locate.Located, what: str) -> None:
+    def writable(loc: locate.Located, what: str) -> None:
         if read_only:
             raise ApiError(
                 409,
@@ -442,7 +442,7 @@ def create_app(
 
     @app.post(f"{API}/experiments/{{exp_id}}/stop")
     def stop(exp_id: str) -> JSONResponse:
-        from nni_pl.experiment.experiment import stop_experiment
+        from nni_pl.experiment.control import stop_experiment
 
         loc = catalog.get(exp_id)
         writable(loc, "stop")
@@ -453,7 +453,7 @@ def create_app(
             stop_hook()  # this process runs the manager: it stops after this answer
             return _json({"ok": True, "status": "STOPPING"})
         stop_experiment(loc.store, exp_id, timeout=20.0)
-        return _json({"ok": True, "status": _locate.shown_status(loc.store.get_experiment(exp_id))})
+        return _json({"ok": True, "status": locate.shown_status(loc.store.get_experiment(exp_id))})
 
     @app.post(f"{API}/experiments/{{exp_id}}/resume")
     def resume(exp_id: str) -> JSONResponse:
@@ -462,7 +462,7 @@ def create_app(
         loc = catalog.get(exp_id)
         writable(loc, "resume")
         exp = loc.experiment
-        if _locate.shown_status(exp) == st.EXP_RUNNING:
+        if locate.shown_status(exp) == st.EXP_RUNNING:
             return _json({"ok": True, "status": st.EXP_RUNNING})
         function = exp.config.get("trialFunction")
         if function:
@@ -472,7 +472,7 @@ def create_app(
                 f"Experiment.resume({exp_id!r}, trial=...).run()",
             )
         Experiment.resume(exp_id, store_url=loc.store.url).run(detach=True)
-        return _json({"ok": True, "status": _locate.shown_status(loc.store.get_experiment(exp_id))})
+        return _json({"ok": True, "status": locate.shown_status(loc.store.get_experiment(exp_id))})
 
     @app.get(f"{API}/experiments/{{exp_id}}/trials")
     def trials(exp_id: str) -> JSONResponse:
@@ -544,7 +544,7 @@ def create_app(
         if t.finished:
             return _json({"ok": True, "status": t.status})
         status = control.kill_trial(
-            loc.store, exp_id, trial_id, manager_alive=_locate.manager_alive(loc.experiment), wait=10.0
+            loc.store, exp_id, trial_id, manager_alive=locate.manager_alive(loc.experiment), wait=10.0
         )
         return _json({"ok": True, "status": status})
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nni_pl.experiment import _locate
+from nni_pl.experiment import locate
 from nni_pl.experiment import store as st
 from nni_pl.experiment.config import default_working_directory
 from nni_pl.training.local import process_start_time
@@ -70,5 +70,5 @@ def make_experiment(
         store.add_trial(row)
         if final is not None:
             store.add_metrics(exp_id, tid, [{"seq": 0, "type": "FINAL", "value": final, "time": now}])
-    _locate.register(exp_id, directory, url)
+    locate.register(exp_id, directory, url)
     return store

@@ -10,8 +10,8 @@ from rich.console import Console
 
 from nni_pl.cli.main import main
 from nni_pl.experiment import store as st
-from nni_pl.experiment._display import format_seconds, format_value, render_snapshot
-from nni_pl.experiment._locate import find
+from nni_pl.experiment.display import format_seconds, format_value, render_snapshot
+from nni_pl.experiment.locate import find
 from nni_pl.experiment.manager import Snapshot
 from nni_pl.training.local import _alive
 from tests._wait import wait_for

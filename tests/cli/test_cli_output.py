@@ -118,7 +118,7 @@ def test_tail_and_head_lines_read_only_what_they_need():
 
 def test_log_tail_of_a_large_output_in_bounded_memory(capsys):
     make_experiment("logs0001", [{"final": 1.0, "trial_id": "big01"}])
-    from nni_pl.experiment._locate import find
+    from nni_pl.experiment.locate import find
 
     stdout = find("logs0001").directory / "trials" / "big01" / "stdout"
     line = b"x" * 99 + b"\n"

@@ -17,7 +17,7 @@ import pytest
 from nni_pl.cli.main import main
 from nni_pl.errors import NniPlError
 from nni_pl.experiment import Experiment, tensorboard
-from nni_pl.experiment._locate import find
+from nni_pl.experiment.locate import find
 from nni_pl.training._base import TrialJob
 from nni_pl.training.local import LocalTrainingService
 from nni_pl.trial._context import ENV_DEFAULT_ROOT_DIR, TrialContext, activate

@@ -22,7 +22,7 @@ import pytest
 from nni_pl.cli.main import main
 from nni_pl.experiment import Experiment, control
 from nni_pl.experiment import store as st
-from nni_pl.experiment._locate import find
+from nni_pl.experiment.locate import find
 from nni_pl.hpo.tuners.random import RandomTuner
 from tests._wait import wait_for
 

@@ -12,9 +12,9 @@ import pytest
 
 from nni_pl.cli import nnictl
 from nni_pl.cli.main import main
-from nni_pl.experiment import _locate
+from nni_pl.experiment import locate
 from nni_pl.experiment import store as st
-from nni_pl.experiment._locate import find
+from nni_pl.experiment.locate import find
 from tests._wait import wait_for
 from tests.cli._rows import make_experiment
 
@@ -201,7 +201,7 @@ def test_experiment_delete_removes_rows_folder_and_index_and_refuses_a_running_o
     assert "--yes" in _err_line(capsys) and folder.exists()
     assert main(["experiment", "delete", "gone0001", "--yes"]) == 0
     assert "deleted experiment gone0001 (1 trials" in capsys.readouterr().out
-    assert not folder.exists() and _locate.is_known("gone0001") is None
+    assert not folder.exists() and locate.is_known("gone0001") is None
     assert main(["show", "gone0001"]) == 2
     capsys.readouterr()
 
@@ -216,7 +216,7 @@ def test_experiment_delete_removes_rows_folder_and_index_and_refuses_a_running_o
     assert main(["experiment", "delete", "--all", "--yes"]) == 0
     out = capsys.readouterr().out
     assert "kept experiment busy0001" in out and "deleted experiment gone0003" in out
-    assert [loc.experiment.id for loc in _locate.iter_experiments()] == ["busy0001"]
+    assert [loc.experiment.id for loc in locate.iter_experiments()] == ["busy0001"]
     assert main(["experiment", "delete"]) == 2
     assert "give the experiment to delete, or --all" in _err_line(capsys)
 
@@ -300,7 +300,7 @@ def test_stop_with_a_wildcard_stops_every_match(capsys):
         make_experiment(exp_id, status=st.EXP_RUNNING)  # recorded running, manager gone
     assert main(["stop", "wild*"]) == 0
     assert capsys.readouterr().out.count("marked stopped") == 2
-    statuses = {loc.experiment.id: loc.experiment.status for loc in _locate.iter_experiments()}
+    statuses = {loc.experiment.id: loc.experiment.status for loc in locate.iter_experiments()}
     assert statuses == {"wild0001": "STOPPED", "wild0002": "STOPPED", "tame0001": "RUNNING"}
     assert main(["stop", "nomatch*"]) == 2
     assert "no running experiment matches 'nomatch*'" in _err_line(capsys)

@@ -21,8 +21,8 @@ from nni_pl.cli.main import main
 from nni_pl.errors import NniPlError
 from nni_pl.experiment import Experiment, control, stop_experiment
 from nni_pl.experiment import store as st
-from nni_pl.experiment._locate import find
 from nni_pl.experiment.config import default_working_directory
+from nni_pl.experiment.locate import find
 
 TRIAL = textwrap.dedent(
     """

@@ -11,7 +11,7 @@ import pytest
 from nni_pl.cli.main import main
 from nni_pl.experiment import Experiment, Store
 from nni_pl.experiment import store as st
-from nni_pl.experiment._locate import find
+from nni_pl.experiment.locate import find
 
 SPACE = {"x": {"_type": "quniform", "_value": [0, 1, 0.1]}, "steps": {"_type": "choice", "_value": [3]}}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nni_pl.experiment import _locate
+from nni_pl.experiment import locate
 from nni_pl.experiment import store as st
 
 N_TRIALS = 12
@@ -75,13 +75,13 @@ def test_function_experiment_writes_everything_to_the_server(
         assert best.final_default == max(t.final_default for t in trials)
         assert math.isfinite(best.final_default)
 
-    located = _locate.find(exp_id, store_url=url)
+    located = locate.find(exp_id, store_url=url)
     try:
         assert located.experiment.id == exp_id
         assert located.directory == tmp_path / exp_id
     finally:
         located.store.close()
-    by_prefix = _locate.find(exp_id[:5], store_url=url)  # a unique prefix will do
+    by_prefix = locate.find(exp_id[:5], store_url=url)  # a unique prefix will do
     by_prefix.store.close()
     assert by_prefix.experiment.id == exp_id
 

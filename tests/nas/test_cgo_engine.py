@@ -14,11 +14,11 @@ import pytest
 from nni_pl.errors import ConfigError
 from nni_pl.experiment import store as st
 from nni_pl.nas._trial import run_trial
+from nni_pl.nas.cgo_service import CgoTrainingService, cgo_settings
 from nni_pl.nas.evaluator import Classification
 from nni_pl.nas.experiment import NasExperiment
 from nni_pl.nas.strategy import GridSearch
 from nni_pl.training._base import TrialJob
-from nni_pl.nas.cgo_service import CgoTrainingService, cgo_settings
 from nni_pl.trial._context import TrialContext, activate
 from tests.nas.cgo_space import CgoSpace
 

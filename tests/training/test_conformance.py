@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from nni_pl.nas.cgo_service import CgoTrainingService  # the one import of the CGO service
 from nni_pl.testing import (
     SERVICE_TRIAL_COMMAND,
     TrainingServiceTestCase,
     service_trial,
     service_trial_nas_spec,
 )
-from nni_pl.nas.cgo_service import CgoTrainingService  # the one import of the CGO service
 from nni_pl.training.functions import FunctionTrainingService
 from nni_pl.training.local import LocalTrainingService
 from nni_pl.training.service import TrainingService

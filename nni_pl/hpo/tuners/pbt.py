@@ -206,7 +206,7 @@ class PBTTuner(Tuner):
         first = self._space is None
         self._space = space
         if self._root is None:
-            from nni_pl.experiment.config import default_working_directory
+            from nni_pl._paths import default_working_directory
 
             self._root = os.fspath(default_working_directory() / "pbt-checkpoints")
             log.warning(
@@ -293,7 +293,7 @@ class PBTTuner(Tuner):
             raise RuntimeError("update_search_space() must be called before resume()")
         steps: dict[int, dict[int, HistoryEntry]] = {}
         for h in history:
-            where = self._locate(h)
+            where = self.locate(h)
             if where is None:
                 continue
             member, step = where
@@ -356,7 +356,7 @@ class PBTTuner(Tuner):
         out[SAVE_CHECKPOINT_DIR] = save
         return out
 
-    def _locate(self, h: HistoryEntry) -> tuple[int, int] | None:
+    def locate(self, h: HistoryEntry) -> tuple[int, int] | None:
         save = h.parameters.get(SAVE_CHECKPOINT_DIR) if isinstance(h.parameters, Mapping) else None
         if h.parameter_id is None or not isinstance(save, str):
             return None
