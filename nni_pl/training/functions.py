@@ -298,6 +298,9 @@ class FunctionTrainingService(TrainingService):
         preload: modules every worker imports before its first trial (e.g. ``["torch", "lightning.pytorch"]``).
         start_method: force ``"spawn"``, ``"forkserver"`` or ``"fork"``.
 
+    Start it and call it from one thread, as the manager does: on Linux a worker ends with the thread that
+    started it (``PR_SET_PDEATHSIG``).
+
     Example:
         >>> def objective(params):
         ...     return (params["x"] - 2) ** 2
@@ -578,12 +581,14 @@ class FunctionTrainingService(TrainingService):
                 w.conn.send(("exit",))
         deadline = time.time() + 5
         pending = {w.process.sentinel for w in self.workers}
-        while pending and time.time() < deadline:  # sentinels: waiting reaps nobody
-            pending -= set(wait(list(pending), max(0.0, deadline - time.time())))
-        for w in self.workers:
-            self._signal(w, signal.SIGKILL)  # a worker that did not exit (busy or stuck)
-            w.process.join(timeout=5)
-            w.conn.close()
-            assert w.process.pid is not None
-            _signal_group(w.process.pid, signal.SIGKILL, reaped=True)  # what its trials left behind
-        self.workers.clear()
+        try:
+            while pending and time.time() < deadline:  # sentinels: waiting reaps nobody
+                pending -= set(wait(list(pending), max(0.0, deadline - time.time())))
+        finally:  # also after a Ctrl-C meanwhile: workers are in their own sessions, it never reached them
+            for w in self.workers:
+                self._signal(w, signal.SIGKILL)  # a worker that did not exit (busy or stuck)
+                w.process.join(timeout=5)
+                w.conn.close()
+                assert w.process.pid is not None
+                _signal_group(w.process.pid, signal.SIGKILL, reaped=True)  # what its trials left behind
+            self.workers.clear()

@@ -139,6 +139,31 @@ def test_function_trial_terminate_ends_its_processes_and_replaces_the_worker(tmp
     assert worker_pid not in {w.process.pid for w in service.workers}
 
 
+def test_a_fork_worker_stops_at_sigterm_despite_the_managers_handler(tmp_path):
+    # a fork worker inherits the manager's Python signal handlers; its graceful-stop SIGTERM handler must not
+    # keep a terminated trial running until the SIGKILL
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        svc = FunctionTrainingService(objective, concurrency=1, start_method="fork")
+        svc.start()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    try:
+        job = _job(tmp_path, "t", {"x": 1, "child": 1, "sleep": 30})
+        svc.submit(job)
+        child = _child_of(job)
+        svc.terminate("t", grace=30)
+        deadline = time.time() + 10
+        ends = []
+        while not ends:
+            assert time.time() < deadline, "the terminated trial still runs"
+            ends = svc.poll(0.1)
+        assert ends[0].trial_id == "t" and ends[0].exit_code == 128 + signal.SIGTERM
+        assert _gone(*child)
+    finally:
+        svc.shutdown()
+
+
 def test_a_worker_stopped_after_its_call_returned_gets_no_new_trial(tmp_path):
     # the assessor's stop can land after the call returned: the "done" is already in the pipe when the worker
     # gets SIGTERM. That worker must not look idle, and the next trial must run (not crash the manager).
