@@ -94,13 +94,15 @@ def check_gpus(config: ExperimentConfig) -> None:
 
 
 def build_algorithms(config: ExperimentConfig, tuner: Any = None, assessor: Any = None) -> tuple[Any, Any]:
-    """The tuner (or advisor) and assessor of ``config``, built and checked against its search space.
+    """The tuner (or advisor) and assessor of ``config``, built and checked against its search space (the
+    manager wraps them in its one algorithm contract, :mod:`nni_pl.hpo.managed`).
 
     Args:
         config: a validated config.
         tuner, assessor: instances to use instead of building the configured ones.
     """
     from nni_pl.hpo import Tuner, create_algorithm, resolve_class
+    from nni_pl.hpo.managed import managed_tuner
 
     algo = config.tuner or config.advisor
     kind = "tuner" if config.tuner else "advisor"
@@ -127,10 +129,11 @@ def build_algorithms(config: ExperimentConfig, tuner: Any = None, assessor: Any 
         )
     if isinstance(tuner, Tuner):
         type(tuner).check_search_space(config.search_space, name=algo.name or type(tuner).__name__)
-    if config.assessor is not None and not getattr(type(tuner), "accepts_assessor", True):
+    managed = managed_tuner(tuner)
+    if config.assessor is not None and not managed.accepts_assessor:
         raise ConfigError(
             "assessor",
-            f"{algo.name or type(tuner).__name__} runs its trials as generations; an assessor cannot be used with it, remove it",
+            f"{algo.name or managed.name} runs its trials as generations; an assessor cannot be used with it, remove it",
         )
     if assessor is None and config.assessor is not None:
         a = config.assessor

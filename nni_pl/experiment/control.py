@@ -36,6 +36,7 @@ from typing import Any
 from nni_pl.errors import NniPlError, SearchSpaceError, StoreError
 from nni_pl.experiment import locate
 from nni_pl.experiment import store as st
+from nni_pl.hpo.managed import CUSTOMIZED
 from nni_pl.training.process import alive as _alive
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
     "update_search_space",
 ]
 
-CUSTOMIZED = "customized"  # NNI's parameter_source of a trial a user added by hand
 _ID_CHARS = string.ascii_letters + string.digits
 _SECRET_KEY = re.compile(r"passw(or)?d|secret|token|key|credential", re.IGNORECASE)
 _URL_WITH_PASSWORD = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:]*:[^\s/@]*@[^\s]*")

@@ -32,8 +32,8 @@ from typing import Any
 from nni_pl.errors import NniPlError, NoMoreTrialError, WaitForResults
 from nni_pl.experiment import store as st
 from nni_pl.experiment.config import ExperimentConfig
-from nni_pl.experiment.control import CUSTOMIZED
-from nni_pl.hpo import Advisor, AssessResult, HistoryEntry, extract_scalar
+from nni_pl.hpo import HistoryEntry, extract_scalar
+from nni_pl.hpo.managed import CUSTOMIZED, ManagedAssessor, ManagedTuner, managed_assessor, managed_tuner
 from nni_pl.training.service import TrainingService, TrialEnd, TrialJob
 from nni_pl.trial import protocol
 
@@ -109,9 +109,12 @@ class Manager:
         self.config = config
         self.directory = Path(directory)
         self.service = service
-        self.tuner = tuner
+        # one contract for every kind of tuner and assessor (nni_pl.hpo.managed); wrapping twice is wrapping once
+        self.tuner: ManagedTuner = managed_tuner(tuner)
         # an advisor (Hyperband, BOHB) judges running trials itself unless an assessor is configured
-        self.assessor = assessor if assessor is not None else (tuner if isinstance(tuner, Advisor) else None)
+        self.assessor: ManagedAssessor | None = (
+            managed_assessor(assessor) if assessor is not None else self.tuner.assessor_view()
+        )
         self.waiting = False  # the tuner said WaitForResults: ask again when a trial ends
         self.resumed = resumed
         self.on_update = on_update
@@ -205,9 +208,7 @@ class Manager:
         resubmit: list[st.TrialRow] = []
         if self.resumed:
             resubmit = self._reconcile()
-        if _is_ours(self.tuner):
-            self.tuner.attach(experiment_id=self.id, directory=self.directory)
-        self.tuner.update_search_space(space if _is_ours(self.tuner) else space.to_json())
+        self.tuner.start(experiment_id=self.id, directory=self.directory, space=space)
         if self.resumed and self.trials:
             self._resume_algorithms()
         for t in resubmit:
@@ -251,11 +252,7 @@ class Manager:
             if t.parameter_source == CUSTOMIZED:
                 # a user-added trial: its result is learnt (as it was live), but it is no suggestion of the
                 # tuner's, so it carries no parameter id and is never pending
-                if (
-                    t.finished
-                    and t.final is not None
-                    and (hasattr(self.tuner, "resume") or getattr(self.tuner, "_accept_customized", False))
-                ):
+                if t.finished and t.final is not None:
                     history.append(HistoryEntry(None, t.parameters, t.final, True, CUSTOMIZED))
                 continue
             history.append(
@@ -263,12 +260,7 @@ class Manager:
                     t.parameter_id, t.parameters, t.final, t.finished and not t.requeue, t.parameter_source
                 )
             )
-        if hasattr(self.tuner, "resume"):
-            self.tuner.resume(history)
-        else:  # an NNI tuner: import_data is what it understands
-            self.tuner.import_data(
-                [{"parameter": h.parameters, "value": h.value} for h in history if h.value is not None]
-            )
+        self.tuner.resume(history)
         if self.assessor is not None:
             periodical: dict[str, list[float]] = {}
             for m in self.store.list_metrics(self.id, type="PERIODICAL"):
@@ -279,8 +271,7 @@ class Manager:
                 if t.trial_id in periodical:
                     success = None if not t.finished else t.status == st.SUCCEEDED
                     records.append((t.trial_id, periodical[t.trial_id], success))
-            if self.assessor is not self.tuner and hasattr(self.assessor, "resume"):
-                self.assessor.resume(records)
+            self.assessor.resume(records)
 
     # --- scheduling ----------------------------------------------------------------------------------------------
     def _counted(self) -> int:
@@ -321,20 +312,17 @@ class Manager:
             return None
         pid = self.next_parameter_id
         try:
-            params = self.tuner.generate_parameters(pid)
+            params = self.tuner.generate(pid)
         except WaitForResults:
             if not self.service.running():
                 raise NniPlError(
-                    f"the tuner {type(self.tuner).__name__} waits for results, but no trial is running"
+                    f"the tuner {self.tuner.name} waits for results, but no trial is running"
                 ) from None
             self.waiting = True
             return None
         except NoMoreTrialError:
             self.exhausted = True
             logger.info("the tuner has no more parameters: the search space is exhausted")
-            return None
-        if params is None:  # NNI tuners may signal exhaustion by returning None
-            self.exhausted = True
             return None
         self.next_parameter_id += 1
         return _Pending(json.loads(json.dumps(params, default=protocol.json_default)), pid, "algorithm")
@@ -409,13 +397,7 @@ class Manager:
                 history = self.histories.setdefault(t.trial_id, [])
                 history.append(extract_scalar(m.value))
                 if notify and self.assessor is not None and not t.stop_requested:
-                    if self.assessor is self.tuner:
-                        verdict = self.assessor.assess_trial(
-                            t.trial_id, list(history), parameter_id=t.parameter_id
-                        )
-                    else:
-                        verdict = self.assessor.assess_trial(t.trial_id, list(history))
-                    if verdict in (AssessResult.Bad, False):
+                    if self.assessor.should_stop(t.trial_id, list(history), parameter_id=t.parameter_id):
                         logger.info("assessor: stop trial %s after %d results", t.trial_id, len(history))
                         self._stop_trial(t, "assessor")
             elif m.type == "FINAL" and t.final is None:
@@ -428,22 +410,13 @@ class Manager:
     def _tell_tuner(self, t: st.TrialRow, value: Any) -> None:
         if t.parameter_id is None:
             return
-        if t.parameter_source != CUSTOMIZED:
-            self.tuner.receive_trial_result(t.parameter_id, t.parameters, value)
-            return
-        # A customised trial's parameters never came from the tuner. Ours learn from them like any result (their
-        # receive_trial_result takes parameters it did not issue); an NNI tuner only when it says so, as in NNI.
-        if not _is_ours(self.tuner) and not getattr(self.tuner, "_accept_customized", False):
-            logger.info("customised trial %s: result not passed to the NNI tuner", t.trial_id)
-            return
-        try:
-            self.tuner.receive_trial_result(
-                t.parameter_id, t.parameters, value, customized=True, trial_job_id=t.trial_id
-            )
-        except Exception:  # a tuner that cannot take foreign parameters must not end the experiment
-            logger.warning(
-                "the tuner did not accept the result of customised trial %s", t.trial_id, exc_info=True
-            )
+        self.tuner.receive(
+            t.parameter_id,
+            t.parameters,
+            value,
+            trial_id=t.trial_id,
+            customized=t.parameter_source == CUSTOMIZED,
+        )
 
     def _stop_trial(self, t: st.TrialRow, reason: str) -> None:
         self._set(t, stop_requested=reason)
@@ -508,13 +481,8 @@ class Manager:
         ):
             self._tell_tuner(t, history[-1])
         if t.parameter_source != CUSTOMIZED and t.parameter_id is not None:
-            if _is_ours(self.tuner):
-                self.tuner.trial_end(
-                    t.parameter_id, status == st.SUCCEEDED, trial_job_id=t.trial_id, status=status
-                )
-            else:
-                self.tuner.trial_end(t.parameter_id, status == st.SUCCEEDED)
-        if self.assessor is not None and self.assessor is not self.tuner:
+            self.tuner.trial_end(t.parameter_id, status == st.SUCCEEDED, trial_id=t.trial_id, status=status)
+        if self.assessor is not None:
             self.assessor.trial_end(t.trial_id, status == st.SUCCEEDED)
 
     def _check_timeouts(self) -> None:
@@ -619,7 +587,7 @@ class Manager:
         if space == self._space:
             return
         self._space = self.config.search_space = space
-        self.tuner.update_search_space(space if _is_ours(self.tuner) else space.to_json())
+        self.tuner.update_search_space(space)
         self.exhausted = False  # a new space may hold configurations the old one did not
         logger.info("search space updated: %s", json.dumps(space.to_json())[:300])
 
@@ -719,9 +687,3 @@ class Manager:
 def _unadopted(t: st.TrialRow) -> bool:
     """A customised trial recorded by ``control.add_trial`` that no manager has taken up yet."""
     return t.sequence_id < 0 and t.status == st.WAITING and t.parameter_source == CUSTOMIZED
-
-
-def _is_ours(algo: Any) -> bool:
-    from nni_pl.hpo import Tuner
-
-    return isinstance(algo, Tuner)
