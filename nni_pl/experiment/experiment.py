@@ -550,7 +550,7 @@ class Experiment(_NniQueries):
             _runtime.manager_lock(self.directory, self.id),
             _runtime.log_file(self.directory, self.config.log_level),
         ):
-            from nni_pl.training.local import process_start_time
+            from nni_pl.training.process import process_start_time
 
             restore = _runtime.stop_signals(self._request_stop)
             live: Any = None

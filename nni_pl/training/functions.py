@@ -97,7 +97,8 @@ def _exit_status(code: object) -> tuple[int, str | None]:
 
 
 def _run_one(fn: Callable[..., Any], takes_arg: bool, job: dict[str, Any]) -> tuple[int, str | None]:
-    from nni_pl.trial._context import ENV_DEFAULT_ROOT_DIR, FINAL, TrialContext, activate
+    from nni_pl.trial import FINAL, TrialContext, activate
+    from nni_pl.trial.protocol import ENV_DEFAULT_ROOT_DIR
 
     trial_dir = Path(job["trial_dir"])
     ctx = TrialContext(

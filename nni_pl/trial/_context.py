@@ -317,16 +317,3 @@ def activate(ctx: TrialContext | None) -> None:
     if _current is not None and _current is not ctx:
         _current.close()
     _current = ctx
-
-
-# transitional aliases for importers that predate nni_pl.trial.protocol (removed with them)
-from nni_pl.trial.protocol import (  # noqa: E402, F401
-    CONTROL_DIR,
-    DEFAULT_MAX_METRIC_BYTES,
-    ENV_DEFAULT_ROOT_DIR,
-    ENV_OUTPUT_DIR,
-    ENV_PLATFORM,
-    GRACEFUL_FILE,
-    STOP_FILE,
-)
-from nni_pl.trial.protocol import read_parameter_file as _read_parameter_file  # noqa: E402, F401

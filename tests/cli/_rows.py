@@ -10,7 +10,7 @@ from typing import Any
 from nni_pl.experiment import locate
 from nni_pl.experiment import store as st
 from nni_pl.experiment.config import default_working_directory
-from nni_pl.training.local import process_start_time
+from nni_pl.training.process import process_start_time
 
 
 def make_experiment(

@@ -13,7 +13,7 @@ from nni_pl.experiment import store as st
 from nni_pl.experiment.display import format_seconds, format_value, render_snapshot
 from nni_pl.experiment.locate import find
 from nni_pl.experiment.manager import Snapshot
-from nni_pl.training.local import _alive
+from nni_pl.training.process import alive as _alive
 from tests._wait import wait_for
 
 TRIAL = textwrap.dedent(

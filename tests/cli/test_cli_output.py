@@ -12,7 +12,7 @@ import pytest
 from nni_pl.cli.logs import head_lines, tail_lines
 from nni_pl.cli.main import main
 from nni_pl.experiment import store as st
-from nni_pl.training.local import process_start_time
+from nni_pl.training.process import process_start_time
 from tests.cli._rows import make_experiment
 
 

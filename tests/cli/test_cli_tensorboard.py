@@ -18,9 +18,10 @@ from nni_pl.cli.main import main
 from nni_pl.errors import NniPlError
 from nni_pl.experiment import Experiment, tensorboard
 from nni_pl.experiment.locate import find
-from nni_pl.training._base import TrialJob
 from nni_pl.training.local import LocalTrainingService
-from nni_pl.trial._context import ENV_DEFAULT_ROOT_DIR, TrialContext, activate
+from nni_pl.training.service import TrialJob
+from nni_pl.trial import TrialContext, activate
+from nni_pl.trial.protocol import ENV_DEFAULT_ROOT_DIR
 
 
 def test_nni_callback_moves_lightning_logs_into_the_trial_dir_even_with_lightning_cli_arguments(

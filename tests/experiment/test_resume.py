@@ -16,7 +16,7 @@ from nni_pl.errors import NniPlError
 from nni_pl.experiment import Experiment
 from nni_pl.experiment import store as st
 from nni_pl.experiment.locate import find
-from nni_pl.training.local import _alive
+from nni_pl.training.process import alive as _alive
 
 # each trial: 4 steps of 0.25 s, so trials are caught mid-run by the interruptions below
 SPACE = {

@@ -18,7 +18,7 @@ from nni_pl.nas.cgo_service import CgoTrainingService, cgo_settings
 from nni_pl.nas.evaluator import Classification
 from nni_pl.nas.experiment import NasExperiment
 from nni_pl.nas.strategy import GridSearch
-from nni_pl.training._base import TrialJob
+from nni_pl.training.service import TrialJob
 from nni_pl.trial._context import TrialContext, activate
 from tests.nas.cgo_space import CgoSpace
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from nni_pl.training import functions
-from nni_pl.training._base import MetricsReader, TrialJob
 from nni_pl.training.functions import FunctionTrainingService
 from nni_pl.training.process import alive, process_start_time
+from nni_pl.training.service import TrialJob
+from nni_pl.trial.protocol import MetricsReader
 
 # a process a trial starts that ignores SIGTERM: only a SIGKILL of the trial's process group ends it
 STUBBORN_CHILD = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"

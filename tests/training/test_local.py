@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from nni_pl.errors import ConfigError
-from nni_pl.training._base import MetricsReader, TrialJob, write_parameter_file
-from nni_pl.training.local import GpuScheduler, LocalTrainingService, _alive
+from nni_pl.training.local import GpuScheduler, LocalTrainingService
+from nni_pl.training.process import alive as _alive
+from nni_pl.training.service import TrialJob
+from nni_pl.trial.protocol import MetricsReader, write_parameter_file
 
 TRIAL = textwrap.dedent(
     """
@@ -43,7 +45,7 @@ def code_dir(tmp_path: Path) -> Path:
 
 def _job(tmp_path: Path, trial_id: str, params: dict, seq: int = 0) -> TrialJob:
     job = TrialJob("exp1", trial_id, seq, seq, "algorithm", params, tmp_path / "trials" / trial_id)
-    write_parameter_file(job)
+    write_parameter_file(job.trial_dir, job.parameter_record())
     return job
 
 
@@ -99,9 +101,9 @@ def test_local_plain_commands_run_under_sh_and_others_under_bash(tmp_path, code_
     assert p_end.exit_code == 3 and f_end.exit_code == 0
     out = (plain.trial_dir / "stdout").read_text()
     assert json.loads(out.split("ARGS=", 1)[1]) == ["--x", "a b$c"]  # the quoted argument arrived intact
-    from nni_pl.training._base import read_exitcode
+    from nni_pl.trial.protocol import read_exitcode
 
-    code, ended = read_exitcode(plain.control_dir)
+    code, ended = read_exitcode(plain.trial_dir)
     assert code == 3 and before - 1 <= ended <= time.time() + 1
     assert len((plain.control_dir / "exitcode").read_text().split()) == 1
 

@@ -13,8 +13,7 @@ import pytest
 
 import nni_pl
 from nni_pl.errors import NniPlError
-from nni_pl.training._base import MetricsReader
-from nni_pl.trial._context import (
+from nni_pl.trial import (
     DEFAULT_MAX_METRIC_BYTES,
     MetricTooLargeError,
     TrialContext,
@@ -22,6 +21,7 @@ from nni_pl.trial._context import (
     activate,
     max_metric_bytes,
 )
+from nni_pl.trial.protocol import MetricsReader
 
 
 @pytest.fixture
@@ -92,8 +92,8 @@ def wide_objective(params: dict) -> dict:
 
 
 def test_a_trial_returning_an_oversized_metric_fails_with_the_reason(tmp_path, monkeypatch):
-    from nni_pl.training._base import TrialJob
     from nni_pl.training.functions import FunctionTrainingService
+    from nni_pl.training.service import TrialJob
 
     monkeypatch.delenv("NNI_PL_MAX_METRIC_BYTES", raising=False)
     job = TrialJob("exp", "wide", 0, 0, "algorithm", {"x": 0.5}, tmp_path / "wide")
@@ -123,7 +123,7 @@ def test_the_manager_skips_a_hand_written_oversized_line_and_reads_on(tmp_path, 
 
     reader = MetricsReader(tmp_path)
     path.write_bytes(rec(0, 0.5) + rec(1, {"default": 1, "s": "x" * 50_000}) + rec(2, 0.7))
-    with caplog.at_level(logging.WARNING, logger="nni_pl.training._base"):
+    with caplog.at_level(logging.WARNING, logger="nni_pl.trial.protocol"):
         assert [r["seq"] for r in reader.read()] == [0, 2]
     assert "skipping a line of 500" in caplog.text and "at most 1000 bytes" in caplog.text
     assert "NNI_PL_MAX_METRIC_BYTES" in caplog.text
@@ -132,7 +132,7 @@ def test_the_manager_skips_a_hand_written_oversized_line_and_reads_on(tmp_path, 
     with open(path, "ab") as f:
         f.write(b'{"seq": 3, "type": "PERIODICAL", "value": {"default": 1, "s": "' + b"w" * 30_000)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="nni_pl.training._base"):
+    with caplog.at_level(logging.WARNING, logger="nni_pl.trial.protocol"):
         assert reader.read() == []
     assert reader.offset == path.stat().st_size and "over 2024 bytes" in caplog.text
     with open(path, "ab") as f:
@@ -145,7 +145,7 @@ def test_the_manager_skips_a_hand_written_oversized_line_and_reads_on(tmp_path, 
 
 def test_the_manager_keeps_the_default_when_its_limit_variable_is_garbled(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("NNI_PL_MAX_METRIC_BYTES", "big")
-    with caplog.at_level(logging.WARNING, logger="nni_pl.training._base"):
+    with caplog.at_level(logging.WARNING, logger="nni_pl.trial.protocol"):
         reader = MetricsReader(tmp_path)
     assert reader.max_line == DEFAULT_MAX_METRIC_BYTES + MetricsReader._RECORD_OVERHEAD
     assert "NNI_PL_MAX_METRIC_BYTES must be a whole number" in caplog.text
