@@ -124,6 +124,7 @@ class Manager:
             t.trial_id: t for t in store.list_trials(experiment_id) if not _unadopted(t)
         }
         self.jobs: dict[str, TrialJob] = {}  # what the service was handed, by trial id
+        self._started: list[tuple[str, dict[str, Any]]] = []  # launched, their RUNNING row not yet written
         self.histories: dict[str, list[float]] = {}
         self.pending: deque[_Pending] = deque()
         self.next_sequence_id = 1 + max((t.sequence_id for t in self.trials.values()), default=-1)
@@ -165,15 +166,21 @@ class Manager:
                     break
                 timeout = 0.0 if self._can_schedule_now() else self.poll_interval
                 ends = self.service.poll(timeout)
-                self._ingest_running()
-                for end in ends:
-                    self._finish(end)
-                self._check_timeouts()
-                self._sync_from_store()
-                if self._done():
+                # One store transaction per turn: the trials that ended, their metrics, and the rows of the trials
+                # that start next are committed together (a row is committed before its trial is started).
+                with self.store.batch():
+                    self._flush_started()
+                    self._ingest_running()
+                    for end in ends:
+                        self._finish(end)
+                    self._check_timeouts()
+                    self._sync_from_store()
+                    done = self._done()
+                    planned = [] if done else self._plan()
+                if done:
                     status = st.EXP_DONE
                     break
-                self._schedule()
+                self._launch(planned)
                 self._update_display()
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
@@ -207,7 +214,8 @@ class Manager:
         space = self.config.search_space
         resubmit: list[st.TrialRow] = []
         if self.resumed:
-            resubmit = self._reconcile()
+            with self.store.batch():
+                resubmit = self._reconcile()
         self.tuner.start(experiment_id=self.id, directory=self.directory, space=space)
         if self.resumed and self.trials:
             self._resume_algorithms()
@@ -333,11 +341,14 @@ class Manager:
             if tid not in self.trials:
                 return tid
 
-    def _schedule(self) -> None:
-        while self._may_create() and self.service.free_slots() > 0:
+    def _plan(self) -> list[st.TrialRow]:
+        """The trials to start now, each recorded in the store (new ones as WAITING rows) before it is started."""
+        planned: list[st.TrialRow] = []
+        free = self.service.free_slots()
+        while len(planned) < free and self._may_create():
             item = self._next()
             if item is None:
-                return
+                break
             if item.trial_id is not None:
                 t = self.trials[item.trial_id]
                 if t.finished or t.stop_requested == "user":
@@ -359,21 +370,38 @@ class Manager:
                 self.next_sequence_id += 1
                 self.store.add_trial(t)  # recorded before it exists anywhere else
                 self.trials[tid] = t
+            planned.append(t)
+        return planned
+
+    def _launch(self, planned: list[st.TrialRow]) -> None:
+        """Start the planned trials (their rows are committed). Where each runs is recorded with the next turn's
+        transaction; a manager that dies before that finds the trial again from its folder's ``.nni/pid``."""
+        for t in planned:
+            if self.stopping:  # left WAITING, never started: resume runs them
+                return
             job = self._job(t)
             protocol.write_parameter_file(job.trial_dir, job.parameter_record())
             info = self.service.submit(job)
-            self._set(
-                t,
-                status=st.RUNNING,
-                started_at=info.started_at,
-                pid=info.pid,
-                pid_started_at=info.pid_started_at,
-                host=info.host,
-                gpu_indices=",".join(map(str, info.gpu_indices)) if info.gpu_indices is not None else None,
-            )
+            values = {
+                "status": st.RUNNING,
+                "started_at": info.started_at,
+                "pid": info.pid,
+                "pid_started_at": info.pid_started_at,
+                "host": info.host,
+                "gpu_indices": ",".join(map(str, info.gpu_indices)) if info.gpu_indices is not None else None,
+            }
+            for k, v in values.items():
+                setattr(t, k, v)
+            self._started.append((t.trial_id, values))
             logger.info(
                 "trial %s (#%d) started: %s", t.trial_id, t.sequence_id, json.dumps(t.parameters)[:300]
             )
+
+    def _flush_started(self) -> None:
+        """Record where the trials launched since the last turn run (before anything else is written of them)."""
+        started, self._started = self._started, []
+        for trial_id, values in started:
+            self.store.update_trial(self.id, trial_id, **values)
 
     # --- metrics and verdicts --------------------------------------------------------------------------------------
     def _set(self, t: st.TrialRow, **values: Any) -> None:
@@ -608,6 +636,7 @@ class Manager:
 
     def _shutdown(self, status: str) -> None:
         try:
+            self._flush_started()
             running = list(self.service.running())
             for tid in running:
                 t = self.trials[tid]

@@ -365,24 +365,35 @@ class LocalTrainingService(TrainingService):
         gpus = self.gpus.acquire(job.trial_id)
         if gpus is None:
             raise RuntimeError("no GPU free; call free_slots() before submit()")
-        job.control_dir.mkdir(parents=True, exist_ok=True)
-        script = job.trial_dir / "run.sh"
+        # the trial directory and its .nni/ exist (the parameter file was written); plain os calls below, as this
+        # runs once per trial on the manager's hot path
+        folder = os.fspath(job.trial_dir)
+        script = os.path.join(folder, "run.sh")
         text = self._script(job, gpus)
-        script.write_text(text, encoding="utf-8")
+        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, text.encode("utf-8"))
+        finally:
+            os.close(fd)
         shell = "/bin/sh" if text.startswith("#!/bin/sh") else "bash"
         started = time.time()
-        with (
-            open(job.trial_dir / protocol.STDOUT_FILE, "ab") as out,
-            open(job.trial_dir / protocol.STDERR_FILE, "ab") as err,
-        ):
-            popen = subprocess.Popen(
-                [shell, str(script)],
-                cwd=self.code_directory,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,  # own process group: we signal the whole tree; Ctrl-C does not reach it
-            )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        out = os.open(os.path.join(folder, protocol.STDOUT_FILE), flags, 0o644)
+        try:
+            err = os.open(os.path.join(folder, protocol.STDERR_FILE), flags, 0o644)
+            try:
+                popen = subprocess.Popen(
+                    [shell, script],
+                    cwd=self.code_directory,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,  # own process group: we signal the whole tree; Ctrl-C does not reach it
+                )
+            finally:
+                os.close(err)
+        finally:
+            os.close(out)
         pid_started = process_start_time(popen.pid)
         protocol.write_pid(job.trial_dir, popen.pid, pid_started)
         self.procs[job.trial_id] = _Proc(popen.pid, pid_started, job, popen, _pidfd_open(popen.pid))
@@ -436,10 +447,11 @@ class LocalTrainingService(TrainingService):
             code = proc.popen.poll()
             if code is None:
                 return False
+            if code >= 0:
+                return code  # the wrapper exits with the trial's code (it wrote it to .nni/exitcode for reattach)
+            # the wrapper was signalled: it may have recorded the trial's code just before
             ended = protocol.read_exitcode(proc.job.trial_dir)
-            if ended is not None:
-                return ended[0]
-            return code if code >= 0 else 128 - code  # killed by a signal: shell convention
+            return ended[0] if ended is not None else 128 - code  # killed by a signal: shell convention
         if _alive(proc.pid, proc.pid_started_at):
             return False
         ended = protocol.read_exitcode(proc.job.trial_dir)
