@@ -37,8 +37,14 @@ def use_trial_dir(trainer: Any, trial_dir: str | Path) -> bool:
     in the trial directory at its first write. Returns whether anything moved.
 
     Example:
-        >>> use_trial_dir(trainer, nni_pl.get_output_dir())   # doctest: +SKIP
-        True
+        >>> import tempfile
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(enable_progress_bar=False)  # as LightningCLI builds it: default_root_dir=None
+        >>> trial_dir = tempfile.mkdtemp()  # nni_pl.get_output_dir() in a trial
+        >>> use_trial_dir(trainer, trial_dir), trainer.default_root_dir == trial_dir
+        (True, True)
+        >>> trainer.logger.log_dir.startswith(trial_dir), use_trial_dir(trainer, trial_dir)  # moved once
+        (True, False)
     """
     target = os.path.normpath(os.fspath(trial_dir))
     old = os.path.normpath(os.fspath(trainer.default_root_dir))

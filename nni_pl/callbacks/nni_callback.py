@@ -97,9 +97,14 @@ class NNICallback(Callback):
 
     Example:
         >>> from lightning.pytorch import Trainer
+        >>> from lightning.pytorch.demos.boring_classes import BoringModel
         >>> from nni_pl.callbacks import NNICallback
-        >>> trainer = Trainer(callbacks=[NNICallback(monitor="val_acc", mode="max")])  # doctest: +SKIP
-        >>> trainer.fit(model, datamodule=dm)  # doctest: +SKIP
+        >>> class Model(BoringModel):  # any LightningModule that logs the metric to tune
+        ...     def validation_step(self, batch, batch_idx):
+        ...         self.log("val_loss", super().validation_step(batch, batch_idx)["x"])
+        >>> trainer = Trainer(max_epochs=2, limit_train_batches=4, enable_progress_bar=False,
+        ...                   enable_model_summary=False, callbacks=[NNICallback(monitor="val_loss", mode="min")])
+        >>> trainer.fit(Model())  # a plain run: the reports are logged; in an experiment they reach the tuner
 
         With ``LightningCLI``: ``python train.py fit --config callbacks/hpo.yaml``.
     """

@@ -62,11 +62,32 @@ class PBTCheckpoint(Callback):
         ConfigError: an argument is invalid, or the tuner's checkpoint folders are not paths.
 
     Example:
+        Two steps of one member, each a trial whose parameters ``PBTTuner`` chose (simulated here with
+        :func:`nni_pl.trial.activate`, as a function-trial worker does): the first starts afresh and saves,
+        the second continues from it.
+
+        >>> import os, tempfile
         >>> from lightning.pytorch import Trainer
-        >>> from nni_pl.callbacks import NNICallback, PBTCheckpoint
-        >>> callbacks = [PBTCheckpoint(), NNICallback(monitor="val_acc")]
-        >>> trainer = Trainer(max_epochs=1, callbacks=callbacks)  # doctest: +SKIP
-        >>> trainer.fit(model)  # doctest: +SKIP
+        >>> from lightning.pytorch.demos.boring_classes import BoringModel
+        >>> from nni_pl.callbacks import PBTCheckpoint
+        >>> from nni_pl.trial import TrialContext, activate
+        >>> root = tempfile.mkdtemp()
+        >>> def step(n, load_dir, save_dir):
+        ...     activate(TrialContext(trial_id=f"t{n}", sequence_id=n, trial_dir=tempfile.mkdtemp(),
+        ...                           parameters={"load_checkpoint_dir": load_dir, "save_checkpoint_dir": save_dir}))
+        ...     pbt = PBTCheckpoint()
+        ...     trainer = Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
+        ...                       enable_checkpointing=False, enable_progress_bar=False,
+        ...                       enable_model_summary=False, callbacks=[pbt])
+        ...     trainer.fit(BoringModel())
+        ...     activate(None)
+        ...     return pbt
+        >>> first = step(0, f"{root}/0/0", f"{root}/0/0")  # load == save: the member's first step
+        >>> first.loaded_from, os.listdir(f"{root}/0/0")
+        (None, ['model.ckpt'])
+        >>> second = step(1, f"{root}/0/0", f"{root}/0/1")
+        >>> second.loaded_from == f"{root}/0/0/model.ckpt", os.listdir(f"{root}/0/1")
+        (True, ['model.ckpt'])
     """
 
     def __init__(self, *, filename: str = "model.ckpt", load_optimizer_state: bool = True) -> None:

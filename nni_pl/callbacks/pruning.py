@@ -522,6 +522,9 @@ class PruningCallback(Callback):
         weights are loaded. Returns ``module`` (modified in place).
 
         Example:
+            ``MyModule`` is the LightningModule that was pruned, ``last.ckpt`` a checkpoint its pruning fit
+            wrote (``tests/callbacks/test_pruning_callback.py`` makes one):
+
             >>> model = PruningCallback.restore(MyModule(), "checkpoints/last.ckpt")  # doctest: +SKIP
         """
         from nni_pl.compression.pruning.masks import apply_masks

@@ -1,11 +1,14 @@
 """Experiments: config, store, the manager loop and the Python API (NNI 2.5's ``nni.experiment``).
 
 Example:
-    >>> from nni_pl.experiment import Experiment, ExperimentConfig   # doctest: +SKIP
+    >>> from nni_pl.experiment import Experiment
     >>> Experiment("config.yml").run()                                # doctest: +SKIP
-    >>> experiment = Experiment("local")                              # doctest: +SKIP
-    >>> experiment.config.trial_command = "python3 mnist.py"          # doctest: +SKIP
+    >>> experiment = Experiment("local")
+    >>> experiment.config.trial_command = "python3 mnist.py"
     >>> experiment.run(8080)                                          # doctest: +SKIP
+
+    The two skipped lines run a real experiment (``config.yml`` and ``mnist.py`` are yours); see
+    :mod:`nni_pl.experiment.experiment` for one that runs here.
 """
 
 from nni_pl.experiment.config import AlgorithmConfig, ExperimentConfig, LocalConfig

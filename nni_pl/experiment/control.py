@@ -12,9 +12,17 @@ picks up when it polls (``Manager._sync_from_store``), or that the next ``resume
   next sequence id and runs it before asking the tuner for more (NNI's ``addCustomizedTrialJob``).
 
 Example:
-    >>> from nni_pl.experiment import control        # doctest: +SKIP
-    >>> control.update_limits(store, "abcd1234", max_trials=50, duration="2h")   # doctest: +SKIP
+    >>> import tempfile
+    >>> from nni_pl.experiment import control
+    >>> from nni_pl.experiment import store as st
+    >>> store = st.Store(st.sqlite_url(tempfile.mkdtemp() + "/store.sqlite"))
+    >>> _ = store.create_experiment(id="abcd1234", name=None, config={"maxTrialNumber": 10}, directory="")
+    >>> control.update_limits(store, "abcd1234", max_trials=50, duration="2h")
     ['maxTrialNumber=50', 'maxExperimentDuration=2h']
+    >>> exp = store.get_experiment("abcd1234")
+    >>> exp.config["maxTrialNumber"], exp.config["maxExperimentDuration"], exp.revision
+    (50, '2h', 1)
+    >>> store.close()
 """
 
 from __future__ import annotations

@@ -5,10 +5,24 @@ started with ``--logdir_spec`` naming every trial: ``<sequence id>_<trial id>:<t
 dashboard, it binds 127.0.0.1 unless told otherwise.
 
 Example:
-    >>> from nni_pl.experiment import locate
-    from nni_pl.experiment import tensorboard      # doctest: +SKIP
-    >>> tensorboard.logdir_spec(locate.find("abcd1234"))      # doctest: +SKIP
-    '0_Ab3xY:/home/me/nni-pl-experiments/abcd1234/trials/Ab3xY,1_Qw7rT:...'
+    An experiment whose trial ``Ab3xY`` wrote TensorBoard events and whose trial ``Qw7rT`` wrote none:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from nni_pl.experiment import locate, tensorboard
+    >>> from nni_pl.experiment import store as st
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> db = st.Store(st.sqlite_url(folder / "store.sqlite"))
+    >>> _ = db.create_experiment(id="abcd1234", name=None, config={}, directory=str(folder))
+    >>> for seq, trial_id in enumerate(["Ab3xY", "Qw7rT"]):
+    ...     db.add_trial(st.TrialRow(experiment_id="abcd1234", trial_id=trial_id, sequence_id=seq,
+    ...                              parameter_id=seq, parameters={}, trial_dir=str(folder / trial_id)))
+    >>> (folder / "Ab3xY" / "lightning_logs").mkdir(parents=True)
+    >>> (folder / "Ab3xY" / "lightning_logs" / "events.out.tfevents.1733350000.host").touch()
+    >>> located = locate.find("abcd1234", store_url=db.url)  # as ``nni-pl tensorboard abcd1234`` finds it
+    >>> tensorboard.logdir_spec(located) == f"0_Ab3xY:{folder / 'Ab3xY'}"
+    True
+    >>> located.store.close(); db.close()
 """
 
 from __future__ import annotations

@@ -8,9 +8,12 @@ tuner (:class:`~nni_pl.nas.strategy.StrategyTuner`) built from the stored config
 works as for HPO.
 
 Example:
-    >>> from nni_pl.nas.experiment import NasExperiment                              # doctest: +SKIP
-    >>> from nni_pl.nas.evaluator import Classification                               # doctest: +SKIP
-    >>> from nni_pl.nas.strategy import RegularizedEvolution                          # doctest: +SKIP
+    ``MySpace`` is your model space and ``mydata:loaders`` your data factory; each of the 30 trials is a process
+    that trains for 2 epochs, so this is not run as a test (``tests/nas/test_experiment.py`` runs small ones):
+
+    >>> from nni_pl.nas.experiment import NasExperiment
+    >>> from nni_pl.nas.evaluator import Classification
+    >>> from nni_pl.nas.strategy import RegularizedEvolution
     >>> exp = NasExperiment(MySpace(), Classification(train_dataloaders="mydata:loaders", max_epochs=2),
     ...                     RegularizedEvolution(population_size=10, sample_size=3),
     ...                     max_trial_number=30, trial_concurrency=2)                 # doctest: +SKIP

@@ -206,9 +206,19 @@ def fixed_arch(
             evaluator's choices in an exported architecture).
 
     Example:
-        >>> from nni_pl.nas import fixed_arch           # doctest: +SKIP
-        >>> with fixed_arch("best_arch.json"):          # doctest: +SKIP
-        ...     model = MySpace(classes=10)             # a plain module, ready to train
+        >>> import tempfile
+        >>> from nni_pl.nas import LayerChoice, ModelSpace, fixed_arch, nn, save_arch
+        >>> class MySpace(ModelSpace):
+        ...     def __init__(self, classes: int):
+        ...         super().__init__()
+        ...         self.act = LayerChoice({"relu": nn.ReLU(), "tanh": nn.Tanh()}, label="act")
+        ...         self.head = nn.Linear(8, classes)
+        >>> path = tempfile.mkdtemp() + "/best_arch.json"
+        >>> save_arch({"act": "tanh"}, path)  # what export_top_models gives
+        >>> with fixed_arch(path):
+        ...     model = MySpace(classes=10)  # a plain module, ready to train
+        >>> model.act
+        Tanh()
     """
     resolved = dict(arch) if isinstance(arch, Mapping) else load_arch(arch)
     if verbose:
@@ -393,7 +403,9 @@ def load_space(import_path: str, init_kwargs: Mapping[str, Any] | None = None) -
     """Build the space class at ``import_path`` (``"package.module:QualName"``) with ``init_kwargs``.
 
     Example:
-        >>> space = load_space("nni_pl.nas.hub:NasBench201", {"channels": 4})   # doctest: +SKIP
+        >>> space = load_space("nni_pl.nas.hub:NasBench201", {"stem_out_channels": 4, "num_labels": 3})
+        >>> type(space).__name__, space.init_kwargs
+        ('NasBench201', {'stem_out_channels': 4, 'num_labels': 3})
     """
     module_name, sep, qualname = import_path.partition(":")
     if not sep or not module_name or not qualname:

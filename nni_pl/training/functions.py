@@ -303,9 +303,25 @@ class FunctionTrainingService(TrainingService):
     started it (``PR_SET_PDEATHSIG``).
 
     Example:
+        What the manager does with it, for one trial:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from nni_pl.training.service import TrialJob
+        >>> from nni_pl.trial.protocol import MetricsReader
         >>> def objective(params):
-        ...     return (params["x"] - 2) ** 2
-        >>> service = FunctionTrainingService(objective, concurrency=2)  # doctest: +SKIP
+        ...     return (params["x"] - 2) ** 2  # the return value is the final result
+        >>> service = FunctionTrainingService(objective, concurrency=1)
+        >>> service.start()
+        >>> job = TrialJob(experiment_id="e", trial_id="t0", sequence_id=0, parameter_id=0,
+        ...                parameter_source="algorithm", parameters={"x": 5}, trial_dir=Path(tempfile.mkdtemp()))
+        >>> _ = service.submit(job)
+        >>> ends = []
+        >>> while not ends:
+        ...     ends = service.poll(timeout=1.0)
+        >>> ends[0].exit_code, [r["value"] for r in MetricsReader(job.trial_dir).read()]
+        (0, [9])
+        >>> service.shutdown()
     """
 
     def __init__(

@@ -6,11 +6,18 @@ FastAPI, uvicorn and plotly, whose bundled JavaScript draws the charts, so nothi
 internet). Importing this package is cheap; FastAPI is imported by :func:`create_app` and :func:`serve`.
 
 Example:
-    >>> from nni_pl.webui import serve                                   # doctest: +SKIP
-    >>> server = serve("sqlite:////tmp/exps/abcd1234/store.sqlite", port=8080)   # doctest: +SKIP
-    >>> server.url                                                       # doctest: +SKIP
-    'http://127.0.0.1:8080/'
-    >>> server.stop()                                                    # doctest: +SKIP
+    Serve an experiment's store (here a new, empty one) on a free port:
+
+    >>> import json, tempfile, urllib.request
+    >>> from nni_pl.experiment import store as st
+    >>> from nni_pl.webui import serve
+    >>> store = st.Store(st.sqlite_url(tempfile.mkdtemp() + "/store.sqlite"))
+    >>> server = serve(store.url, port=0)  # 0: any free port (``nni-pl view`` tries 8080 first)
+    >>> server.url
+    'http://127.0.0.1:.../'
+    >>> json.load(urllib.request.urlopen(server.url + "api/v1/experiments"))
+    []
+    >>> server.stop(); store.close()
 """
 
 from __future__ import annotations

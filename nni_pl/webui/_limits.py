@@ -43,8 +43,19 @@ class BodyLimit:
         max_bytes: the largest body accepted.
 
     Example:
-        >>> from fastapi import FastAPI                                   # doctest: +SKIP
-        >>> app = FastAPI(); app.add_middleware(BodyLimit, max_bytes=1024)   # doctest: +SKIP
+        >>> from fastapi import FastAPI
+        >>> from fastapi.testclient import TestClient
+        >>> app = FastAPI()
+        >>> app.add_middleware(BodyLimit, max_bytes=1024)
+        >>> @app.post("/echo")
+        ... def echo(body: dict) -> dict:
+        ...     return body
+        >>> client = TestClient(app)
+        >>> client.post("/echo", json={"a": 1}).json()
+        {'a': 1}
+        >>> reply = client.post("/echo", content=b"x" * 2000, headers={"content-type": "application/json"})
+        >>> reply.status_code, reply.json()["error"]
+        (413, 'request body too large (it declares 2000 bytes): the dashboard accepts at most 1 KiB (1024 bytes); ...')
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:

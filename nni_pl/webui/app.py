@@ -296,10 +296,17 @@ def create_app(
     prefix of a value it names.
 
     Example:
-        >>> from fastapi.testclient import TestClient                      # doctest: +SKIP
-        >>> client = TestClient(create_app("sqlite:////tmp/exps/abcd1234/store.sqlite"))   # doctest: +SKIP
-        >>> client.get("/api/v1/experiments").json()[0]["status"]          # doctest: +SKIP
-        'DONE'
+        >>> import tempfile
+        >>> from fastapi.testclient import TestClient
+        >>> from nni_pl.experiment import store as st
+        >>> store = st.Store(st.sqlite_url(tempfile.mkdtemp() + "/store.sqlite"))
+        >>> _ = store.create_experiment(id="abcd1234", name="demo", config={}, directory="", status="DONE")
+        >>> client = TestClient(create_app(store.url, read_only=True))
+        >>> [(e["id"], e["status"]) for e in client.get("/api/v1/experiments").json()]
+        [('abcd1234', 'DONE')]
+        >>> client.post("/api/v1/experiments/abcd1234/stop").status_code  # read-only
+        409
+        >>> store.close()
     """
     if isinstance(store_or_url, str):
         store: st.Store | None = st.Store(store_or_url)

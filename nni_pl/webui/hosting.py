@@ -10,10 +10,21 @@ Where it is served is recorded in the experiment folder (``webui.json``, owner-o
 ``nni-pl webui ID`` and a detached launch read with :func:`read_dashboard`.
 
 Example:
+    What the engine does around a manager's run (here with nothing to run):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from nni_pl.experiment import store as st
     >>> from nni_pl.webui import hosting
-    >>> with hosting.host_dashboard(store=store, experiment_id="abc", directory=folder, port=8080,
-    ...                             stop_hook=manager_stop) as info:     # doctest: +SKIP
-    ...     print(info.urls)
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> store = st.Store(st.sqlite_url(folder / "store.sqlite"))
+    >>> _ = store.create_experiment(id="abc", name=None, config={}, directory=str(folder))
+    >>> with hosting.host_dashboard(store=store, experiment_id="abc", directory=folder, port=0) as info:
+    ...     print(info.url == hosting.read_dashboard(folder)["url"], store.get_experiment("abc").port == info.port)
+    True True
+    >>> hosting.read_dashboard(folder), store.get_experiment("abc").port  # gone with the run
+    (None, None)
+    >>> store.close()
 """
 
 from __future__ import annotations

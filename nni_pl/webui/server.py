@@ -129,8 +129,10 @@ class WebServer:
         url: the address to open, with ``?token=`` when there is a token.
 
     Example:
-        >>> server = serve(store_url, port=0)   # doctest: +SKIP
-        >>> server.url, server.stop()           # doctest: +SKIP
+        >>> server = serve(port=0)  # every experiment of $NNI_PL_HOME, on any free port
+        >>> server.host, server.port > 0, server.token  # loopback: no token
+        ('127.0.0.1', True, None)
+        >>> server.stop()
     """
 
     def __init__(

@@ -199,11 +199,11 @@ class PPOTuner(Tuner):
         seed: makes the policy's initialisation, its samples and its updates reproducible.
 
     Example:
-        >>> tuner = PPOTuner(optimize_mode="maximize", trials_per_update=4, seed=0)  # doctest: +SKIP
+        >>> tuner = PPOTuner(optimize_mode="maximize", trials_per_update=4, seed=0)
         >>> tuner.update_search_space({"op": {"_type": "choice", "_value": ["conv3", "conv5", "pool"]},
-        ...                            "width": {"_type": "quniform", "_value": [16, 64, 16]}})  # doctest: +SKIP
-        >>> params = tuner.generate_parameters(0)  # doctest: +SKIP
-        >>> params["op"] in ("conv3", "conv5", "pool"), params["width"] in (16, 32, 48, 64)  # doctest: +SKIP
+        ...                            "width": {"_type": "quniform", "_value": [16, 64, 16]}})
+        >>> params = tuner.generate_parameters(0)
+        >>> params["op"] in ("conv3", "conv5", "pool"), params["width"] in (16, 32, 48, 64)
         (True, True)
     """
 

@@ -21,8 +21,8 @@ def digits_loaders(
     stratified and seeded. ``limit`` keeps only the first ``limit`` samples (tiny tests).
 
     Example:
-        >>> train, val = digits_loaders(batch_size=32, limit=200)   # doctest: +SKIP
-        >>> next(iter(train))[0].shape                              # doctest: +SKIP
+        >>> train, val = digits_loaders(batch_size=32, limit=200)
+        >>> next(iter(train))[0].shape
         torch.Size([32, 1, 8, 8])
     """
     try:

@@ -38,8 +38,8 @@ class PolicyBasedRL(TunerBackedStrategy):
         >>> from nni_pl.nas.strategy import simulate
         >>> space = {"op": {"_type": "choice", "_value": ["conv", "pool"]},
         ...          "k": {"_type": "choice", "_value": [1, 3, 5, 7]}}
-        >>> runs = simulate(PolicyBasedRL(trial_per_collect=4), space, lambda a: a["k"], budget=8, seed=0)  # doctest: +SKIP
-        >>> len(runs)  # two batches of 4, every architecture once  # doctest: +SKIP
+        >>> runs = simulate(PolicyBasedRL(trial_per_collect=4), space, lambda a: a["k"], budget=8, seed=0)
+        >>> len(runs)  # two batches of 4, every architecture once
         8
     """
 
