@@ -20,6 +20,7 @@ from typing_extensions import override
 from nni_pl import trial
 from nni_pl.callbacks._logdir import use_trial_dir
 from nni_pl.errors import ConfigError, did_you_mean
+from nni_pl.trial.protocol import TRIAL_BUDGET
 
 __all__ = ["NNICallback"]
 
@@ -283,14 +284,15 @@ class NNICallback(Callback):
             return
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget):
             raise ConfigError(
-                "parameters.TRIAL_BUDGET",
+                f"parameters.{TRIAL_BUDGET}",
                 f"must be a finite number of epochs, but the tuner sent {budget!r}; "
                 "pass NNICallback(budget_to_epochs=False) to handle the budget yourself",
             )
         epochs = max(1, round(budget))
         if epochs != trainer.fit_loop.max_epochs:
             log.info(
-                "TRIAL_BUDGET=%s: training for max_epochs=%d (was %s)",
+                "%s=%s: training for max_epochs=%d (was %s)",
+                TRIAL_BUDGET,
                 budget,
                 epochs,
                 trainer.fit_loop.max_epochs,

@@ -19,7 +19,7 @@ from typing_extensions import override
 
 from nni_pl import trial
 from nni_pl.errors import ConfigError
-from nni_pl.hpo.tuners.pbt import LOAD_CHECKPOINT_DIR, SAVE_CHECKPOINT_DIR
+from nni_pl.trial.protocol import LOAD_CHECKPOINT_DIR, SAVE_CHECKPOINT_DIR
 
 __all__ = ["PBTCheckpoint"]
 
@@ -133,7 +133,7 @@ class PBTCheckpoint(Callback):
         load_dir, save_dir = params.get(LOAD_CHECKPOINT_DIR), params.get(SAVE_CHECKPOINT_DIR)
         if save_dir is None:
             rank_zero_warn(
-                "PBTCheckpoint does nothing: this trial's parameters have no 'save_checkpoint_dir' "
+                f"PBTCheckpoint does nothing: this trial's parameters have no {SAVE_CHECKPOINT_DIR!r} "
                 "(it is set by tuner: PBTTuner)."
             )
             return
@@ -186,7 +186,7 @@ class PBTCheckpoint(Callback):
         checkpoint = trainer.strategy.load_checkpoint(path)
         if "state_dict" not in checkpoint:
             raise ConfigError(
-                "parameters.load_checkpoint_dir",
+                f"parameters.{LOAD_CHECKPOINT_DIR}",
                 f"{path} is not a Lightning checkpoint (no 'state_dict'); save it with PBTCheckpoint",
             )
         trainer.strategy.load_model_state_dict(checkpoint, strict=pl_module.strict_loading)

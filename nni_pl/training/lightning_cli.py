@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from nni_pl.trial.protocol import TRIAL_BUDGET
+
 __all__ = ["LIGHTNING_CLI_ROOTS", "lightning_cli_args"]
 
 LIGHTNING_CLI_ROOTS = (
@@ -42,7 +44,7 @@ def lightning_cli_args(params: dict[str, Any], mode: str | bool = "auto") -> lis
         return []
     out: list[str] = []
     for key, value in params.items():
-        if key == "TRIAL_BUDGET" or (mode == "auto" and not _is_cli_path(key)):
+        if key == TRIAL_BUDGET or (mode == "auto" and not _is_cli_path(key)):
             continue
         if isinstance(value, dict) and "_name" in value:  # a nested choice: the class, then its arguments
             out.append(f"--{key}={_text(value['_name'])}")

@@ -32,6 +32,7 @@ from nni_pl.trial.protocol import (
     DEFAULT_MAX_METRIC_BYTES,
     FINAL,
     PERIODICAL,
+    TRIAL_BUDGET,
     TrialSetupError,
     max_metric_bytes,
 )
@@ -121,7 +122,7 @@ def get_output_dir() -> Path | None:
 
 def get_trial_budget() -> float | None:
     """The budget a Hyperband/BOHB advisor gave this trial (NNI's ``TRIAL_BUDGET`` key), or ``None``."""
-    return current().parameters.get("TRIAL_BUDGET")
+    return current().parameters.get(TRIAL_BUDGET)
 
 
 def should_stop() -> bool:

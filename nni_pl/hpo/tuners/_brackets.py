@@ -31,6 +31,7 @@ from nni_pl.hpo._base import Advisor, HistoryEntry, to_loss
 from nni_pl.hpo.tuners._common import make_rng, param_key
 from nni_pl.hpo.tuners._seen import SeenPoints
 from nni_pl.space import SearchSpace
+from nni_pl.trial.protocol import TRIAL_BUDGET
 
 __all__ = [
     "TRIAL_BUDGET",
@@ -44,9 +45,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: the key NNI adds to a Hyperband/BOHB trial's parameters: how long the trial should run.
-TRIAL_BUDGET = "TRIAL_BUDGET"
 
 Budget = int | float
 _EPS = 1e-6

@@ -11,7 +11,6 @@ import numpy as np
 from nni_pl._checks import check_int, check_number
 from nni_pl.hpo._base import to_loss
 from nni_pl.hpo.tuners._brackets import (
-    TRIAL_BUDGET,
     Bracket,
     BracketScheduler,
     Budget,
@@ -21,6 +20,7 @@ from nni_pl.hpo.tuners._brackets import (
 )
 from nni_pl.hpo.tuners._kde import ProductKDE, UnitCodec, impute
 from nni_pl.space import SearchSpace
+from nni_pl.trial.protocol import TRIAL_BUDGET
 
 __all__ = ["BOHB", "TRIAL_BUDGET"]
 

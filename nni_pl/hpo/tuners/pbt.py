@@ -27,15 +27,12 @@ from nni_pl.hpo._base import HistoryEntry, Tuner, to_loss
 from nni_pl.hpo.tuners._common import make_rng
 from nni_pl.hpo.tuners._seen import SeenPoints
 from nni_pl.space import Choice, Key, SearchSpace
+from nni_pl.trial.protocol import LOAD_CHECKPOINT_DIR, SAVE_CHECKPOINT_DIR
 
 __all__ = ["LOAD_CHECKPOINT_DIR", "SAVE_CHECKPOINT_DIR", "PBTTuner"]
 
 log = logging.getLogger(__name__)
 
-#: the parameter naming the folder a trial loads its checkpoint from (NNI's key).
-LOAD_CHECKPOINT_DIR = "load_checkpoint_dir"
-#: the parameter naming the folder a trial saves its checkpoint to (NNI's key).
-SAVE_CHECKPOINT_DIR = "save_checkpoint_dir"
 _DIR_KEYS = (LOAD_CHECKPOINT_DIR, SAVE_CHECKPOINT_DIR)
 
 #: probability that explore redraws a hyperparameter from its prior instead of perturbing it (NNI's value).
@@ -364,7 +361,7 @@ class PBTTuner(Tuner):
         try:
             member, step = int(path.parent.name), int(path.name)
         except ValueError:
-            log.warning("PBT resume: cannot read member/step from save_checkpoint_dir %r; ignored", save)
+            log.warning("PBT resume: cannot read member/step from %s %r; ignored", SAVE_CHECKPOINT_DIR, save)
             return None
         if not 0 <= member < self.population_size or step < 0:
             log.warning(
