@@ -313,7 +313,8 @@ class Manager:
             return False
         return self._may_create() and self.service.free_slots() > 0
 
-    def _next(self) -> _Pending | None:
+    def _next(self, planned: int = 0) -> _Pending | None:
+        """The next trial to start (``planned``: trials chosen this turn that are not started yet)."""
         if self.pending:
             return self.pending.popleft()
         if self.waiting:
@@ -322,7 +323,7 @@ class Manager:
         try:
             params = self.tuner.generate(pid)
         except WaitForResults:
-            if not self.service.running():
+            if not self.service.running() and not planned:
                 raise NniPlError(
                     f"the tuner {self.tuner.name} waits for results, but no trial is running"
                 ) from None
@@ -346,7 +347,7 @@ class Manager:
         planned: list[st.TrialRow] = []
         free = self.service.free_slots()
         while len(planned) < free and self._may_create():
-            item = self._next()
+            item = self._next(len(planned))
             if item is None:
                 break
             if item.trial_id is not None:

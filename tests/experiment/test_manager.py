@@ -264,3 +264,49 @@ def test_concurrent_tpe_gets_the_constant_liar_unless_configured(tmp_path):
     explicit = {"name": "TPE", "classArgs": {"parallel_optimize": False}}
     tuner, _ = Experiment(tuner=explicit, trial_concurrency=4, **common)._build_algorithms()
     assert tuner.parallel_optimize is False
+
+
+class _OneAtATime:
+    """An NNI-style tuner that suggests one point, then waits for its result before the next."""
+
+    def __init__(self) -> None:
+        self.results: list[float] = []
+        self.issued = 0
+
+    def update_search_space(self, space):
+        pass
+
+    def generate_parameters(self, parameter_id, **kwargs):
+        from nni_pl.errors import WaitForResults
+
+        if self.issued > len(self.results):
+            raise WaitForResults()
+        self.issued += 1
+        return {"x": float(self.issued)}
+
+    def receive_trial_result(self, parameter_id, parameters, value, **kwargs):
+        self.results.append(value)
+
+    def trial_end(self, parameter_id, success, **kwargs):
+        pass
+
+
+def _x(params):
+    return params["x"]
+
+
+def test_a_tuner_that_waits_right_after_its_first_suggestion_is_not_an_error(tmp_path):
+    # the first suggestion of a turn is planned but not started yet when the tuner says "wait": that is no
+    # "waits for results but no trial is running" error
+    tuner = _OneAtATime()
+    exp = Experiment(
+        trial=_x,
+        tuner=tuner,
+        search_space={"x": {"_type": "uniform", "_value": [0, 10]}},
+        max_trial_number=3,
+        trial_concurrency=2,
+        experiment_working_directory=tmp_path,
+    )
+    exp.run(display=False)
+    assert exp.get_status() == st.EXP_DONE
+    assert sorted(t.final for t in exp.trials()) == [1.0, 2.0, 3.0]
