@@ -12,6 +12,7 @@ re-attaches to them, or collects their exit codes and metrics if they ended mean
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -156,6 +157,11 @@ def busy_gpus() -> set[int]:
         if len(parts) == 2 and parts[0].isdigit():
             by_uuid[parts[1]] = int(parts[0])
     return {by_uuid[u] for u in apps if u in by_uuid}
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_command_cached(command: str) -> bool:
+    return _plain_command(command)
 
 
 class GpuScheduler:
@@ -329,20 +335,18 @@ class LocalTrainingService(TrainingService):
         env = job.environment(self.platform)
         if self.gpu_number is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus or []))
-        # `python` in the trial command means the interpreter nni-pl runs under, even without an activated venv
-        path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
         command = self._command(job)
-        shell = "sh" if _HAVE_SH and _plain_command(command) else "bash"
+        shell = "sh" if _HAVE_SH and _plain_command_cached(command) else "bash"
         lines = [
             "#!/bin/sh" if shell == "sh" else "#!/usr/bin/env bash",
             f"# written by nni-pl; `{shell} run.sh` from the trial code directory re-runs this trial",
         ]
         lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
-        lines.append(f"export PATH={shlex.quote(path)}")
+        lines.append(self._path_line)
         # Lightning's default loggers and checkpoints go to the trial directory unless the user chose a place
         root = protocol.ENV_DEFAULT_ROOT_DIR
         lines.append(f"export {root}=${{{root}:-{shlex.quote(str(job.trial_dir))}}}")
-        lines.append(f"cd {shlex.quote(str(self.code_directory))}")
+        lines.append(self._cd_line)
         lines.append(command)
         ctl = shlex.quote(str(job.control_dir / protocol.EXITCODE_FILE))
         lines.append("__nni_pl_rc=$?")
@@ -352,6 +356,15 @@ class LocalTrainingService(TrainingService):
             lines.append(f'printf "%s %s\\n" "$__nni_pl_rc" "$EPOCHREALTIME" > {ctl}')
         lines.append("exit $__nni_pl_rc")
         return "\n".join(lines) + "\n"
+
+    @functools.cached_property
+    def _path_line(self) -> str:
+        # `python` in the trial command means the interpreter nni-pl runs under, even without an activated venv
+        return f"export PATH={shlex.quote(os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''))}"
+
+    @functools.cached_property
+    def _cd_line(self) -> str:
+        return f"cd {shlex.quote(str(self.code_directory))}"
 
     def _command(self, job: TrialJob) -> str:
         command = self.command
