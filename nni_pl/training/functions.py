@@ -118,7 +118,7 @@ def _run_one(fn: Callable[..., Any], takes_arg: bool, job: dict[str, Any]) -> tu
         with _redirect(trial_dir):
             try:
                 result = fn(dict(job["parameters"])) if takes_arg else fn()
-                if result is not None and not ctx._final_reported:
+                if result is not None and not ctx.final_reported:
                     ctx.report(FINAL, result)
             except SystemExit as e:  # the trial ends as a process would: its code, its stderr
                 exit_arg = e.code

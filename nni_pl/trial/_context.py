@@ -191,6 +191,11 @@ class TrialContext:
         self._lock = threading.Lock()
 
     @property
+    def final_reported(self) -> bool:
+        """Whether this trial has reported its final result (only the first one counts)."""
+        return self._final_reported
+
+    @property
     def standalone(self) -> bool:
         return self.trial_dir is None
 
