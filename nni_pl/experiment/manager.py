@@ -477,6 +477,8 @@ class Manager:
         else:
             status = st.FAILED
             requeue = end.exit_code is None and not has_final  # lost while no manager watched: run it again
+        if end.requeue is not None and status == st.FAILED:  # the service says (e.g. its host failed)
+            requeue = end.requeue and not has_final
         self._set(
             t,
             status=status,
@@ -487,6 +489,10 @@ class Manager:
         )
         if requeue:
             self._requeued_cache = None
+            if end.requeue and notify:  # run it again now, not only on resume
+                self.pending.append(
+                    _Pending(t.parameters, t.parameter_id, t.parameter_source, retry_of=t.trial_id)
+                )
         if status == st.SUCCEEDED and not has_final:
             logger.warning(
                 "trial %s succeeded without reporting a final result (call report_final_result)", t.trial_id

@@ -223,6 +223,15 @@ class TrainingServiceTestCase:
             poll_interval=0.05,
         )
 
+    def trial_output_dir(self, trial_dir: Path) -> Path:
+        """Where the trial program of the trial whose folder is ``trial_dir`` writes (its record, ``metrics.jsonl``).
+
+        The trial's own folder for services whose trials run on this machine's file system. A service whose trials
+        write elsewhere (an SSH host) overrides this with a path this process can read (a mount, or, for test hosts
+        that share this machine's file system, the remote folder itself).
+        """
+        return trial_dir
+
     def live_processes(self, record: Mapping[str, Any] | None, trial: st.TrialRow | None) -> list[str]:
         """The processes of a trial that still run: its own, the child it started, the one the store names.
 
@@ -266,7 +275,7 @@ class TrainingServiceTestCase:
         for pid, expected in enumerate(script):
             t = run.by_parameter_id(pid)
             ensure(t.status == st.SUCCEEDED, lambda t=t: f"{self._what(t)} did not succeed: {t.error}")
-            record = read_record(Path(t.trial_dir))
+            record = read_record(self.trial_output_dir(Path(t.trial_dir)))
             ensure(record is not None, lambda t=t: f"{self._what(t)} never ran the trial program")
             assert record is not None
             got = record["parameters"]
@@ -415,7 +424,7 @@ class TrainingServiceTestCase:
         def kill_when_running(store: st.Store, experiment_id: str) -> tuple[str, float]:
             def started() -> st.TrialRow | None:
                 for t in store.list_trials(experiment_id, statuses=[st.RUNNING]):
-                    record = read_record(Path(t.trial_dir))
+                    record = read_record(self.trial_output_dir(Path(t.trial_dir)))
                     if record and record.get("child_pid"):
                         return t
                 return None
@@ -499,7 +508,7 @@ class TrainingServiceTestCase:
         if reattaches:
             touch(gates[0])
             wait(
-                lambda: len(file_records(first.trial_dir)) >= 3,
+                lambda: len(file_records(self.trial_output_dir(Path(first.trial_dir)))) >= 3,
                 30,
                 f"{self._name()}: the trial reporting while no manager runs (it declares reattaches_trials)",
             )
@@ -531,7 +540,7 @@ class TrainingServiceTestCase:
         expected = [("PERIODICAL", v) for v in params["intermediates"]] + [("FINAL", params["final"])]
 
         for r in run.trials:  # whatever each trial wrote is in the store, once
-            wrote = file_records(r.trial_dir)
+            wrote = file_records(self.trial_output_dir(Path(r.trial_dir)))
             stored = run.metrics.get(r.trial_id, [])
             ensure(
                 [m.seq for m in stored] == [w["seq"] for w in wrote],
@@ -584,8 +593,12 @@ class TrainingServiceTestCase:
         spans = []
         for t in run.trials:
             ensure(t.status == st.SUCCEEDED, f"{self._what(t)} did not succeed: {t.error}")
-            record = read_record(Path(t.trial_dir))
-            finals = [r["time"] for r in file_records(t.trial_dir) if r["type"] == protocol.FINAL]
+            record = read_record(self.trial_output_dir(Path(t.trial_dir)))
+            finals = [
+                r["time"]
+                for r in file_records(self.trial_output_dir(Path(t.trial_dir)))
+                if r["type"] == protocol.FINAL
+            ]
             ensure(record and finals, f"{self._what(t)} left no record of its run")
             assert record is not None
             spans.append((float(record["started"]), float(finals[0]), t.trial_id))
@@ -772,7 +785,7 @@ class TrainingServiceTestCase:
         return f"{self._name()}: trial {t.trial_id} (#{t.sequence_id}, {fmt(t.parameters, 160)})"
 
     def _ensure_gone(self, t: st.TrialRow, how: str) -> None:
-        record = read_record(Path(t.trial_dir))
+        record = read_record(self.trial_output_dir(Path(t.trial_dir)))
         left: list[str] = []
 
         def gone() -> bool:
@@ -844,6 +857,7 @@ class TrainingServiceTestCase:
 
     def _tmpdir(self) -> Path:
         folder = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX))
+        folder.chmod(0o755)  # trials that run under another account (an SSH test host's) see the gate files
         self._resources.folders.append(folder)
         return folder
 

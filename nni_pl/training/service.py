@@ -95,12 +95,18 @@ class SubmitInfo:
 
 @dataclass
 class TrialEnd:
-    """A trial has ended. ``exit_code`` is ``None`` when it is unknown (the process was lost)."""
+    """A trial has ended. ``exit_code`` is ``None`` when it is unknown (the process was lost).
+
+    ``requeue`` says whether the trial's parameters run again (as a new trial) when it has no final result:
+    ``None`` leaves it to the manager (a lost trial runs again on ``resume``), ``True`` runs them again at once
+    (a service that lost the trial's host, say), ``False`` never.
+    """
 
     trial_id: str
     exit_code: int | None
     ended_at: float = field(default_factory=time.time)
     error: str | None = None
+    requeue: bool | None = None
 
 
 class TrainingService(ABC):
