@@ -3,23 +3,35 @@
 A *platform* is a config section (the ``trainingService`` mapping of the experiment YAML, parsed by the
 section class's ``from_dict``) plus a factory that builds the :class:`~nni_pl.training.service.TrainingService`
 from that section and the experiment's :class:`ServiceSpec`. The experiment engine only calls
-:func:`parse_section` and :func:`create_service`; it knows no platform by name.
+:func:`parse_section`, :func:`blank_section` and :func:`create_service`; it knows no platform by name.
 
-Built in: ``local`` (:class:`~nni_pl.training.local.LocalTrainingService`). A new platform is one module in
+Built in: ``local`` (:class:`~nni_pl.training.local.LocalTrainingService`) and ``remote`` (SSH hosts: the section
+is :class:`~nni_pl.training.remote_config.RemoteConfig`, the service ``nni_pl.training.remote``, which needs the
+``remote`` extra and is imported only when a remote service is built). A new platform is one module in
 ``nni_pl/training/`` with its section class and service, and one line in :data:`PLATFORMS`.
+
+*Hybrid* (NNI's list form, ``trainingService: [{platform: remote, ...}, {platform: local}]``) runs trials on
+several platforms at once: the list is a :class:`HybridConfig` whose service is
+``nni_pl.training.hybrid.HybridTrainingService``. A list of one platform is that platform.
 
 A service that is not a platform of its own (NAS's cross-graph optimisation, a user's service) is named by
 class, as a custom tuner is: ``trainingService: {className: package.module:Class, classArgs: {...}}``.
 The class builds itself with ``Class.from_spec(spec, **classArgs)``.
 
+A section class may also have ``secret_environment()`` (the environment a detached manager needs to read its
+secrets back, see :mod:`nni_pl.training.remote_config`), ``preflight()`` (checks of this machine's state run
+before an experiment starts) and ``to_dict(secrets=True)`` (literal secrets kept, for re-reading in memory).
+
 Example:
     >>> section = parse_section({"platform": "local", "maxTrialNumberPerGpu": 2}, "trainingService")
     >>> section.max_trial_number_per_gpu
     2
-    >>> parse_section({"platform": "remote"}, "trainingService")
+    >>> parse_section([{"platform": "local"}, {"className": "mypkg.svc:Service"}], "trainingService").platforms
+    ['local', 'custom']
+    >>> parse_section({"platform": "kubeflow"}, "trainingService")
     Traceback (most recent call last):
     ...
-    nni_pl.errors.ConfigError: config field 'trainingService.platform': platform 'remote' is not available in this version; supported: local, or a custom service as {className: package.module:Class}
+    nni_pl.errors.ConfigError: config field 'trainingService.platform': platform 'kubeflow' is not available in this version; supported: local, remote, or a custom service as {className: package.module:Class}
 """
 
 from __future__ import annotations

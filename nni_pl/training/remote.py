@@ -713,6 +713,7 @@ class RemoteTrainingService(TrainingService):
             pid=None,
             host=host.machine.host,
             started_at=started,
+            platform=self.platform,
             gpu_indices=gpus if self.gpu_number is not None else None,
         )
 
