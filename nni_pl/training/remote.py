@@ -824,8 +824,8 @@ class RemoteTrainingService(TrainingService):
             host, trial, op="watch", trial=trial.job.trial_id, dir=trial.remote_dir, offset=trial.offset
         )
 
-    def _send(self, host: _Host, trial: _RTrial | None, **msg: Any) -> bool:
-        link = trial.link if trial is not None and trial.link is not None else host.link
+    def _send(self, host: _Host, owner: _RTrial | None, /, **msg: Any) -> bool:
+        link = owner.link if owner is not None and owner.link is not None else host.link
         if link is None or not host.up:
             return False
         try:

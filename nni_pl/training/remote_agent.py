@@ -182,6 +182,8 @@ class Agent:
     def _start(self, msg: dict[str, Any]) -> None:
         trial_id, folder = msg["trial"], Path(msg["dir"])
         folder.parent.mkdir(parents=True, exist_ok=True)
+        if folder.exists():  # what an earlier start of this trial id left (it never ran, or a reused id)
+            shutil.rmtree(folder)
         protocol.write_parameter_file(folder, msg["parameter"])
         script = folder / "run.sh"
         script.write_text(
