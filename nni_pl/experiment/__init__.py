@@ -15,6 +15,7 @@ from nni_pl.experiment.config import AlgorithmConfig, ExperimentConfig, LocalCon
 from nni_pl.experiment.data import TrialHyperParameters, TrialJob, TrialMetricData, TrialResult
 from nni_pl.experiment.experiment import Experiment, stop_experiment
 from nni_pl.experiment.store import ExperimentRow, MetricRow, Store, TrialRow
+from nni_pl.training.remote_config import RemoteConfig, RemoteMachineConfig
 
 __all__ = [
     "AlgorithmConfig",
@@ -23,6 +24,8 @@ __all__ = [
     "ExperimentRow",
     "LocalConfig",
     "MetricRow",
+    "RemoteConfig",
+    "RemoteMachineConfig",
     "Store",
     "TrialHyperParameters",
     "TrialJob",

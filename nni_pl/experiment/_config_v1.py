@@ -1,4 +1,17 @@
-"""NNI v1 experiment configs mapped to v2 keys (``ExperimentConfig.from_dict`` applies it with a notice)."""
+"""NNI v1 experiment configs mapped to v2 keys (``ExperimentConfig.from_dict`` applies it with a notice).
+
+Remote (docs L17357-17393): ``trainingServicePlatform: remote`` with a top-level ``machineList`` of
+``{ip, port, username, passwd, sshKeyPath, passphrase, gpuIndices, maxTrialNumPerGpu, useActiveGpu, pythonPath}``
+becomes ``trainingService: {platform: remote, machineList: [{host, port, user, password, sshKeyFile,
+sshPassphrase, ...}]}``; ``remoteConfig: {reuse: ...}`` becomes ``reuseMode``, which is false when a v1 remote
+config leaves it out (v1's default; v2's is true).
+
+Example:
+    >>> v2, notes = v1_to_v2({"trainingServicePlatform": "remote",
+    ...                       "machineList": [{"ip": "10.10.10.10", "username": "test", "passwd": "test"}]})
+    >>> v2["trainingService"]
+    {'platform': 'remote', 'machineList': [{'host': '10.10.10.10', 'user': 'test', 'password': 'test'}], 'reuseMode': False}
+"""
 
 from __future__ import annotations
 
@@ -13,7 +26,7 @@ __all__ = ["is_v1", "v1_to_v2"]
 
 _V1_ONLY = (
     "authorName", "maxExecDuration", "maxTrialNum", "trainingServicePlatform", "searchSpacePath",
-    "trial", "localConfig", "logDir", "versionCheck", "multiThread", "logCollection",
+    "trial", "localConfig", "logDir", "versionCheck", "multiThread", "logCollection", "machineList", "remoteConfig",
 )  # fmt: skip
 _V1_RENAMES = {
     "maxExecDuration": "maxExperimentDuration",
@@ -22,6 +35,74 @@ _V1_RENAMES = {
     "logDir": "experimentWorkingDirectory",
 }
 _V1_DROPPED = ("authorName", "versionCheck", "multiThread", "logCollection")
+_V1_MACHINE_KEYS = {
+    "ip": "host",
+    "port": "port",
+    "username": "user",
+    "passwd": "password",
+    "sshKeyPath": "sshKeyFile",
+    "passphrase": "sshPassphrase",
+    "gpuIndices": "gpuIndices",
+    "maxTrialNumPerGpu": "maxTrialNumberPerGpu",
+    "useActiveGpu": "useActiveGpu",
+    "pythonPath": "pythonPath",
+}
+
+
+def _v1_machines(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(
+            "machineList", f"got {value!r}; v1 'machineList' is a list of {{ip, username, ...}}"
+        )
+    machines = []
+    for i, machine in enumerate(value):
+        if not isinstance(machine, Mapping):
+            raise ConfigError(
+                f"machineList[{i}]", f"got {machine!r}; write {{ip: ..., username: ..., passwd: ...}}"
+            )
+        check_keys(machine, list(_V1_MACHINE_KEYS), f"machineList[{i}]")
+        machines.append({_V1_MACHINE_KEYS[k]: v for k, v in machine.items()})
+    return machines
+
+
+def _v1_remote(out: dict[str, Any], machines: Any, remote: Any, notes: list[str]) -> None:
+    """``machineList`` and ``remoteConfig`` into the v2 ``trainingService`` (after the platform is known)."""
+    ts = out.get("trainingService")
+    platform = ts.get("platform") if isinstance(ts, Mapping) else None
+    if platform != "remote":
+        if machines:
+            raise ConfigError(
+                "machineList",
+                f"is for trainingServicePlatform: remote, but the platform is {platform!r}; remove it",
+            )
+        if machines is not None:
+            notes.append("machineList (empty) dropped")
+        if remote is not None:
+            raise ConfigError(
+                "remoteConfig",
+                f"is for trainingServicePlatform: remote, but the platform is {platform!r}; remove it",
+            )
+        return
+    ts = out["trainingService"]
+    if machines is not None:
+        ts["machineList"] = _v1_machines(machines)
+        notes.append(
+            "machineList -> trainingService.machineList (ip -> host, username -> user, passwd -> password, ...)"
+        )
+    if remote is not None:
+        if not isinstance(remote, Mapping):
+            raise ConfigError(
+                "remoteConfig", f"got {remote!r}; v1 'remoteConfig' is a mapping such as {{reuse: true}}"
+            )
+        check_keys(remote, ["reuse"], "remoteConfig")
+        if "reuse" in remote:
+            ts["reuseMode"] = remote["reuse"]
+            notes.append("remoteConfig.reuse -> trainingService.reuseMode")
+    if "reuseMode" not in ts:
+        ts["reuseMode"] = False
+        notes.append(
+            "remoteConfig.reuse not given: trainingService.reuseMode false (v1's default; v2's is true)"
+        )
 
 
 def _v1_algorithm(raw: Any, kind: str, notes: list[str]) -> Any:
@@ -58,8 +139,13 @@ def v1_to_v2(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Map an NNI v1 config to v2 keys; returns the new dict and the list of mappings applied."""
     out: dict[str, Any] = {}
     notes: list[str] = []
+    machines = remote = None
     for key, value in raw.items():
-        if key in _V1_DROPPED:
+        if key == "machineList":
+            machines = value
+        elif key == "remoteConfig":
+            remote = value
+        elif key in _V1_DROPPED:
             notes.append(f"{key} dropped")
         elif key in _V1_RENAMES:
             out[_V1_RENAMES[key]] = value
@@ -109,4 +195,11 @@ def v1_to_v2(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             out[key] = _v1_algorithm(value, key, notes)
         else:
             out[key] = value
+    ts = out.get("trainingService")
+    if (
+        machines is not None
+        or remote is not None
+        or (isinstance(ts, Mapping) and ts.get("platform") == "remote")
+    ):
+        _v1_remote(out, machines, remote, notes)
     return out, notes

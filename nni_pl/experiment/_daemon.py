@@ -2,9 +2,11 @@
 detached experiment.
 
 The dashboard token, if any, comes in ``$NNI_PL_WEBUI_TOKEN`` (not on the command line, where ``ps`` shows it),
-and is never printed: this process's output is the experiment's ``log/manager.out``. ``--requested-at`` is when
-the user asked for this start: a stop recorded after it (``nni-pl stop`` before this manager wrote its pid) is
-honoured. A failure to start ends with one line ``error: ...``, which the launching command shows.
+and is never printed: this process's output is the experiment's ``log/manager.out``. Literal secrets of the
+config (which the store holds as ``***``) come in ``$NNI_PL_SECRET_*`` variables, read once with the config and
+then removed from this process's environment. ``--requested-at`` is when the user asked for this start: a stop
+recorded after it (``nni-pl stop`` before this manager wrote its pid) is honoured. A failure to start ends with
+one line ``error: ...``, which the launching command shows.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ def main(argv: list[str]) -> int:
     from nni_pl.experiment import store as st
     from nni_pl.experiment.experiment import Experiment
     from nni_pl.experiment.locate import Located
+    from nni_pl.training.remote_config import SECRET_ENV_PREFIX
 
     parser = argparse.ArgumentParser(prog="nni_pl.experiment._daemon")
     parser.add_argument("url")
@@ -32,6 +35,9 @@ def main(argv: list[str]) -> int:
     try:
         store = st.Store(args.url)
         exp = Experiment._from_located(Located(store, store.get_experiment(args.experiment_id)))
+        # the secrets are in the config now; the trials (local ones too) must not inherit them
+        for name in [n for n in os.environ if n.startswith(SECRET_ENV_PREFIX)]:
+            del os.environ[name]
         exp._requested_at = args.requested_at
         exp._announce = False
         tuner, assessor = exp._build_algorithms()

@@ -48,8 +48,13 @@ def spawn(
     port: int | None,
     host: str,
     token: str | None,
+    section: Any = None,
 ) -> Started:
     """Start the manager of ``experiment_id`` as a background process; return once it is up.
+
+    ``section`` is the experiment's training-service section: if it has ``secret_environment()`` (a remote
+    section with literal passwords, which the store holds as ``***``), those variables are given to this child
+    only, through its environment, so that it can read its config back.
 
     Raises:
         NniPlError: it exited or hung at start; the message is its reason (the process is ended).
@@ -62,6 +67,9 @@ def spawn(
         argv += ["--port", str(port), "--host", host]
         if token is not None:
             env["NNI_PL_WEBUI_TOKEN"] = token  # not on the command line, where `ps` shows it
+    secrets = getattr(section, "secret_environment", None)
+    if callable(secrets):
+        env.update(secrets())
     dashboard.forget(directory)
     fd = private_fd(log)
     try:

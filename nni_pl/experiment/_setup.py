@@ -80,17 +80,18 @@ def check_new_id(exp_id: str, config: ExperimentConfig) -> None:
 
 
 def check_gpus(config: ExperimentConfig) -> None:
-    """A command trial's ``trialGpuNumber`` GPUs must exist on this machine (or be listed in ``gpuIndices``)."""
-    ts = config.training_service
-    if isinstance(ts, LocalConfig) and config.trial_gpu_number:
-        from nni_pl.training.local import GpuScheduler
+    """A command trial's ``trialGpuNumber`` GPUs must exist on this machine (or be listed in ``gpuIndices``), when
+    trials run here (the local platform, alone or in a hybrid list); remote hosts' GPUs are their service's."""
+    for ts in getattr(config.training_service, "services", [config.training_service]):
+        if isinstance(ts, LocalConfig) and config.trial_gpu_number:
+            from nni_pl.training.local import GpuScheduler
 
-        GpuScheduler(
-            gpu_number=config.trial_gpu_number,
-            indices=ts.gpu_indices,
-            per_gpu=ts.max_trial_number_per_gpu,
-            use_active_gpu=ts.use_active_gpu,
-        ).require_enough("each trial")
+            GpuScheduler(
+                gpu_number=config.trial_gpu_number,
+                indices=ts.gpu_indices,
+                per_gpu=ts.max_trial_number_per_gpu,
+                use_active_gpu=ts.use_active_gpu,
+            ).require_enough("each trial")
 
 
 def build_algorithms(config: ExperimentConfig, tuner: Any = None, assessor: Any = None) -> tuple[Any, Any]:

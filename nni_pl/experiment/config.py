@@ -37,7 +37,7 @@ from nni_pl.errors import ConfigError, SearchSpaceError, did_you_mean
 from nni_pl.experiment._config_v1 import is_v1, v1_to_v2
 from nni_pl.space import SearchSpace
 from nni_pl.training.local import LocalConfig
-from nni_pl.training.platforms import parse_section
+from nni_pl.training.platforms import blank_section, parse_section
 
 __all__ = [
     "AlgorithmConfig",
@@ -167,14 +167,9 @@ _ALGORITHMS = ("tuner", "assessor", "advisor")
 
 
 def _platform_config(platform: Any) -> Any:
-    """``ExperimentConfig('local')`` / ``(['local'])``: the training-service section of that platform."""
-    if isinstance(platform, (list, tuple)):
-        return _training_service([_platform_config(p).to_dict() for p in platform], "trainingService")
-    if not isinstance(platform, str):
-        raise ConfigError(
-            "trainingService", f"got {platform!r}; name the training platform, e.g. ExperimentConfig('local')"
-        )
-    return _training_service({"platform": platform}, "trainingService")
+    """``ExperimentConfig('local')`` / ``(['remote', 'local'])``: the platform's blank section, filled in Python
+    (``config.training_service.machine_list.append(...)``) and checked with the rest of the config."""
+    return blank_section(platform, "trainingService")
 
 
 def _algorithm_value(value: Any, field: str) -> Any:
@@ -209,6 +204,8 @@ def _service_raw(value: Any) -> Any:
         return [_service_raw(v) for v in value]
     if isinstance(value, str):
         return {"platform": value}
+    if hasattr(value, "secret_environment"):
+        return value.to_dict(secrets=True)  # to_dict() masks literal secrets; this copy is re-read in memory
     return value.to_dict() if hasattr(value, "to_dict") else value
 
 
@@ -356,7 +353,8 @@ class ExperimentConfig:
         if raw.get("sharedStorage") is not None:
             raise ConfigError(
                 "sharedStorage",
-                "shared storage is only for remote platforms, which this version does not support; remove it",
+                "shared storage (NNI's NFS/Azure Blob mount for remote platforms) is not supported in this version; "
+                "remove it",
             )
         if raw.get("searchSpace") is not None and raw.get("searchSpaceFile") is not None:
             raise ConfigError("searchSpace", "give either searchSpace (inline) or searchSpaceFile, not both")
@@ -514,13 +512,13 @@ class ExperimentConfig:
         if self.advisor is None and self.tuner is None:
             self.tuner = AlgorithmConfig(name="TPE", class_args={"optimize_mode": "maximize"})
             logger.info("no tuner configured: using TPE (optimize_mode: maximize)")
-        ts = self.training_service
-        if isinstance(ts, LocalConfig) and self.trial_gpu_number and ts.gpu_indices is not None:
-            if len(ts.gpu_indices) < self.trial_gpu_number:
-                raise ConfigError(
-                    "trialGpuNumber",
-                    f"each trial needs {self.trial_gpu_number} GPUs but gpuIndices lists only {ts.gpu_indices}",
-                )
+        for ts in getattr(self.training_service, "services", [self.training_service]):  # a hybrid's too
+            if isinstance(ts, LocalConfig) and self.trial_gpu_number and ts.gpu_indices is not None:
+                if len(ts.gpu_indices) < self.trial_gpu_number:
+                    raise ConfigError(
+                        "trialGpuNumber",
+                        f"each trial needs {self.trial_gpu_number} GPUs but gpuIndices lists only {ts.gpu_indices}",
+                    )
         if self.store_url is not None and "://" not in self.store_url:
             raise ConfigError(
                 "storeUrl",

@@ -59,7 +59,9 @@ __all__ = [
 ]
 
 _ID_CHARS = string.ascii_letters + string.digits
-_SECRET_KEY = re.compile(r"passw(or)?d|secret|token|key|credential", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"passw(or)?d|passphrase|secret|token|key|credential", re.IGNORECASE)
+# `password: ${VAR}` names a variable and holds no secret
+_ENV_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _URL_WITH_PASSWORD = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:]*:[^\s/@]*@[^\s]*")
 
 
@@ -71,8 +73,9 @@ def optimize_mode(config: Mapping[str, Any]) -> str:
 
 
 def redact(value: Any, *, _key: str = "") -> Any:
-    """A copy of a config with its secrets masked: values of keys that look like passwords, secrets, tokens,
-    keys or credentials become ``"***"``, and passwords inside URLs are masked (the search space is kept).
+    """A copy of a config with its secrets masked: values of keys that look like passwords, passphrases, secrets,
+    tokens, keys or credentials become ``"***"`` (a ``${VARIABLE}`` reference is kept: it is no secret), and
+    passwords inside URLs are masked (the search space is kept).
 
     Example:
         >>> redact({"storeUrl": "postgresql://nni:s3cret@db/nni", "tuner": {"classArgs": {"api_key": "abc"}}})
@@ -84,7 +87,7 @@ def redact(value: Any, *, _key: str = "") -> Any:
             if k == "searchSpace":
                 out[k] = v
             elif _SECRET_KEY.search(str(k)) and v is not None and not isinstance(v, (Mapping, list, bool)):
-                out[k] = "***"
+                out[k] = v if isinstance(v, str) and _ENV_REFERENCE.fullmatch(v) else "***"
             else:
                 out[k] = redact(v, _key=str(k))
         return out

@@ -247,6 +247,9 @@ class Experiment(_NniQueries):
             )
             return
         _setup.check_gpus(cfg)
+        preflight = getattr(cfg.training_service, "preflight", None)
+        if callable(preflight):  # e.g. a remote section: its secrets can be had, its known-hosts file exists
+            preflight()
 
     def prepare(
         self,
@@ -489,6 +492,7 @@ class Experiment(_NniQueries):
                 port=port,
                 host=host,
                 token=token,
+                section=self.config.training_service,
             )
         except BaseException:
             self._abort_start()

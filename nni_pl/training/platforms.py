@@ -42,16 +42,19 @@ from pathlib import Path
 from typing import Any
 
 from nni_pl._config_readers import check_keys, read_path, read_str
-from nni_pl.errors import ConfigError, did_you_mean
+from nni_pl.errors import ConfigError, MissingDependencyError, did_you_mean
 from nni_pl.training.local import LocalConfig, LocalTrainingService
+from nni_pl.training.remote_config import RemoteConfig
 from nni_pl.training.service import TrainingService
 
 __all__ = [
     "PLATFORMS",
     "UNAVAILABLE_PLATFORMS",
     "CustomServiceConfig",
+    "HybridConfig",
     "Platform",
     "ServiceSpec",
+    "blank_section",
     "create_service",
     "parse_section",
 ]
@@ -79,19 +82,36 @@ class ServiceSpec:
 
 @dataclass(frozen=True)
 class Platform:
-    """A training platform: its config section class and how to build its service."""
+    """A training platform: its config section class and how to build its service.
+
+    ``section_takes_base``: the section's ``from_dict(raw, field, base)`` takes the folder relative paths in it
+    resolve against (the config file's).
+    """
 
     name: str
     section: type
     build: Callable[[ServiceSpec], TrainingService]
+    section_takes_base: bool = False
+
+
+def _build_remote(spec: ServiceSpec) -> TrainingService:
+    """The SSH service, imported only now: it needs the ``remote`` extra."""
+    try:
+        from nni_pl.training.remote import RemoteTrainingService
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] == "nni_pl":
+            raise
+        raise MissingDependencyError(e.name or "paramiko", "remote", "platform 'remote'") from e
+    return RemoteTrainingService.from_spec(spec)
 
 
 PLATFORMS: dict[str, Platform] = {
     "local": Platform("local", LocalConfig, LocalTrainingService.from_spec),
+    "remote": Platform("remote", RemoteConfig, _build_remote, section_takes_base=True),
 }
 # NNI 2.5's other platforms: named, so that a config using one gets "not available" rather than "unknown"
 UNAVAILABLE_PLATFORMS = (
-    "remote", "openpai", "pai", "kubeflow", "frameworkcontroller", "aml", "dlc", "adl", "dlts",
+    "openpai", "pai", "kubeflow", "frameworkcontroller", "aml", "dlc", "adl", "dlts",
 )  # fmt: skip
 
 
@@ -153,21 +173,98 @@ class CustomServiceConfig:
         return service
 
 
-def parse_section(raw: Any, field: str, base: Path | None = None) -> Any:
-    """The ``trainingService`` section of a config: a platform's section object (``None`` means local)."""
-    if raw is None:
-        return LocalConfig()
-    if isinstance(raw, list) and len(raw) == 1:
-        raw = raw[0]  # a "hybrid" of one platform is that platform
-    if isinstance(raw, list):
-        raise ConfigError(
-            field, "hybrid (a list of training services) is not supported yet; use a single {platform: local}"
-        )
-    if isinstance(raw, Mapping) and "className" in raw and "platform" not in raw:
-        return CustomServiceConfig.from_dict(raw, field, base)
-    if not isinstance(raw, Mapping) or "platform" not in raw:
-        raise ConfigError(field, f"got {raw!r}; write {{platform: local}}")
-    name = raw["platform"]
+@dataclass
+class HybridConfig:
+    """``trainingService: [{platform: ...}, {platform: ...}]``: trials run on several platforms at once.
+
+    :meth:`to_dict` gives the list back (NNI's form). It reads like NNI's list of sections:
+    ``config.training_service[0].machine_list``.
+
+    Example:
+        >>> hybrid = parse_section([{"platform": "local"}, {"className": "a.b:C"}], "trainingService")
+        >>> len(hybrid), hybrid[0].platform, hybrid.to_dict()[1]
+        (2, 'local', {'className': 'a.b:C', 'classArgs': {}})
+    """
+
+    services: list[Any] = field(default_factory=list)
+    platform: str = "hybrid"
+
+    config_field = "trainingService"  # where the list is in the config (set when read; not a field)
+
+    @classmethod
+    def from_list(cls, raw: list[Any], field: str, base: Path | None = None) -> HybridConfig:
+        services = []
+        seen: dict[str, int] = {}
+        for i, item in enumerate(raw):
+            where = f"{field}[{i}]"
+            if isinstance(item, list):
+                raise ConfigError(
+                    where, f"got a list {item!r} inside the list; each entry is one {{platform: ...}}"
+                )
+            section = parse_section(item, where, base)
+            name = getattr(section, "platform", None)
+            if name in seen and name != "custom":
+                hint = "put all hosts in one machineList" if name == "remote" else "keep one"
+                raise ConfigError(
+                    where, f"platform {name!r} is listed twice, as {field}[{seen[name]}] and {where}; {hint}"
+                )
+            seen[str(name)] = i
+            services.append(section)
+        hybrid = cls(services=services)
+        hybrid.config_field = field
+        return hybrid
+
+    @property
+    def platforms(self) -> list[str]:
+        return [str(getattr(s, "platform", "?")) for s in self.services]
+
+    def __len__(self) -> int:
+        return len(self.services)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.services[index]
+
+    def __iter__(self) -> Any:
+        return iter(self.services)
+
+    def to_dict(self, *, secrets: bool = False) -> list[Any]:
+        """The list of the sections' dicts (secrets masked unless ``secrets``, as each section does)."""
+        self._number()
+        return [_section_dict(s, secrets=secrets) for s in self.services]
+
+    def secret_environment(self) -> dict[str, str]:
+        """The sections' :meth:`~nni_pl.training.remote_config.RemoteConfig.secret_environment`, merged."""
+        self._number()
+        env: dict[str, str] = {}
+        for section in self.services:
+            if callable(getattr(section, "secret_environment", None)):
+                env.update(section.secret_environment())
+        return env
+
+    def preflight(self) -> None:
+        """Each section's ``preflight()``."""
+        self._number()
+        for section in self.services:
+            if callable(getattr(section, "preflight", None)):
+                section.preflight()
+
+    def _number(self) -> None:
+        for i, section in enumerate(self.services):
+            if hasattr(section, "config_field"):
+                section.config_field = f"{self.config_field}[{i}]"
+
+
+def _section_dict(section: Any, *, secrets: bool) -> Any:
+    if not hasattr(section, "to_dict"):
+        return section
+    return (
+        section.to_dict(secrets=True)
+        if secrets and hasattr(section, "secret_environment")
+        else section.to_dict()
+    )
+
+
+def _platform(name: Any, field: str) -> Platform:
     platform = PLATFORMS.get(name) if isinstance(name, str) else None
     if platform is None:
         supported = f"{', '.join(PLATFORMS)}, or a custom service as {{className: package.module:Class}}"
@@ -180,7 +277,62 @@ def parse_section(raw: Any, field: str, base: Path | None = None) -> Any:
             f"{field}.platform",
             f"unknown platform {name!r}{did_you_mean(str(name), list(PLATFORMS))}; supported: {supported}",
         )
+    return platform
+
+
+def parse_section(raw: Any, field: str, base: Path | None = None) -> Any:
+    """The ``trainingService`` section of a config: a platform's section object (``None`` means local), or a
+    :class:`HybridConfig` for a list of more than one."""
+    if raw is None:
+        return LocalConfig()
+    if isinstance(raw, list):
+        if not raw:
+            raise ConfigError(
+                field, "got an empty list; write {platform: local}, or list the platforms to use"
+            )
+        if len(raw) > 1:
+            return HybridConfig.from_list(raw, field, base)
+        if isinstance(raw[0], list):
+            raise ConfigError(
+                f"{field}[0]", f"got a list {raw[0]!r} inside the list; write {{platform: ...}}"
+            )
+        raw = raw[0]  # a "hybrid" of one platform is that platform
+    if isinstance(raw, Mapping) and "className" in raw and "platform" not in raw:
+        return CustomServiceConfig.from_dict(raw, field, base)
+    if not isinstance(raw, Mapping) or "platform" not in raw:
+        raise ConfigError(field, f"got {raw!r}; write {{platform: local}}")
+    platform = _platform(raw["platform"], field)
+    if platform.section_takes_base:
+        return platform.section.from_dict(raw, field, base)
     return platform.section.from_dict(raw, field)
+
+
+def blank_section(platform: str | list[str] | tuple[str, ...], field: str = "trainingService") -> Any:
+    """The section of ``ExperimentConfig('remote')`` (or of a list of platforms): the platform's defaults, to be
+    filled in Python and checked with the rest of the config (a remote ``machine_list`` starts empty).
+
+    Example:
+        >>> blank_section("remote").machine_list
+        []
+        >>> blank_section(["remote", "local"]).platforms
+        ['remote', 'local']
+    """
+    if isinstance(platform, (list, tuple)):
+        if len(platform) == 1:
+            return blank_section(platform[0], field)
+        if not platform:
+            raise ConfigError(
+                field, "got an empty list; name the training platform, e.g. ExperimentConfig('local')"
+            )
+        hybrid = HybridConfig(services=[blank_section(p, f"{field}[{i}]") for i, p in enumerate(platform)])
+        if len(set(hybrid.platforms)) < len(hybrid.platforms):
+            raise ConfigError(field, f"got {list(platform)!r}; name each platform once")
+        return hybrid
+    if not isinstance(platform, str):
+        raise ConfigError(
+            field, f"got {platform!r}; name the training platform, e.g. ExperimentConfig('local')"
+        )
+    return _platform(platform, field).section()
 
 
 def create_service(spec: ServiceSpec) -> TrainingService:
@@ -188,6 +340,10 @@ def create_service(spec: ServiceSpec) -> TrainingService:
     section = spec.section
     if isinstance(section, CustomServiceConfig):
         return section.build(spec)
+    if isinstance(section, HybridConfig):
+        from nni_pl.training.hybrid import HybridTrainingService
+
+        return HybridTrainingService.from_spec(spec)
     platform = PLATFORMS.get(getattr(section, "platform", "local"))
     if platform is None:
         raise ConfigError("trainingService.platform", f"no training platform {section!r}")

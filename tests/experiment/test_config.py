@@ -233,7 +233,7 @@ def test_config_advisor_key_accepted(tmp_path: Path) -> None:
         ("trainingService", {"platform": "local", "useActiveGpu": "yes"}, r"'trainingService.useActiveGpu': got 'yes'; write true or false"),
         ("trainingService", {"platform": "local", "maxTrialNumberPerGpu": 0}, r"'trainingService.maxTrialNumberPerGpu': got 0; it must be at least 1"),
         ("trainingService", {"platform": "local", "gpuIndices": "0,x"}, r"'trainingService.gpuIndices': got '0,x'; 'x' is not a GPU index"),
-        ("sharedStorage", {"storageType": "NFS"}, r"'sharedStorage': shared storage is only for remote platforms"),
+        ("sharedStorage", {"storageType": "NFS"}, r"'sharedStorage': shared storage \(NNI's NFS/Azure Blob mount for remote platforms\) is not supported"),
     ],
 )  # fmt: skip
 def test_config_v2_key_type_checked(tmp_path: Path, key: str, value: Any, message: str) -> None:
@@ -521,13 +521,11 @@ def test_config_trial_gpu_number_needs_enough_gpu_indices(tmp_path: Path) -> Non
     assert cfg.trial_gpu_number == 0
 
 
-@pytest.mark.parametrize(
-    "platform", ["remote", "openpai", "kubeflow", "frameworkcontroller", "aml", "dlc", "adl"]
-)
+@pytest.mark.parametrize("platform", ["openpai", "kubeflow", "frameworkcontroller", "aml", "dlc", "adl"])
 def test_config_unsupported_platform(tmp_path: Path, platform: str) -> None:
     with pytest.raises(
         ConfigError,
-        match=rf"^config field 'trainingService.platform': platform '{platform}' is not available in this version; supported: local",
+        match=rf"^config field 'trainingService.platform': platform '{platform}' is not available in this version; supported: local, remote,",
     ):
         _cfg(tmp_path, trainingService={"platform": platform})
 
@@ -539,11 +537,17 @@ def test_config_unknown_platform_did_you_mean(tmp_path: Path) -> None:
         _cfg(tmp_path, trainingService={"platform": "locl"})
 
 
-def test_config_hybrid_training_service_rejected(tmp_path: Path) -> None:
+def test_config_hybrid_training_service_is_a_list_of_sections(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, trainingService=[{"platform": "local"}, {"className": "pkg.mod:Service"}])
+    assert cfg.training_service.platforms == ["local", "custom"]
+    assert cfg.to_dict()["trainingService"] == [
+        LocalConfig().to_dict(),
+        {"className": "pkg.mod:Service", "classArgs": {}},
+    ]
     with pytest.raises(
-        ConfigError, match=r"'trainingService': hybrid \(a list of training services\) is not supported"
+        ConfigError, match=r"^config field 'trainingService\[1\]': platform 'local' is listed twice"
     ):
-        _cfg(tmp_path, trainingService=[{"platform": "local"}, {"platform": "remote"}])
+        _cfg(tmp_path, trainingService=[{"platform": "local"}, {"platform": "local"}])
 
 
 def test_config_training_service_defaults_to_local(tmp_path: Path) -> None:

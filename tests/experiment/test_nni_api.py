@@ -140,7 +140,8 @@ def test_blank_config_is_checked_at_start_naming_the_camelcase_field_and_nothing
     with pytest.raises(ConfigError, match=r"in Python write the snake_case name 'trial_command'"):
         experiment.config.trialCommand = "python main.py"
     with pytest.raises(
-        ConfigError, match=r"config file '.*nope' does not exist; .*give a training platform \('local'\)"
+        ConfigError,
+        match=r"config file '.*nope' does not exist; .*give a training platform \('local', 'remote'\)",
     ):
         Experiment("nope")
 
@@ -151,8 +152,10 @@ def test_experiment_config_takes_the_platform_first_and_camelcase_keywords(tmp_p
     assert config.trial_command is None and config.training_service == LocalConfig()
     assert config.tuner is not None and config.tuner.name is None  # blank, for config.tuner.name = ...
     assert ExperimentConfig(["local"]).training_service == LocalConfig()
-    with pytest.raises(ConfigError, match=r"'trainingService.platform': platform 'remote' is not available"):
-        ExperimentConfig("remote")
+    with pytest.raises(
+        ConfigError, match=r"'trainingService.platform': platform 'kubeflow' is not available"
+    ):
+        ExperimentConfig("kubeflow")
 
     camel = ExperimentConfig(
         trialCommand="python t.py", trialConcurrency=2, maxExperimentDuration="1h", searchSpace=SPACE
