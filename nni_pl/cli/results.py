@@ -1,5 +1,8 @@
 """``nni-pl list``, ``show``, ``export``, ``trial ls`` and ``view --text``: what the store says, as tables.
 
+``trial ls`` has a ``platform`` column for an experiment whose trials run on several training platforms (a
+``trainingService`` list, NNI's hybrid mode); ``export`` always gives each trial's ``platform``.
+
 Tables stay readable whatever the trials reported: a metric or parameter value longer than
 :data:`~nni_pl.cli._common.CELL_LIMIT` characters is cut with a marker, and a line under the table says that
 ``export`` has it in full. Trials of an experiment whose manager is gone are not shown as running: they are
@@ -26,6 +29,7 @@ __all__ = [
     "cmd_list",
     "cmd_show",
     "cmd_trial_ls",
+    "shows_platform",
     "trial_counts",
     "view_text",
 ]
@@ -193,6 +197,7 @@ def export_text(loc: Any, *, kind: str, intermediate: bool) -> tuple[str, int]:
                 "trialJobId": t.trial_id,
                 "sequenceId": t.sequence_id,
                 "status": t.status,
+                "platform": t.platform,
                 "parameter": t.parameters,
                 "value": t.final,
                 "startTime": t.started_at,
@@ -213,6 +218,7 @@ def export_text(loc: Any, *, kind: str, intermediate: bool) -> tuple[str, int]:
                 if k != "default":
                     row[f"value/{k}"] = v
         row["duration"] = round(t.duration, 3) if t.duration is not None else None
+        row["platform"] = t.platform
         if intermediate:
             row["intermediate"] = json.dumps(metrics.get(t.trial_id, []))
         rows.append(row)
@@ -248,6 +254,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 # --- trials ----------------------------------------------------------------------------------------------------------
 
 
+def shows_platform(config: dict[str, Any], trials: list[Any]) -> bool:
+    """Whether a trial table needs a platform column: the experiment's ``trainingService`` lists several platforms
+    (hybrid), or its trials ran on more than one.
+
+    Example:
+        >>> shows_platform({"trainingService": [{"platform": "local"}, {"platform": "remote"}]}, [])
+        True
+        >>> shows_platform({"trainingService": {"platform": "local"}}, [])
+        False
+    """
+    section = config.get("trainingService")
+    if isinstance(section, list) and len(section) > 1:
+        return True
+    return len({t.platform for t in trials if t.platform}) > 1
+
+
 def cmd_trial_ls(args: argparse.Namespace) -> int:
     """An experiment's trials; ``--head N``/``--tail N``: the N complete trials with the highest/lowest
     default metric (NNI's ``nnictl trial ls``)."""
@@ -276,8 +298,10 @@ def cmd_trial_ls(args: argparse.Namespace) -> int:
     else:
         trials = loc.store.list_trials(exp.id, statuses=[args.status] if args.status else None)
     manager_running = exp.status == st.EXP_RUNNING and locate.manager_alive(exp)
+    platform = shows_platform(exp.config, trials)
     table = Table(header_style="bold")
-    for col in ("trial", "#", "status", "result", "intermediate", "duration", "parameters"):
+    columns = ["trial", "#", "status", *(["platform"] if platform else []), "result", "intermediate"]
+    for col in (*columns, "duration", "parameters"):
         table.add_column(col, overflow="fold")
     cells: list[str] = []
     for t in trials:
@@ -287,6 +311,7 @@ def cmd_trial_ls(args: argparse.Namespace) -> int:
             t.trial_id,
             str(t.sequence_id),
             locate.shown_trial_status(t, manager_running=manager_running),
+            *((t.platform or "-",) if platform else ()),
             result,
             str(t.intermediate_count),
             format_seconds(t.duration),

@@ -136,6 +136,8 @@ class TrialJob(_Record):
         startTime, endTime: milliseconds since the epoch (``None`` while unknown).
         finalMetricData: its final result, if reported (one :class:`TrialMetricData`).
         message: why it ended, when it failed.
+        platform: the training platform it ran on (``local``, ``remote``...; hybrid experiments spread their
+            trials over several, as NNI's WebUI shows); ``None`` before it started.
 
     Example:
         >>> TrialJob(trialJobId="Ab3xY", status="SUCCEEDED", sequenceId=0).status
@@ -152,6 +154,7 @@ class TrialJob(_Record):
     finalMetricData: list[TrialMetricData] = field(default_factory=list)
     stderrPath: str = ""
     message: str = "--"
+    platform: str | None = None
 
 
 def metric_data(m: st.MetricRow, parameter_id: int | None) -> TrialMetricData:
@@ -183,4 +186,5 @@ def trial_job(t: st.TrialRow, finals: Sequence[st.MetricRow] = ()) -> TrialJob:
         finalMetricData=[metric_data(m, t.parameter_id) for m in finals],
         stderrPath=str(Path(t.trial_dir) / "stderr"),
         message=(t.error or "").strip().splitlines()[-1] if t.error else "--",
+        platform=t.platform,
     )

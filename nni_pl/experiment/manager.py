@@ -389,6 +389,7 @@ class Manager:
                 "pid": info.pid,
                 "pid_started_at": info.pid_started_at,
                 "host": info.host,
+                "platform": info.platform or self.service.platform,
                 "gpu_indices": ",".join(map(str, info.gpu_indices)) if info.gpu_indices is not None else None,
             }
             for k, v in values.items():

@@ -4,6 +4,10 @@ The store is the one source of truth: the manager writes it, and the CLI, the da
 read it. Each experiment directory holds its own ``store.sqlite`` by default; a database URL puts many
 experiments (from several hosts) into one server database.
 
+The schema has a version (:data:`SCHEMA_VERSION`, in the ``nnipl_meta`` table). Opening a store made by an
+older version migrates it in place, keeping its data: version 2 added the trial's ``platform`` column (where a
+trial ran, for hybrid experiments). Several processes may open an old store at once; one of them migrates it.
+
 Example:
     >>> import tempfile, os
     >>> store = Store(f"sqlite:///{tempfile.mkdtemp()}/store.sqlite")
@@ -42,7 +46,7 @@ __all__ = [
     "sqlite_url",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: nnipl_trial.platform
 
 # Trial statuses (NNI's names).
 WAITING = "WAITING"
@@ -148,6 +152,8 @@ class TrialRow:
     ended_at: float | None = None
     exit_code: int | None = None
     host: str | None = None
+    # the training platform it ran on ("local", "remote"...); None in stores older than schema version 2
+    platform: str | None = None
     pid: int | None = None
     pid_started_at: float | None = None
     gpu_indices: str | None = None
@@ -237,6 +243,7 @@ def _models(db: pw.Database) -> tuple[type[pw.Model], type[pw.Model], type[pw.Mo
         ended_at = pw.DoubleField(null=True)
         exit_code = pw.IntegerField(null=True)
         host = pw.CharField(null=True)
+        platform = pw.CharField(null=True, max_length=64)  # schema 2
         pid = pw.IntegerField(null=True)
         pid_started_at = pw.DoubleField(null=True)
         gpu_indices = pw.CharField(null=True)
@@ -329,6 +336,10 @@ class Store:
                 self._Meta.insert(
                     key="schema_version", value=str(SCHEMA_VERSION)
                 ).on_conflict_ignore().execute()
+            self._migrate()
+        except StoreError:
+            self.close()
+            raise
         except pw.ImproperlyConfigured as e:
             # peewee imports the drivers softly and only complains here ("... driver not found.")
             self.close()
@@ -336,6 +347,49 @@ class Store:
         except (pw.DatabaseError, pw.InterfaceError) as e:
             self.close()
             raise StoreError(f"cannot open the store at {redact_url(url)!r}: {str(e).strip()}") from e
+
+    def _migrate(self) -> None:
+        """Bring a store made by an older version up to :data:`SCHEMA_VERSION` (new columns are added, nothing
+        is lost). Another process may be migrating the same store: a column it added meanwhile is no error."""
+        row = self._Meta.get_or_none(self._Meta.key == "schema_version")
+        try:
+            version = int(row.value) if row is not None else SCHEMA_VERSION
+        except ValueError:
+            version = 0
+        if version >= SCHEMA_VERSION:
+            return
+        try:
+            with self.db.atomic():
+                self._add_missing_columns()
+                self._Meta.update(value=str(SCHEMA_VERSION)).where(
+                    self._Meta.key == "schema_version"
+                ).execute()
+        except (pw.OperationalError, pw.ProgrammingError, pw.IntegrityError, pw.InternalError) as e:
+            missing = self._missing_columns()
+            if missing:  # not a race with another process: it really failed
+                raise StoreError(
+                    f"cannot migrate the store at {redact_url(self.url)!r} from schema version {version} to "
+                    f"{SCHEMA_VERSION} (adding {', '.join(f'{t}.{c}' for t, c, _ in missing)}): {str(e).strip()}"
+                ) from e
+
+    def _missing_columns(self) -> list[tuple[str, str, pw.Field]]:
+        """Columns of the models that the database's tables lack: ``(table, column, field)``."""
+        out = []
+        for model in (self._Exp, self._Trial, self._Metric):
+            table = model._meta.table_name
+            have = {c.name for c in self.db.get_columns(table)}
+            for f in model._meta.sorted_fields:
+                if f.column_name not in have:
+                    out.append((table, f.column_name, f))
+        return out
+
+    def _add_missing_columns(self) -> None:
+        from playhouse.migrate import SchemaMigrator, migrate
+
+        missing = self._missing_columns()
+        if missing:
+            migrator = SchemaMigrator.from_database(self.db)
+            migrate(*(migrator.add_column(table, column, f) for table, column, f in missing))
 
     @classmethod
     def for_directory(cls, directory: str | Path) -> Store:

@@ -227,6 +227,7 @@ def _trial(t: st.TrialRow) -> dict[str, Any]:
         "ended_at": t.ended_at,
         "intermediate_count": t.intermediate_count,
         "parameter_source": t.parameter_source,
+        "platform": t.platform,  # where it ran: "local", "remote"... (hybrid experiments use several)
     }
 
 

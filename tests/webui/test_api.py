@@ -118,8 +118,10 @@ def test_trials_trial_detail_and_metrics(client, experiment):
         "ended_at",
         "intermediate_count",
         "parameter_source",
+        "platform",
     }
     assert all(set(t) == keys for t in trials)
+    assert all(t["platform"] == "local" for t in trials)  # function trials run on this machine
     assert [t["sequence_id"] for t in trials] == [0, 1, 2, 3]
     t = trials[0]
     assert (
@@ -128,6 +130,7 @@ def test_trials_trial_detail_and_metrics(client, experiment):
     assert t["final"] == pytest.approx(t["parameters"]["x"]) and t["duration"] > 0
 
     d = client.get(f"/api/v1/experiments/api00001/trials/{t['trial_id']}").json()
+    assert d["platform"] == "local"
     assert d["error"] is None and d["exit_code"] == 0 and d["final_raw"] == pytest.approx(t["final"])
     x = t["parameters"]["x"]
     assert [i["sequence"] for i in d["intermediate"]] == [0, 1, 2]

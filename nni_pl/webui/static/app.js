@@ -560,6 +560,8 @@
     { key: "sequence_id", label: "#", value: (t) => t.sequence_id, cell: (t) => String(t.sequence_id ?? "") },
     { key: "trial_id", label: "Trial", value: (t) => t.trial_id, cell: (t) => el("span", { class: "mono" }, t.trial_id) },
     { key: "status", label: "Status", value: (t) => t.status, cell: (t) => statusBadge(t.status) },
+    // shown only where trials run on several platforms (a hybrid trainingService list)
+    { key: "platform", label: "Platform", value: (t) => t.platform, cell: (t) => t.platform || "–", optional: true },
     { key: "parameters", label: "Parameters", value: (t) => fmtParams(t.parameters), cell: (t) => el("span", { class: "mono params-cell", title: JSON.stringify(t.parameters) }, fmtParams(t.parameters)) },
     { key: "final", label: "Final", value: (t) => t.final, cell: (t) => fmtNum(t.final), num: true },
     { key: "duration", label: "Duration", value: (t) => t.duration, cell: (t) => fmtDuration(t.duration), num: true },
@@ -575,6 +577,13 @@
     if (na || nb) return na && nb ? 0 : na ? 1 : -1; // missing values last whatever the direction
     if (typeof va === "number" && typeof vb === "number") return (va - vb) * dir;
     return String(va).localeCompare(String(vb), undefined, { numeric: true }) * dir;
+  }
+
+  // whether the trial table shows the platform column: the config lists several platforms, or trials ran on several
+  function showsPlatform(exp, trials) {
+    const ts = exp && exp.config ? exp.config.trainingService : null;
+    if (Array.isArray(ts) && ts.length > 1) return true;
+    return new Set(trials.map((t) => t.platform).filter(Boolean)).size > 1;
   }
 
   function trialsTab(root, expId) {
@@ -594,16 +603,18 @@
     append(root, [el("div", { class: "row toolbar" }, filterText, statusSel, countNode), el("div", { class: "card table-wrap" }, table), add.node]);
     let trials = [];
     let readOnly = true;
+    let platformShown = false;
 
     const render = () => {
       const text = state.filter.text.trim().toLowerCase();
       const shown = trials
         .filter((t) => !state.filter.status || t.status === state.filter.status)
-        .filter((t) => !text || `${t.trial_id} ${t.sequence_id} ${t.status} ${fmtParams(t.parameters)} ${JSON.stringify(t.parameters)}`.toLowerCase().includes(text))
+        .filter((t) => !text || `${t.trial_id} ${t.sequence_id} ${t.status} ${t.platform || ""} ${fmtParams(t.parameters)} ${JSON.stringify(t.parameters)}`.toLowerCase().includes(text))
         .map((t, i) => [t, i])
         .sort(([a, ia], [b, ib]) => compareTrials(a, b, state.sort.key, state.sort.dir) || ia - ib)
         .map(([t]) => t);
       for (const th of headRow.querySelectorAll("th[data-sort]")) {
+        th.hidden = th.dataset.sort === "platform" && !platformShown;
         const on = th.dataset.sort === state.sort.key;
         th.setAttribute("aria-sort", on ? (state.sort.dir > 0 ? "ascending" : "descending") : "none");
       }
@@ -611,7 +622,7 @@
       for (const t of shown) {
         const href = `#/exp/${enc(expId)}/trial/${enc(t.trial_id)}`;
         const tr = el("tr", { class: "clickable", dataset: { trialId: t.trial_id, status: t.status } });
-        for (const c of COLUMNS) tr.appendChild(el("td", { class: c.num ? "num" : "", dataset: { col: c.key } }, c.cell(t)));
+        for (const c of COLUMNS) if (!c.optional || platformShown) tr.appendChild(el("td", { class: c.num ? "num" : "", dataset: { col: c.key } }, c.cell(t)));
         const actions = el("td", { class: "actions" });
         if (!readOnly && ACTIVE.has(t.status)) actions.appendChild(killButton(expId, t.trial_id));
         tr.appendChild(actions);
@@ -649,6 +660,7 @@
         if (!current()) return;
         trials = data;
         readOnly = ro;
+        platformShown = showsPlatform(exp, trials);
         add.update(exp, ro);
         render();
       },
@@ -990,6 +1002,7 @@
           el("div", { class: "card stat" }, el("div", { class: "k" }, "Duration"), el("div", { class: "v" }, fmtDuration(t.duration))),
           el("div", { class: "card stat" }, el("div", { class: "k" }, "Started"), el("div", { class: "v small" }, fmtTime(t.started_at))),
           el("div", { class: "card stat" }, el("div", { class: "k" }, "Sequence / source"), el("div", { class: "v small" }, `#${t.sequence_id} · ${t.parameter_source || ""}`)),
+          el("div", { class: "card stat" }, el("div", { class: "k" }, "Platform"), el("div", { class: "v small", id: "trial-platform" }, t.platform || "–")),
           el("div", { class: "card stat" }, el("div", { class: "k" }, "Exit code"), el("div", { class: "v" }, t.exit_code === null || t.exit_code === undefined ? "–" : String(t.exit_code))),
         );
         replaceChildren(
