@@ -235,7 +235,7 @@ class Experiment(_NniQueries):
     def _check_resources(self) -> None:
         """What the trials need must exist here: the GPUs of ``trialGpuNumber``, a function workers can run."""
         cfg = self.config
-        if self.trial is not None:
+        if self.trial is not None and self._runs_here():
             from nni_pl.training.functions import FunctionTrainingService
 
             # built (not started) now: a function that cannot reach a worker fails before anything exists
@@ -250,6 +250,47 @@ class Experiment(_NniQueries):
         preflight = getattr(cfg.training_service, "preflight", None)
         if callable(preflight):  # e.g. a remote section: its secrets can be had, its known-hosts file exists
             preflight()
+        if not self._runs_here():
+            # hosts are reached, checked and sent the code now: an unreachable host, a failed login or a code
+            # folder over the limits fails before anything exists
+            if self._pending_service is not None:
+                self._pending_service.shutdown()
+            self._pending_service = create_service(self._spec(Path.cwd()))
+
+    def _runs_here(self) -> bool:
+        """Whether the trials run on this machine only (``platform: local``, or no ``trainingService``)."""
+        return getattr(self.config.training_service, "platform", "local") == "local"
+
+    def _function_import_path(self) -> str | None:
+        """The trial function as ``module:qualname``, for services that import it where they run it."""
+        if self.trial is None:
+            return None
+        if self._trial_path is not None:
+            return self._trial_path
+        module, name = getattr(self.trial, "__module__", None), getattr(self.trial, "__qualname__", "")
+        if not module or module == "__main__" or "<locals>" in name or "<lambda>" in name:
+            raise ConfigError(
+                "trial",
+                f"{getattr(self.trial, '__qualname__', self.trial)!r} is defined in {module or 'no module'}; on "
+                f"platform {getattr(self.config.training_service, 'platform', '?')!r} a function trial is imported "
+                "on the hosts, so it must live in a module importable there: pass it as "
+                "trial='package.module:function'",
+            )
+        return f"{module}:{name}"
+
+    def _spec(self, directory: Path) -> ServiceSpec:
+        cfg = self.config
+        return ServiceSpec(
+            section=cfg.training_service,
+            trial_command=cfg.trial_command,
+            trial_code_directory=cfg.trial_code_directory,
+            experiment_directory=directory,
+            trial_concurrency=cfg.trial_concurrency,
+            trial_gpu_number=cfg.trial_gpu_number,
+            lightning_cli=cfg.lightning_cli,
+            trial_function=self._function_import_path(),
+            resumed=self._resumed,
+        )
 
     def prepare(
         self,
@@ -290,12 +331,18 @@ class Experiment(_NniQueries):
         tuner, assessor = self._build_algorithms()  # invalid names/classArgs fail before anything is created
         self._check_resources()
         requested = time.time()
-        if self._store is None:
-            _setup.check_new_id(str(self._id), self.config)
-            self._create()
-            self._fresh = True
-        else:
-            self._claim()
+        try:
+            if self._store is None:
+                _setup.check_new_id(str(self._id), self.config)
+                self._create()
+                self._fresh = True
+            else:
+                self._claim()
+        except BaseException:
+            if self._pending_service is not None and not self._runs_here():  # its SSH connections, say
+                self._pending_service.shutdown()
+                self._pending_service = None
+            raise
         self._requested_at = requested
         self._stop_early = False
         self._prepared = (tuner, assessor)
@@ -348,7 +395,10 @@ class Experiment(_NniQueries):
 
     def _service(self) -> Any:
         cfg = self.config
-        if self.trial is not None:
+        if self._pending_service is not None and not self._runs_here():
+            service, self._pending_service = self._pending_service, None
+            return service
+        if self.trial is not None and self._runs_here():
             from nni_pl.training.functions import FunctionTrainingService
 
             service = self._pending_service or FunctionTrainingService(
@@ -360,17 +410,7 @@ class Experiment(_NniQueries):
             self._pending_service = None
             service.start()
             return service
-        return create_service(
-            ServiceSpec(
-                section=cfg.training_service,
-                trial_command=cfg.trial_command,
-                trial_code_directory=cfg.trial_code_directory,
-                experiment_directory=self.directory,
-                trial_concurrency=cfg.trial_concurrency,
-                trial_gpu_number=cfg.trial_gpu_number,
-                lightning_cli=cfg.lightning_cli,
-            )
-        )
+        return create_service(self._spec(self.directory))
 
     # --- running -------------------------------------------------------------------------------------------------
     def run(
@@ -483,6 +523,9 @@ class Experiment(_NniQueries):
 
     def _detach(self, *, port: int | None = None, host: str = "127.0.0.1", token: str | None = None) -> None:
         """Run the manager as a background process; return once it is up (or raise, leaving nothing behind)."""
+        if self._pending_service is not None:  # checked the hosts; the background manager connects by itself
+            self._pending_service.shutdown()
+            self._pending_service = None
         try:
             started = _detached.spawn(
                 self.store,

@@ -78,6 +78,11 @@ class ServiceSpec:
     trial_concurrency: int = 1
     trial_gpu_number: int | None = None
     lightning_cli: str | bool = "auto"  # append LightningCLI-path parameters to the command (local trials)
+    #: a function trial by import path (``"package.module:function"``), for services that run it where the
+    #: function is importable (remote hosts); ``None`` for command trials
+    trial_function: str | None = None
+    #: the experiment is being resumed: a service may wait for hosts that do not answer instead of failing
+    resumed: bool = False
 
 
 @dataclass(frozen=True)
