@@ -356,10 +356,7 @@ class RemoteTrainingService(TrainingService):
         if password is not None:
             kwargs["password"] = password
         elif m.ssh_key_file is not None:
-            kwargs["key_filename"] = str(m.ssh_key_file)
-            passphrase = m.resolved_passphrase()
-            if passphrase is not None:
-                kwargs["passphrase"] = passphrase
+            kwargs["pkey"] = self._key(host)
         try:
             client.connect(**kwargs)
         except paramiko.BadHostKeyException as e:
@@ -395,11 +392,20 @@ class RemoteTrainingService(TrainingService):
                 f"{host.label} did not answer within {self.connect_timeout:g} s; check host and port, and that the "
                 "machine is up",
             ) from None
+        except paramiko.ssh_exception.NoValidConnectionsError as e:
+            refused = all(isinstance(x, ConnectionRefusedError) for x in e.errors.values())
+            if refused:
+                raise HostError(
+                    host.field + ".port",
+                    f"nothing listens on port {m.port} of {m.host} (connection refused); check port (is sshd "
+                    "running there?)",
+                ) from None
+            raise HostError(
+                host.field + ".host", f"cannot reach {host.label}: {e}; check host and port"
+            ) from None
         except OSError as e:
             raise HostError(
-                host.field + ".port"
-                if isinstance(e, ConnectionRefusedError) or "refused" in str(e)
-                else host.field + ".host",
+                host.field + ".port" if isinstance(e, ConnectionRefusedError) else host.field + ".host",
                 f"cannot reach {host.label}: {e.strerror or e}; check host and port (is sshd running there?)",
             ) from None
         except ValueError as e:  # e.g. a key file paramiko cannot read
@@ -408,6 +414,45 @@ class RemoteTrainingService(TrainingService):
         if transport is not None:
             transport.set_keepalive(5)
         return client
+
+    def _key(self, host: _Host) -> Any:
+        """The machine's ``sshKeyFile``, opened here: an encrypted key without (or with a wrong) passphrase is
+        named as such instead of surfacing as a refused login."""
+        paramiko = _paramiko()
+        m = host.machine
+        passphrase = m.resolved_passphrase()
+        try:
+            return paramiko.PKey.from_path(str(m.ssh_key_file), passphrase.encode() if passphrase else None)
+        except (paramiko.PasswordRequiredException, TypeError) as e:
+            if isinstance(e, TypeError) and "password" not in str(e).lower():
+                raise
+            raise HostError(
+                f"{host.field}.sshPassphrase",
+                f"the key {m.ssh_key_file} is encrypted; set sshPassphrase (or ${{VAR}} naming an environment "
+                "variable that holds it)",
+            ) from None
+        except (paramiko.SSHException, OSError, ValueError) as e:
+            if passphrase is not None and self._encrypted(m.ssh_key_file):
+                raise HostError(
+                    f"{host.field}.sshPassphrase", f"the passphrase does not open the key {m.ssh_key_file}"
+                ) from None
+            raise HostError(
+                f"{host.field}.sshKeyFile", f"cannot read the key {m.ssh_key_file}: {e}"
+            ) from None
+
+    @staticmethod
+    def _encrypted(path: Any) -> bool:
+        """Whether the key file needs a passphrase (it cannot be read without one)."""
+        paramiko = _paramiko()
+        try:
+            paramiko.PKey.from_path(str(path))
+        except paramiko.PasswordRequiredException:
+            return True
+        except TypeError as e:
+            return "password" in str(e).lower()
+        except Exception:
+            return False
+        return False
 
     def _exec(
         self, host: _Host, command: str, *, timeout: float = 60.0, stdin: bytes | None = None
@@ -444,8 +489,13 @@ class RemoteTrainingService(TrainingService):
     def _python(self, host: _Host) -> str:
         """The shell prefix that puts ``pythonPath`` first on PATH and picks ``python`` (or ``python3``)."""
         pp = host.machine.python_path
-        prefix = f'export PATH={shlex.quote(pp)}:"$PATH"; ' if pp else ""
-        return prefix + "if command -v python >/dev/null 2>&1; then __py=python; else __py=python3; fi; "
+        if pp:  # that folder's python, nothing else: a missing one must not fall back to another Python
+            q = shlex.quote(pp)
+            return (
+                f'export PATH={q}:"$PATH"; if [ -x {q}/python ]; then __py={q}/python; '
+                f"elif [ -x {q}/python3 ]; then __py={q}/python3; else exit 127; fi; "
+            )
+        return "if command -v python >/dev/null 2>&1; then __py=python; else __py=python3; fi; "
 
     def _connect(self, host: _Host) -> None:
         """Connect, check the host, upload the code, start the reuse agent; raises :class:`HostError`."""
@@ -473,7 +523,9 @@ class RemoteTrainingService(TrainingService):
     def _check(self, host: _Host) -> None:
         import nni_pl
 
-        status, out, err = self._exec(host, self._python(host) + f"exec $__py -m {_AGENT} probe", timeout=60)
+        status, out, err = self._exec(
+            host, self._python(host) + f'exec "$__py" -m {_AGENT} probe', timeout=60
+        )
         pp = host.machine.python_path
         if status == 127 or ("not found" in err and not out.strip()):
             raise HostError(
@@ -563,7 +615,7 @@ class RemoteTrainingService(TrainingService):
             )
             status, _, err = self._exec(
                 host,
-                self._python(host) + f"exec $__py -c {q(script)} {q(remote_archive)} {q(code)} {q(marker)}",
+                self._python(host) + f'exec "$__py" -c {q(script)} {q(remote_archive)} {q(code)} {q(marker)}',
             )
             if status != 0:
                 raise HostError(
@@ -576,7 +628,7 @@ class RemoteTrainingService(TrainingService):
     def _start_agent(self, host: _Host) -> _Link:
         transport = host.client.get_transport()
         channel = transport.open_session(timeout=self.connect_timeout)
-        channel.exec_command(self._python(host) + f"exec $__py -u -m {_AGENT} serve")
+        channel.exec_command(self._python(host) + f'exec "$__py" -u -m {_AGENT} serve')
         link = _Link(host, channel, self.events)
         return link
 
