@@ -12,19 +12,26 @@ import inspect
 import secrets
 import string
 import time
+from pathlib import Path
 from typing import Any
 
 from nni_pl.cli._common import console, elapsed, find, fmt, optimize_mode, running_experiments
 from nni_pl.errors import NniPlError
 
-__all__ = ["UNSUPPORTED", "add_parsers", "cmd_algo_show", "cmd_create", "cmd_top", "unsupported"]
+__all__ = [
+    "UNSUPPORTED",
+    "add_parsers",
+    "cmd_algo_show",
+    "cmd_create",
+    "cmd_platform_clean",
+    "cmd_top",
+    "unsupported",
+]
 
 _ID_CHARS = string.ascii_letters + string.digits
 
 # nnictl commands nni-pl has no counterpart for, with why and what to use instead
 UNSUPPORTED: dict[str, str] = {
-    "platform": "nni-pl runs trials on this machine only, so there is no remote platform to clean; "
-    "`nni-pl experiment delete ID` removes an experiment's files",
     "config": "nni-pl has no current-experiment context: every command takes the experiment id "
     "(or, where NNI allows none, uses the one running experiment); `nni-pl list` shows them",
     "ss_gen": "it generates search spaces from NNI's legacy NAS annotations, which nni-pl does not read; "
@@ -191,6 +198,34 @@ def cmd_algo_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- platform clean ----------------------------------------------------------------------------------------------------
+
+
+def cmd_platform_clean(args: argparse.Namespace) -> int:
+    """``nnictl platform clean --config FILE``: delete what experiments left on the config's remote hosts (the
+    folders of experiments running now are kept)."""
+    from nni_pl.experiment.config import ExperimentConfig
+
+    out = console()
+    config = ExperimentConfig.load(Path(args.config))
+    section = config.training_service
+    sections = list(getattr(section, "services", None) or [section])
+    remote = [s for s in sections if getattr(s, "platform", None) == "remote"]
+    if not remote:
+        out.print(
+            f"nothing to clean on platform {getattr(section, 'platform', 'local')!r}: trials write to this machine "
+            "only; `nni-pl experiment delete ID` removes an experiment's files"
+        )
+        return 0
+    from nni_pl.training.remote import clean_hosts
+
+    running = {str(loc.experiment.id) for loc in running_experiments(args)}
+    for s in remote:
+        for line in clean_hosts(s, keep=running):
+            out.print(line)
+    return 0
+
+
 # --- unsupported ----------------------------------------------------------------------------------------------------------
 
 
@@ -227,5 +262,17 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     s.add_argument("--time", "-t", type=float, default=3.0, help="seconds between refreshes (default 3)")
     s.add_argument("--once", action="store_true", help="print the view once and exit")
     s.set_defaults(func=cmd_top)
+
+    s = sub.add_parser(
+        "platform", parents=[common], help="NNI's platform clean: tidy the remote hosts of a config"
+    )
+    psub = s.add_subparsers(dest="platform_command", required=True, metavar="clean")
+    c = psub.add_parser(
+        "clean", parents=[common], help="delete the experiment folders left on the config's hosts"
+    )
+    c.add_argument(
+        "--config", "-c", required=True, help="the experiment config naming the hosts (NNI v1/v2 YAML)"
+    )
+    c.set_defaults(func=cmd_platform_clean)
 
     experiments.add_parser(sub, common)

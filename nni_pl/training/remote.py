@@ -1071,3 +1071,50 @@ class _RecordNewKey:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
         logger.warning("recorded the new host key of %s (%s) in %s", hostname, key.get_name(), self.path)
+
+
+def clean_hosts(section: Any, *, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """``nnictl platform clean`` for a remote section: delete the experiment folders nni-pl left on each host.
+
+    Everything under each host's ``remoteWorkingDirectory`` whose name is not in ``keep`` (the ids of experiments
+    that are running) is removed. Returns one line per host saying what went.
+    """
+    machines = list(getattr(section, "machine_list", []) or [])
+    if not machines:
+        raise ConfigError("trainingService.machineList", "is empty; list the hosts to clean")
+    service = RemoteTrainingService.__new__(RemoteTrainingService)  # connections only: no code, no agent
+    service.known_hosts = (
+        Path(section.known_hosts_file).expanduser()
+        if section.known_hosts_file
+        else Path("~/.ssh/known_hosts").expanduser()
+    )
+    service.accept_new_host_keys = section.strict_host_key_checking == "accept-new"
+    service.connect_timeout = 10.0
+    service.remote_directory = section.remote_working_directory
+    report = []
+    for index, machine in enumerate(machines):
+        host = _Host(index, machine)
+        host.client = service._client(host)
+        try:
+            status, out, err = service._exec(host, 'printf "%s\\n" "$HOME"')
+            host.home = out.strip() or "~"
+            base = posixpath.dirname(service._root(host, "x"))
+            status, out, err = service._exec(
+                host, f"find {shlex.quote(base)} -mindepth 1 -maxdepth 1 -type d 2>/dev/null || true"
+            )
+            folders = [line for line in out.splitlines() if line.strip()]
+            gone = [f for f in folders if posixpath.basename(f) not in keep]
+            if gone:
+                status, _, err = service._exec(host, "rm -rf -- " + " ".join(shlex.quote(f) for f in gone))
+                if status != 0:
+                    raise HostError(
+                        host.field + ".host", f"cleaning {base} on {host.label} failed: {err.strip()[-300:]}"
+                    )
+            kept = len(folders) - len(gone)
+            report.append(
+                f"{host.label}: removed {len(gone)} experiment folder(s) from {base}"
+                + (f", kept {kept} of running experiments" if kept else "")
+            )
+        finally:
+            host.client.close()
+    return report

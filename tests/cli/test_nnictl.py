@@ -341,7 +341,6 @@ def test_update_searchspace_from_a_file(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["platform", "clean", "--config", "c.yml"], "only"),
         (["config", "show"], "no current-experiment context"),
         (["ss_gen", "--trial_command", "python x.py"], "ModelSpace.search_space()"),
         (["package", "list"], "nni-pl algo list"),

@@ -269,3 +269,21 @@ def RemoteMachineConfig_(h: SshHost) -> Any:
     return RemoteMachineConfig(
         host=h.address, port=h.port, user=h.user, ssh_key_file=str(h.key_file), python_path=h.python_path
     )
+
+
+def test_platform_clean_removes_what_experiments_left_on_the_hosts(ssh_hosts, tmp_path, capsys) -> None:
+    config = v2_config(tmp_path, ssh_hosts, maxTrialNumber=2)
+    assert main(["launch", str(config), "--no-display"]) == 0
+    exp_id = launched_id(capsys.readouterr().out)
+    left = [h.home / "nni-pl-experiments" / exp_id for h in ssh_hosts]
+    assert any(p.is_dir() for p in left)
+    assert main(["platform", "clean", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert all(h.user in out for h in ssh_hosts) and "removed" in out, out
+    assert not any(p.exists() for p in left)
+    local = tmp_path / "local.yml"
+    local.write_text(
+        yaml.safe_dump({"trialCommand": "python t.py", "trialConcurrency": 1, "searchSpace": {}})
+    )
+    assert main(["platform", "clean", "--config", str(local)]) == 0
+    assert "nothing to clean on platform 'local'" in capsys.readouterr().out
