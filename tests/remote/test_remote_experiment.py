@@ -287,3 +287,46 @@ def test_platform_clean_removes_what_experiments_left_on_the_hosts(ssh_hosts, tm
     )
     assert main(["platform", "clean", "--config", str(local)]) == 0
     assert "nothing to clean on platform 'local'" in capsys.readouterr().out
+
+
+def test_a_password_login_leaves_the_password_nowhere(ssh_hosts, tmp_path, capsys) -> None:
+    h = ssh_hosts[0]
+    if h.password is None:
+        pytest.skip("password logins need netns hosts with accounts of their own")
+    config = v2_config(tmp_path, [h], maxTrialNumber=2, trialGpuNumber=0)
+    raw = yaml.safe_load(config.read_text())
+    machine = raw["trainingService"]["machineList"][0]
+    del machine["sshKeyFile"], machine["gpuIndices"]
+    machine["password"] = h.password
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["launch", str(config), "--no-display"]) == 0
+    out = capsys.readouterr()
+    exp_id = launched_id(out.out)
+    assert {t.status for t in find(exp_id).store.list_trials(exp_id)} == {st.SUCCEEDED}
+    secret = h.password.encode()
+    assert secret not in (out.out + out.err).encode()
+    places = [tmp_path / "exps", Path(os.environ["NNI_PL_HOME"]), h.home / "nni-pl-experiments" / exp_id]
+    for place in places:
+        for path in place.rglob("*"):
+            if path.is_file():
+                assert secret not in path.read_bytes(), f"the password is in {path}"
+
+
+def test_hybrid_local_and_remote_trials_show_their_platform(ssh_hosts, tmp_path, capsys) -> None:
+    config = v2_config(tmp_path, ssh_hosts[:1], maxTrialNumber=4, trialGpuNumber=0, sleep=1)
+    raw = yaml.safe_load(config.read_text())
+    remote = raw["trainingService"]
+    del remote["machineList"][0]["gpuIndices"]
+    raw["trainingService"] = [{"platform": "local"}, remote]
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["launch", str(config), "--no-display"]) == 0
+    exp_id = launched_id(capsys.readouterr().out)
+    trials = find(exp_id).store.list_trials(exp_id)
+    assert {t.status for t in trials} == {st.SUCCEEDED}, [(t.status, t.error) for t in trials]
+    assert {t.platform for t in trials} == {"local", "remote"}
+    for t in trials:
+        folder = remote_folder(Path(t.trial_dir)) if t.platform == "remote" else Path(t.trial_dir)
+        assert json.loads((folder / "where.json").read_text())["platform"] == t.platform
+    assert main(["trial", "ls", exp_id]) == 0
+    listing = capsys.readouterr().out
+    assert "local" in listing and "remote" in listing
