@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,8 +182,12 @@ class GpuScheduler:
         indices: Sequence[int] | None = None,
         per_gpu: int = 1,
         use_active_gpu: bool = True,
+        busy: Callable[[], set[int]] | None = None,
     ) -> None:
         self.gpu_number = gpu_number
+        self.busy_source = (
+            busy or busy_gpus
+        )  # where "which GPUs run compute processes" is asked (a host's agent)
         self.per_gpu = per_gpu
         self.use_active_gpu = use_active_gpu
         self.indices = list(indices) if indices is not None else (visible_gpus() if gpu_number else [])
@@ -207,7 +211,7 @@ class GpuScheduler:
         # nvidia-smi costs ~100 ms and the manager asks several times a second: look every few seconds
         now = time.time()
         if self._busy_at is None or now - self._busy_at > 5.0:
-            self._busy_cache, self._busy_at = busy_gpus(), now
+            self._busy_cache, self._busy_at = self.busy_source(), now
         return self._busy_cache
 
     def _candidates(self) -> list[int]:

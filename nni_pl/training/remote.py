@@ -569,8 +569,21 @@ class RemoteTrainingService(TrainingService):
             gpu_number=self.gpu_number,
             indices=indices,
             per_gpu=host.machine.max_trial_number_per_gpu,
-            use_active_gpu=True,  # busy GPUs are asked of the host's agent (see _busy_gpus)
+            use_active_gpu=host.machine.use_active_gpu or not found,  # no nvidia-smi there: nothing to ask
+            busy=lambda: self._busy_gpus(host),
         )
+
+    def _busy_gpus(self, host: _Host) -> set[int]:
+        """GPUs of ``host`` running compute processes (``useActiveGpu: false`` leaves those not running our trials),
+        asked with ``nvidia-smi`` there; the scheduler asks at most every few seconds."""
+        try:
+            status, out, _ = self._exec(
+                host, self._python(host) + f'exec "$__py" -m {_AGENT} busy', timeout=30
+            )
+            return set(json.loads(out.strip().splitlines()[-1])) if status == 0 and out.strip() else set()
+        except Exception as e:  # a host that does not answer runs nothing new anyway
+            logger.debug("host %s: asking for busy GPUs failed: %s", host.label, e)
+            return set()
 
     def _root(self, host: _Host, experiment_id: str) -> str:
         base = self.remote_directory

@@ -4,6 +4,7 @@ The remote training service (:mod:`nni_pl.training.remote`) runs this module on 
 ``pythonPath`` first on ``PATH``::
 
     python -m nni_pl.training.remote_agent probe             # one JSON line: versions, home, GPUs
+    python -m nni_pl.training.remote_agent busy              # one JSON line: GPUs running compute processes
     python -m nni_pl.training.remote_agent serve             # the agent: JSON lines in, JSON lines out
     python -m nni_pl.training.remote_agent call module:fn    # a function trial, run as a command trial
 
@@ -389,11 +390,16 @@ def call(target: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] not in ("probe", "serve", "call"):
-        sys.stderr.write("usage: python -m nni_pl.training.remote_agent probe|serve|call module:function\n")
+    if not args or args[0] not in ("probe", "busy", "serve", "call"):
+        sys.stderr.write(
+            "usage: python -m nni_pl.training.remote_agent probe|busy|serve|call module:function\n"
+        )
         return 2
     if args[0] == "probe":
         sys.stdout.write(json.dumps(probe()) + "\n")
+        return 0
+    if args[0] == "busy":
+        sys.stdout.write(json.dumps(sorted(busy_gpus())) + "\n")
         return 0
     if args[0] == "call":
         return call(args[1])

@@ -121,13 +121,32 @@ def test_gpu_indices_the_host_does_not_have(ssh_hosts, tmp_path) -> None:
     wrapper.write_text(f'#!/bin/sh\nexec {os.path.join(h.python_path, "python")} "$@"\n')
     wrapper.chmod(0o755)
     smi = Path(env) / "nvidia-smi"
-    smi.write_text('#!/bin/sh\ncase "$1" in --query-gpu=index) printf "0\\n1\\n";; *) ;; esac\n')
+    smi.write_text(
+        '#!/bin/sh\ncase "$1" in\n'
+        '  --query-gpu=index) printf "0\\n1\\n";;\n'
+        '  --query-gpu=index,uuid) printf "0, GPU-aaa\\n1, GPU-bbb\\n";;\n'
+        '  --query-compute-apps=gpu_uuid) printf "GPU-aaa\\n";;\n'  # someone else's process on GPU 0
+        "esac\n"
+    )
     smi.chmod(0o755)
     message = refused(tmp_path, [machine(h, python_path=env, gpu_indices=[1, 5])], ssh_hosts, gpu_number=1)
     assert "machineList[0].gpuIndices" in message and "[5] not on" in message and "[0, 1]" in message, message
     svc = build(tmp_path, [machine(h, python_path=env, gpu_indices=[1])], ssh_hosts, gpu_number=1)
     try:
         assert svc.hosts[0].gpus is not None and svc.hosts[0].gpus.indices == [1]
+    finally:
+        svc.shutdown()
+    # GPUs found by nvidia-smi over SSH; useActiveGpu: false skips GPU 0, busy with another user's process
+    svc = build(tmp_path, [machine(h, python_path=env)], ssh_hosts, gpu_number=1, concurrency=2)
+    try:
+        gpus = svc.hosts[0].gpus
+        assert gpus is not None and gpus.indices == [0, 1]
+        assert gpus.acquire("a") == [1] and gpus.acquire("b") is None
+    finally:
+        svc.shutdown()
+    svc = build(tmp_path, [machine(h, python_path=env, use_active_gpu=True)], ssh_hosts, gpu_number=1)
+    try:
+        assert svc.hosts[0].gpus.acquire("a") == [0]
     finally:
         svc.shutdown()
 
