@@ -290,6 +290,7 @@ class Experiment(_NniQueries):
             lightning_cli=cfg.lightning_cli,
             trial_function=self._function_import_path(),
             resumed=self._resumed,
+            experiment_id=str(self._id),
         )
 
     def prepare(

@@ -83,6 +83,8 @@ class ServiceSpec:
     trial_function: str | None = None
     #: the experiment is being resumed: a service may wait for hosts that do not answer instead of failing
     resumed: bool = False
+    #: the experiment's id (services that prepare folders elsewhere name them by it)
+    experiment_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -55,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nni_pl.training.process import alive, process_start_time
+from nni_pl.training.process import alive, pidfd_open, process_start_time
 from nni_pl.trial import protocol
 
 __all__ = ["Agent", "encode_event", "main", "wrapper_script"]
@@ -122,6 +123,7 @@ class _Trial:
     pid: int | None = None
     pid_started_at: float | None = None
     popen: subprocess.Popen[bytes] | None = None  # None when an earlier agent started it
+    pidfd: int | None = None  # readable once the process ended: the agent wakes at once
     kill_at: float | None = None
     graceful_until: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -170,7 +172,9 @@ class Agent:
             elif op == "abandon":
                 self._abandon(msg)
             elif op == "forget":
-                self.trials.pop(msg["trial"], None)
+                forgotten = self.trials.pop(msg["trial"], None)
+                if forgotten is not None:
+                    self._close_pidfd(forgotten)
             elif op == "busy_gpus":
                 self.emit("busy_gpus", gpus=sorted(busy_gpus()))
             elif op == "ping":
@@ -210,7 +214,13 @@ class Agent:
         pid_started = process_start_time(popen.pid)
         protocol.write_pid(folder, popen.pid, pid_started)
         self.trials[trial_id] = _Trial(
-            trial_id, folder, protocol.MetricsReader(folder), popen.pid, pid_started, popen
+            trial_id,
+            folder,
+            protocol.MetricsReader(folder),
+            popen.pid,
+            pid_started,
+            popen,
+            pidfd_open(popen.pid),
         )
         self.emit("started", trial=trial_id, pid=popen.pid, pid_started_at=pid_started, time=started)
 
@@ -223,7 +233,9 @@ class Agent:
             self.emit("gone", trial=trial_id, reason="the trial never started on this host")
             return
         pid, started = found if found is not None else (None, None)
-        self.trials[trial_id] = _Trial(trial_id, folder, reader, pid, started, None)
+        self.trials[trial_id] = _Trial(
+            trial_id, folder, reader, pid, started, None, pidfd_open(pid) if pid is not None else None
+        )
         self.emit("watching", trial=trial_id, pid=pid, pid_started_at=started)
 
     def _abandon(self, msg: dict[str, Any]) -> None:
@@ -252,6 +264,16 @@ class Agent:
             return
         self._signal(trial, signal.SIGTERM)
         trial.kill_at = time.time() + grace
+
+    @staticmethod
+    def _close_pidfd(trial: _Trial) -> None:
+        if trial.pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(trial.pidfd)
+            trial.pidfd = None
+
+    def _wait_fds(self) -> list[int]:
+        return [t.pidfd for t in self.trials.values() if t.pidfd is not None and not t.extra.get("ended")]
 
     @staticmethod
     def _signal(trial: _Trial, sig: int) -> None:
@@ -301,6 +323,7 @@ class Agent:
 
     def _ended(self, trial: _Trial, code: int | None) -> None:
         trial.extra["ended"] = True
+        self._close_pidfd(trial)
         if trial.pid is not None:  # children the trial left behind end with it, as on the local service
             try:
                 os.killpg(trial.pid, signal.SIGKILL)
@@ -333,8 +356,9 @@ class Agent:
         self.emit("ready", pid=os.getpid(), time=time.time())
         try:
             while True:
-                ready, _, _ = select.select([stdin], [], [], TICK_S)
-                if ready:
+                # wake for a command, for a trial's end (its pidfd), or every tick for new metric lines
+                ready, _, _ = select.select([stdin, *self._wait_fds()], [], [], TICK_S)
+                if stdin in ready:
                     chunk = os.read(stdin, 1 << 16)
                     if not chunk:
                         return  # the service closed the channel; the trials go on
