@@ -91,7 +91,8 @@ class SubmitInfo:
     started_at: float
     pid_started_at: float | None = None
     gpu_indices: list[int] | None = None
-    platform: str | None = None  # where it runs (``local``, ``remote``...); ``None``: the service's ``platform``
+    #: where it runs (``local``, ``remote``...); ``None``: the service's ``platform``
+    platform: str | None = None
 
 
 @dataclass

@@ -42,7 +42,9 @@ def service(hosts: list[SshHost], folder: Path, **kwargs: Any) -> RemoteTraining
 
 
 def job(folder: Path, trial_id: str, parameters: dict[str, Any], seq: int = 0) -> TrialJob:
-    j = TrialJob("exp" + folder.name[-6:], trial_id, seq, seq, "algorithm", parameters, folder / "trials" / trial_id)
+    j = TrialJob(
+        "exp" + folder.name[-6:], trial_id, seq, seq, "algorithm", parameters, folder / "trials" / trial_id
+    )
     protocol.write_parameter_file(j.trial_dir, j.parameter_record())
     return j
 
@@ -57,7 +59,9 @@ def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def run_until_end(svc: RemoteTrainingService, j: TrialJob, got: list[dict[str, Any]], timeout: float = 60.0) -> TrialEnd:
+def run_until_end(
+    svc: RemoteTrainingService, j: TrialJob, got: list[dict[str, Any]], timeout: float = 60.0
+) -> TrialEnd:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ends = svc.poll(0.1)
@@ -69,9 +73,13 @@ def run_until_end(svc: RemoteTrainingService, j: TrialJob, got: list[dict[str, A
     raise AssertionError(f"trial {j.trial_id} did not end within {timeout} s; metrics so far {got}")
 
 
-def test_a_dropped_connection_loses_and_duplicates_no_metric(fresh_ssh_hosts: list[SshHost], tmp_path: Path) -> None:
+def test_a_dropped_connection_loses_and_duplicates_no_metric(
+    fresh_ssh_hosts: list[SshHost], tmp_path: Path
+) -> None:
     host = fresh_ssh_hosts[0]
-    shared = Path(tempfile.mkdtemp(prefix="nni-pl-gate-"))  # the host's account must see the gate (not tmp_path)
+    shared = Path(
+        tempfile.mkdtemp(prefix="nni-pl-gate-")
+    )  # the host's account must see the gate (not tmp_path)
     shared.chmod(0o755)
     gate = shared / "gate"
     svc = service([host], tmp_path)
@@ -91,7 +99,10 @@ def test_a_dropped_connection_loses_and_duplicates_no_metric(fresh_ssh_hosts: li
         record = read_record(remote_folder(j.trial_dir))
         assert record is not None and alive(record["pid"], record["pid_started_at"])
         gate.touch()  # the trial reports the rest while the host is unreachable
-        wait_for("the trial writing its last metric", lambda: (read_record(remote_folder(j.trial_dir)) or {}).get("ended"))
+        wait_for(
+            "the trial writing its last metric",
+            lambda: (read_record(remote_folder(j.trial_dir)) or {}).get("ended"),
+        )
         svc.poll(0.2)
         host.start_sshd()
         end = run_until_end(svc, j, got)
@@ -103,7 +114,9 @@ def test_a_dropped_connection_loses_and_duplicates_no_metric(fresh_ssh_hosts: li
         shutil.rmtree(shared, ignore_errors=True)
 
 
-def test_a_cut_host_fails_its_trial_and_the_experiment_goes_on(fresh_ssh_hosts: list[SshHost], tmp_path: Path) -> None:
+def test_a_cut_host_fails_its_trial_and_the_experiment_goes_on(
+    fresh_ssh_hosts: list[SshHost], tmp_path: Path
+) -> None:
     h0, h1 = fresh_ssh_hosts
     svc = service([h0, h1], tmp_path, concurrency=1)
     try:
@@ -130,7 +143,11 @@ def test_a_cut_host_fails_its_trial_and_the_experiment_goes_on(fresh_ssh_hosts: 
         # the host comes back: it is used again, and what still ran of the abandoned trial is ended
         h0.restore()
         wait_for("the host back", lambda: svc.poll(0.1) is not None and svc.hosts[0].up, timeout=30)
-        wait_for("the abandoned trial killed", lambda: not alive(record["pid"], record["pid_started_at"]), timeout=15)
+        wait_for(
+            "the abandoned trial killed",
+            lambda: not alive(record["pid"], record["pid_started_at"]),
+            timeout=15,
+        )
         third = job(tmp_path, "back", {"final": 2.0}, 2)
         assert svc.submit(third).host == h0.address
         assert run_until_end(svc, third, []).exit_code == 0
