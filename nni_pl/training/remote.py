@@ -375,6 +375,12 @@ class RemoteTrainingService(TrainingService):
             ) from None
         except paramiko.SSHException as e:
             text = str(e)
+            if "protocol banner" in text:  # TCP connected, then silence (a hung or paused sshd)
+                raise HostError(
+                    host.field + ".host",
+                    f"{host.label} did not answer within {self.connect_timeout:g} s (no SSH banner); check host "
+                    "and port, and that the machine and its sshd are up",
+                ) from None
             if "not found in known_hosts" in text:
                 raise HostError(
                     host.field + ".host",
