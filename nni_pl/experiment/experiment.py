@@ -258,8 +258,12 @@ class Experiment(_NniQueries):
             self._pending_service = create_service(self._spec(Path.cwd()))
 
     def _runs_here(self) -> bool:
-        """Whether the trials run on this machine only (``platform: local``, or no ``trainingService``)."""
-        return getattr(self.config.training_service, "platform", "local") == "local"
+        """Whether no trial runs on another machine: a section that reaches hosts (``platform: remote``, also
+        inside a hybrid list) declares ``reaches_hosts``; its service is built, and the hosts checked, before the
+        experiment exists, and function trials run there by import path."""
+        section = self.config.training_service
+        sections = getattr(section, "services", None) or [section]
+        return not any(getattr(s, "reaches_hosts", False) for s in sections)
 
     def _function_import_path(self) -> str | None:
         """The trial function as ``module:qualname``, for services that import it where they run it."""

@@ -53,7 +53,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from nni_pl._config_readers import check_keys, read_bool, read_gpu_indices, read_int, read_path, read_str
 from nni_pl.errors import ConfigError
@@ -319,6 +319,8 @@ class RemoteConfig:
     """
 
     platform: str = "remote"
+    #: trials run on other machines: the experiment builds the service (checks the hosts) before it exists
+    reaches_hosts: ClassVar[bool] = True
     machine_list: list[RemoteMachineConfig] = field(default_factory=list)
     reuse_mode: bool = True
     strict_host_key_checking: str = "yes"

@@ -28,6 +28,21 @@ PASSPHRASE = "key-phrase-77"
 ENV0 = "NNI_PL_SECRET_TRAININGSERVICE_MACHINELIST_0_PASSWORD"
 
 
+class _NoHosts:
+    """Stands in for the remote service in these config tests (their hosts, 'h' and 'h2', do not exist): the
+    service against real hosts is tested in tests/remote."""
+
+    def shutdown(self) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _no_host_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nni_pl.experiment.experiment as experiment_module
+
+    monkeypatch.setattr(experiment_module, "create_service", lambda spec: _NoHosts())
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A home folder with ~/.ssh/id_rsa and ~/.ssh/known_hosts, and no NNI_PL_SECRET_* variables."""
