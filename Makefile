@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/hpo_digits/demo.py
 
+# two workers (pytest-xdist), each test file on one: most tests wait on processes, so two cores run twice the work
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check nni_pl tests examples benchmarks

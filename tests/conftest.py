@@ -49,6 +49,9 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     home = tmp_path_factory.mktemp("nni-pl-home")
     monkeypatch.setenv("NNI_PL_HOME", str(home / "experiments"))
     monkeypatch.setenv("NNI_PL_CONFIG_DIR", str(home / "config"))
+    # pytest-xdist's workers get COLUMNS=80; the CLI's tables are checked at the width a pipe gets
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
     return home
 
 
