@@ -47,6 +47,7 @@ import queue
 import shlex
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -352,23 +353,37 @@ class RemoteTrainingService(SshAccess, TrainingService):
             sftp = host.client.open_sftp()
             try:
                 self._exec(host, f"mkdir -p {q(root)}")
-                remote_archive = posixpath.join(root, f"code-{archive.sha256[:16]}.tar.gz")
+                # a name of this upload's own: hosts that share a home (NFS, two addresses of one machine) may
+                # upload at the same moment
+                remote_archive = posixpath.join(
+                    root, f"code-{archive.sha256[:16]}-{uuid.uuid4().hex[:8]}.tar.gz"
+                )
                 sftp.put(str(archive.path), remote_archive)
             finally:
                 sftp.close()
+            # unpacked next to the code folder under a lock (hosts that share a home, over NFS or as two
+            # addresses of one machine, may unpack at the same moment), marked complete, then renamed over it
             script = (
-                "import sys, tarfile, os, shutil\n"
+                "import sys, tarfile, os, shutil, fcntl\n"
                 "archive, dest, marker = sys.argv[1:4]\n"
-                "tmp = dest + '.unpacking'\n"
-                "shutil.rmtree(tmp, ignore_errors=True)\n"
-                "os.makedirs(tmp)\n"
-                "with tarfile.open(archive) as t:\n"
-                "    kw = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}\n"
-                "    t.extractall(tmp, **kw)\n"
-                "shutil.rmtree(dest, ignore_errors=True)\n"
-                "os.rename(tmp, dest)\n"
-                "open(os.path.join(dest, os.path.basename(marker)), 'w').close()\n"
-                "os.remove(archive)\n"
+                "tmp = archive + '.unpacking'\n"
+                "try:\n"
+                "    with open(os.path.join(os.path.dirname(dest), '.code.lock'), 'w') as lock:\n"
+                "        fcntl.flock(lock, fcntl.LOCK_EX)\n"
+                "        if not os.path.exists(marker):\n"
+                "            os.makedirs(tmp)\n"
+                "            with tarfile.open(archive) as t:\n"
+                "                kw = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}\n"
+                "                t.extractall(tmp, **kw)\n"
+                "            open(os.path.join(tmp, os.path.basename(marker)), 'w').close()\n"
+                "            old = tmp + '.old'\n"
+                "            if os.path.exists(dest):\n"
+                "                os.rename(dest, old)\n"
+                "            os.rename(tmp, dest)\n"
+                "            shutil.rmtree(old, ignore_errors=True)\n"
+                "finally:\n"
+                "    shutil.rmtree(tmp, ignore_errors=True)\n"
+                "    os.remove(archive)\n"
             )
             status, _, err = self._exec(
                 host,
