@@ -60,6 +60,8 @@ __all__ = [
 
 _ID_CHARS = string.ascii_letters + string.digits
 _SECRET_KEY = re.compile(r"passw(or)?d|passphrase|secret|token|key|credential", re.IGNORECASE)
+# where a secret lives is no secret: sshKeyFile, knownHostsFile, keyPath show as written
+_PATH_KEY = re.compile(r"(file|path|dir|directory)$", re.IGNORECASE)
 # `password: ${VAR}` names a variable and holds no secret
 _ENV_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _URL_WITH_PASSWORD = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:]*:[^\s/@]*@[^\s]*")
@@ -80,13 +82,20 @@ def redact(value: Any, *, _key: str = "") -> Any:
     Example:
         >>> redact({"storeUrl": "postgresql://nni:s3cret@db/nni", "tuner": {"classArgs": {"api_key": "abc"}}})
         {'storeUrl': 'postgresql://nni:***@db/nni', 'tuner': {'classArgs': {'api_key': '***'}}}
+        >>> redact({"machineList": [{"sshKeyFile": "~/.ssh/id_ed25519", "sshPassphrase": "p"}]})
+        {'machineList': [{'sshKeyFile': '~/.ssh/id_ed25519', 'sshPassphrase': '***'}]}
     """
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
             if k == "searchSpace":
                 out[k] = v
-            elif _SECRET_KEY.search(str(k)) and v is not None and not isinstance(v, (Mapping, list, bool)):
+            elif (
+                _SECRET_KEY.search(str(k))
+                and not _PATH_KEY.search(str(k))
+                and v is not None
+                and not isinstance(v, (Mapping, list, bool))
+            ):
                 out[k] = v if isinstance(v, str) and _ENV_REFERENCE.fullmatch(v) else "***"
             else:
                 out[k] = redact(v, _key=str(k))
