@@ -164,12 +164,12 @@ class RemoteTrainingService(SshAccess, TrainingService):
         self.events: queue.Queue[tuple[_Host, _Link, dict[str, Any]]] = queue.Queue()
         self.trials: dict[str, _RTrial] = {}
         self._ends: list[TrialEnd] = []
+        self._ended_metrics: dict[str, _RTrial] = {}  # ended trials whose last metrics the manager reads next
         self._stash: list[tuple[_Host, _Link, dict[str, Any]]] = []
         self._closed = False
         self._lock = threading.Lock()  # guards host state changed by reconnect threads
         self.hosts = [_Host(i, m, backoff=host_retry_interval) for i, m in enumerate(machines)]
         self._archive = self._pack()
-        failures = []
         errors = self._connect_all()
         for host in self.hosts:  # in machineList order: the first host's error is the one reported
             e = errors.get(host.index)
@@ -178,7 +178,6 @@ class RemoteTrainingService(SshAccess, TrainingService):
             if strict:
                 self._close_all()
                 raise e
-            failures.append(str(e))
             self._host_down(host, str(e))
         if self.gpu_number and not any(
             h.gpus and len(h.gpus.indices) >= self.gpu_number for h in self.hosts if h.up
@@ -738,12 +737,7 @@ class RemoteTrainingService(SshAccess, TrainingService):
         if trial is None:
             return []
         records, trial.metrics = trial.metrics, []
-        trial.__dict__["read_seq"] = records[-1]["seq"] if records else trial.__dict__.get("read_seq")
         return records
-
-    @property
-    def _ended_metrics(self) -> dict[str, _RTrial]:
-        return self.__dict__.setdefault("_ended", {})
 
     def cleanup(self, job: TrialJob) -> None:
         self._ended_metrics.pop(job.trial_id, None)

@@ -52,7 +52,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ class _Trial:
     pidfd: int | None = None  # readable once the process ended: the agent wakes at once
     kill_at: float | None = None
     graceful_until: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    ended: bool = False  # its end was sent; it is watched no more until the service forgets it
 
 
 class Agent:
@@ -273,7 +273,7 @@ class Agent:
             trial.pidfd = None
 
     def _wait_fds(self) -> list[int]:
-        return [t.pidfd for t in self.trials.values() if t.pidfd is not None and not t.extra.get("ended")]
+        return [t.pidfd for t in self.trials.values() if t.pidfd is not None and not t.ended]
 
     @staticmethod
     def _signal(trial: _Trial, sig: int) -> None:
@@ -306,7 +306,7 @@ class Agent:
 
     def _exit_of(self, trial: _Trial) -> int | bool | None:
         """The exit code once the trial ended (``None`` if unknown), ``False`` while it runs."""
-        if trial.extra.get("ended"):
+        if trial.ended:
             return False
         if trial.popen is not None:
             code = trial.popen.poll()
@@ -322,7 +322,7 @@ class Agent:
         return ended[0] if ended is not None else None
 
     def _ended(self, trial: _Trial, code: int | None) -> None:
-        trial.extra["ended"] = True
+        trial.ended = True
         self._close_pidfd(trial)
         if trial.pid is not None:  # children the trial left behind end with it, as on the local service
             try:
