@@ -295,6 +295,7 @@ class Experiment(_NniQueries):
             trial_function=self._function_import_path(),
             resumed=self._resumed,
             experiment_id=str(self._id),
+            store_url=cfg.store_url,
         )
 
     def prepare(

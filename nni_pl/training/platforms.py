@@ -85,6 +85,9 @@ class ServiceSpec:
     resumed: bool = False
     #: the experiment's id (services that prepare folders elsewhere name them by it)
     experiment_id: str | None = None
+    #: the experiment's ``storeUrl`` when it names a shared database (``None``: the embedded SQLite file);
+    #: services whose trials cannot write to the manager's file system may relay metrics through it
+    store_url: str | None = None
 
 
 @dataclass(frozen=True)
