@@ -6,7 +6,8 @@ experiments (from several hosts) into one server database.
 
 The schema has a version (:data:`SCHEMA_VERSION`, in the ``nnipl_meta`` table). Opening a store made by an
 older version migrates it in place, keeping its data: version 2 added the trial's ``platform`` column (where a
-trial ran, for hybrid experiments). Several processes may open an old store at once; one of them migrates it.
+trial ran, for hybrid experiments); version 3 the ``nnipl_relay`` table, where trials on cluster workers put
+their metric records (:meth:`Store.relay`) for the manager to read (:meth:`Store.relayed`). Several processes may open an old store at once; one of them migrates it.
 
 Example:
     >>> import tempfile, os
@@ -46,7 +47,7 @@ __all__ = [
     "sqlite_url",
 ]
 
-SCHEMA_VERSION = 2  # 2: nnipl_trial.platform
+SCHEMA_VERSION = 3  # 2: nnipl_trial.platform; 3: nnipl_relay
 
 # Trial statuses (NNI's names).
 WAITING = "WAITING"
@@ -198,7 +199,7 @@ class MetricRow:
 # --- peewee models, built per database so several stores can be open at once --------------------------------
 
 
-def _models(db: pw.Database) -> tuple[type[pw.Model], type[pw.Model], type[pw.Model], type[pw.Model]]:
+def _models(db: pw.Database) -> tuple[type[pw.Model], ...]:
     class Base(pw.Model):
         class Meta:
             database = db
@@ -274,7 +275,18 @@ def _models(db: pw.Database) -> tuple[type[pw.Model], type[pw.Model], type[pw.Mo
             table_name = "nnipl_metric"
             indexes = ((("experiment", "trial_id", "seq"), True),)
 
-    return Meta, Experiment, Trial, Metric
+    class Relay(Base):
+        # no foreign key: a worker relays with nothing but the ids it was given (schema 3)
+        experiment_id = pw.CharField(max_length=64)
+        trial_id = pw.CharField(max_length=32)
+        seq = pw.IntegerField()
+        record = pw.TextField()
+
+        class Meta:
+            table_name = "nnipl_relay"
+            primary_key = pw.CompositeKey("experiment_id", "trial_id", "seq")
+
+    return Meta, Experiment, Trial, Metric, Relay
 
 
 _TRIAL_FIELDS = [f.name for f in fields(TrialRow)]
@@ -328,14 +340,10 @@ class Store:
         self.url = url
         self.db = _open_database(url)
         self._batching = False
-        self._Meta, self._Exp, self._Trial, self._Metric = _models(self.db)
+        self._Meta, self._Exp, self._Trial, self._Metric, self._Relay = _models(self.db)
         try:
             self.db.connect(reuse_if_open=True)
-            with self.db.atomic():
-                self.db.create_tables([self._Meta, self._Exp, self._Trial, self._Metric], safe=True)
-                self._Meta.insert(
-                    key="schema_version", value=str(SCHEMA_VERSION)
-                ).on_conflict_ignore().execute()
+            self._create_tables()
             self._migrate()
         except StoreError:
             self.close()
@@ -347,6 +355,23 @@ class Store:
         except (pw.DatabaseError, pw.InterfaceError) as e:
             self.close()
             raise StoreError(f"cannot open the store at {redact_url(url)!r}: {str(e).strip()}") from e
+
+    def _create_tables(self) -> None:
+        """Create the tables a store lacks. Processes opening one store at once may race to create a table
+        (PostgreSQL's ``IF NOT EXISTS`` is no lock): losing that race is no error once the table exists."""
+        models = [self._Meta, self._Exp, self._Trial, self._Metric, self._Relay]
+        for attempt in range(5):
+            try:
+                with self.db.atomic():
+                    self.db.create_tables(models, safe=True)
+                    self._Meta.insert(
+                        key="schema_version", value=str(SCHEMA_VERSION)
+                    ).on_conflict_ignore().execute()
+                return
+            except (pw.IntegrityError, pw.ProgrammingError, pw.OperationalError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))  # another process is creating them: look again
 
     def _migrate(self) -> None:
         """Bring a store made by an older version up to :data:`SCHEMA_VERSION` (new columns are added, nothing
@@ -486,6 +511,7 @@ class Store:
 
     def delete_experiment(self, id: str) -> None:
         with self.db.atomic():
+            self._Relay.delete().where(self._Relay.experiment_id == id).execute()
             self._Metric.delete().where(self._Metric.experiment == id).execute()
             self._Trial.delete().where(self._Trial.experiment == id).execute()
             self._Exp.delete().where(self._Exp.id == id).execute()
@@ -717,6 +743,37 @@ class Store:
                     [*update.values(), experiment_id, trial_id],
                 )
         return new
+
+    def relay(self, experiment_id: str, trial_id: str, records: Sequence[dict[str, Any]]) -> None:
+        """A trial on a cluster worker hands its metric records to the manager (idempotent on ``seq``).
+
+        Example:
+            >>> import tempfile
+            >>> store = Store(f"sqlite:///{tempfile.mkdtemp()}/s.sqlite")
+            >>> rec = {"seq": 0, "type": "FINAL", "value": 0.5, "time": 1.0}
+            >>> store.relay("e", "t", [rec]); store.relay("e", "t", [rec])
+            >>> [r["value"] for r in store.relayed("e", "t")], store.relayed("e", "t", after_seq=0)
+            ([0.5], [])
+        """
+        if not records:
+            return
+        R = self._Relay
+        rows = [
+            {"experiment_id": experiment_id, "trial_id": trial_id, "seq": int(r["seq"]), "record": _dumps(r)}
+            for r in records
+        ]
+        with self._tx():
+            R.insert_many(rows).on_conflict_ignore().execute()
+
+    def relayed(self, experiment_id: str, trial_id: str, *, after_seq: int = -1) -> list[dict[str, Any]]:
+        """The records :meth:`relay` received for a trial with ``seq`` above ``after_seq``, in ``seq`` order."""
+        R = self._Relay
+        q = (
+            R.select(R.record)
+            .where((R.experiment_id == experiment_id) & (R.trial_id == trial_id) & (R.seq > after_seq))
+            .order_by(R.seq)
+        )
+        return [_loads(r.record) for r in q]
 
     def list_metrics(
         self, experiment_id: str, trial_id: str | None = None, type: str | None = None

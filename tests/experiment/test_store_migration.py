@@ -1,4 +1,4 @@
-"""A store made by an older nni-pl (schema version 1: no ``platform`` column) is migrated when opened, over every
+"""A store made by an older nni-pl (schema version 1: no ``platform`` column, no relay table) is migrated when opened, over every
 back end, keeping its data; several processes opening it at once all succeed."""
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def _make_v1_store(url: str) -> None:
             )
         s.add_metrics(EXP, "T1", [{"seq": 0, "type": "FINAL", "value": {"default": 0.5}, "time": 1.0}])
         migrate(SchemaMigrator.from_database(s.db).drop_column("nnipl_trial", "platform"))
+        s.db.drop_tables([s._Relay])
         s._Meta.update(value="1").where(s._Meta.key == "schema_version").execute()
         assert "platform" not in {c.name for c in s.db.get_columns("nnipl_trial")}
 
@@ -47,7 +48,8 @@ def _schema_version(s: Store) -> int:
 def test_an_old_store_is_migrated_on_open_and_keeps_its_data(store_url: str) -> None:
     _make_v1_store(store_url)
     with Store(store_url) as s:
-        assert st.SCHEMA_VERSION == 2 and _schema_version(s) == 2
+        assert st.SCHEMA_VERSION == 3 and _schema_version(s) == 3
+        assert s.relayed(EXP, "T0") == []  # the relay table exists
         assert "platform" in {c.name for c in s.db.get_columns("nnipl_trial")}
         trials = s.list_trials(EXP)
         assert [(t.trial_id, t.parameters, t.status, t.host, t.exit_code, t.platform) for t in trials] == [
@@ -65,7 +67,7 @@ def test_an_old_store_is_migrated_on_open_and_keeps_its_data(store_url: str) -> 
         )  # fmt: skip
         assert [t.platform for t in s.list_trials(EXP)] == ["remote", None, "local"]
     with Store(store_url) as s:  # opening it again changes nothing
-        assert _schema_version(s) == 2 and [t.platform for t in s.list_trials(EXP)] == [
+        assert _schema_version(s) == 3 and [t.platform for t in s.list_trials(EXP)] == [
             "remote",
             None,
             "local",
@@ -94,7 +96,9 @@ def test_several_openers_of_an_old_store_all_succeed(store_url: str) -> None:
         assert not errors, errors
         assert len(opened) == 4
         assert all(s.get_trial(EXP, "T0").platform is None for s in opened)
-        assert _schema_version(opened[0]) == 2
+        assert _schema_version(opened[0]) == 3
+        opened[0].relay(EXP, "T0", [{"seq": 0, "type": "FINAL", "value": 1.0}])
+        assert [r["value"] for r in opened[1].relayed(EXP, "T0")] == [1.0]
     finally:
         for s in opened:
             s.close()
@@ -109,6 +113,6 @@ def test_a_failed_migration_says_what_it_could_not_add(tmp_path, monkeypatch) ->
 
     monkeypatch.setattr(Store, "_add_missing_columns", refuse)
     with pytest.raises(
-        StoreError, match=r"from schema version 1 to 2 \(adding nnipl_trial.platform\).*disk I/O"
+        StoreError, match=r"from schema version 1 to 3 \(adding nnipl_trial.platform\).*disk I/O"
     ):
         Store(url)
