@@ -28,10 +28,10 @@ Example:
     2
     >>> parse_section([{"platform": "local"}, {"className": "mypkg.svc:Service"}], "trainingService").platforms
     ['local', 'custom']
-    >>> parse_section({"platform": "kubeflow"}, "trainingService")
+    >>> parse_section({"platform": "openpai"}, "trainingService")
     Traceback (most recent call last):
     ...
-    nni_pl.errors.ConfigError: config field 'trainingService.platform': platform 'kubeflow' is not available in this version; supported: local, remote, or a custom service as {className: package.module:Class}
+    nni_pl.errors.ConfigError: config field 'trainingService.platform': platform 'openpai' is not available in this version; supported: local, remote, ..., or a custom service as {className: package.module:Class}
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from typing import Any
 
 from nni_pl._config_readers import check_keys, read_path, read_str
 from nni_pl.errors import ConfigError, MissingDependencyError, did_you_mean
+from nni_pl.training.aml_config import AmlConfig
 from nni_pl.training.local import LocalConfig, LocalTrainingService
 from nni_pl.training.remote_config import RemoteConfig
 from nni_pl.training.service import TrainingService
@@ -115,13 +116,26 @@ def _build_remote(spec: ServiceSpec) -> TrainingService:
     return RemoteTrainingService.from_spec(spec)
 
 
+def _build_aml(spec: ServiceSpec) -> TrainingService:
+    """Azure ML command jobs, imported only now: they need the ``aml`` extra."""
+    try:
+        import azure.ai.ml
+        import azure.identity  # noqa: F401
+    except ModuleNotFoundError as e:
+        raise MissingDependencyError(e.name or "azure-ai-ml", "aml", "platform 'aml'") from e
+    from nni_pl.training.aml import AmlTrainingService
+
+    return AmlTrainingService.from_spec(spec)
+
+
 PLATFORMS: dict[str, Platform] = {
     "local": Platform("local", LocalConfig, LocalTrainingService.from_spec),
     "remote": Platform("remote", RemoteConfig, _build_remote, section_takes_base=True),
+    "aml": Platform("aml", AmlConfig, _build_aml),
 }
 # NNI 2.5's other platforms: named, so that a config using one gets "not available" rather than "unknown"
 UNAVAILABLE_PLATFORMS = (
-    "openpai", "pai", "kubeflow", "frameworkcontroller", "aml", "dlc", "adl", "dlts",
+    "openpai", "pai", "kubeflow", "frameworkcontroller", "dlc", "adl", "dlts",
 )  # fmt: skip
 
 
