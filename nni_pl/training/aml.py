@@ -498,28 +498,37 @@ class AmlTrainingService(TrainingService):
 
     def _watch_loop(self) -> None:
         while not self._closed:
-            now = time.monotonic()
+            try:
+                self._watch_once()
+            except Exception:  # a bug here must not end the watching: logged, and the next round comes
+                logger.exception("AML status thread")
+                time.sleep(self.min_poll)
+
+    def _watch_once(self) -> None:
+        """One round: ask for the status of every job that is due, then sleep until the next is due."""
+        now = time.monotonic()
+        with self._lock:
+            due = [t for t in self.trials.values() if t.next_at <= now and t.status is not None]
+        for trial in due:
+            if self._closed:
+                return
+            status = self._status(trial)
+            if status is not None and ended(status):
+                code, error, requeue = self._outcome(trial, status)
+                self._end(trial, code, error, requeue=requeue)
+                continue
             with self._lock:
-                due = [t for t in self.trials.values() if t.next_at <= now and t.status is not None]
-            for trial in due:
-                if self._closed:
-                    return
-                status = self._status(trial)
-                if status is not None and ended(status):
-                    self._end(trial, *self._outcome(trial, status))
-                    continue
-                with self._lock:
-                    if status is not None and status != trial.status:
-                        logger.info("AML job %s: %s -> %s", trial.name, trial.status, status)
-                        trial.status, trial.interval = status, self.min_poll
-                    else:
-                        trial.interval = min(trial.interval * 2, self.max_poll)
-                    trial.next_at = time.monotonic() + trial.interval
-            with self._lock:
-                waits = [t.next_at for t in self.trials.values() if t.status is not None]
-            delay = min(waits) - time.monotonic() if waits else self.max_poll
-            self._wake.wait(max(0.05, min(delay, self.max_poll)))
-            self._wake.clear()
+                if status is not None and status != trial.status:
+                    logger.info("AML job %s: %s -> %s", trial.name, trial.status, status)
+                    trial.status, trial.interval = status, self.min_poll
+                else:
+                    trial.interval = min(trial.interval * 2, self.max_poll)
+                trial.next_at = time.monotonic() + trial.interval
+        with self._lock:
+            waits = [t.next_at for t in self.trials.values() if t.status is not None]
+        delay = min(waits) - time.monotonic() if waits else self.max_poll
+        self._wake.wait(max(0.05, min(delay, self.max_poll)))
+        self._wake.clear()
 
     def poll(self, timeout: float) -> list[TrialEnd]:
         ends: list[TrialEnd] = []
