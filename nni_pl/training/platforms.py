@@ -44,6 +44,7 @@ from typing import Any
 from nni_pl._config_readers import check_keys, read_path, read_str
 from nni_pl.errors import ConfigError, MissingDependencyError, did_you_mean
 from nni_pl.training.aml_config import AmlConfig
+from nni_pl.training.kubeflow_config import KubeflowConfig
 from nni_pl.training.local import LocalConfig, LocalTrainingService
 from nni_pl.training.remote_config import RemoteConfig
 from nni_pl.training.service import TrainingService
@@ -128,14 +129,26 @@ def _build_aml(spec: ServiceSpec) -> TrainingService:
     return AmlTrainingService.from_spec(spec)
 
 
+def _build_kubeflow(spec: ServiceSpec) -> TrainingService:
+    """Kubeflow PyTorchJobs, imported only now: they need the ``kubeflow`` extra (the ``kubernetes`` client)."""
+    try:
+        import kubernetes  # noqa: F401
+    except ModuleNotFoundError as e:
+        raise MissingDependencyError(e.name or "kubernetes", "kubeflow", "platform 'kubeflow'") from e
+    from nni_pl.training.kubeflow import KubeflowTrainingService
+
+    return KubeflowTrainingService.from_spec(spec)
+
+
 PLATFORMS: dict[str, Platform] = {
     "local": Platform("local", LocalConfig, LocalTrainingService.from_spec),
+    "kubeflow": Platform("kubeflow", KubeflowConfig, _build_kubeflow, section_takes_base=True),
     "remote": Platform("remote", RemoteConfig, _build_remote, section_takes_base=True),
     "aml": Platform("aml", AmlConfig, _build_aml),
 }
 # NNI 2.5's other platforms: named, so that a config using one gets "not available" rather than "unknown"
 UNAVAILABLE_PLATFORMS = (
-    "openpai", "pai", "kubeflow", "frameworkcontroller", "dlc", "adl", "dlts",
+    "openpai", "pai", "frameworkcontroller", "dlc", "adl", "dlts",
 )  # fmt: skip
 
 
