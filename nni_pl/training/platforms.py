@@ -31,7 +31,7 @@ Example:
     >>> parse_section({"platform": "openpai"}, "trainingService")
     Traceback (most recent call last):
     ...
-    nni_pl.errors.ConfigError: config field 'trainingService.platform': platform 'openpai' is not available in this version; supported: local, remote, ..., or a custom service as {className: package.module:Class}
+    nni_pl.errors.ConfigError: config field 'trainingService.platform': platform 'openpai' is not available in this version; supported: local, ..., or a custom service as {className: package.module:Class}
 """
 
 from __future__ import annotations
