@@ -235,6 +235,8 @@ class TrialRun:
             )
         )
         env.setdefault(protocol.ENV_DEFAULT_ROOT_DIR, str(self.trial_dir))
+        # `python` in the command is the Python that runs this (the image's or the cluster's, with nni-pl)
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         self.proc = subprocess.Popen(
             ["/bin/sh", "-c", self.command],
             cwd=self.cwd,

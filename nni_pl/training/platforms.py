@@ -46,6 +46,7 @@ from nni_pl.errors import ConfigError, MissingDependencyError, did_you_mean
 from nni_pl.training.aml_config import AmlConfig
 from nni_pl.training.kubeflow_config import KubeflowConfig
 from nni_pl.training.local import LocalConfig, LocalTrainingService
+from nni_pl.training.ray_config import RayConfig
 from nni_pl.training.remote_config import RemoteConfig
 from nni_pl.training.service import TrainingService
 
@@ -129,6 +130,17 @@ def _build_aml(spec: ServiceSpec) -> TrainingService:
     return AmlTrainingService.from_spec(spec)
 
 
+def _build_ray(spec: ServiceSpec) -> TrainingService:
+    """The Ray service, imported only now: it needs the ``ray`` extra."""
+    try:
+        from nni_pl.training.ray_service import RayTrainingService
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] == "nni_pl":
+            raise
+        raise MissingDependencyError(e.name or "ray", "ray", "platform 'ray'") from e
+    return RayTrainingService.from_spec(spec)
+
+
 def _build_kubeflow(spec: ServiceSpec) -> TrainingService:
     """Kubeflow PyTorchJobs, imported only now: they need the ``kubeflow`` extra (the ``kubernetes`` client)."""
     try:
@@ -144,6 +156,7 @@ PLATFORMS: dict[str, Platform] = {
     "local": Platform("local", LocalConfig, LocalTrainingService.from_spec),
     "kubeflow": Platform("kubeflow", KubeflowConfig, _build_kubeflow, section_takes_base=True),
     "remote": Platform("remote", RemoteConfig, _build_remote, section_takes_base=True),
+    "ray": Platform("ray", RayConfig, _build_ray),
     "aml": Platform("aml", AmlConfig, _build_aml),
 }
 # NNI 2.5's other platforms: named, so that a config using one gets "not available" rather than "unknown"
