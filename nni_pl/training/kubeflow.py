@@ -365,6 +365,8 @@ class KubeflowTrainingService(TrainingService):
         self._code: CodeSource | None = None
         self._config_map: str | None = None
         self._store_in_env, self._store_secret = self._store_settings()
+        # packed now: a code folder over the ConfigMap limit fails before the experiment exists
+        self._archive = self._pack_for_config_map() if section.code_config_map else None
         if api_client is None:
             api_client = self._api_client()
         self.api = api_client
@@ -534,7 +536,7 @@ class KubeflowTrainingService(TrainingService):
 
         return pack_code_directory(self.code_directory)
 
-    def _code_config_map(self, experiment_id: str) -> CodeSource:
+    def _pack_for_config_map(self) -> tuple[bytes, str]:
         archive = self._pack()
         try:
             data = archive.path.read_bytes()
@@ -547,7 +549,12 @@ class KubeflowTrainingService(TrainingService):
                 "the 1 MiB a Kubernetes ConfigMap holds; leave large files out with .nniignore, build the code into "
                 "the image (codeConfigMap: false, workingDir), or put it on a volume (storage: {storageType: nfs|pvc})",
             )
-        name = f"nni-{_dns(experiment_id)[:30] or 'x'}-code-{archive.sha256[:8]}"
+        return data, archive.sha256
+
+    def _code_config_map(self, experiment_id: str) -> CodeSource:
+        assert self._archive is not None
+        data, sha256 = self._archive
+        name = f"nni-{_dns(experiment_id)[:30] or 'x'}-code-{sha256[:8]}"
         body = {
             "apiVersion": "v1",
             "kind": "ConfigMap",

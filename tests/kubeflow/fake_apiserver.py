@@ -8,19 +8,13 @@ as far as the tests script it: a created job gets one pod per replica, named and
 them; its conditions and the master's log change when a test calls :meth:`FakeApiServer.set_condition` and
 :meth:`FakeApiServer.set_log`.
 
-With ``kubelet=True`` it also runs each created job's master container command as a local subprocess (env from the
-manifest, the pod's working dir mapped to a local folder): the conformance suite's stretch check. It never
-pretends to be a cluster beyond that: one process per job, no scheduling, no DDP.
+Nothing runs: there is no kubelet, so no container command is executed here.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -75,8 +69,6 @@ class FakeApiServer:
         *,
         namespaces: tuple[str, ...] = ("default",),
         crd: bool = True,
-        kubelet: bool = False,
-        kubelet_root: Path | None = None,
     ) -> None:
         self.namespaces = set(namespaces)
         self.crd = crd
@@ -86,13 +78,10 @@ class FakeApiServer:
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.logs: dict[tuple[str, str], str] = {}
         self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
-        self.kubelet = kubelet
-        self.kubelet_root = kubelet_root
-        self.procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self.lock = threading.RLock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:
@@ -106,10 +95,6 @@ class FakeApiServer:
         self.close()
 
     def close(self) -> None:
-        for proc in list(self.procs.values()):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -176,7 +161,7 @@ class FakeApiServer:
                 ],
             }
 
-    # --- the "operator" and the "kubelet" -------------------------------------------------------------------------
+    # --- the "operator" -------------------------------------------------------------------------------------------
     def _create_pods(self, namespace: str, job: dict[str, Any]) -> None:
         name = job["metadata"]["name"]
         for kind, spec in job["spec"]["pytorchReplicaSpecs"].items():
@@ -197,47 +182,8 @@ class FakeApiServer:
                     "spec": spec["template"]["spec"],
                     "status": {"phase": "Pending"},
                 }
-        if self.kubelet:
-            self._start(namespace, job)
-
-    def _start(self, namespace: str, job: dict[str, Any]) -> None:
-        """Run the master container's command here, its output as the pod's log."""
-        name = job["metadata"]["name"]
-        container = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
-        env = dict(os.environ)
-        env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
-        env.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "23456", "WORLD_SIZE": "1", "RANK": "0"})
-        assert self.kubelet_root is not None
-        env["NNI_PL_TRIAL_ROOT"] = str(self.kubelet_root / "pods" / name)
-        command = list(container["command"])
-        if command[0] == "python":
-            command[0] = sys.executable
-        cwd = self.kubelet_root / "workdir"
-        log_path = self.kubelet_root / "logs" / f"{name}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        out = open(log_path, "wb")
-        proc = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        out.close()
-        self.procs[(namespace, name)] = proc
-        self.set_condition(name, "Created", namespace=namespace)
-        self.set_condition(name, "Running", namespace=namespace)
-        self.pods[(namespace, f"{name}-master-0")]["status"] = {"phase": "Running"}
-        threading.Thread(target=self._reap, args=(namespace, name, proc, log_path), daemon=True).start()
-
-    def _reap(self, namespace: str, name: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-        code = proc.wait()
-        with self.lock:
-            if (namespace, name) not in self.jobs:
-                return
-            self.set_condition(name, "Succeeded" if code == 0 else "Failed", namespace=namespace)
 
     def _log(self, namespace: str, pod: str) -> str | None:
-        if self.kubelet:
-            job = pod.rsplit("-", 2)[0]
-            path = (self.kubelet_root or Path()) / "logs" / f"{job}.log"
-            return path.read_text(errors="replace") if path.exists() else None
         return self.logs.get((namespace, pod))
 
     # --- HTTP ---------------------------------------------------------------------------------------------------------
@@ -381,9 +327,6 @@ class FakeApiServer:
             )
         if method == "DELETE":
             job = self.jobs.pop(key)
-            proc = self.procs.pop(key, None)
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
             for pod in [p for p in self.pods if p[0] == ns and p[1].startswith(f"{name}-")]:
                 del self.pods[pod]
             return 200, job

@@ -301,17 +301,20 @@ def test_code_in_a_configmap(
 
 
 def test_code_over_the_configmap_limit(
-    service: Callable[..., KubeflowTrainingService], make_job: Callable[..., TrialJob], tmp_path: Path
+    server: FakeApiServer, service: Callable[..., KubeflowTrainingService], tmp_path: Path
 ) -> None:
     code = tmp_path / "big"
     code.mkdir()
     (code / "weights.bin").write_bytes(os.urandom(1_200_000))  # does not compress
-    svc = service({"codeConfigMap": True}, code_directory=code)
-    svc.submit(make_job())
-    (end,) = svc.poll(0.1)
-    assert end.exit_code is None and end.requeue is False
-    assert str(code) in end.error and "MiB" in end.error and "1 MiB" in end.error
-    assert ".nniignore" in end.error and "storage" in end.error and "image" in end.error
+    with pytest.raises(ConfigError) as info:
+        service({"codeConfigMap": True}, code_directory=code)
+    message = str(info.value)
+    assert info.value.field == "trainingService.codeConfigMap" and "\n" not in message
+    assert (
+        str(code) in message and "packs to 1.1" in message and "1 MiB a Kubernetes ConfigMap holds" in message
+    )
+    assert ".nniignore" in message and "storage" in message and "image" in message
+    assert server.calls("POST") == []
 
 
 def test_code_on_a_volume(
