@@ -27,6 +27,7 @@ __all__ = ["is_v1", "v1_to_v2"]
 _V1_ONLY = (
     "authorName", "maxExecDuration", "maxTrialNum", "trainingServicePlatform", "searchSpacePath",
     "trial", "localConfig", "logDir", "versionCheck", "multiThread", "logCollection", "machineList", "remoteConfig",
+    "kubeflowConfig",
 )  # fmt: skip
 _V1_RENAMES = {
     "maxExecDuration": "maxExperimentDuration",
@@ -139,9 +140,12 @@ def v1_to_v2(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Map an NNI v1 config to v2 keys; returns the new dict and the list of mappings applied."""
     out: dict[str, Any] = {}
     notes: list[str] = []
-    machines = remote = None
+    machines = remote = kubeflow = None
+    roles: dict[str, Any] = {}  # v1 kubeflow: trial.master / trial.worker / trial.ps
     for key, value in raw.items():
-        if key == "machineList":
+        if key == "kubeflowConfig":
+            kubeflow = value
+        elif key == "machineList":
             machines = value
         elif key == "remoteConfig":
             remote = value
@@ -180,7 +184,8 @@ def v1_to_v2(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 if k1 in value:
                     out[k2] = value[k1]
                     notes.append(f"trial.{k1} -> {k2}")
-            extra = [k for k in value if k not in ("command", "codeDir", "gpuNum")]
+            roles.update({k: value[k] for k in ("master", "worker", "ps") if k in value})
+            extra = [k for k in value if k not in ("command", "codeDir", "gpuNum", "master", "worker", "ps")]
             if extra:
                 raise ConfigError(
                     f"trial.{extra[0]}",
@@ -202,4 +207,18 @@ def v1_to_v2(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         or (isinstance(ts, Mapping) and ts.get("platform") == "remote")
     ):
         _v1_remote(out, machines, remote, notes)
+    if kubeflow is not None or roles:
+        from nni_pl.training.kubeflow_config import v1_to_v2 as kubeflow_v1_to_v2
+
+        platform = ts.get("platform") if isinstance(ts, Mapping) else None
+        if platform not in (None, "kubeflow"):
+            raise ConfigError(
+                "kubeflowConfig" if kubeflow is not None else "trial.master",
+                f"is a v1 key of platform kubeflow, but trainingServicePlatform is {platform!r}",
+            )
+        out["trainingService"] = kubeflow_v1_to_v2(roles, kubeflow or {})
+        first = roles.get("master") or roles.get("worker")
+        if "trialCommand" not in out and isinstance(first, Mapping) and first.get("command"):
+            out["trialCommand"] = first["command"]  # v1 had a command per role only
+        notes.append("trial.master/worker + kubeflowConfig -> trainingService (platform kubeflow)")
     return out, notes

@@ -194,3 +194,27 @@ def test_config_module_does_not_import_kubernetes() -> None:
     code = "import nni_pl.training.platforms, nni_pl.training.kubeflow_config, sys; print('kubernetes' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_v1_kubeflow_config_loads_through_the_v1_mapper(tmp_path) -> None:
+    """NNI v1's ``trial.master/worker`` + ``kubeflowConfig`` (docs' v1 example) read as the v2 section."""
+    import yaml
+
+    from nni_pl.experiment.config import ExperimentConfig
+
+    (tmp_path / "config.yml").write_text(yaml.safe_dump({
+        "authorName": "default", "experimentName": "example_mnist_pytorch", "trialConcurrency": 1,
+        "maxTrialNum": 2, "trainingServicePlatform": "kubeflow",
+        "searchSpace": {"lr": {"_type": "choice", "_value": [0.1]}},
+        "tuner": {"builtinTunerName": "TPE", "classArgs": {"optimize_mode": "maximize"}},
+        "trial": {"codeDir": ".",
+                  "master": {"replicas": 1, "command": "python3 mnist.py", "gpuNum": 0, "cpuNum": 1,
+                             "memoryMB": 2048, "image": "me/trainer:1"},
+                  "worker": {"replicas": 2, "command": "python3 mnist.py", "gpuNum": 1, "cpuNum": 1,
+                             "memoryMB": 4096, "image": "me/trainer:1"}},
+        "kubeflowConfig": {"operator": "pytorch-operator", "apiVersion": "v1"},
+    }))  # fmt: skip
+    section = ExperimentConfig.load(tmp_path / "config.yml").training_service
+    assert section.platform == "kubeflow"
+    assert (section.master.replicas, section.worker.replicas, section.worker.gpu_number) == (1, 2, 1)
+    assert section.worker.docker_image == "me/trainer:1"
