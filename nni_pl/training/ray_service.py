@@ -101,6 +101,7 @@ class TrialActor:
             sys.path.insert(0, cwd)
         elif cwd is None and os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())  # Ray's working_dir
+
         def on_record(rec: dict[str, Any]) -> None:
             with self.lock:
                 state["records"].append(rec)
@@ -128,7 +129,7 @@ class TrialActor:
             state["function"] = False
             pid = run.start()  # its records arrive through on_record as finish() reads them
             threading.Thread(target=self._finish, args=(state,), daemon=True).start()
-        return {**self.where(), "trial_pid": pid}
+        return {**self.where(), "trial_pid": pid, "trial_dir": str(run.trial_dir)}
 
     def _finish(self, state: dict[str, Any]) -> None:
         run: TrialRun = state["run"]
@@ -432,6 +433,9 @@ class RayTrainingService(TrainingService):
         self.idle: list[tuple[str, Any]] = []  # warm actors with no trial
         self.busy: set[str] = set()  # names of actors with a trial
         self._counter = 0
+        self._ended_early: list[
+            TrialEnd
+        ] = []  # ends seen outside poll (a terminate that waited for the start)
         self._connect(resumed)
 
     @classmethod
@@ -565,7 +569,7 @@ class RayTrainingService(TrainingService):
         return SubmitInfo(pid=None, host=self.host, started_at=time.time())
 
     def poll(self, timeout: float) -> list[TrialEnd]:
-        ended: list[TrialEnd] = []
+        ended, self._ended_early = self._ended_early, []
         deadline = time.time() + max(0.0, timeout)
         while True:
             refs = {}
@@ -683,6 +687,16 @@ class RayTrainingService(TrainingService):
         if t is None or t.ended:
             return
         t.killed = True
+        if t.start_ref is not None:
+            # the actor runs calls concurrently: a terminate sent now could overtake the start it must stop
+            ready, _ = ray.wait([t.start_ref], timeout=_CALL_TIMEOUT)
+            if not ready:  # still waiting for a node with room: it never started
+                _kill(t.actor)
+                self._ended_early.append(self._lost(t, RuntimeError("stopped before it started")))
+                return
+            self._started(t, self._ended_early)
+            if t.ended:
+                return
         try:
             handled = ray.get(t.actor.terminate.remote(trial_id, grace), timeout=_CALL_TIMEOUT)
         except (RayError, GetTimeoutError):
@@ -753,7 +767,11 @@ class RayTrainingService(TrainingService):
         return True
 
     def shutdown(self) -> None:
-        for t in self.trials.values():
+        for trial_id, t in list(self.trials.items()):
+            if (
+                not t.ended
+            ):  # the manager terminated them already; a trial's processes must not outlive its actor
+                self.terminate(trial_id, grace=1.0)
             _kill(t.actor)
         for _, actor in self.idle:
             _kill(actor)
