@@ -12,8 +12,8 @@ extra, imported only when a Ray experiment runs). Keys:
 * ``runtimeEnv``: Ray's runtime environment (``pip``, ``env_vars``, ``working_dir``...). When a cluster other than
   the one nni-pl starts is used, ``working_dir`` defaults to ``trialCodeDirectory``, which Ray then uploads once.
 * ``namespace`` (default ``nni-pl``): the Ray namespace of the experiment's actors.
-* ``retryOnNodeFailure`` (default ``false``): a trial whose node died runs again (as a new trial) instead of
-  ending FAILED, as ``retryOnHostFailure`` does for SSH hosts.
+* ``retryOnHostFailure`` (default ``false``; the SSH service's option, also spelt ``retryOnNodeFailure`` here): a
+  trial whose node died runs again (as a new trial) instead of ending FAILED.
 * ``reuseMode`` (default ``true``): trials run one after another in warm actors (a command trial's process
   starts from a warm worker, a function trial's module is imported once per actor); ``false``: a fresh actor per
   trial.
@@ -91,6 +91,18 @@ def _read_resources(value: Any, field: str) -> dict[str, float]:
     return out
 
 
+def _read_retry(raw: Mapping[str, Any], field: str) -> bool:
+    keys = ("retryOnHostFailure", "retryOnNodeFailure")
+    values = {k: read_bool(raw[k], f"{field}.{k}", False) for k in keys if k in raw}
+    if len(set(values.values())) > 1:
+        raise ConfigError(
+            f"{field}.retryOnNodeFailure",
+            f"got {values['retryOnNodeFailure']!r} while retryOnHostFailure is {values['retryOnHostFailure']!r}; "
+            "they are one option, write it once",
+        )
+    return next(iter(values.values()), False)
+
+
 @dataclass
 class LocalClusterConfig:
     """``localCluster``: the one-node cluster nni-pl starts when the section has no ``address``."""
@@ -144,7 +156,7 @@ class RayConfig:
 
     KEYS = (
         "platform", "address", "trialCpuNumber", "trialGpuNumber", "trialMemorySize", "trialResources",
-        "runtimeEnv", "namespace", "retryOnNodeFailure", "localCluster", "reuseMode",
+        "runtimeEnv", "namespace", "retryOnHostFailure", "retryOnNodeFailure", "localCluster", "reuseMode",
     )  # fmt: skip
     config_field = "trainingService"
 
@@ -173,9 +185,7 @@ class RayConfig:
             trial_resources=_read_resources(raw.get("trialResources"), f"{field}.trialResources"),
             runtime_env=dict(runtime_env),
             namespace=namespace,
-            retry_on_node_failure=read_bool(
-                raw.get("retryOnNodeFailure"), f"{field}.retryOnNodeFailure", False
-            ),
+            retry_on_node_failure=_read_retry(raw, field),
             reuse_mode=read_bool(raw.get("reuseMode"), f"{field}.reuseMode", True),
             local_cluster=LocalClusterConfig.from_dict(raw.get("localCluster"), f"{field}.localCluster"),
         )
@@ -192,7 +202,7 @@ class RayConfig:
             "trialResources": dict(self.trial_resources),
             "runtimeEnv": dict(self.runtime_env),
             "namespace": self.namespace,
-            "retryOnNodeFailure": self.retry_on_node_failure,
+            "retryOnHostFailure": self.retry_on_node_failure,
             "reuseMode": self.reuse_mode,
             "localCluster": self.local_cluster.to_dict(),
         }

@@ -203,7 +203,7 @@ def test_a_killed_worker_node_fails_its_trial_naming_the_node_and_the_experiment
         wait_for(lambda: store.get_experiment(exp_id).status == st.EXP_DONE, 120)
         trials = store.list_trials(exp_id)
         assert [t.status for t in trials] == [st.FAILED, st.SUCCEEDED]
-        assert trials[1].retry_of is None  # not a re-run: retryOnNodeFailure is off
+        assert trials[1].retry_of is None  # not a re-run: retryOnHostFailure is off
     finally:
         main(["stop", exp_id])
         ray_cluster.nodes[-1].kill()
@@ -212,7 +212,7 @@ def test_a_killed_worker_node_fails_its_trial_naming_the_node_and_the_experiment
 def test_retry_on_node_failure_runs_the_trial_again(tmp_path: Path, ray_cluster: RayCluster, capsys) -> None:
     victim = ray_cluster.add_node({"victim2": 1}, num_cpus=1)
     path = config(tmp_path, ray_cluster, {"sleep": 60, "final": 1.0},
-                  service={"trialResources": {"victim2": 1}, "retryOnNodeFailure": True})  # fmt: skip
+                  service={"trialResources": {"victim2": 1}, "retryOnHostFailure": True})  # fmt: skip
     assert main(["launch", str(path), "--detach"]) == 0
     exp_id = launched_id(capsys.readouterr().out)
     store = find(exp_id).store
