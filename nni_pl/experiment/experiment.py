@@ -530,7 +530,7 @@ class Experiment(_NniQueries):
     def _detach(self, *, port: int | None = None, host: str = "127.0.0.1", token: str | None = None) -> None:
         """Run the manager as a background process; return once it is up (or raise, leaving nothing behind)."""
         if self._pending_service is not None:  # checked the hosts; the background manager connects by itself
-            self._pending_service.shutdown()
+            self._pending_service.hand_over()
             self._pending_service = None
         try:
             started = _detached.spawn(

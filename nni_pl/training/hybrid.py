@@ -280,12 +280,18 @@ class HybridTrainingService(TrainingService):
         return result
 
     def shutdown(self) -> None:
+        self._each("shutdown")
+
+    def hand_over(self) -> None:
+        self._each("hand_over")
+
+    def _each(self, method: str) -> None:
         errors: list[BaseException] = []
         for s in self.services:
             try:
-                s.shutdown()
+                getattr(s, method)()
             except Exception as e:  # shut the others down all the same
-                logger.exception("shutting down %s", type(s).__name__)
+                logger.exception("%s of %s", method, type(s).__name__)
                 errors.append(e)
         if errors:
             raise errors[0]

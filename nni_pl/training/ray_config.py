@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from nni_pl._config_readers import check_keys, read_bool, read_int, read_str
 from nni_pl.errors import ConfigError
@@ -159,6 +159,9 @@ class RayConfig:
         "runtimeEnv", "namespace", "retryOnHostFailure", "retryOnNodeFailure", "localCluster", "reuseMode",
     )  # fmt: skip
     config_field = "trainingService"
+    #: trials run on other machines: the service is built (the cluster reached, the resources checked) before the
+    #: experiment exists, and function trials are imported there by their import path
+    reaches_hosts: ClassVar[bool] = True
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], field: str) -> RayConfig:

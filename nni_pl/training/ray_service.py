@@ -19,8 +19,8 @@ actor, as the local function workers do (``reuseMode: false`` makes an actor per
 actor is written to ``.nni/ray.json`` in its folder. If the manager dies, trials go on; a resumed manager finds
 each trial's actor by name (:meth:`RayTrainingService.reattach`), fetches every record from the first and goes on
 waiting for the end. Without an ``address`` nni-pl starts a one-node cluster for the experiment (``ray start
---head --block`` in a session of its own, bound to 127.0.0.1, recorded in ``.nni/ray-cluster.json`` of the
-experiment): it outlives a crashed manager too, and the experiment's end stops it by process group.
+--head --block`` in a session of its own, bound to 127.0.0.1, recorded with its log in
+:func:`cluster_directory`): it outlives a crashed manager too, and the experiment's end stops it by process group.
 
 **Faults.** A trial whose node dies (its actor with it) ends FAILED with the node named, or is run again as a new
 trial when ``retryOnNodeFailure`` is set; the pool makes a new actor on a node that is left. ``nni-pl stop`` and
@@ -42,6 +42,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -237,6 +238,12 @@ _RemoteActor = ray.remote(max_concurrency=16)(TrialActor)
 
 
 # --- the local cluster nni-pl starts ---------------------------------------------------------------------------------
+def cluster_directory(experiment_id: str) -> Path:
+    """Where the local cluster of an experiment is recorded (its address and pid) and logs: a folder of this
+    machine's temporary directory (the cluster does not outlive a reboot either)."""
+    return Path(tempfile.gettempdir()) / "nni-pl-ray" / experiment_id
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -458,8 +465,11 @@ class RayTrainingService(TrainingService):
         address = self.section.address
         runtime_env = dict(self.section.runtime_env)
         if address is None:
-            control = self.experiment_directory / protocol.CONTROL_DIR
-            self.cluster = LocalRayCluster.read(control) if resumed else None
+            # not in the experiment's folder: the service is built (the cluster checked) before that exists
+            control = cluster_directory(self.experiment_id)
+            # a cluster recorded for this experiment still runs: started by the process that checked the
+            # platform before handing over to this detached manager, or by a manager that crashed
+            self.cluster = LocalRayCluster.read(control)
             if self.cluster is None:
                 lc = self.section.local_cluster
                 self.cluster = LocalRayCluster.start(
@@ -766,7 +776,16 @@ class RayTrainingService(TrainingService):
         trial.done_ref = actor.wait.remote(job.trial_id)
         return True
 
+    def hand_over(self) -> None:
+        """A detached manager takes over: disconnect, keeping the actors and the local cluster (recorded in
+        :func:`cluster_directory`, where the manager's service finds it)."""
+        self.cluster = None
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+
     def shutdown(self) -> None:
+        if not ray.is_initialized():  # shut down already (a Ray call now would start a new local Ray)
+            return
         for trial_id, t in list(self.trials.items()):
             if (
                 not t.ended

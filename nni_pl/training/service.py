@@ -20,7 +20,8 @@ manager is the only caller, always from one thread, in this order:
    ``terminate(trial_id, grace=...)`` ends the trial's whole process tree now (SIGTERM, SIGKILL after
    ``grace`` seconds). Either way the trial is reported by a later ``poll``.
 6. ``cleanup(job)`` runs once a trial has ended and its metrics were read for the last time;
-   ``shutdown()`` releases the service when the experiment ends (running trials were terminated first).
+   ``shutdown()`` releases the service when the experiment ends (running trials were terminated first);
+   ``hand_over()`` instead when the service only checked the platform for a detached manager.
 7. After a crash of the manager, a new service's ``reattach(job, pid, pid_started_at, gpu_indices)`` picks
    up each unfinished trial: a :class:`TrialEnd` if it ended meanwhile, ``True`` if it still runs (and is
    tracked again, with its GPUs), ``False`` if it never started (the manager submits it again). A service
@@ -196,3 +197,10 @@ class TrainingService(ABC):
 
     def shutdown(self) -> None:  # noqa: B027 - optional hook
         """Release resources (workers, connections). Running trials were terminated before."""
+
+    def hand_over(self) -> None:
+        """This service was built to check the platform before a detached manager starts, which builds its own
+        and takes over: release this process's hold (connections) and end nothing the other may use. The
+        default is :meth:`shutdown`; a service whose shutdown ends shared things (a cluster it started, the
+        experiment's actors) overrides it."""
+        self.shutdown()
