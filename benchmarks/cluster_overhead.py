@@ -161,18 +161,12 @@ Experiment.run = _timed("run", Experiment.run)
 
 kind, config_file, exp_id = sys.argv[1:4]
 on_ray = sys.argv[6] == "ray"
-workaround = False
 if on_ray:
-    from nni_pl.training import ray_config, ray_service
+    from nni_pl.training import ray_service
 
     # the connection to the cluster (ray.init, resource check) and the service's end (actors killed, shutdown)
     ray_service.RayTrainingService._connect = _timed("ray_connect", ray_service.RayTrainingService._connect)
     ray_service.RayTrainingService.shutdown = _timed("ray_shutdown", ray_service.RayTrainingService.shutdown)
-    if kind == "fn" and not getattr(ray_config.RayConfig, "reaches_hosts", False):
-        # Experiment(trial=...) runs function trials in local workers unless the section declares that it
-        # reaches hosts; without this the `ray fn` trials would never reach the cluster
-        ray_config.RayConfig.reaches_hosts = True
-        workaround = True
 if kind == "launch":
     from nni_pl.cli.main import main
 
@@ -195,7 +189,7 @@ timings["total"] = time.perf_counter() - t_start
 print("RESULT " + json.dumps({
     "ok": rc == 0 and statuses.get("SUCCEEDED") == int(sys.argv[5]) and platforms == {sys.argv[6]},
     "summary": f"exit {rc}, experiment {exp.get_status()}, trials {statuses} on {sorted(map(str, platforms))}",
-    "timings": timings, "trace": trace, "driver_cpu": cpu.ru_utime + cpu.ru_stime, "workaround": workaround,
+    "timings": timings, "trace": trace, "driver_cpu": cpu.ru_utime + cpu.ru_stime,
 }))
 """
 
@@ -290,7 +284,6 @@ class Sample:
     driver_cpu: float | None = None  # CPU seconds of the process that ran the experiment
     machine_cpu: float | None = None  # busy CPU seconds of the whole machine during the run
     error: str | None = None
-    workaround: bool = False  # the runner made a function trial reach the Ray cluster (see NNI_RUNNER)
 
     @property
     def slot_e2e(self) -> float:
@@ -570,7 +563,6 @@ class Bench:
             result["trace"],
             result["driver_cpu"],
         )
-        sample.workaround = bool(result.get("workaround"))
         if not result["ok"]:
             sample.error = result["summary"]
         return sample
@@ -810,17 +802,6 @@ def render(args: argparse.Namespace, meta: dict[str, Any], samples: dict[str, li
                 f"`ray.shutdown()` {_ms(m.get('shutdown'))} ms, runner process {_ms(m.get('total'))} ms of a "
                 f"{_ms(m['wall'])} ms wall."
             )
-    patched = [mode for mode, runs in samples.items() if any(x.workaround for x in runs)]
-    if patched:
-        lines += [
-            "",
-            f"**Workaround in {', '.join(f'`{m}`' for m in patched)}**: this nni-pl revision's "
-            "`Experiment(config, trial=...)` runs function trials in local function workers whatever the "
-            "`trainingService` (`Experiment._runs_here()` is true unless the section declares `reaches_hosts`, "
-            "and `RayConfig` does not), so the runner set `RayConfig.reaches_hosts = True` to send them to the "
-            "cluster as the Ray service intends (the service is then built, and the cluster connected, in "
-            "`prepare()`). A user on this revision gets local function trials instead.",
-        ]
     lines += [
         "",
         METHOD.format(c=c, cores=os.cpu_count(), cpus=NODE_CPUS, store=OBJECT_STORE // 1_000_000).strip(),

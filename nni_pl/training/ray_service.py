@@ -394,6 +394,7 @@ class _Trial:
     leftover: list[dict[str, Any]] = field(default_factory=list)
     ended: bool = False
     killed: bool = False
+    actor_lost: bool = False  # its actor died (or was killed): never reused
     function: bool = False
     graceful_deadline: float | None = None
 
@@ -645,7 +646,7 @@ class RayTrainingService(TrainingService):
         ended.append(TrialEnd(t.job.trial_id, code, error=out.get("error")))
 
     def _lost(self, t: _Trial, e: BaseException) -> TrialEnd:
-        t.ended, t.start_ref, t.done_ref = True, None, None
+        t.ended, t.start_ref, t.done_ref, t.actor_lost = True, None, None, True
         self.busy.discard(t.name)
         if t.killed:
             return TrialEnd(t.job.trial_id, 128 + signal.SIGTERM, error=None)
@@ -684,8 +685,9 @@ class RayTrainingService(TrainingService):
         if t is None:
             return
         self.busy.discard(t.name)
-        if t.killed and t.function:
-            return  # its actor was killed
+        if t.actor_lost or (t.killed and t.function):
+            _kill(t.actor)  # dead, or killed with its function trial
+            return
         if not self.section.reuse_mode or len(self.idle) + len(self.busy) >= self.concurrency:
             _kill(t.actor)
         else:
