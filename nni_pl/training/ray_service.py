@@ -66,6 +66,7 @@ logger = logging.getLogger(__name__)
 ACTOR_FILE = "ray.json"  # in the trial's .nni/: which actor runs it
 CLUSTER_FILE = "ray-cluster.json"  # in the experiment's .nni/: the cluster nni-pl started
 _TAIL = 64 * 1024  # bytes of the trial's stdout/stderr copied back to the manager's trial folder
+_START_ATTEMPTS = 3  # actors tried for a trial whose actor dies before the trial starts
 _CALL_TIMEOUT = 30.0  # seconds a status call to an actor may take before the node counts as unreachable
 
 
@@ -395,6 +396,8 @@ class _Trial:
     ended: bool = False
     killed: bool = False
     actor_lost: bool = False  # its actor died (or was killed): never reused
+    payload: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0  # actors that died before the trial started
     function: bool = False
     graceful_deadline: float | None = None
 
@@ -565,19 +568,23 @@ class RayTrainingService(TrainingService):
         return name, actor
 
     def submit(self, job: TrialJob) -> SubmitInfo:
-        name, actor = self._actor()
         payload: dict[str, Any] = {"record": job.parameter_record()}
         if self.function:
             payload["function"] = self.function
         else:
             payload["command"] = self.command
-        trial = _Trial(job=job, actor=actor, name=name, function=bool(self.function))
-        trial.start_ref = actor.start.remote(payload, str(self.code_directory), socket.gethostname())
+        trial = _Trial(job=job, actor=None, name="", function=bool(self.function), payload=payload)
         self.trials[job.trial_id] = trial
-        self.busy.add(name)
-        _write_json(job.control_dir / ACTOR_FILE, {"actor": name, "namespace": self.section.namespace,
-                                                   "address": self.host})  # fmt: skip
+        self._hand(trial)
         return SubmitInfo(pid=None, host=self.host, started_at=time.time())
+
+    def _hand(self, t: _Trial) -> None:
+        """Give the trial to an actor (a warm one, or a new one that Ray places)."""
+        t.name, t.actor = self._actor()
+        t.start_ref = t.actor.start.remote(t.payload, str(self.code_directory), socket.gethostname())
+        self.busy.add(t.name)
+        _write_json(t.job.control_dir / ACTOR_FILE, {"actor": t.name, "namespace": self.section.namespace,
+                                                     "address": self.host})  # fmt: skip
 
     def poll(self, timeout: float) -> list[TrialEnd]:
         ended, self._ended_early = self._ended_early, []
@@ -612,6 +619,17 @@ class RayTrainingService(TrainingService):
         try:
             t.where = ray.get(ref)
         except RayActorError as e:
+            if t.attempts < _START_ATTEMPTS and not t.killed:
+                # the actor died before the trial started (Ray placed it on a node that was dying, say): the
+                # trial never ran, so it goes to another actor
+                t.attempts += 1
+                logger.warning("trial %s: its Ray actor %s died before the trial started (%s); trying another",
+                               t.job.trial_id, t.name, _first(e))  # fmt: skip
+                self.busy.discard(t.name)
+                _kill(t.actor)
+                time.sleep(min(2.0 * t.attempts, 5.0))
+                self._hand(t)
+                return
             ended.append(self._lost(t, e))
             return
         except RayError as e:
@@ -701,7 +719,7 @@ class RayTrainingService(TrainingService):
         t.killed = True
         if t.start_ref is not None:
             # the actor runs calls concurrently: a terminate sent now could overtake the start it must stop
-            ready, _ = ray.wait([t.start_ref], timeout=_CALL_TIMEOUT)
+            ready, _ = ray.wait([t.start_ref], timeout=min(_CALL_TIMEOUT, max(grace, 1.0)))
             if not ready:  # still waiting for a node with room: it never started
                 _kill(t.actor)
                 self._ended_early.append(self._lost(t, RuntimeError("stopped before it started")))

@@ -50,6 +50,9 @@ TRIAL = textwrap.dedent(
         json.dump({"pid": os.getpid(), "node": os.environ.get("RAY_NODE_ID"), "cwd": os.getcwd(),
                    "platform": os.environ.get("NNI_PLATFORM")}, f)
     time.sleep(p.get("sleep", 0))
+    started = time.time()
+    while p.get("hold") and not os.path.exists(p["hold"]) and time.time() - started < 120:
+        time.sleep(0.05)  # until the test opens the gate
     nni.report_final_result(p.get("final", 1.0))
     """
 )
@@ -190,7 +193,8 @@ def test_a_killed_worker_node_fails_its_trial_naming_the_node_and_the_experiment
     victim = ray_cluster.add_node({"victim": 1}, num_cpus=1)
     node = node_with(ray_cluster, "victim")
     node_id, victim_address = node["NodeID"], node["NodeManagerAddress"]
-    path = config(tmp_path, ray_cluster, {"sleep": 60, "final": 1.0}, maxTrialNumber=2,
+    gate = tmp_path / "gate"
+    path = config(tmp_path, ray_cluster, {"hold": str(gate), "final": 1.0}, maxTrialNumber=2,
                   service={"trialResources": {"victim": 1}})  # fmt: skip
     assert main(["launch", str(path), "--detach"]) == 0
     exp_id = launched_id(capsys.readouterr().out)
@@ -207,6 +211,7 @@ def test_a_killed_worker_node_fails_its_trial_naming_the_node_and_the_experiment
     assert len(ended.error.splitlines()) == 1
     # the experiment goes on: a new node with the resource takes the next trial
     ray_cluster.add_node({"victim": 1}, num_cpus=1)
+    gate.touch()
     try:
         wait_for(lambda: store.get_experiment(exp_id).status == st.EXP_DONE, 120)
         trials = store.list_trials(exp_id)
@@ -219,7 +224,7 @@ def test_a_killed_worker_node_fails_its_trial_naming_the_node_and_the_experiment
 
 def test_retry_on_node_failure_runs_the_trial_again(tmp_path: Path, ray_cluster: RayCluster, capsys) -> None:
     victim = ray_cluster.add_node({"victim2": 1}, num_cpus=1)
-    path = config(tmp_path, ray_cluster, {"sleep": 60, "final": 1.0},
+    path = config(tmp_path, ray_cluster, {"hold": str(tmp_path / "gate"), "final": 1.0},
                   service={"trialResources": {"victim2": 1}, "retryOnHostFailure": True})  # fmt: skip
     assert main(["launch", str(path), "--detach"]) == 0
     exp_id = launched_id(capsys.readouterr().out)
