@@ -27,7 +27,7 @@ class _RaySuite(TrainingServiceTestCase):
     not_applicable = {
         "test_manager_crash_loses_and_duplicates_nothing": (
             "the suite runs the crashing manager in a forked child, and Ray's client hangs when initialised in a "
-            "fork of a process that used it; tests/ray/test_ray_faults.py::test_a_killed_manager_loses_nothing "
+            "fork of a process that used it; tests/ray/test_ray_faults.py::test_a_killed_manager_loses_nothing_and_resume_reattaches "
             "checks the same with the manager in a process of its own"
         )
     }
