@@ -5,10 +5,13 @@ section class's ``from_dict``) plus a factory that builds the :class:`~nni_pl.tr
 from that section and the experiment's :class:`ServiceSpec`. The experiment engine only calls
 :func:`parse_section`, :func:`blank_section` and :func:`create_service`; it knows no platform by name.
 
-Built in: ``local`` (:class:`~nni_pl.training.local.LocalTrainingService`) and ``remote`` (SSH hosts: the section
-is :class:`~nni_pl.training.remote_config.RemoteConfig`, the service ``nni_pl.training.remote``, which needs the
-``remote`` extra and is imported only when a remote service is built). A new platform is one module in
-``nni_pl/training/`` with its section class and service, and one line in :data:`PLATFORMS`.
+Built in: ``local`` (:class:`~nni_pl.training.local.LocalTrainingService`), ``remote`` (SSH hosts: the section
+is :class:`~nni_pl.training.remote_config.RemoteConfig`, the service ``nni_pl.training.remote``), ``ray``
+(:mod:`~nni_pl.training.ray_config`, service ``nni_pl.training.ray_service``), ``kubeflow``
+(:mod:`~nni_pl.training.kubeflow_config`, ``nni_pl.training.kubeflow``) and ``aml``
+(:mod:`~nni_pl.training.aml_config`, ``nni_pl.training.aml``). Each service but the local one needs the extra of
+its name and is imported only when it is built; its section module imports no client library. A new platform is
+a section module and a service module in ``nni_pl/training/``, and one line in :data:`PLATFORMS`.
 
 *Hybrid* (NNI's list form, ``trainingService: [{platform: remote, ...}, {platform: local}]``) runs trials on
 several platforms at once: the list is a :class:`HybridConfig` whose service is
@@ -154,9 +157,9 @@ def _build_kubeflow(spec: ServiceSpec) -> TrainingService:
 
 PLATFORMS: dict[str, Platform] = {
     "local": Platform("local", LocalConfig, LocalTrainingService.from_spec),
-    "kubeflow": Platform("kubeflow", KubeflowConfig, _build_kubeflow, section_takes_base=True),
     "remote": Platform("remote", RemoteConfig, _build_remote, section_takes_base=True),
     "ray": Platform("ray", RayConfig, _build_ray),
+    "kubeflow": Platform("kubeflow", KubeflowConfig, _build_kubeflow, section_takes_base=True),
     "aml": Platform("aml", AmlConfig, _build_aml),
 }
 # NNI 2.5's other platforms: named, so that a config using one gets "not available" rather than "unknown"

@@ -141,7 +141,7 @@ def test_blank_config_is_checked_at_start_naming_the_camelcase_field_and_nothing
         experiment.config.trialCommand = "python main.py"
     with pytest.raises(
         ConfigError,
-        match=r"config file '.*nope' does not exist; .*give a training platform \('local', 'remote'\)",
+        match=r"config file '.*nope' does not exist; .*give a training platform \('local', 'remote', 'ray', 'kubeflow', 'aml'\)",
     ):
         Experiment("nope")
 
@@ -152,10 +152,9 @@ def test_experiment_config_takes_the_platform_first_and_camelcase_keywords(tmp_p
     assert config.trial_command is None and config.training_service == LocalConfig()
     assert config.tuner is not None and config.tuner.name is None  # blank, for config.tuner.name = ...
     assert ExperimentConfig(["local"]).training_service == LocalConfig()
-    with pytest.raises(
-        ConfigError, match=r"'trainingService.platform': platform 'kubeflow' is not available"
-    ):
-        ExperimentConfig("kubeflow")
+    with pytest.raises(ConfigError, match=r"'trainingService.platform': platform 'openpai' is not available"):
+        ExperimentConfig("openpai")
+    assert ExperimentConfig("ray").training_service.platform == "ray"
 
     camel = ExperimentConfig(
         trialCommand="python t.py", trialConcurrency=2, maxExperimentDuration="1h", searchSpace=SPACE

@@ -35,6 +35,9 @@ class _NoHosts:
     def shutdown(self) -> None:
         pass
 
+    def hand_over(self) -> None:
+        pass
+
 
 @pytest.fixture(autouse=True)
 def _no_host_connections(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -544,7 +547,7 @@ def test_a_list_of_platforms_is_a_hybrid_config(home):
         ([[{"platform": "local"}]], r"'trainingService\[0\]': got a list .* inside the list"),
         ([], r"'trainingService': got an empty list"),
         ([{"platform": "local"}, _remote({**M, "port": -1})], r"'trainingService\[1\].machineList\[0\].port': got -1"),
-        ([{"platform": "local"}, {"platform": "kubeflow"}], r"'trainingService\[1\].platform': platform 'kubeflow' is not available"),
+        ([{"platform": "local"}, {"platform": "openpai"}], r"'trainingService\[1\].platform': platform 'openpai' is not available"),
     ],
 )  # fmt: skip
 def test_a_bad_hybrid_list_names_the_entry(home, raw, message):
