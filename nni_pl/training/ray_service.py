@@ -507,7 +507,14 @@ class RayTrainingService(TrainingService):
             raise ConfigError(
                 f"{field}.address", f"cannot connect to the Ray cluster at {address!r}: {first}"
             ) from e
-        self._check_resources(field)
+        try:
+            self._check_resources(field)
+        except BaseException:
+            ray.shutdown()  # nothing of this service stays behind in this process
+            if self.cluster is not None and not resumed:
+                self.cluster.stop()
+                self.cluster = None
+            raise
         self.host = f"ray:{address}"
 
     def _check_resources(self, field: str) -> None:
