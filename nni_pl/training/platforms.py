@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,57 +111,47 @@ class Platform:
     section_takes_base: bool = False
 
 
-def _build_remote(spec: ServiceSpec) -> TrainingService:
-    """The SSH service, imported only now: it needs the ``remote`` extra."""
-    try:
-        from nni_pl.training.remote import RemoteTrainingService
-    except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] == "nni_pl":
-            raise
-        raise MissingDependencyError(e.name or "paramiko", "remote", "platform 'remote'") from e
-    return RemoteTrainingService.from_spec(spec)
+def _lazy(service: str, extra: str, clients: tuple[str, ...]) -> Callable[[ServiceSpec], TrainingService]:
+    """A platform's build function that imports its client libraries (the extra ``extra``) and its service
+    (``module:Class``) only when a service is built, so that reading a config needs neither."""
 
+    def build(spec: ServiceSpec) -> TrainingService:
+        module, _, name = service.partition(":")
+        try:
+            for client in clients:
+                importlib.import_module(client)
+            cls = getattr(importlib.import_module(module), name)
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] == "nni_pl":
+                raise
+            raise MissingDependencyError(e.name or clients[0], extra, f"platform {extra!r}") from e
+        return cls.from_spec(spec)
 
-def _build_aml(spec: ServiceSpec) -> TrainingService:
-    """Azure ML command jobs, imported only now: they need the ``aml`` extra."""
-    try:
-        import azure.ai.ml
-        import azure.identity  # noqa: F401
-    except ModuleNotFoundError as e:
-        raise MissingDependencyError(e.name or "azure-ai-ml", "aml", "platform 'aml'") from e
-    from nni_pl.training.aml import AmlTrainingService
-
-    return AmlTrainingService.from_spec(spec)
-
-
-def _build_ray(spec: ServiceSpec) -> TrainingService:
-    """The Ray service, imported only now: it needs the ``ray`` extra."""
-    try:
-        from nni_pl.training.ray_service import RayTrainingService
-    except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] == "nni_pl":
-            raise
-        raise MissingDependencyError(e.name or "ray", "ray", "platform 'ray'") from e
-    return RayTrainingService.from_spec(spec)
-
-
-def _build_kubeflow(spec: ServiceSpec) -> TrainingService:
-    """Kubeflow PyTorchJobs, imported only now: they need the ``kubeflow`` extra (the ``kubernetes`` client)."""
-    try:
-        import kubernetes  # noqa: F401
-    except ModuleNotFoundError as e:
-        raise MissingDependencyError(e.name or "kubernetes", "kubeflow", "platform 'kubeflow'") from e
-    from nni_pl.training.kubeflow import KubeflowTrainingService
-
-    return KubeflowTrainingService.from_spec(spec)
+    return build
 
 
 PLATFORMS: dict[str, Platform] = {
     "local": Platform("local", LocalConfig, LocalTrainingService.from_spec),
-    "remote": Platform("remote", RemoteConfig, _build_remote, section_takes_base=True),
-    "ray": Platform("ray", RayConfig, _build_ray),
-    "kubeflow": Platform("kubeflow", KubeflowConfig, _build_kubeflow, section_takes_base=True),
-    "aml": Platform("aml", AmlConfig, _build_aml),
+    "remote": Platform(
+        "remote",
+        RemoteConfig,
+        _lazy("nni_pl.training.remote:RemoteTrainingService", "remote", ("paramiko",)),
+        section_takes_base=True,
+    ),
+    "ray": Platform(
+        "ray", RayConfig, _lazy("nni_pl.training.ray_service:RayTrainingService", "ray", ("ray",))
+    ),
+    "kubeflow": Platform(
+        "kubeflow",
+        KubeflowConfig,
+        _lazy("nni_pl.training.kubeflow:KubeflowTrainingService", "kubeflow", ("kubernetes",)),
+        section_takes_base=True,
+    ),
+    "aml": Platform(
+        "aml",
+        AmlConfig,
+        _lazy("nni_pl.training.aml:AmlTrainingService", "aml", ("azure.ai.ml", "azure.identity")),
+    ),
 }
 # NNI 2.5's other platforms: named, so that a config using one gets "not available" rather than "unknown"
 UNAVAILABLE_PLATFORMS = (
