@@ -30,11 +30,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import peewee as pw
 
-from nni_pl.errors import ExperimentNotFoundError, MissingDependencyError, StoreError
+from nni_pl._database import create_tables, driver_error, open_database, redact_url, sqlite_url
+from nni_pl.errors import ExperimentNotFoundError, StoreError
+from nni_pl.training import relay
+from nni_pl.training.relay import relay_model
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -66,35 +68,6 @@ EXP_STOPPED = "STOPPED"  # stopped by a user (Ctrl-C, `nni-pl stop`): resumable
 EXP_DONE = "DONE"  # reached its limits or exhausted the space
 EXP_ERROR = "ERROR"  # the manager hit an error
 EXP_VIEWED = "VIEWED"
-
-
-def sqlite_url(path: str | Path) -> str:
-    return f"sqlite:///{Path(path).resolve()}"
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password masked, for messages and logs.
-
-    Example:
-        >>> redact_url("postgresql://nni:s3cret@db.example:5432/nni")
-        'postgresql://nni:***@db.example:5432/nni'
-    """
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-    except ValueError:
-        return url
-
-
-def _driver_error(url: str) -> MissingDependencyError:
-    scheme = url.split("://", 1)[0].lower()
-    if scheme.startswith("mysql"):
-        return MissingDependencyError("pymysql", "mysql", "a MySQL store")
-    return MissingDependencyError("psycopg2-binary", "postgres", "a PostgreSQL store")
 
 
 def _dumps(value: Any) -> str:
@@ -275,57 +248,13 @@ def _models(db: pw.Database) -> tuple[type[pw.Model], ...]:
             table_name = "nnipl_metric"
             indexes = ((("experiment", "trial_id", "seq"), True),)
 
-    class Relay(Base):
-        # no foreign key: a worker relays with nothing but the ids it was given (schema 3)
-        experiment_id = pw.CharField(max_length=64)
-        trial_id = pw.CharField(max_length=32)
-        seq = pw.IntegerField()
-        record = pw.TextField()
-
-        class Meta:
-            table_name = "nnipl_relay"
-            primary_key = pw.CompositeKey("experiment_id", "trial_id", "seq")
+    Relay = relay_model(db)  # schema 3: defined with the cluster services that write it
 
     return Meta, Experiment, Trial, Metric, Relay
 
 
 _TRIAL_FIELDS = [f.name for f in fields(TrialRow)]
 _EXP_FIELDS = [f.name for f in fields(ExperimentRow)]
-
-
-def _open_database(url: str) -> pw.Database:
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") :]
-        if not path.startswith("/"):
-            path = str(Path(path).resolve())
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"cannot create the folder of the SQLite store {url!r}: {e}") from e
-        return pw.SqliteDatabase(
-            path,
-            pragmas={
-                "journal_mode": "wal",  # readers (CLI, dashboard) never block the manager
-                "synchronous": "normal",  # with WAL: a committed write survives a crash of the process
-                "busy_timeout": 15000,
-                "foreign_keys": 1,
-            },
-            timeout=15,
-            # Writers take the lock at BEGIN: a deferred transaction that reads first and then writes
-            # cannot wait for another writer (SQLite answers "database is locked" at once, whatever busy_timeout).
-            lock_type="IMMEDIATE",
-        )
-    from playhouse.db_url import connect
-
-    try:
-        # unquote: a password such as "p@ss" must be written "p%40ss" in a URL
-        return connect(url, unquote_password=True, unquote_user=True)
-    except (ValueError, RuntimeError) as e:
-        shown = redact_url(url)
-        raise StoreError(
-            f"cannot use store URL {shown!r}: {str(e).replace(url, shown)}; "
-            "expected e.g. sqlite:///path/store.sqlite or postgresql://user@host:5432/db"
-        ) from e
 
 
 class Store:
@@ -338,7 +267,7 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.db = _open_database(url)
+        self.db = open_database(url)
         self._batching = False
         self._Meta, self._Exp, self._Trial, self._Metric, self._Relay = _models(self.db)
         try:
@@ -351,27 +280,22 @@ class Store:
         except pw.ImproperlyConfigured as e:
             # peewee imports the drivers softly and only complains here ("... driver not found.")
             self.close()
-            raise _driver_error(url) from e
+            raise driver_error(url) from e
         except (pw.DatabaseError, pw.InterfaceError) as e:
             self.close()
             raise StoreError(f"cannot open the store at {redact_url(url)!r}: {str(e).strip()}") from e
 
     def _create_tables(self) -> None:
-        """Create the tables a store lacks. Processes opening one store at once may race to create a table
-        (PostgreSQL's ``IF NOT EXISTS`` is no lock): losing that race is no error once the table exists."""
-        models = [self._Meta, self._Exp, self._Trial, self._Metric, self._Relay]
-        for attempt in range(5):
-            try:
-                with self.db.atomic():
-                    self.db.create_tables(models, safe=True)
-                    self._Meta.insert(
-                        key="schema_version", value=str(SCHEMA_VERSION)
-                    ).on_conflict_ignore().execute()
-                return
-            except (pw.IntegrityError, pw.ProgrammingError, pw.OperationalError):
-                if attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))  # another process is creating them: look again
+        """Create the tables a store lacks (safe when several processes open a new store at once)."""
+        create_tables(
+            self.db,
+            [self._Meta, self._Exp, self._Trial, self._Metric, self._Relay],
+            then=lambda: (
+                self._Meta.insert(key="schema_version", value=str(SCHEMA_VERSION))
+                .on_conflict_ignore()
+                .execute()
+            ),
+        )
 
     def _migrate(self) -> None:
         """Bring a store made by an older version up to :data:`SCHEMA_VERSION` (new columns are added, nothing
@@ -755,25 +679,12 @@ class Store:
             >>> [r["value"] for r in store.relayed("e", "t")], store.relayed("e", "t", after_seq=0)
             ([0.5], [])
         """
-        if not records:
-            return
-        R = self._Relay
-        rows = [
-            {"experiment_id": experiment_id, "trial_id": trial_id, "seq": int(r["seq"]), "record": _dumps(r)}
-            for r in records
-        ]
         with self._tx():
-            R.insert_many(rows).on_conflict_ignore().execute()
+            relay.put(self._Relay, experiment_id, trial_id, records)
 
     def relayed(self, experiment_id: str, trial_id: str, *, after_seq: int = -1) -> list[dict[str, Any]]:
         """The records :meth:`relay` received for a trial with ``seq`` above ``after_seq``, in ``seq`` order."""
-        R = self._Relay
-        q = (
-            R.select(R.record)
-            .where((R.experiment_id == experiment_id) & (R.trial_id == trial_id) & (R.seq > after_seq))
-            .order_by(R.seq)
-        )
-        return [_loads(r.record) for r in q]
+        return relay.since(self._Relay, experiment_id, trial_id, after_seq=after_seq)
 
     def list_metrics(
         self, experiment_id: str, trial_id: str | None = None, type: str | None = None

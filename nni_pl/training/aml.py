@@ -11,7 +11,7 @@ registered ``environment``. The image must have nni-pl installed.
 **Metrics go through the experiment's store.** A job in Azure cannot write to this machine, so ``platform: aml``
 needs ``storeUrl`` naming a PostgreSQL or MySQL server the compute can reach; the job runner inserts each record
 into the store's relay table as the trial writes it, and :meth:`AmlTrainingService.read_metrics` reads them back
-(:meth:`~nni_pl.experiment.store.Store.relayed`, one connection held for the service rather than one per read).
+(:class:`~nni_pl.training.relay.RelayTable`, one connection held for the service rather than one per read).
 Nothing is parsed out of the job's log.
 
 **Status** is polled in a background thread, per job, with back-off: 2 s after a change, doubling to 60 s while
@@ -553,10 +553,10 @@ class AmlTrainingService(TrainingService):
     def _read_locked(self, trial: _AJob) -> list[dict[str, Any]]:
         try:
             if self._store is None:
-                from nni_pl.experiment.store import Store
+                from nni_pl.training.relay import RelayTable
 
-                self._store = Store(self.store_url)
-            new = self._store.relayed(trial.job.experiment_id, trial.job.trial_id, after_seq=trial.last_seq)
+                self._store = RelayTable(self.store_url)
+            new = self._store.since(trial.job.experiment_id, trial.job.trial_id, after_seq=trial.last_seq)
         except Exception as e:  # the database is away: the records stay there for the next read
             logger.warning("reading relayed metrics of %s failed: %s", trial.job.trial_id, e)
             if self._store is not None:

@@ -15,7 +15,7 @@ record back the ways the service asked for:
       nni-pl:exit {"code": 0, "error": null}
 
 * **the experiment's shared store** when it has one (``storeUrl`` naming a PostgreSQL/MySQL server the worker
-  can reach): each record is inserted into the store's relay table (:meth:`~nni_pl.experiment.store.Store.relay`)
+  can reach): each record is inserted into the store's relay table (:mod:`nni_pl.training.relay`)
   as soon as it is read, keyed by ``(experiment, trial, seq)``. A log can be lost with its pod; the store
   cannot. :func:`read_relayed` is the manager's side.
 
@@ -176,13 +176,13 @@ def read_relayed(
     store_url: str, experiment_id: str, trial_id: str, after_seq: int = -1
 ) -> list[dict[str, Any]]:
     """The records a runner relayed through the shared store, with ``seq`` greater than ``after_seq``."""
-    from nni_pl.experiment.store import Store
+    from nni_pl.training.relay import RelayTable  # peewee: only where a store is used
 
-    store = Store(store_url)
+    table = RelayTable(store_url)
     try:
-        return store.relayed(experiment_id, trial_id, after_seq=after_seq)
+        return table.since(experiment_id, trial_id, after_seq=after_seq)
     finally:
-        store.close()
+        table.close()
 
 
 # --- the worker's side -----------------------------------------------------------------------------------------------
@@ -338,10 +338,10 @@ class _Relay:
             return True
         try:
             if self.store is None:
-                from nni_pl.experiment.store import Store
+                from nni_pl.training.relay import RelayTable
 
-                self.store = Store(self.url)
-            self.store.relay(self.experiment_id, self.trial_id, self.pending)
+                self.store = RelayTable(self.url)
+            self.store.put(self.experiment_id, self.trial_id, self.pending)
         except Exception as e:  # the log still carries the record; retried with the next one
             print(f"nni-pl: cannot relay metrics through the store yet: {e}", file=sys.stderr, flush=True)
             if self.store is not None:
