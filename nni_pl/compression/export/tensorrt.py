@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import importlib.util
 import logging
 import os
 import time
@@ -59,7 +60,7 @@ from nni_pl.compression.export._trt_plan import (
     validate_calibration_config,
 )
 from nni_pl.compression.export._trt_runtime import TensorRTError, cuda_device, import_tensorrt, tensorrt_major
-from nni_pl.errors import ConfigError
+from nni_pl.errors import ConfigError, MissingDependencyError
 
 __all__ = [
     "BaseModelSpeedup",
@@ -256,6 +257,8 @@ class ModelSpeedupTensorRT(BaseModelSpeedup):
             ConfigError: the calibration dict does not fit the exported graph, or ``output_names`` does not
                 name the model's outputs.
         """
+        if importlib.util.find_spec("onnx") is None:
+            raise MissingDependencyError("onnx", "tensorrt", "ModelSpeedupTensorRT.export_onnx()")
         import onnx
         import torch
 
