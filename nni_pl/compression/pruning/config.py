@@ -27,6 +27,7 @@ from typing import Any
 
 from torch import nn
 
+from nni_pl.compression._matching import entry_field, select_modules, str_list
 from nni_pl.errors import ConfigError, did_you_mean
 
 __all__ = ["DEFAULT_OP_TYPES", "KNOWN_KEYS", "LayerTarget", "resolve", "validate_config_list"]
@@ -81,8 +82,7 @@ class LayerTarget:
     extra: dict[str, Any] | None = None
 
 
-def _field(i: int, key: str | None = None) -> str:
-    return f"config_list[{i}]" + (f".{key}" if key else "")
+_field = entry_field
 
 
 def _fraction(i: int, entry: Mapping[str, Any], key: str, *, upper_inclusive: bool = False) -> float:
@@ -96,19 +96,7 @@ def _fraction(i: int, entry: Mapping[str, Any], key: str, *, upper_inclusive: bo
     return float(value)
 
 
-def _str_list(i: int, entry: Mapping[str, Any], key: str) -> list[str] | None:
-    if key not in entry:
-        return None
-    value = entry[key]
-    if (
-        isinstance(value, str)
-        or not isinstance(value, (list, tuple))
-        or not all(isinstance(v, str) for v in value)
-    ):
-        raise ConfigError(_field(i, key), f"must be a list of strings, got {value!r}; e.g. [{value!r}]")
-    if not value:
-        raise ConfigError(_field(i, key), "is empty; list at least one name or drop the key")
-    return list(value)
+_str_list = str_list
 
 
 def validate_config_list(config_list: Any, *, extra_keys: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -209,46 +197,13 @@ def resolve(
     extra_keys = tuple(extra_keys)
     chosen: dict[str, LayerTarget] = {}
     for i, entry in enumerate(entries):
-        op_types = entry.get("op_types")
-        if op_types is not None:
-            expanded = []
-            for t in op_types:
-                expanded.extend(default_op_types if t == "default" else [t])
-            if supported_op_types is not None:
-                for t in expanded:
-                    if t not in supported_op_types and not entry.get("exclude", False):
-                        raise ConfigError(
-                            _field(i, "op_types"),
-                            f"{t!r} cannot be pruned by this pruner{did_you_mean(t, supported_op_types)}; "
-                            f"supported: {list(supported_op_types)}",
-                        )
-            op_types = set(expanded)
-        op_names = entry.get("op_names")
-        if op_names is not None:
-            for n in op_names:
-                if n not in modules or n == "":
-                    raise ConfigError(
-                        _field(i, "op_names"),
-                        f"{n!r} matches no module of the model{did_you_mean(n, [m for m in modules if m])}; "
-                        "use names from model.named_modules()",
-                    )
-        matched = [
-            (name, mod)
-            for name, mod in modules.items()
-            if name
-            and (op_types is None or type(mod).__name__ in op_types)
-            and (op_names is None or name in op_names)
-        ]
+        matched = select_modules(
+            model, i, entry, default_op_types=default_op_types, supported_op_types=supported_op_types
+        )
         if entry.get("exclude", False):
             for name, _ in matched:
                 chosen.pop(name, None)
             continue
-        if op_names is not None and not matched:
-            raise ConfigError(
-                _field(i),
-                f"op_names {op_names!r} and op_types {entry['op_types']!r} match no module together; "
-                "check the types of the named modules",
-            )
         total = entry.get("total_sparsity")
         sparsity = entry.get("sparsity", entry.get("sparsity_per_layer", total))
         for name, mod in matched:
