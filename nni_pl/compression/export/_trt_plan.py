@@ -26,8 +26,8 @@ Example:
     >>> plan = plan_tensorrt_precision(oh.make_model(graph), {
     ...     "fc": {"weight_bits": 8, "input_bits": 8, "tracked_min_input": -1.0, "tracked_max_input": 2.0},
     ...     "act": {"output_bits": 8, "tracked_min_output": 0.0, "tracked_max_output": 4.0}})
-    >>> plan.ranges
-    {'x': (-1.0, 2.0), 'fc.weight': (-3.0, 3.0), 'y': (0.0, 4.0)}
+    >>> plan.ranges  # the ReLU's output range also bounds the Gemm's output (the ReLU's input)
+    {'x': (-1.0, 2.0), 'fc.weight': (-3.0, 3.0), 'y': (0.0, 4.0), '/fc/Gemm_output_0': (-4.0, 4.0)}
     >>> plan.node_bits
     {'/fc/Gemm': 8, '/act/Relu': 8}
 """
@@ -348,7 +348,8 @@ def plan_tensorrt_precision(
     A layer with ``input_bits``/``output_bits`` 8 gives its tracked range to its input/output tensor (two layers
     sharing a tensor, e.g. ``conv1``'s output and ``relu1``'s input, give it the union of their ranges); one with
     ``weight_bits`` 8 gives its weight initializer the symmetric range of its largest magnitude. Ranges then
-    carry over ops that keep them (Flatten, Reshape, MaxPool, ...). Layers with 16 or 32 bits run in fp16/fp32.
+    carry over ops that keep them (Flatten, Reshape, MaxPool, ...), and back from a ReLU's output to its input when
+    nothing else reads that input. Layers with 16 or 32 bits run in fp16/fp32.
 
     Args:
         model: the float ``onnx.ModelProto`` TensorRT will parse.
@@ -401,6 +402,17 @@ def plan_tensorrt_precision(
                     name,
                     layer.op_types[0],
                 )
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for x in node.input:
+            readers[x] = readers.get(x, 0) + 1
+    for node in reversed(graph.node):
+        # a ReLU read only by itself: clipping its input at the output's magnitude changes nothing it computes, and
+        # gives the layer before it (a Conv with weight+output quantized only at the ReLU) an int8 output
+        if node.op_type == "Relu" and node.output[0] in ranges and node.input[0] not in ranges:
+            if readers.get(node.input[0]) == 1 and node.input[0] not in {i.name for i in graph.input}:
+                amax = max(abs(v) for v in ranges[node.output[0]])
+                ranges[node.input[0]] = (-amax, amax)
     for node in graph.node:  # graph order is topological
         if node.op_type in _RANGE_KEEPING_OPS and node.input and node.input[0] in ranges:
             for out in node.output[:1]:

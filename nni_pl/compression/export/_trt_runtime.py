@@ -56,10 +56,11 @@ def import_tensorrt(feature: str) -> Any:
                 f"{feature}: tensorrt is installed but importing it failed ({e}); reinstall it with: {INSTALL_HINT}"
             ) from e
         err = MissingDependencyError("tensorrt", "tensorrt", feature)
-        err.args = (
+        err.msg = (  # ImportError prints .msg
             f"{err.args[0]} --extra-index-url https://pypi.nvidia.com (TensorRT's wheels come from NVIDIA's "
-            "package index; a CUDA GPU is needed to use it)",
+            "package index; a CUDA GPU is needed to use it)"
         )
+        err.args = (err.msg,)
         raise err from e
     except (ImportError, OSError) as e:  # e.g. libnvinfer.so or the CUDA runtime cannot be loaded
         raise TensorRTError(
@@ -114,14 +115,14 @@ class _Buffer:
 class CudaDevice:
     """Device buffers, copies and a stream, through pycuda (preferred) or torch's CUDA tensors."""
 
-    def __init__(self, backend: str, feature: str) -> None:
+    def __init__(self, backend: str) -> None:
         self.backend = backend
         if backend == "pycuda":
             import pycuda.driver as cuda
 
             cuda.init()
             if cuda.Device.count() == 0:
-                raise TensorRTError(f"{feature}: pycuda finds no CUDA GPU")
+                raise TensorRTError("pycuda finds no CUDA GPU")
             self._cuda = cuda
             # the primary context is the one the CUDA runtime (TensorRT, torch) uses: memory stays shared with them
             self._context = cuda.Device(0).retain_primary_context()
@@ -132,7 +133,7 @@ class CudaDevice:
             import torch
 
             if not torch.cuda.is_available():
-                raise TensorRTError(f"{feature}: torch sees no CUDA GPU")
+                raise TensorRTError("torch.cuda.is_available() is False")
             self._torch = torch
             self._stream = torch.cuda.Stream()
             self.stream_handle = int(self._stream.cuda_stream)
@@ -196,13 +197,13 @@ def cuda_device(feature: str) -> CudaDevice:
     tried = []
     if importlib.util.find_spec("pycuda") is not None:
         try:
-            return CudaDevice("pycuda", feature)
+            return CudaDevice("pycuda")
         except Exception as e:  # pycuda without a driver/GPU: torch may still have one
             tried.append(f"pycuda: {type(e).__name__}: {e}")
     else:
         tried.append("pycuda: not installed")
     try:
-        return CudaDevice("torch", feature)
+        return CudaDevice("torch")
     except Exception as e:
         tried.append(f"torch: {e}")
     raise TensorRTError(
