@@ -208,12 +208,8 @@ def test_classification_argument_errors(kwargs: dict[str, Any], match: str) -> N
 
 
 def test_export_onnx_without_onnx_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nni_pl.nas.evaluator import lightning as pl_eval
-
     real = importlib.util.find_spec
-    monkeypatch.setattr(
-        pl_eval.importlib.util, "find_spec", lambda name: None if name == "onnx" else real(name)
-    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "onnx" else real(name))
     with pytest.raises(EvaluatorError, match=r"needs onnx, not installed.*pip install 'nni-pl\[onnx\]'"):
         Classification(train_dataloaders=DIGITS, export_onnx=True)
 

@@ -7,7 +7,6 @@ the final result when ``fit`` ends (an assessor can stop the trial early).
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
 from collections.abc import Callable, Mapping
@@ -98,40 +97,21 @@ class _LightningBase(Evaluator):
         if loader is None:
             log.warning("export_onnx: no dataloader to take a sample input from; nothing exported")
             return None
+        from nni_pl.compression.export import export_onnx
+
         batch = next(iter(loader))
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        model = model.cpu().eval()
-        sample = (x[:1].cpu(),)
-        names = {"input_names": ["input"], "output_names": ["output"]}
-        with torch.no_grad():
-            try:  # torch.export-based exporter (torch's default), the batch dimension dynamic
-                torch.onnx.export(
-                    model,
-                    sample,
-                    str(path),
-                    dynamo=True,
-                    dynamic_shapes=({0: torch.export.Dim("batch")},),
-                    **names,
-                )
-            except Exception as err:  # e.g. data-dependent control flow, which torch.export cannot capture
-                log.warning(
-                    "export_onnx: torch.export failed (%s); using the TorchScript-based exporter", err
-                )
-                torch.onnx.export(
-                    model,
-                    sample,
-                    str(path),
-                    dynamo=False,
-                    dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                    **names,
-                )
+        # float: torch.export-based (the TorchScript exporter when that fails); a quantised model: int8 QDQ
+        export_onnx(model, x[:1], path)
         log.info("exported the trained model to %s", path)
         return path
 
 
 def _check_onnx(export_onnx: Any) -> None:
-    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
-    if export_onnx and missing:
+    from nni_pl.compression.export import missing_onnx_packages
+
+    missing = missing_onnx_packages() if export_onnx else []
+    if missing:
         raise EvaluatorError(
             f"export_onnx needs {' and '.join(missing)}, not installed; install them with: pip install "
             "'nni-pl[onnx]' (or set export_onnx=False)"
