@@ -448,6 +448,7 @@ class Quantizer:
         )
         self.optimizer = optimizer
         self.dummy_input = dummy_input
+        self.validate_config(model, self.config_list)
         targets = resolve(
             model,
             self.config_list,
@@ -457,8 +458,11 @@ class Quantizer:
             defaults=self.defaults,
         )
         if not targets:
-            raise ConfigError("config_list", "selects no module of the model; check op_types and op_names")
-        self.validate_config(model, self.config_list)
+            raise ConfigError(
+                "config_list",
+                "selects no module of the model; check op_types and op_names (the model's own top module cannot "
+                "be wrapped: wrap it in nn.Sequential)",
+            )
         self._targets = targets
         bn_pairs = (
             find_conv_bn_patterns(model, dummy_input) if self.folds_bn and dummy_input is not None else {}
