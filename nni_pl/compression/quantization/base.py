@@ -226,7 +226,7 @@ class QuantizerModuleWrapper(nn.Module):
         m, bn = self.module, self.bn_module
         w = m.old_weight
         b = m._parameters.get("old_bias")
-        if self.training:
+        if self.training and not self.quantizer.frozen:
             with (
                 torch.no_grad()
             ):  # batch statistics of the unfolded convolution; running stats updated by the BN
@@ -423,6 +423,8 @@ class Quantizer:
     defaults: ClassVar[dict[str, tuple[str, str]] | None] = None
     folds_bn: ClassVar[bool] = False
     quant_grad: ClassVar[type[QuantGrad] | None] = QuantGrad
+    #: set by :meth:`freeze`
+    frozen: bool = False
 
     def __init__(
         self,
@@ -523,6 +525,24 @@ class Quantizer:
 
     def step(self) -> None:
         """Called after each training step (NNI's hook)."""
+
+    def freeze(self, frozen: bool = True) -> None:
+        """End range learning, QAT's last phase: tracked activation ranges stop updating, and folded BatchNorms
+        use their running statistics (no longer updated), in training too. ``freeze(False)`` undoes it.
+
+        Example:
+            >>> import torch
+            >>> from nni_pl.compression.quantization import QAT_Quantizer
+            >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+            >>> q = QAT_Quantizer(model, [{"quant_types": ["output"], "quant_bits": 8, "op_types": ["Linear"]}])
+            >>> _ = model(torch.randn(4, 2))
+            >>> low = float(model[0].tracked_min_output)
+            >>> q.freeze()
+            >>> _ = model(10 * torch.randn(4, 2))
+            >>> float(model[0].tracked_min_output) == low
+            True
+        """
+        self.frozen = bool(frozen)
 
     def step_with_optimizer(self) -> None:
         """Count one optimizer step (QAT's ``quant_start_step`` counts these)."""

@@ -208,7 +208,7 @@ class QAT_Quantizer(_RangeTracking):
         _register_ranges(wrapper, ("input", "output"))
 
     def observe(self, wrapper: QuantizerModuleWrapper, kind: str, tensor: torch.Tensor) -> None:
-        if kind == "weight" or not wrapper.training or torch.onnx.is_in_onnx_export():
+        if kind == "weight" or not wrapper.training or self.frozen or torch.onnx.is_in_onnx_export():
             return
         low_b, high_b = getattr(wrapper, f"tracked_min_{kind}"), getattr(wrapper, f"tracked_max_{kind}")
         x = tensor.detach()
