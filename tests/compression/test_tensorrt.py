@@ -263,12 +263,10 @@ def test_a_real_qat_calibration_becomes_the_plan_and_the_model_stays_wrapped(tmp
         },
         {"quant_types": ["output"], "quant_bits": {"output": 8}, "op_names": ["relu1", "relu2"]},
     ]
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    quantizer = QAT_Quantizer(model, config_list, optimizer, dummy_input=torch.randn(2, 1, 12, 12))
+    # no optimizer: building one imports torch._dynamo (seconds); a forward in training mode tracks the ranges
+    quantizer = QAT_Quantizer(model, config_list, dummy_input=torch.randn(2, 1, 12, 12))
     quantizer.compress()
-    optimizer.zero_grad()  # one training step tracks the ranges
-    model(torch.randn(8, 1, 12, 12)).pow(2).mean().backward()
-    optimizer.step()
+    model(torch.randn(8, 1, 12, 12))
     calibration = quantizer.export_model(tmp_path / "model.pth", tmp_path / "calibration.pth")
     speedup = ModelSpeedupTensorRT(
         model, SHAPE, config=calibration, batchsize=4, onnx_path=tmp_path / "qat.onnx"
@@ -419,12 +417,11 @@ def test_assign_layer_precisions_on_the_layers_the_onnx_parser_makes(exported) -
     assert assigned.precision[6] == 8 and (6, 0) not in assigned.output_bits  # MatMul: int8 in, float out
     assert 7 not in assigned.precision  # the bias add reads the MatMul's float output: left in float
     assert assigned.precision[9] == 16 and assigned.output_bits[(9, 0)] == 16  # fc2: fp16
-    assert (
-        assigned.precision[2] == 32 and assigned.precision[8] == 32
-    )  # the other layers of nodes: fp32 (strict)
+    assert assigned.precision[8] == 32 and assigned.output_bits[(8, 0)] == 32  # other layers of nodes: fp32
+    assert 2 not in assigned.precision and 3 not in assigned.precision  # MaxPool, Flatten between int8 layers
     assert 4 not in assigned.precision and 10 not in assigned.precision and 11 not in assigned.precision
     loose = assign_layer_precisions(layers, plan, onnx_nodes=nodes, strict=False)
-    assert 2 not in loose.precision and loose.precision[0] == 8  # not strict: only the planned layers
+    assert 8 not in loose.precision and loose.precision[0] == 8  # not strict: only the planned layers
 
 
 # -- argument validation ---------------------------------------------------------------------------------------

@@ -508,7 +508,9 @@ def assign_layer_precisions(
     adds without a node's name belong to no node and are left to TensorRT. A layer of an 8-bit node runs in int8
     when every tensor it reads has a range (ranges carry through data-moving layers, and a constant read by
     such a layer gets the range of its largest magnitude); its outputs are int8 where they have a range. Layers
-    of 16/32-bit nodes, and (with ``strict``, or at 16 bits) the other layers of a node, get fp16/fp32.
+    of 16/32-bit nodes, and (with ``strict``, or at 16 bits) the other layers of a node, get fp16/fp32, except
+    a layer outside the plan whose every input and output has a range (a MaxPool between int8 layers), which
+    TensorRT may keep in int8.
 
     Args:
         layers: the network's layers in order (topological, as the parser adds them).
@@ -549,6 +551,8 @@ def assign_layer_precisions(
                 if o in ranges:
                     out.output_bits[(layer.index, i)] = 8
         else:
+            if owner not in plan.node_bits and all(t in ranges for t in (*layer.inputs, *layer.outputs) if t):
+                continue  # between int8 layers (a MaxPool, a Flatten): TensorRT keeps the data in int8
             out.precision[layer.index] = bits
             for i in range(len(layer.outputs)):
                 out.output_bits[(layer.index, i)] = bits

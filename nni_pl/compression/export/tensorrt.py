@@ -230,12 +230,10 @@ class ModelSpeedupTensorRT(BaseModelSpeedup):
         self.extra_layer_bits = int(extra_layer_bits)
         self.strict_datatype = strict_datatype
         self.calibrate_type = resolve_algorithm(calibrate_type)
-        if calib_data_loader is not None and (
-            hasattr(calib_data_loader, "__array__") or hasattr(calib_data_loader, "detach")
-        ):
+        if hasattr(calib_data_loader, "__array__") or hasattr(calib_data_loader, "detach"):
             batch_calibration_data(
                 calib_data_loader, batchsize, shape[1:]
-            )  # a tensor is checked now, a loader later
+            )  # a loader is checked in compress()
         self.calib_data_loader = calib_data_loader
         self.calibration_cache = Path(calibration_cache) if calibration_cache is not None else None
         self.batchsize = batchsize
@@ -523,8 +521,8 @@ def _apply(trt: Any, network: Any, assigned: LayerPrecisions) -> None:
         network.get_layer(index).precision = dtypes[bits]
     for (index, out), bits in assigned.output_bits.items():
         layer = network.get_layer(index)
-        if bits == 8 and layer.get_output(out).is_network_output:
-            continue  # the engine's outputs stay float
+        if bits != 32 and layer.get_output(out).is_network_output:
+            continue  # the engine's outputs stay fp32 (what inference() reads)
         layer.set_output_type(out, dtypes[bits])
 
 
@@ -541,7 +539,10 @@ def _build_engine(
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        errors = "; ".join(
+            e.desc() if hasattr(e, "desc") else str(e)
+            for e in (parser.get_error(i) for i in range(parser.num_errors))
+        )
         raise TensorRTError(
             f"TensorRT's ONNX parser rejected {str(onnx_path)!r}: {errors}; NNI supports Conv, Linear, ReLU and "
             "MaxPool models, other ops need a TensorRT that implements them"
