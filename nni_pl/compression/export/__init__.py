@@ -23,6 +23,9 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "BaseModelSpeedup",
+    "CalibrationCache",
+    "Calibrator",
     "ModelSpeedupTensorRT",
     "OnnxReport",
     "export_onnx",
@@ -30,12 +33,17 @@ __all__ = [
     "is_quantized_model",
     "missing_onnx_packages",
     "ort_session",
+    "plan_tensorrt_precision",
     "require_onnx",
     "verify_onnx",
 ]
 
 _LAZY = {
+    "BaseModelSpeedup": "nni_pl.compression.export.tensorrt",
+    "CalibrationCache": "nni_pl.compression.export.tensorrt",
+    "Calibrator": "nni_pl.compression.export.tensorrt",
     "ModelSpeedupTensorRT": "nni_pl.compression.export.tensorrt",
+    "plan_tensorrt_precision": "nni_pl.compression.export.tensorrt",
     "OnnxReport": "nni_pl.compression.export._onnx",
     "export_onnx": "nni_pl.compression.export._onnx",
     "finalize_qdq": "nni_pl.compression.export._qdq",
