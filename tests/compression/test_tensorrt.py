@@ -424,6 +424,24 @@ def test_assign_layer_precisions_on_the_layers_the_onnx_parser_makes(exported) -
     assert 8 not in loose.precision and loose.precision[0] == 8  # not strict: only the planned layers
 
 
+def test_assign_layer_precisions_carries_ranges_through_the_reshapes_around_a_fully_connected_layer(
+    exported,
+) -> None:
+    _, _, plan, proto = exported
+    nodes = {n.name: list(n.output) for n in proto.graph.node}
+    layers = [  # TensorRT 8's Gemm: reshape to 4-D, FullyConnected (kernel weights), reshape back
+        TrtLayer(0, "(Unnamed Layer* 0) [Shuffle]", "SHUFFLE", ("/Flatten_output_0",), ("pre",)),
+        TrtLayer(1, "/fc1/Gemm", "FULLY_CONNECTED", ("pre",), ("fc",)),
+        TrtLayer(2, "(Unnamed Layer* 2) [Shuffle]", "SHUFFLE", ("fc",), ("/fc1/Gemm_output_0",)),
+    ]
+    assigned = assign_layer_precisions(layers, plan, onnx_nodes=nodes)
+    assert assigned.ranges["pre"] == plan.ranges["/Flatten_output_0"]
+    assert assigned.ranges["fc"] == plan.ranges["/fc1/Gemm_output_0"] == (-3.0, 4.0)
+    # the FullyConnected runs in int8 with an int8 output; the reshape back writes the Gemm's ONNX output, so it
+    # belongs to the Gemm's node and runs in int8 too; the reshape before it belongs to no node
+    assert assigned.precision == {1: 8, 2: 8} and assigned.output_bits == {(1, 0): 8, (2, 0): 8}
+
+
 # -- argument validation ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("kwargs", "match"),

@@ -506,8 +506,9 @@ def assign_layer_precisions(
 
     A layer belongs to the ONNX node whose output it writes, or whose name it carries; helper layers the parser
     adds without a node's name belong to no node and are left to TensorRT. A layer of an 8-bit node runs in int8
-    when every tensor it reads has a range (ranges carry through data-moving layers, and a constant read by
-    such a layer gets the range of its largest magnitude); its outputs are int8 where they have a range. Layers
+    when every tensor it reads has a range (ranges carry through data-moving layers, forwards, and backwards
+    through a reshape that alone reads a layer's output; a constant read by such a layer gets the range of its
+    largest magnitude); its outputs are int8 where they have a range. Layers
     of 16/32-bit nodes, and (with ``strict``, or at 16 bits) the other layers of a node, get fp16/fp32, except
     a layer outside the plan whose every input and output has a range (a MaxPool between int8 layers), which
     TensorRT may keep in int8.
@@ -528,6 +529,21 @@ def assign_layer_precisions(
         if layer.kind in _TRT_RANGE_KEEPING and layer.inputs and layer.inputs[0] in ranges:
             for o in layer.outputs[:1]:
                 ranges.setdefault(o, ranges[layer.inputs[0]])
+    readers: dict[str, int] = {}
+    for layer in layers:
+        for t in layer.inputs:
+            if t is not None:
+                readers[t] = readers.get(t, 0) + 1
+    for layer in reversed(layers):  # a reshape the parser put after a layer (TensorRT 8's Gemm): same values
+        if layer.kind == "SHUFFLE" and layer.inputs and layer.inputs[0] is not None and layer.outputs:
+            src = layer.inputs[0]
+            if (
+                layer.outputs[0] in ranges
+                and src not in ranges
+                and readers.get(src) == 1
+                and src in producers
+            ):
+                ranges[src] = ranges[layer.outputs[0]]
     for layer in layers:
         owner = _owner(layer, names, node_of_output)
         if owner in plan.node_bits:
