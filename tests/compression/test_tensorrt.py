@@ -21,7 +21,7 @@ import torch
 from onnx import TensorProto, numpy_helper
 from torch import nn
 
-from nni_pl.compression.export._trt_plan import TrtLayer, assign_layer_precisions
+from nni_pl.compression.export._trt_network import TrtLayer, assign_layer_precisions
 from nni_pl.compression.export._trt_runtime import cache_version, cuda_device, import_tensorrt
 from nni_pl.compression.export.tensorrt import (
     CalibrationCache,

@@ -4,7 +4,7 @@ NNI's calibration dict names modules (``'conv1'``); TensorRT's ONNX parser names
 values and its layers after the ONNX nodes. :func:`map_layers_to_onnx` finds each module's nodes in the graph,
 and :func:`plan_tensorrt_precision` turns the calibration dict into a :class:`TensorRTPlan`: a dynamic range
 per tensor name and a bit width per node name, which :mod:`nni_pl.compression.export.tensorrt` applies to the
-parsed network (:func:`assign_layer_precisions` does the per-layer part on a plain description of it).
+parsed network (:func:`~nni_pl.compression.export._trt_network.assign_layer_precisions` decides per layer).
 
 A module's nodes are found, in this order, by
 
@@ -37,19 +37,16 @@ from __future__ import annotations
 import ast
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from nni_pl.errors import ConfigError, did_you_mean
 
 __all__ = [
     "ALLOWED_BITS",
-    "LayerPrecisions",
     "OnnxLayer",
     "TensorRTPlan",
-    "TrtLayer",
-    "assign_layer_precisions",
     "map_layers_to_onnx",
     "plan_tensorrt_precision",
     "validate_calibration_config",
@@ -78,10 +75,6 @@ _RANGE_KEEPING_OPS = frozenset(
     }
 )
 _WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-# TensorRT layer types (``trt.LayerType`` names) that only move data: the range of the input is the output's
-_TRT_RANGE_KEEPING = frozenset({"SHUFFLE", "IDENTITY", "SLICE"})
-# TensorRT layer types whose precision is never constrained (weights, shapes, casts)
-_TRT_UNCONSTRAINED = frozenset({"CONSTANT", "SHAPE", "IDENTITY", "CAST", "ASSERTION", "CONDITION"})
 
 
 @dataclass(frozen=True)
@@ -427,149 +420,3 @@ def plan_tensorrt_precision(
                 "output of the layer before it)",
             )
     return TensorRTPlan(layers=layers, ranges=ranges, node_bits=node_bits, extra_layer_bits=extra_layer_bits)
-
-
-# -- the parsed TensorRT network -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TrtLayer:
-    """A plain description of one layer of a parsed TensorRT network (what :func:`assign_layer_precisions` reads).
-
-    Attributes:
-        index: the layer's index in the network.
-        name: ``ILayer.name`` (the ONNX parser uses the node's name; helper layers get derived names).
-        kind: the ``trt.LayerType`` name, e.g. ``"CONVOLUTION"``, ``"SHUFFLE"``, ``"CONSTANT"``.
-        inputs: input tensor names (``None`` for an absent optional input).
-        outputs: output tensor names.
-        float_io: every input and output tensor is fp32 or fp16 (a precision may be set).
-        constant_amax: for a ``CONSTANT`` layer, the largest magnitude of its values.
-    """
-
-    index: int
-    name: str
-    kind: str
-    inputs: tuple[str | None, ...]
-    outputs: tuple[str, ...]
-    float_io: bool = True
-    constant_amax: float | None = None
-
-
-@dataclass
-class LayerPrecisions:
-    """What to set on the network: tensor ranges, layer precisions and layer output types (bits 8/16/32)."""
-
-    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
-    precision: dict[int, int] = field(default_factory=dict)
-    output_bits: dict[tuple[int, int], int] = field(default_factory=dict)
-
-
-def _owner(layer: TrtLayer, node_names: Sequence[str], node_of_output: Mapping[str, str]) -> str | None:
-    for out in layer.outputs:
-        if out in node_of_output:
-            return node_of_output[out]
-    if layer.name in node_names:
-        return layer.name
-    prefixes = [
-        n for n in node_names if layer.name.startswith(n) and layer.name[len(n) : len(n) + 1] in ("_", " ")
-    ]
-    return max(prefixes, key=len) if prefixes else None
-
-
-def _backfill(tensor: str, producers: Mapping[str, TrtLayer], ranges: dict[str, tuple[float, float]]) -> bool:
-    """Give ``tensor`` a range from the constant it is moved from (through data-moving layers); whether it has one."""
-    chain: list[str] = []
-    current = tensor
-    while current not in ranges:
-        src = producers.get(current)
-        if src is None:
-            return False
-        if src.constant_amax is not None:
-            ranges[current] = (-src.constant_amax, src.constant_amax)
-        elif src.kind in _TRT_RANGE_KEEPING and src.inputs and src.inputs[0] is not None:
-            chain.append(current)
-            current = src.inputs[0]
-        else:
-            return False
-    for t in chain:
-        ranges[t] = ranges[current]
-    return True
-
-
-def assign_layer_precisions(
-    layers: Sequence[TrtLayer],
-    plan: TensorRTPlan,
-    *,
-    onnx_nodes: Mapping[str, Sequence[str]],
-    strict: bool = True,
-    calibrated: bool = False,
-) -> LayerPrecisions:
-    """Decide each TensorRT layer's precision from the plan.
-
-    A layer belongs to the ONNX node whose output it writes, or whose name it carries; helper layers the parser
-    adds without a node's name belong to no node and are left to TensorRT. A layer of an 8-bit node runs in int8
-    when every tensor it reads has a range (ranges carry through data-moving layers, forwards, and backwards
-    through a reshape that alone reads a layer's output; a constant read by such a layer gets the range of its
-    largest magnitude); its outputs are int8 where they have a range. Layers
-    of 16/32-bit nodes, and (with ``strict``, or at 16 bits) the other layers of a node, get fp16/fp32, except
-    a layer outside the plan whose every input and output has a range (a MaxPool between int8 layers), which
-    TensorRT may keep in int8.
-
-    Args:
-        layers: the network's layers in order (topological, as the parser adds them).
-        plan: the plan of the ONNX graph the network was parsed from.
-        onnx_nodes: ``{node_name: output tensor names}`` of every node in the ONNX graph.
-        strict: constrain the layers outside the plan to ``plan.extra_layer_bits`` too.
-        calibrated: a calibrator gives TensorRT the ranges of the other tensors (int8 for the others is allowed).
-    """
-    out = LayerPrecisions(ranges=dict(plan.ranges))
-    ranges = out.ranges
-    node_of_output = {o: n for n, outs in onnx_nodes.items() for o in outs}
-    names = list(onnx_nodes)
-    producers = {o: layer for layer in layers for o in layer.outputs}
-    for layer in layers:
-        if layer.kind in _TRT_RANGE_KEEPING and layer.inputs and layer.inputs[0] in ranges:
-            for o in layer.outputs[:1]:
-                ranges.setdefault(o, ranges[layer.inputs[0]])
-    readers: dict[str, int] = {}
-    for layer in layers:
-        for t in layer.inputs:
-            if t is not None:
-                readers[t] = readers.get(t, 0) + 1
-    for layer in reversed(layers):  # a reshape the parser put after a layer (TensorRT 8's Gemm): same values
-        if layer.kind == "SHUFFLE" and layer.inputs and layer.inputs[0] is not None and layer.outputs:
-            src = layer.inputs[0]
-            if (
-                layer.outputs[0] in ranges
-                and src not in ranges
-                and readers.get(src) == 1
-                and src in producers
-            ):
-                ranges[src] = ranges[layer.outputs[0]]
-    for layer in layers:
-        owner = _owner(layer, names, node_of_output)
-        if owner in plan.node_bits:
-            bits = plan.node_bits[owner]
-        elif owner is not None and (strict or plan.extra_layer_bits == 16):
-            bits = plan.extra_layer_bits
-        else:
-            continue
-        if layer.kind in _TRT_UNCONSTRAINED or not layer.float_io:
-            continue
-        if bits == 8:
-            if owner not in plan.node_bits and calibrated:
-                continue  # the calibrator's ranges: TensorRT picks int8 where it pays
-            reads = [t for t in layer.inputs if t is not None]
-            # a weight TensorRT holds as a constant tensor (MatMul's) needs a range too: its largest magnitude
-            if not reads or not all([_backfill(t, producers, ranges) for t in reads]):
-                log.debug("TensorRT layer %r stays in float: not every input has a range", layer.name)
-                continue
-            out.precision[layer.index] = 8
-            for i, o in enumerate(layer.outputs):
-                if o in ranges:
-                    out.output_bits[(layer.index, i)] = 8
-        else:
-            if owner not in plan.node_bits and all(t in ranges for t in (*layer.inputs, *layer.outputs) if t):
-                continue  # between int8 layers (a MaxPool, a Flatten): TensorRT keeps the data in int8
-            out.precision[layer.index] = bits
-            for i in range(len(layer.outputs)):
-                out.output_bits[(layer.index, i)] = bits
-    return out

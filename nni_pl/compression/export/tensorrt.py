@@ -48,18 +48,16 @@ from nni_pl.compression.export._trt_calibration import (
     batch_calibration_data,
     resolve_algorithm,
 )
+from nni_pl.compression.export._trt_network import build_engine
 from nni_pl.compression.export._trt_plan import (
     ALLOWED_BITS,
-    LayerPrecisions,
     OnnxLayer,
     TensorRTPlan,
-    TrtLayer,
-    assign_layer_precisions,
     map_layers_to_onnx,
     plan_tensorrt_precision,
     validate_calibration_config,
 )
-from nni_pl.compression.export._trt_runtime import TensorRTError, cuda_device, import_tensorrt, tensorrt_major
+from nni_pl.compression.export._trt_runtime import TensorRTError, cuda_device, import_tensorrt
 from nni_pl.errors import ConfigError, MissingDependencyError
 
 __all__ = [
@@ -305,7 +303,7 @@ class ModelSpeedupTensorRT(BaseModelSpeedup):
             batches = batch_calibration_data(self.calib_data_loader, self.batchsize, self.input_shape[1:])
             self.calibrator = Calibrator._from_batches(batches, self.calibration_cache, self.calibrate_type)
             self.calibrator._device = self._device
-        self._runtime, self.engine = _build_engine(
+        self._runtime, self.engine = build_engine(
             trt, self.onnx_path, plan, strict=self.strict_datatype, calibrator=self.calibrator
         )
         self.context = self.engine.create_execution_context()
@@ -451,129 +449,3 @@ class ModelSpeedupTensorRT(BaseModelSpeedup):
                 ok = context.execute_async_v2(bindings=bindings, stream_handle=device.stream_handle)
         if not ok:
             raise TensorRTError("inference: TensorRT failed to run the engine (its log says why)")
-
-
-# -- building ------------------------------------------------------------------------------------------------
-def _precision_flag(trt: Any, strict: bool) -> Any:
-    flags = trt.BuilderFlag
-    if strict:  # STRICT_TYPES was deprecated in 8.2 and removed in 10
-        return getattr(flags, "OBEY_PRECISION_CONSTRAINTS", None) or getattr(flags, "STRICT_TYPES", None)
-    return getattr(flags, "PREFER_PRECISION_CONSTRAINTS", None)
-
-
-def _describe(trt: Any, network: Any) -> list[TrtLayer]:
-    import numpy as np
-
-    floats = {trt.float32, trt.float16}
-    layers = []
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        ins = [layer.get_input(j) for j in range(layer.num_inputs)]
-        outs = [layer.get_output(j) for j in range(layer.num_outputs)]
-        kind = layer.type.name
-        amax = None
-        if kind == "CONSTANT" and outs and outs[0].dtype in floats:
-            try:
-                layer.__class__ = (
-                    trt.IConstantLayer
-                )  # get_layer() returns the base class (NVIDIA's samples do this)
-                weights = layer.weights
-                values = np.asarray(
-                    weights.numpy() if hasattr(weights, "numpy") else weights, dtype=np.float64
-                )
-                amax = float(np.abs(values).max(initial=0.0))
-            except Exception as e:  # the layer stays without a range: its consumer runs in float
-                log.debug("cannot read the values of constant layer %r: %s", layer.name, e)
-        layers.append(
-            TrtLayer(
-                index=i,
-                name=layer.name,
-                kind=kind,
-                inputs=tuple(t.name if t is not None else None for t in ins),
-                outputs=tuple(t.name for t in outs),
-                float_io=all(t.dtype in floats for t in (*ins, *outs) if t is not None),
-                constant_amax=amax,
-            )
-        )
-    return layers
-
-
-def _apply(trt: Any, network: Any, assigned: LayerPrecisions) -> None:
-    tensors = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        for j in range(layer.num_outputs):
-            tensors[layer.get_output(j).name] = layer.get_output(j)
-    for name, (lo, hi) in assigned.ranges.items():
-        tensor = tensors.get(name)
-        amax = max(abs(lo), abs(hi))
-        if tensor is None or amax == 0.0:
-            continue  # not in the network (a value TensorRT folded away), or all zeros
-        if hasattr(tensor, "set_dynamic_range"):  # symmetric: TensorRT uses max(|min|, |max|) anyway
-            if not tensor.set_dynamic_range(-amax, amax):
-                raise TensorRTError(
-                    f"TensorRT refused the dynamic range ({-amax}, {amax}) of tensor {name!r}"
-                )
-        else:
-            tensor.dynamic_range = (-amax, amax)
-    dtypes = {8: trt.int8, 16: trt.float16, 32: trt.float32}
-    for index, bits in assigned.precision.items():
-        network.get_layer(index).precision = dtypes[bits]
-    for (index, out), bits in assigned.output_bits.items():
-        layer = network.get_layer(index)
-        if bits != 32 and layer.get_output(out).is_network_output:
-            continue  # the engine's outputs stay fp32 (what inference() reads)
-        layer.set_output_type(out, dtypes[bits])
-
-
-def _build_engine(
-    trt: Any, onnx_path: Path, plan: TensorRTPlan, *, strict: bool, calibrator: Calibrator | None
-) -> tuple[Any, Any]:
-    import onnx
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = 0
-    if tensorrt_major(trt) < 10:  # explicit batch is the only mode in 10 (the flag is deprecated there)
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = "; ".join(
-            e.desc() if hasattr(e, "desc") else str(e)
-            for e in (parser.get_error(i) for i in range(parser.num_errors))
-        )
-        raise TensorRTError(
-            f"TensorRT's ONNX parser rejected {str(onnx_path)!r}: {errors}; NNI supports Conv, Linear, ReLU and "
-            "MaxPool models, other ops need a TensorRT that implements them"
-        )
-    config = builder.create_builder_config()
-    if plan.uses_int8 or calibrator is not None:
-        config.set_flag(trt.BuilderFlag.INT8)
-    if plan.uses_fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    constraint = _precision_flag(trt, strict)
-    if constraint is not None:
-        config.set_flag(constraint)
-    trt_calibrator = None
-    if calibrator is not None:
-        trt_calibrator = calibrator.to_tensorrt()  # kept alive until the build ends
-        config.int8_calibrator = trt_calibrator
-    nodes = {n.name: list(n.output) for n in onnx.load(str(onnx_path)).graph.node}
-    assigned = assign_layer_precisions(
-        _describe(trt, network), plan, onnx_nodes=nodes, strict=strict, calibrated=calibrator is not None
-    )
-    _apply(trt, network, assigned)
-    runtime = trt.Runtime(logger)
-    if hasattr(builder, "build_serialized_network"):  # 8.0+; build_engine is gone in 10
-        serialized = builder.build_serialized_network(network, config)
-        engine = runtime.deserialize_cuda_engine(serialized) if serialized is not None else None
-    else:
-        engine = builder.build_engine(network, config)
-    del trt_calibrator
-    if engine is None:
-        raise TensorRTError(
-            "TensorRT could not build the engine (its log above says why); with strict_datatype=True a layer that "
-            "has no kernel in the requested precision fails the build: try strict_datatype=False"
-        )
-    return runtime, engine
