@@ -176,9 +176,11 @@ def assign_layer_precisions(
 # -- building ------------------------------------------------------------------------------------------------
 def _precision_flag(trt: Any, strict: bool) -> Any:
     flags = trt.BuilderFlag
-    if strict:  # STRICT_TYPES was deprecated in 8.2 and removed in 10
-        return getattr(flags, "OBEY_PRECISION_CONSTRAINTS", None) or getattr(flags, "STRICT_TYPES", None)
-    return getattr(flags, "PREFER_PRECISION_CONSTRAINTS", None)
+    if not strict:  # layer precisions are hints (8.2+; before, they were ignored without STRICT_TYPES)
+        return getattr(flags, "PREFER_PRECISION_CONSTRAINTS", None)
+    if hasattr(flags, "OBEY_PRECISION_CONSTRAINTS"):  # 8.2+
+        return flags.OBEY_PRECISION_CONSTRAINTS
+    return getattr(flags, "STRICT_TYPES", None)  # deprecated in 8.2, removed in 10
 
 
 def _describe(trt: Any, network: Any) -> list[TrtLayer]:
@@ -194,9 +196,8 @@ def _describe(trt: Any, network: Any) -> list[TrtLayer]:
         amax = None
         if kind == "CONSTANT" and outs and outs[0].dtype in floats:
             try:
-                layer.__class__ = (
-                    trt.IConstantLayer
-                )  # get_layer() returns the base class (NVIDIA's samples do this)
+                # get_layer() returns the base class; NVIDIA's samples cast it like this to reach .weights
+                layer.__class__ = trt.IConstantLayer
                 weights = layer.weights
                 values = np.asarray(
                     weights.numpy() if hasattr(weights, "numpy") else weights, dtype=np.float64

@@ -267,7 +267,9 @@ class ModelSpeedupTensorRT(BaseModelSpeedup):
             # BatchNorm into the preceding convolution in eval mode, as TensorRT would
             torch.onnx.export(
                 plain,
-                (torch.randn(*self.input_shape),),
+                (
+                    torch.randn(*self.input_shape, generator=torch.Generator().manual_seed(0)),
+                ),  # global RNG untouched
                 str(self.onnx_path),
                 dynamo=False,
                 opset_version=_OPSET,
