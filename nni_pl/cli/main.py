@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nni_pl import __version__
-from nni_pl.cli import logs, nnictl, results, steer
+from nni_pl.cli import export_model, logs, nnictl, results, steer
 from nni_pl.cli._common import console as _console
 from nni_pl.cli._common import find as _find
 from nni_pl.cli._common import fmt as _fmt
@@ -377,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", "-o", help="file to write (default: stdout)")
     s.add_argument("--intermediate", "-i", action="store_true", help="include intermediate results")
     s.set_defaults(func=results.cmd_export)
+
+    export_model.add_parser(sub)  # a checkpoint's model as ONNX (float or int8) or a TensorRT engine
 
     s = sub.add_parser(
         "update",
