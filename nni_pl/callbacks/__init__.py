@@ -11,7 +11,7 @@ from typing import Any
 from nni_pl.callbacks.nni_callback import NNICallback
 from nni_pl.callbacks.pbt import PBTCheckpoint
 
-__all__ = ["NNICallback", "PBTCheckpoint", "PruningCallback"]
+__all__ = ["NNICallback", "PBTCheckpoint", "PruningCallback", "QuantizationCallback"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from nni_pl.callbacks.pruning import PruningCallback
 
         return PruningCallback
+    if name == "QuantizationCallback":  # lazy: pulls in torch and nni_pl.compression
+        from nni_pl.callbacks.quantization import QuantizationCallback
+
+        return QuantizationCallback
     raise AttributeError(f"module 'nni_pl.callbacks' has no attribute {name!r}")
