@@ -36,6 +36,7 @@ _LAZY = {
     "NaiveQuantizer": _QUANTIZERS,
     "ObserverQuantizer": _QUANTIZERS,
     "QAT_Quantizer": _QUANTIZERS,
+    "ModelSpeedupTensorRT": "nni_pl.compression.export.tensorrt",  # NNI's quantization_speedup name
     "reset_quant_scheme_dtype": _CONFIG,
     "set_quant_scheme_dtype": _CONFIG,
     "validate_config_list": _CONFIG,
