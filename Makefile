@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-extended lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ demo: $(STAMP)
 
 # two workers (pytest-xdist), each test file on one: most tests wait on processes, so two cores run twice the work
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not extended"
+
+# what `make test` leaves out for time (benchmark smoke runs, Ray fault injection, 15 torchvision architectures)
+test-extended: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile -m extended
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check nni_pl tests examples benchmarks

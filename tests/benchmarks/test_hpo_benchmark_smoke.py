@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# `make test-extended` (and CI) runs these; the default `make test` leaves them out to stay within its time budget
+pytestmark = pytest.mark.extended
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "hpo" / "run.py"
 
 pytest.importorskip("optuna")

@@ -11,6 +11,9 @@ import pytest
 
 from nni_pl.testing.sshd import skip_reason
 
+# `make test-extended` (and CI) runs these; the default `make test` leaves them out to stay within its time budget
+pytestmark = pytest.mark.extended
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "remote_overhead.py"
 MODES = ("bare x2", "local cmd", "local fn", "remote reuse", "remote no-reuse", "remote fn")
 NUMBER = r"[\d,]+\.\d"

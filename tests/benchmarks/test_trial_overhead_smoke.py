@@ -6,6 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# `make test-extended` (and CI) runs these; the default `make test` leaves them out to stay within its time budget
+pytestmark = pytest.mark.extended
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "trial_overhead.py"
 
 

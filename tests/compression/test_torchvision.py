@@ -16,6 +16,9 @@ import torch
 from nni_pl.compression.pruning import L1NormPruner
 from nni_pl.compression.speedup import ModelSpeedup, channel_groups
 
+# `make test-extended` (and CI) runs these; the default `make test` leaves them out to stay within its time budget
+pytestmark = pytest.mark.extended
+
 torchvision = pytest.importorskip("torchvision")
 
 

@@ -32,7 +32,8 @@ from .conftest import RayCluster, ray_query
 
 ray_service = pytest.importorskip("nni_pl.training.ray_service", reason="the ray extra is not installed")
 
-pytestmark = pytest.mark.timeout(600)
+# `make test-extended` (and CI) runs these; the default `make test` leaves them out to stay within its time budget
+pytestmark = [pytest.mark.timeout(600), pytest.mark.extended]
 
 TRIAL = textwrap.dedent(
     """
