@@ -203,6 +203,34 @@ def _unoptimized_run(model: Any, x: np.ndarray) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
+class _SymmetricReluNet(nn.Module):
+    """Symmetric int8 activations (zero point 0, as LSQ makes them) after a ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.conv2d(_fq(x, 1 / 127), _per_channel(self.conv.weight), padding=1)
+        return _fq(torch.relu(y), 0.01)
+
+
+def test_relu_before_a_symmetric_quantize_becomes_max_and_the_conv_runs_in_int8(tmp_path: Path) -> None:
+    from nni_pl.compression.export import export_onnx, verify_onnx
+
+    model = _SymmetricReluNet()
+    path = export_onnx(model, torch.rand(1, 1, 8, 8), tmp_path / "relu.onnx", quantized=True)
+    ops = _ops(path)
+    assert ops["Max"] == 1 and "Relu" not in ops  # Q(relu(x)) == max(Q(x), zero point)
+    assert _optimized_ops(path, tmp_path)["QLinearConv"] == 1
+    x = torch.rand(16, 1, 8, 8) * 2 - 1
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(_unoptimized_run(path, x.numpy()), expected, atol=1e-6)  # the same numbers
+    assert verify_onnx(path, model, x).max_abs_diff <= 0.01 * 1.001  # int8 kernels: within one step
+
+
 def test_finalize_qdq_keeps_the_values_of_a_graph_it_rewrites() -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -287,7 +315,7 @@ def test_qat_quantized_cnn_runs_in_int8_in_onnx_runtime_and_agrees_with_torch(tm
     ]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     QAT_Quantizer(model, config, optimizer, dummy_input=x_train[:1])  # BatchNorm folded into the conv
-    for _ in range(40):
+    for _ in range(25):
         batch = torch.randint(0, len(x_train), (128,))
         loss = nn.functional.cross_entropy(model(x_train[batch]), y_train[batch])
         optimizer.zero_grad()

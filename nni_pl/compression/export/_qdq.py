@@ -18,10 +18,14 @@ into that layout:
    (``vpmaddubsw``) that saturates pairs of products at 32767 on CPUs without VNNI (AVX2, early AVX-512):
    ``255 * 127 * 2`` overflows, and a layer's outputs can be tens of steps off. uint8 weights take the u8u8
    kernels, exact on every CPU (``"int8"``: the s8s8 layout ARM and TensorRT prefer; ``None``: as exported).
-5. The float bias of a ``Conv``, ``Gemm`` or ``MatMul`` + ``Add`` whose input and weight both come from a
+5. ``Relu -> QuantizeLinear`` with a zero point above the type's minimum (symmetric activations, e.g. LSQ)
+   becomes ``QuantizeLinear -> Max(q, zero_point)``: the same integers, and the ``QuantizeLinear`` now follows
+   the convolution directly, which ONNX Runtime needs to fuse it (it drops a Relu itself only when the zero
+   point is the minimum).
+6. The float bias of a ``Conv``, ``Gemm`` or ``MatMul`` + ``Add`` whose input and weight both come from a
    ``DequantizeLinear`` becomes an int32 initializer with scale ``input_scale * weight_scale`` (per output
    channel for per-channel weights) and zero point 0, behind a ``DequantizeLinear``.
-6. Nodes and initializers nothing reads any more are removed.
+7. Nodes and initializers nothing reads any more are removed.
 
 The float semantics do not change beyond the bias's rounding (at most half of ``input_scale *
 weight_scale``, far below one step of the output).
@@ -104,6 +108,7 @@ def finalize_qdq(model: onnx.ModelProto, *, dtype: str | None = "uint8") -> onnx
     _drop_noop_casts(model)
     if dtype is not None:
         _set_8bit_type(graph, dtype)
+    _relu_after_quantize(graph)
     biases = _quantize_biases(graph)
     removed = _remove_unused(graph)
     log.debug("finalize_qdq: %d biases quantised to int32, %d unused nodes removed", biases, removed)
@@ -263,6 +268,53 @@ def _set_8bit_type(graph: onnx.GraphProto, dtype: str) -> None:
             continue
         shifted = numpy_helper.to_array(tensor).astype(np.int16) + (128 if dtype == "uint8" else -128)
         tensor.CopyFrom(numpy_helper.from_array(shifted.astype(dtype), name))
+
+
+def _relu_after_quantize(graph: onnx.GraphProto) -> None:
+    """``Relu -> Q(s, z)`` -> ``Q(s, z) -> Max(q, z)`` where ``z`` is above the type's minimum: equal integers."""
+    inits = _initializers(graph)
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    outputs = {o.name for o in graph.output}
+    dropped: set[int] = set()
+    added: dict[int, onnx.NodeProto] = {}  # id(Q) -> the Max after it
+    for relu in graph.node:
+        readers = consumers.get(relu.output[0], []) if relu.op_type == "Relu" else []
+        if relu.domain not in ("", "ai.onnx") or len(readers) != 1 or relu.output[0] in outputs:
+            continue
+        q = readers[0]
+        if q.op_type != "QuantizeLinear" or q.input[0] != relu.output[0] or len(q.input) < 3:
+            continue
+        zero = inits.get(q.input[2])
+        if zero is None or zero.data_type not in _8BIT or len(zero.dims) != 0:
+            continue
+        low = 0 if zero.data_type == onnx.TensorProto.UINT8 else -128
+        if int(numpy_helper.to_array(zero)) == low:
+            continue  # ONNX Runtime removes this Relu itself
+        q.input[0] = relu.input[0]
+        clipped = f"{q.output[0]}_relu"
+        for reader in consumers.get(q.output[0], []):
+            for i, name in enumerate(reader.input):
+                if name == q.output[0]:
+                    reader.input[i] = clipped
+        if q.output[0] in outputs:  # keep the graph's output name on the clipped integers
+            clipped_output = q.output[0]
+            q.output[0] = f"{clipped_output}_unclipped"
+            clipped = clipped_output
+        added[id(q)] = helper.make_node(
+            "Max", [q.output[0], q.input[2]], [clipped], name=f"{relu.name}_as_Max"
+        )
+        dropped.add(id(relu))
+    if added:
+        nodes = []
+        for node in graph.node:
+            if id(node) not in dropped:
+                nodes.append(node)
+                if id(node) in added:
+                    nodes.append(added[id(node)])
+        _set_nodes(graph, nodes)
 
 
 def _quantize_biases(graph: onnx.GraphProto) -> int:
