@@ -107,6 +107,7 @@ def test_export_results_command_is_unchanged(capsys: pytest.CaptureFixture[str])
 
 
 @ONNX
+@pytest.mark.extended  # torch.export's first ONNX export in a process takes 10-30 s here; the int8 test is quick
 def test_float_checkpoint_exports_with_the_modules_example_input(
     code: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -145,16 +146,23 @@ def test_quantized_checkpoint_is_requantized_and_exported_as_int8(
     net(torch.rand(32, 1, 8, 8))  # the activation ranges are tracked
     ckpt = _save(net, tmp_path / "qat.ckpt", nni_pl_quantization={"config_list": QUANT_CONFIG})
     monkeypatch.setattr(export_model, "_quantization_restore", lambda: restore)
-    out_path = tmp_path / "out" / "qat.onnx"
-    argv = [str(ckpt), "-m", "netmod:Net", "--code-dir", str(code), "--to", "onnx-int8", "-o", str(out_path)]
-    rc, out, err = _run(capsys, *argv, "--input-shape", "2,1,8,8", "--verify")
+    argv = [str(ckpt), "-m", "netmod:Net", "--code-dir", str(code), "--to", "onnx-int8"]
+    rc, out, err = _run(capsys, *argv, "--verify")  # the module's example_input_array, the default file name
     assert rc == 0, err
     assert calls and "nni_pl_quantization" in calls[0]
-    assert f"wrote int8 QDQ ONNX model {out_path}" in out
-    assert "top-1 agreement 100.00%" in out
-    graph = onnx.load(str(out_path)).graph
+    default = tmp_path / "qat.int8.onnx"
+    assert f"wrote int8 QDQ ONNX model {default}" in out
+    assert "ONNX Runtime vs PyTorch: 1 samples" in out and "top-1 agreement 100.00%" in out
+    graph = onnx.load(str(default)).graph
     assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= {n.op_type for n in graph.node}
     assert {t.data_type for t in graph.initializer} >= {onnx.TensorProto.UINT8, onnx.TensorProto.INT32}
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # the batch is dynamic
+
+    out_path = tmp_path / "out" / "qat.onnx"
+    rc, out, err = _run(capsys, *argv, "-o", str(out_path), "--input-shape", "4,1,8,8", "--static-batch")
+    assert rc == 0, err
+    assert f"wrote int8 QDQ ONNX model {out_path}" in out
+    assert onnx.load(str(out_path)).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
 
     monkeypatch.setattr(
         export_model, "_quantization_restore", lambda: None
