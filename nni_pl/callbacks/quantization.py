@@ -498,6 +498,9 @@ class QuantizationCallback(Callback):
         from nni_pl.compression.quantization.base import is_quantized
         from nni_pl.compression.quantization.config import resolve
 
+        if self.quantizer is not None and self.quantizer.bound_model is not pl_module:
+            self.quantizer = None  # a new module: this run wraps it
+        self._hook_weight_loading(trainer)
         if stage != TrainerFn.FITTING:
             return
         if not isinstance(trainer.strategy, (SingleDeviceStrategy, DDPStrategy)):
@@ -506,8 +509,6 @@ class QuantizationCallback(Callback):
                 f"QuantizationCallback runs on one device or under DDP (strategy='ddp', 'ddp_spawn', ...), "
                 f"got {type(trainer.strategy).__name__}; sharded strategies split the weights it wraps",
             )
-        if self.quantizer is not None and self.quantizer.bound_model is not pl_module:
-            self.quantizer = None  # a new module: this fit wraps it
         if self.quantizer is None:
             if is_quantized(pl_module):
                 raise NniPlError(
@@ -525,38 +526,39 @@ class QuantizationCallback(Callback):
                     supported_quant_types=cls.supported_quant_types,
                     defaults=cls.defaults,
                 )
-        # Lightning loads the checkpoint's weights right after the LightningModule's ``on_load_checkpoint`` and
-        # before any callback sees the checkpoint. A checkpoint written after the wrapping holds the wrapped layout
-        # (``<name>.module.old_weight``), so the fresh float module must be wrapped first: wrap the module's hook for
-        # the length of this run. The original hook (and another callback's, e.g. PruningCallback's speed-up)
-        # runs first, so the quantizer wraps the module the checkpoint's pruning left.
+
+    def _hook_weight_loading(self, trainer: pl.Trainer) -> None:
+        """A checkpoint written after the wrapping holds the wrapped layout (``<name>.module.old_weight``), so a
+        freshly built float module must be wrapped before its weights load. Lightning loads them with
+        ``strategy.load_model_state_dict`` after the LightningModule's ``on_load_checkpoint`` (where
+        PruningCallback shrinks the module) and before any callback sees the checkpoint: wrap that method of this
+        run's strategy until teardown (any stage, so ``trainer.test(model, ckpt_path=...)`` works too)."""
         if self._hooked is not None:
             return
-        original = pl_module.__dict__.get("on_load_checkpoint")
-        bound = pl_module.on_load_checkpoint
-        hooked = self
+        strategy = trainer.strategy
+        original = strategy.__dict__.get("load_model_state_dict")
+        bound = strategy.load_model_state_dict
 
-        def on_load_checkpoint(checkpoint: dict[str, Any]) -> None:
-            result = bound(checkpoint)
-            if hooked._hooked is not None and hooked._hooked[2] is on_load_checkpoint:
-                hooked._wrap_before_load(pl_module, checkpoint)
-            return result
+        def load_model_state_dict(checkpoint: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
+            module = strategy.lightning_module
+            if self._hooked is not None and module is not None:
+                self._wrap_before_load(module, checkpoint)
+            return bound(checkpoint, *args, **kwargs)
 
-        pl_module.on_load_checkpoint = on_load_checkpoint  # type: ignore[method-assign]
-        self._hooked = (pl_module, original, on_load_checkpoint)
+        strategy.load_model_state_dict = load_model_state_dict  # type: ignore[method-assign]
+        self._hooked = (strategy, original, load_model_state_dict)
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._hooked is None:
             return
-        module, original, mine = self._hooked
-        # a hook of ours that another callback's teardown puts back only calls through from now on
+        strategy, original, mine = self._hooked
         self._hooked = None
-        if module.__dict__.get("on_load_checkpoint") is mine:
+        if strategy.__dict__.get("load_model_state_dict") is mine:
             if original is None:
-                module.__dict__.pop("on_load_checkpoint", None)
+                del strategy.__dict__["load_model_state_dict"]
             else:
-                module.on_load_checkpoint = original  # type: ignore[method-assign]
+                strategy.load_model_state_dict = original  # type: ignore[method-assign]
 
     def _wrap_before_load(self, pl_module: pl.LightningModule, checkpoint: Mapping[str, Any]) -> None:
         recipe = checkpoint.get(CHECKPOINT_KEY)

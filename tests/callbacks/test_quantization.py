@@ -61,6 +61,10 @@ class TinyNet(pl.LightningModule):
         x, y = batch
         return nn.functional.cross_entropy(self(x), y)
 
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], _idx: int) -> None:
+        x, y = batch
+        self.log("test_loss", nn.functional.cross_entropy(self(x), y))
+
     def configure_optimizers(self) -> Any:
         opt = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum)
         return {
@@ -76,6 +80,11 @@ class TinyData(pl.LightningDataModule):
         y = torch.randint(0, 3, (32,), generator=g)
         return DataLoader(TensorDataset(x, y), batch_size=8)
 
+    def test_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(16, 1, 8, 8, generator=g)
+        return DataLoader(TensorDataset(x, torch.randint(0, 3, (16,), generator=g)), batch_size=16)
+
 
 class DigitsNet(pl.LightningModule):
     """Two Conv-BN-ReLU blocks and a classifier for sklearn's 8x8 digits."""
@@ -83,15 +92,15 @@ class DigitsNet(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1),
-            nn.BatchNorm2d(16),
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
             nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.BatchNorm2d(32),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(32 * 4 * 4, 10),
+            nn.Linear(16 * 4 * 4, 10),
         )
         self.example_input_array = torch.zeros(1, 1, 8, 8)
 
@@ -144,7 +153,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """fp32 and QAT (float epochs 0-1, QAT from epoch 2, frozen from epoch 4) fits of the same net, 6 epochs."""
+    """fp32 and QAT (float epochs 0-1, QAT from epoch 2, frozen from epoch 4) fits of the same net, 5 epochs."""
     from sklearn.datasets import load_digits
 
     data = load_digits()
@@ -157,14 +166,14 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("digits")
     torch.manual_seed(0)
     fp32 = DigitsNet()
-    _trainer(root / "fp32", [], 6).fit(fp32, train)
+    _trainer(root / "fp32", [], 5).fit(fp32, train)
     torch.manual_seed(0)
     qat = DigitsNet()
     cb, record = (
         QuantizationCallback(quantizer="qat", config_list=QAT, start_epoch=2, freeze_epoch=4),
         Record(),
     )
-    trainer = _trainer(root / "qat", [cb, record], 6)
+    trainer = _trainer(root / "qat", [cb, record], 5)
     trainer.fit(qat, train)
     return {
         "fp32": _accuracy(fp32, test_x, test_y),
@@ -193,17 +202,16 @@ def test_qat_during_fit_keeps_accuracy_near_fp32_with_batchnorm_folded(digits: d
     assert optimized == {id(p) for p in model.parameters()}
     calibration = cb.quantizer.calibration_config()
     assert calibration["net.2"]["tracked_max_output"] > 0 and len(calibration["net.0"]["weight_scale"]) == 1
-    # 4 epochs of 22 batches counted as optimizer steps
-    assert cb.steps == 4 * 22 and int(conv0.steps) == 4 * 22
+    # 3 epochs of 22 batches counted as optimizer steps
+    assert cb.steps == 3 * 22 and int(conv0.steps) == 3 * 22
 
 
 def test_freeze_epoch_stops_range_and_batchnorm_updates(digits: dict[str, Any]) -> None:
     ranges, means = digits["record"].ranges, digits["record"].bn_mean
     assert ranges[:2] == [None, None]  # float epochs
     assert ranges[2] != ranges[3]  # tracked (EMA) in epochs 2 and 3
-    assert ranges[3] == ranges[4] == ranges[5]  # frozen from the start of epoch 4
-    assert not torch.equal(means[2], means[3])
-    assert torch.equal(means[3], means[4]) and torch.equal(means[4], means[5])
+    assert ranges[3] == ranges[4]  # frozen from the start of epoch 4
+    assert not torch.equal(means[2], means[3]) and torch.equal(means[3], means[4])
     assert digits["callback"].quantizer.frozen
 
 
@@ -277,12 +285,18 @@ def test_a_resumed_fit_continues_exactly_as_an_uninterrupted_one(
     assert seen["calibration"] == find_wrappers(restored_at_save)[0].quantizer.calibration_config()
     assert seen["lr"] == pytest.approx(0.05 * 0.5**2)  # the StepLR schedule went on
     assert resumed.global_step == 12 and again.steps == cb.steps == 8
-    assert again.quantizer.frozen and "on_load_checkpoint" not in fresh.__dict__
+    assert again.quantizer.frozen and "load_model_state_dict" not in resumed.strategy.__dict__
     final, expected = fresh.state_dict(), straight.state_dict()
     assert final.keys() == expected.keys()
     for key, value in expected.items():
         torch.testing.assert_close(final[key], value, rtol=0, atol=0, msg=f"{key} differs after resuming")
     assert again.quantizer.calibration_config() == cb.quantizer.calibration_config()
+    # trainer.test(ckpt_path=...) with a float module: wrapped before the weights load too
+    tested = _trainer(tmp_path / "test", [callback()], 1).test(
+        TinyNet(), datamodule=TinyData(), ckpt_path=tmp_path / "resumed" / "last.ckpt", verbose=False
+    )
+    expected_loss = _trainer(tmp_path / "test", [], 1).test(fresh, datamodule=TinyData(), verbose=False)
+    assert tested[0]["test_loss"] == pytest.approx(expected_loss[0]["test_loss"], abs=0)
 
 
 def test_lsq_scales_are_trained_by_the_rebuilt_optimizer(tmp_path: Path) -> None:
@@ -342,6 +356,8 @@ def test_every_quantizer_runs_in_fit(tmp_path: Path, name: str, config: list | N
     trainer = _trainer(tmp_path, [cb], 2)
     trainer.fit(model, datamodule=TinyData())
     assert is_quantized(model) and cb.steps == 8
+    # freeze_epoch=1: every BatchNorm, folded or not, on its running statistics (the folded ones no longer update)
+    assert not any(m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     assert torch.isfinite(model.eval()(torch.randn(4, 1, 8, 8))).all()
     if name == "bnn":
         assert set(model.net[0].module.weight.unique().tolist()) <= {-1.0, 1.0}
@@ -353,6 +369,27 @@ def test_every_quantizer_runs_in_fit(tmp_path: Path, name: str, config: list | N
     x = torch.randn(4, 1, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(restored(x), model.eval()(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_quantization_callback_on_cuda_wraps_mid_fit_resumes_and_restores_on_cpu(tmp_path: Path) -> None:
+    def callback() -> QuantizationCallback:
+        return QuantizationCallback(quantizer="qat", config_list=QAT, start_epoch=1, freeze_epoch=2)
+
+    torch.manual_seed(0)
+    model = TinyNet()
+    _trainer(tmp_path / "a", [callback()], 2, accelerator="gpu", devices=1).fit(model, datamodule=TinyData())
+    assert all(b.device.type == "cuda" for w in find_wrappers(model) for b in w.buffers())
+    last = tmp_path / "a" / "last.ckpt"
+    fresh = TinyNet()
+    _trainer(tmp_path / "b", [callback()], 3, accelerator="gpu", devices=1).fit(
+        fresh, datamodule=TinyData(), ckpt_path=last
+    )
+    assert is_quantized(fresh) and fresh.device.type == "cuda"
+    restored = QuantizationCallback.restore(TinyNet(), last)
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x), model.eval()(x.cuda()).cpu(), rtol=0, atol=0.05)
 
 
 def test_prune_and_speed_up_then_quantize_the_smaller_model(tmp_path: Path) -> None:
@@ -393,6 +430,10 @@ def test_prune_and_speed_up_then_quantize_the_smaller_model(tmp_path: Path) -> N
         trainer = _trainer(tmp_path / f"resumed{order}", callbacks()[::order], 4)
         trainer.fit(fresh, datamodule=TinyData(), ckpt_path=last)
         assert is_quantized(fresh) and fresh.net[3].module.out_channels == 8 and trainer.global_step == 16
+        assert (
+            "on_load_checkpoint" not in fresh.__dict__
+            and "load_model_state_dict" not in trainer.strategy.__dict__
+        )
 
 
 def test_lightning_cli_preset(tmp_path: Path) -> None:
