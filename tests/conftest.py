@@ -36,6 +36,11 @@ from typing import Any, NoReturn
 
 import pytest
 
+# Two xdist workers share two cores: one compute thread per process (trial subprocesses inherit it) instead of
+# torch's default of one per core, which oversubscribes the cores and slows the small models here many times over.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 _PG_USER = "postgres"  # both the OS user the server runs as and the database superuser
 _START_TIMEOUT = 30.0
 
