@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +184,9 @@ def load_checkpoint(checkpoint: Path, module_path: str, *, code_dir: str | None 
             f"{str(checkpoint)!r} holds a quantised model (key {QUANT_STATE_KEY!r}), but this nni-pl has no "
             "QuantizationCallback.restore to re-quantise it; install an nni-pl with nni_pl.callbacks.quantization",
         )
+    # the user's own file, read in full (hyperparameters are Python objects); Lightning >= 2.5 asks
+    load_parameters = inspect.signature(cls.load_from_checkpoint).parameters
+    trusted = {"weights_only": False} if "weights_only" in load_parameters else {}
     try:
         if quantized:
             # the module is built float from the hyperparameters (no weights: a quantised checkpoint's keys are
@@ -190,9 +195,11 @@ def load_checkpoint(checkpoint: Path, module_path: str, *, code_dir: str | None 
             buffer = io.BytesIO()
             torch.save({**ckpt, "state_dict": {}}, buffer)
             buffer.seek(0)
-            module = cls.load_from_checkpoint(buffer, map_location="cpu", strict=False)
+            with warnings.catch_warnings():  # Lightning's notes on the empty state dict: empty on purpose
+                warnings.filterwarnings("ignore", message=".*(contains no parameters|not in the checkpoint)")
+                module = cls.load_from_checkpoint(buffer, map_location="cpu", strict=False, **trusted)
         else:
-            module = cls.load_from_checkpoint(checkpoint, map_location="cpu")
+            module = cls.load_from_checkpoint(checkpoint, map_location="cpu", **trusted)
         if restore is not None:
             restored = restore(module, ckpt)
             module = restored if isinstance(restored, torch.nn.Module) else module

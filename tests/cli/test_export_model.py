@@ -38,6 +38,13 @@ MODULE = textwrap.dedent(
         def forward(self, x):
             return self.fc(self.relu(self.conv(x)).flatten(1))
 
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return nn.functional.cross_entropy(self(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-2)
+
 
     class NoExample(Net):
         def __init__(self, hidden: int = 8):
@@ -171,6 +178,46 @@ def test_quantized_checkpoint_is_requantized_and_exported_as_int8(
     assert rc == 2
     assert "holds a quantised model (key 'nni_pl_quantization')" in err
     assert "no QuantizationCallback.restore" in err
+
+
+@ONNX
+def test_checkpoint_of_a_quantization_callback_fit_exports_as_int8(
+    code: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real QuantizationCallback: its checkpoint goes through QuantizationCallback.restore."""
+    import lightning.pytorch as pl
+    import onnx
+    import torch
+    from sklearn.datasets import load_digits
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from nni_pl.callbacks import QuantizationCallback
+    from nni_pl.compression.export import ort_session
+
+    digits = load_digits()
+    x = torch.tensor(digits.images[:256], dtype=torch.float32).unsqueeze(1) / 16
+    data = DataLoader(TensorDataset(x, torch.tensor(digits.target[:256])), batch_size=64)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=[QuantizationCallback(quantizer="qat", config_list=QUANT_CONFIG, start_epoch=0)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(_net(code), data)
+    trainer.save_checkpoint(tmp_path / "fit.ckpt")
+
+    rc, out, err = _run(
+        capsys, str(tmp_path / "fit.ckpt"), "-m", "netmod:Net", "--code-dir", str(code), "--verify"
+    )
+    assert rc == 0, err
+    assert "wrote int8 QDQ ONNX model" in out and "top-1 agreement 100.00%" in out, out
+    optimized = tmp_path / "optimized.onnx"
+    ort_session(tmp_path / "fit.onnx", optimized_model_path=optimized)
+    ops = {n.op_type for n in onnx.load(str(optimized)).graph.node}
+    assert {"QLinearConv", "QGemm"} <= ops, ops
 
 
 @pytest.mark.parametrize(

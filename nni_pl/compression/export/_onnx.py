@@ -205,6 +205,10 @@ def _export_torchscript(
     with warnings.catch_warnings():
         # torch warns that this exporter is the legacy one; it is the one that writes fake quantisation as QDQ
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*TorchScript-based ONNX")
+        # the quantisers' scales and ranges become constants of the graph, which is what an export wants
+        warnings.filterwarnings(
+            "ignore", category=torch.jit.TracerWarning, module=r"nni_pl\.compression\.quantization"
+        )
         torch.onnx.export(
             model,
             args,
