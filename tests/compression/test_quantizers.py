@@ -259,6 +259,26 @@ def test_bn_folding_computes_the_conv_bn_function() -> None:
     torch.testing.assert_close(model[0].bn_module.running_mean, reference[1].running_mean)
 
 
+def test_bn_folded_training_has_batchnorms_gradient_so_running_statistics_stay_true() -> None:
+    torch.manual_seed(2)
+    reference = cnn()
+    model = copy.deepcopy(reference)
+    QAT_Quantizer(
+        model,
+        [{"quant_types": ["weight"], "quant_bits": 16, "op_types": ["Conv2d"]}],
+        dummy_input=torch.randn(1, 1, 6, 6),
+    )
+    x = torch.randn(16, 1, 6, 6)
+    reference(x).pow(2).sum().backward()
+    model(x).pow(2).sum().backward()
+    # the gradient flows through the batch mean and variance, as through BatchNorm (detached statistics let
+    # the weights drift in scale during QAT and leave the running statistics behind: eval accuracy collapsed)
+    torch.testing.assert_close(
+        model[0].module.old_weight.grad, reference[0].weight.grad, atol=1e-3, rtol=1e-2
+    )
+    torch.testing.assert_close(model[0].bn_module.weight.grad, reference[1].weight.grad, atol=1e-3, rtol=1e-2)
+
+
 def test_export_model_restores_bn_and_saves_a_loadable_float_state_dict(tmp_path) -> None:
     model = cnn()
     q = QAT_Quantizer(model, FULL8, dummy_input=torch.randn(1, 1, 6, 6))

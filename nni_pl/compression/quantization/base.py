@@ -227,15 +227,16 @@ class QuantizerModuleWrapper(nn.Module):
         w = m.old_weight
         b = m._parameters.get("old_bias")
         if self.training and not self.quantizer.frozen:
-            with (
-                torch.no_grad()
-            ):  # batch statistics of the unfolded convolution; running stats updated by the BN
-                _set_buffer(m, "weight", w.detach())
-                _set_buffer(m, "bias", b.detach() if b is not None else torch.zeros_like(m.bias))
-                y = m(x)
-                bn(y)
-                dims = [d for d in range(y.dim()) if d != 1]
-                mean, var = y.mean(dims), y.var(dims, unbiased=False)
+            # Batch statistics of the unfolded convolution, with their gradient: as in BatchNorm itself, the
+            # gradient must see the normalisation, or the weights drift in scale and the running statistics
+            # (an average over past steps) stop describing them.
+            _set_buffer(m, "weight", w)
+            _set_buffer(m, "bias", b if b is not None else torch.zeros_like(m.bias))
+            y = m(x)
+            dims = [d for d in range(y.dim()) if d != 1]
+            mean, var = y.mean(dims), y.var(dims, unbiased=False)
+            with torch.no_grad():  # the running statistics, updated as BatchNorm updates them
+                bn(y.detach())
         else:
             mean, var = bn.running_mean, bn.running_var
         gamma = bn.weight if bn.affine else torch.ones_like(mean)
@@ -348,17 +349,18 @@ def find_conv_bn_patterns(model: nn.Module, dummy_input: Any) -> dict[str, str]:
     Found by running ``dummy_input`` through the model with forward hooks (no tracing, so any model that runs
     works); the model's mode and BatchNorm statistics are left as they were.
     """
-    produced: dict[int, str] = {}
+    produced: dict[int, tuple[str, torch.Tensor]] = {}  # the tensor is kept so that its id is not reused
     pairs: dict[str, str] = {}
     names = {m: n for n, m in model.named_modules()}
     hooks = []
 
     def after_conv(mod: nn.Module, _inp: Any, out: Any) -> None:
         if isinstance(out, torch.Tensor):
-            produced[id(out)] = names[mod]
+            produced[id(out)] = (names[mod], out)
 
     def before_bn(mod: nn.Module, inp: Any) -> None:
-        conv = produced.get(id(inp[0])) if inp else None
+        hit = produced.get(id(inp[0])) if inp else None
+        conv = hit[0] if hit is not None and hit[1] is inp[0] else None
         if conv is not None and model.get_submodule(conv).out_channels == mod.num_features:
             pairs.setdefault(conv, names[mod])
 
