@@ -153,9 +153,10 @@ def create_algorithm(
                         f"{field}.classArgs.{arg}",
                         f"{label} has no argument {arg!r}{did_you_mean(arg, named)}; it accepts: {', '.join(named) or 'none'}",
                     )
+        required = set(getattr(cls, "required_class_args", ()))  # NNI's validator demands these in a config
         for n in named:
             p = params[n]
-            if p.default is p.empty and n not in args:
+            if (p.default is p.empty or n in required) and n not in args:
                 raise ConfigError(
                     f"{field}.classArgs.{n}", f"{label} needs the argument {n!r}; add it under classArgs"
                 )

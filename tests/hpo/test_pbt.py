@@ -281,9 +281,58 @@ def test_pbt_ignores_results_of_unknown_trials_and_imports(
     params = generation(tuner, 0)
     tuner.receive_trial_result(99, params[0], 1.0)
     with caplog.at_level(logging.WARNING):
-        tuner.import_data([{"parameter": hp(params[0]), "value": 1.0}])
-    assert "ignores 1 imported results" in caplog.text
+        assert tuner.import_data([{"parameter": params[0], "value": 1.0}]) is None
+    assert "imports data only before its first suggestion; 1 records ignored" in caplog.text
     assert tuner.generation == 0
+
+
+def _nni_records(root: Path, population: int, steps: int, extra: int = 0) -> list[dict[str, Any]]:
+    """NNI's import test data: ``<root>/<member>/<step>`` folders and mixed metrics (numbers, ``default`` dicts)."""
+    out = []
+    values = [1.1, {"default": 1.2, "tmp": 2}, 11, 7]
+    for step in range(steps):
+        for member in range(population if step < steps - 1 or not extra else extra):
+            save = root / str(member) / str(step)
+            save.mkdir(parents=True, exist_ok=True)
+            value = values[member % len(values)]
+            out.append(
+                {"parameter": {"lr": 0.1 * (member + 1), "save_checkpoint_dir": str(save)}, "value": value}
+            )
+    return out
+
+
+def test_pbt_import_data_continues_after_the_last_complete_step_as_in_nni(tmp_path: Path) -> None:
+    root = tmp_path / "ckpt"
+    tuner = make(tmp_path, population_size=4)
+    assert tuner.import_data(_nni_records(root, 4, 1)) == 1  # NNI returns the step it continues at
+    assert tuner.generation == 1
+    nxt = generation(tuner, 100)
+    assert len(nxt) == 4 and all(member_step(p, root)[1] == 1 for p in nxt.values())
+    best = root / "2" / "0"  # member 2 reported 11, the best (maximize)
+    loads = {p["load_checkpoint_dir"] for p in nxt.values()}
+    assert str(best) in loads
+    worst = next(
+        p for p in nxt.values() if member_step(p, root)[0] == 0
+    )  # reported 1.1: exploits a top member
+    assert worst["load_checkpoint_dir"] == str(best)
+
+
+def test_pbt_import_data_skips_an_incomplete_last_step_as_in_nni(tmp_path: Path) -> None:
+    root = tmp_path / "ckpt"
+    tuner = make(tmp_path, population_size=4)
+    records = _nni_records(root, 4, 2, extra=3)  # step 0 complete, step 1 has 3 of 4 members
+    assert tuner.import_data(records) == 1
+
+
+def test_pbt_import_data_without_a_complete_step_starts_afresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "ckpt"
+    tuner = make(tmp_path, population_size=4)
+    with caplog.at_level(logging.WARNING):
+        assert tuner.import_data(_nni_records(root, 4, 1, extra=2)) is None
+    assert "no step has a result and a checkpoint folder for all 4 members" in caplog.text
+    assert tuner.generation == 0 and len(generation(tuner, 0)) == 4
 
 
 # --- reproducibility ---------------------------------------------------------------------------------------------

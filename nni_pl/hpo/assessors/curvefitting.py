@@ -86,11 +86,11 @@ class CurvefittingAssessor(Assessor):
 
     def __init__(
         self,
-        *,
         epoch_num: int = 20,
         start_step: int = 6,
         threshold: float = 0.95,
         gap: int = 1,
+        *,
         optimize_mode: str = "maximize",
         seed: int | None = None,
     ) -> None:

@@ -39,7 +39,7 @@ class MedianstopAssessor(Assessor):
         <AssessResult.Good: True>
     """
 
-    def __init__(self, *, optimize_mode: str = "maximize", start_step: int = 0) -> None:
+    def __init__(self, optimize_mode: str = "maximize", start_step: int = 0) -> None:
         self.optimize_mode = check_optimize_mode(self, optimize_mode)
         self.start_step = check_int(self, "start_step", start_step, minimum=0, hint="e.g. start_step: 5")
         self._high_better = optimize_mode == "maximize"

@@ -60,7 +60,7 @@ class AnnealTuner(StoreTuner):
     avg_best_idx = 2.0
     shrink_coef = 0.1
 
-    def __init__(self, *, optimize_mode: str = "maximize", seed: int | None = None) -> None:
+    def __init__(self, optimize_mode: str = "maximize", *, seed: int | None = None) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
 
     def _suggest(self, store: ObservationStore) -> dict[str, Any]:

@@ -84,7 +84,6 @@ class BOHB(HyperbandBase):
 
     def __init__(
         self,
-        *,
         optimize_mode: str = "maximize",
         min_budget: float = 1,
         max_budget: float = 3,
@@ -96,6 +95,7 @@ class BOHB(HyperbandBase):
         bandwidth_factor: float = 3.0,
         min_bandwidth: float = 0.001,
         config_space: str | None = None,
+        *,
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)

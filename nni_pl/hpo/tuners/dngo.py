@@ -151,11 +151,11 @@ class DNGOTuner(StoreTuner):
 
     def __init__(
         self,
-        *,
         optimize_mode: str = "maximize",
         sample_size: int = 1000,
         trials_per_update: int = 20,
         num_epochs_per_training: int = 500,
+        *,
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)

@@ -50,7 +50,7 @@ class EvolutionTuner(PopulationTuner):
     """
 
     def __init__(
-        self, *, optimize_mode: str = "maximize", population_size: int = 32, seed: int | None = None
+        self, optimize_mode: str = "maximize", population_size: int = 32, *, seed: int | None = None
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, population_size=population_size, seed=seed)
         self._members: list[Member] = []

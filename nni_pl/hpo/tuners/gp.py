@@ -116,7 +116,6 @@ class GPTuner(StoreTuner):
 
     def __init__(
         self,
-        *,
         optimize_mode: str = "maximize",
         utility: str = "ei",
         kappa: float = 5,
@@ -126,6 +125,7 @@ class GPTuner(StoreTuner):
         cold_start_num: int = 10,
         selection_num_warm_up: int = 100000,
         selection_num_starting_points: int = 250,
+        *,
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)

@@ -46,7 +46,7 @@ class GridSearchTuner(Tuner):
     )
     supports_nested: ClassVar[bool] = True
 
-    def __init__(self, *, optimize_mode: str | None = None, seed: int | None = None) -> None:
+    def __init__(self, optimize_mode: str | None = None, *, seed: int | None = None) -> None:
         if optimize_mode is not None:
             check_optimize_mode(self, optimize_mode)
         self.optimize_mode = optimize_mode

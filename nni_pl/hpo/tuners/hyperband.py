@@ -82,11 +82,11 @@ class Hyperband(HyperbandBase):
 
     def __init__(
         self,
-        *,
         R: int = 60,
         eta: int = 3,
         optimize_mode: str = "maximize",
         exec_mode: str = "parallelism",
+        *,
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)

@@ -112,13 +112,13 @@ class MetisTuner(StoreTuner):
 
     def __init__(
         self,
-        *,
         optimize_mode: str = "maximize",
         no_resampling: bool = True,
         no_candidates: bool = False,
         selection_num_starting_points: int = 600,
         cold_start_num: int = 10,
         exploration_probability: float = 0.9,
+        *,
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)

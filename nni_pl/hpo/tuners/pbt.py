@@ -125,7 +125,7 @@ class PBTTuner(Tuner):
     the first generation, has distinct hyperparameters wherever the space has enough points.
 
     Args:
-        optimize_mode: ``"maximize"`` or ``"minimize"`` the reported metric (required, as in NNI).
+        optimize_mode: ``"maximize"`` (NNI's default) or ``"minimize"`` the reported metric.
         all_checkpoint_dir: where the checkpoints go; every trial must be able to read and write it (use
             shared storage for remote training services). Default: ``<experiment folder>/checkpoint``
             inside an experiment; for a tuner used on its own (ask/tell, no experiment),
@@ -148,15 +148,17 @@ class PBTTuner(Tuner):
     """
 
     accepts_assessor = False
+    #: NNI's classArgs validator requires it in a config (in Python it defaults to ``"maximize"``, as in NNI).
+    required_class_args = ("optimize_mode",)
 
     def __init__(
         self,
-        *,
-        optimize_mode: str,
+        optimize_mode: str = "maximize",
         all_checkpoint_dir: str | os.PathLike[str] | None = None,
         population_size: int = 10,
         factors: Sequence[float] = (1.2, 0.8),
         fraction: float = 0.2,
+        *,
         seed: int | None = None,
     ) -> None:
         self.optimize_mode = check_optimize_mode(self, optimize_mode)
@@ -270,12 +272,68 @@ class PBTTuner(Tuner):
         )
         self._complete(index, math.inf)
 
-    def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
-        """PBT cannot learn from bare results: they carry no checkpoints to continue from. Ignored."""
-        if data:
+    def import_data(self, data: Sequence[Mapping[str, Any]]) -> int | None:
+        """Start from a completed generation of an earlier run, as NNI's ``PBTTuner.import_data`` does.
+
+        Each record is ``{"parameter": {..., "save_checkpoint_dir": "<root>/<member>/<step>"}, "value": metric}``
+        (what this tuner's trials ran with; a record without a value counts as the worst). The last step with
+        a record for every member whose checkpoint folders exist becomes the population: its results are
+        ranked, exploit and explore run, and the next :meth:`generate_parameters` hands out the step after it.
+        Call it after :meth:`update_search_space` and before the first suggestion.
+
+        Returns:
+            The step the population continues at, or ``None`` if nothing was imported (the reason is logged).
+        """
+        if self._space is None:
+            raise RuntimeError("update_search_space() must be called before import_data()")
+        if self._generation or self._issued:
             log.warning(
-                "PBTTuner ignores %d imported results (they have no checkpoints to continue from)", len(data)
+                "PBTTuner imports data only before its first suggestion; %d records ignored", len(data)
             )
+            return None
+        steps: dict[int, dict[int, tuple[dict[str, Any], float]]] = {}
+        for record in data:
+            params = record.get("parameter")
+            where = self._where(params.get(SAVE_CHECKPOINT_DIR) if isinstance(params, Mapping) else None)
+            if where is None:
+                log.warning(
+                    "PBT import: a record's %s is not <all_checkpoint_dir>/<member>/<step> under %s; ignored",
+                    SAVE_CHECKPOINT_DIR,
+                    self._root,
+                )
+                continue
+            member, step = where
+            assert isinstance(params, Mapping)
+            steps.setdefault(step, {})[member] = (
+                dict(params),
+                to_loss(record.get("value"), self.optimize_mode),
+            )
+        complete = [
+            step
+            for step, members in steps.items()
+            if len(members) == self.population_size
+            and all(os.path.isdir(self._dir(i, step)) for i in members)
+        ]
+        if not complete:
+            log.warning(
+                "PBT import: no step has a result and a checkpoint folder for all %d members; starting afresh",
+                self.population_size,
+            )
+            return None
+        step = max(complete)
+        for member, (params, _) in steps[step].items():
+            self._members[member].params = {k: v for k, v in params.items() if k not in _DIR_KEYS}
+        self._generation = step
+        self._queue = []
+        self._losses = {member: loss for member, (_, loss) in steps[step].items()}
+        self._advance()
+        log.info(
+            "PBT imported step %d of %d records; the population continues at step %d",
+            step,
+            len(data),
+            step + 1,
+        )
+        return self._generation
 
     def resume(self, history: Sequence[HistoryEntry]) -> None:
         """Rebuild the population and the current generation from the stored trials.
@@ -367,6 +425,23 @@ class PBTTuner(Tuner):
             log.warning(
                 "PBT resume: member %d is outside population_size=%d; ignored", member, self.population_size
             )
+            return None
+        return member, step
+
+    def _where(self, save: Any) -> tuple[int, int] | None:
+        """``(member, step)`` of a ``save_checkpoint_dir`` of this tuner's layout (``<root>/<member>/<step>``)."""
+        if not isinstance(save, (str, os.PathLike)):
+            return None
+        path = Path(os.path.abspath(os.path.expanduser(os.fspath(save))))
+        try:
+            member, step = int(path.parent.name), int(path.name)
+        except ValueError:
+            return None
+        if (
+            not 0 <= member < self.population_size
+            or step < 0
+            or os.fspath(path) != os.path.abspath(self._dir(member, step))
+        ):
             return None
         return member, step
 

@@ -212,7 +212,6 @@ class PPOTuner(Tuner):
 
     def __init__(
         self,
-        *,
         optimize_mode: str,
         trials_per_update: int = 20,
         epochs_per_update: int = 4,
@@ -224,6 +223,7 @@ class PPOTuner(Tuner):
         gamma: float = 0.99,
         lam: float = 0.95,
         cliprange: float = 0.2,
+        *,
         seed: int | None = None,
     ) -> None:
         self.optimize_mode = check_optimize_mode(self, optimize_mode)

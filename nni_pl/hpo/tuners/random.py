@@ -49,7 +49,7 @@ class RandomTuner(Tuner):
         nni_pl.errors.NoMoreTrialError: all 3 points of the finite search space have been suggested
     """
 
-    def __init__(self, *, optimize_mode: str = "maximize", seed: int | None = None) -> None:
+    def __init__(self, optimize_mode: str = "maximize", *, seed: int | None = None) -> None:
         self.optimize_mode = check_optimize_mode(self, optimize_mode)
         self.seed = check_seed(self, seed)
         self._rng = make_rng(self.seed)

@@ -58,10 +58,10 @@ class RegularizedEvolutionTuner(PopulationTuner):
 
     def __init__(
         self,
-        *,
         optimize_mode: str = "maximize",
         population_size: int = 100,
         sample_size: int = 25,
+        *,
         seed: int | None = None,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, population_size=population_size, seed=seed)

@@ -72,7 +72,7 @@ class SMACTuner(StoreTuner):
     supports_nested: ClassVar[bool] = True
 
     def __init__(
-        self, *, optimize_mode: str = "maximize", config_dedup: bool = False, seed: int | None = None
+        self, optimize_mode: str = "maximize", config_dedup: bool = False, *, seed: int | None = None
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
         self.config_dedup = check_bool(self, "config_dedup", config_dedup)

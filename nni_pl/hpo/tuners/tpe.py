@@ -72,10 +72,10 @@ class TPETuner(StoreTuner):
 
     def __init__(
         self,
-        *,
         optimize_mode: str = "maximize",
         parallel_optimize: bool = False,
         constant_liar_type: str | None = None,
+        *,
         seed: int | None = None,
         n_startup_jobs: int = 10,
         n_ei_candidates: int = 24,
