@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import math
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from nni_pl.nas._labels import ArchitectureError, _check_prior, _make_label, canonical, lookup, register_label
+from nni_pl.nas._labels import (
+    ArchitectureError,
+    _check_prior,
+    _make_label,
+    canonical,
+    lookup,
+    match_value,
+    register_label,
+)
 
 __all__ = ["FrozenValue", "ValueChoice", "ValueExpr", "expr_leaves", "resolve"]
 
@@ -27,20 +36,60 @@ class ValueExpr:
         """The :class:`ValueChoice` s this value depends on, each once (by label), in order of appearance."""
         raise NotImplementedError
 
-    def evaluate(self, arch: Mapping[str, Any]) -> Any:
-        """The value under ``arch`` (ArchitectureError when a label is missing or its value not allowed)."""
+    def inner_choices(self) -> Iterator[ValueChoice]:
+        """Every :class:`ValueChoice` leaf of the expression, depth first, repeats included (NNI's order).
+
+        Example:
+            >>> a = ValueChoice([1, 2], label="a")
+            >>> [c.label for c in (a + a * 2).inner_choices()]
+            ['a', 'a']
+        """
+        raise NotImplementedError
+
+    def evaluate(self, arch: Mapping[str, Any] | Iterable[Any]) -> Any:
+        """The value under ``arch``: a dict label -> value, or (as NNI) the values of :meth:`inner_choices` in order.
+
+        Raises:
+            ArchitectureError: a label is missing, a value is not allowed, the list has too few or too many
+                values, or it gives one label two different values.
+
+        Example:
+            >>> a, b = ValueChoice([1, 2], label="a"), ValueChoice([10, 20], label="b")
+            >>> (a + b).evaluate({"a": 2, "b": 10}), (a + b).evaluate([2, 10])
+            (12, 12)
+        """
+        if isinstance(arch, Mapping):
+            return self._eval(arch)
+        return self._eval(_values_by_label(self, arch))
+
+    def _eval(self, arch: Mapping[str, Any]) -> Any:
         raise NotImplementedError
 
     def default(self) -> Any:
         """The value with every choice at its first candidate."""
-        return self.evaluate({leaf.label: leaf.candidates[0] for leaf in self.leaves()})
+        return self._eval({leaf.label: leaf.candidates[0] for leaf in self.leaves()})
+
+    def dry_run(self) -> Any:
+        """NNI's name for :meth:`default`."""
+        return self.default()
+
+    def all_options(self) -> Iterator[Any]:
+        """Every value of the expression, one per combination of its choices' candidates (repeats kept, as NNI).
+
+        Example:
+            >>> list((ValueChoice([1, 2], label="a") * 2).all_options())
+            [2, 4]
+        """
+        leaves = self.leaves()
+        for combo in itertools.product(*(leaf.candidates for leaf in leaves)):
+            yield self._eval({leaf.label: c for leaf, c in zip(leaves, combo)})
 
     def all_values(self) -> list[Any]:
         """Every value this expression can take, without duplicates, in order."""
         leaves = self.leaves()
         seen: dict[str, Any] = {}
         for combo in itertools.product(*(leaf.candidates for leaf in leaves)):
-            v = self.evaluate({leaf.label: c for leaf, c in zip(leaves, combo)})
+            v = self._eval({leaf.label: c for leaf, c in zip(leaves, combo)})
             seen.setdefault(canonical(v), v)
         return list(seen.values())
 
@@ -96,6 +145,73 @@ class ValueExpr:
     def __rpow__(self, o: Any) -> ValueExpr:
         return self._binary(o, operator.pow, "**", True)
 
+    def __lshift__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.lshift, "<<")
+
+    def __rlshift__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.lshift, "<<", True)
+
+    def __rshift__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.rshift, ">>")
+
+    def __rrshift__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.rshift, ">>", True)
+
+    def __divmod__(self, o: Any) -> ValueExpr:
+        return self._binary(o, divmod, "divmod")
+
+    def __rdivmod__(self, o: Any) -> ValueExpr:
+        return self._binary(o, divmod, "divmod", True)
+
+    # logic and comparison: lazy too (`==`/`!=` keep identity semantics so choices stay hashable and
+    # usable in lists; compare with ValueChoice.apply(vc, lambda v: v == 3))
+    def __and__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.and_, "&")
+
+    def __rand__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.and_, "&", True)
+
+    def __or__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.or_, "|")
+
+    def __ror__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.or_, "|", True)
+
+    def __xor__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.xor, "^")
+
+    def __rxor__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.xor, "^", True)
+
+    def __lt__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.lt, "<")
+
+    def __le__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.le, "<=")
+
+    def __gt__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.gt, ">")
+
+    def __ge__(self, o: Any) -> ValueExpr:
+        return self._binary(o, operator.ge, ">=")
+
+    def __invert__(self) -> ValueExpr:
+        return _Expr(operator.invert, (self,), "~")
+
+    def __pos__(self) -> ValueExpr:
+        return _Expr(operator.pos, (self,), "pos")
+
+    def __getitem__(self, key: Any) -> ValueExpr:
+        """``vc[0]``, ``vc["key"]``: an item of the chosen list or dict (the key may be a choice too)."""
+        return _Expr(operator.getitem, (self, key), "getitem")
+
+    def __iter__(self) -> Iterator[Any]:
+        # without this, __getitem__ would make a choice look iterable (vc[0], vc[1], ... forever)
+        raise TypeError(
+            f"{self!r} cannot be iterated in the space; index it (`vc[0]`) for a value that follows the "
+            "architecture, or call it (`vc()`) for its value in the space"
+        )
+
     def __neg__(self) -> ValueExpr:
         return _Expr(operator.neg, (self,), "neg")
 
@@ -103,7 +219,15 @@ class ValueExpr:
         return _Expr(abs, (self,), "abs")
 
     def __round__(self, ndigits: int | None = None) -> ValueExpr:
-        return _Expr(lambda x: round(x, ndigits), (self,), "round")
+        if ndigits is None:
+            return _Expr(round, (self,), "round")
+        return _Expr(round, (self, ndigits), "round")
+
+    def __floor__(self) -> ValueExpr:
+        return _Expr(math.floor, (self,), "floor")
+
+    def __ceil__(self) -> ValueExpr:
+        return _Expr(math.ceil, (self,), "ceil")
 
     def _not_a_number(self) -> TypeError:
         return TypeError(
@@ -129,34 +253,100 @@ class ValueExpr:
 
     # helpers (NNI's ValueChoice.max/min/to_int/condition) ---------------------------------------
     @staticmethod
-    def max(*args: Any) -> ValueExpr:
-        """The largest of the arguments (choices or constants), as a value that follows the architecture."""
-        return _Expr(lambda *xs: max(xs), args, "max")
+    def max(arg0: Any, *args: Any) -> Any:
+        """The largest of the arguments (or of one iterable), as Python's ``max``.
+
+        A value that follows the architecture when a choice is among them, else the plain maximum (as NNI).
+
+        Example:
+            >>> ValueChoice.max(3, 5), ValueChoice.max([3, 5])
+            (5, 5)
+            >>> ValueChoice.max(ValueChoice([1, 8], label="m"), 5).evaluate({"m": 8})
+            8
+        """
+        items = _max_min_args("max", arg0, args)
+        if any(isinstance(x, ValueExpr) for x in items):
+            return _Expr(_max, tuple(items), "max")
+        return max(items)
 
     @staticmethod
-    def min(*args: Any) -> ValueExpr:
-        """The smallest of the arguments."""
-        return _Expr(lambda *xs: min(xs), args, "min")
+    def min(arg0: Any, *args: Any) -> Any:
+        """The smallest of the arguments (or of one iterable); see :meth:`max`."""
+        items = _max_min_args("min", arg0, args)
+        if any(isinstance(x, ValueExpr) for x in items):
+            return _Expr(_min, tuple(items), "min")
+        return min(items)
 
     @staticmethod
-    def to_int(x: Any) -> ValueExpr:
-        """``int(x)``."""
-        return _Expr(int, (x,), "int")
+    def to_int(x: Any) -> Any:
+        """``int(x)`` (plain ``int`` when ``x`` is not a choice)."""
+        return _Expr(int, (x,), "int") if isinstance(x, ValueExpr) else int(x)
 
     @staticmethod
-    def to_float(x: Any) -> ValueExpr:
-        """``float(x)``."""
-        return _Expr(float, (x,), "float")
+    def to_float(x: Any) -> Any:
+        """``float(x)`` (plain ``float`` when ``x`` is not a choice)."""
+        return _Expr(float, (x,), "float") if isinstance(x, ValueExpr) else float(x)
 
     @staticmethod
-    def condition(pred: Any, true: Any, false: Any) -> ValueExpr:
-        """``true if pred else false``, where ``pred`` is usually ``ValueChoice.apply(vc, lambda v: v > 3)``."""
-        return _Expr(lambda p, t, f: t if p else f, (pred, true, false), "condition")
+    def condition(pred: Any, true: Any, false: Any) -> Any:
+        """``true if pred else false``, where ``pred`` is usually a comparison such as ``vc > 3``."""
+        if any(isinstance(x, ValueExpr) for x in (pred, true, false)):
+            return _Expr(_condition, (pred, true, false), "condition")
+        return true if pred else false
 
     @staticmethod
     def apply(x: Any, fn: Callable[[Any], Any]) -> ValueExpr:
         """``fn(x)`` for any function of the chosen value."""
         return _Expr(fn, (x,), getattr(fn, "__name__", "fn"))
+
+
+def _max(*xs: Any) -> Any:
+    return max(xs)
+
+
+def _min(*xs: Any) -> Any:
+    return min(xs)
+
+
+def _condition(pred: Any, true: Any, false: Any) -> Any:
+    return true if pred else false
+
+
+def _max_min_args(name: str, arg0: Any, args: tuple[Any, ...]) -> list[Any]:
+    if args:
+        return [arg0, *args]
+    if isinstance(arg0, ValueExpr) or not isinstance(arg0, Iterable):
+        raise TypeError(f"ValueChoice.{name} takes an iterable or at least two arguments, got only {arg0!r}")
+    items = list(arg0)
+    if not items:
+        raise ValueError(f"ValueChoice.{name} of an empty iterable")
+    return items
+
+
+def _values_by_label(expr: ValueExpr, values: Iterable[Any]) -> dict[str, Any]:
+    """NNI's list form of an architecture: one value per :meth:`~ValueExpr.inner_choices` entry, in order."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ArchitectureError(
+            "", f"evaluate takes a dict label -> value or a list of values, got {values!r}"
+        )
+    given = list(values)
+    choices = list(expr.inner_choices())
+    if len(given) != len(choices):
+        raise ArchitectureError(
+            "",
+            f"evaluate got {len(given)} values {given!r} for {len(choices)} choices "
+            f"{[c.label for c in choices]} (one per inner_choices() entry, repeats included)",
+        )
+    arch: dict[str, Any] = {}
+    for choice, value in zip(choices, given):
+        value = match_value(choice.label, value, choice.candidates)
+        if choice.label in arch and canonical(arch[choice.label]) != canonical(value):
+            raise ArchitectureError(
+                choice.label,
+                f"evaluate got two values for the same choice: {arch[choice.label]!r} and {value!r}",
+            )
+        arch[choice.label] = value
+    return arch
 
 
 def _leaves_of(args: Sequence[Any]) -> list[ValueChoice]:
@@ -177,8 +367,13 @@ class _Expr(ValueExpr):
     def leaves(self) -> list[ValueChoice]:
         return _leaves_of(self.args)
 
-    def evaluate(self, arch: Mapping[str, Any]) -> Any:
-        vals = [a.evaluate(arch) if isinstance(a, ValueExpr) else a for a in self.args]
+    def inner_choices(self) -> Iterator[ValueChoice]:
+        for a in self.args:
+            if isinstance(a, ValueExpr):
+                yield from a.inner_choices()
+
+    def _eval(self, arch: Mapping[str, Any]) -> Any:
+        vals = [a._eval(arch) if isinstance(a, ValueExpr) else a for a in self.args]
         return self.fn(*vals)
 
     def __repr__(self) -> str:
@@ -241,7 +436,10 @@ class ValueChoice(ValueExpr):
     def leaves(self) -> list[ValueChoice]:
         return [self]
 
-    def evaluate(self, arch: Mapping[str, Any]) -> Any:
+    def inner_choices(self) -> Iterator[ValueChoice]:
+        yield self
+
+    def _eval(self, arch: Mapping[str, Any]) -> Any:
         return lookup(arch, self.label, self.candidates)
 
     def default(self) -> Any:

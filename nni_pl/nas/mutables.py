@@ -161,7 +161,8 @@ class LayerChoice(Mutable):
     """Choose one of several candidate modules; reads like ``nn.ModuleList`` (list) or ``nn.ModuleDict`` (dict).
 
     The decision's values are the candidate names: the dict keys, or ``"0"``, ``"1"``, ... for a list. In the
-    space the first candidate runs.
+    space the first candidate runs. A candidate may itself be (or contain) a ``LayerChoice``: its decision joins
+    the search space and matters only when its parent picks it.
 
     Args:
         candidates: a list of modules, or a dict name -> module.
@@ -189,11 +190,7 @@ class LayerChoice(Mutable):
         named = _candidate_names(candidates)
         self.label = _make_label(label, "layerchoice")
         self.prior = _check_prior(self.label, prior, len(named))
-        for name, m in named.items():
-            if isinstance(m, LayerChoice):
-                raise ArchitectureError(
-                    self.label, f"candidate {name!r} is itself a LayerChoice; flatten the candidates into one"
-                )
+        for name, m in named.items():  # a candidate may hold choices, LayerChoices included (NNI 2.2+)
             self.add_module(name, m)
         register_label(self.label, "LayerChoice", self.names)
 

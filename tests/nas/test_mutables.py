@@ -66,13 +66,43 @@ def test_freeze_leaves_the_mutable_untouched() -> None:
     assert collect_choices(lc) == {"op": ["lin", "id"], "w": [3, 4]}
 
 
+def test_layer_choice_nested_in_a_candidate_joins_the_space_and_freezes() -> None:
+    class Space(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            inner = LayerChoice({"relu": nn.ReLU(), "tanh": nn.Tanh()}, label="inner")
+            self.op = LayerChoice(
+                {
+                    "nested": inner,
+                    "seq": nn.Sequential(
+                        nn.Linear(2, 2), LayerChoice([nn.Sigmoid(), nn.Identity()], label="deep")
+                    ),
+                },
+                label="outer",
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.op(x)
+
+    space = Space()
+    assert space.search_space() == {
+        "outer": {"_type": "choice", "_value": ["nested", "seq"]},
+        "inner": {"_type": "choice", "_value": ["relu", "tanh"]},
+        "deep": {"_type": "choice", "_value": ["0", "1"]},
+    }
+    assert space(torch.full((1, 2), -1.0)).tolist() == [[0.0, 0.0]]  # outer -> nested -> relu in the space
+    model = space.freeze({"outer": "nested", "inner": "tanh", "deep": "0"})
+    assert type(model.op) is torch.nn.Tanh
+    model = space.freeze({"outer": "seq", "inner": "tanh", "deep": "0"})
+    assert type(model.op[1]) is torch.nn.Sigmoid and _no_mutable(model)
+    assert random_arch(space, seed=1)["inner"] in ("relu", "tanh")
+
+
 def test_layer_choice_errors() -> None:
     with pytest.raises(ArchitectureError, match=r"at least one candidate"):
         LayerChoice([])
     with pytest.raises(ArchitectureError, match=r"not an nn.Module"):
         LayerChoice([torch.relu])
-    with pytest.raises(ArchitectureError, match=r"is itself a LayerChoice"):
-        LayerChoice([LayerChoice([nn.ReLU()])])
     lc = LayerChoice([nn.ReLU(), nn.Tanh()], label="op")
     with pytest.raises(ArchitectureError, match=r"'op'.*value '2'.*\['0', '1'\]"):
         lc.freeze({"op": "2"})
