@@ -397,20 +397,24 @@ def read_parameter_file(path: Path) -> dict[str, Any]:
 
 
 def json_default(obj: Any) -> Any:
-    """``json.dumps`` fallback for numpy/torch scalars (anything with a scalar ``.item()``).
+    """``json.dumps`` fallback for numpy/torch values, converted as NNI's ``json_tricks`` does for scalars.
+
+    Arrays and tensors (anything with ``.tolist()``) become nested lists, scalars (``.item()``) Python
+    numbers: ``np.float32(0.5)`` is ``0.5``, ``np.arange(3)`` is ``[0, 1, 2]``. (NNI's ``json_tricks``
+    writes an array as ``{"__ndarray__": [...], "dtype": ..., "shape": ...}``; nni-pl stores the plain list.)
 
     Example:
-        >>> class Scalar:
-        ...     def item(self): return 0.5
-        >>> json.dumps({"acc": Scalar()}, default=json_default)
-        '{"acc": 0.5}'
+        >>> import numpy as np
+        >>> json.dumps({"acc": np.float32(0.5), "per_class": np.array([0.25, 1.0])}, default=json_default)
+        '{"acc": 0.5, "per_class": [0.25, 1.0]}'
     """
-    item = getattr(obj, "item", None)
-    if callable(item):
-        try:
-            return item()
-        except (TypeError, ValueError):
-            pass
+    for method in ("tolist", "item"):
+        convert = getattr(obj, method, None)
+        if callable(convert):
+            try:
+                return convert()
+            except (TypeError, ValueError, RuntimeError):
+                pass
     raise TypeError(f"{type(obj).__name__} {obj!r:.80} is not JSON-serialisable")
 
 

@@ -87,6 +87,26 @@ def test_normalize_metric_accepts_numbers_and_default_dicts(value, expected):
     assert normalize_metric(value) == expected
 
 
+def test_sdk_converts_numpy_arrays_and_scalars_in_dict_metrics_as_nni_does(trial_dir):
+    metric = {
+        "default": np.float32(0.5),
+        "per_class": np.array([0.25, 0.75], dtype=np.float32),
+        "confusion": np.array([[3, 1], [0, 4]], dtype=np.int64),
+        "nested": {"epoch": np.int32(2), "losses": [np.float64(0.1), np.float16(0.5)]},
+        "best": np.bool_(True),
+    }
+    nni_pl.report_final_result(metric)
+    value = _records(trial_dir)[0]["value"]
+    assert value == {
+        "default": 0.5,
+        "per_class": [0.25, 0.75],
+        "confusion": [[3, 1], [0, 4]],
+        "nested": {"epoch": 2, "losses": [0.1, 0.5]},
+        "best": True,
+    }
+    assert type(value["nested"]["epoch"]) is int and type(value["default"]) is float
+
+
 def test_normalize_metric_keeps_nan():
     assert math.isnan(normalize_metric(float("nan")))
 
