@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nni_pl.nas import nn
+    from nni_pl.nas._labels import NoContextError
+    from nni_pl.nas._param_choice import ModelParameterChoice
     from nni_pl.nas.cells import AutoActivation, Cell, FrozenCell, NasBench101Cell, NasBench201Cell
     from nni_pl.nas.experiment import NasExperiment
     from nni_pl.nas.mutables import (
@@ -89,6 +91,8 @@ _LAZY: dict[str, str] = {
         "nni_pl.nas.space",
     ),
     "NasExperiment": "nni_pl.nas.experiment",
+    "ModelParameterChoice": "nni_pl.nas._param_choice",
+    "NoContextError": "nni_pl.nas._labels",
 }
 _SUBPACKAGES = ("cgo", "evaluator", "hub", "nn", "strategy")
 
@@ -101,11 +105,13 @@ __all__ = [
     "FrozenValue",
     "InputChoice",
     "LayerChoice",
+    "ModelParameterChoice",
     "ModelSpace",
     "Mutable",
     "NasBench101Cell",
     "NasBench201Cell",
     "NasExperiment",
+    "NoContextError",
     "Repeat",
     "ValueChoice",
     "ValueExpr",

@@ -18,6 +18,7 @@ from nni_pl.errors import NniPlError
 
 __all__ = [
     "ArchitectureError",
+    "NoContextError",
     "canonical",
     "check_label_use",
     "label_scope",
@@ -39,6 +40,10 @@ class ArchitectureError(NniPlError, ValueError):
     def __init__(self, label: str, message: str) -> None:
         self.label = label
         super().__init__(f"label {label!r}: {message}" if label else message)
+
+
+class NoContextError(NniPlError, RuntimeError):
+    """A primitive that needs a model space being built (``ModelParameterChoice``) was used outside one."""
 
 
 # --------------------------------------------------------------------------------------------- values
@@ -127,6 +132,8 @@ class _LabelScope:
         self.auto: set[str] = set()
         self.explicit: set[str] = set()
         self.check = check
+        #: ModelParameterChoice decisions made while the space is built: label -> candidates
+        self.parameters: dict[str, list[Any]] = {}
 
     def new_label(self, kind: str) -> str:
         while True:  # skip numbers a user took explicitly
@@ -155,17 +162,37 @@ def _scope() -> _LabelScope:
 
 
 @contextlib.contextmanager
-def label_scope() -> Iterator[None]:
+def label_scope() -> Iterator[_LabelScope]:
     """Number automatic labels from 1 again, and check explicit labels for conflicts, inside the block.
 
     :class:`~nni_pl.nas.ModelSpace` opens one around its ``__init__``, which is why the same space built twice
-    (here and in a trial process) gets the same labels.
+    (here and in a trial process) gets the same labels. The scope also collects the space's
+    ``ModelParameterChoice`` decisions.
     """
-    _scopes().append(_LabelScope(check=True))
+    scope = _LabelScope(check=True)
+    _scopes().append(scope)
     try:
-        yield
+        yield scope
     finally:
         _scopes().pop()
+
+
+def register_model_parameter(label: str | None, candidates: Sequence[Any], what: str) -> str:
+    """Record a ``ModelParameterChoice`` of the model space being built; return its label.
+
+    Raises:
+        NoContextError: no model space is being built (``what`` names the caller in the message).
+    """
+    scope = _scope()
+    if not scope.check:
+        raise NoContextError(
+            f"{what} was used outside a model space: call it inside the __init__ of a ModelSpace subclass "
+            "(or of a class decorated with @model_wrapper), whose construction it changes"
+        )
+    label = _make_label(label, "modelparameterchoice")
+    register_label(label, "ModelParameterChoice", candidates)
+    scope.parameters.setdefault(label, list(candidates))
+    return label
 
 
 def _make_label(label: str | None, kind: str) -> str:

@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 
 import torch.nn as _tnn
 from torch.nn import *  # noqa: F403  (the namespace mirrors torch.nn)
+from torch.nn import functional, init, parallel, parameter, utils  # noqa: F401  (submodules, as in torch.nn)
 
+from nni_pl.nas._param_choice import ModelParameterChoice
 from nni_pl.nas.cells import AutoActivation, Cell, NasBench101Cell, NasBench201Cell
 from nni_pl.nas.mutables import (
     ChosenInputs,
@@ -87,8 +89,8 @@ def basic_unit(cls: _M) -> _M:
         cls.__init__(self, *resolve(list(args), None), **resolve(kwargs, None))
 
     def _nas_leaves(self: Any) -> list[ValueChoice]:
-        init = self.__dict__.get("_nas_init")
-        return [] if init is None else expr_leaves(list(init[0])) + expr_leaves(init[1])
+        recorded = self.__dict__.get("_nas_init")
+        return [] if recorded is None else expr_leaves(list(recorded[0])) + expr_leaves(recorded[1])
 
     def _nas_rebuild(self: Any, arch: Mapping[str, Any]) -> _tnn.Module:
         args, kwargs = self._nas_init
@@ -138,13 +140,14 @@ def _wrap_torch() -> dict[str, type]:
 
 globals().update(_wrap_torch())
 
-__all__ = [
-    *sorted(n for n in _tnn.modules.__all__ if not n.startswith("_")),
+__all__ = [  # everything public in torch.nn (layers, Parameter, init, functional, ...), then the primitives
+    *sorted({n for n in dir(_tnn) if not n.startswith("_")} | set(_tnn.modules.__all__)),
     "AutoActivation",
     "Cell",
     "ChosenInputs",
     "InputChoice",
     "LayerChoice",
+    "ModelParameterChoice",
     "NasBench101Cell",
     "NasBench201Cell",
     "Repeat",

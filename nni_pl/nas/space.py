@@ -107,6 +107,9 @@ def _collect_decisions(module: nn.Module) -> dict[str, tuple[str, list[Any]]]:
         if isinstance(m, Mutable):
             for label, kind, values in m.own_choices():
                 add(label, kind, values)
+        if isinstance(m, ModelSpace) and m.frozen_arch is None:
+            for label, values in m.__dict__.get("_nas_parameters", {}).items():
+                add(label, "ModelParameterChoice", values)
         leaves_fn = getattr(m, "_nas_leaves", None)
         if leaves_fn is not None:
             for leaf in leaves_fn():
@@ -286,11 +289,13 @@ def _wrap_init(cls: type) -> None:
             outermost = not getattr(_local, "building", 0)
             _local.building = getattr(_local, "building", 0) + 1
             try:
-                with label_scope() if outermost else contextlib.nullcontext():
+                with label_scope() if outermost else contextlib.nullcontext() as scope:
                     orig(self, *args, **kwargs)
             finally:
                 _local.building -= 1
                 self.__dict__.pop("_nas_building", None)
+            if scope is not None and scope.parameters:
+                object.__setattr__(self, "_nas_parameters", dict(scope.parameters))
             object.__setattr__(self, "init_kwargs", params)
             object.__setattr__(self, "import_path", f"{type(self).__module__}:{type(self).__qualname__}")
             if not _json_able(params):
@@ -350,6 +355,9 @@ class ModelSpace(nn.Module):
             arch: label -> value (every label of :meth:`search_space`).
             strict: whether labels the space does not have are an error.
 
+        A space built with :func:`~nni_pl.nas.ModelParameterChoice` is constructed again (``init_kwargs``) inside
+        :func:`fixed_arch`, since those choices changed how ``__init__`` ran; its weights are not carried over.
+
         Raises:
             ArchitectureError: a label is missing or unknown, or a value is not allowed.
         """
@@ -359,6 +367,10 @@ class ModelSpace(nn.Module):
                 f"this model is already frozen to {self.frozen_arch}; freeze the space it came from instead",
             )
         checked = self.check_arch(arch, strict=strict)
+        if self.__dict__.get("_nas_parameters"):
+            # a ModelParameterChoice changed how __init__ ran: build the model again with the chosen values
+            with fixed_arch(checked, verbose=False):
+                return type(self)(**self.init_kwargs)
         model = copy.deepcopy(self)
         model._freeze_in_place(checked, checked=True)
         return model
