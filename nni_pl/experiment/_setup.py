@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nni_pl._files import dump_yaml
-from nni_pl.errors import ConfigError, ExperimentNotFoundError, NniPlError
+from nni_pl.errors import ConfigError, ExperimentNotFoundError, NniPlError, SearchSpaceError
 from nni_pl.experiment import locate
 from nni_pl.experiment import store as st
 from nni_pl.experiment.config import ExperimentConfig, LocalConfig
@@ -104,6 +104,7 @@ def build_algorithms(config: ExperimentConfig, tuner: Any = None, assessor: Any 
     """
     from nni_pl.hpo import Tuner, create_algorithm, resolve_class
     from nni_pl.hpo.managed import managed_tuner
+    from nni_pl.space import FreeFormSpace, SearchSpace
 
     algo = config.tuner or config.advisor
     kind = "tuner" if config.tuner else "advisor"
@@ -128,8 +129,17 @@ def build_algorithms(config: ExperimentConfig, tuner: Any = None, assessor: Any 
             class_args=class_args,
             field=kind,
         )
+    space = config.search_space
+    if isinstance(space, FreeFormSpace) and not getattr(type(tuner), "free_form_search_space", False):
+        try:  # this tuner reads NNI's format: the space must be valid after all
+            SearchSpace.parse(space.to_json())
+        except SearchSpaceError as e:
+            raise ConfigError(
+                "searchSpace",
+                f"{e}; only a custom tuner with free_form_search_space = True takes a space in its own format",
+            ) from None
     if isinstance(tuner, Tuner):
-        type(tuner).check_search_space(config.search_space, name=algo.name or type(tuner).__name__)
+        type(tuner).check_search_space(space, name=algo.name or type(tuner).__name__)
     managed = managed_tuner(tuner)
     if config.assessor is not None and not managed.accepts_assessor:
         raise ConfigError(

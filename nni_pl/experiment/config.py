@@ -35,7 +35,7 @@ from nni_pl._config_readers import check_keys, read_bool, read_gpu_indices, read
 from nni_pl._paths import default_working_directory
 from nni_pl.errors import ConfigError, SearchSpaceError, did_you_mean
 from nni_pl.experiment._config_v1 import is_v1, v1_to_v2
-from nni_pl.space import SearchSpace
+from nni_pl.space import FreeFormSpace, SearchSpace
 from nni_pl.training.local import LocalConfig
 from nni_pl.training.platforms import blank_section, parse_section
 
@@ -170,6 +170,29 @@ def _platform_config(platform: Any) -> Any:
     """``ExperimentConfig('local')`` / ``(['remote', 'local'])``: the platform's blank section, filled in Python
     (``config.training_service.machine_list.append(...)``) and checked with the rest of the config."""
     return blank_section(platform, "trainingService")
+
+
+def _read_space(
+    inline: Any, file: Path | None, tuner: AlgorithmConfig | None, advisor: AlgorithmConfig | None
+) -> SearchSpace:
+    """The experiment's search space: NNI's format, validated, unless its tuner takes any JSON.
+
+    A custom tuner (or advisor) that declares ``free_form_search_space = True`` gets the JSON as given, in a
+    :class:`~nni_pl.space.FreeFormSpace`; a space set as a ``FreeFormSpace`` in Python stays one.
+    """
+    from nni_pl.hpo._registry import declares_free_form_space
+
+    if isinstance(inline, FreeFormSpace):
+        return inline
+    algo, kind = (tuner, "tuner") if tuner is not None else (advisor, "advisor")
+    free_form = algo is not None and declares_free_form_space(
+        kind, algo.name, class_name=algo.class_name, code_directory=algo.code_directory
+    )
+    if free_form:
+        return FreeFormSpace.load(file) if file is not None else FreeFormSpace(inline)
+    if file is not None:
+        return SearchSpace.load(file)
+    return SearchSpace.parse(inline or {})
 
 
 def _algorithm_value(value: Any, field: str) -> Any:
@@ -360,11 +383,10 @@ class ExperimentConfig:
             raise ConfigError("searchSpace", "give either searchSpace (inline) or searchSpaceFile, not both")
 
         space_file = read_path(raw.get("searchSpaceFile"), "searchSpaceFile", base)
+        tuner = AlgorithmConfig.from_dict(raw.get("tuner"), "tuner", base)
+        advisor = AlgorithmConfig.from_dict(raw.get("advisor"), "advisor", base)
         try:
-            if space_file is not None:
-                space = SearchSpace.load(space_file)
-            else:
-                space = SearchSpace.parse(raw.get("searchSpace") or {})
+            space = _read_space(raw.get("searchSpace"), space_file, tuner, advisor)
         except SearchSpaceError as e:
             raise ConfigError("searchSpaceFile" if space_file else "searchSpace", str(e)) from e
 
@@ -401,9 +423,9 @@ class ExperimentConfig:
             )
             or default_working_directory(),
             tuner_gpu_indices=read_gpu_indices(raw.get("tunerGpuIndices"), "tunerGpuIndices"),
-            tuner=AlgorithmConfig.from_dict(raw.get("tuner"), "tuner", base),
+            tuner=tuner,
             assessor=AlgorithmConfig.from_dict(raw.get("assessor"), "assessor", base),
-            advisor=AlgorithmConfig.from_dict(raw.get("advisor"), "advisor", base),
+            advisor=advisor,
             training_service=_training_service(raw.get("trainingService"), "trainingService", base),
             store_url=read_str(raw.get("storeUrl"), "storeUrl"),
             lightning_cli=lightning_cli,
@@ -461,8 +483,8 @@ class ExperimentConfig:
             return str(value) if isinstance(value, os.PathLike) else value
 
         space = self.search_space
-        if isinstance(space, SearchSpace):
-            space = space.to_json()
+        if isinstance(space, SearchSpace) and not isinstance(space, FreeFormSpace):
+            space = space.to_json()  # a free-form space stays one: from_dict keeps it as set
         raw: dict[str, Any] = {
             "experimentName": self.experiment_name,
             "trialCommand": self.trial_command,

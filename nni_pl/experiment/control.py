@@ -204,13 +204,11 @@ def update_search_space(store: st.Store, experiment_id: str, space: Any) -> Any:
         NniPlError: the space is invalid (the message names the parameter), the experiment's tuner cannot
             search it, or the experiment is a NAS experiment (its space is its model space).
     """
-    from nni_pl.space import SearchSpace
-
+    exp = store.get_experiment(experiment_id)
     try:
-        parsed = SearchSpace.parse(space)
+        parsed = _parse_space(exp.config, space)
     except SearchSpaceError as e:
         raise NniPlError(f"the new search space is invalid: {e}") from None
-    exp = store.get_experiment(experiment_id)
     if (Path(exp.directory) / "nas.json").exists():
         raise NniPlError(
             f"experiment {experiment_id} is a NAS experiment: its search space is its model space and cannot be replaced"
@@ -224,6 +222,21 @@ def update_search_space(store: st.Store, experiment_id: str, space: Any) -> Any:
     except OSError:
         pass
     return parsed
+
+
+def _parse_space(config: Mapping[str, Any], space: Any) -> Any:
+    """``space`` as the experiment's tuner reads it: NNI's format, or any JSON for a tuner that declares
+    ``free_form_search_space`` (a :class:`~nni_pl.space.FreeFormSpace`)."""
+    from nni_pl.hpo._registry import declares_free_form_space
+    from nni_pl.space import FreeFormSpace, SearchSpace
+
+    for kind in ("tuner", "advisor"):
+        algo = config.get(kind)
+        if isinstance(algo, Mapping) and declares_free_form_space(
+            kind, algo.get("name"), class_name=algo.get("className"), code_directory=algo.get("codeDirectory")
+        ):
+            return FreeFormSpace.parse(space)
+    return SearchSpace.parse(space)
 
 
 def _check_tuner_can_search(config: Mapping[str, Any], space: Any) -> None:
@@ -301,7 +314,6 @@ def add_trial(store: st.Store, experiment_id: str, parameters: Any) -> st.TrialR
         NniPlError: the parameters are not a dict, are outside the search space (the message names the
             parameter, echoes the value and says what is allowed), or ``maxTrialNumber`` is reached.
     """
-    from nni_pl.space import SearchSpace
 
     if isinstance(parameters, str):
         try:
@@ -315,7 +327,7 @@ def add_trial(store: st.Store, experiment_id: str, parameters: Any) -> st.TrialR
             f'the parameters must be a JSON object such as {{"lr": 0.01}}, got {type(parameters).__name__} {parameters!r}'
         )
     exp = store.get_experiment(experiment_id)
-    space = SearchSpace.parse(exp.config.get("searchSpace") or {})
+    space = _parse_space(exp.config, exp.config.get("searchSpace") or {})  # a free-form space checks nothing
     try:
         space.check(parameters)
     except SearchSpaceError as e:

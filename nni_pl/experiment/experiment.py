@@ -166,6 +166,12 @@ class Experiment(_NniQueries):
             changes["advisor"] = advisor_cfg
             if tuner_cfg is None:
                 changes["tuner"] = None
+        if getattr(type(self._tuner_instance), "free_form_search_space", False):
+            from nni_pl.space import FreeFormSpace
+
+            space = changes.get("search_space", cfg.search_space)
+            if not isinstance(space, FreeFormSpace):  # the instance's class may not be importable by name
+                changes["search_space"] = FreeFormSpace(space)
         if changes:
             cfg = cfg.replace(**changes)
         self._trial_path: str | None = None

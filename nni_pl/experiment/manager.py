@@ -617,9 +617,10 @@ class Manager:
 
     def _apply_search_space(self, stored: Any) -> None:
         """A new search space from ``control.update_search_space``: the tuner gets it (NNI's ``update_search_space``)."""
-        from nni_pl.space import SearchSpace
+        from nni_pl.space import FreeFormSpace, SearchSpace
 
-        space = SearchSpace.parse(stored)
+        # the tuner does not change during a run: a free-form space is replaced by another one
+        space = FreeFormSpace(stored) if isinstance(self._space, FreeFormSpace) else SearchSpace.parse(stored)
         if space == self._space:
             return
         self._space = self.config.search_space = space

@@ -116,10 +116,22 @@ class Tuner(ABC):
     numeric_choices_only: ClassVar[bool] = False
     #: whether an assessor may stop this tuner's trials early (PBT's cannot: its trials are generations).
     accepts_assessor: ClassVar[bool] = True
+    #: what an experiment hands :meth:`update_search_space`: NNI's JSON dict (``False``, the default, so NNI
+    #: tuner code such as ``search_space["x"]["_type"]`` runs unchanged) or the parsed
+    #: :class:`~nni_pl.space.SearchSpace` (``True``: the built-ins, which would otherwise parse it again).
+    parsed_search_space: ClassVar[bool] = False
+    #: whether the search space is this tuner's own format, any JSON (NNI passes any JSON to a custom
+    #: tuner): the experiment neither validates nor reads it and hands it over as given, in a
+    #: :class:`~nni_pl.space.FreeFormSpace`. Built-ins leave it ``False``: their spaces are checked before launch.
+    free_form_search_space: ClassVar[bool] = False
 
     @abstractmethod
     def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
-        """Receive the search space (called before the first ``generate_parameters``)."""
+        """Receive the search space (called before the first ``generate_parameters``, and on every update).
+
+        In an experiment it is NNI's JSON dict, or the parsed :class:`~nni_pl.space.SearchSpace` when the class
+        sets :attr:`parsed_search_space`; ``SearchSpace.parse(search_space)`` accepts either.
+        """
 
     @abstractmethod
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ __all__ = [
     "BUILTIN_ASSESSORS",
     "BUILTIN_TUNERS",
     "create_algorithm",
+    "declares_free_form_space",
     "resolve_class",
 ]
 
@@ -106,6 +107,32 @@ def resolve_class(
             f"unknown {kind} {name!r}{did_you_mean(name, known)}; built-in {kind}s: {', '.join(table) or 'none'}",
         )
     return import_object(table[name], f"{field}.name", what="class")
+
+
+def declares_free_form_space(
+    kind: str,
+    name: str | None = None,
+    *,
+    class_name: str | None = None,
+    code_directory: str | Path | None = None,
+) -> bool:
+    """Whether a configured tuner/advisor takes any JSON as its search space (``free_form_search_space = True``).
+
+    Built-ins never do (their spaces are validated before launch), so a built-in name imports nothing; a custom
+    class is imported to ask. A class that cannot be imported answers ``False`` here and is reported when the
+    experiment builds its algorithms.
+    """
+    if class_name is None and (
+        name is None or name == "HyperoptTuner" or ALIASES.get(name, name) in _TABLES[kind]
+    ):
+        return False
+    if class_name is None and kind == "tuner" and ALIASES.get(name, name) in BUILTIN_ADVISORS:  # type: ignore[arg-type]
+        return False
+    try:
+        cls = resolve_class(kind, name, class_name=class_name, code_directory=code_directory)
+    except Exception:  # the experiment reports it, with the config field, when it builds the tuner
+        return False
+    return bool(getattr(cls, "free_form_search_space", False))
 
 
 def create_algorithm(

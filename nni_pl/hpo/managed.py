@@ -1,7 +1,8 @@
 """The one algorithm contract the experiment manager speaks: :class:`ManagedTuner` and :class:`ManagedAssessor`.
 
-Tuners come in three kinds: nni-pl's own (:class:`~nni_pl.hpo.Tuner`, which take the parsed
-:class:`~nni_pl.space.SearchSpace`, accept customised trials and rebuild themselves with ``resume``), advisors
+Tuners come in three kinds: nni-pl's own (:class:`~nni_pl.hpo.Tuner`, which accept customised trials and
+rebuild themselves with ``resume``; the built-ins take the parsed :class:`~nni_pl.space.SearchSpace`, a user's
+subclass NNI's JSON dict unless it sets ``parsed_search_space``), advisors
 (tuners that also judge running trials: Hyperband, BOHB) and NNI-style tuner objects a user brings (JSON
 search space, ``import_data`` on resume, customised results only with ``_accept_customized``, as in NNI).
 :func:`managed_tuner` wraps any of them once, where the experiment builds its algorithms, so the manager
@@ -50,6 +51,8 @@ class ManagedTuner:
     def __init__(self, algorithm: Any) -> None:
         self.algorithm = algorithm
         self._ours = isinstance(algorithm, Tuner)
+        # the built-ins take the parsed space; everything else NNI's JSON, as NNI hands its tuners
+        self._parsed_space = self._ours and bool(getattr(type(algorithm), "parsed_search_space", False))
         self.is_advisor = isinstance(algorithm, Advisor)
         self.accepts_assessor = bool(getattr(type(algorithm), "accepts_assessor", True))
         # nni-pl's tuners rebuild themselves from the whole history; an NNI tuner learns through import_data
@@ -67,7 +70,7 @@ class ManagedTuner:
         self.update_search_space(space)
 
     def update_search_space(self, space: SearchSpace) -> None:
-        self.algorithm.update_search_space(space if self._ours else space.to_json())
+        self.algorithm.update_search_space(space if self._parsed_space else space.to_json())
 
     # --- suggestions and results ---------------------------------------------------------------------------------------
     def generate(self, parameter_id: int) -> dict[str, Any]:

@@ -7,9 +7,11 @@ Example:
     LogUniform(low=0.0001, high=0.1)
 
 Besides the parameter types: :class:`Dimension` (one searched parameter, at a :data:`Key` path inside
-nested choices) and :func:`canonical_json` (the stable text form options are compared by).
+nested choices), :func:`canonical_json` (the stable text form options are compared by) and
+:class:`FreeFormSpace` (any JSON, unread, for a custom tuner that declares its own format).
 """
 
+from nni_pl.space._free_form import FreeFormSpace
 from nni_pl.space._params import (
     ALL_TYPES,
     Branch,
@@ -33,6 +35,7 @@ __all__ = [
     "Branch",
     "Choice",
     "Dimension",
+    "FreeFormSpace",
     "Key",
     "LogNormal",
     "LogUniform",

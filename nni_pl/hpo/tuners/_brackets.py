@@ -433,6 +433,8 @@ class HyperbandBase(Advisor):
     to learn from results.
     """
 
+    parsed_search_space = True  # a built-in: the experiment hands it the parsed SearchSpace
+
     def __init__(self, *, optimize_mode: str, seed: int | None) -> None:
         self.optimize_mode = check_optimize_mode(self, optimize_mode)
         self.seed = check_seed(self, seed)

@@ -131,6 +131,8 @@ class StoreTuner(Tuner):
     seen. Parameter sets handed out but not yet reported are kept in ``_pending``.
     """
 
+    parsed_search_space = True  # a built-in: the experiment hands it the parsed SearchSpace
+
     #: how many results to collect from random sampling before :meth:`_suggest` is used.
     n_startup_jobs: int = 1
 

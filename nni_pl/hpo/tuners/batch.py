@@ -57,6 +57,8 @@ class BatchTuner(Tuner):
         'SGD'
     """
 
+    parsed_search_space = True  # a built-in: the experiment hands it the parsed SearchSpace
+
     def __init__(self, *, optimize_mode: str | None = None, seed: int | None = None) -> None:
         if optimize_mode is not None:
             check_optimize_mode(self, optimize_mode)

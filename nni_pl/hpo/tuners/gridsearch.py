@@ -41,6 +41,8 @@ class GridSearchTuner(Tuner):
         nni_pl.errors.NoMoreTrialError: all 4 grid points have been generated
     """
 
+    parsed_search_space = True  # a built-in: the experiment hands it the parsed SearchSpace
+
     supported_types: ClassVar[frozenset[str] | None] = frozenset(
         {"choice", "randint", "quniform", "qloguniform"}
     )

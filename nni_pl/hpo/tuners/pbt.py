@@ -147,6 +147,8 @@ class PBTTuner(Tuner):
         ('/tmp/ckpt/0/0', '/tmp/ckpt/0/0', '/tmp/ckpt/1/1')
     """
 
+    parsed_search_space = True  # a built-in: the experiment hands it the parsed SearchSpace
+
     accepts_assessor = False
     #: NNI's classArgs validator requires it in a config (in Python it defaults to ``"maximize"``, as in NNI).
     required_class_args = ("optimize_mode",)

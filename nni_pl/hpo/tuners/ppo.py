@@ -207,6 +207,8 @@ class PPOTuner(Tuner):
         (True, True)
     """
 
+    parsed_search_space = True  # a built-in: the experiment hands it the parsed SearchSpace
+
     supported_types = frozenset({"choice", "randint", "quniform", "qloguniform"})
     supports_nested = False
 

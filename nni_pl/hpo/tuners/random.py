@@ -49,6 +49,8 @@ class RandomTuner(Tuner):
         nni_pl.errors.NoMoreTrialError: all 3 points of the finite search space have been suggested
     """
 
+    parsed_search_space = True  # a built-in: the experiment hands it the parsed SearchSpace
+
     def __init__(self, optimize_mode: str = "maximize", *, seed: int | None = None) -> None:
         self.optimize_mode = check_optimize_mode(self, optimize_mode)
         self.seed = check_seed(self, seed)
