@@ -71,6 +71,45 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args[:n])
 
 
+def _named_factories(label: str, op_candidates: Any) -> dict[str, Callable[..., nn.Module]]:
+    """A dict or list of op factories as name -> factory (a list's names are ``"0"``, ``"1"``, ...)."""
+    if isinstance(op_candidates, Mapping):
+        named = {str(k): v for k, v in op_candidates.items()}
+    elif isinstance(op_candidates, Sequence) and not isinstance(op_candidates, (str, bytes)):
+        named = {str(i): v for i, v in enumerate(op_candidates)}
+    else:
+        named = {}
+    if not named or not all(callable(f) for f in named.values()):
+        raise ArchitectureError(
+            label,
+            f"op_candidates must be a non-empty dict name -> factory or list of factories, got {op_candidates!r}",
+        )
+    return named
+
+
+def _factory_takes_input_index(fn: Any) -> bool:
+    """Whether an op factory takes NNI's third argument, the index of the op's chosen input."""
+    if isinstance(fn, nn.Module) or not callable(fn):
+        return False
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 3
+
+
+def _uses_input_index(op_candidates: Any) -> bool:
+    if isinstance(op_candidates, Mapping):
+        return any(_factory_takes_input_index(v) for v in op_candidates.values())
+    if isinstance(op_candidates, Sequence) and not isinstance(op_candidates, (str, bytes)):
+        return any(_factory_takes_input_index(v) for v in op_candidates)
+    return _factory_takes_input_index(op_candidates)
+
+
 class _CellForward(nn.Module):
     """The computation shared by :class:`Cell` (in the space) and :class:`FrozenCell`."""
 
@@ -79,23 +118,33 @@ class _CellForward(nn.Module):
     concat_dim: int
     ops: nn.ModuleList
     inputs: nn.ModuleList
+    output_node_indices: list[int]
 
-    def _loose_ends(self) -> list[int]:
-        raise NotImplementedError
+    def _set_processors(self, preprocessor: Any, postprocessor: Any) -> None:
+        for name, fn in (("preprocessor", preprocessor), ("postprocessor", postprocessor)):
+            if fn is not None and not callable(fn):
+                raise ArchitectureError(
+                    getattr(self, "label", ""), f"{name} must be a module or a function, got {fn!r}"
+                )
+            if isinstance(fn, nn.Module):
+                self.add_module(name, fn)
+            else:
+                object.__setattr__(self, name, fn)
 
-    def forward(self, *inputs: Any) -> torch.Tensor:
+    def forward(self, *inputs: Any) -> Any:
         xs = list(inputs[0]) if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)) else list(inputs)
         if len(xs) != self.num_predecessors:
             raise ArchitectureError(
                 getattr(self, "label", ""),
                 f"the cell takes {self.num_predecessors} input tensors, got {len(xs)}",
             )
-        states = list(xs)
+        pre = self.preprocessor
+        states = list(pre(list(xs)) if pre is not None else xs)
         for ops, ins in zip(self.ops, self.inputs):
             states.append(sum(op(inp(states)) for op, inp in zip(ops, ins)))  # type: ignore[arg-type]
-        nodes = range(self.num_predecessors, len(states))
-        keep = list(nodes) if self.merge_op == "all" else self._loose_ends()
-        return torch.cat([states[i] for i in keep], dim=self.concat_dim)
+        out = torch.cat([states[i] for i in self.output_node_indices], dim=self.concat_dim)
+        post = self.postprocessor
+        return post(out, xs) if post is not None else out
 
 
 class Cell(Mutable, _CellForward):
@@ -107,15 +156,27 @@ class Cell(Mutable, _CellForward):
     (``merge_op="all"``) or only those no op takes as input (``"loose_end"``).
 
     Args:
-        op_candidates: a list/dict of modules (deep-copied per op), of factories, or a factory returning one;
-            a factory may take ``(node_index, op_index, input_index)`` (NNI 2.6; ``input_index`` is None here
-            because ops are built before the input is chosen).
+        op_candidates: a list/dict of modules (deep-copied per op), of factories, or a factory returning one.
+            A factory may take ``(node_index, op_index, input_index)`` (NNI 2.6+): in the space
+            ``input_index`` is None (the input is not chosen yet); freezing calls it again with the chosen
+            input's index and uses what it returns (fresh weights), e.g. a stride-2 op on the cell's inputs.
+            Choices such a factory creates need explicit labels (automatic ones would differ the second time).
         num_nodes: number of nodes.
         num_ops_per_node: ops summed in each node.
         num_predecessors: number of input tensors (the cell is called with a list or with several tensors).
         merge_op: ``"all"`` or ``"loose_end"``.
+        preprocessor: a module or function ``f(list of inputs) -> list of tensors`` applied to the inputs
+            first (e.g. to align their shapes); default: none.
+        postprocessor: a module or function ``f(cell output, list of inputs)`` whose result the cell returns
+            (e.g. ``(inputs[-1], out)`` to chain cells); default: the output itself.
         concat_dim: the dimension the output nodes are concatenated along.
-        label: the cell's label; generated (``cell_1``, ...) when not given.
+        label: the cell's label; generated (``cell_1``, ...) when not given (NNI 2.5's sixth positional
+            argument, a string, is read as the label too).
+
+    Attributes:
+        output_node_indices: the indices (counting the inputs first) of the nodes concatenated to the output;
+            in the space all nodes, on the frozen cell (:class:`FrozenCell`) the loose ends for
+            ``merge_op="loose_end"``.
 
     Example:
         >>> import torch
@@ -132,11 +193,15 @@ class Cell(Mutable, _CellForward):
         num_ops_per_node: int = 1,
         num_predecessors: int = 1,
         merge_op: str = "all",
-        label: str | None = None,
-        *,
+        preprocessor: Callable[[list[torch.Tensor]], list[torch.Tensor]] | str | None = None,
+        postprocessor: Callable[[torch.Tensor, list[torch.Tensor]], Any] | None = None,
         concat_dim: int = 1,
+        *,
+        label: str | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(preprocessor, str) and label is None:  # NNI 2.5: Cell(ops, n, k, p, merge_op, label)
+            preprocessor, label = None, preprocessor
         self.label = _make_label(label, "cell")
         for name, value, low in (
             ("num_nodes", num_nodes, 1),
@@ -155,6 +220,12 @@ class Cell(Mutable, _CellForward):
         self.num_predecessors = num_predecessors
         self.merge_op = merge_op
         self.concat_dim = concat_dim
+        self.output_node_indices = list(range(num_predecessors, num_predecessors + num_nodes))
+        self._set_processors(preprocessor, postprocessor)
+        # kept (not a child) so that freezing can call the factories again with the chosen input index
+        object.__setattr__(
+            self, "op_candidates_factory", op_candidates if _uses_input_index(op_candidates) else None
+        )
         self.ops = nn.ModuleList()
         self.inputs = nn.ModuleList()
         for i in range(num_predecessors, num_predecessors + num_nodes):
@@ -171,20 +242,81 @@ class Cell(Mutable, _CellForward):
                 )
             )
 
-    def _loose_ends(self) -> list[int]:
-        return list(range(self.num_predecessors, self.num_predecessors + self.num_nodes))
-
     def _freeze(self, arch: Mapping[str, Any]) -> nn.Module:
-        ops = nn.ModuleList(nn.ModuleList(freeze_module(op, arch) for op in node) for node in self.ops)
         inputs = nn.ModuleList(nn.ModuleList(freeze_module(ic, arch) for ic in node) for node in self.inputs)
-        return FrozenCell(ops, inputs, self.num_predecessors, self.merge_op, self.concat_dim)
+        ops = nn.ModuleList()
+        for n, (node_ops, node_inputs) in enumerate(zip(self.ops, inputs), start=self.num_predecessors):
+            ops.append(
+                nn.ModuleList(
+                    self._rebuild_op(lc, n, k, node_inputs[k].chosen[0], arch)  # type: ignore[index]
+                    for k, lc in enumerate(node_ops)  # type: ignore[arg-type]
+                )
+            )
+        return FrozenCell(
+            ops,
+            inputs,
+            self.num_predecessors,
+            self.merge_op,
+            self.concat_dim,
+            preprocessor=freeze_module(self.preprocessor, arch)
+            if isinstance(self.preprocessor, nn.Module)
+            else self.preprocessor,
+            postprocessor=freeze_module(self.postprocessor, arch)
+            if isinstance(self.postprocessor, nn.Module)
+            else self.postprocessor,
+        )
+
+    def _rebuild_op(
+        self, lc: LayerChoice, node: int, slot: int, input_index: int, arch: Mapping[str, Any]
+    ) -> nn.Module:
+        """The chosen op of ``lc``, built again by its factory with the chosen input index when it takes one."""
+        factory = self.op_candidates_factory
+        if factory is None:
+            return freeze_module(lc, arch)
+        name = lookup(arch, lc.label, lc.names, kind="LayerChoice")
+        if callable(factory) and not isinstance(factory, (Mapping, Sequence)):
+            entries = _call(factory, node, slot, input_index)
+        else:
+            entries = factory
+        entry = entries[name] if isinstance(entries, Mapping) else entries[int(name)]
+        if isinstance(entry, nn.Module):
+            if entries is factory:  # a module in the candidate list: the space's copy is the op
+                return freeze_module(lc[name], arch)
+            op = entry
+        elif _factory_takes_input_index(entry):
+            op = entry(node, slot, input_index)
+        else:
+            return freeze_module(lc[name], arch)
+        from nni_pl.nas.space import collect_choices
+
+        before, after = set(collect_choices(lc[name])), set(collect_choices(op))
+        if before != after:
+            raise ArchitectureError(
+                self.label,
+                f"op factory {entry!r} built choices labelled {sorted(after)} when called with the input index, "
+                f"but {sorted(before)} in the space; give the choices it creates explicit labels",
+            )
+        return freeze_module(op, arch)
 
 
 class FrozenCell(_CellForward):
-    """A :class:`Cell` with its ops and inputs chosen (what ``Cell.freeze`` returns)."""
+    """A :class:`Cell` with its ops and inputs chosen (what ``Cell.freeze`` returns).
+
+    Attributes:
+        output_node_indices: the indices (counting the inputs first) of the nodes concatenated to the output:
+            all nodes for ``merge_op="all"``, the nodes no op reads for ``"loose_end"``.
+    """
 
     def __init__(
-        self, ops: nn.ModuleList, inputs: nn.ModuleList, num_predecessors: int, merge_op: str, concat_dim: int
+        self,
+        ops: nn.ModuleList,
+        inputs: nn.ModuleList,
+        num_predecessors: int,
+        merge_op: str,
+        concat_dim: int,
+        *,
+        preprocessor: Any = None,
+        postprocessor: Any = None,
     ) -> None:
         super().__init__()
         self.ops = ops
@@ -192,15 +324,14 @@ class FrozenCell(_CellForward):
         self.num_predecessors = num_predecessors
         self.merge_op = merge_op
         self.concat_dim = concat_dim
+        self._set_processors(preprocessor, postprocessor)
+        nodes = range(num_predecessors, num_predecessors + len(ops))
+        used = {i for node in self.inputs_used() for chosen in node for i in chosen}
+        self.output_node_indices = [i for i in nodes if merge_op == "all" or i not in used]
 
     def inputs_used(self) -> list[list[list[int]]]:
         """For each node, for each op slot, the index list of the tensor it reads."""
         return [[list(ic.chosen) for ic in node] for node in self.inputs]  # type: ignore[union-attr]
-
-    def _loose_ends(self) -> list[int]:
-        used = {i for node in self.inputs_used() for chosen in node for i in chosen}
-        n = self.num_predecessors + len(self.ops)
-        return [i for i in range(self.num_predecessors, n) if i not in used]
 
 
 # --------------------------------------------------------------------------------------------- NAS-Bench-201
@@ -211,7 +342,8 @@ class NasBench201Cell(Mutable):
 
     Node ``t`` is the sum over ``j < t`` of ``op_{j,t}(node_j)``; the edge decision is labelled
     ``"{label}/{j}_{t}"`` (the keys NAS-Bench-201 queries use). ``op_candidates`` maps op names to factories
-    ``fn(in_features, out_features)``; edges leaving the input node get ``in_features``.
+    ``fn(in_features, out_features)``, or is a list of them (named ``"0"``, ``"1"``, ...); edges leaving the
+    input node get ``in_features``.
 
     Example:
         >>> import torch
@@ -225,7 +357,8 @@ class NasBench201Cell(Mutable):
 
     def __init__(
         self,
-        op_candidates: Mapping[str, Callable[[int, int], nn.Module]],
+        op_candidates: Mapping[str, Callable[[int, int], nn.Module]]
+        | Sequence[Callable[[int, int], nn.Module]],
         in_features: int,
         out_features: int,
         num_tensors: int = 4,
@@ -233,10 +366,7 @@ class NasBench201Cell(Mutable):
     ) -> None:
         super().__init__()
         self.label = _make_label(label, "nasbench201cell")
-        if not isinstance(op_candidates, Mapping) or not op_candidates:
-            raise ArchitectureError(
-                self.label, f"op_candidates must be a non-empty dict name -> factory, got {op_candidates!r}"
-            )
+        op_candidates = _named_factories(self.label, op_candidates)
         if not isinstance(num_tensors, int) or num_tensors < 2:
             raise ArchitectureError(self.label, f"num_tensors must be an int >= 2, got {num_tensors!r}")
         self.num_tensors = num_tensors
@@ -304,7 +434,7 @@ class NasBench101Cell(Mutable):
     """The NAS-Bench-101 cell: a DAG of up to ``max_num_nodes`` nodes with at most ``max_num_edges`` edges.
 
     Decisions: ``"{label}/num_nodes"`` (2..max), ``"{label}/op{i}"`` for the inner nodes 1..max-2 (names of
-    ``op_candidates``) and ``"{label}/input{i}"`` for nodes 1..max-1 (a non-empty subset of the earlier nodes).
+    ``op_candidates``: a dict name -> ``fn(channels)``, or a list of such factories named ``"0"``, ``"1"``, ...) and ``"{label}/input{i}"`` for nodes 1..max-1 (a non-empty subset of the earlier nodes).
     With ``num_nodes = n`` the output is node ``n - 1`` and reads ``input{n-1}``; decisions of nodes beyond it
     are ignored. Architectures with more than ``max_num_edges`` edges of live nodes are rejected
     (:func:`~nni_pl.nas.random_arch` of a space skips them). Inner nodes have ``out_features`` channels, edges
@@ -322,7 +452,7 @@ class NasBench101Cell(Mutable):
 
     def __init__(
         self,
-        op_candidates: Mapping[str, Callable[[int], nn.Module]],
+        op_candidates: Mapping[str, Callable[[int], nn.Module]] | Sequence[Callable[[int], nn.Module]],
         in_features: int,
         out_features: int,
         projection: Callable[[int, int], nn.Module],
@@ -332,10 +462,7 @@ class NasBench101Cell(Mutable):
     ) -> None:
         super().__init__()
         self.label = _make_label(label, "nasbench101cell")
-        if not isinstance(op_candidates, Mapping) or not op_candidates:
-            raise ArchitectureError(
-                self.label, f"op_candidates must be a non-empty dict name -> factory, got {op_candidates!r}"
-            )
+        op_candidates = _named_factories(self.label, op_candidates)
         if not isinstance(max_num_nodes, int) or max_num_nodes < 2:
             raise ArchitectureError(self.label, f"max_num_nodes must be an int >= 2, got {max_num_nodes!r}")
         if not isinstance(max_num_edges, int) or max_num_edges < 1:
