@@ -448,3 +448,66 @@ def test_pruners_lightning_evaluator_datamodule_and_errors() -> None:
         Evaluator.from_function("train")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="from_lightning"):
         Evaluator()
+
+
+class _GroupedBranches(nn.Module):
+    """a feeds a grouped conv b (4 groups) and a plain conv c; b and c are added (issue 16), then read by d
+    (the model's output channels are never removed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 16, 3)
+        self.b = nn.Conv2d(16, 32, 3, groups=4)
+        self.c = nn.Conv2d(16, 32, 3)
+        self.d = nn.Conv2d(32, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        return self.d(self.b(y) + self.c(y))
+
+
+@pytest.mark.parametrize("label", ["l1", "l2", "fpgm", "taylor"])
+def test_pruners_dependency_aware_grouped_conv_coupled_masks_per_group_and_speedup_shrinks(
+    label: str,
+) -> None:
+    from nni_pl.compression.speedup import ModelSpeedup
+
+    make = {
+        "l1": L1NormPruner,
+        "l2": L2NormPruner,
+        "fpgm": FPGMPruner,
+        "taylor": lambda m, c, **kw: TaylorFOWeightPruner(
+            m, c, _grouped_evaluator(), training_batches=2, **kw
+        ),
+    }[label]
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = _GroupedBranches()
+        x = torch.randn(2, 1, 12, 12)
+        _, masks = make(
+            model, [{"sparsity": 0.75, "op_names": ["a", "b", "c"]}], mode="dependency_aware", dummy_input=x
+        ).compress()
+        ka, kb, kc = (_channels_kept(masks[n]["weight"]) for n in "abc")
+        # a's output feeds b's 4 groups of 4 input channels; b's output has 4 groups of 8
+        assert ka.view(4, 4).sum(dim=1).tolist() == [1, 1, 1, 1], seed
+        assert kb.view(4, 8).sum(dim=1).tolist() == [2, 2, 2, 2], seed
+        assert torch.equal(kb, kc), seed
+        sp = ModelSpeedup(model, x, masks)
+        sp.speedup_model()
+        assert (model.a.out_channels, model.b.out_channels, model.c.out_channels) == (4, 8, 8), seed
+        assert (model.b.in_channels, model.b.groups, model.c.in_channels, model.d.in_channels) == (4, 4, 4, 8)
+        assert sp.report.blocked == [], seed
+
+
+def _grouped_evaluator() -> Any:
+    def train_fn(model: nn.Module, optimizer_step_hook: Callable[[], None], max_steps: int | None) -> None:
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.randn(8, 1, 12, 12, generator=g), torch.randn(8, 2, 8, 8, generator=g)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        for _ in range(max_steps or 2):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            optimizer_step_hook()
+            opt.step()
+
+    return Evaluator.from_function(train_fn)

@@ -406,3 +406,30 @@ def test_speedup_hard_coded_view_keeps_channels_and_says_why() -> None:
     sp = check(net, X, masks)
     assert net.conv1.out_channels == 4 and net.conv2.out_channels == 4
     assert any("hard-coded" in r for _, r, _ in sp.report.unsupported)
+
+
+def test_speedup_reports_masked_channels_it_keeps_with_the_blocking_layer() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 1)
+            self.b = nn.Conv2d(8, 8, 1, groups=2)
+            self.c = nn.Conv2d(8, 8, 1)
+            self.d = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.a(x))
+            return self.d(torch.relu(self.b(y) + self.c(y)))
+
+    net = Net()
+    wa = torch.ones(8, 3, 1, 1)
+    wa[[0, 1, 2]] = 0  # group 0 of b's input loses 3, group 1 none: nothing can go
+    wb = torch.ones(8, 4, 1, 1)
+    wb[[0, 4]] = 0  # one per group, but c keeps them
+    masks = {"a": {"weight": wa, "bias": wa[:, 0, 0, 0]}, "b": {"weight": wb, "bias": wb[:, 0, 0, 0]}}
+    sp = check(net, X, masks, shrinks=False)
+    assert net.a.out_channels == 8 and net.b.out_channels == 8
+    blocked = {layer: (n, by) for layer, n, by in sp.report.blocked}
+    assert blocked["a"][0] == 3 and "b" in blocked["a"][1] and "groups" in blocked["a"][1]
+    assert blocked["b"][0] == 2 and "c" in blocked["b"][1]
+    assert "keeps 3 masked channel(s) of a" in str(sp.report)

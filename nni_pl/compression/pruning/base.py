@@ -7,10 +7,13 @@ channel for structured pruners, a single weight for fine-grained ones). The base
    of all units of the entry's layers (scores must then be comparable across layers) capped by
    ``max_sparsity_per_layer``;
 2. which units: the lowest scores of the layer; in ``mode="dependency_aware"`` (structured pruners, with
-   ``dummy_input``) layers whose output channels are coupled (residual additions, grouped convolutions: the
-   groups of ``nni_pl.compression.speedup.dependency.channel_groups``) lose the same channels, chosen by their
+   ``dummy_input``) layers whose output channels are coupled (residual additions, depthwise convolutions: the
+   sets of ``nni_pl.compression.speedup.dependency.channel_sets``) lose the same channels, chosen by their
    summed scores, as many as the least-pruned member asks; members that ask for more then lose extra channels of
-   their own. A grouped convolution loses the same number of channels in each group.
+   their own. Channels that a grouped convolution reads or writes are chosen group by group, the same number
+   in each group (NNI: "grouped convs pruned equally per group"), for every layer of the set: a layer whose
+   count (``round(sparsity * channels)``) is a multiple of the groups can then be shrunk by speed-up by exactly
+   that count; the remainder is spread one per group and stays masked (speed-up reports it).
 
 Example:
     >>> import torch
@@ -23,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import heapq
 import importlib
 import logging
 import math
@@ -42,16 +46,42 @@ __all__ = ["Pruner"]
 logger = logging.getLogger(__name__)
 
 
-def _channel_groups(model: nn.Module, dummy_input: Any) -> list[list[str]]:
+def _channel_sets(model: nn.Module, dummy_input: Any) -> list[Any]:
     try:
         dependency = importlib.import_module("nni_pl.compression.speedup.dependency")
-        channel_groups = dependency.channel_groups
+        channel_sets = dependency.channel_sets
     except (ImportError, AttributeError) as e:
         raise NniPlError(
-            "mode='dependency_aware' needs nni_pl.compression.speedup.dependency.channel_groups, which is not "
+            "mode='dependency_aware' needs nni_pl.compression.speedup.dependency.channel_sets, which is not "
             f"available in this installation ({e}); use mode='normal'"
         ) from e
-    return [list(g) for g in channel_groups(model, dummy_input)]
+    return list(channel_sets(model, dummy_input))
+
+
+def _pick_balanced(score: torch.Tensor, chunks: int, k: int, already: torch.Tensor) -> torch.Tensor:
+    """``already`` plus the lowest-scored units until ``k`` are picked, spread over ``chunks`` equal blocks as
+    evenly as possible (a block with fewer picks goes first; ties: the lower next score); each block keeps one."""
+    n = score.numel()
+    per = n // chunks
+    out = already.clone()
+    need = k - int(already.sum())
+    queues: list[list[int]] = []
+    heap: list[tuple[int, float, int, int]] = []
+    for j in range(chunks):
+        idx = torch.arange(j * per, (j + 1) * per)
+        free = idx[~already[idx]]
+        queues.append(free[torch.argsort(score[free], stable=True)].tolist())
+        count = per - free.numel()
+        if queues[j] and count < per - 1:
+            heapq.heappush(heap, (count, float(score[queues[j][0]]), j, 0))
+    while need > 0 and heap:
+        count, _, j, pos = heapq.heappop(heap)
+        out[queues[j][pos]] = True
+        need -= 1
+        count, pos = count + 1, pos + 1
+        if pos < len(queues[j]) and count < per - 1:
+            heapq.heappush(heap, (count, float(score[queues[j][pos]]), j, pos))
+    return out
 
 
 def _finite_max(s: torch.Tensor) -> torch.Tensor:
@@ -262,30 +292,11 @@ class Pruner:
 
     def _masks_from_scores(self, scores: Mapping[str, torch.Tensor]) -> Masks:
         counts = self._counts(scores)
-        by_name = {t.name: t for t in self.targets}
         keep: dict[str, torch.Tensor] = {}
         done: set[str] = set()
         if self.mode == "dependency_aware" and self.structured:
-            for group in _channel_groups(self.model, self.dummy_input):
-                members = [n for n in group if n in by_name and n not in done]
-                sizes = {scores[n].numel() for n in members}
-                if len(members) < 2 or len(sizes) != 1:
-                    continue
-                joint = sum(
-                    scores[n].detach().float().cpu() / (_finite_max(scores[n]) + 1e-12) for n in members
-                )
-                common = min(counts[n] for n in members)
-                pruned_common = torch.argsort(joint, stable=True)[:common]
-                for n in members:
-                    mask = torch.ones(scores[n].numel())
-                    mask[pruned_common] = 0
-                    extra = counts[n] - common
-                    if extra > 0:
-                        own = scores[n].detach().float().cpu().clone()
-                        own[pruned_common] = float("inf")
-                        mask[torch.argsort(own, stable=True)[:extra]] = 0
-                    keep[n] = mask
-                    done.add(n)
+            keep.update(self._coupled_keep(scores, counts))
+            done.update(keep)
         for t in self.targets:
             if t.name in done:
                 continue
@@ -304,6 +315,41 @@ class Pruner:
                 entry["weight"] = m.view_as(weight).contiguous()
             masks[t.name] = {k: v.to(device=weight.device, dtype=weight.dtype) for k, v in entry.items()}
         return masks
+
+    def _coupled_keep(
+        self, scores: Mapping[str, torch.Tensor], counts: Mapping[str, int]
+    ) -> dict[str, torch.Tensor]:
+        """Keep masks of the layers in channel sets (``mode="dependency_aware"``), chosen set by set.
+
+        In a set, every member loses the channels the set's summed (per layer normalised) scores rank lowest, as
+        many as the least-pruned member asks; a member that asks for more loses extra channels by its own scores.
+        Both are spread evenly over the set's chunks (grouped convolutions), so when a layer's count is a multiple
+        of the chunks every chunk loses the same number and speed-up removes all of them.
+        """
+        by_name = {t.name: t for t in self.targets}
+        pruned: dict[str, torch.Tensor] = {}
+        for cs in _channel_sets(self.model, self.dummy_input):
+            members = [
+                (n, off)
+                for n, off in cs.members
+                if n in by_name and off + cs.size <= self._n_units(by_name[n])
+            ]
+            if not members or cs.size % cs.chunks:
+                continue
+            want, local = {}, {}
+            for n, off in members:
+                total = self._n_units(by_name[n])
+                want[n, off] = counts[n] if cs.size == total else round(counts[n] * cs.size / total)
+                local[n, off] = scores[n].detach().float().cpu().flatten()[off : off + cs.size]
+            joint = sum(s / (_finite_max(s) + 1e-12) for s in local.values())
+            shared = _pick_balanced(
+                joint, cs.chunks, min(want.values()), torch.zeros(cs.size, dtype=torch.bool)
+            )
+            for (n, off), s in local.items():
+                own = _pick_balanced(s, cs.chunks, want[n, off], shared)
+                p = pruned.setdefault(n, torch.zeros(self._n_units(by_name[n]), dtype=torch.bool))
+                p[off : off + cs.size] |= own
+        return {n: (~p).float() for n, p in pruned.items()}
 
     def _lowest_out(self, t: LayerTarget, s: torch.Tensor, k: int) -> torch.Tensor:
         flat = s.flatten()

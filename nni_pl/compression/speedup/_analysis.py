@@ -64,9 +64,9 @@ class Space:
     pins: list[str] = field(default_factory=list)
     parent: int = -1
     derived: bool = False  # the output of an unsupported op (already reported)
-    # (offset, length, groups): channels [offset, offset + length) feed or leave a grouped conv, so every
-    # one of the ``groups`` equal chunks must lose the same number of channels.
-    grouped: list[tuple[int, int, int]] = field(default_factory=list)
+    # (offset, length, groups, layer): channels [offset, offset + length) feed or leave the grouped conv
+    # ``layer``, so every one of the ``groups`` equal chunks must lose the same number of channels.
+    grouped: list[tuple[int, int, int, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -222,6 +222,24 @@ class ChannelAnalysis:
                     by_root[i] = names
         return sorted(by_root.values(), key=lambda g: self._order.get(g[0], 0))
 
+    def channel_sets(self) -> list[tuple[int, list[tuple[str, int]], int]]:
+        """Every channel space as ``(size, [(module, offset)], chunks)``: the Conv/Linear/norm layers whose output
+        channels ``offset .. offset + size`` it is, and into how many equal chunks grouped convolutions cut it
+        (each chunk must lose as many channels as the others for speed-up to remove any)."""
+        out = []
+        for sp in self.spaces:
+            if sp.parent >= 0:
+                continue
+            members = list(dict.fromkeys((name, off) for name, off, _role in sp.members))
+            if not members:
+                continue
+            chunks = 1
+            for _off, length, groups, _layer in sp.grouped:
+                if length == sp.size:
+                    chunks = math.lcm(chunks, groups)
+            out.append((sp.size, members, chunks))
+        return out
+
     def blocked_layers(self, spaces: list[int]) -> list[str]:
         names: dict[str, None] = {}
         for s in spaces:
@@ -288,9 +306,9 @@ class ChannelAnalysis:
                     self._pin(inp, f"{name}: a grouped conv reading concatenated channels")
                 else:
                     r = self.find(inp.segs[0])
-                    self.spaces[r].grouped.append((0, self.spaces[r].size, m.groups))
+                    self.spaces[r].grouped.append((0, self.spaces[r].size, m.groups, name))
             sid = self._new(m.out_channels, (name, 0, "producer"))
-            self.spaces[sid].grouped.append((0, m.out_channels, m.groups))
+            self.spaces[sid].grouped.append((0, m.out_channels, m.groups, name))
             out = ChanInfo(1, (sid,))
             self.layers[name] = LayerIO("grouped", inp, out)
             return out

@@ -46,6 +46,9 @@ class SpeedupReport:
         replaced: module name -> ``"Conv2d(64->32, 64->32)"`` style before/after channel counts.
         unsupported: ``(op, reason, blocked layers)`` for every op that kept channels.
         opaque: user modules that torch.fx could not trace (kept as one call each).
+        blocked: ``(layer, n, why)``: ``n`` channels the masks prune in ``layer`` that speed-up keeps, and why
+            (the coupled layer that keeps them, the grouped conv whose groups would become unequal, the op that
+            pins them).
         unreached: layers with parameters the dummy input never reached (e.g. inception's auxiliary head
             in eval mode); they keep their shapes, so such a path may no longer fit after speed-up.
         params_before / params_after: parameter counts.
@@ -54,6 +57,7 @@ class SpeedupReport:
     replaced: dict[str, str] = field(default_factory=dict)
     unsupported: list[tuple[str, str, list[str]]] = field(default_factory=list)
     opaque: list[str] = field(default_factory=list)
+    blocked: list[tuple[str, int, str]] = field(default_factory=list)
     unreached: list[str] = field(default_factory=list)
     params_before: int = 0
     params_after: int = 0
@@ -65,6 +69,7 @@ class SpeedupReport:
         lines += [f"  {name}: {what}" for name, what in self.replaced.items()]
         for op, reason, blocked in self.unsupported:
             lines.append(f"  unsupported {op}: {reason}; keeps channels of {', '.join(blocked) or '-'}")
+        lines += [f"  keeps {n} masked channel(s) of {layer}: {why}" for layer, n, why in self.blocked]
         lines += [f"  not traceable, kept as one call: {name}" for name in self.opaque]
         if self.unreached:
             lines.append(f"  not reached by the dummy input (unchanged): {', '.join(self.unreached)}")
@@ -256,9 +261,10 @@ class ModelSpeedup:
         sp = a.spaces[root]
         producers = [(n, off, role) for n, off, role in sp.members if role in ("producer", "depthwise")]
         has_source = any(role == "producer" for _, _, role in producers)
-        if sp.pins or not producers:
+        if not producers:
             return None
         empty = torch.ones(sp.size, dtype=torch.bool)
+        own: dict[str, torch.Tensor] = {}  # each producer's empty channels, for the report
         for name, off, role in producers:
             m = modules[name]
             mask = self.masks.get(name, {}).get("weight")
@@ -272,15 +278,40 @@ class ModelSpeedup:
             if role == "depthwise" and has_source:
                 # An empty input channel stays empty through a depthwise conv without bias there.
                 e |= torch.ones_like(e) if m.bias is None else (m.bias.detach() == 0).cpu()
+            else:
+                own[name] = own.get(name, torch.zeros(sp.size, dtype=torch.bool)) | e[off : off + sp.size]
             empty &= e[off : off + sp.size]
+        if sp.pins:
+            self._report_blocked(own, torch.zeros_like(empty), lambda _c: sp.pins[0])
+            return None
         if sp.grouped:
             empty = _equal_per_group(empty, sp.grouped)
+
+        def blockers(channels: torch.Tensor) -> str:
+            coupled = [n for n, e in own.items() if not e[channels].all()]
+            if coupled:
+                return f"coupled with {', '.join(coupled)}, which keeps them"
+            grouped = list(dict.fromkeys(layer for *_, layer in sp.grouped))
+            return (
+                f"grouped conv {', '.join(grouped)} needs the same number of channels removed from all groups"
+            )
+
+        spared = torch.zeros_like(empty)
+        if empty.all():  # a layer needs at least one channel; the kept one is all zero anyway
+            empty = empty.clone()
+            empty[0] = False
+            spared[0] = True
+        self._report_blocked(own, empty | spared, blockers)
         if not empty.any():
             return None
-        kept = (~empty).nonzero().flatten()
-        if kept.numel() == 0:  # a layer needs at least one channel; the kept one is all zero anyway
-            kept = torch.zeros(1, dtype=torch.long)
-        return kept
+        return (~empty).nonzero().flatten()
+
+    def _report_blocked(self, own: dict[str, torch.Tensor], removed: torch.Tensor, reason: Any) -> None:
+        """Record, per layer, the masked (empty) channels that are kept anyway and the layer that keeps them."""
+        for name, e in own.items():
+            kept = e & ~removed
+            if kept.any():
+                self.report.blocked.append((name, int(kept.sum()), reason(kept)))
 
     def _zero_removed(
         self, a: ChannelAnalysis, keep: dict[int, torch.Tensor | None], modules: dict[str, nn.Module]
@@ -383,12 +414,12 @@ class ModelSpeedup:
         return new
 
 
-def _equal_per_group(empty: torch.Tensor, grouped: list[tuple[int, int, int]]) -> torch.Tensor:
+def _equal_per_group(empty: torch.Tensor, grouped: list[tuple[int, int, int, str]]) -> torch.Tensor:
     """Un-remove channels until each grouped conv's groups lose equally many (the first ones removed)."""
     empty = empty.clone()
     for _ in range(len(grouped) + 1):
         changed = False
-        for off, length, groups in grouped:
+        for off, length, groups, _layer in grouped:
             chunks = empty[off : off + length].view(groups, -1)
             if chunks.shape[1] == 0:
                 continue
