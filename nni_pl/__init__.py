@@ -14,6 +14,7 @@ Importing this package is cheap on purpose: it never imports torch, lightning or
 """
 
 from nni_pl.errors import NoMoreTrialError
+from nni_pl.serialization import dump, load, trace
 from nni_pl.trial import (
     get_current_parameter,
     get_experiment_id,
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "NoMoreTrialError",
     "__version__",
+    "dump",
     "get_current_parameter",
     "get_experiment_id",
     "get_next_parameter",
@@ -39,7 +41,9 @@ __all__ = [
     "get_sequence_id",
     "get_trial_budget",
     "get_trial_id",
+    "load",
     "report_final_result",
     "report_intermediate_result",
     "should_stop",
+    "trace",
 ]

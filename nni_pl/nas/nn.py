@@ -57,6 +57,8 @@ def basic_unit(cls: _M) -> _M:
 
     The module is built with the first value of every choice; ``freeze_module`` rebuilds it as ``cls`` with the
     chosen values. The returned class keeps ``cls``'s name and module so it pickles and imports like ``cls``.
+    Its instances record their arguments as :func:`nni_pl.trace` does (NNI 2.5 decorates the LightningModule
+    of ``pl.Lightning`` with ``@basic_unit``), so :func:`nni_pl.dump` can send them to a trial.
 
     Example:
         >>> import torch
@@ -84,6 +86,8 @@ def basic_unit(cls: _M) -> _M:
                     f"rebuild a {name}; decorate {name} with nni_pl.nas.basic_unit"
                 )
             object.__setattr__(self, "_nas_init", (args, kwargs) if leaves else None)
+            if type(self).__dict__.get("_nas_base") is cls:  # NNI 2.5: @basic_unit also makes it traceable
+                self.__dict__["_nni_pl_trace"] = (type(self), args, kwargs)
         for leaf in leaves:
             register_label(leaf.label, "ValueChoice", leaf.candidates)
         cls.__init__(self, *resolve(list(args), None), **resolve(kwargs, None))
@@ -109,6 +113,7 @@ def basic_unit(cls: _M) -> _M:
         "_nas_leaves": _nas_leaves,
         "_nas_rebuild": _nas_rebuild,
         "_nas_base": cls,
+        "_nni_pl_traced_base": cls,  # nni_pl.trace leaves it as it is; dump finds it by cls's import path
         "freeze": freeze,
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,

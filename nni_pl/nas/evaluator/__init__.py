@@ -1,5 +1,7 @@
 """Evaluators score one model inside a trial: :class:`FunctionalEvaluator`, :class:`Classification`,
-:class:`Regression` and :class:`Lightning`; subclass :class:`Evaluator` for your own.
+:class:`Regression` and :class:`Lightning`; subclass :class:`Evaluator` for your own. ``Trainer``,
+``DataLoader`` and ``LightningModule`` are NNI's ``pl.*`` names for its ``pl.Lightning`` form
+(``import nni_pl.nas.evaluator as pl``).
 
 Example:
     >>> from nni_pl.nas.evaluator import Classification
@@ -20,16 +22,27 @@ from nni_pl.nas.evaluator._base import (
     resolve_factory,
 )
 from nni_pl.nas.evaluator.functional import FunctionalEvaluator
-from nni_pl.nas.evaluator.lightning import Classification, Lightning, Regression, SupervisedModule
+from nni_pl.nas.evaluator.lightning import (
+    Classification,
+    DataLoader,
+    Lightning,
+    LightningModule,
+    Regression,
+    SupervisedModule,
+    Trainer,
+)
 
 __all__ = [
     "Classification",
+    "DataLoader",
     "Evaluator",
     "EvaluatorError",
     "FunctionalEvaluator",
     "Lightning",
+    "LightningModule",
     "Regression",
     "SupervisedModule",
+    "Trainer",
     "config_search_space",
     "freeze_config",
     "import_object",

@@ -3,7 +3,8 @@
 An evaluator is a plain object with ``evaluate(model) -> metric``; it reports through the trial SDK
 (:func:`nni_pl.report_intermediate_result`, :func:`nni_pl.report_final_result`). It reaches a trial process
 as ``to_config()`` -> ``{"class": "module:Qual", "kwargs": {...}}``, rebuilt there by :meth:`Evaluator.from_config`:
-classes and functions travel as import paths, data as import paths of factories, values as JSON.
+classes and functions travel as import paths, data as import paths of factories, values as JSON, and objects
+built by an :func:`nni_pl.trace`'d class (NNI's ``pl.DataLoader(...)``, ``pl.Trainer(...)``) by their arguments.
 
 An argument may itself be a choice: a :class:`nni_pl.nas.ValueChoice` (or arithmetic on choices) or an
 ``nni_pl.space`` spec such as ``{"_type": "loguniform", "_value": [1e-4, 1e-1]}``. Such arguments join the
@@ -22,6 +23,13 @@ from typing import Any
 
 from nni_pl._imports import import_object  # re-exported: the evaluator's public name for it
 from nni_pl.errors import ConfigError, NniPlError
+from nni_pl.serialization import (
+    SerializationError,
+    from_jsonable,
+    is_serialized_form,
+    is_traced,
+    to_jsonable,
+)
 
 __all__ = [
     "Evaluator",
@@ -109,6 +117,11 @@ def _encode(value: Any, path: str) -> Any:
         return [_encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
     if inspect.isclass(value) or inspect.isfunction(value) or inspect.isbuiltin(value):
         return {_IMPORT: import_path_of(value, path)}
+    if is_traced(value):  # NNI's form: pl.DataLoader(...), pl.Trainer(...) travel by their arguments
+        try:
+            return to_jsonable(value, path)
+        except SerializationError as e:
+            raise EvaluatorError(f"evaluator argument {e}") from e
     raise EvaluatorError(
         f"evaluator argument {path!r}: a {type(value).__name__} cannot travel to a trial process; "
         "give JSON values, module-level classes/functions, or data as the import path of a factory "
@@ -118,6 +131,8 @@ def _encode(value: Any, path: str) -> Any:
 
 def _decode(value: Any, path: str) -> Any:
     if isinstance(value, Mapping):
+        if is_serialized_form(value) and set(value) != {_IMPORT}:
+            return from_jsonable(value, path)
         if set(value) == {_IMPORT}:
             return import_object(value[_IMPORT], path)
         return {k: _decode(v, f"{path}.{k}") for k, v in value.items()}

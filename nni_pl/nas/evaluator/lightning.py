@@ -3,6 +3,12 @@
 Each trains the model with a Lightning ``Trainer`` that carries an :class:`~nni_pl.callbacks.NNICallback`:
 the monitored validation metric is reported as an intermediate result after every validation epoch and as
 the final result when ``fit`` ends (an assessor can stop the trial early).
+
+NNI 2.x's form works too (``import nni_pl.nas.evaluator as pl``): ``pl.Lightning(MyModule(), pl.Trainer(max_epochs=3),
+train_dataloader=pl.DataLoader(dataset, batch_size=64), val_dataloaders=pl.DataLoader(...))``, where
+:data:`Trainer` and :data:`DataLoader` are the Lightning/torch classes wrapped by :func:`nni_pl.trace` and
+``MyModule`` subclasses :class:`LightningModule` and is decorated with ``@nni_pl.trace`` (or NNI 2.5's
+``@basic_unit``), so that all of them are rebuilt from their arguments in the trial process.
 """
 
 from __future__ import annotations
@@ -20,8 +26,39 @@ from torch import nn
 from nni_pl._lightning import quiet_trainer_kwargs
 from nni_pl.errors import ConfigError
 from nni_pl.nas.evaluator._base import Evaluator, EvaluatorError, import_object, is_choice, resolve_factory
+from nni_pl.serialization import is_traced, trace, trace_copy, trace_info
 
-__all__ = ["Classification", "Lightning", "Regression", "SupervisedModule"]
+__all__ = [
+    "Classification",
+    "DataLoader",
+    "Lightning",
+    "LightningModule",
+    "Regression",
+    "SupervisedModule",
+    "Trainer",
+]
+
+#: ``lightning.pytorch.Trainer`` that records its arguments (NNI's ``pl.Trainer``), so it can be rebuilt in a trial.
+Trainer = trace(pl.Trainer)
+#: ``torch.utils.data.DataLoader`` that records its arguments (NNI's ``pl.DataLoader``); trace the dataset class
+#: too (``nni_pl.trace(MyDataset)(...)``), or it is pickled.
+DataLoader = trace(torch.utils.data.DataLoader)
+
+
+class LightningModule(pl.LightningModule):
+    """Base class of the LightningModule of NNI's ``pl.Lightning`` evaluator: the model arrives by :meth:`set_model`.
+
+    Write ``training_step`` and friends against ``self.model``; report with ``nni_pl.report_intermediate_result``
+    and ``nni_pl.report_final_result`` (or give the evaluator ``monitor=`` and let it report). Decorate the
+    subclass with ``@nni_pl.trace`` so the evaluator can rebuild it in a trial.
+    """
+
+    model: nn.Module
+
+    def set_model(self, model: nn.Module | Callable[[], nn.Module]) -> None:
+        """Set the model to train (a module, or a class/factory called with no arguments)."""
+        self.model = model if isinstance(model, nn.Module) else model()
+
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +87,17 @@ def _trainer_kwargs(given: Mapping[str, Any] | None, extra: Mapping[str, Any], f
             "callbacks cannot travel to a trial process; subclass the evaluator and add them in trainer()",
         )
     return kwargs
+
+
+def _single_alias(train_dataloaders: Any, more: dict[str, Any], name: str) -> Any:
+    """NNI 2.x spells it ``train_dataloader``; take it out of the Trainer keywords."""
+    if "train_dataloader" not in more:
+        return train_dataloaders
+    if train_dataloaders is not None:
+        raise ConfigError(
+            f"{name}.train_dataloader", "given together with train_dataloaders; give one of them"
+        )
+    return more.pop("train_dataloader")
 
 
 class _LightningBase(Evaluator):
@@ -190,6 +238,7 @@ class _Supervised(_LightningBase):
         **more_trainer_kwargs: Any,
     ) -> None:
         name = type(self).__name__
+        train_dataloaders = _single_alias(train_dataloaders, more_trainer_kwargs, name)
         trainer = _trainer_kwargs(trainer_kwargs, more_trainer_kwargs, name)
         super().__init__(
             criterion=criterion,
@@ -294,18 +343,31 @@ class Regression(_Supervised):
 
 
 class Lightning(_LightningBase):
-    """Evaluate with any LightningModule (NNI's ``pl.Lightning``).
+    """Evaluate with any LightningModule (NNI's ``pl.Lightning``), in one of two forms.
 
-    ``module`` builds the LightningModule around the model: a class (or import path, or factory
-    function) called as ``module(model, **module_kwargs)``. The module logs ``monitor`` (e.g. with
-    ``self.log("val_acc", acc)``), which is reported per validation epoch and, at the end of ``fit``, as
-    the final result (``final``: the ``"last"`` or the ``"best"`` value).
+    nni-pl's form: ``module`` builds the LightningModule around the model: a class (or import path, or factory
+    function) called as ``module(model, **module_kwargs)``; the Trainer is built from ``trainer_kwargs``.
+
+    NNI 2.x's form: ``Lightning(MyModule(...), Trainer(max_epochs=3), train_dataloader=DataLoader(...),
+    val_dataloaders=DataLoader(...))`` with a :class:`LightningModule` instance (its ``set_model`` receives the
+    model) and a :data:`Trainer`. The module, trainer and data loaders travel to a trial by their constructor
+    arguments, so the module's class must be decorated with ``@nni_pl.trace`` (or ``@basic_unit``) and the trainer
+    and loaders built with :data:`Trainer` / :data:`DataLoader` (or other ``nni_pl.trace``'d classes); every
+    evaluation builds a fresh module and trainer from those arguments. Lambdas, local classes and objects that
+    neither are traced nor pickle cannot travel (the error names the argument).
+
+    Reporting: with ``monitor`` the logged metric is reported per validation epoch and, at the end of ``fit``, as
+    the final result (``final``: the ``"last"`` or the ``"best"`` value). nni-pl's form monitors ``"val_loss"`` by
+    default; in NNI's form the module reports itself (``nni_pl.report_final_result`` in ``teardown``) unless
+    ``monitor`` is given.
 
     Args:
-        module: the LightningModule class/factory (or its import path).
-        module_kwargs: JSON-able arguments for it (may hold choices).
-        trainer_kwargs: ``lightning.Trainer`` arguments.
-        train_dataloaders, val_dataloaders: DataLoaders or data factories (see :class:`Classification`).
+        module: the LightningModule class/factory (or its import path), or (NNI's form) a LightningModule.
+        trainer: (NNI's form) a :data:`Trainer`; the Trainer's ``callbacks`` are kept and the reporting one added.
+        module_kwargs: JSON-able arguments for ``module`` (may hold choices); nni-pl's form only.
+        trainer_kwargs: ``lightning.Trainer`` arguments (nni-pl's form, or NNI's form without ``trainer``).
+        train_dataloaders, val_dataloaders: DataLoaders or data factories (see :class:`Classification`);
+            ``train_dataloader`` is NNI's spelling.
         datamodule: a LightningDataModule factory (import path), instead of the dataloaders.
         monitor: the logged metric to report.
         mode: ``"max"`` or ``"min"``: which value is best.
@@ -315,21 +377,32 @@ class Lightning(_LightningBase):
     def __init__(
         self,
         module: Any,
+        trainer: Any = None,
         *,
         module_kwargs: Mapping[str, Any] | None = None,
         trainer_kwargs: Mapping[str, Any] | None = None,
         train_dataloaders: Any = None,
         val_dataloaders: Any = None,
         datamodule: Any = None,
-        monitor: str = "val_loss",
+        monitor: str | None = None,
         mode: str = "min",
         final: str = "last",
+        train_dataloader: Any = None,
     ) -> None:
-        trainer = _trainer_kwargs(trainer_kwargs, {}, "Lightning")
-        super().__init__(
-            module=module,
+        if train_dataloader is not None:
+            if train_dataloaders is not None:
+                raise ConfigError(
+                    "Lightning.train_dataloader", "given together with train_dataloaders; give one of them"
+                )
+            train_dataloaders = train_dataloader
+        nni_form = isinstance(module, pl.LightningModule)
+        trainer_kw = _trainer_kwargs(trainer_kwargs, {}, "Lightning")
+        recorded: dict[str, Any] = {"module": module}
+        if trainer is not None:
+            recorded["trainer"] = trainer
+        recorded.update(
             module_kwargs=dict(module_kwargs or {}),
-            trainer_kwargs=trainer,
+            trainer_kwargs=trainer_kw,
             train_dataloaders=train_dataloaders,
             val_dataloaders=val_dataloaders,
             datamodule=datamodule,
@@ -337,33 +410,75 @@ class Lightning(_LightningBase):
             mode=mode,
             final=final,
         )
+        super().__init__(**recorded)
         if mode not in ("max", "min"):
             raise ConfigError("Lightning.mode", f"must be 'max' or 'min', got {mode!r}")
         if final not in ("last", "best"):
             raise ConfigError("Lightning.final", f"must be 'last' or 'best', got {final!r}")
         if train_dataloaders is None and datamodule is None:
             raise ConfigError("Lightning.train_dataloaders", "give train_dataloaders or a datamodule factory")
-        self.module = _class(module, "Lightning.module")
-        if not callable(self.module):
-            raise ConfigError(
-                "Lightning.module", f"must be a LightningModule class or factory, got {module!r}"
-            )
+        if nni_form:
+            _check_nni_form(module, trainer, module_kwargs, trainer_kw)
+            self.module: Any = module
+        else:
+            if trainer is not None:
+                raise ConfigError(
+                    "Lightning.trainer",
+                    "a Trainer goes with a LightningModule instance (NNI's form); with a module class or factory "
+                    "give trainer_kwargs",
+                )
+            self.module = _class(module, "Lightning.module")
+            if not callable(self.module):
+                raise ConfigError(
+                    "Lightning.module", f"must be a LightningModule class or factory, got {module!r}"
+                )
+        self.nni_form = nni_form
+        self.trainer_instance = trainer
         self.module_kwargs = dict(module_kwargs or {})
-        self.trainer_kwargs = trainer
+        self.trainer_kwargs = trainer_kw
         self.train_dataloaders, self.val_dataloaders, self.datamodule = (
             train_dataloaders,
             val_dataloaders,
             datamodule,
         )
-        self.monitor, self.mode, self.final = monitor, mode, final
+        self.monitor = monitor if monitor is not None or nni_form else "val_loss"  # type: ignore[assignment]
+        self.mode, self.final = mode, final
         self.export_onnx = False
 
     @property
-    def metric_mode(self) -> str:  # type: ignore[override]
+    def metric_mode(self) -> str | None:  # type: ignore[override]
+        if self.monitor is None:
+            return None  # the module reports; its direction is the strategy's to know
         return "maximize" if self.mode == "max" else "minimize"
 
+    def trainer(self) -> pl.Trainer:
+        if not self.nni_form:
+            return super().trainer()
+        if self.trainer_instance is None:
+            kwargs: dict[str, Any] = dict(self.trainer_kwargs)
+            args: tuple[Any, ...] = ()
+        else:
+            _fn, args, kwargs = trace_info(self.trainer_instance)
+        from nni_pl import trial
+        from nni_pl.callbacks import NNICallback
+
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        if self.monitor is not None:
+            callbacks.insert(0, NNICallback(monitor=self.monitor, mode=self.mode, final=self.final))  # type: ignore[arg-type]
+        out = trial.get_output_dir()
+        if out is not None:
+            kwargs.setdefault("default_root_dir", str(out))  # logs and checkpoints in the trial directory
+        return pl.Trainer(*args, callbacks=callbacks, **kwargs)
+
     def evaluate(self, model: nn.Module) -> Any:
-        module = self.module(model, **self.module_kwargs)
+        if self.nni_form:
+            module = trace_copy(self.module)  # a fresh module for every model
+            if hasattr(module, "set_model"):
+                module.set_model(model)
+            else:
+                module.model = model
+        else:
+            module = self.module(model, **self.module_kwargs)
         if not isinstance(module, pl.LightningModule):
             raise EvaluatorError(
                 f"Lightning.module returned a {type(module).__name__}, not a LightningModule"
@@ -371,3 +486,23 @@ class Lightning(_LightningBase):
         if self.datamodule is not None:
             return self._fit(module, None, None, resolve_factory(self.datamodule, "Lightning.datamodule"))
         return self._fit(module, *_loaders(self.train_dataloaders, self.val_dataloaders, "Lightning"))
+
+
+def _check_nni_form(module: Any, trainer: Any, module_kwargs: Any, trainer_kwargs: Mapping[str, Any]) -> None:
+    name = type(module).__name__
+    if not is_traced(module):
+        raise ConfigError(
+            "Lightning.module",
+            f"the {name} instance records no constructor arguments, so a trial cannot rebuild it; decorate "
+            f"class {name} with @nni_pl.trace (or @nni_pl.nas.basic_unit)",
+        )
+    if module_kwargs:
+        raise ConfigError("Lightning.module_kwargs", f"goes with a module class, not a {name} instance")
+    if trainer is not None:
+        if not isinstance(trainer, pl.Trainer) or not is_traced(trainer):
+            raise ConfigError(
+                "Lightning.trainer",
+                f"must be built with nni_pl.nas.evaluator.Trainer(...) (a traced Trainer), got {trainer!r}",
+            )
+        if trainer_kwargs:
+            raise ConfigError("Lightning.trainer_kwargs", "given together with a trainer; give one of them")
