@@ -326,10 +326,11 @@ def test_speedup_reports_layers_the_dummy_input_never_reaches() -> None:
             self.a = nn.Conv2d(3, 8, 1)
             self.b = nn.Conv2d(8, 2, 1)
             self.aux = nn.Conv2d(8, 2, 1)
+            self.use_aux = False  # a branch neither train nor eval mode takes with these settings
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             y = self.a(x)
-            return self.b(y) + self.aux(y) if self.training else self.b(y)
+            return self.b(y) + self.aux(y) if self.use_aux else self.b(y)
 
     net = Net().eval()
     sp = ModelSpeedup(net, X, filter_masks(net))
@@ -433,3 +434,50 @@ def test_speedup_reports_masked_channels_it_keeps_with_the_blocking_layer() -> N
     assert blocked["a"][0] == 3 and "b" in blocked["a"][1] and "groups" in blocked["a"][1]
     assert blocked["b"][0] == 2 and "c" in blocked["b"][1]
     assert "keeps 3 masked channel(s) of a" in str(sp.report)
+
+
+class _AuxNet(nn.Module):
+    """An auxiliary head that runs only in train mode (as inception_v3's), optionally behind a channel shuffle."""
+
+    def __init__(self, shuffle: bool = False) -> None:
+        super().__init__()
+        self.shuffle = shuffle
+        self.stem = conv_bn(3, 8)
+        self.body = nn.Conv2d(8, 16, 3, padding=1)
+        self.aux = nn.Sequential(nn.Conv2d(16, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+        self.head = nn.Sequential(nn.Conv2d(16, 8, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        y = torch.relu(self.body(self.stem(x)))
+        if not self.training:
+            return self.head(y)
+        z = y[:, torch.arange(15, -1, -1)] if self.shuffle else y
+        return self.head(y), self.aux(z)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_speedup_traces_train_and_eval_so_a_train_only_branch_still_fits(mode: str) -> None:
+    torch.manual_seed(0)
+    net = _AuxNet().train(mode == "train")
+    masks = filter_masks(net)
+    sp = ModelSpeedup(net, X, masks)
+    sp.speedup_model()
+    assert net.training == (mode == "train")
+    assert sp.report.unreached == []
+    assert (net.body.out_channels, net.aux[0].in_channels, net.head[0].in_channels) == (8, 8, 8)
+    # tracing and the final check ran no batch statistics into the norms
+    assert int(net.stem[1].num_batches_tracked) == 0 and not net.stem[1].running_mean.any()
+    out, aux = net.train()(X)
+    assert out.shape == aux.shape == (X.shape[0], 2)
+    assert net.eval()(X).shape == (X.shape[0], 2)
+
+
+def test_speedup_train_only_op_that_mixes_channels_keeps_them_and_is_reported() -> None:
+    torch.manual_seed(0)
+    net = _AuxNet(shuffle=True).eval()
+    sp = ModelSpeedup(net, X, filter_masks(net))
+    sp.speedup_model()
+    assert net.body.out_channels == 16 and net.stem[0].out_channels == 4
+    assert any("body" in blocked for _op, _why, blocked in sp.report.unsupported)
+    assert any(layer == "body" and n == 8 for layer, n, _why in sp.report.blocked)
+    net.train()(X)

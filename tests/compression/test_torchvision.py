@@ -101,3 +101,20 @@ def test_torchvision_resnet18_dependency_aware_pruning_shrinks_residual_channels
                 getattr(ref.get_submodule(name), key).mul_(mask)
         want, got = ref(x), aware(x)
     assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+
+
+def test_torchvision_inception_v3_sped_up_in_train_mode_runs_in_both_modes() -> None:
+    # 299x299 is the smallest input the auxiliary head accepts (its 5x5 conv after a 5/3 pooling)
+    torch.manual_seed(0)
+    model = torchvision.models.inception_v3(weights=None, init_weights=False, aux_logits=True)
+    x = torch.randn(2, 3, 299, 299)
+    _, masks = L1NormPruner(model, [{"sparsity": 0.5, "op_types": ["Conv2d"]}]).compress()
+    sp = ModelSpeedup(model, x, masks)
+    sp.speedup_model()
+    assert model.training and sp.report.unreached == []
+    assert model.AuxLogits.conv0.conv.in_channels == 384  # Mixed_6e's 768 channels, halved
+    assert sp.report.params_after < 0.5 * sp.report.params_before
+    with torch.no_grad():
+        out = model(x)
+        assert out.logits.shape == out.aux_logits.shape == (2, 1000)
+        assert model.eval()(x).shape == (2, 1000)

@@ -124,33 +124,56 @@ class ChannelAnalysis:
     """
 
     def __init__(self, model: nn.Module, dummy_input: Any) -> None:
-        # Eval mode: dropout and friends must be deterministic for the channel probes.
+        # The graph is traced in the mode the model was handed in and then in the other one (inception's auxiliary
+        # head runs only in train mode), so the result fits both; shapes and channel probes run in eval mode,
+        # which keeps dropout deterministic and the batch norms' running statistics untouched.
         training = model.training
-        model.eval()
         try:
-            self._analyse(model, dummy_input)
+            self._analyse(model, dummy_input, (training, not training))
         finally:
             model.train(training)
 
-    def _analyse(self, model: nn.Module, dummy_input: Any) -> None:
+    def _analyse(self, model: nn.Module, dummy_input: Any, modes: tuple[bool, ...]) -> None:
         inputs = dummy_input if isinstance(dummy_input, (tuple, list)) else (dummy_input,)
         self.device = next((t.device for t in inputs if isinstance(t, torch.Tensor)), torch.device("cpu"))
-        self.gm, self.opaque = trace(model, dummy_input)
-        self.modules = dict(self.gm.named_modules())
+        self.graphs: list[fx.GraphModule] = []
+        self.opaque: list[str] = []
         self.spaces: list[Space] = []
         self.info: dict[fx.Node, ChanInfo | None] = {}
         self.layers: dict[str, LayerIO] = {}
         self.unsupported: list[Unsupported] = []
         self.param_slices: dict[str, tuple[int, ChanInfo]] = {}
-        calls = Counter(n.target for n in self.gm.graph.nodes if n.op == "call_module")
-        self._shared = {
-            t for t, c in calls.items() if c > 1 and any(True for _ in self.modules[t].parameters())
-        }
-        self._order = {
-            n.target: i for i, n in reversed(list(enumerate(self.gm.graph.nodes))) if n.op == "call_module"
-        }
-        for node in self.gm.graph.nodes:
-            self.info[node] = self._visit(node)
+        self._produced: dict[str, int] = {}  # module -> the space of its output, shared by both modes' graphs
+        self._order: dict[Any, int] = {}
+        for i, training in enumerate(modes):
+            try:
+                gm, opaque = trace(model, dummy_input, training=training)
+            except Exception as e:
+                if i == 0:
+                    raise
+                _log.warning(
+                    "speed-up: the model cannot be traced in %s mode (%s); only %s mode is checked",
+                    "train" if training else "eval",
+                    e,
+                    "eval" if training else "train",
+                )
+                continue
+            model.eval()  # channel probes call the modules: no dropout, no batch statistics
+            self.graphs.append(gm)
+            self.opaque += [o for o in opaque if o not in self.opaque]
+            self.modules = dict(gm.named_modules())
+            calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+            self._shared = {
+                t for t, c in calls.items() if c > 1 and any(True for _ in self.modules[t].parameters())
+            }
+            base = len(self._order)
+            for j, n in reversed(list(enumerate(gm.graph.nodes))):
+                if n.op == "call_module" and (i == 0 or n.target not in self._order):
+                    self._order[n.target] = base + j
+            with torch.no_grad():
+                for node in gm.graph.nodes:
+                    self.info[node] = self._visit(node)
+        self.gm = self.graphs[0]
 
     # ---- union-find over spaces --------------------------------------------------------------
     def find(self, s: int) -> int:
@@ -208,8 +231,41 @@ class ChannelAnalysis:
         off = 0
         for s in info.segs:
             r = self.find(s)
-            self.spaces[r].members.append((name, off, role))
+            if (name, off, role) not in self.spaces[r].members:
+                self.spaces[r].members.append((name, off, role))
             off += self.spaces[r].size
+
+    def _producer(self, name: str, size: int) -> int:
+        """The space of ``name``'s output channels (the same one when the module shows up in both modes' graphs)."""
+        if name not in self._produced:
+            self._produced[name] = self._new(size, (name, 0, "producer"))
+        return self._produced[name]
+
+    def _set_layer(self, name: str, io: LayerIO) -> None:
+        """Record a layer; seen again in the other mode's graph, its channel layouts must agree (spaces are
+        merged) or the layer keeps its channels there."""
+        old = self.layers.get(name)
+        if old is None:
+            self.layers[name] = io
+            return
+        io.inp = self._merge(name, old.inp, io.inp, "input")
+        io.out = self._merge(name, old.out, io.out, "output")
+        if io.kind in ("depthwise", "norm"):
+            io.out = io.inp
+        self.layers[name] = io
+
+    def _merge(self, name: str, a: ChanInfo | None, b: ChanInfo | None, what: str) -> ChanInfo | None:
+        if a is None and b is None:
+            return None
+        sizes = [[self.spaces[self.find(s)].size for s in i.segs] if i else None for i in (a, b)]
+        if a is None or b is None or a.dim != b.dim or a.inner != b.inner or sizes[0] != sizes[1]:
+            reason = f"{name}: its {what} channels are laid out differently in train and eval mode"
+            self._pin(a, reason)
+            self._pin(b, reason)
+            return None
+        for s1, s2 in zip(a.segs, b.segs, strict=True):
+            self._union(s1, s2)
+        return ChanInfo(a.dim, a.segs, a.inner, a.zero_ok and b.zero_ok)
 
     # ---- results -----------------------------------------------------------------------------
     def groups(self) -> list[list[str]]:
@@ -282,14 +338,14 @@ class ChannelAnalysis:
         out_shape = shape_of(node)
         if isinstance(m, nn.modules.conv._ConvNd) and m.transposed and m.groups == 1:
             inp = self._consume(node, xi, 1, inner_ok=False)
-            out = ChanInfo(1, (self._new(m.out_channels, (name, 0, "producer")),))
-            self.layers[name] = LayerIO("conv_transpose", inp, out)
+            out = ChanInfo(1, (self._producer(name, m.out_channels),))
+            self._set_layer(name, LayerIO("conv_transpose", inp, out))
             return out
         if isinstance(m, nn.modules.conv._ConvNd) and not m.transposed:
             if m.groups == 1:
                 inp = self._consume(node, xi, 1, inner_ok=False)
-                out = ChanInfo(1, (self._new(m.out_channels, (name, 0, "producer")),))
-                self.layers[name] = LayerIO("conv", inp, out)
+                out = ChanInfo(1, (self._producer(name, m.out_channels),))
+                self._set_layer(name, LayerIO("conv", inp, out))
                 return out
             if m.groups == m.in_channels == m.out_channels:
                 if xi is None or xi.dim != 1 or xi.inner != 1:
@@ -298,7 +354,7 @@ class ChannelAnalysis:
                     xi = ChanInfo(1, (self._new(m.in_channels, pin=f"{name}: its input is not tracked"),))
                 self._add_members(xi, name, "depthwise")
                 out = ChanInfo(1, xi.segs)
-                self.layers[name] = LayerIO("depthwise", xi, out)
+                self._set_layer(name, LayerIO("depthwise", xi, out))
                 return out
             inp = self._consume(node, xi, 1, inner_ok=False)
             if inp is not None:
@@ -307,17 +363,19 @@ class ChannelAnalysis:
                 else:
                     r = self.find(inp.segs[0])
                     self.spaces[r].grouped.append((0, self.spaces[r].size, m.groups, name))
-            sid = self._new(m.out_channels, (name, 0, "producer"))
-            self.spaces[sid].grouped.append((0, m.out_channels, m.groups, name))
+            new = name not in self._produced
+            sid = self._producer(name, m.out_channels)
+            if new:
+                self.spaces[sid].grouped.append((0, m.out_channels, m.groups, name))
             out = ChanInfo(1, (sid,))
-            self.layers[name] = LayerIO("grouped", inp, out)
+            self._set_layer(name, LayerIO("grouped", inp, out))
             return out
         if isinstance(m, nn.Linear):
             if in_shape is None or out_shape is None:
                 return self._unsupported(node, "input is not a tensor")
             inp = self._consume(node, xi, len(in_shape) - 1, inner_ok=True)
-            out = ChanInfo(len(out_shape) - 1, (self._new(m.out_features, (name, 0, "producer")),))
-            self.layers[name] = LayerIO("linear", inp, out)
+            out = ChanInfo(len(out_shape) - 1, (self._producer(name, m.out_features),))
+            self._set_layer(name, LayerIO("linear", inp, out))
             return out
         if isinstance(m, nn.modules.batchnorm._NormBase):
             if xi is None:
@@ -325,7 +383,7 @@ class ChannelAnalysis:
             if xi.dim != 1 or xi.inner != 1:
                 return self._unsupported(node, "channels are not on dim 1")
             self._add_members(xi, name, "norm")
-            self.layers[name] = LayerIO("norm", xi, xi)
+            self._set_layer(name, LayerIO("norm", xi, xi))
             return xi
         if isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
             if xi is None:
@@ -364,17 +422,25 @@ class ChannelAnalysis:
                     return self._unsupported(node, "non-float tensor")
                 t2 = t.clone()
                 t2.select(xi.dim, 0).add_(1.0)
-                y = fn(t.clone())
-                y2 = fn(t2)
+                y = self._seeded(fn, t.clone())
+                y2 = self._seeded(fn, t2)
                 same = torch.allclose(
                     y.narrow(xi.dim, 1, y.shape[xi.dim] - 1), y2.narrow(xi.dim, 1, y.shape[xi.dim] - 1)
                 )
-                zero = bool((fn(torch.zeros(in_shape, dtype=meta.dtype, device=self.device)) == 0).all())
+                zeros = torch.zeros(in_shape, dtype=meta.dtype, device=self.device)
+                zero = bool((self._seeded(fn, zeros) == 0).all())
         except Exception as e:
             return self._unsupported(node, f"could not be probed ({e})")
         if not same:
             return self._unsupported(node, "mixes channels")
         return ChanInfo(xi.dim, xi.segs, xi.inner, xi.zero_ok and zero)
+
+    def _seeded(self, fn: Any, t: torch.Tensor) -> Any:
+        """``fn(t)`` with a fixed random state: a train-mode graph may call dropout with ``training=True``."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(0)
+            return fn(t)
 
     def _function(self, node: fx.Node) -> ChanInfo | None:
         tensors = _tensor_nodes(node)
@@ -384,6 +450,11 @@ class ChannelAnalysis:
         t = node.target
         if shape_of(node) is None:
             if t in _NON_TENSOR:
+                return None
+            if node.users and all(u.op == "output" for u in node.users):
+                # e.g. a named tuple of outputs (inception's InceptionOutputs in train mode)
+                for a in tracked:
+                    self._pin(self.info.get(a), "reaches the model output")
                 return None
             return self._unsupported(node, "returns several tensors")
         if t in _ADD or t in _MUL or t in _DIV:

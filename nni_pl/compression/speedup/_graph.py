@@ -73,12 +73,16 @@ class _Tracer(fx.Tracer):
             return self.create_proxy("call_module", name, args, kwargs)
 
 
-def trace(model: nn.Module, dummy_input: Any) -> tuple[fx.GraphModule, list[str]]:
+def trace(
+    model: nn.Module, dummy_input: Any, training: bool | None = None
+) -> tuple[fx.GraphModule, list[str]]:
     """Trace ``model`` and annotate every node with its output shape (``node.meta["tensor_meta"]``).
 
     Args:
-        model: the model; its current train/eval mode is used.
+        model: the model.
         dummy_input: a tensor or a tuple of tensors (positional arguments of ``forward``).
+        training: trace the graph with the model in this mode (``None``: its current mode); the shapes are
+            then computed in eval mode (no batch statistics are updated) and the model's mode is restored.
 
     Returns:
         The graph module and the names of user modules kept as opaque calls.
@@ -92,21 +96,31 @@ def trace(model: nn.Module, dummy_input: Any) -> tuple[fx.GraphModule, list[str]
         >>> [n.op for n in gm.graph.nodes]
         ['placeholder', 'call_module', 'call_module', 'output']
     """
+    was_training = model.training
     tracer = _Tracer()
     try:
+        if training is not None:
+            model.train(training)
         graph = tracer.trace(model)
     except Exception as e:
         raise SpeedupError(
             f"torch.fx cannot trace {type(model).__name__}.forward: {e}; move data-dependent control flow "
             "into a submodule (it is then kept as one opaque call) or pass the sub-network that can be traced"
         ) from e
+    finally:
+        model.train(was_training)
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     if tracer.opaque:
         gm.graph.eliminate_dead_code()
         gm.recompile()
     args = dummy_input if isinstance(dummy_input, (tuple, list)) else (dummy_input,)
-    with torch.no_grad():
-        _ValueProp(gm).propagate(*args)
+    try:
+        if training is not None:
+            model.eval()
+        with torch.no_grad():
+            _ValueProp(gm).propagate(*args)
+    finally:
+        model.train(was_training)
     return gm, tracer.opaque
 
 

@@ -58,7 +58,7 @@ def channel_groups(model: nn.Module, dummy_input: Any) -> list[list[str]]:
     members with the same channel indices so speed-up can remove them.
 
     Args:
-        model: the model (traced with ``torch.fx`` in its current train/eval mode).
+        model: the model (traced with ``torch.fx`` in train and in eval mode; the sets cover both graphs).
         dummy_input: an input tensor (or tuple of positional inputs) of the right shape.
 
     Example:

@@ -49,8 +49,8 @@ class SpeedupReport:
         blocked: ``(layer, n, why)``: ``n`` channels the masks prune in ``layer`` that speed-up keeps, and why
             (the coupled layer that keeps them, the grouped conv whose groups would become unequal, the op that
             pins them).
-        unreached: layers with parameters the dummy input never reached (e.g. inception's auxiliary head
-            in eval mode); they keep their shapes, so such a path may no longer fit after speed-up.
+        unreached: layers with parameters the dummy input reaches in neither train nor eval mode (a branch
+            behind a flag); they keep their shapes, so such a path may no longer fit after speed-up.
         params_before / params_after: parameter counts.
     """
 
@@ -85,8 +85,9 @@ class ModelSpeedup:
 
     Args:
         model: the model; it is modified in place (masks applied, layers replaced) and returned.
-        dummy_input: a tensor or tuple of positional inputs; batch first. The model's current train/eval
-            mode is used for tracing.
+        dummy_input: a tensor or tuple of positional inputs; batch first. The model is traced in train and in
+            eval mode (branches such as inception's auxiliary head run in one mode only), so the result runs in
+            both; a layer whose channels line up differently in the two modes keeps them.
         masks: ``{module name: {"weight": 0/1 tensor, "bias": 0/1 tensor (optional)}}`` or a path saved
             with ``torch.save``.
 
@@ -140,7 +141,7 @@ class ModelSpeedup:
         a = ChannelAnalysis(model, self.dummy_input)
         self._norm_masks_to_producers(a, modules)
         self.report.opaque = list(a.opaque)
-        called = {str(n.target) for n in a.gm.graph.nodes if n.op == "call_module"}
+        called = {str(n.target) for gm in a.graphs for n in gm.graph.nodes if n.op == "call_module"}
         self.report.unreached = [
             name
             for name, m in modules.items()
@@ -211,12 +212,19 @@ class ModelSpeedup:
         training = model.training
         try:
             with torch.no_grad():
-                model.eval()
-                model(*args)
+                # both modes must still run (inception's auxiliary head runs only in train mode); norms stay in
+                # eval mode so the check updates no running statistics
+                for mode in (False, True):
+                    model.train(mode)
+                    for m in model.modules():
+                        if isinstance(m, nn.modules.batchnorm._NormBase):
+                            m.eval()
+                    model(*args)
         except Exception as e:
             raise SpeedupError(
-                f"the sped-up {type(model).__name__} fails on the dummy input ({e}); a shape is probably hard-coded "
-                "in forward (e.g. x.view(-1, 800)): compute it from the tensor (x.flatten(1)) and retry"
+                f"the sped-up {type(model).__name__} fails on the dummy input in {'train' if mode else 'eval'} "
+                f"mode ({e}); a shape is probably hard-coded in forward (e.g. x.view(-1, 800)): compute it from "
+                "the tensor (x.flatten(1)) and retry"
             ) from e
         finally:
             model.train(training)
@@ -227,6 +235,14 @@ class ModelSpeedup:
     def _norm_masks_to_producers(self, a: ChannelAnalysis, modules: dict[str, nn.Module]) -> None:
         """A masked norm channel (weight and bias 0, e.g. from SlimPruner) outputs 0 whatever its input, so
         the conv/linear that feeds only this norm loses that filter too (the outputs do not change)."""
+        # the producer must feed only this norm in every traced mode
+        feeds: dict[str, set[str | None]] = {}
+        for gm in a.graphs:
+            for n in gm.graph.nodes:
+                if n.op == "call_module":
+                    users = list(n.users)
+                    only = users[0] if len(users) == 1 and users[0].op == "call_module" else None
+                    feeds.setdefault(str(n.target), set()).add(None if only is None else str(only.target))
         with torch.no_grad():
             for node in a.gm.graph.nodes:
                 if node.op != "call_module" or node.target not in self.masks:
@@ -235,7 +251,9 @@ class ModelSpeedup:
                 src = node.args[0] if node.args else None
                 if not isinstance(norm, nn.modules.batchnorm._NormBase) or not isinstance(src, torch.fx.Node):
                     continue
-                if src.op != "call_module" or len(src.users) != 1 or a.layers.get(str(src.target)) is None:
+                if src.op != "call_module" or feeds.get(str(src.target)) != {node.target}:
+                    continue
+                if a.layers.get(str(src.target)) is None:
                     continue
                 if a.layers[str(src.target)].kind not in ("conv", "linear"):
                     continue
