@@ -291,3 +291,28 @@ def test_bad_arguments_name_the_field(kwargs: dict, field: str) -> None:
 def test_bad_config_entry_is_reported_at_construction() -> None:
     with pytest.raises(ConfigError, match=r"config_list\[0\]"):
         LinearPruner(tiny_cnn(), [{"sparsity": 1.5, "op_types": ["Conv2d"]}], "l1", total_iteration=2)
+
+
+@pytest.mark.parametrize(
+    ("cls", "channels", "iterations", "sparsity"),
+    [
+        (AGPPruner, 20, 3, 0.75),
+        (LinearPruner, 10, 3, 0.5),
+        (AGPPruner, 50, 5, 0.5),
+        (LinearPruner, 32, 4, 0.3),
+    ],
+)
+def test_speed_up_each_iteration_ends_at_the_configured_sparsity(
+    cls: type, channels: int, iterations: int, sparsity: float
+) -> None:
+    # rounding per step must not compound: the end is round(sparsity * channels) pruned, as one shot
+    torch.manual_seed(0)
+    n = channels
+    model = nn.Sequential(
+        nn.Conv2d(3, n, 3, padding=1), nn.ReLU(), nn.Conv2d(n, n, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(n, 4),
+    )  # fmt: skip
+    config = [{"sparsity": sparsity, "op_types": ["Conv2d"]}]
+    pruner = cls(model, config, "l1", total_iteration=iterations, speed_up=True, dummy_input=X[:1])
+    small, _ = pruner.compress()
+    assert small[0].out_channels == small[2].out_channels == n - round(sparsity * n)

@@ -143,6 +143,9 @@ class _MaskGuard:
 class ScheduledPruner:
     """Base of the iterative pruners: runs tasks (config_lists) one after another on the model.
 
+    The last iteration ends at the configured sparsity: a layer of ``n`` units loses ``round(sparsity * n)``
+    (a structured layer keeps at least one channel), with or without ``speed_up`` (see :meth:`task_config`).
+
     Args:
         model: the model to prune (pruned in place unless ``speed_up=True``, which replaces layers).
         config_list: NNI ``config_list`` with the final sparsities.
@@ -201,8 +204,9 @@ class ScheduledPruner:
             and dummy_input is not None
         ):
             self.pruning_params["dummy_input"] = dummy_input
-        # validate the config_list once, on the original model, so errors name the user's entry
-        resolve(model, config_list, extra_keys=getattr(self.pruner_cls, "extra_keys", ()))
+        # validate the config_list once, on the original model, so errors name the user's entry; the units of
+        # each layer there are what the final sparsity counts (see task_config)
+        targets = resolve(model, config_list, extra_keys=getattr(self.pruner_cls, "extra_keys", ()))
         self.model = model
         self.config_list = [dict(c) for c in config_list]
         self.total_iteration = total_iteration
@@ -215,6 +219,7 @@ class ScheduledPruner:
         self.masks: Masks = {}
         self.history: list[dict[str, Any]] = []
         self._best: tuple[int, nn.Module, Masks, float | None, list[dict[str, Any]]] | None = None
+        self._units = {t.name: self._unit_count(t.module) for t in targets}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(pruning_algorithm={self.pruning_algorithm!r}, total_iteration={self.total_iteration})"
@@ -234,13 +239,37 @@ class ScheduledPruner:
         return final * self.fraction(i)
 
     def task_config(self, i: int) -> list[dict[str, Any]]:
-        """The config_list of iteration ``i`` (relative to the current, possibly sped-up, model)."""
+        """The config_list of iteration ``i`` (relative to the current, possibly sped-up, model).
+
+        Rounding rule: after iteration ``i`` a layer of ``n`` units (output channels for structured pruners,
+        weights otherwise) has lost ``round(s_i * n)`` of them, ``s_i`` being its scheduled sparsity and ``n``
+        counted on the original model; after the last iteration that is ``round(sparsity * n)``, exactly as the
+        one-shot pruner with the configured ``sparsity`` (a structured layer keeps at least one channel). With
+        ``speed_up=True`` the step's per-layer sparsity is computed from the units the sped-up layer still has,
+        so rounding does not compound across iterations (``sparsity``/``sparsity_per_layer`` entries; a
+        ``total_sparsity`` entry is rescaled by the schedule's ratio, which can be off by the rounding of each
+        step).
+        """
         target = with_sparsity(self.config_list, lambda s: self._target(s, i))
         if not self.speed_up or i == 1:
             return target
         previous = with_sparsity(self.config_list, lambda s: self._target(s, i - 1))
-        out = []
-        for now, before in zip(target, previous, strict=True):
+        current = {t.name: t for t in self._resolve(self.model, target)}
+        out: list[dict[str, Any]] = []
+        for k, (now, before) in enumerate(zip(target, previous, strict=True)):
+            if "total_sparsity" not in now and any(key in now for key in SPARSITY_KEYS):
+                extra = {
+                    key: v
+                    for key, v in now.items()
+                    if key not in (*SPARSITY_KEYS, "op_types", "op_names", "op_partial_names", "exclude")
+                }
+                for name, t in current.items():
+                    if t.entry != k or name not in self._units:
+                        continue
+                    n, n_now = self._units[name], self._unit_count(t.module)
+                    keep = n - min(round(t.sparsity * n), n - 1 if self._structured else n)
+                    out.append({**extra, "sparsity": max(0, n_now - keep) / n_now, "op_names": [name]})
+                continue
             entry = dict(now)
             for key in SPARSITY_KEYS:
                 if key in entry:
@@ -248,6 +277,16 @@ class ScheduledPruner:
                     entry[key] = max(0.0, 1.0 - (1.0 - now[key]) / max(1e-12, 1.0 - before[key]))
             out.append(entry)
         return out
+
+    @property
+    def _structured(self) -> bool:
+        return bool(getattr(self.pruner_cls, "structured", False))
+
+    def _unit_count(self, module: nn.Module) -> int:
+        return int(module.weight.shape[0] if self._structured else module.weight.numel())
+
+    def _resolve(self, model: nn.Module, config_list: Sequence[Mapping[str, Any]]) -> list[Any]:
+        return resolve(model, config_list, extra_keys=getattr(self.pruner_cls, "extra_keys", ()))
 
     # -- one step -------------------------------------------------------------------------------------------------
     def prune_step(self, model: nn.Module, config_list: list[dict[str, Any]]) -> tuple[nn.Module, Masks]:
