@@ -50,6 +50,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from typing_extensions import override
 
+from nni_pl.callbacks._shared import check_dummy_input, dummy_from, rewrap_ddp
 from nni_pl.compression.pruning.schedule import SCHEDULES, prune_step, schedule_fraction, with_sparsity
 from nni_pl.errors import ConfigError, NniPlError
 
@@ -97,21 +98,6 @@ def _pruner_arguments(cls: type) -> set[str]:
     if getattr(cls, "needs_evaluator", False):
         names |= {"trainer", "optimizer", "criterion"}  # NNI v2's way of giving an evaluator
     return names - {"self", "model", "config_list", "nni"}
-
-
-def _check_dummy_input(value: Any) -> None:
-    if value is None or isinstance(value, torch.Tensor):
-        return
-    if isinstance(value, (list, tuple)) and value:
-        if all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value):
-            return  # a shape
-        if all(isinstance(d, torch.Tensor) for d in value):
-            return
-    raise ConfigError(
-        _field("dummy_input"),
-        f"must be a tensor, a tuple of tensors or a shape such as [1, 3, 32, 32], got {type(value).__name__} "
-        f"{value!r:.80}",
-    )
 
 
 class _Batches:
@@ -198,7 +184,7 @@ class PruningCallback(Callback):
             raise ConfigError(
                 _field("end_epoch"), f"must be an integer >= start_epoch ({start_epoch}), got {end_epoch!r}"
             )
-        _check_dummy_input(dummy_input)
+        check_dummy_input(dummy_input, _field("dummy_input"))
         if not isinstance(speedup, bool):
             raise ConfigError(
                 _field("speedup"), f"must be True or False, got {type(speedup).__name__} {speedup!r}"
@@ -274,12 +260,7 @@ class PruningCallback(Callback):
         return list(range(self.start_epoch, end + 1))
 
     def _dummy(self, pl_module: pl.LightningModule) -> Any:
-        dummy = self.dummy_input if self.dummy_input is not None else pl_module.example_input_array
-        if isinstance(dummy, (list, tuple)) and dummy and all(isinstance(d, int) for d in dummy):
-            dummy = torch.randn(*dummy)
-        if isinstance(dummy, torch.Tensor):
-            dummy = dummy.to(pl_module.device)
-        return dummy
+        return dummy_from(self.dummy_input, pl_module, pl_module.device)
 
     # -- pruning ------------------------------------------------------------------------------------------------------
     def _evaluator(self, trainer: pl.Trainer, module: pl.LightningModule) -> Any:
@@ -377,14 +358,8 @@ class PruningCallback(Callback):
     @staticmethod
     def _rebuild_training(trainer: pl.Trainer) -> None:
         """After the layers were replaced: DDP and the optimizers hold the old parameters; build them again."""
-        from lightning.pytorch.strategies import DDPStrategy
-
-        strategy = trainer.strategy
-        module = trainer.lightning_module
-        if isinstance(strategy, DDPStrategy) and strategy.model is not module:
-            strategy.model = module  # drop the old DistributedDataParallel wrapper and its gradient hooks
-            strategy.configure_ddp()  # every rank does this at the same hook, as DDP's constructor requires
-        strategy.setup_optimizers(trainer)
+        rewrap_ddp(trainer)
+        trainer.strategy.setup_optimizers(trainer)
 
     # -- hooks --------------------------------------------------------------------------------------------------------
     @override

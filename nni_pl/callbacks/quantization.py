@@ -60,6 +60,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from typing_extensions import override
 
+from nni_pl.callbacks._shared import check_dummy_input, dummy_from, rewrap_ddp
 from nni_pl.compression.quantization.base import Quantizer
 from nni_pl.errors import ConfigError, NniPlError, did_you_mean
 
@@ -173,21 +174,6 @@ def _check_config_list(cls: type[Quantizer], config_list: Any) -> list[dict[str,
         # the built-ins' validate_config reads only the config_list; a user's subclass may need the model
         cls.validate_config(object.__new__(cls), None, entries)  # type: ignore[arg-type]
     return entries
-
-
-def _check_dummy_input(value: Any) -> None:
-    if value is None or isinstance(value, torch.Tensor):
-        return
-    if isinstance(value, (list, tuple)) and value:
-        if all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value):
-            return  # a shape
-        if all(isinstance(d, torch.Tensor) for d in value):
-            return
-    raise ConfigError(
-        _field("dummy_input"),
-        f"must be a tensor, a tuple of tensors or a shape such as [1, 3, 32, 32], got {type(value).__name__} "
-        f"{value!r:.80}",
-    )
 
 
 def _to(value: Any, device: torch.device | str) -> Any:
@@ -325,7 +311,7 @@ class QuantizationCallback(Callback):
             raise ConfigError(
                 _field("fold_bn"), f"must be True or False, got {type(fold_bn).__name__} {fold_bn!r}"
             )
-        _check_dummy_input(dummy_input)
+        check_dummy_input(dummy_input, _field("dummy_input"))
         self.quantizer_cls = cls
         self.quantizer_name = _quantizer_name(cls)
         self.config_list = entries
@@ -381,10 +367,7 @@ class QuantizationCallback(Callback):
 
     # -- wrapping -----------------------------------------------------------------------------------------------------
     def _dummy(self, pl_module: pl.LightningModule) -> Any:
-        dummy = self.dummy_input if self.dummy_input is not None else pl_module.example_input_array
-        if isinstance(dummy, (list, tuple)) and dummy and all(isinstance(d, int) for d in dummy):
-            dummy = torch.randn(*dummy)
-        return dummy
+        return dummy_from(self.dummy_input, pl_module)
 
     def _wrap(self, pl_module: pl.LightningModule, recipe: Mapping[str, Any]) -> None:
         cls = _quantizer_class(recipe["quantizer"])
@@ -418,14 +401,8 @@ class QuantizationCallback(Callback):
 
     def _rebuild_training(self, trainer: pl.Trainer) -> None:
         """After wrapping in the middle of a fit: wrap in DDP again and build the optimizers as a resumed fit will."""
-        from lightning.pytorch.strategies import DDPStrategy
-
+        rewrap_ddp(trainer)  # the old DistributedDataParallel knows neither the new buffers nor LSQ's scales
         strategy = trainer.strategy
-        module = trainer.lightning_module
-        if isinstance(strategy, DDPStrategy) and strategy.model is not module:
-            # the old DistributedDataParallel knows neither the new buffers nor LSQ's scales
-            strategy.model = module
-            strategy.configure_ddp()  # every rank does this at the same hook, as DDP's constructor requires
         old_optimizers = list(trainer.optimizers)
         old_schedulers = [c.scheduler for c in trainer.lr_scheduler_configs]
         strategy.setup_optimizers(trainer)

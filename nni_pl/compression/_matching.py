@@ -10,14 +10,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
 from nni_pl.errors import ConfigError, did_you_mean
 
-__all__ = ["entry_field", "select_modules", "str_list"]
+__all__ = ["check_entries", "check_entry", "entry_field", "select_modules", "str_list"]
 
 
 def entry_field(i: int, key: str | None = None) -> str:
@@ -39,6 +39,34 @@ def str_list(i: int, entry: Mapping[str, Any], key: str) -> list[str] | None:
     if not value:
         raise ConfigError(entry_field(i, key), "is empty; list at least one name or drop the key")
     return list(value)
+
+
+def check_entries(config_list: Any, example: str) -> Sequence[Any]:
+    """``config_list`` must be a non-empty list (``example`` shows an entry in the error)."""
+    if not isinstance(config_list, (list, tuple)):
+        raise ConfigError("config_list", f"must be a list of dicts, got {type(config_list).__name__}")
+    if not config_list:
+        raise ConfigError("config_list", f"is empty; give at least one entry such as {example}")
+    return config_list
+
+
+def check_entry(i: int, entry: Any, known: Iterable[str]) -> bool:
+    """The keys every entry shares: a dict of ``known`` keys that selects layers; returns its ``exclude``."""
+    if not isinstance(entry, Mapping):
+        raise ConfigError(entry_field(i), f"must be a dict, got {entry!r}")
+    known = set(known)
+    for key in entry:
+        if key not in known:
+            raise ConfigError(
+                entry_field(i, str(key)),
+                f"unknown key {key!r}{did_you_mean(str(key), known)}; known keys: {sorted(known)}",
+            )
+    exclude = entry.get("exclude", False)
+    if not isinstance(exclude, bool):
+        raise ConfigError(entry_field(i, "exclude"), f"must be true or false, got {exclude!r}")
+    if str_list(i, entry, "op_types") is None and str_list(i, entry, "op_names") is None:
+        raise ConfigError(entry_field(i), f"{dict(entry)!r} selects no layers; add 'op_types' or 'op_names'")
+    return exclude
 
 
 def select_modules(

@@ -27,8 +27,8 @@ from typing import Any
 
 from torch import nn
 
-from nni_pl.compression._matching import entry_field, select_modules, str_list
-from nni_pl.errors import ConfigError, did_you_mean
+from nni_pl.compression._matching import check_entries, check_entry, entry_field, select_modules
+from nni_pl.errors import ConfigError
 
 __all__ = ["DEFAULT_OP_TYPES", "KNOWN_KEYS", "LayerTarget", "resolve", "validate_config_list"]
 
@@ -96,40 +96,17 @@ def _fraction(i: int, entry: Mapping[str, Any], key: str, *, upper_inclusive: bo
     return float(value)
 
 
-_str_list = str_list
-
-
 def validate_config_list(config_list: Any, *, extra_keys: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Check the structure of a config_list (without a model) and return it as a list of dicts.
 
     Raises:
         ConfigError: naming ``config_list[i].key`` for unknown keys, bad values or contradictory keys.
     """
-    if not isinstance(config_list, (list, tuple)):
-        raise ConfigError("config_list", f"must be a list of dicts, got {type(config_list).__name__}")
-    if not config_list:
-        raise ConfigError(
-            "config_list",
-            "is empty; give at least one entry such as {'sparsity': 0.5, 'op_types': ['Conv2d']}",
-        )
+    check_entries(config_list, "{'sparsity': 0.5, 'op_types': ['Conv2d']}")
     known = set(KNOWN_KEYS) | set(extra_keys)
     out = []
     for i, entry in enumerate(config_list):
-        if not isinstance(entry, Mapping):
-            raise ConfigError(_field(i), f"must be a dict, got {entry!r}")
-        for key in entry:
-            if key not in known:
-                raise ConfigError(
-                    _field(i, str(key)),
-                    f"unknown key {key!r}{did_you_mean(str(key), known)}; known keys: {sorted(known)}",
-                )
-        exclude = entry.get("exclude", False)
-        if not isinstance(exclude, bool):
-            raise ConfigError(_field(i, "exclude"), f"must be true or false, got {exclude!r}")
-        op_types = _str_list(i, entry, "op_types")
-        op_names = _str_list(i, entry, "op_names")
-        if op_types is None and op_names is None:
-            raise ConfigError(_field(i), f"{dict(entry)!r} selects no layers; add 'op_types' or 'op_names'")
+        exclude = check_entry(i, entry, known)
         given = [k for k in ("sparsity", "sparsity_per_layer", "total_sparsity") if k in entry]
         if exclude:
             bad = given + [k for k in ("max_sparsity_per_layer",) if k in entry]

@@ -36,7 +36,7 @@ from typing import Any
 
 from torch import nn
 
-from nni_pl.compression._matching import entry_field, select_modules, str_list
+from nni_pl.compression._matching import check_entries, check_entry, entry_field, select_modules, str_list
 from nni_pl.compression.pruning.config import DEFAULT_OP_TYPES
 from nni_pl.errors import ConfigError, did_you_mean
 
@@ -207,34 +207,11 @@ def validate_config_list(config_list: Any, *, extra_keys: Iterable[str] = ()) ->
     Raises:
         ConfigError: naming ``config_list[i].key``, echoing the value and saying what is allowed.
     """
-    if not isinstance(config_list, (list, tuple)):
-        raise ConfigError("config_list", f"must be a list of dicts, got {type(config_list).__name__}")
-    if not config_list:
-        raise ConfigError(
-            "config_list",
-            "is empty; give at least one entry such as "
-            "{'quant_types': ['weight'], 'quant_bits': 8, 'op_types': ['Conv2d']}",
-        )
+    check_entries(config_list, "{'quant_types': ['weight'], 'quant_bits': 8, 'op_types': ['Conv2d']}")
     known = set(KNOWN_KEYS) | set(extra_keys)
     out = []
     for i, entry in enumerate(config_list):
-        if not isinstance(entry, Mapping):
-            raise ConfigError(entry_field(i), f"must be a dict, got {entry!r}")
-        for key in entry:
-            if key not in known:
-                raise ConfigError(
-                    entry_field(i, str(key)),
-                    f"unknown key {key!r}{did_you_mean(str(key), known)}; known keys: {sorted(known)}",
-                )
-        exclude = entry.get("exclude", False)
-        if not isinstance(exclude, bool):
-            raise ConfigError(entry_field(i, "exclude"), f"must be true or false, got {exclude!r}")
-        op_types = str_list(i, entry, "op_types")
-        op_names = str_list(i, entry, "op_names")
-        if op_types is None and op_names is None:
-            raise ConfigError(
-                entry_field(i), f"{dict(entry)!r} selects no layers; add 'op_types' or 'op_names'"
-            )
+        exclude = check_entry(i, entry, known)
         if exclude:
             out.append(dict(entry))
             continue

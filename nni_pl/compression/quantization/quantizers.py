@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -71,6 +71,25 @@ def _tracked(wrapper: QuantizerModuleWrapper, kind: str) -> tuple[torch.Tensor, 
     if torch.isnan(low).any() or torch.isnan(high).any():
         return None
     return low, high
+
+
+def _track(
+    wrapper: QuantizerModuleWrapper,
+    kind: str,
+    tensor: torch.Tensor,
+    update_low: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    update_high: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """Fold ``tensor``'s min and max into the tracked range (the first batch sets it)."""
+    low_b, high_b = getattr(wrapper, f"tracked_min_{kind}"), getattr(wrapper, f"tracked_max_{kind}")
+    x = tensor.detach()
+    low, high = x.min().float(), x.max().float()
+    if torch.isnan(low_b):
+        low_b.copy_(low)
+        high_b.copy_(high)
+    else:
+        low_b.copy_(update_low(low_b, low))
+        high_b.copy_((update_high or update_low)(high_b, high))
 
 
 class _RangeTracking(Quantizer):
@@ -210,16 +229,8 @@ class QAT_Quantizer(_RangeTracking):
     def observe(self, wrapper: QuantizerModuleWrapper, kind: str, tensor: torch.Tensor) -> None:
         if kind == "weight" or not wrapper.training or self.frozen or torch.onnx.is_in_onnx_export():
             return
-        low_b, high_b = getattr(wrapper, f"tracked_min_{kind}"), getattr(wrapper, f"tracked_max_{kind}")
-        x = tensor.detach()
-        low, high = x.min().float(), x.max().float()
-        if torch.isnan(low_b):
-            low_b.copy_(low)
-            high_b.copy_(high)
-        else:
-            d = self.ema_decay
-            low_b.mul_(d).add_(low, alpha=1 - d)
-            high_b.mul_(d).add_(high, alpha=1 - d)
+        d = self.ema_decay
+        _track(wrapper, kind, tensor, lambda old, new: old * d + new * (1 - d))
 
 
 class ObserverQuantizer(_RangeTracking):
@@ -269,15 +280,7 @@ class ObserverQuantizer(_RangeTracking):
     def observe(self, wrapper: QuantizerModuleWrapper, kind: str, tensor: torch.Tensor) -> None:
         if kind == "weight" or bool(wrapper.calibrated) or torch.onnx.is_in_onnx_export():
             return
-        low_b, high_b = getattr(wrapper, f"tracked_min_{kind}"), getattr(wrapper, f"tracked_max_{kind}")
-        x = tensor.detach()
-        low, high = x.min().float(), x.max().float()
-        if torch.isnan(low_b):
-            low_b.copy_(low)
-            high_b.copy_(high)
-        else:
-            low_b.copy_(torch.minimum(low_b, low))
-            high_b.copy_(torch.maximum(high_b, high))
+        _track(wrapper, kind, tensor, torch.minimum, torch.maximum)
 
     def compress(self) -> nn.Module:
         for w in self.modules_wrapper:
