@@ -68,9 +68,10 @@ def add_parser(sub: Any) -> None:
     )
     s.add_argument(
         "--qdq-dtype",
-        choices=("uint8", "int8", "keep"),
-        default="uint8",
-        help="8-bit type of an int8 model's tensors: uint8 (exact on every CPU, default), int8, keep",
+        choices=("auto", "uint8", "int8", "keep"),
+        default="auto",
+        help="8-bit type of an int8 model's tensors: auto (int8 weights when they fit 7 bits, else uint8; "
+        "default), uint8 (exact on every CPU), int8, keep",
     )
     s.add_argument(
         "--verify", action="store_true", help="run the ONNX file in ONNX Runtime and compare with PyTorch"

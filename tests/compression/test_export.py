@@ -334,3 +334,57 @@ def test_qat_quantized_cnn_runs_in_int8_in_onnx_runtime_and_agrees_with_torch(tm
     with torch.no_grad():
         accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
     assert accuracy > 0.7  # trained, so the agreement is about real decisions
+
+
+def test_auto_qdq_type_keeps_int8_weights_only_when_they_fit_7_bits(tmp_path) -> None:
+    """u8s8 (ONNX Runtime's fast kernels) only where they cannot saturate; uint8 everywhere otherwise."""
+    import onnx
+    from onnx import numpy_helper
+
+    from nni_pl.compression.export import export_onnx, verify_onnx
+    from nni_pl.compression.quantization import QAT_Quantizer
+
+    def weight_types(bits: int) -> set[int]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(64, 3)
+        )
+        QAT_Quantizer(
+            model,
+            [
+                {
+                    "quant_types": ["weight", "input"],
+                    "quant_bits": {"weight": bits, "input": 8},
+                    "quant_scheme": {"weight": "per_channel_symmetric", "input": "per_tensor_affine"},
+                    "op_types": ["Conv2d", "Linear"],
+                },
+                {"quant_types": ["output"], "quant_bits": 8, "op_types": ["ReLU"]},
+            ],
+        )
+        model(torch.rand(8, 1, 6, 6))
+        model.eval()
+        path = export_onnx(model, torch.rand(1, 1, 6, 6), tmp_path / f"w{bits}.onnx")
+        graph = onnx.load(path).graph
+        inits = {t.name: t for t in graph.initializer}
+        weights = {
+            n.input[0]
+            for n in graph.node
+            if n.op_type == "DequantizeLinear"
+            and n.input[0] in inits
+            and inits[n.input[0]].data_type != onnx.TensorProto.INT32  # biases
+        }
+        assert weights
+        for name in weights:
+            assert numpy_helper.to_array(inits[name]).dtype in (np.int8, np.uint8)
+        activations = {
+            inits[n.input[2]].data_type
+            for n in graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] not in inits and len(n.input) > 2
+        }
+        assert activations == {onnx.TensorProto.UINT8}
+        report = verify_onnx(path, model, torch.rand(16, 1, 6, 6))
+        assert report.top1_agreement == 1.0
+        return {inits[name].data_type for name in weights}
+
+    assert weight_types(7) == {onnx.TensorProto.INT8}
+    assert weight_types(8) == {onnx.TensorProto.UINT8}

@@ -116,7 +116,7 @@ def export_onnx(
     output_names: Sequence[str] = ("output",),
     dynamic_batch: bool = True,
     opset_version: int | None = None,
-    qdq_dtype: str | None = "uint8",
+    qdq_dtype: str | None = "auto",
 ) -> Path:
     """Write ``model`` to ``path`` as ONNX: float, or a QDQ graph ONNX Runtime runs in int8 when quantised.
 
@@ -136,7 +136,9 @@ def export_onnx(
             based, 18 or later), 17 for a quantised one (per-channel QDQ needs 13 or later).
         qdq_dtype: the type of the quantised model's 8-bit tensors. ``"uint8"``: ONNX Runtime's u8u8 kernels,
             exact on every CPU (its u8s8 kernels saturate on x86 CPUs without VNNI); ``"int8"``: signed
-            (ARM, TensorRT); ``None``: as the quantiser exported them.
+            (ARM, TensorRT); ``None``: as the quantiser exported them; ``"auto"`` (default): uint8
+            activations with int8 weights (u8s8, faster) when every weight fits 7 bits (quantize weights
+            with ``quant_bits: {weight: 7}``, symmetric, for that), else ``"uint8"``.
 
     Returns:
         The path written.
@@ -153,8 +155,10 @@ def export_onnx(
         >>> verify_onnx(path, model, torch.randn(7, 4)).allclose
         True
     """
-    if qdq_dtype not in ("uint8", "int8", None):
-        raise ConfigError("qdq_dtype", f"must be 'uint8', 'int8' or None, got {qdq_dtype!r}")
+    if qdq_dtype not in ("auto", "uint8", "int8", None):
+        raise ConfigError(
+            "qdq_dtype", f"must be 'auto', 'uint8', 'int8' or None, got {qdq_dtype!r}; 'auto' suits most CPUs"
+        )
     require_onnx("export_onnx")
     import onnx
     import torch

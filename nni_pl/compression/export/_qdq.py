@@ -67,13 +67,16 @@ _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _8BIT = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
 
 
-def finalize_qdq(model: onnx.ModelProto, *, dtype: str | None = "uint8") -> onnx.ModelProto:
+def finalize_qdq(model: onnx.ModelProto, *, dtype: str | None = "auto") -> onnx.ModelProto:
     """Rewrite a QDQ model (in place) so that ONNX Runtime runs its quantised layers with integer kernels.
 
     Args:
         model: a model from ``torch.onnx.export(..., dynamo=False)`` of a network with fake-quantised tensors.
         dtype: the type of every 8-bit quantised tensor: ``"uint8"`` (exact on every CPU), ``"int8"``
-            (signed, symmetric-friendly: ARM, TensorRT) or ``None`` (as exported).
+            (signed, symmetric-friendly: ARM, TensorRT), ``None`` (as exported) or ``"auto"``: uint8
+            activations with int8 weights (ONNX Runtime's faster u8s8 kernels) when every weight fits 7 bits
+            (``|q| <= 64``, e.g. ``quant_bits: {weight: 7}``, symmetric), which those kernels cannot saturate
+            on x86 CPUs without VNNI; otherwise ``"uint8"``.
 
     Returns:
         ``model``, changed in place: weights are 8-bit initializers behind ``DequantizeLinear``, biases of
@@ -98,15 +101,20 @@ def finalize_qdq(model: onnx.ModelProto, *, dtype: str | None = "uint8") -> onnx
         >>> numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "wq"))
         array([[  50, -100]], dtype=int8)
     """
-    if dtype not in ("uint8", "int8", None):
-        raise ValueError(f"dtype must be 'uint8', 'int8' or None, got {dtype!r}")
+    if dtype not in ("auto", "uint8", "int8", None):
+        raise ValueError(f"dtype must be 'auto', 'uint8', 'int8' or None, got {dtype!r}")
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     _constants_to_initializers(graph)
     _fold_constants(graph, opset)
     _scalar_quant_params(graph)
     _drop_noop_casts(model)
-    if dtype is not None:
+    if dtype == "auto":
+        if _weights_fit_7_bits(graph):
+            _set_8bit_type(graph, "uint8", weights="int8")
+        else:
+            _set_8bit_type(graph, "uint8")
+    elif dtype is not None:
         _set_8bit_type(graph, dtype)
     _relu_after_quantize(graph)
     biases = _quantize_biases(graph)
@@ -237,8 +245,48 @@ def _drop_noop_casts(model: onnx.ModelProto) -> None:
         _set_nodes(graph, keep)
 
 
-def _set_8bit_type(graph: onnx.GraphProto, dtype: str) -> None:
-    """Every 8-bit Q/DQ zero point (and 8-bit weight behind a DQ) as ``dtype``: ``q +- 128``, same values."""
+def _weight_dequantizers(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    inits = _initializers(graph)
+    return [
+        n
+        for n in graph.node
+        if n.op_type == "DequantizeLinear" and n.domain in ("", "ai.onnx") and n.input[0] in inits
+    ]
+
+
+def _weights_fit_7_bits(graph: onnx.GraphProto) -> bool:
+    """Every 8-bit weight behind a DequantizeLinear, read as int8, lies in [-64, 64] (and there is one)."""
+    inits = _initializers(graph)
+    found = False
+    for node in _weight_dequantizers(graph):
+        tensor = inits[node.input[0]]
+        if tensor.data_type not in _8BIT:
+            continue
+        values = numpy_helper.to_array(tensor).astype(np.int16)
+        if tensor.data_type == onnx.TensorProto.UINT8:
+            values = values - 128
+        if values.size and (values.min() < -64 or values.max() > 64):
+            return False
+        found = True
+    return found
+
+
+def _set_8bit_type(graph: onnx.GraphProto, dtype: str, *, weights: str | None = None) -> None:
+    """Every 8-bit Q/DQ zero point (and 8-bit weight behind a DQ) as ``dtype``: ``q +- 128``, same values.
+
+    With ``weights``, the weights behind a DequantizeLinear and their zero points get that type instead.
+    """
+    weight_names: set[str] = set()
+    if weights is not None and weights != dtype:
+        for node in _weight_dequantizers(graph):
+            weight_names.update(name for name in node.input[::2] if name)  # the weight and its zero point
+        activation_zero_points = {
+            n.input[2]
+            for n in graph.node
+            if n.op_type in _QDQ and len(n.input) > 2 and n.input[2] and n.input[0] not in weight_names
+        }
+        if weight_names & activation_zero_points:  # shared with an activation: one type for all
+            weight_names = set()
     target = onnx.TensorProto.UINT8 if dtype == "uint8" else onnx.TensorProto.INT8
     inits = _initializers(graph)
     qdq = [n for n in graph.node if n.op_type in _QDQ and n.domain in ("", "ai.onnx")]
@@ -264,10 +312,12 @@ def _set_8bit_type(graph: onnx.GraphProto, dtype: str) -> None:
         return  # an implicit uint8 zero point: leave such graphs as they are
     for name in sorted(names):
         tensor = inits.get(name)
-        if tensor is None or tensor.data_type not in _8BIT or tensor.data_type == target:
+        kind = weights if name in weight_names else dtype
+        wanted = onnx.TensorProto.UINT8 if kind == "uint8" else onnx.TensorProto.INT8
+        if tensor is None or tensor.data_type not in _8BIT or tensor.data_type == wanted:
             continue
-        shifted = numpy_helper.to_array(tensor).astype(np.int16) + (128 if dtype == "uint8" else -128)
-        tensor.CopyFrom(numpy_helper.from_array(shifted.astype(dtype), name))
+        shifted = numpy_helper.to_array(tensor).astype(np.int16) + (128 if kind == "uint8" else -128)
+        tensor.CopyFrom(numpy_helper.from_array(shifted.astype(kind), name))
 
 
 def _relu_after_quantize(graph: onnx.GraphProto) -> None:
