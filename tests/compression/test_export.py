@@ -77,6 +77,9 @@ def test_float_export_agrees_with_torch_at_any_batch_size_and_restores_the_modes
     model.features[1].eval()  # a mixed state comes back as it was
     path = export_onnx(model, torch.randn(1, 1, 8, 8), tmp_path / "sub" / "float.onnx")
     assert path == tmp_path / "sub" / "float.onnx"
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "float.onnx"
+    ]  # one file: no float.onnx.data beside it
     assert model.training and model.head.training and not model.features[1].training
     assert "QuantizeLinear" not in _ops(path)
     for batch in (1, 7):

@@ -237,6 +237,10 @@ def _export_float(
     import torch
 
     outputs = _output_names(model, args, output_names)
+    # one self-contained file unless the weights pass protobuf's 2 GiB limit (then torch writes path.data beside it)
+    size = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(
+        b.numel() * b.element_size() for b in model.buffers()
+    )
     try:  # torch.export-based exporter (torch's default)
         shapes = tuple({0: torch.export.Dim("batch")} for _ in args) if dynamic_batch else None
         with contextlib.redirect_stdout(io.StringIO()):  # its progress lines
@@ -247,6 +251,7 @@ def _export_float(
                 dynamo=True,
                 verbose=False,
                 dynamic_shapes=shapes,
+                external_data=size >= 1_800_000_000,
                 input_names=inputs,
                 output_names=outputs,
                 **({"opset_version": opset_version} if opset_version else {}),
