@@ -431,6 +431,16 @@ def test_naive_quantizer_needs_no_config_and_quantizes_weights_to_8_bits() -> No
 
 
 # -- customising ------------------------------------------------------------------------------------------------
+def test_qat_gradient_is_straight_through_inside_the_range_and_zero_outside() -> None:
+    model = nn.Sequential(nn.Identity(), nn.ReLU())
+    q = QAT_Quantizer(model, [{"quant_types": ["output"], "quant_bits": 8, "op_types": ["ReLU"]}])
+    q.load_calibration_config({"1": {"tracked_min_output": 0.0, "tracked_max_output": 1.0}})
+    model.eval()  # fixed range [0, 1]
+    x = torch.tensor([0.25, 0.5, 2.0, 3.0], requires_grad=True)
+    model(x).sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
 def test_a_custom_quant_grad_replaces_the_straight_through_backward() -> None:
     seen = []
 

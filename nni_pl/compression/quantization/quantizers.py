@@ -93,7 +93,15 @@ def _track(
 
 
 class _RangeTracking(Quantizer):
-    """Quantizers whose activations are quantized to a tracked ``[min, max]`` (QAT, Observer)."""
+    """Quantizers whose activations are quantized to a tracked ``[min, max]`` (Naive, QAT, Observer).
+
+    Their quantization is torch's fake-quant op, whose own backward is :class:`QuantGrad`'s default (straight
+    through inside the range, zero outside), so no ``QuantGrad`` wraps it: that would quantize under no_grad,
+    compute the range a second time for the backward and round again there. A subclass that sets ``quant_grad``
+    gets it wrapped as usual.
+    """
+
+    quant_grad: ClassVar[type[QuantGrad] | None] = None
 
     def tracked_range(self, wrapper: QuantizerModuleWrapper, kind: str) -> tuple[float, float] | None:
         if kind == "weight":
