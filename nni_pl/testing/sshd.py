@@ -799,9 +799,12 @@ def _delete_namespace(namespace: str, veth: str | None) -> None:
         for pid in pids:
             _signal(int(pid), signal.SIGKILL)
         _run(["ip", "netns", "del", namespace], what=f"deleting network namespace {namespace}")
-    # the pair goes with the namespace, but asynchronously: delete our end now
+    # the pair goes with the namespace, but asynchronously: delete our end now. The kernel may remove it between
+    # the check and the command ("No such device", exit 2); only a device still there afterwards is a failure.
     if veth is not None and os.path.exists(f"/sys/class/net/{veth}"):
-        _run(["ip", "link", "del", veth], what=f"deleting {veth}", ok=(0, 1))
+        proc = _run(["ip", "link", "del", veth], what=f"deleting {veth}", ok=(0, 1, 2))
+        if proc.returncode == 2 and os.path.exists(f"/sys/class/net/{veth}"):
+            raise SshHostError(f"deleting {veth}: `ip link del {veth}` exited with 2: {proc.stderr.strip()}")
 
 
 def _cleanup_stale() -> None:
