@@ -31,10 +31,13 @@ pytest.importorskip("uvicorn")
 
 TRIAL = textwrap.dedent(
     """
-    import time
+    import os, time
     import nni_pl as nni
     p = nni.get_next_parameter()
     print("trial", p)
+    hold = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hold")
+    while os.path.exists(hold):  # a test holds the experiment RUNNING until it has made its requests
+        time.sleep(0.05)
     nni.report_intermediate_result(p["x"])
     time.sleep(p.get("sleep", 0))
     nni.report_final_result(p["x"])
@@ -57,7 +60,9 @@ def _http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-def test_launch_serves_the_dashboard_on_a_free_port_and_webui_prints_its_url(config, capsys):
+def test_launch_serves_the_dashboard_on_a_free_port_and_webui_prints_its_url(config, capsys, tmp_path):
+    hold = tmp_path / "hold"  # the first trial waits while it exists: the experiment is RUNNING for the requests
+    hold.touch()
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
@@ -83,6 +88,7 @@ def test_launch_serves_the_dashboard_on_a_free_port_and_webui_prints_its_url(con
         assert status == 400 and "x" in err["error"] and "3" in err["error"]
         status, added = _http("POST", api + "/trials", {"parameters": {"x": 0.5, "sleep": 1.0}})
         assert status == 201
+        hold.unlink()
         store = find("web00001").store
         wait_for(lambda: store.get_experiment("web00001").status == st.EXP_DONE, timeout=90)
         trials = store.list_trials("web00001")
