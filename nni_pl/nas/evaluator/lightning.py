@@ -279,6 +279,14 @@ class _Supervised(_LightningBase):
             optimizer=self.optimizer,
         )
 
+    def build_module(self, model: nn.Module) -> SupervisedModule:
+        """The LightningModule that trains ``model`` (what a one-shot strategy wraps around its supernet)."""
+        return self.module(model)
+
+    def dataloaders(self) -> tuple[Any, Any]:
+        """``(train, val)``: the data loaders, factories called."""
+        return _loaders(self.train_dataloaders, self.val_dataloaders, type(self).__name__)
+
     def evaluate(self, model: nn.Module) -> Any:
         for field in ("learning_rate", "weight_decay"):
             if is_choice(getattr(self, field)):
@@ -470,7 +478,8 @@ class Lightning(_LightningBase):
             kwargs.setdefault("default_root_dir", str(out))  # logs and checkpoints in the trial directory
         return pl.Trainer(*args, callbacks=callbacks, **kwargs)
 
-    def evaluate(self, model: nn.Module) -> Any:
+    def build_module(self, model: nn.Module) -> pl.LightningModule:
+        """A fresh LightningModule around ``model`` (what a one-shot strategy wraps around its supernet)."""
         if self.nni_form:
             module = trace_copy(self.module)  # a fresh module for every model
             if hasattr(module, "set_model"):
@@ -483,6 +492,20 @@ class Lightning(_LightningBase):
             raise EvaluatorError(
                 f"Lightning.module returned a {type(module).__name__}, not a LightningModule"
             )
+        return module
+
+    def dataloaders(self) -> tuple[Any, Any]:
+        """``(train, val)``: the data loaders (factories called; a datamodule's after its ``setup("fit")``)."""
+        if self.datamodule is not None:
+            dm = resolve_factory(self.datamodule, "Lightning.datamodule")
+            dm.prepare_data()
+            dm.setup("fit")
+            val = dm.val_dataloader() if type(dm).val_dataloader is not pl.LightningDataModule.val_dataloader else None
+            return dm.train_dataloader(), val
+        return _loaders(self.train_dataloaders, self.val_dataloaders, "Lightning")
+
+    def evaluate(self, model: nn.Module) -> Any:
+        module = self.build_module(model)
         if self.datamodule is not None:
             return self._fit(module, None, None, resolve_factory(self.datamodule, "Lightning.datamodule"))
         return self._fit(module, *_loaders(self.train_dataloaders, self.val_dataloaders, "Lightning"))

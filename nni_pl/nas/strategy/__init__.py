@@ -1,5 +1,6 @@
 """Multi-trial NAS strategies: :class:`Random`, :class:`GridSearch`, :class:`RegularizedEvolution`,
-:class:`TPE`, :class:`PolicyBasedRL`; write your own by overriding :meth:`Strategy.propose`, or run any
+:class:`TPE`, :class:`PolicyBasedRL`; one-shot ones (:mod:`nni_pl.nas.strategy.oneshot`): :class:`DARTS`,
+:class:`GumbelDARTS`, :class:`ENAS`, :class:`RandomOneShot` (``SPOS``), :class:`Proxyless`; write your own by overriding :meth:`Strategy.propose`, or run any
 HPO tuner as a strategy by overriding :meth:`TunerBackedStrategy.make_tuner`.
 
 Importing this package does not import torch (nor numpy): a NAS experiment's manager process runs the
@@ -21,6 +22,7 @@ from nni_pl.nas.strategy._tuner import StrategyTuner
 from nni_pl.nas.strategy._tuner_backed import TunerBackedStrategy
 from nni_pl.nas.strategy.evolution import RegularizedEvolution
 from nni_pl.nas.strategy.grid import GridSearch
+from nni_pl.nas.strategy.oneshot import DARTS, ENAS, SPOS, GumbelDARTS, OneShotStrategy, Proxyless, RandomOneShot
 from nni_pl.nas.strategy.random import Random
 from nni_pl.nas.strategy.rl import PolicyBasedRL
 from nni_pl.nas.strategy.tpe import TPE
@@ -29,11 +31,18 @@ from nni_pl.nas.strategy.tpe import TPE
 TPEStrategy = TPE
 
 __all__ = [
+    "DARTS",
+    "ENAS",
+    "SPOS",
     "TPE",
     "Engine",
     "GridSearch",
+    "GumbelDARTS",
+    "OneShotStrategy",
     "PolicyBasedRL",
+    "Proxyless",
     "Random",
+    "RandomOneShot",
     "RegularizedEvolution",
     "Strategy",
     "StrategyTuner",
