@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from nni_pl._checks import ArgumentError, check_optimize_mode, check_seed, fail
+from nni_pl._checks import ArgumentError, check_optimize_mode, check_seed, fail, owner_name
 from nni_pl._imports import import_object
 from nni_pl.errors import ConfigError, SearchSpaceError, WaitForResults
 from nni_pl.hpo import extract_scalar, make_rng, param_key
@@ -99,6 +99,10 @@ class Strategy(ABC):
     Args:
         optimize_mode: ``"maximize"`` or ``"minimize"`` the reported metric.
         seed: makes the proposals reproducible for the same sequence of results.
+        model_filter: NNI's ``model_filter``: ``filter(arch) -> bool``; architectures it rejects never run
+            (e.g. :class:`~nni_pl.nas.hardware.LatencyFilter`). To rebuild in the manager it must have
+            ``to_config()``/``from_config()`` or be a module-level function; a subclass that offers it takes
+            ``model_filter`` as an argument and passes it here.
 
     Example:
         >>> class FirstOption(Strategy):
@@ -115,9 +119,12 @@ class Strategy(ABC):
     #: enumerated by GridSearch).
     finite_only: ClassVar[bool] = False
 
-    def __init__(self, *, optimize_mode: str = "maximize", seed: int | None = None) -> None:
+    def __init__(
+        self, *, optimize_mode: str = "maximize", seed: int | None = None, model_filter: Any = None
+    ) -> None:
         self.optimize_mode = check_optimize_mode(self, optimize_mode)
         self.seed = check_seed(self, seed)
+        self.model_filter: Callable[[dict[str, Any]], bool] | None = _check_model_filter(self, model_filter)
         self.rng: np.random.Generator = make_rng(self.seed)
         self._space: SearchSpace | None = None
         self.history: list[TrialRecord] = []
@@ -125,7 +132,8 @@ class Strategy(ABC):
         self._proposals = 0
         self._results = 0
         self.proposing_id = 0
-        #: an optional predicate on architectures: proposals it rejects never run (see :meth:`ask`).
+        #: an optional predicate on architectures set by the engine (the space's constraints), checked with
+        #: :attr:`model_filter`: proposals either rejects never run (see :meth:`ask`).
         self.arch_filter: Callable[[dict[str, Any]], bool] | None = None
         self.max_rejections = 1000
 
@@ -168,9 +176,9 @@ class Strategy(ABC):
     def ask(self, trial_id: int | None = None) -> dict[str, Any] | None:
         """Ask :meth:`propose` for the next architecture and record it as running under the engine's ``trial_id``.
 
-        A proposal that :attr:`arch_filter` rejects never runs: it is recorded as failed (so deduplicating
-        strategies skip it and learning ones learn it is bad) and :meth:`propose` is asked again, up to
-        :attr:`max_rejections` times in a row. Returns ``None`` when the strategy is done; re-raises
+        A proposal that :attr:`arch_filter` or :attr:`model_filter` rejects never runs: it is recorded as
+        failed (so deduplicating strategies skip it and learning ones learn it is bad) and :meth:`propose` is
+        asked again, up to :attr:`max_rejections` times in a row. Returns ``None`` when the strategy is done; re-raises
         :class:`WaitForResults`.
         """
         for _ in range(self.max_rejections + 1):
@@ -183,7 +191,7 @@ class Strategy(ABC):
             record = TrialRecord(self._proposals, copy.deepcopy(arch))
             self._proposals += 1
             self.history.append(record)
-            if self.arch_filter is not None and not self.arch_filter(arch):
+            if not self.accepts(arch):
                 log.debug("%s: architecture rejected by the filter: %s", type(self).__name__, arch)
                 self._finish(record, None)
                 continue
@@ -196,6 +204,10 @@ class Strategy(ABC):
             self.max_rejections + 1,
         )
         return None
+
+    def accepts(self, arch: dict[str, Any]) -> bool:
+        """Whether ``arch`` passes both :attr:`arch_filter` (the space's constraints) and :attr:`model_filter`."""
+        return all(f is None or f(arch) for f in (self.arch_filter, self.model_filter))
 
     def tell(self, trial_id: int, metric: Any, *, arch: Mapping[str, Any] | None = None) -> TrialRecord:
         """Record the result of the engine's ``trial_id`` (``metric=None``: it failed). ``arch`` is needed for
@@ -306,6 +318,8 @@ class Strategy(ABC):
                     "cannot rebuild it; store each constructor argument under its own name",
                 )
             kwargs[name] = getattr(self, name)
+            if name == "model_filter" and kwargs[name] is not None:
+                kwargs[name] = _model_filter_config(self, kwargs[name])
         return {"class": f"{type(self).__module__}:{type(self).__qualname__}", "kwargs": kwargs}
 
     @staticmethod
@@ -329,6 +343,44 @@ class Strategy(ABC):
             raise e.in_config("strategy.kwargs") from e
         except TypeError as e:  # an argument the class does not take
             raise ConfigError("strategy.kwargs", f"{cls.__name__}(**{kwargs!r}) failed: {e}") from e
+
+
+def _check_model_filter(owner: Strategy, value: Any) -> Callable[[dict[str, Any]], bool] | None:
+    """``value`` as a predicate: ``None``, a callable, or what :func:`_model_filter_config` wrote."""
+    if value is None or (callable(value) and not isinstance(value, type)):
+        return value
+    if isinstance(value, str):
+        return _check_model_filter(owner, import_object(value, "model_filter", what="function"))
+    if isinstance(value, Mapping) and "class" in value:
+        cls = import_object(str(value["class"]), "model_filter.class", what="class")
+        try:
+            built = (
+                cls.from_config(value) if hasattr(cls, "from_config") else cls(**(value.get("kwargs") or {}))
+            )
+        except ArgumentError as e:
+            raise ArgumentError(owner_name(owner), f"model_filter.kwargs.{e.argument}", e.reason) from e
+        return _check_model_filter(owner, built)
+    fail(
+        owner,
+        "model_filter",
+        f"must be a callable taking an architecture and returning a bool (e.g. LatencyFilter(threshold, "
+        f"predictor)), got {value!r}",
+    )
+
+
+def _model_filter_config(owner: Strategy, value: Any) -> Any:
+    """JSON for ``value``: its ``to_config()``, or ``"module:function"`` for a module-level function."""
+    if callable(getattr(value, "to_config", None)):
+        return value.to_config()
+    name = getattr(value, "__qualname__", "<")
+    if inspect.isfunction(value) and "<" not in name:
+        return f"{value.__module__}:{name}"
+    fail(
+        owner,
+        "model_filter",
+        f"{value!r} cannot be stored in the experiment's config; give an object with to_config()/from_config() "
+        "(such as LatencyFilter) or a module-level function",
+    )
 
 
 class _DirectEngine:

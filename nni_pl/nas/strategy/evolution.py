@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nni_pl._checks import check_bool, check_choice, check_int, check_number
@@ -37,6 +37,7 @@ class RegularizedEvolution(Strategy):
         dedup: never propose the same architecture twice.
         optimize_mode: ``"maximize"`` or ``"minimize"`` the metric.
         seed: makes the search reproducible.
+        model_filter: ``filter(arch) -> bool``; rejected architectures never run (see :class:`Strategy`).
 
     Example:
         >>> from nni_pl.nas.strategy import simulate
@@ -58,8 +59,9 @@ class RegularizedEvolution(Strategy):
         dedup: bool = True,
         optimize_mode: str = "maximize",
         seed: int | None = None,
+        model_filter: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
-        super().__init__(optimize_mode=optimize_mode, seed=seed)
+        super().__init__(optimize_mode=optimize_mode, seed=seed, model_filter=model_filter)
         self.population_size = check_int(self, "population_size", population_size, minimum=1)
         self.sample_size = check_int(
             self,

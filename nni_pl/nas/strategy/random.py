@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nni_pl._checks import check_bool, check_int
@@ -25,6 +25,8 @@ class Random(Strategy):
             repeat).
         optimize_mode: unused by random search; kept so every strategy takes it.
         seed: makes the draws reproducible.
+        model_filter: ``filter(arch) -> bool``; rejected architectures never run (NNI's argument, e.g.
+            :class:`~nni_pl.nas.hardware.LatencyFilter` for hardware-aware search).
 
     Example:
         >>> from nni_pl.nas.strategy import simulate
@@ -40,8 +42,9 @@ class Random(Strategy):
         max_retries: int = 100,
         optimize_mode: str = "maximize",
         seed: int | None = None,
+        model_filter: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
-        super().__init__(optimize_mode=optimize_mode, seed=seed)
+        super().__init__(optimize_mode=optimize_mode, seed=seed, model_filter=model_filter)
         self.dedup = check_bool(self, "dedup", dedup)
         self.max_retries = check_int(self, "max_retries", max_retries, minimum=0)
 
