@@ -33,20 +33,17 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import logging
 import os
-import platform
-import statistics
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nni_pl._checks import check_int, check_number, fail
 from nni_pl.nas._labels import ArchitectureError, canonical, to_json_value
+from nni_pl.nas._latency import Measurer, Term, arch_key, as_inputs, machine_info, num_threads, time_ms
 
 if TYPE_CHECKING:
     import torch
@@ -57,50 +54,6 @@ __all__ = ["LatencyFilter", "LatencyPredictor", "measure_latency_table", "predic
 log = logging.getLogger(__name__)
 
 FORMAT = "nni_pl.latency_table"
-_MAX_COMBOS = 512  # per choice: the values of its labels times those of the labels that change its input
-_MIN_SAMPLE_S = 2e-4  # a timing sample runs a fast op several times, so the clock's resolution does not rule
-
-
-def _key(arch: Mapping[str, Any], labels: Sequence[str]) -> str:
-    return canonical([to_json_value(arch[label]) for label in labels])
-
-
-class _Term:
-    """One choice's entry: ms per combination of ``labels``, counted when every ``when`` condition holds."""
-
-    def __init__(
-        self,
-        module: str,
-        kind: str,
-        labels: Sequence[str],
-        values: Mapping[str, float],
-        when: Sequence[tuple[Sequence[str], Sequence[str]]] = (),
-    ) -> None:
-        self.module, self.kind, self.labels = module, kind, list(labels)
-        self.values = {str(k): float(v) for k, v in values.items()}
-        self.when = [(list(labels_), list(allowed)) for labels_, allowed in when]
-        self._allowed = [(labels_, set(allowed)) for labels_, allowed in self.when]
-
-    def applies(self, arch: Mapping[str, Any]) -> bool:
-        return all(_key(arch, labels) in allowed for labels, allowed in self._allowed)
-
-    def latency(self, arch: Mapping[str, Any]) -> float:
-        return self.values.get(_key(arch, self.labels), 0.0)  # absent: not reached by that architecture
-
-    def to_dict(self) -> dict[str, Any]:
-        when = [{"labels": la, "allowed": al} for la, al in self.when]
-        return {
-            "module": self.module,
-            "kind": self.kind,
-            "labels": self.labels,
-            "values": self.values,
-            "when": when,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> _Term:
-        when = [(w["labels"], w["allowed"]) for w in d.get("when", ())]
-        return cls(d.get("module", ""), d.get("kind", ""), d["labels"], d["values"], when)
 
 
 class LatencyPredictor:
@@ -127,12 +80,12 @@ class LatencyPredictor:
         *,
         base: float,
         decisions: Mapping[str, Sequence[Any]],
-        terms: Sequence[Mapping[str, Any] | _Term],
+        terms: Sequence[Mapping[str, Any] | Term],
         meta: Mapping[str, Any] | None = None,
     ) -> None:
         self.base = check_number(self, "base", base, low=0)
         self.decisions = {label: [to_json_value(v) for v in values] for label, values in decisions.items()}
-        self.terms = [t if isinstance(t, _Term) else _Term.from_dict(t) for t in terms]
+        self.terms = [t if isinstance(t, Term) else Term.from_dict(t) for t in terms]
         self.meta = dict(meta or {})
         for term in self.terms:
             for label in term.labels + [la for labels, _ in term.when for la in labels]:
@@ -162,11 +115,11 @@ class LatencyPredictor:
                     f"label {label!r} has {len(decisions[label])} values but {len(ms)} latencies",
                 )
             terms.append(
-                _Term(
+                Term(
                     label,
                     "table",
                     [label],
-                    {_key({label: v}, [label]): m for v, m in zip(decisions[label], ms)},
+                    {arch_key({label: v}, [label]): m for v, m in zip(decisions[label], ms)},
                 )
             )
         return cls(base=base, decisions=decisions, terms=terms)
@@ -238,12 +191,13 @@ class LatencyPredictor:
                     total = total + prob * w
             return total
 
-        total: Any = torch.tensor(self.base)
+        first = next(iter(probs.values()), None)
+        total: Any = torch.tensor(self.base) if first is None else first.new_tensor(self.base)
         for t in self.terms:
             term = mass(t.labels, t.latency)
-            for labels, allowed in t._allowed:
+            for labels, allowed in t.conditions:
                 term = term * mass(
-                    labels, lambda a, labels=labels, allowed=allowed: float(_key(a, labels) in allowed)
+                    labels, lambda a, labels=labels, allowed=allowed: float(arch_key(a, labels) in allowed)
                 )
             total = total + term
         return total
@@ -351,233 +305,6 @@ class LatencyFilter:
         return f"LatencyFilter(threshold={self.threshold:g}, predictor={self.predictor!r})"
 
 
-# --------------------------------------------------------------------------------------------- measuring
-
-
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _time_ms(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    start = time.perf_counter()
-    fn()
-    number = max(1, min(1000, int(_MIN_SAMPLE_S / max(time.perf_counter() - start, 1e-7))))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - start) / number)
-    return statistics.median(samples) * 1e3
-
-
-def _sig(x: Any) -> Any:
-    if hasattr(x, "shape") and hasattr(x, "dtype"):
-        return ("tensor", tuple(x.shape), str(x.dtype))
-    if isinstance(x, (list, tuple)):
-        return [_sig(v) for v in x]
-    if isinstance(x, dict):
-        return {k: _sig(v) for k, v in x.items()}
-    return type(x).__name__
-
-
-class _Node:
-    def __init__(
-        self,
-        module: nn.Module,
-        name: str,
-        kind: str,
-        labels: list[str],
-        when: list[tuple[list[str], list[str]]],
-    ):
-        self.module, self.name, self.kind, self.labels, self.when = module, name, kind, labels, when
-        self.inner: dict[int, list[_Node]] = {}  # unit (candidate index, block index) -> choices inside it
-        self.term = _Term(name, kind, labels, {}, when)
-
-    def watch(self) -> list[nn.Module]:
-        return list(self.module.blocks) if self.kind == "Repeat" else [self.module]  # type: ignore[union-attr]
-
-
-class _Measurer:
-    def __init__(self, net: Any, inputs: tuple[Any, ...], repeats: int, warmup: int) -> None:
-        from nni_pl.nas.oneshot.supernet import (
-            MixedInputChoice,
-            MixedLayerChoice,
-            MixedRepeat,
-            MixedValueLayer,
-        )
-
-        self.net, self.inputs, self.repeats, self.warmup = net, inputs, repeats, warmup
-        self.decisions: dict[str, list[Any]] = net.state.decisions
-        self.default = {label: values[0] for label, values in self.decisions.items()}
-        self.nodes: list[_Node] = []
-        self._sigs: dict[str, dict[int, Any]] = {}
-
-        def walk(mod: nn.Module, name: str, when: list[Any], owners: list[list[_Node]]) -> None:
-            if isinstance(mod, (MixedLayerChoice, MixedRepeat, MixedValueLayer, MixedInputChoice)):
-                kind = type(mod).__name__.removeprefix("Mixed")
-                labels = list(mod.labels) if isinstance(mod, (MixedRepeat, MixedValueLayer)) else [mod.label]
-                node = _Node(mod, name, kind, labels, when)
-                self.nodes.append(node)
-                for owner in owners:
-                    owner.append(node)
-                if isinstance(mod, MixedLayerChoice):
-                    for i, (key, cand) in enumerate(mod.candidates.items()):
-                        allowed = [_key({mod.label: self.decisions[mod.label][i]}, labels)]
-                        node.inner[i] = []
-                        walk(cand, f"{name}.{key}", [*when, (labels, allowed)], [*owners, node.inner[i]])
-                elif isinstance(mod, MixedRepeat):
-                    combos = [
-                        dict(zip(labels, c))
-                        for c in itertools.product(*(self.decisions[la] for la in labels))
-                    ]
-                    for k, block in enumerate(mod.blocks):
-                        allowed = [_key(c, labels) for c in combos if mod._depth(c) > k]
-                        node.inner[k] = []
-                        walk(
-                            block, f"{name}.blocks.{k}", [*when, (labels, allowed)], [*owners, node.inner[k]]
-                        )
-                return
-            for child_name, child in mod.named_children():
-                walk(child, f"{name}.{child_name}" if name else child_name, when, owners)
-
-        walk(net.model, "", [], [])
-
-    def _forward(self, arch: Mapping[str, Any], watch: Sequence[nn.Module]) -> dict[int, tuple[Any, Any]]:
-        captured: dict[int, tuple[Any, Any]] = {}
-
-        def hook(m: nn.Module, args: Any, kwargs: Any) -> None:
-            captured.setdefault(id(m), (args, kwargs))
-
-        handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in watch]
-        try:
-            self.net.state.set_arch(arch)
-            self.net(*self.inputs)
-        finally:
-            for h in handles:
-                h.remove()
-        return captured
-
-    def _shapes(self, arch: Mapping[str, Any]) -> dict[int, Any]:
-        key = canonical(to_json_value(dict(arch)))
-        if key not in self._sigs:
-            watch = [m for n in self.nodes for m in n.watch()]
-            self._sigs[key] = {k: _sig(v) for k, v in self._forward(arch, watch).items()}
-        return self._sigs[key]
-
-    def _reach(self, node: _Node) -> dict[str, Any]:
-        """The default architecture, changed where needed to run ``node``."""
-        arch = dict(self.default)
-        for labels, allowed in node.when:
-            if _key(arch, labels) not in allowed and allowed:
-                arch.update(zip(labels, json.loads(allowed[0])))
-        return arch
-
-    def _labels(self, node: _Node, reach: dict[str, Any]) -> list[str]:
-        """The node's labels plus those that change what it receives (shape), in the space's order."""
-        ids = [id(m) for m in node.watch()]
-        sig = [self._shapes(reach).get(i) for i in ids]
-        extra = set()
-        for label, values in self.decisions.items():
-            if label in node.labels:
-                continue
-            for v in values:
-                arch = {**reach, label: v}
-                if node.term.applies(arch) and [self._shapes(arch).get(i) for i in ids] != sig:
-                    extra.add(label)
-                    break
-        return [la for la in self.decisions if la in node.labels or la in extra]
-
-    def _exclusive(self, node: _Node, unit: int, arch: Mapping[str, Any], fn: Callable[[], Any]) -> float:
-        inner = sum(n.term.latency(arch) for n in node.inner.get(unit, ()) if n.term.applies(arch))
-        return max(0.0, _time_ms(fn, self.repeats, self.warmup) - inner)
-
-    def _measure(self, node: _Node, arch: dict[str, Any]) -> float | None:
-        from nni_pl.nas.mutables import _reduce
-
-        mod: Any = node.module
-        cap = self._forward(arch, node.watch())
-        if node.kind == "Repeat":
-            total = 0.0
-            for k in range(min(mod._depth(arch), len(mod.blocks))):
-                block = mod.blocks[k]
-                if id(block) not in cap:
-                    return None
-                args, kwargs = cap[id(block)]
-                total += self._exclusive(node, k, arch, lambda b=block, a=args, kw=kwargs: b(*a, **kw))
-            return total
-        if id(mod) not in cap:
-            return None
-        args, kwargs = cap[id(mod)]
-        if node.kind == "ValueLayer":
-            layer = mod.sliced(arch).eval()
-            return _time_ms(lambda: layer(*args, **kwargs), self.repeats, self.warmup)
-        i = self.net.state.index(node.labels[0], arch[node.labels[0]])
-        if node.kind == "InputChoice":
-            chosen = self.decisions[node.labels[0]][i]
-            return _time_ms(
-                lambda: _reduce([args[0][j] for j in chosen], mod.reduction), self.repeats, self.warmup
-            )
-        cand = list(mod.candidates.values())[i]
-        return self._exclusive(node, i, arch, lambda: cand(*args, **kwargs))
-
-    def run(self) -> list[_Term]:
-        for node in reversed(self.nodes):  # every choice inside a candidate before the candidate
-            reach = self._reach(node)
-            labels = self._labels(node, reach)
-            n = 1
-            for la in labels:
-                n *= len(self.decisions[la])
-            if n > _MAX_COMBOS:
-                raise ArchitectureError(
-                    node.labels[0],
-                    f"the latency of {node.name!r} depends on {labels}: {n} "
-                    f"combinations, more than the {_MAX_COMBOS} a table measures",
-                )
-            node.term = _Term(node.name, node.kind, labels, {}, node.when)
-            for combo in itertools.product(*(self.decisions[la] for la in labels)):
-                arch = {**reach, **dict(zip(labels, combo))}
-                if node.term.applies(arch):
-                    ms = self._measure(node, arch)
-                    if ms is not None:
-                        node.term.values[_key(arch, labels)] = ms
-        return [n.term for n in self.nodes]
-
-
-def _machine(threads: int) -> dict[str, Any]:
-    import torch
-
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "processor": platform.processor() or platform.machine(),
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "system": platform.system(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": threads,
-    }
-
-
-def _as_inputs(dummy_input: Any) -> tuple[Any, ...]:
-    return tuple(dummy_input) if isinstance(dummy_input, (tuple, list)) else (dummy_input,)
-
-
 def measure_latency_table(
     space: nn.Module, dummy_input: Any, *, repeats: int = 30, warmup: int = 5, threads: int = 1
 ) -> LatencyPredictor:
@@ -600,16 +327,16 @@ def measure_latency_table(
     repeats = check_int("measure_latency_table", "repeats", repeats, minimum=1)
     warmup = check_int("measure_latency_table", "warmup", warmup, minimum=0)
     threads = check_int("measure_latency_table", "threads", threads, minimum=1)
-    inputs = _as_inputs(dummy_input)
-    with _threads(threads), torch.no_grad():
+    inputs = as_inputs(dummy_input)
+    with num_threads(threads), torch.no_grad():
         net = build_supernet(space, "RandomOneShot").eval()
-        measurer = _Measurer(net, inputs, repeats, warmup)
+        measurer = Measurer(net, inputs, repeats, warmup)
         terms = measurer.run()
         frozen = space.freeze(measurer.default).eval()  # type: ignore[operator]
-        whole = _time_ms(lambda: frozen(*inputs), repeats, warmup)
+        whole = time_ms(lambda: frozen(*inputs), repeats, warmup)
     shapes = [list(x.shape) if hasattr(x, "shape") else None for x in inputs]
     meta = {
-        "machine": _machine(threads),
+        "machine": machine_info(threads),
         "input_shape": shapes[0] if len(shapes) == 1 else shapes,
         "repeats": repeats,
         "warmup": warmup,
@@ -656,11 +383,11 @@ def predictor_error(
     import torch
 
     repeats = check_int("predictor_error", "repeats", repeats, minimum=1)
-    inputs = _as_inputs(dummy_input)
+    inputs = as_inputs(dummy_input)
     out = []
-    with _threads(threads), torch.no_grad():
+    with num_threads(threads), torch.no_grad():
         for arch in archs:
             model = space.freeze(dict(arch)).eval()  # type: ignore[operator]
-            measured = _time_ms(lambda m=model: m(*inputs), repeats, warmup)
+            measured = time_ms(lambda m=model: m(*inputs), repeats, warmup)
             out.append((dict(arch), predictor.predict(arch), measured))
     return out

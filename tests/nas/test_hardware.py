@@ -205,6 +205,30 @@ def test_latency_nested_choices_count_only_when_the_outer_picks_them_and_repeat_
     assert float(p.expected_latency(probs)) == pytest.approx(p.predict({**arch, "depth": 3}))
 
 
+class WidthThenOp(ModelSpace):
+    def __init__(self):
+        super().__init__()
+        ch = ValueChoice([4, 64], label="ch")
+        self.conv = nn.Conv2d(3, ch, 3, padding=1)
+        self.op = LayerChoice([nn.Conv2d(ch, ch, 3, padding=1), nn.Identity()], label="op")
+
+    def forward(self, x):
+        return self.op(self.conv(x)).mean()
+
+
+def test_latency_a_choice_after_a_searched_width_is_timed_per_width_and_threads_are_restored():
+    before = torch.get_num_threads()
+    p = measure_latency_table(WidthThenOp(), X, repeats=5, warmup=1, threads=before + 1)
+    assert torch.get_num_threads() == before and p.meta["machine"]["threads"] == before + 1
+    op = next(t for t in p.terms if t.kind == "LayerChoice")
+    assert op.labels == ["ch", "op"] and len(op.values) == 4  # the op's input changes with ch
+    assert set(p.table) == set()  # neither label adds up on its own
+    # the inner conv of op is a ValueChoice layer, counted only when op picks it
+    assert p.predict({"ch": 64, "op": "0"}) > p.predict({"ch": 4, "op": "0"})
+    with pytest.raises(ArgumentError, match=r"'measure_latency_table\.threads'.*got 0"):
+        measure_latency_table(WidthThenOp(), X, threads=0)
+
+
 def test_latency_strategy_import_stays_free_of_torch():
     code = "import sys, nni_pl.nas.strategy, nni_pl.nas.hardware; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
