@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import json
 import os
@@ -214,9 +215,32 @@ class Measurer:
                     break
         return [la for la in self.decisions if la in node.labels or la in extra]
 
-    def _exclusive(self, node: _Node, unit: int, arch: Mapping[str, Any], fn: Callable[[], Any]) -> float:
+    def _plain(self, module: nn.Module, arch: Mapping[str, Any]) -> nn.Module:
+        """``module`` as the frozen architecture runs it: the supernet's sliced weights cost more (views)."""
+        from torch import nn
+
+        from nni_pl.nas.oneshot.supernet import MixedLayerChoice, MixedRepeat, MixedValueLayer
+
+        if isinstance(module, MixedValueLayer):
+            return module.sliced(arch).eval()
+        if isinstance(module, MixedLayerChoice):
+            i = self.net.state.index(module.label, arch[module.label])
+            return self._plain(list(module.candidates.values())[i], arch)
+        if isinstance(module, MixedRepeat):
+            return nn.Sequential(*[self._plain(b, arch) for b in list(module.blocks)[: module._depth(arch)]])
+        if not any(isinstance(m, (MixedLayerChoice, MixedRepeat, MixedValueLayer)) for m in module.modules()):
+            return module
+        out = copy.copy(module)
+        out._modules = {k: None if v is None else self._plain(v, arch) for k, v in module._modules.items()}
+        return out
+
+    def _exclusive(
+        self, node: _Node, unit: int, arch: Mapping[str, Any], module: nn.Module, args: Any
+    ) -> float:
+        """The time of ``module`` (a candidate or a block) less that of the choices inside it."""
+        plain, (a, kw) = self._plain(module, arch), args
         inner = sum(n.term.latency(arch) for n in node.inner.get(unit, ()) if n.term.applies(arch))
-        return max(0.0, time_ms(fn, self.repeats, self.warmup) - inner)
+        return max(0.0, time_ms(lambda: plain(*a, **kw), self.repeats, self.warmup) - inner)
 
     def _measure(self, node: _Node, arch: dict[str, Any]) -> float | None:
         from nni_pl.nas.mutables import _reduce
@@ -229,8 +253,7 @@ class Measurer:
                 block = mod.blocks[k]
                 if id(block) not in cap:
                     return None
-                args, kwargs = cap[id(block)]
-                total += self._exclusive(node, k, arch, lambda b=block, a=args, kw=kwargs: b(*a, **kw))
+                total += self._exclusive(node, k, arch, block, cap[id(block)])
             return total
         if id(mod) not in cap:
             return None
@@ -244,8 +267,7 @@ class Measurer:
             return time_ms(
                 lambda: _reduce([args[0][j] for j in chosen], mod.reduction), self.repeats, self.warmup
             )
-        cand = list(mod.candidates.values())[i]
-        return self._exclusive(node, i, arch, lambda: cand(*args, **kwargs))
+        return self._exclusive(node, i, arch, list(mod.candidates.values())[i], (args, kwargs))
 
     def run(self) -> list[Term]:
         for node in reversed(self.nodes):  # every choice inside a candidate before the candidate
