@@ -126,6 +126,13 @@ class _Node:
 
 
 class Measurer:
+    """Times the choices of a supernet (in eval mode, under ``no_grad``) run on ``inputs``: :meth:`run`.
+
+    Each choice is reached from the default architecture (changing only the labels that select the candidate
+    or block holding it), its labels are widened by those that change its input, and each combination is
+    timed at the input the supernet gives it, inner choices before the candidates holding them.
+    """
+
     def __init__(self, net: Any, inputs: tuple[Any, ...], repeats: int, warmup: int) -> None:
         from nni_pl.nas.oneshot.supernet import (
             MixedInputChoice,
