@@ -18,6 +18,7 @@ from typing import Any
 __all__ = ["function_trial", "main", "run_trial"]
 
 SPEC_FILE = "nas.json"
+TOP_MODELS_FILE = "top_models.json"  # a one-shot trial's result: the architectures it found, best first
 
 log = logging.getLogger("nni_pl.nas.trial")
 
@@ -33,11 +34,33 @@ def run_trial(spec: Mapping[str, Any], parameters: Mapping[str, Any]) -> Any:
         pl.seed_everything(int(spec["seed"]), workers=True, verbose=False)
     space_spec = spec["model_space"]
     space = load_space(space_spec["import_path"], space_spec.get("init_kwargs") or {})
+    if spec.get("oneshot"):
+        return run_oneshot(spec, space)
     labels = set(space.search_space())
     model = space.freeze({k: v for k, v in parameters.items() if k in labels})
     evaluator = Evaluator.from_config(freeze_config(spec["evaluator"], parameters))
     log.info("evaluating %s with %s", dict(parameters), type(evaluator).__name__)
     return evaluator.evaluate(model)
+
+
+def run_oneshot(spec: Mapping[str, Any], space: Any) -> Any:
+    """Run the one-shot search of ``spec`` (one trial); the architectures found go to ``top_models.json``."""
+    import nni_pl
+    from nni_pl.nas.evaluator import Evaluator
+    from nni_pl.nas.oneshot.search import search, write_top_models
+    from nni_pl.nas.strategy import Strategy
+
+    strategy = Strategy.from_config(spec["strategy"])
+    evaluator = Evaluator.from_config(spec["evaluator"])
+    log.info("one-shot search with %s", type(strategy).__name__)
+    result = search(space, evaluator, strategy, top_k=int(spec.get("top_k", 5)))
+    out = nni_pl.get_output_dir()
+    write_top_models(out if out is not None else Path.cwd(), result)
+    log.info("architecture found: %s", result.arch)
+    if result.score is None:
+        raise RuntimeError("the search ended without a validation metric to report (no validation data?)")
+    nni_pl.report_final_result(result.score)
+    return result.score
 
 
 def function_trial(parameters: Mapping[str, Any]) -> Any:

@@ -125,9 +125,16 @@ class NasExperiment:
             raise ConfigError(
                 "strategy", f"must be an nni_pl.nas.strategy.Strategy, got {type(strategy).__name__}"
             )
+        from nni_pl.nas.strategy import OneShotStrategy
+        from nni_pl.nas.strategy.oneshot import ONESHOT_LABEL
+
         space_spec = _space_spec(model_space)
         model_ss = model_space.search_space()
         eval_ss = evaluator.search_space()
+        oneshot = isinstance(strategy, OneShotStrategy)
+        if oneshot:
+            _check_oneshot(model_space, evaluator, strategy, execution, eval_ss, fields)
+            fields["max_trial_number"] = 1
         shared = sorted(set(model_ss) & set(eval_ss))
         if shared:
             raise ConfigError(
@@ -152,6 +159,8 @@ class NasExperiment:
             "strategy": strategy.to_config(),
             "seed": seed,
         }
+        if oneshot:
+            self.spec["oneshot"] = True
         if execution == "cgo":
             from nni_pl.nas.cgo_service import cgo_settings
 
@@ -160,12 +169,15 @@ class NasExperiment:
             "strategy": self.spec["strategy"],
             "optimize_mode": strategy.optimize_mode,
         }
-        if _has_constraints(model_space):
+        if _has_constraints(model_space) and not oneshot:
             tuner_args["model_space"] = space_spec
         config = {
             "trialCommand": _PLACEHOLDER,
             "trialConcurrency": 1,
-            "searchSpace": {**model_ss, **eval_ss},
+            # a one-shot search is one trial: its parameter names the strategy, the search runs inside it
+            "searchSpace": {ONESHOT_LABEL: {"_type": "choice", "_value": [strategy.name]}}
+            if oneshot
+            else {**model_ss, **eval_ss},
             "tuner": {
                 "className": "nni_pl.nas.strategy.StrategyTuner",
                 "classArgs": tuner_args,
@@ -296,6 +308,8 @@ class NasExperiment:
         mode = optimize_mode or self.experiment.config.optimize_mode
         if mode not in ("maximize", "minimize"):
             raise ValueError(f"optimize_mode must be 'maximize' or 'minimize', got {optimize_mode!r}")
+        if self.spec.get("oneshot"):
+            return self._oneshot_top_models(top_k, mode)
         best = self.experiment.store.best_trials(self.id, optimize_mode=mode, limit=top_k)
         labels = set(self.spec["model_labels"])
         return [
@@ -304,6 +318,15 @@ class NasExperiment:
             else {k: v for k, v in t.parameters.items() if k in labels}
             for t in best
         ]
+
+    def _oneshot_top_models(self, top_k: int, mode: str) -> list[dict[str, Any]]:
+        from nni_pl.nas._trial import TOP_MODELS_FILE
+
+        for trial in self.experiment.store.best_trials(self.id, optimize_mode=mode, limit=None):
+            path = Path(trial.trial_dir) / TOP_MODELS_FILE
+            if path.exists():
+                return [dict(a) for a in json.loads(path.read_text(encoding="utf-8"))["top_models"][:top_k]]
+        return []
 
     def export_data(self) -> list[dict[str, Any]]:
         return self.experiment.export_data()
@@ -335,6 +358,35 @@ def _space_spec(model_space: Any) -> dict[str, Any]:
     if isinstance(kwargs, Mapping):
         kwargs = dict(kwargs)
     return {"import_path": path, "init_kwargs": kwargs or {}}
+
+
+def _check_oneshot(
+    model_space: Any, evaluator: Any, strategy: Any, execution: str, eval_ss: Mapping[str, Any], fields: Mapping[str, Any]
+) -> None:
+    """Refuse what a one-shot search cannot do before anything is created (the space is checked by building its
+    supernet once, so a primitive the strategy cannot search is named now, not in the trial)."""
+    from nni_pl.nas.oneshot.supernet import build_supernet
+
+    name = strategy.name
+    if execution == "cgo":
+        raise ConfigError("execution", f"{name} trains one supernet in one trial; use 'process' or 'function'")
+    if eval_ss:
+        label = next(iter(eval_ss))
+        raise ConfigError(
+            f"evaluator.{label}",
+            f"is a choice, but {name} searches the model space only (one supernet trained once); fix its value, "
+            "or search it with a multi-trial strategy",
+        )
+    if not hasattr(evaluator, "build_module") or not hasattr(evaluator, "dataloaders"):
+        raise ConfigError(
+            "evaluator",
+            f"{name} wraps a Lightning evaluator's module (Classification, Regression, Lightning); got "
+            f"{type(evaluator).__name__}",
+        )
+    for key in ("max_trial_number", "trial_concurrency"):
+        if fields.get(key, 1) != 1:
+            raise ConfigError(key, f"a one-shot search ({name}) is one trial; leave {key} out (got {fields[key]!r})")
+    build_supernet(model_space, name)
 
 
 def _has_constraints(model_space: Any) -> bool:

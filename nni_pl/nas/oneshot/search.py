@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import CombinedLoader
 
+from nni_pl.nas._trial import TOP_MODELS_FILE
 from nni_pl.nas.oneshot.lightning import OneShotModule, RandomOneShotModule
 from nni_pl.nas.oneshot.supernet import Supernet, build_supernet
 
@@ -24,7 +25,6 @@ __all__ = ["OneShotResult", "SearchReporter", "count_flops", "paired_loader", "s
 
 log = logging.getLogger(__name__)
 
-TOP_MODELS_FILE = "top_models.json"  # in a one-shot trial's directory: the architectures found, best first
 
 
 def paired_loader(train: Any, val: Any) -> CombinedLoader:
@@ -147,8 +147,8 @@ def search(
         _spos_search(module, space, strategy, val if val is not None else train, top_k)
     top = module.export_top_models(top_k)
     score = None
-    if val is not None and monitor:
-        metrics = trainer.validate(module, dataloaders=val, verbose=False)
+    if monitor:
+        metrics = trainer.validate(module, dataloaders=val if val is not None else train, verbose=False)
         if metrics and monitor in metrics[0]:
             score = float(metrics[0][monitor])
     return OneShotResult(top[0], top, module, supernet, score, list(module.history))

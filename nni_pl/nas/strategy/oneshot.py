@@ -17,7 +17,7 @@ Example:
     >>> RandomOneShot(max_latency=-1)
     Traceback (most recent call last):
     ...
-    nni_pl._checks.ArgumentError: RandomOneShot: max_latency must be > 0 (a limit in milliseconds), got -1
+    nni_pl._checks.ArgumentError: argument 'RandomOneShot.max_latency': must be > 0 (a limit in milliseconds), got -1
 """
 
 from __future__ import annotations
