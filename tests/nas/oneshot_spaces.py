@@ -32,7 +32,7 @@ class DigitsConvSpace(ModelSpace):
 
 
 class DigitsLayerSpace(ModelSpace):
-    """LayerChoice/InputChoice/Repeat only (what Proxyless searches)."""
+    """LayerChoice and InputChoice only."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,3 +56,15 @@ class DigitsLayerSpace(ModelSpace):
         x = self.stem(x).relu()
         y = self.op2(self.op(x))
         return self.head(self.skip([x, y]).flatten(1))
+
+
+class StridedSpace(ModelSpace):
+    """A stride that changes with the choice: sampling strategies only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, stride=ValueChoice([1, 2], label="stride"))
+        self.head = nn.LazyLinear(10)
+
+    def forward(self, x):
+        return self.head(self.conv(x).flatten(1))

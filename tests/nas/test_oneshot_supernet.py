@@ -79,6 +79,26 @@ def test_mixing_weighs_every_candidate_and_one_hot_weights_give_the_subnet():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in state.probs.values())
 
 
+def test_gates_mode_mixes_value_choice_layers_by_their_probabilities():
+    torch.manual_seed(0)
+    space = ConvSpace()
+    net = build_supernet(space, "Proxyless").eval()
+    x = torch.randn(2, 3, 9, 9)
+    arch = {"k": 5, "ch": 8, "act": "relu", "out": 10}
+    net.state.set_arch(arch)
+    sampled = net(x)
+    state = net.state
+    state.mode = "gates"
+    state.gates = {"act": [(0, torch.tensor(1.0)), (1, torch.tensor(0.0))]}
+    logits = {la: torch.zeros(len(v), requires_grad=True) for la, v in state.decisions.items() if la != "act"}
+    state.probs = {la: torch.where(torch.tensor([v == arch[la] for v in state.decisions[la]]), 1.0, 0.0) + 0 * t
+                   for la, t in logits.items()}
+    torch.testing.assert_close(net(x)[:, :10], sampled, rtol=0, atol=1e-5)  # one-hot probabilities: the slice
+    state.probs = {la: t.softmax(0) for la, t in logits.items()}
+    net(x).sum().backward()
+    assert all(float(t.grad.abs().sum()) > 0 for t in logits.values())
+
+
 def test_gates_run_at_most_two_paths_and_pass_gradients_to_both():
     calls = []
 
@@ -169,8 +189,8 @@ def test_spaces_a_strategy_cannot_search_are_refused_naming_the_label_and_the_st
     with pytest.raises(OneShotError, match=r"'stride'.*DARTS.*stride"):
         build_supernet(Strided(), "DARTS")
     build_supernet(Strided(), "RandomOneShot")  # sampling runs one stride at a time
-    with pytest.raises(OneShotError, match=r"'ch'.*Proxyless"):
-        build_supernet(ConvSpace(), "Proxyless")
+    with pytest.raises(OneShotError, match=r"'stride'.*Proxyless.*stride"):
+        build_supernet(Strided(), "Proxyless")
 
     class Param(ModelSpace):
         def __init__(self):

@@ -731,7 +731,9 @@ class ProxylessModule(_AlphaMixin, OneShotModule):
     A weight step runs one path per choice, sampled from ``softmax(alpha)``; an architecture step samples two
     distinct paths per choice and runs only those two, weighted by straight-through gates (value 1 for the
     picked one, 0 for the other; gradients through the softmax of their two logits), so at most two paths per
-    choice are in memory. With a latency ``predictor`` (:mod:`nni_pl.nas.hardware`), the architecture loss adds
+    choice are in memory. The values of a ``ValueChoice`` in layer arguments share one weight, so they are no
+    separate paths: an architecture step mixes them by ``softmax(alpha)`` in one computation at the largest size
+    (as DARTS does). With a latency ``predictor`` (:mod:`nni_pl.nas.hardware`), the architecture loss adds
     ``latency_weight * max(0, E[latency] / latency_budget - 1)`` (expected over ``softmax(alpha)``), and the
     export keeps the predicted latency within ``latency_budget``: the most probable architecture, then, while
     it is over budget, the change that saves the most latency per probability lost.
@@ -781,7 +783,11 @@ class ProxylessModule(_AlphaMixin, OneShotModule):
         _, (arch_opt,) = self._optimizers()
         arch_opt.zero_grad()
         gates = {}
+        paths = self._path_labels()
+        self.state.probs = {la: a.softmax(-1) for la, a in zip(self.labels, self.alpha) if la not in paths}
         for la, a in zip(self.labels, self.alpha):
+            if la not in paths:
+                continue
             n = a.numel()
             if n == 1:
                 gates[la] = [(0, torch.ones((), device=a.device))]
@@ -805,6 +811,21 @@ class ProxylessModule(_AlphaMixin, OneShotModule):
         self.manual_backward(loss)
         self.sync_grads(list(self.alpha))
         arch_opt.step()
+
+    def _path_labels(self) -> set[str]:
+        """Labels whose values are separate paths (LayerChoice, InputChoice, Repeat): these get binary gates;
+        the values of a ValueChoice of layer arguments share one weight and are mixed by softmax instead."""
+        from nni_pl.nas.oneshot.supernet import MixedInputChoice, MixedLayerChoice, MixedRepeat
+
+        if getattr(self, "_paths", None) is None:
+            found: set[str] = set()
+            for m in self.supernet.mixed_modules():
+                if isinstance(m, (MixedLayerChoice, MixedInputChoice)):
+                    found.add(m.label)
+                elif isinstance(m, MixedRepeat):
+                    found.update(m.labels)
+            self._paths = found
+        return self._paths
 
     def export(self) -> dict[str, Any]:
         arch = super().export()

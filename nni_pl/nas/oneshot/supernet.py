@@ -16,7 +16,9 @@ candidate and asks one shared :class:`SupernetState` how to run:
 
 The state has three modes: ``"sample"`` (one architecture runs: SPOS, ENAS, export, the evolution after
 SPOS), ``"mix"`` (every candidate, weighted by probabilities per label: DARTS, GumbelDARTS) and ``"gates"``
-(ProxylessNAS: at most two candidates per label run, weighted by straight-through binary gates).
+(ProxylessNAS: at most two candidates per label run, weighted by straight-through binary gates). A layer with
+``ValueChoice`` arguments mixes its values in one computation at the largest size, on the weight masked by the
+weighted slices (in ``"gates"`` mode too: its values share one weight, so there are no paths to gate).
 
 Example:
     >>> import torch
@@ -114,13 +116,16 @@ class SupernetState:
         self.mode = SAMPLE
 
     def paths(self, label: str) -> list[tuple[int, torch.Tensor | None]]:
-        """``[(value index, weight or None), ...]``: which values of ``label`` run now and how they are weighted."""
+        """``[(value index, weight or None), ...]``: which values of ``label`` run now and how they are weighted.
+
+        In ``"gates"`` mode a label without gates (a ValueChoice of layer arguments, whose values share one
+        weight) is mixed by its ``probs``."""
         if self.mode == SAMPLE:
             return [(self.index(label, self.arch[label]), None)]
-        if self.mode == MIX:
-            p = self.probs[label]
-            return [(i, p[i]) for i in range(len(self.decisions[label]))]
-        return self.gates[label]
+        if self.mode == GATES and label in self.gates:
+            return self.gates[label]
+        p = self.probs[label]
+        return [(i, p[i]) for i in range(len(self.decisions[label]))]
 
     def combos(self, labels: Sequence[str]) -> list[tuple[dict[str, Any], torch.Tensor | None]]:
         """Every combination of the running values of ``labels``, with the product of their weights."""
@@ -389,13 +394,12 @@ class MixedValueLayer(_Mixed):
     def _run_mixed(self, x: torch.Tensor, parts: list[tuple[dict[str, Any], torch.Tensor | None]]) -> torch.Tensor:
         full = self.full
         if issubclass(self.base, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            return _batch_norm(full, x, full.num_features)
+            return self._norm_mixed(x, parts)
         mask = torch.zeros_like(full.weight)
         bmask = torch.zeros_like(full.bias) if full.bias is not None else None
         for a, w in parts:
             m = torch.zeros_like(full.weight)
-            view = self._slices_index(a)
-            m[view] = 1.0
+            m[self._slices_index(a)] = 1.0
             mask = mask + (m if w is None else m * w)
             if bmask is not None and a["bias"]:
                 out_n = a.get("out_features", a.get("out_channels"))
@@ -414,6 +418,18 @@ class MixedValueLayer(_Mixed):
         if groups != full.groups:
             weight = weight[:, : full.in_channels // groups]
         return conv(x, weight, bias, a["stride"], padding, a["dilation"], groups)
+
+    def _norm_mixed(self, x: torch.Tensor, parts: list[tuple[dict[str, Any], torch.Tensor | None]]) -> torch.Tensor:
+        """Batch norm over the largest width, each channel scaled by the summed weight of the widths that have
+        it (normalisation would otherwise undo the weighting of the layer before)."""
+        full = self.full
+        n = full.num_features
+        cmask = torch.zeros(n, device=x.device, dtype=x.dtype)
+        for a, w in parts:
+            m = torch.zeros(n, device=x.device, dtype=x.dtype)
+            m[: a["num_features"]] = 1.0
+            cmask = cmask + (m if w is None else m * w)
+        return _batch_norm(full, x, n) * cmask.view(1, -1, *([1] * (x.dim() - 2)))
 
     def _slices_index(self, a: Mapping[str, Any]) -> tuple[slice, ...]:
         if issubclass(self.base, nn.Linear):
@@ -511,9 +527,10 @@ def build_supernet(space: nn.Module, strategy: str = "RandomOneShot") -> Superne
     """A supernet of ``space`` (a copy; the space is left as it is) for the one-shot strategy named.
 
     ``strategy`` (``"DARTS"``, ``"GumbelDARTS"``, ``"ENAS"``, ``"RandomOneShot"``/``"SPOS"``, ``"Proxyless"``)
-    decides what is refused: mixing strategies need candidates with outputs of one shape and convolutions
-    whose kernel choices keep the output size; Proxyless does not search ``ValueChoice`` layer arguments
-    (as NNI); no one-shot strategy searches ``ModelParameterChoice`` or ``NasBench101Cell``.
+    decides what is refused: mixing and gating strategies (DARTS, GumbelDARTS, Proxyless) need candidates
+    with outputs of one shape, convolutions whose kernel choices keep the output size and stride, and no
+    ``ValueChoice`` kept as a plain attribute; no one-shot strategy searches ``ModelParameterChoice`` or
+    ``NasBench101Cell``.
 
     Raises:
         OneShotError: a primitive of the space this strategy cannot search (the message names its label).
@@ -535,7 +552,7 @@ def build_supernet(space: nn.Module, strategy: str = "RandomOneShot") -> Superne
     model = copy.deepcopy(space)
     model = _transform(model, state, strategy)
     net = Supernet(model, state)
-    if strategy in _MIXING:
+    if strategy in _MIXING or strategy in _GATES:
         for layer in net.value_layers():
             layer.check_mixable(strategy)
     return net
@@ -563,14 +580,6 @@ def _transform(module: nn.Module, state: SupernetState, strategy: str) -> nn.Mod
             "as one network (as in NNI); use a multi-trial strategy",
         )
     if getattr(module, "_nas_init", None) is not None:
-        if strategy in _GATES:
-            label = expr_leaves(list(module._nas_init[0])) + expr_leaves(module._nas_init[1])  # type: ignore[index]
-            raise OneShotError(
-                label[0].label,
-                f"is a ValueChoice in the arguments of a {type(module).__name__}; {strategy} searches "
-                "LayerChoice, InputChoice and Repeat only (as NNI's); write the values as a LayerChoice or use "
-                "DARTS, GumbelDARTS, ENAS or RandomOneShot",
-            )
         return MixedValueLayer(module, state)
     if isinstance(module, Mutable) and module.own_choices() and not _made_of_children(module):
         label = module.own_choices()[0][0]
