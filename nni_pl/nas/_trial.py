@@ -47,7 +47,7 @@ def run_oneshot(spec: Mapping[str, Any], space: Any) -> Any:
     """Run the one-shot search of ``spec`` (one trial); the architectures found go to ``top_models.json``."""
     import nni_pl
     from nni_pl.nas.evaluator import Evaluator
-    from nni_pl.nas.oneshot.search import search, write_top_models
+    from nni_pl.nas.oneshot.runner import search, write_top_models
     from nni_pl.nas.strategy import Strategy
 
     strategy = Strategy.from_config(spec["strategy"])

@@ -18,7 +18,7 @@ from nni_pl.nas import ValueChoice
 from nni_pl.nas.evaluator import Classification, FunctionalEvaluator
 from nni_pl.nas.experiment import NasExperiment
 from nni_pl.nas.oneshot.lightning import DartsModule
-from nni_pl.nas.oneshot.search import paired_loader, search
+from nni_pl.nas.oneshot.runner import paired_loader, search
 from nni_pl.nas.oneshot.supernet import OneShotError, build_supernet
 from nni_pl.nas.strategy import DARTS, ENAS, SPOS, GumbelDARTS, Proxyless, RandomOneShot
 from tests.nas.oneshot_spaces import DigitsConvSpace, DigitsLayerSpace, StridedSpace
@@ -115,7 +115,7 @@ def test_a_checkpoint_of_another_strategy_is_refused(tmp_path):
 def test_spos_search_respects_a_flops_limit():
     torch.manual_seed(0)
     space = DigitsConvSpace()
-    from nni_pl.nas.oneshot.search import count_flops
+    from nni_pl.nas.oneshot.runner import count_flops
 
     flops = sorted(
         count_flops(space.freeze(a), torch.zeros(1, 1, 8, 8))

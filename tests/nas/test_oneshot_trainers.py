@@ -407,7 +407,7 @@ def test_replace_input_choice_collects_label_and_replacement_and_base_trainer_is
 
 
 def test_the_package_re_exports_its_names_lazily():
-    assert oneshot.__getattr__("search").__module__ == "nni_pl.nas.oneshot.search"
+    assert oneshot.__getattr__("search").__module__ == "nni_pl.nas.oneshot.runner"
     assert callable(oneshot.__getattr__("search"))
     for name in oneshot.__all__:
         assert getattr(oneshot, name) is not None

@@ -11,11 +11,10 @@ Lightning.
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nni_pl.nas.oneshot.search import OneShotResult, paired_loader, search
+    from nni_pl.nas.oneshot.runner import OneShotResult, paired_loader, search
     from nni_pl.nas.oneshot.supernet import OneShotError, Supernet, build_supernet
     from nni_pl.nas.oneshot.trainers import (
         BaseOneShotTrainer,
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(("OneShotResult", "paired_loader", "search"), "nni_pl.nas.oneshot.search"),
+    **dict.fromkeys(("OneShotResult", "paired_loader", "search"), "nni_pl.nas.oneshot.runner"),
     **dict.fromkeys(("OneShotError", "Supernet", "build_supernet"), "nni_pl.nas.oneshot.supernet"),
     **dict.fromkeys(
         (
@@ -67,14 +66,4 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value  # later lookups skip this function
-    _keep_search_a_function()
     return value
-
-
-def _keep_search_a_function() -> None:
-    # Loading the submodule ``search`` binds it as this package's attribute ``search``, hiding the function of
-    # that name; rebind the function. (A submodule imported directly before any name here is looked up still
-    # hides it: importing ``nni_pl.nas.oneshot.search`` itself gives the module.)
-    module = sys.modules.get(f"{__name__}.search")
-    if module is not None and globals().get("search") is module:
-        globals()["search"] = module.search

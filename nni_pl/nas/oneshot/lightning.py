@@ -116,9 +116,28 @@ class OneShotModule(pl.LightningModule):
         self.labels = list(self.state.decisions)
         self.grad_clip = float(grad_clip)
         self.automatic_optimization = False
-        self.generator = torch.Generator().manual_seed(int(seed) if seed is not None else 0)
+        # seed=None: drawn from torch's global generator, so torch.manual_seed makes the search reproducible
+        self.seed = int(seed) if seed is not None else int(torch.randint(2**31 - 1, (1,)))
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.score_fn = score
         self.history: list[dict[str, Any]] = []  # per epoch: the exported architecture and its probabilities
+
+    def setup(self, stage: str) -> None:
+        """Under DDP: one-shot steps leave parameters unused (paths not sampled, the controller in a weight
+        step), so DDP must look for unused parameters; turned on here, before the Trainer wraps the module."""
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy):
+            kwargs = getattr(strategy, "_ddp_kwargs", None)
+            if not isinstance(kwargs, dict):
+                raise RuntimeError(
+                    f"{self.strategy_name} under DDP needs strategy='ddp_find_unused_parameters_true' (some "
+                    "parameters are unused in each step)"
+                )
+            if not kwargs.get("find_unused_parameters"):
+                log.info("%s: DDP set to find unused parameters (sampled paths leave the others unused)", self.strategy_name)
+                kwargs["find_unused_parameters"] = True
 
     # --- hooks of the inner module ----------------------------------------------------------------------
     def _inner(self, hook: str, *args: Any, quiet: bool = False) -> Any:
@@ -139,11 +158,11 @@ class OneShotModule(pl.LightningModule):
 
     def score(self, batch: Any) -> float:
         """Bigger is better: the reward of ENAS and the fitness of the search after SPOS."""
-        if self.score_fn is not None:
-            return float(self.score_fn(self.inner, batch))
-        metrics = getattr(self.inner, "metrics", None)
-        x, y = batch[0], batch[1]
         with torch.no_grad():
+            if self.score_fn is not None:
+                return float(self.score_fn(self.inner, batch))
+            metrics = getattr(self.inner, "metrics", None)
+            x, y = batch[0], batch[1]
             if isinstance(metrics, Mapping) and metrics:
                 name, fn = next(iter(metrics.items()))
                 value = float(fn(self.inner(x), y))
@@ -545,8 +564,9 @@ class EnasModule(OneShotModule):
         score: Callable[[pl.LightningModule, Any], float] | None = None,
     ) -> None:
         super().__init__(inner, supernet, grad_clip=grad_clip, seed=seed, score=score)
-        torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=self.generator)))
-        self.controller = ReinforceController(self.state.decisions, **dict(ctrl_kwargs or {}))
+        with torch.random.fork_rng():  # the controller's initial weights from the module's seed, not the global RNG
+            torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=self.generator)))
+            self.controller = ReinforceController(self.state.decisions, **dict(ctrl_kwargs or {}))
         self.ctrl_lr, self.entropy_weight, self.skip_weight, self.skip_target = ctrl_lr, entropy_weight, skip_weight, skip_target
         self.baseline_decay, self.ctrl_steps_aggregate, self.ctrl_grad_clip = baseline_decay, ctrl_steps_aggregate, ctrl_grad_clip
         self.register_buffer("baseline", torch.zeros(()))
@@ -627,8 +647,20 @@ class RandomOneShotModule(OneShotModule):
         self.state.set_arch(self.broadcast(self.sample_uniform()))
         self.weight_step(train_batch, batch_idx)
 
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
+    def validation_step(self, batch: Any, batch_idx: int) -> Any:
+        """Before :meth:`search` there is no chosen architecture: each validation epoch checks one random
+        architecture (drawn from the epoch number and the seed, so the training's random stream is untouched);
+        after it, the architecture found."""
+        if getattr(self, "_best", None):
+            return super().validation_step(batch, batch_idx)
+        if batch_idx == 0:
+            gen = torch.Generator().manual_seed(self.seed * 7919 + self.current_epoch)
+            self._val_arch = {
+                la: v[int(torch.randint(len(v), (1,), generator=gen))] for la, v in self.state.decisions.items()
+            }
+            self._val_arch = self.broadcast(self._val_arch)
+        self.state.set_arch(self._val_arch)
+        return self._inner("validation_step", batch, batch_idx)
 
     def export(self) -> dict[str, Any]:
         return dict(self._best) if getattr(self, "_best", None) else {la: v[0] for la, v in self.state.decisions.items()}
@@ -782,26 +814,31 @@ class ProxylessModule(_AlphaMixin, OneShotModule):
             return
         _, (arch_opt,) = self._optimizers()
         arch_opt.zero_grad()
-        gates = {}
         paths = self._path_labels()
         self.state.probs = {la: a.softmax(-1) for la, a in zip(self.labels, self.alpha) if la not in paths}
+        picks: dict[str, tuple[int, int, int]] = {}  # label -> the two paths and which of them runs
+        for la, a in zip(self.labels, self.alpha):
+            if la in paths and a.numel() > 1:
+                pair = torch.multinomial(a.detach().softmax(-1).cpu(), 2, replacement=False, generator=self.generator)
+                i, j = int(pair[0]), int(pair[1])
+                soft = torch.stack([a[i], a[j]]).detach().softmax(-1).cpu()
+                picks[la] = (i, j, int(torch.multinomial(soft, 1, generator=self.generator)))
+        picks = self.broadcast(picks)  # every rank runs rank 0's paths
+        gates = {}
         for la, a in zip(self.labels, self.alpha):
             if la not in paths:
                 continue
-            n = a.numel()
-            if n == 1:
+            if la not in picks:
                 gates[la] = [(0, torch.ones((), device=a.device))]
                 continue
-            pair = torch.multinomial(a.detach().softmax(-1).cpu(), 2, replacement=False, generator=self.generator)
-            i, j = int(pair[0]), int(pair[1])
+            i, j, pick = picks[la]
             soft = torch.stack([a[i], a[j]]).softmax(-1)
-            pick = int(torch.multinomial(soft.detach().cpu(), 1, generator=self.generator))
             hard = torch.zeros(2, device=a.device)
             hard[pick] = 1.0
             g = hard - soft.detach() + soft
             gates[la] = [(i, g[0]), (j, g[1])]
         self.state.mode = GATES
-        self.state.gates = self.broadcast(gates) if self.trainer.world_size > 1 else gates
+        self.state.gates = gates
         loss = self.loss(val_batch, batch_idx)
         if self.predictor is not None and self.latency_budget:
             probs = {la: a.softmax(-1) for la, a in zip(self.labels, self.alpha)}

@@ -76,7 +76,7 @@ from nni_pl.nas.oneshot.lightning import (
     ProxylessModule,
     RandomOneShotModule,
 )
-from nni_pl.nas.oneshot.search import paired_loader
+from nni_pl.nas.oneshot.runner import paired_loader
 from nni_pl.nas.oneshot.supernet import build_supernet
 
 __all__ = [
