@@ -15,7 +15,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import CombinedLoader
+from lightning.pytorch.utilities import CombinedLoader, rank_zero_info
 
 from nni_pl.nas._trial import TOP_MODELS_FILE
 from nni_pl.nas.oneshot.lightning import OneShotModule, RandomOneShotModule
@@ -48,10 +48,9 @@ class OneShotResult:
 
 
 class SearchReporter(pl.Callback):
-    """Reports a search to the experiment: after each validation, the monitored metric of the current
-    architecture with the probabilities of every label's values (``{"default": metric, "p/<label>/<value>":
-    ...}``) as an intermediate result; the current architecture goes to the log (the progress bar shows
-    the metric)."""
+    """Reports a search: after each validation, the monitored metric of the current architecture with the
+    probabilities of every label's values (``{"default": metric, "p/<label>/<value>": ...}``) as an intermediate
+    result (in an experiment: the trial's; outside one: logged), and a line with the current architecture."""
 
     def __init__(self, monitor: str | None) -> None:
         self.monitor = monitor
@@ -74,7 +73,9 @@ class SearchReporter(pl.Callback):
             for v, p in zip(pl_module.state.decisions[label], probs.tolist()):
                 report[f"p/{label}/{json.dumps(v) if not isinstance(v, str) else v}"] = round(p, 6)
         nni_pl.report_intermediate_result(report)
-        log.info("epoch %d: %s %.4f, architecture %s", trainer.current_epoch, self.monitor, float(value), pl_module.export())
+        rank_zero_info(
+            f"epoch {trainer.current_epoch}: {self.monitor} {float(value):.4f}, architecture {pl_module.export()}"
+        )
 
 
 def count_flops(model: torch.nn.Module, example: Any) -> float:
@@ -139,7 +140,8 @@ def search(
     monitor = getattr(evaluator, "monitor", None)
     trainer = pl.Trainer(
         callbacks=[SearchReporter(monitor), *callbacks],
-        **quiet_trainer_kwargs(kwargs, keep_logger=in_trial, log_every_n_steps=1),
+        # outside a trial a search is watched: Lightning's bar, and each epoch's architecture (SearchReporter)
+        **quiet_trainer_kwargs(kwargs, keep_logger=in_trial, log_every_n_steps=1, enable_progress_bar=not in_trial),
     )
     fit_train = paired_loader(train, val) if module.bilevel else train
     trainer.fit(module, train_dataloaders=fit_train, val_dataloaders=val, ckpt_path=ckpt_path)
