@@ -180,3 +180,38 @@ def test_a_one_shot_nas_experiment_is_one_trial_with_probabilities_as_intermedia
     assert len(top) == 2 and set(top[0]) == {"op", "op2", "skip"}
     DigitsLayerSpace().check_arch(top[0])
     exp.close()
+
+
+def _predictor(space, tmp_path):
+    from nni_pl.nas.hardware import LatencyPredictor
+
+    # a fixed table (timings are the hardware tests' business): conv5 costs most, identity nothing
+    table = {"op": [3.0, 1.5, 0.0], "op2": [1.5, 0.0], "skip": [0.0, 0.0]}
+    decisions = {la: v["_value"] for la, v in space.search_space().items()}
+    predictor = LatencyPredictor.from_table(decisions, table, base=0.5)
+    path = tmp_path / "latency.json"
+    predictor.save(path)
+    return predictor, str(path)
+
+
+def test_proxyless_with_a_latency_budget_exports_within_it(tmp_path):
+    space = DigitsLayerSpace()
+    predictor, path = _predictor(space, tmp_path)
+    budget = 1.6  # excludes conv5 with conv3, and conv5 alone needs op2=id
+    for seed in range(3):
+        torch.manual_seed(seed)
+        strategy = Proxyless(seed=seed, latency_predictor=path, latency_budget=budget, latency_weight=5.0)
+        result = search(space, _evaluator(), strategy)
+        assert predictor.predict(result.arch) <= budget, result.arch
+    probs = result.module.probabilities()
+    uniform = {la: torch.full_like(v, 1 / len(v)) for la, v in probs.items()}
+    assert float(predictor.expected_latency(probs)) < float(predictor.expected_latency(uniform))  # the loss pulls
+
+
+def test_spos_search_respects_a_latency_limit(tmp_path):
+    space = DigitsLayerSpace()
+    predictor, path = _predictor(space, tmp_path)
+    torch.manual_seed(0)
+    strategy = RandomOneShot(seed=0, num_candidates=12, population_size=4, max_latency=1.0, latency_predictor=path)
+    result = search(space, _evaluator(), strategy, top_k=3)
+    assert result.top_models and all(predictor.predict(a) <= 1.0 for a in result.top_models)
