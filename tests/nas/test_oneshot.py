@@ -180,6 +180,11 @@ def test_a_one_shot_nas_experiment_is_one_trial_with_probabilities_as_intermedia
     assert len(top) == 2 and set(top[0]) == {"op", "op2", "skip"}
     DigitsLayerSpace().check_arch(top[0])
     exp.close()
+    # the CLI shows it like any experiment, the trial's intermediate results included
+    from nni_pl.cli.main import main
+
+    assert main(["show", exp.id, "--workdir", str(tmp_path)]) == 0
+    assert main(["trial", "ls", exp.id, "--workdir", str(tmp_path)]) == 0
 
 
 def _predictor(space, tmp_path):
