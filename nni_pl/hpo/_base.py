@@ -194,6 +194,16 @@ class Tuner(ABC):
             [{"parameter": h.parameters, "value": h.value} for h in history if h.value is not None]
         )
 
+    def check_budget(self, *, max_trial_number: int | None, max_duration_s: float | None) -> list[str]:
+        """Called once at launch with the experiment's budget (``None``: unlimited); returns warnings.
+
+        A tuner whose settings make it degenerate for this budget says so here, naming the setting, its
+        value and a value that fits (a ``population_size`` of 100 with 50 trials is random search); the
+        experiment shows each warning once before it starts. A tuner may also keep the budget. The default
+        has nothing to say.
+        """
+        return []
+
     # --- validation the experiment runs before starting --------------------------------------------------
     @classmethod
     def check_search_space(cls, space: SearchSpace, *, name: str | None = None) -> None:

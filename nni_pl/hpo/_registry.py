@@ -22,6 +22,7 @@ __all__ = [
 
 # NNI's registered names -> where the class lives. Imported lazily: a name costs nothing until used.
 BUILTIN_TUNERS: dict[str, str] = {
+    "Auto": "nni_pl.hpo.tuners.auto:AutoTuner",
     "TPE": "nni_pl.hpo.tuners.tpe:TPETuner",
     "Random": "nni_pl.hpo.tuners.random:RandomTuner",
     "Anneal": "nni_pl.hpo.tuners.anneal:AnnealTuner",
@@ -49,6 +50,7 @@ BUILTIN_ADVISORS: dict[str, str] = {
 
 # Other spellings users type: NNI class names and short forms.
 ALIASES: dict[str, str] = {
+    "AutoTuner": "Auto",
     "RandomSearch": "Random",
     "Grid": "GridSearch",
     "GridSearchTuner": "GridSearch",

@@ -19,6 +19,7 @@ from nni_pl.hpo.assessors import CurvefittingAssessor, MedianstopAssessor
 from nni_pl.hpo.tuners import (
     BOHB,
     AnnealTuner,
+    AutoTuner,
     BatchTuner,
     DNGOTuner,
     EvolutionTuner,
@@ -37,6 +38,8 @@ from nni_pl.hpo.tuners import (
 # class -> (NNI's positional arguments, the attribute each one sets), in NNI's order
 NNI_POSITIONAL: dict[type, tuple[tuple[Any, ...], tuple[str, ...]]] = {
     TPETuner: (("minimize", True, "mean"), ("optimize_mode", "parallel_optimize", "constant_liar_type")),
+    # nni-pl's default (NNI has none by this name) takes the order of NNI's default, TPE
+    AutoTuner: (("minimize", True, "mean"), ("optimize_mode", "parallel_optimize", "constant_liar_type")),
     RandomTuner: (("minimize",), ("optimize_mode",)),
     AnnealTuner: (("minimize",), ("optimize_mode",)),
     GridSearchTuner: ((), ()),

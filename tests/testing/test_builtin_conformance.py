@@ -49,6 +49,19 @@ HALVING = "successive halving runs the best configurations again at a larger TRI
 # Per name: attributes of the test class. Model-based tuners get short warm-ups so that the model is
 # exercised within a few suggestions, and fewer suggestions where a suggestion is slow.
 TUNERS: dict[str, dict[str, Any]] = {
+    # GP for 4 results (2 random, 2 modelled), TPE after: each run crosses the switch
+    "Auto": {
+        "tuner_kwargs": {
+            "switch_after": 4,
+            "gp_args": {
+                "cold_start_num": 2,
+                "selection_num_warm_up": 200,
+                "selection_num_starting_points": 2,
+            },
+            "tpe_args": {"n_startup_jobs": 3},
+        },
+        "n_suggestions": 10,
+    },
     "TPE": {"tuner_kwargs": {"n_startup_jobs": 3}},
     "Random": {},
     "Anneal": {},

@@ -15,6 +15,7 @@ from typing import Any
 
 _MODULES = {
     "AnnealTuner": "anneal",
+    "AutoTuner": "auto",
     "BatchTuner": "batch",
     "BOHB": "bohb",
     "DNGOTuner": "dngo",
