@@ -208,31 +208,49 @@ class Tuner(ABC):
     @classmethod
     def check_search_space(cls, space: SearchSpace, *, name: str | None = None) -> None:
         """Raise :class:`SearchSpaceError` naming this tuner and the parameter it cannot handle."""
-        tuner = name or cls.__name__
-        for dim in space.dimensions():
-            p = dim.param
-            if cls.supported_types is not None and p.TYPE not in cls.supported_types:
+        check_space_support(
+            space,
+            tuner=name or cls.__name__,
+            supported_types=cls.supported_types,
+            supports_nested=cls.supports_nested,
+            numeric_choices_only=cls.numeric_choices_only,
+        )
+
+
+def check_space_support(
+    space: SearchSpace,
+    *,
+    tuner: str,
+    supported_types: frozenset[str] | None,
+    supports_nested: bool,
+    numeric_choices_only: bool,
+) -> None:
+    """The rule of :meth:`Tuner.check_search_space` for explicit declarations (a tuner whose instances
+    can be restricted further, such as GP's ``nni_types_only``, checks them with it)."""
+    for dim in space.dimensions():
+        p = dim.param
+        if supported_types is not None and p.TYPE not in supported_types:
+            raise SearchSpaceError(
+                dim.name,
+                f"tuner {tuner} does not support _type {p.TYPE!r}",
+                "",
+                f"it supports {', '.join(sorted(supported_types))}; change the type or pick another tuner (e.g. TPE)",
+            )
+        if p.TYPE == "choice":
+            if dim.parent is None and getattr(p, "is_nested", False) and not supports_nested:
                 raise SearchSpaceError(
                     dim.name,
-                    f"tuner {tuner} does not support _type {p.TYPE!r}",
+                    f"tuner {tuner} does not support nested choices (_name options)",
                     "",
-                    f"it supports {', '.join(sorted(cls.supported_types))}; change the type or pick another tuner (e.g. TPE)",
+                    "use TPE, Random, Anneal, Evolution or GridSearch",
                 )
-            if p.TYPE == "choice":
-                if dim.parent is None and getattr(p, "is_nested", False) and not cls.supports_nested:
-                    raise SearchSpaceError(
-                        dim.name,
-                        f"tuner {tuner} does not support nested choices (_name options)",
-                        "",
-                        "use TPE, Random, Anneal, Evolution or GridSearch",
-                    )
-                if cls.numeric_choices_only and not p.is_numeric:
-                    raise SearchSpaceError(
-                        dim.name,
-                        f"tuner {tuner} needs numeric choice options",
-                        f"got {p.to_json()['_value']}",
-                        "use numbers, or a tuner such as TPE",
-                    )
+            if numeric_choices_only and not p.is_numeric:
+                raise SearchSpaceError(
+                    dim.name,
+                    f"tuner {tuner} needs numeric choice options",
+                    f"got {p.to_json()['_value']}",
+                    "use numbers, or a tuner such as TPE",
+                )
 
 
 class AssessResult(Enum):

@@ -294,11 +294,14 @@ def maximize_batch(
     starts: np.ndarray,
     *,
     maxiter: int = 200,
+    fixed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Maximise ``fun`` (values and gradients of ``(b, d)`` points) from each start, within ``[0, 1]^d``.
 
     The runs are independent, so their sum is maximised as one L-BFGS-B problem over all starts at
     once: one vectorised evaluation per iteration instead of one Python call per start and point.
+    ``fixed`` (``(b, d)`` booleans) marks coordinates that stay at their start value (one-hot axes
+    and inactive dimensions of :meth:`UnitCube.fixed <nni_pl.hpo.tuners._numeric.UnitCube.fixed>`).
     """
     b, d = starts.shape
     v0, _ = fun(starts)
@@ -309,13 +312,18 @@ def maximize_batch(
         v, g = fun(flat.reshape(b, d))
         return -scale * float(v.sum()), -scale * g.ravel()
 
+    if fixed is None:
+        bounds = Bounds(np.zeros(b * d), np.ones(b * d))
+    else:
+        start = np.clip(starts, 0.0, 1.0).ravel()
+        bounds = Bounds(np.where(fixed.ravel(), start, 0.0), np.where(fixed.ravel(), start, 1.0))
     with np.errstate(all="ignore"):
         res = minimize(
             objective,
             starts.ravel(),
             jac=True,
             method="L-BFGS-B",
-            bounds=Bounds(np.zeros(b * d), np.ones(b * d)),
+            bounds=bounds,
             options={"maxiter": maxiter},
         )
     u = np.clip(res.x.reshape(b, d), 0.0, 1.0)

@@ -13,6 +13,9 @@ after ``trials_per_update``; between re-trainings of the network (every ``trials
 results) the cheap Bayesian layer is refitted on every new result; and expected improvement is taken
 over the best result so far (NNI's used a fixed 0.95). With concurrent trials, pending points get the
 worst result so far as a constant liar (a parametric model would otherwise stay attracted to them).
+Every NNI ``_type`` and nested choices are accepted, in the unit cube of :mod:`._numeric` (string
+choices one-hot, normal types by their prior quantile; NNI: the numeric types and numeric choices
+only, which ``nni_types_only=True`` restores).
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import ndtr
 
-from nni_pl._checks import check_int
-from nni_pl.hpo.tuners._numeric import NUMERIC_TYPES, UnitCube, single_threaded
+from nni_pl._checks import check_bool, check_int
+from nni_pl.hpo.tuners._numeric import NUMERIC_TYPES, UnitCube, check_nni_types, single_threaded
 from nni_pl.hpo.tuners._store import ObservationStore, StoreTuner
 from nni_pl.space import SearchSpace
 
@@ -118,9 +121,11 @@ class DNGOTuner(StoreTuner):
     """Deep networks for global optimisation: a network's features plus Bayesian linear regression.
 
     Applicable to large-scale hyperparameter optimisation (its cost grows linearly with the number
-    of results, unlike a Gaussian process's cubic growth). Supported ``_type`` s: ``randint``,
-    ``uniform``, ``quniform``, ``loguniform``, ``qloguniform`` and ``choice`` of numbers (no nested
-    choices). Diverged trials (NaN/inf metrics) count as the worst result. Training runs torch on
+    of results, unlike a Gaussian process's cubic growth). Supported ``_type`` s: all ten, and nested
+    choices (NNI: ``randint``, ``uniform``, ``quniform``, ``loguniform``, ``qloguniform`` and
+    ``choice`` of numbers, which ``nni_types_only=True`` restores). A ``choice`` of numbers uses
+    their values as distances; any other ``choice`` (strings, booleans, mixed, nested ``_name``
+    branches) is one-hot; the normal types are modelled by their prior quantile. Diverged trials (NaN/inf metrics) count as the worst result. Training runs torch on
     one thread (restored afterwards) so it does not compete with trials for cores.
 
     No point is suggested twice (a model proposal already suggested or learnt of gives way to an unseen
@@ -133,6 +138,9 @@ class DNGOTuner(StoreTuner):
         trials_per_update: results between two trainings of the network.
         num_epochs_per_training: passes over the results per training.
         seed: makes the suggestions reproducible for the same sequence of results.
+        nni_types_only: refuse what NNI's DNGO tuner refused (the types above other than NNI's,
+            string choices, nested choices) with a :class:`~nni_pl.errors.SearchSpaceError` naming
+            the parameter.
 
     Example:
         >>> tuner = DNGOTuner(optimize_mode="minimize", seed=0, num_epochs_per_training=100)
@@ -145,9 +153,8 @@ class DNGOTuner(StoreTuner):
         True
     """
 
-    supported_types = NUMERIC_TYPES
-    supports_nested = False
-    numeric_choices_only = True
+    #: the ``_type`` s NNI's DNGO tuner accepted (``nni_types_only=True``)
+    nni_types = NUMERIC_TYPES
 
     def __init__(
         self,
@@ -157,8 +164,10 @@ class DNGOTuner(StoreTuner):
         num_epochs_per_training: int = 500,
         *,
         seed: int | None = None,
+        nni_types_only: bool = False,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
+        self.nni_types_only = check_bool(self, "nni_types_only", nni_types_only)
         self.sample_size = check_int(self, "sample_size", sample_size, minimum=1)
         self.trials_per_update = check_int(self, "trials_per_update", trials_per_update, minimum=1)
         self.num_epochs_per_training = check_int(
@@ -172,6 +181,8 @@ class DNGOTuner(StoreTuner):
     def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
         space = SearchSpace.parse(search_space)
         self.check_search_space(space)
+        if self.nni_types_only:
+            check_nni_types(space, tuner=type(self).__name__, types=self.nni_types)
         super().update_search_space(space)
         self._cube = UnitCube(self._require_store())
         self._net = None

@@ -5,7 +5,9 @@ After ``cold_start_num`` random trials, each suggestion fits a Gaussian process 
 (expected improvement, upper confidence bound or probability of improvement): it scores
 ``selection_num_warm_up`` random points, then refines the ``selection_num_starting_points`` best of
 them with L-BFGS-B. Everything happens in the unit cube of :mod:`._numeric`, so suggestions are
-decoded with NNI's rounding and are always exactly in the space.
+decoded with NNI's rounding and are always exactly in the space; string choices are one-hot axes
+(kept as the warm-up point chose them while L-BFGS-B moves the ordered axes), normal types are
+quantile axes and nested choices are flattened with their inactive dimensions at a fixed point.
 
 Speed: the acquisition and its gradient are computed in vectorised numpy from the fitted GP
 (:mod:`._gp`), and the L-BFGS-B restarts run as one batched problem; with NNI's defaults a suggestion
@@ -19,7 +21,9 @@ Differences from NNI, none of them in the ``classArgs``:
   (NNI: 25 restarts from scratch per suggestion, most of a suggestion's time);
 - L-BFGS-B starts from the best warm-up points (NNI: from fresh random points, which mostly sit on
   flat parts of the acquisition), all runs in one batched problem;
-- pending trials get a constant liar, and NaN/inf results count as the worst (NNI had neither).
+- pending trials get a constant liar, and NaN/inf results count as the worst (NNI had neither);
+- every NNI ``_type`` and nested choices are accepted (NNI: the numeric types and numeric choices
+  only; ``nni_types_only=True`` restores that).
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from nni_pl._checks import check_choice, check_int, check_number
+from nni_pl._checks import check_bool, check_choice, check_int, check_number
 from nni_pl.hpo.tuners._gp import GaussianProcess, acquisition, maximize_batch
-from nni_pl.hpo.tuners._numeric import NUMERIC_TYPES, UnitCube, single_threaded
+from nni_pl.hpo.tuners._numeric import NUMERIC_TYPES, UnitCube, check_nni_types, single_threaded
 from nni_pl.hpo.tuners._store import ObservationStore, StoreTuner
 from nni_pl.space import SearchSpace
 
@@ -71,10 +75,13 @@ def training_data(
 class GPTuner(StoreTuner):
     """Gaussian-process Bayesian optimisation, for trials that are expensive to run.
 
-    Supported ``_type`` s (as in NNI): ``randint``, ``uniform``, ``quniform``, ``loguniform``,
-    ``qloguniform`` and ``choice`` of numbers (no nested choices); the numbers' values are used as
-    distances. ``randint`` and the q-types are modelled as ordered numbers and rounded as NNI rounds
-    them; a ``choice`` decodes to the nearest option. Diverged trials (NaN/inf metrics) count as the
+    Supported ``_type`` s: all ten, and nested choices (NNI: ``randint``, ``uniform``, ``quniform``,
+    ``loguniform``, ``qloguniform`` and ``choice`` of numbers, which ``nni_types_only=True``
+    restores). A ``choice`` of numbers uses their values as distances and decodes to the nearest
+    option; any other ``choice`` (strings, booleans, mixed, nested ``_name`` branches) is one-hot.
+    ``randint`` and the q-types are modelled as ordered numbers and rounded as NNI rounds them; the
+    normal types are modelled by their prior quantile. Dimensions of branches that were not chosen
+    are left out of the comparison of two points. Diverged trials (NaN/inf metrics) count as the
     worst result. With concurrent trials, pending points get the mean result so far as a constant liar.
 
     No point is suggested twice (a model proposal already suggested or learnt of gives way to an unseen
@@ -97,6 +104,8 @@ class GPTuner(StoreTuner):
         selection_num_warm_up: random points scored per suggestion.
         selection_num_starting_points: L-BFGS-B runs per suggestion, started from the best warm-up points.
         seed: makes the suggestions reproducible for the same sequence of results.
+        nni_types_only: refuse what NNI's GP tuner refused (the types above other than NNI's, string
+            choices, nested choices) with a :class:`~nni_pl.errors.SearchSpaceError` naming the parameter.
 
     Example:
         >>> tuner = GPTuner(optimize_mode="minimize", seed=0, cold_start_num=5,
@@ -110,9 +119,8 @@ class GPTuner(StoreTuner):
         True
     """
 
-    supported_types = NUMERIC_TYPES
-    supports_nested = False
-    numeric_choices_only = True
+    #: the ``_type`` s NNI's GP tuner accepted (``nni_types_only=True``)
+    nni_types = NUMERIC_TYPES
 
     def __init__(
         self,
@@ -127,8 +135,10 @@ class GPTuner(StoreTuner):
         selection_num_starting_points: int = 250,
         *,
         seed: int | None = None,
+        nni_types_only: bool = False,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
+        self.nni_types_only = check_bool(self, "nni_types_only", nni_types_only)
         self.utility = check_choice(self, "utility", utility, _UTILITIES)
         self.kappa = check_number(self, "kappa", kappa, low=0.0)
         self.xi = check_number(self, "xi", xi, low=0.0)
@@ -148,6 +158,8 @@ class GPTuner(StoreTuner):
     def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
         space = SearchSpace.parse(search_space)
         self.check_search_space(space)
+        if self.nni_types_only:
+            check_nni_types(space, tuner=type(self).__name__, types=self.nni_types)
         super().update_search_space(space)
         self._cube = UnitCube(self._require_store())
 
@@ -182,7 +194,8 @@ class GPTuner(StoreTuner):
         candidates = [warm[order[: max(1, min(64, len(order)))]]]
         k = min(self.selection_num_starting_points, len(order))
         if k > 0:
-            refined, _ = maximize_batch(score_grad, warm[order[:k]])
+            starts = warm[order[:k]]
+            refined, _ = maximize_batch(score_grad, starts, fixed=cube.fixed(starts))
             candidates.insert(0, cube.snap(refined))
         return self._best_unseen(store, cube, np.vstack(candidates), score)
 

@@ -26,11 +26,13 @@ The suggestion is the current optimum, except when it was already tried or, with
 none), exactly as NNI decides. Repeated results for one point are aggregated by their median.
 
 The GP is ``C * Matern(nu=1.5)`` as in NNI (on the unit cube of :mod:`._numeric`, one length scale per
-axis). NNI runs L-BFGS-B from every one of ``selection_num_starting_points`` random points; here those
+axis; string choices are one-hot axes, normal types quantile axes, nested choices flattened). NNI runs L-BFGS-B from every one of ``selection_num_starting_points`` random points; here those
 points are scored and the best of them refined with one batched L-BFGS-B run, which finds the same
 optima far faster. The exploitation mixtures are scikit-learn's ``BayesianGaussianMixture``
 (at most 8 components) and the candidate maximises the log-density ratio good/bad (NNI minimised a
-ratio of log-likelihoods, which flips meaning with their signs).
+ratio of log-likelihoods, which flips meaning with their signs). Every NNI ``_type`` and nested
+choices are accepted (NNI: ``choice`` of numbers, ``randint``, ``uniform``, ``quniform``;
+``nni_types_only=True`` restores that).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import numpy as np
 
 from nni_pl._checks import check_bool, check_int, check_number
 from nni_pl.hpo.tuners._gp import GaussianProcess, maximize_batch
-from nni_pl.hpo.tuners._numeric import UnitCube, single_threaded
+from nni_pl.hpo.tuners._numeric import UnitCube, check_nni_types, single_threaded
 from nni_pl.hpo.tuners._store import ObservationStore, StoreTuner
 from nni_pl.space import SearchSpace
 
@@ -73,9 +75,11 @@ class _Candidate:
 class MetisTuner(StoreTuner):
     """Metis: GP-based tuning that weighs exploration, exploitation and re-sampling of noisy results.
 
-    Supported ``_type`` s (as in NNI): ``quniform``, ``uniform``, ``randint`` and ``choice`` of
-    numbers (no nested choices); values are used as distances. Diverged trials (NaN/inf metrics)
-    count as the worst result. With concurrent trials, pending points get the mean result so far as
+    Supported ``_type`` s: all ten, and nested choices (NNI: ``quniform``, ``uniform``, ``randint``
+    and ``choice`` of numbers, which ``nni_types_only=True`` restores). A ``choice`` of numbers uses
+    their values as distances; any other ``choice`` (strings, booleans, mixed, nested ``_name``
+    branches) is one-hot; the log types are modelled in log space, the normal types by their prior
+    quantile. Diverged trials (NaN/inf metrics) count as the worst result. With concurrent trials, pending points get the mean result so far as
     a constant liar, so concurrent suggestions spread out.
 
     A suggestion is never a point suggested or learnt of before (results, imports, customised trials,
@@ -93,6 +97,9 @@ class MetisTuner(StoreTuner):
         cold_start_num: random trials before the first model.
         exploration_probability: probability of taking the best candidate instead of the GP's optimum.
         seed: makes the suggestions reproducible for the same sequence of results.
+        nni_types_only: refuse what NNI's Metis tuner refused (the types above other than NNI's,
+            string choices, nested choices) with a :class:`~nni_pl.errors.SearchSpaceError` naming
+            the parameter.
 
     Example:
         >>> tuner = MetisTuner(optimize_mode="minimize", seed=0, cold_start_num=5,
@@ -106,9 +113,8 @@ class MetisTuner(StoreTuner):
         True
     """
 
-    supported_types = frozenset({"choice", "randint", "uniform", "quniform"})
-    supports_nested = False
-    numeric_choices_only = True
+    #: the ``_type`` s NNI's Metis tuner accepted (``nni_types_only=True``)
+    nni_types = frozenset({"choice", "randint", "uniform", "quniform"})
 
     def __init__(
         self,
@@ -120,8 +126,10 @@ class MetisTuner(StoreTuner):
         exploration_probability: float = 0.9,
         *,
         seed: int | None = None,
+        nni_types_only: bool = False,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
+        self.nni_types_only = check_bool(self, "nni_types_only", nni_types_only)
         self.no_resampling = check_bool(self, "no_resampling", no_resampling)
         self.no_candidates = check_bool(self, "no_candidates", no_candidates)
         self.selection_num_starting_points = check_int(
@@ -144,6 +152,8 @@ class MetisTuner(StoreTuner):
     def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
         space = SearchSpace.parse(search_space)
         self.check_search_space(space)
+        if self.nni_types_only:
+            check_nni_types(space, tuner=type(self).__name__, types=self.nni_types)
         super().update_search_space(space)
         self._cube = UnitCube(self._require_store())
 
@@ -236,7 +246,7 @@ class MetisTuner(StoreTuner):
             v, g = fun_grad(points)
             return -v, -g
 
-        refined, _ = maximize_batch(negated, best)
+        refined, _ = maximize_batch(negated, best, fixed=cube.fixed(best))
         points = np.vstack([cube.snap(refined), cube.snap(best)])
         values = fun(points)
         i = int(np.argmin(values))
