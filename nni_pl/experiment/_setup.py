@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,44 @@ def build_algorithms(config: ExperimentConfig, tuner: Any = None, assessor: Any 
             field="assessor",
         )
     return tuner, assessor
+
+
+def check_budget(config: ExperimentConfig, tuner: Any) -> list[str]:
+    """Tell the tuner (or advisor) the experiment's budget through its optional ``check_budget`` hook
+    (:meth:`nni_pl.hpo.Tuner.check_budget`); its warnings: settings that are degenerate for this budget."""
+    hook = getattr(tuner, "check_budget", None)
+    if not callable(hook):  # an NNI-style tuner object
+        return []
+    found = hook(max_trial_number=config.max_trial_number, max_duration_s=config.max_experiment_duration)
+    return [str(w) for w in found or ()]
+
+
+def warn_user(message: str) -> None:
+    """A launch-time warning: logged, and on stderr once, whatever logging is set up to show.
+
+    Without any logging handler Python's last resort already writes a warning to stderr (the command line
+    configures none before the manager's log file); otherwise it is written there unless a handler does.
+    """
+    logger.warning(message)
+    if not _warnings_reach_stderr():
+        sys.stderr.write(f"warning: {message}\n")
+        sys.stderr.flush()
+
+
+def _warnings_reach_stderr() -> bool:
+    current: logging.Logger | None = logger
+    found = False
+    while current is not None:
+        for h in current.handlers:
+            found = True
+            if (
+                isinstance(h, logging.StreamHandler)
+                and getattr(h, "stream", None) in (sys.stderr, sys.__stderr__)
+                and h.level <= logging.WARNING
+            ):
+                return True
+        current = current.parent if current.propagate else None
+    return not found and logging.lastResort is not None and logger.isEnabledFor(logging.WARNING)
 
 
 # --- creating and removing ----------------------------------------------------------------------------------------------

@@ -532,8 +532,11 @@ class ExperimentConfig:
                 "an advisor replaces the tuner and the assessor; remove tuner/assessor or the advisor",
             )
         if self.advisor is None and self.tuner is None:
-            self.tuner = AlgorithmConfig(name="TPE", class_args={"optimize_mode": "maximize"})
-            logger.info("no tuner configured: using TPE (optimize_mode: maximize)")
+            # nni-pl's default (NNI's is TPE): GP while results are few, TPE after (nni_pl/hpo/tuners/auto.py)
+            self.tuner = AlgorithmConfig(name="Auto", class_args={"optimize_mode": "maximize"})
+            logger.info(
+                "no tuner configured: using Auto (GP for the first results, then TPE; optimize_mode: maximize)"
+            )
         for ts in getattr(self.training_service, "services", [self.training_service]):  # a hybrid's too
             if isinstance(ts, LocalConfig) and self.trial_gpu_number and ts.gpu_indices is not None:
                 if len(ts.gpu_indices) < self.trial_gpu_number:

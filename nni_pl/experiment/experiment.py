@@ -197,6 +197,7 @@ class Experiment(_NniQueries):
         self._read_only = False
         self._fresh = False  # created by this object and never run: a failed start removes it
         self._prepared: tuple[Any, Any] | None = None
+        self._budget_warnings: list[str] = []  # the tuner's, from the last _build_algorithms
         self._pending_service: Any = None
         self._requested_at: float | None = None  # a stop recorded after this moment is for this start
         self._previous: dict[str, Any] | None = None  # the stored state a failed resume goes back to
@@ -235,8 +236,11 @@ class Experiment(_NniQueries):
 
     # --- checking and creating ----------------------------------------------------------------------------------
     def _build_algorithms(self) -> tuple[Any, Any]:
-        """The tuner (or advisor) and assessor, built and checked against the search space."""
-        return _setup.build_algorithms(self.config, self._tuner_instance, self._assessor_instance)
+        """The tuner (or advisor) and assessor, built and checked against the search space; the tuner is
+        told the experiment's budget (its warnings are kept for :meth:`_prepare` to show)."""
+        tuner, assessor = _setup.build_algorithms(self.config, self._tuner_instance, self._assessor_instance)
+        self._budget_warnings = _setup.check_budget(self.config, tuner)
+        return tuner, assessor
 
     def _check_resources(self) -> None:
         """What the trials need must exist here: the GPUs of ``trialGpuNumber``, a function workers can run."""
@@ -341,6 +345,9 @@ class Experiment(_NniQueries):
             self.config.debug, self.config.log_level = True, "debug"
         _setup.check_webui(webui.get("port"), webui.get("host", "127.0.0.1"), webui.get("token"))
         tuner, assessor = self._build_algorithms()  # invalid names/classArgs fail before anything is created
+        # settings that are degenerate for maxTrialNumber: shown once per launch
+        for message in self._budget_warnings:
+            _setup.warn_user(message)
         self._check_resources()
         requested = time.time()
         try:

@@ -247,8 +247,11 @@ def test_config_missing_trial_command(tmp_path: Path) -> None:
         ExperimentConfig.from_dict({"trialConcurrency": 1}, base_dir=tmp_path)
 
 
-def test_config_default_tuner_is_tpe(tmp_path: Path) -> None:
-    assert _cfg(tmp_path).tuner == AlgorithmConfig(name="TPE", class_args={"optimize_mode": "maximize"})
+def test_config_default_tuner_is_auto(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        cfg = _cfg(tmp_path)
+    assert cfg.tuner == AlgorithmConfig(name="Auto", class_args={"optimize_mode": "maximize"})
+    assert any("no tuner configured: using Auto" in r.getMessage() for r in caplog.records)
 
 
 def test_config_use_annotation_rejected(tmp_path: Path) -> None:

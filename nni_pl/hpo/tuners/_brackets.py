@@ -42,6 +42,7 @@ __all__ = [
     "bohb_rungs",
     "hyperband_rungs",
     "s_max_for",
+    "schedule_warnings",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,44 @@ def bohb_rungs(s: int, s_max: int, eta: int, max_budget: float) -> list[tuple[in
     """
     n = math.ceil((s_max + 1) * eta**s / (s + 1) - _EPS)
     return [(math.floor(n / eta**i + _EPS), _budget_value(max_budget / eta ** (s - i))) for i in range(s + 1)]
+
+
+def schedule_warnings(
+    name: str,
+    settings: str,
+    *,
+    s_max: int,
+    eta: int,
+    first_bracket_trials: int,
+    max_trial_number: int | None,
+    one_bracket_fix: str,
+    top_for: Callable[[int], str],
+) -> list[str]:
+    """Why a bracket schedule is degenerate for the experiment's budget (for ``check_budget``).
+
+    One bracket (``s_max = 0``) runs every configuration once at the largest budget: random search. A first
+    bracket of more trials than ``maxTrialNumber`` ends the experiment before any configuration reaches the
+    largest budget. ``top_for(k)`` names the setting whose schedule has ``s_max = k`` (e.g. ``"R: 9"``).
+    """
+    if s_max == 0:
+        return [
+            f"{name}: {settings} give a single bracket (s_max = 0): every configuration runs once at the "
+            f"largest budget, which is random search; {one_bracket_fix}"
+        ]
+    if max_trial_number is None or max_trial_number >= first_bracket_trials:
+        return []
+    # the top bracket of s_max = k runs eta**k, eta**(k-1), ..., 1 configurations
+    fits = [k for k in range(1, s_max) if sum(eta**i for i in range(k + 1)) <= max_trial_number]
+    fix = (
+        f"set {top_for(fits[-1])} (its first bracket: {sum(eta**i for i in range(fits[-1] + 1))} trials) or "
+        if fits
+        else ""
+    )
+    return [
+        f"{name}: with {settings} the first bracket (s={s_max}) runs {first_bracket_trials} trials before a "
+        f"configuration reaches the largest budget, more than maxTrialNumber={max_trial_number}, so none does; "
+        f"{fix}raise maxTrialNumber to at least {first_bracket_trials}"
+    ]
 
 
 # --- the schedule ---------------------------------------------------------------------------------------------

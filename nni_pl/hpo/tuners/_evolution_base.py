@@ -23,7 +23,7 @@ from nni_pl.hpo._base import HistoryEntry, extract_scalar, to_loss
 from nni_pl.hpo.tuners._store import StoreTuner
 from nni_pl.space import Choice, Dimension, SearchSpace
 
-__all__ = ["Member", "PopulationTuner", "best_of", "mutate"]
+__all__ = ["Member", "PopulationTuner", "best_of", "fitting_population", "mutate"]
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,30 @@ class PopulationTuner(StoreTuner):
     def population(self) -> list[Member]:
         """The current population as ``(parameters, loss)`` (loss minimised), for inspection."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def check_budget(self, *, max_trial_number: int | None, max_duration_s: float | None) -> list[str]:
+        """A ``population_size`` of at least ``maxTrialNumber`` leaves no trial to evolve: every trial is a
+        random initial individual, so the experiment is random search. Suggests a quarter of the trials."""
+        if max_trial_number is None or self.population_size < max_trial_number:
+            return []
+        fits = fitting_population(max_trial_number)
+        fix = f"set {self._fitting_settings(fits)}, or raise " if fits else "raise "
+        return [
+            f"{type(self).__name__}: population_size={self.population_size} is not below "
+            f"maxTrialNumber={max_trial_number}, so every trial is a random initial individual and the "
+            f"experiment is random search; {fix}maxTrialNumber above {self.population_size}"
+        ]
+
+    def _fitting_settings(self, population_size: int) -> str:
+        """The settings to suggest for a budget that fits ``population_size``."""
+        return f"population_size to {population_size} or less (a quarter of the trials)"
+
+
+def fitting_population(max_trial_number: int) -> int:
+    """A population that leaves most of ``max_trial_number`` trials to evolution: a quarter of them, at
+    least 2 (0: the budget is too small for any)."""
+    fits = max(2, max_trial_number // 4)
+    return fits if fits < max_trial_number else 0
 
 
 def best_of(members: Sequence[Member], indices: Sequence[int] | np.ndarray) -> int:

@@ -17,6 +17,7 @@ from nni_pl.hpo.tuners._brackets import (
     HyperbandBase,
     bohb_rungs,
     s_max_for,
+    schedule_warnings,
 )
 from nni_pl.hpo.tuners._kde import ProductKDE, UnitCodec, impute
 from nni_pl.space import SearchSpace
@@ -250,6 +251,25 @@ class BOHB(HyperbandBase):
             }
             log.debug("BOHB: model on budget %s from %d results (%d good, %d bad)", budget, n, n_good, n_bad)
         return self._models[cache_key]
+
+    def check_budget(self, *, max_trial_number: int | None, max_duration_s: float | None) -> list[str]:
+        """Warns when ``max_budget / min_budget < eta`` (a single bracket: random search at ``max_budget``)
+        and when the first bracket needs more trials than ``maxTrialNumber`` to reach ``max_budget``."""
+        s_max = self._sched.s_max
+        lowest = self.max_budget / self.eta
+        return schedule_warnings(
+            "BOHB",
+            f"min_budget={self.min_budget:g}, max_budget={self.max_budget:g} and eta={self.eta}",
+            s_max=s_max,
+            eta=self.eta,
+            first_bracket_trials=sum(n for n, _ in bohb_rungs(s_max, s_max, self.eta, self.max_budget)),
+            max_trial_number=max_trial_number,
+            one_bracket_fix=(
+                f"set max_budget to at least eta * min_budget = {self.eta * self.min_budget:g} "
+                f"or min_budget to at most max_budget / eta = {lowest:g}"
+            ),
+            top_for=lambda k: f"max_budget to {self.min_budget * self.eta**k:g}",
+        )
 
     def _new_config(self, bracket: Bracket, budget: Budget) -> dict[str, Any]:
         space = self._require_space()

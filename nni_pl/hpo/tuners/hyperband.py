@@ -15,6 +15,7 @@ from nni_pl.hpo.tuners._brackets import (
     HyperbandBase,
     hyperband_rungs,
     s_max_for,
+    schedule_warnings,
 )
 
 __all__ = ["TRIAL_BUDGET", "Hyperband"]
@@ -107,6 +108,24 @@ class Hyperband(HyperbandBase):
 
     def _new_config(self, bracket: Bracket, budget: Budget) -> dict[str, Any]:
         return self._require_space().sample(self._rng)
+
+    def check_budget(self, *, max_trial_number: int | None, max_duration_s: float | None) -> list[str]:
+        """Warns when ``R < eta`` (a single bracket: random search at budget ``R``) and when the first
+        bracket needs more trials than ``maxTrialNumber`` to bring a configuration to ``R``."""
+        s_max = self._sched.s_max
+        one_bracket = f"set R to at least eta={self.eta} (R: {self.eta**3} gives 4 brackets)"
+        if self.R >= 2:
+            one_bracket += f" or eta to at most {self.R}"
+        return schedule_warnings(
+            "Hyperband",
+            f"R={self.R} and eta={self.eta}",
+            s_max=s_max,
+            eta=self.eta,
+            first_bracket_trials=sum(n for n, _ in hyperband_rungs(s_max, s_max, self.eta, self.R)),
+            max_trial_number=max_trial_number,
+            one_bracket_fix=one_bracket,
+            top_for=lambda k: f"R to {self.eta**k}",
+        )
 
     def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
         """Accepted for ``nni-pl experiment import``: Hyperband learns nothing from results, but does not

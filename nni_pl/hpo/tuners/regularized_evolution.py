@@ -95,3 +95,10 @@ class RegularizedEvolutionTuner(PopulationTuner):
     def population(self) -> list[Member]:
         """The queue, oldest first, as ``(parameters, loss)``; the loss is minimised (NaN/inf -> inf)."""
         return list(self._queue)
+
+    def _fitting_settings(self, population_size: int) -> str:
+        # a tournament of a quarter of the population, as the paper's 25 of 100
+        text = super()._fitting_settings(population_size)
+        if self.sample_size > population_size:
+            text += f" and sample_size (now {self.sample_size}) to {max(1, population_size // 4)}"
+        return text
