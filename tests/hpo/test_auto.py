@@ -263,3 +263,13 @@ def test_auto_suggests_as_fast_as_tpe_after_the_switch():
     assert tuners["auto"].model == "TPE"
     best = {k: min(seconds_per_suggestion(t) for _ in range(5)) for k, t in tuners.items()}
     assert best["auto"] <= 1.2 * best["tpe"], best
+
+
+def test_auto_falls_back_to_tpe_when_its_gp_settings_refuse_the_space():
+    space = {"act": {"_type": "choice", "_value": ["relu", "tanh"]}, **QUAD}
+    strict = _auto(gp_args={**GP_FAST, "nni_types_only": True})  # NNI's GP: numeric choices only
+    strict.update_search_space(space)
+    assert strict.model == "TPE"
+    wide = _auto()
+    wide.update_search_space(space)
+    assert wide.model == "GP"
