@@ -439,7 +439,9 @@ def run_nni3(names: Sequence[str], epochs: int, timeout: int) -> dict[str, dict[
             for n in names
         }
     site = next(p for p in sys.path if p.endswith("site-packages"))
-    env = dict(os.environ, PYTHONPATH=site, PYTHONWARNINGS="ignore")
+    # NNI's own site-packages first (its pinned filelock: ours deadlocks in nnictl's config lock), then ours (torch)
+    nni_site = next((NNI_VENV / "lib").glob("python*/site-packages"))
+    env = dict(os.environ, PYTHONPATH=f"{nni_site}{os.pathsep}{site}", PYTHONWARNINGS="ignore")
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         job = json.dumps({"strategy": name, "epochs": epochs, "seed": 0, "batch": BATCH, "lr": LR})
@@ -467,7 +469,15 @@ def run_nni3(names: Sequence[str], epochs: int, timeout: int) -> dict[str, dict[
                 (ln for ln in reversed(tail) if "Error" in ln or "Exception" in ln),
                 tail[-1] if tail else "no output",
             )
-            res = {"error": f"exit {proc.returncode}: {err.strip()[:300]}"}
+            frames = [
+                ln.strip().split('"')[1].split("site-packages/")[-1]
+                + ":"
+                + ln.split("line ")[1].split(",")[0]
+                for ln in tail
+                if ln.strip().startswith('File "') and "line " in ln
+            ]
+            where = f" (at {frames[-1]})" if frames else ""
+            res = {"error": f"{err.strip()[:300]}{where}"}
         res["seconds"] = time.perf_counter() - t0
         out[name] = res
         logger.info("NNI 3.0 %s: %s", name, res.get("error") or res.get("arch"))
