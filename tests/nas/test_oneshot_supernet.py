@@ -128,10 +128,21 @@ def test_gates_run_at_most_two_paths_and_pass_gradients_to_both():
     hard = torch.tensor([1.0, 0.0])
     gate = hard - soft.detach() + soft
     state.gates = {"op": [(1, gate[0]), (3, gate[1])]}
-    out = net(torch.ones(1, 3))
-    assert sorted(calls) == [1, 3]
-    out.sum().backward()
-    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    x = torch.randn(2, 3)
+    out = net(x)
+    assert calls == [1]  # forward holds the picked path only; the other runs in backward, without autograd
+    torch.testing.assert_close(out, net.model.op.candidates["1"](x))
+    out.pow(2).sum().backward()
+    assert sorted(calls) == [1, 1, 3]
+    # the gates' gradients are those of out = g_a * o_a + g_b * o_b computed with both paths in memory
+    ref_logits = torch.zeros(2, requires_grad=True)
+    soft = ref_logits.softmax(0)
+    g = torch.tensor([1.0, 0.0]) - soft.detach() + soft
+    mods = net.model.op.candidates
+    ref = g[0] * mods["1"](x) + g[1] * mods["3"](x)
+    ref.pow(2).sum().backward()
+    torch.testing.assert_close(logits.grad, ref_logits.grad)
+    assert logits.grad.abs().sum() > 0
 
 
 def test_input_choice_repeat_and_cell_in_a_supernet():

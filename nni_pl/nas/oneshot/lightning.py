@@ -665,14 +665,36 @@ class RandomOneShotModule(OneShotModule):
     def export(self) -> dict[str, Any]:
         return dict(self._best) if getattr(self, "_best", None) else {la: v[0] for la, v in self.state.decisions.items()}
 
-    def evaluate_arch(self, arch: Mapping[str, Any], batches: Sequence[Any]) -> float:
-        """The mean score of ``arch`` on ``batches`` with the supernet's weights (eval mode)."""
+    def evaluate_arch(
+        self, arch: Mapping[str, Any], batches: Sequence[Any], recalibrate: Sequence[Any] = ()
+    ) -> float:
+        """The mean score of ``arch`` on ``batches`` with the supernet's weights (eval mode).
+
+        ``recalibrate``: training batches run through ``arch`` first (train mode, no gradients) to give every
+        batch norm the statistics of this architecture (SPOS's recalibration: the supernet's running statistics
+        mix every architecture trained); the supernet's own statistics are restored afterwards.
+        """
         self.state.set_arch(arch)
         was = self.inner.training
-        self.inner.eval()
+        norms = [m for m in self.inner.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum) for m in norms]
         try:
+            if recalibrate and norms:
+                for m in norms:
+                    m.reset_running_stats()
+                    m.momentum = None  # a cumulative average over the recalibration batches
+                self.inner.train()
+                with torch.no_grad():
+                    for b in recalibrate:
+                        self.inner(b[0] if isinstance(b, (list, tuple)) else b)
+            self.inner.eval()
             return sum(self.score(b) for b in batches) / max(1, len(batches))
         finally:
+            for m, (mean, var, n, momentum) in zip(norms, saved):
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(n)
+                m.momentum = momentum
             self.inner.train(was)
 
     def search(
@@ -686,12 +708,14 @@ class RandomOneShotModule(OneShotModule):
         cost: Callable[[Mapping[str, Any]], float] | None = None,
         max_cost: float | None = None,
         top_k: int = 1,
+        recalibrate: Sequence[Any] = (),
     ) -> list[tuple[dict[str, Any], float]]:
         """Search the trained supernet; returns ``(arch, score)`` best first and sets :meth:`export`'s result.
 
         ``method="evolution"``: NNI's SPOS flow (a random population, then mutated children of the better
         half); ``"random"``: ``num_candidates`` random architectures. ``num_candidates`` counts evaluations.
-        With ``cost`` and ``max_cost``, architectures over the limit are never evaluated.
+        With ``cost`` and ``max_cost``, architectures over the limit are never evaluated. ``recalibrate``:
+        training batches that recalibrate batch norm for each architecture first (see :meth:`evaluate_arch`).
         """
         if method not in ("evolution", "random"):
             raise ValueError(f"method must be 'evolution' or 'random', got {method!r}")
@@ -709,7 +733,7 @@ class RandomOneShotModule(OneShotModule):
                 seen[key] = -math.inf
                 rejected += 1
                 return
-            s = self.evaluate_arch(arch, batches)
+            s = self.evaluate_arch(arch, batches, recalibrate)
             seen[key] = s
             scored.append((arch, s))
 

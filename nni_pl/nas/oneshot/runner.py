@@ -146,7 +146,7 @@ def search(
     fit_train = paired_loader(train, val) if module.bilevel else train
     trainer.fit(module, train_dataloaders=fit_train, val_dataloaders=val, ckpt_path=ckpt_path)
     if isinstance(module, RandomOneShotModule):
-        _spos_search(module, space, strategy, val if val is not None else train, top_k)
+        _spos_search(module, space, strategy, val if val is not None else train, train, top_k)
     top = module.export_top_models(top_k)
     score = None
     if monitor:
@@ -156,12 +156,19 @@ def search(
     return OneShotResult(top[0], top, module, supernet, score, list(module.history))
 
 
-def _spos_search(module: RandomOneShotModule, space: Any, strategy: Any, loader: Any, top_k: int) -> None:
+def _spos_search(
+    module: RandomOneShotModule, space: Any, strategy: Any, loader: Any, train: Any, top_k: int
+) -> None:
     batches = []
     for i, batch in enumerate(loader):
         if strategy.search_batches is not None and i >= strategy.search_batches:
             break
         batches.append(batch)
+    recalibrate = []
+    for i, batch in enumerate(train if strategy.bn_recalibration_batches else ()):
+        if i >= strategy.bn_recalibration_batches:
+            break
+        recalibrate.append(batch)
     cost = None
     limit = None
     if strategy.max_latency is not None:
@@ -185,7 +192,9 @@ def _spos_search(module: RandomOneShotModule, space: Any, strategy: Any, loader:
             latency, max_latency = cost, limit
             cost = lambda a: max(latency(a) / max_latency, flops(a) / strategy.max_flops)  # noqa: E731
             limit = 1.0
-    module.search(batches, cost=cost, max_cost=limit, top_k=max(top_k, 1), **strategy.search_kwargs())
+    module.search(
+        batches, cost=cost, max_cost=limit, top_k=max(top_k, 1), recalibrate=recalibrate, **strategy.search_kwargs()
+    )
 
 
 def write_top_models(directory: str | Path, result: OneShotResult) -> Path:

@@ -127,6 +127,12 @@ class SupernetState:
         p = self.probs[label]
         return [(i, p[i]) for i in range(len(self.decisions[label]))]
 
+    def off(self, weight: torch.Tensor | None) -> bool:
+        """Whether a path of ``"gates"`` mode is the one not picked (its gate is 0 in value). Such a path runs
+        without autograd: an architecture step needs its output for the gate's gradient, not its weights'
+        gradients, so it holds one output tensor in memory instead of every activation of the path."""
+        return self.mode == GATES and weight is not None and float(weight.detach()) == 0.0
+
     def combos(self, labels: Sequence[str]) -> list[tuple[dict[str, Any], torch.Tensor | None]]:
         """Every combination of the running values of ``labels``, with the product of their weights."""
         per_label = [self.paths(label) for label in labels]
@@ -139,6 +145,31 @@ class SupernetState:
                     weight = w if weight is None else weight * w
             out.append((arch, weight))
         return out
+
+
+class _GateGradient(torch.autograd.Function):
+    """Zero in value; its backward gives the two gates of a choice ``<grad, output of each path>``.
+
+    The picked path's output is the one computed in forward (saved detached); the other path runs in backward,
+    without autograd, from the saved inputs (as ProxylessNAS's ``ArchGradientFunction``), so the architecture
+    step holds one path's activations, not two. The gate tensors are the straight-through gates of
+    :class:`~nni_pl.nas.oneshot.lightning.ProxylessModule` (1 and 0 in value, softmax gradients).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, g_picked: torch.Tensor, g_other: torch.Tensor, out: torch.Tensor, other: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.other = other
+        ctx.save_for_backward(out, *inputs)
+        return torch.zeros_like(out)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:  # type: ignore[override]
+        out, *inputs = ctx.saved_tensors
+        with torch.no_grad():
+            other_out = ctx.other(*inputs)
+            g_picked = (grad * out).sum()
+            g_other = (grad * other_out).sum() if other_out.shape == out.shape else torch.zeros_like(g_picked)
+        return g_picked, g_other, None, None, *([None] * len(inputs))
 
 
 def _weighted_sum(outputs: list[tuple[Any, torch.Tensor | None]], label: str) -> Any:
@@ -180,9 +211,23 @@ class MixedLayerChoice(_Mixed):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         mods = list(self.candidates.values())
-        return _weighted_sum(
-            [(mods[i](*args, **kwargs), w) for i, w in self.state.paths(self.label)], self.label
-        )
+        paths = self.state.paths(self.label)
+        if self.state.mode == GATES and len(paths) == 2 and not kwargs and all(isinstance(a, torch.Tensor) for a in args):
+            (i, g_i), (j, g_j) = paths
+            if self.state.off(g_i):
+                (i, g_i), (j, g_j) = (j, g_j), (i, g_i)
+            out = mods[i](*args)
+            if isinstance(out, torch.Tensor) and g_i is not None and g_j is not None:
+                # ProxylessNAS's binary-gate gradient: the other path runs only in backward, without autograd
+                return out + _GateGradient.apply(g_i, g_j, out.detach(), mods[j], *args)
+        outputs = []
+        for i, w in paths:
+            if self.state.off(w):  # a gate's other path: its output only, for the gate's gradient
+                with torch.no_grad():
+                    outputs.append((mods[i](*args, **kwargs), w))
+            else:
+                outputs.append((mods[i](*args, **kwargs), w))
+        return _weighted_sum(outputs, self.label)
 
     def extra_repr(self) -> str:
         return f"label={self.label!r}"
@@ -241,11 +286,17 @@ class MixedRepeat(_Mixed):
                 wanted.setdefault(d, w)
         outputs = []
         out = x
+        # with gates, blocks past the picked depth only serve the other gate's gradient: no autograd there
+        picked = max((d for d, w in wanted.items() if not self.state.off(w)), default=max(wanted))
         for d in range(max(wanted) + 1):
             if d in wanted:
                 outputs.append((out, wanted[d]))
             if d < len(self.blocks) and d < max(wanted):
-                out = self.blocks[d](out)
+                if d >= picked and self.state.mode == GATES:
+                    with torch.no_grad():
+                        out = self.blocks[d](out)
+                else:
+                    out = self.blocks[d](out)
         return _weighted_sum(outputs, self.label)
 
     def extra_repr(self) -> str:
@@ -392,32 +443,54 @@ class MixedValueLayer(_Mixed):
         return conv(x, w, b, a["stride"], a["padding"], a["dilation"], a["groups"])
 
     def _run_mixed(self, x: torch.Tensor, parts: list[tuple[dict[str, Any], torch.Tensor | None]]) -> torch.Tensor:
+        """Every value at once, at the largest size: the input's channels, the output's channels and the kernel
+        are each scaled by a mask, the weighted sum over the values of "this channel (kernel cell) is in the
+        slice". With one-hot weights this is exactly the sliced layer (zeros beyond its channels). The masks are
+        vectors (and one kernel-sized one), so mixing saves about two activation tensors per layer for backward,
+        not a weight-sized mask per value."""
         full = self.full
         if issubclass(self.base, (nn.BatchNorm1d, nn.BatchNorm2d)):
             return self._norm_mixed(x, parts)
-        mask = torch.zeros_like(full.weight)
-        bmask = torch.zeros_like(full.bias) if full.bias is not None else None
-        for a, w in parts:
-            m = torch.zeros_like(full.weight)
-            m[self._slices_index(a)] = 1.0
-            mask = mask + (m if w is None else m * w)
-            if bmask is not None and a["bias"]:
-                out_n = a.get("out_features", a.get("out_channels"))
-                bm = torch.zeros_like(full.bias)
-                bm[:out_n] = 1.0
-                bmask = bmask + (bm if w is None else bm * w)
-        weight = full.weight * mask
-        bias = full.bias * bmask if bmask is not None else None
-        if issubclass(self.base, nn.Linear):
-            return F.linear(x, weight, bias)
-        a = parts[0][0]
-        conv = F.conv1d if issubclass(self.base, nn.Conv1d) else F.conv2d
-        # the largest kernel with the padding that keeps each smaller one's output (checked at the start)
-        padding = tuple(p + (kf - k) // 2 * d for p, kf, k, d in zip(a["padding"], full.kernel_size, a["kernel_size"], a["dilation"]))
-        groups = full.groups if len({p[0]["groups"] for p in parts}) > 1 else a["groups"]
-        if groups != full.groups:
-            weight = weight[:, : full.in_channels // groups]
-        return conv(x, weight, bias, a["stride"], padding, a["dilation"], groups)
+        linear = issubclass(self.base, nn.Linear)
+        in_key, out_key = ("in_features", "out_features") if linear else ("in_channels", "out_channels")
+        n_in, n_out = (full.in_features, full.out_features) if linear else (full.in_channels, full.out_channels)
+        in_mask = _prefix_mask(parts, in_key, n_in, x)
+        out_mask = _prefix_mask(parts, out_key, n_out, x)
+        bias = None
+        if full.bias is not None:
+            with_bias = [(a, w) for a, w in parts if a["bias"]]
+            bias = full.bias * _prefix_mask(with_bias, out_key, n_out, x, always=True) if with_bias else None
+        shape = [1] * x.dim()
+        shape[-1 if linear else 1] = -1
+        if in_mask is not None:
+            x = x * in_mask.view(shape)
+        if linear:
+            y = F.linear(x, full.weight)
+        else:
+            weight = full.weight
+            kernels = {a["kernel_size"] for a, _ in parts}
+            if len(kernels) > 1 or next(iter(kernels)) != full.kernel_size:
+                kmask = torch.zeros(full.kernel_size, device=x.device, dtype=x.dtype)
+                for a, w in parts:
+                    m = torch.zeros(full.kernel_size, device=x.device, dtype=x.dtype)
+                    m[tuple(slice((kf - k) // 2, (kf - k) // 2 + k) for kf, k in zip(full.kernel_size, a["kernel_size"]))] = 1.0
+                    kmask = kmask + (m if w is None else m * w)
+                weight = weight * kmask
+            a = parts[0][0]
+            conv = F.conv1d if issubclass(self.base, nn.Conv1d) else F.conv2d
+            # the largest kernel with the padding that keeps each smaller one's output (checked at the start)
+            padding = tuple(
+                p + (kf - k) // 2 * d for p, kf, k, d in zip(a["padding"], full.kernel_size, a["kernel_size"], a["dilation"])
+            )
+            groups = full.groups if len({p[0]["groups"] for p in parts}) > 1 else a["groups"]
+            if groups != full.groups:
+                weight = weight[:, : full.in_channels // groups]
+            y = conv(x, weight, None, a["stride"], padding, a["dilation"], groups)
+        if out_mask is not None:
+            y = y * out_mask.view(shape)
+        if bias is not None:
+            y = y + bias.view(shape)
+        return y
 
     def _norm_mixed(self, x: torch.Tensor, parts: list[tuple[dict[str, Any], torch.Tensor | None]]) -> torch.Tensor:
         """Batch norm over the largest width, each channel scaled by the summed weight of the widths that have
@@ -462,6 +535,20 @@ class MixedValueLayer(_Mixed):
 
     def extra_repr(self) -> str:
         return f"{self.base.__name__}, labels={self.labels}"
+
+
+def _prefix_mask(
+    parts: Sequence[tuple[Mapping[str, Any], torch.Tensor | None]], key: str, n: int, like: torch.Tensor, always: bool = False
+) -> torch.Tensor | None:
+    """``sum_values weight * [i < value[key]]`` over ``i < n``; ``None`` when every value covers all ``n``."""
+    if not always and all(a[key] == n for a, _ in parts):
+        return None
+    mask = torch.zeros(n, device=like.device, dtype=like.dtype)
+    for a, w in parts:
+        m = torch.zeros(n, device=like.device, dtype=like.dtype)
+        m[: a[key]] = 1.0
+        mask = mask + (m if w is None else m * w)
+    return mask
 
 
 def _offset(a: Mapping[str, Any]) -> tuple[int, ...]:

@@ -171,7 +171,8 @@ def _limit(owner: object, name: str, value: Any, unit: str) -> float | None:
 class RandomOneShot(OneShotStrategy):
     """RandomOneShot (SPOS): one uniformly sampled path per training step, then a search over the trained
     supernet: ``search="evolution"`` (NNI's SPOS flow) or ``"random"``, ``num_candidates`` architectures scored
-    on the validation data with the shared weights (``search_batches`` of it; all when None).
+    on the validation data with the shared weights (``search_batches`` of it; all when None), each after
+    ``bn_recalibration_batches`` training batches recalibrate its batch norms (SPOS's recalibration; 0: off).
 
     Constraints: ``max_latency`` (ms, predicted by the table at ``latency_predictor``, a JSON file from
     :func:`nni_pl.nas.hardware.measure_latency_table`) and ``max_flops`` (counted on the frozen model at the
@@ -189,6 +190,7 @@ class RandomOneShot(OneShotStrategy):
         population_size: int = 20,
         mutation_prob: float = 0.1,
         search_batches: int | None = None,
+        bn_recalibration_batches: int = 4,
         max_latency: float | None = None,
         latency_predictor: str | None = None,
         max_flops: float | None = None,
@@ -202,6 +204,7 @@ class RandomOneShot(OneShotStrategy):
         self.population_size = check_int(self, "population_size", population_size, minimum=2)
         self.mutation_prob = check_number(self, "mutation_prob", mutation_prob, low=0, high=1)
         self.search_batches = None if search_batches is None else check_int(self, "search_batches", search_batches, minimum=1)
+        self.bn_recalibration_batches = check_int(self, "bn_recalibration_batches", bn_recalibration_batches, minimum=0)
         self.max_latency = _limit(self, "max_latency", max_latency, "milliseconds")
         self.max_flops = _limit(self, "max_flops", max_flops, "FLOPs")
         if self.max_latency is not None and latency_predictor is None:
