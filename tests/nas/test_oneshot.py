@@ -220,3 +220,23 @@ def test_spos_search_respects_a_latency_limit(tmp_path):
     strategy = RandomOneShot(seed=0, num_candidates=12, population_size=4, max_latency=1.0, latency_predictor=path)
     result = search(space, _evaluator(), strategy, top_k=3)
     assert result.top_models and all(predictor.predict(a) <= 1.0 for a in result.top_models)
+
+
+def test_spos_recalibrates_batch_norm_per_candidate_and_restores_the_supernets_statistics():
+    torch.manual_seed(0)
+    space = DigitsConvSpace()
+    net = build_supernet(space, "RandomOneShot")
+    module = RandomOneShot(seed=0).build_module(_evaluator().build_module(net), net)
+    train, val = _evaluator().dataloaders()
+    batches, recal = list(val)[:2], list(train)[:3]
+    norms = [m for m in module.inner.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    before = [(m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in norms]
+    arch = {"width": 16, "kernel": 5, "op": "conv", "skip": [1], "depth": 2, "act": "relu"}
+    plain = module.evaluate_arch(arch, batches)
+    recalibrated = module.evaluate_arch(arch, batches, recalibrate=recal)
+    assert plain != recalibrated  # the untrained supernet's running statistics (0/1) are not this architecture's
+    for m, (mean, var, n) in zip(norms, before):
+        torch.testing.assert_close(m.running_mean, mean)
+        torch.testing.assert_close(m.running_var, var)
+        assert int(m.num_batches_tracked) == n
+    assert module.inner.training
