@@ -18,7 +18,7 @@ Where they differ from NNI 2.5:
 * after each epoch the exported architecture is validated on the validation data (the architecture half of
   ``dataset``; ``dataset_valid`` for ``SinglePathTrainer``);
 * ``SinglePathTrainer.fit()`` ends with SPOS's evolution search on ``dataset_valid`` (fitness: the first value
-  of ``metrics``); ``export()`` returns the best architecture it found (NNI 2.5 returned a random one);
+  of ``metrics``, after 4 training batches recalibrate each candidate's batch norm); ``export()`` returns the best architecture it found (NNI 2.5 returned a random one);
 * ``device=None`` lets Lightning pick the accelerator (one device); ``trainer_kwargs`` (an attribute, a dict)
   adds ``Trainer`` arguments before ``fit()``, e.g. ``limit_train_batches``.
 
@@ -571,5 +571,6 @@ class SinglePathTrainer(_OneShotTrainer):
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         self.module.to(device)
         batches = [move_data_to_device(b, device) for b in self.valid_loader]
-        self.search_results = self.module.search(batches, top_k=50)
+        recalibrate = [move_data_to_device(b, device) for _, b in zip(range(4), self.train_loader)]
+        self.search_results = self.module.search(batches, top_k=50, recalibrate=recalibrate)
         log.info("SPOS search: best %s (score %.4f)", self.search_results[0][0], self.search_results[0][1])
