@@ -195,10 +195,9 @@ def test_gp_nan_and_inf_results_count_as_worst():
 
 
 def test_gp_import_data_and_resume_feed_the_model():
-    data = [
-        {"parameter": {"x": x, "y": -2.0}, "value": -quad({"x": x, "y": -2.0})}
-        for x in np.linspace(-5, 5, 12)
-    ]
+    # y varies too: along an axis the data never moves, every length scale is equally likely
+    points = zip(np.linspace(-5, 5, 12), np.resize([-2.0, 0.5, -4.0], 12), strict=True)
+    data = [{"parameter": {"x": x, "y": y}, "value": -quad({"x": x, "y": y})} for x, y in points]
     tuner = GPTuner(seed=0, **FAST)
     tuner.update_search_space(QUAD)
     tuner.import_data(

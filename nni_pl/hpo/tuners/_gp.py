@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from scipy.linalg import LinAlgError, cholesky, solve_triangular
+from scipy.linalg import LinAlgError, cho_solve, cholesky, solve_triangular
 from scipy.optimize import Bounds, minimize
 from scipy.special import gamma, kv, ndtr
 
@@ -33,6 +33,8 @@ _LENGTH_BOUNDS = (5e-3, 1e2)  # in unit-cube units: finer than any grid step, wi
 _AMPLITUDE_BOUNDS = (1e-2, 1e2)  # of the standardised losses
 _VAR_FLOOR = 1e-12
 _FIT_MAXITER = 50  # L-BFGS-B iterations per hyperparameter fit: enough from a warm start
+_FAILED = 1e25  # the negative log likelihood of hyperparameters whose kernel matrix is not positive definite
+_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _optimizer(
@@ -87,6 +89,48 @@ def _matern_slope(r: np.ndarray, nu: float) -> np.ndarray | None:
     return None
 
 
+class _NegativeLogLikelihood:
+    """``-log p(y | theta)`` of ``C * Matern(nu)`` (ARD) plus ``alpha`` noise, and its gradient in ``theta``.
+
+    ``theta`` is ``log(amplitude), log(length scales)`` as in scikit-learn; the per-axis squared
+    differences of the inputs are computed once, so an evaluation is one kernel matrix, one Cholesky
+    factorisation and one inverse (``O(n^3)``, with no ``(n, n, d)`` gradient tensor).
+    """
+
+    def __init__(self, u: np.ndarray, yn: np.ndarray, nu: float, alpha: float) -> None:
+        self.diff2 = (u[:, None, :] - u[None, :, :]) ** 2
+        self.yn = yn
+        self.nu = nu
+        self.alpha = alpha
+        self.eye = np.eye(len(u))
+
+    def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        amp = math.exp(theta[0])
+        inv_l2 = np.exp(-2.0 * theta[1:])
+        r = np.sqrt(self.diff2 @ inv_l2)
+        kf = amp * _matern(r, self.nu)
+        k = kf + self.alpha * self.eye
+        try:
+            chol = cholesky(k, lower=True, check_finite=False)
+        except (LinAlgError, ValueError):
+            return _FAILED, np.zeros_like(theta)
+        a = cho_solve((chol, True), self.yn, check_finite=False)
+        n = len(self.yn)
+        value = 0.5 * float(self.yn @ a) + float(np.log(np.diag(chol)).sum()) + 0.5 * n * _LOG_2PI
+        kinv = cho_solve((chol, True), self.eye, check_finite=False)
+        g = np.outer(a, a) - kinv  # d(log likelihood) = tr(g dK) / 2
+        slope = _matern_slope(r, self.nu)
+        assert slope is not None
+        grad = np.empty_like(theta)
+        grad[0] = -0.5 * float((g * kf).sum())
+        # dK/dlog(l_j) = -amp * (k'(r) / r) * (u_ij - u_kj)^2 / l_j^2
+        w = g * (-amp * slope)
+        grad[1:] = -0.5 * np.einsum("ik,ikj->j", w, self.diff2) * inv_l2
+        if not math.isfinite(value) or not np.all(np.isfinite(grad)):
+            return _FAILED, np.zeros_like(theta)
+        return value, grad
+
+
 class GaussianProcess:
     """A GP regression of losses over the unit cube.
 
@@ -94,6 +138,9 @@ class GaussianProcess:
         nu: smoothness of the Matern kernel (``0.5``, ``1.5``, ``2.5`` and ``inf`` have closed forms).
         alpha: value added to the kernel's diagonal (observation noise, in standardised units).
         n_restarts: random restarts of the hyperparameter fit besides the warm start.
+        restart_stride: a warm-started fit on ``n`` results makes the random restarts only on every
+            ``n // restart_stride``-th fit (their cost grows as ``n^3``, and the previous optimum moves
+            little as one result arrives); ``0``, or a cold fit, makes them every time.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -104,55 +151,123 @@ class GaussianProcess:
         True
     """
 
-    def __init__(self, *, nu: float = 2.5, alpha: float = 1e-6, n_restarts: int = 2) -> None:
+    def __init__(
+        self, *, nu: float = 2.5, alpha: float = 1e-6, n_restarts: int = 2, restart_stride: int = 0
+    ) -> None:
         self.nu = float(nu)
         self.alpha = float(alpha)
         self.n_restarts = n_restarts
+        self.restart_stride = restart_stride
+        self._fits_since_restart = 0
         self._theta: np.ndarray | None = None  # log(amplitude), log(length scales) of the last fit
         self.x = np.empty((0, 0))
         self.y_mean, self.y_std = 0.0, 1.0
 
     # --- fitting -----------------------------------------------------------------------------------------
     def fit(self, u: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> GaussianProcess:
-        """Fit the hyperparameters on ``(u, y)`` (finite losses) and condition on the data."""
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import ConstantKernel, Matern
+        """Fit the hyperparameters on ``(u, y)`` (finite losses) and condition on the data.
 
+        Type-II maximum likelihood by L-BFGS-B from the previous fit's hyperparameters, plus
+        ``n_restarts`` random starts on a cold fit (no previous fit, or a new number of axes) and, with
+        ``restart_stride``, on every ``n // restart_stride``-th warm fit. Matern 1.5, 2.5 and ``inf`` have the likelihood's gradient
+        in closed form here; other ``nu`` go through scikit-learn.
+        """
         u, y = unique_rows(np.asarray(u, dtype=float), np.asarray(y, dtype=float))
         d = u.shape[1]
         self.y_mean = float(np.mean(y))
         std = float(np.std(y))
         self.y_std = std if std > 0 and math.isfinite(std) else 1.0
         yn = (y - self.y_mean) / self.y_std
-        if self._theta is not None and len(self._theta) == d + 1:
-            amp0, ls0 = float(np.exp(self._theta[0])), np.exp(self._theta[1:])
+        warm = self._theta is not None and len(self._theta) == d + 1
+        theta0 = self._theta if warm else np.concatenate([[0.0], np.full(d, math.log(0.5))])
+        every = max(1, len(u) // self.restart_stride) if self.restart_stride > 0 else 1
+        restarts = 0
+        if len(u) > 1 and (not warm or self._fits_since_restart + 1 >= every):
+            restarts = self.n_restarts
+        alpha = max(self.alpha, 1e-10)
+        if _matern_slope(np.zeros(1), self.nu) is not None:
+            theta, alpha = self._fit_closed_form(u, yn, theta0, restarts, alpha, rng)
         else:
-            amp0, ls0 = 1.0, np.full(d, 0.5)
+            theta, alpha = self._fit_sklearn(u, yn, theta0, restarts, alpha, rng)
+        self._fits_since_restart = 0 if restarts or not warm else self._fits_since_restart + 1
+        self._theta = theta
+        self._set_hyper(theta, alpha)
+        self._condition(u, yn)
+        return self
+
+    def _bounds(self, d: int) -> np.ndarray:
+        return np.log(np.array([_AMPLITUDE_BOUNDS] + [_LENGTH_BOUNDS] * d, dtype=float))
+
+    def _fit_closed_form(
+        self,
+        u: np.ndarray,
+        yn: np.ndarray,
+        theta0: np.ndarray,
+        restarts: int,
+        alpha: float,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, float]:
+        """Maximise the log marginal likelihood with its analytic gradient (numpy, no scikit-learn)."""
+        bounds = self._bounds(u.shape[1])
+        theta0 = np.clip(theta0, bounds[:, 0], bounds[:, 1])
+        for _ in range(6):
+            # one draw per attempt, restarts or not, as scikit-learn's random_state took: the tuner's
+            # random stream does not depend on when restarts happen
+            restart_rng = np.random.RandomState(int(rng.integers(2**31 - 1)))
+            starts = [theta0] + [restart_rng.uniform(bounds[:, 0], bounds[:, 1]) for _ in range(restarts)]
+            objective = _NegativeLogLikelihood(u, yn, self.nu, alpha)
+            best: tuple[float, np.ndarray] | None = None
+            for start in starts:
+                with np.errstate(all="ignore"):
+                    res = minimize(
+                        objective,
+                        start,
+                        method="L-BFGS-B",
+                        jac=True,
+                        bounds=bounds,
+                        options={"maxiter": _FIT_MAXITER},
+                    )
+                if math.isfinite(res.fun) and res.fun < _FAILED and (best is None or res.fun < best[0]):
+                    best = (float(res.fun), np.asarray(res.x, dtype=float))
+            if best is not None:
+                return best[1], alpha
+            log.debug("GP fit failed with alpha=%g; retrying with more jitter", alpha)
+            alpha = max(alpha, 1e-8) * 100
+        raise LinAlgError("the Gaussian process could not be fitted")  # pragma: no cover
+
+    def _fit_sklearn(
+        self,
+        u: np.ndarray,
+        yn: np.ndarray,
+        theta0: np.ndarray,
+        restarts: int,
+        alpha: float,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, float]:
+        """scikit-learn's fit, for the ``nu`` without a closed-form gradient here."""
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern
+
+        amp0, ls0 = float(np.exp(theta0[0])), np.exp(theta0[1:])
         kernel = ConstantKernel(amp0, _AMPLITUDE_BOUNDS) * Matern(ls0, _LENGTH_BOUNDS, nu=self.nu)
-        alpha = self.alpha
         for _ in range(6):
             gpr = GaussianProcessRegressor(
                 kernel,
-                alpha=max(alpha, 1e-10),
+                alpha=alpha,
                 optimizer=_optimizer,
                 normalize_y=False,
-                n_restarts_optimizer=self.n_restarts if len(u) > 1 else 0,
+                n_restarts_optimizer=restarts,
                 random_state=int(rng.integers(2**31 - 1)),
             )
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     gpr.fit(u, yn)
-                break
+                return np.asarray(gpr.kernel_.theta, dtype=float), alpha
             except (LinAlgError, ValueError) as e:  # an ill-conditioned kernel: more jitter
                 log.debug("GP fit failed with alpha=%g (%s); retrying with more jitter", alpha, e)
                 alpha = max(alpha, 1e-8) * 100
-        else:  # pragma: no cover - only with pathological data
-            raise LinAlgError("the Gaussian process could not be fitted")
-        self._theta = np.asarray(gpr.kernel_.theta, dtype=float)
-        self._set_hyper(self._theta, max(alpha, 1e-10))
-        self._condition(u, yn)
-        return self
+        raise LinAlgError("the Gaussian process could not be fitted")  # pragma: no cover
 
     def _set_hyper(self, theta: np.ndarray, jitter: float) -> None:
         self.amplitude = float(np.exp(theta[0]))
@@ -185,7 +300,9 @@ class GaussianProcess:
 
     def conditioned(self, u: np.ndarray, y: np.ndarray) -> GaussianProcess:
         """A copy with the same hyperparameters and standardisation, conditioned on other data."""
-        other = GaussianProcess(nu=self.nu, alpha=self.alpha, n_restarts=self.n_restarts)
+        other = GaussianProcess(
+            nu=self.nu, alpha=self.alpha, n_restarts=self.n_restarts, restart_stride=self.restart_stride
+        )
         other._theta = self._theta
         other.amplitude, other.length, other.jitter = self.amplitude, self.length, self.jitter
         other.y_mean, other.y_std = self.y_mean, self.y_std
