@@ -213,3 +213,23 @@ def test_spaces_a_strategy_cannot_search_are_refused_naming_the_label_and_the_st
 
     with pytest.raises(OneShotError, match=r"'width'.*ModelParameterChoice.*ENAS"):
         build_supernet(Param(), "ENAS")
+
+
+@pytest.mark.parametrize("hub_space", ["DARTS", "NasBench201", "ProxylessNAS", "MobileNetV2Space"])
+def test_the_hub_spaces_become_supernets_for_every_kind_of_strategy(hub_space):
+    from nni_pl.nas import hub, random_arch
+
+    torch.manual_seed(0)
+    space = getattr(hub, hub_space)()
+    x = torch.randn(2, 3, 16, 16)
+    for strategy in ("DARTS", "RandomOneShot", "Proxyless"):
+        net = build_supernet(space, strategy).eval()
+        for seed in range(2):
+            arch = random_arch(space, seed=seed)
+            frozen = freeze_supernet(net, space, arch).eval()
+            net.state.set_arch(arch)
+            torch.testing.assert_close(net(x), frozen(x))
+        state = net.state
+        state.mode = "mix"
+        state.probs = {la: torch.full((len(v),), 1 / len(v)) for la, v in state.decisions.items()}
+        assert net(x).shape == (2, 10)
