@@ -11,7 +11,7 @@ quantile axes and nested choices are flattened with their inactive dimensions at
 
 Speed: the kernel's hyperparameters are fitted with the likelihood's gradient in closed form, the
 acquisition and its gradient are computed in vectorised numpy from the fitted GP (:mod:`._gp`), and
-the L-BFGS-B runs are one batched problem; with the default settings a suggestion takes about 40 ms
+the L-BFGS-B runs are one batched problem; with the default settings a suggestion takes about 45 ms
 of one core with 100 observations, less than Optuna's ``GPSampler`` (``benchmarks/hpo/gp_latency.py``
 measures both; ``benchmarks/hpo/bo_quick.py`` checks the regret).
 
@@ -23,7 +23,7 @@ Differences from NNI, none of them in the ``classArgs``:
   every suggestion up to 40 results and on every ``n // 20``-th suggestion with ``n`` results after
   that (NNI: 25 restarts from scratch per suggestion, most of a suggestion's time);
 - unless ``selection_num_warm_up`` / ``selection_num_starting_points`` are given, a suggestion with
-  ``n`` results scores ``250,000 // n`` random points (at least 2,048, at most NNI's 100,000) and
+  ``n`` results scores ``500,000 // n`` random points (at least 4,096, at most NNI's 100,000) and
   refines the 10 best (plus one per ten axes of the cube; NNI: 100,000 and 250 every time, about
   half a second with 100 results); values that are given are used as given;
 - L-BFGS-B starts from the best warm-up points (NNI: from fresh random points, which mostly sit on
@@ -57,8 +57,8 @@ _UTILITIES = ("ei", "ucb", "poi")
 _NNI_WARM_UP = 100000
 _NNI_STARTING_POINTS = 250
 #: Kernel evaluations (warm-up points x observations) a default suggestion spends on the warm-up.
-_WARM_UP_KERNEL_BUDGET = 250_000
-_MIN_WARM_UP = 2048
+_WARM_UP_KERNEL_BUDGET = 500_000
+_MIN_WARM_UP = 4096
 #: L-BFGS-B runs of a default suggestion: the best warm-up points, plus one per ten dimensions.
 _STARTING_POINTS = 10
 #: With ``n`` results, a warm-started hyperparameter fit makes its random restarts every ``n // 20`` suggestions.
@@ -67,7 +67,7 @@ _RESTART_STRIDE = 20
 
 def _warm_up_size(requested: int | None, n: int) -> int:
     """Random points a suggestion scores with ``n`` observations: ``requested`` if given, else an
-    adaptive number that keeps the cost flat as ``n`` grows (100,000 up to 2 observations, 2,048 from 123
+    adaptive number that keeps the cost flat as ``n`` grows (100,000 up to 5 observations, 4,096 from 123
     on), at most NNI's 100,000."""
     if requested is not None:
         return requested
@@ -136,8 +136,8 @@ class GPTuner(StoreTuner):
             ``inf`` are computed in closed form.
         alpha: value added to the kernel's diagonal; larger values model noisier observations.
         cold_start_num: random trials before the first model.
-        selection_num_warm_up: random points scored per suggestion (default: ``250,000 // n`` with
-            ``n`` results, between 2,048 and NNI's default 100,000).
+        selection_num_warm_up: random points scored per suggestion (default: ``500,000 // n`` with
+            ``n`` results, between 4,096 and NNI's default 100,000).
         selection_num_starting_points: L-BFGS-B runs per suggestion, started from the best warm-up
             points (default: 10 plus one per ten axes of the unit cube; NNI's default: 250).
         seed: makes the suggestions reproducible for the same sequence of results.
