@@ -1,7 +1,7 @@
 """GP tuner (NNI's ``GPTuner``): Bayesian optimisation with a Gaussian-process surrogate.
 
-After ``cold_start_num`` random trials, each suggestion fits a Gaussian process (scikit-learn's
-``GaussianProcessRegressor``, Matern kernel) to the results and maximises an acquisition function
+After ``cold_start_num`` random trials, each suggestion fits a Gaussian process (Matern kernel, the
+type-II maximum likelihood of scikit-learn's ``GaussianProcessRegressor``) to the results and maximises an acquisition function
 (expected improvement, upper confidence bound or probability of improvement): it scores
 ``selection_num_warm_up`` random points, then refines the ``selection_num_starting_points`` best of
 them with L-BFGS-B (by default both numbers adapt to the number of results, see below). Everything happens in the unit cube of :mod:`._numeric`, so suggestions are
