@@ -66,6 +66,7 @@ RESULTS = _HERE.parents[0] / "results"
 
 # nni-pl registry names in the benchmark (GridSearch/BatchTuner enumerate, PBT trains populations: skipped)
 NNI_PL = (
+    "Auto",
     "TPE",
     "Random",
     "Anneal",
