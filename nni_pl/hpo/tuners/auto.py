@@ -3,9 +3,9 @@
 In ``benchmarks/results/hpo.md`` (12 problems, 10 seeds) the GP tuner finds far better points than TPE
 in its first 50 to 100 trials on low-dimensional continuous problems (synthetic functions, sequential:
 normalised regret 0.0068 against 0.047 at 50 trials, 0.00049 against 0.0061 at 100), but a GP
-suggestion costs ``O(n^3)`` in the number of results (about a second per trial on average over 200
-trials, against 1.4 ms for TPE), it models neither many dimensions nor every ``_type``, and TPE catches
-up as results accumulate. ``Auto`` takes the best of both: GP for the first ``switch_after`` results
+suggestion costs ``O(n^3)`` in the number of results (about 47 ms of CPU at 100 results, 70 ms at 200,
+against 1-2 ms for TPE at 1,000: ``benchmarks/results/gp_latency.md``), it models many dimensions poorly,
+and TPE catches up as results accumulate. ``Auto`` takes the best of both: GP for the first ``switch_after`` results
 when the space has at most ``max_gp_dims`` dimensions and the GP tuner accepts it, then TPE, given
 every result, pending trial and failure so far, for the rest of the experiment.
 """
