@@ -240,9 +240,16 @@ class OneShotModule(pl.LightningModule):
         return self.inner(*args, **kwargs)
 
     def on_train_epoch_end(self) -> None:
+        # manual optimisation: the weights' schedulers step here, once per epoch (a plateau scheduler on the
+        # evaluator's monitored metric when it has been logged)
         scheds = self.lr_schedulers()
         for s in scheds if isinstance(scheds, list) else [scheds] if scheds is not None else []:
-            s.step()
+            if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                monitor = self.trainer.callback_metrics.get(getattr(self.inner, "monitor", None) or "val_loss")
+                if monitor is not None:
+                    s.step(float(monitor))
+            else:
+                s.step()
         probs = self.probabilities()
         record: dict[str, Any] = {"epoch": self.current_epoch, "arch": self.export()}
         if probs:
