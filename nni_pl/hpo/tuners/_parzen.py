@@ -36,6 +36,7 @@ __all__ = ["DimCodec", "ParzenMixture", "default_weights", "neighbour_bandwidths
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _LOG_FLOOR = -1e3  # log-probability given to impossible values, instead of -inf
+_EXP_ZERO_BELOW = -746.0  # exp(x) rounds to exactly 0.0 for x below this (exp(-745.2) already does)
 
 
 def default_weights(n: int) -> np.ndarray:
@@ -214,6 +215,13 @@ class _NumKernels:
     log_z: np.ndarray  # log of the truncation mass
     inv_sigmas: np.ndarray
     log_norm: np.ndarray  # log(sigma * sqrt(2 pi) * Z): the continuous density's normaliser
+    log_norm2: np.ndarray  # 2 * log_norm (see ParzenMixture.log_pdf)
+
+
+@dataclass
+class _CatKernels:
+    table: np.ndarray  # (k, n_options) probabilities, one row per component
+    neg2_log: np.ndarray  # -2 * log(table) (see ParzenMixture.log_pdf)
 
 
 def _log_diff_ndtr(za: np.ndarray, zb: np.ndarray) -> np.ndarray:
@@ -265,7 +273,8 @@ class ParzenMixture:
                     table[np.arange(n), col.astype(int)] += 1.0
                 table[-1] = 1.0 / codec.n_options
                 table /= table.sum(axis=1, keepdims=True)
-                self.kernels.append(table)
+                with np.errstate(divide="ignore"):
+                    self.kernels.append(_CatKernels(table, -2.0 * np.log(table)))
             elif codec.kind == "const":
                 self.kernels.append(None)
             else:
@@ -283,7 +292,16 @@ class ParzenMixture:
                 log_norm = np.log(sigmas) + _LOG_SQRT_2PI + log_z
                 self.kernels.append(
                     _NumKernels(
-                        mus, sigmas, codec.lo, codec.hi, cdf_lo, cdf_hi, log_z, 1.0 / sigmas, log_norm
+                        mus,
+                        sigmas,
+                        codec.lo,
+                        codec.hi,
+                        cdf_lo,
+                        cdf_hi,
+                        log_z,
+                        1.0 / sigmas,
+                        log_norm,
+                        2.0 * log_norm,
                     )
                 )
 
@@ -293,7 +311,7 @@ class ParzenMixture:
         out = np.empty((size, len(self.codecs)))
         for j, (codec, kern) in enumerate(zip(self.codecs, self.kernels)):
             if codec.kind == "cat":
-                cum = np.cumsum(kern[ks], axis=1)
+                cum = np.cumsum(kern.table[ks], axis=1)
                 u = rng.random(size)[:, None] * cum[:, -1:]
                 out[:, j] = np.minimum((cum < u).sum(axis=1), codec.n_options - 1)
             elif codec.kind == "const":
@@ -307,24 +325,52 @@ class ParzenMixture:
 
     def log_pdf(self, points: Sequence[tuple[np.ndarray, ...]], size: int) -> np.ndarray:
         """Log density (log mass for discrete dimensions) of candidates given by :meth:`DimCodec.evaluation_points`."""
-        total: np.ndarray | None = None
+        # ``acc`` sums -2 x each dimension's log term, updated in place. Scaling by a power of two
+        # commutes with rounding, so this gives the bits of summing the terms themselves, with one
+        # pass fewer per numeric dimension: -2 (-z^2 / 2 - log_norm) = z^2 + 2 log_norm.
+        acc: np.ndarray | None = None
         for codec, kern, pts in zip(self.codecs, self.kernels, points):
             if codec.kind == "const":
                 continue
             if codec.kind == "cat":
-                with np.errstate(divide="ignore"):
-                    term = np.log(kern[:, pts[0]]).T
-            elif len(pts) == 2:
-                za = (pts[0][:, None] - kern.mus) * kern.inv_sigmas
-                zb = (pts[1][:, None] - kern.mus) * kern.inv_sigmas
-                term = _log_diff_ndtr(za, zb) - kern.log_z
+                part = kern.neg2_log[:, pts[0]].T
             else:
-                z = (pts[0][:, None] - kern.mus) * kern.inv_sigmas
-                term = -0.5 * z * z - kern.log_norm
-            total = term if total is None else total + term
-        if total is None:
+                z = np.subtract(pts[0][:, None], kern.mus)
+                z *= kern.inv_sigmas
+                if len(pts) == 2:
+                    zb = np.subtract(pts[1][:, None], kern.mus)
+                    zb *= kern.inv_sigmas
+                    part = _log_diff_ndtr(z, zb)
+                    part -= kern.log_z
+                    part *= -2.0
+                else:
+                    z *= z
+                    z += kern.log_norm2
+                    part = z
+            if acc is None:
+                acc = np.ascontiguousarray(part)  # a fresh array (or a view of one): safe to update
+            else:
+                acc += part
+        if acc is None:
             return np.zeros(size)
-        total = total + self.log_weights
-        m = total.max(axis=1, keepdims=True)
+        acc *= -0.5
+        acc += self.log_weights
+        m = acc.max(axis=1, keepdims=True)
         m = np.where(np.isfinite(m), m, 0.0)
-        return (m + np.log(np.exp(total - m).sum(axis=1, keepdims=True)))[:, 0]
+        acc -= m
+        # C order as before: the row sums are pairwise sums in the same order
+        return (m + np.log(_exp_nonpositive(acc).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def _exp_nonpositive(x: np.ndarray) -> np.ndarray:
+    """``np.exp(x)`` for ``x <= 0`` (NaN allowed), fast when most entries underflow to exactly 0.
+
+    numpy's vectorised exp falls back to a slow path for results that underflow, which is most of a
+    large mixture (the far components of every candidate).
+    """
+    keep = ~(x <= _EXP_ZERO_BELOW)
+    if 4 * np.count_nonzero(keep) > x.size:
+        return np.exp(x, out=x)
+    out = np.zeros_like(x)
+    out[keep] = np.exp(x[keep])
+    return out
