@@ -185,23 +185,47 @@ def neighbour_bandwidths(
     Endpoints (finite bounds) act as neighbours of the outermost observations only through the inner
     gaps, so an observation next to a bound does not get a needlessly wide kernel.
     """
-    n = len(mus)
+    return _neighbour_bandwidths(
+        np.asarray(mus, dtype=float)[None], [lo], [hi], [span], n_kernels, min_factor
+    )[0]
+
+
+def _neighbour_bandwidths(
+    cols: np.ndarray,
+    lo: Sequence[float],
+    hi: Sequence[float],
+    span: Sequence[float],
+    n_kernels: int,
+    min_factor: float,
+    order: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`neighbour_bandwidths` of every row of ``cols`` (``(d, n)``) at once.
+
+    ``order`` is each row's stable argsort, when the caller keeps it (see
+    :meth:`ObservationStore.column_orders <nni_pl.hpo.tuners._store.ObservationStore.column_orders>`).
+    """
+    d, n = cols.shape
     if n == 0:
-        return np.empty(0)
-    order = np.argsort(mus, kind="stable")
-    s = mus[order]
-    left = np.empty(n + 2)
-    left[0] = min(lo, s[0])
-    left[-1] = max(hi, s[-1])
-    left[1:-1] = s
-    sig = np.maximum(left[1:-1] - left[:-2], left[2:] - left[1:-1])
+        return np.empty((d, 0))
+    if order is None:
+        order = np.argsort(cols, axis=1, kind="stable")
+    s = np.take_along_axis(cols, order, axis=1)
+    lo_a, hi_a = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    left = np.empty((d, n + 2))
+    # as Python's min(lo, s[0]) and max(hi, s[-1])
+    left[:, 0] = np.where(s[:, 0] < lo_a, s[:, 0], lo_a)
+    left[:, -1] = np.where(s[:, -1] > hi_a, s[:, -1], hi_a)
+    left[:, 1:-1] = s
+    gaps = np.diff(left, axis=1)
+    sig = np.maximum(gaps[:, :-1], gaps[:, 1:])
     if n >= 2:
-        sig[0] = left[2] - left[1]
-        sig[-1] = left[-2] - left[-3]
-    out = np.empty(n)
-    out[order] = sig
-    min_sigma = span / min(100.0, 1.0 + n_kernels) * min_factor
-    return np.clip(out, min_sigma, span)
+        sig[:, 0] = gaps[:, 1]
+        sig[:, -1] = gaps[:, -2]
+    min_sigma = [sp / min(100.0, 1.0 + n_kernels) * min_factor for sp in span]
+    sig = np.clip(sig, np.asarray(min_sigma)[:, None], np.asarray(span, dtype=float)[:, None])
+    out = np.empty((d, n))
+    np.put_along_axis(out, order, sig, axis=1)
+    return out
 
 
 @dataclass
@@ -246,6 +270,8 @@ class ParzenMixture:
         prior_weight: weight of the prior component, relative to an observation of weight 1.
         min_bandwidth_factor: scales the lower clip of numeric bandwidths.
         cat_smoothing: how much of a choice kernel's mass is spread uniformly (relative to the prior).
+        orders: ``(d, n)`` optional: each column's stable argsort, when the caller keeps them up to date
+            (the bandwidths need the observations in order; sorting is most of building a large model).
     """
 
     def __init__(
@@ -257,6 +283,7 @@ class ParzenMixture:
         prior_weight: float = 1.0,
         min_bandwidth_factor: float = 1.0,
         cat_smoothing: float = 1.0,
+        orders: np.ndarray | None = None,
     ) -> None:
         n = obs.shape[0]
         k = n + 1
@@ -264,46 +291,64 @@ class ParzenMixture:
         self.weights = w / w.sum()
         self.log_weights = np.log(np.maximum(self.weights, 1e-300))
         self.codecs = list(codecs)
-        self.kernels: list[Any] = []
+        self.kernels: list[Any] = [None] * len(self.codecs)
+        num: list[int] = []
         for j, codec in enumerate(self.codecs):
-            col = obs[:, j]
             if codec.kind == "cat":
                 table = np.full((k, codec.n_options), cat_smoothing * prior_weight / k)
                 if n:
-                    table[np.arange(n), col.astype(int)] += 1.0
+                    table[np.arange(n), obs[:, j].astype(int)] += 1.0
                 table[-1] = 1.0 / codec.n_options
                 table /= table.sum(axis=1, keepdims=True)
                 with np.errstate(divide="ignore"):
-                    self.kernels.append(_CatKernels(table, -2.0 * np.log(table)))
-            elif codec.kind == "const":
-                self.kernels.append(None)
-            else:
-                # unbounded (normal) types: virtual end points 3 prior sigmas out, so a lone
-                # observation gets a prior-wide kernel as in the bounded case
-                lo = codec.lo if math.isfinite(codec.lo) else codec.prior_mu - 3 * codec.span
-                hi = codec.hi if math.isfinite(codec.hi) else codec.prior_mu + 3 * codec.span
-                sig = neighbour_bandwidths(col, lo, hi, codec.span, k, min_bandwidth_factor)
-                mus = np.append(col, codec.prior_mu)
-                sigmas = np.append(sig, codec.prior_sigma)
-                cdf_lo = ndtr((codec.lo - mus) / sigmas)
-                cdf_hi = ndtr((codec.hi - mus) / sigmas)
-                # every centre lies inside [lo, hi], so the mass is at least ~1/2 of a tail: no underflow
-                log_z = np.log(np.maximum(cdf_hi - cdf_lo, 1e-300))
-                log_norm = np.log(sigmas) + _LOG_SQRT_2PI + log_z
-                self.kernels.append(
-                    _NumKernels(
-                        mus,
-                        sigmas,
-                        codec.lo,
-                        codec.hi,
-                        cdf_lo,
-                        cdf_hi,
-                        log_z,
-                        1.0 / sigmas,
-                        log_norm,
-                        2.0 * log_norm,
-                    )
-                )
+                    self.kernels[j] = _CatKernels(table, -2.0 * np.log(table))
+            elif codec.kind == "num":
+                num.append(j)
+        if num:
+            self._numeric_kernels(obs, num, min_bandwidth_factor, None if orders is None else orders[num])
+
+    def _numeric_kernels(
+        self, obs: np.ndarray, num: list[int], min_factor: float, orders: np.ndarray | None
+    ) -> None:
+        """The truncated-normal kernels of the numeric columns ``num``, computed for all of them at once."""
+        n = obs.shape[0]
+        codecs = [self.codecs[j] for j in num]
+        # unbounded (normal) types: virtual end points 3 prior sigmas out, so a lone observation
+        # gets a prior-wide kernel as in the bounded case
+        ends_lo = [c.lo if math.isfinite(c.lo) else c.prior_mu - 3 * c.span for c in codecs]
+        ends_hi = [c.hi if math.isfinite(c.hi) else c.prior_mu + 3 * c.span for c in codecs]
+        cols = np.ascontiguousarray(obs[:, num].T)
+        sig = _neighbour_bandwidths(
+            cols, ends_lo, ends_hi, [c.span for c in codecs], n + 1, min_factor, orders
+        )
+        mus = np.empty((len(num), n + 1))
+        mus[:, :n] = cols
+        mus[:, n] = [c.prior_mu for c in codecs]
+        sigmas = np.empty_like(mus)
+        sigmas[:, :n] = sig
+        sigmas[:, n] = [c.prior_sigma for c in codecs]
+        lo = np.array([c.lo for c in codecs])[:, None]
+        hi = np.array([c.hi for c in codecs])[:, None]
+        cdf_lo = ndtr((lo - mus) / sigmas)
+        cdf_hi = ndtr((hi - mus) / sigmas)
+        # every centre lies inside [lo, hi], so the mass is at least ~1/2 of a tail: no underflow
+        log_z = np.log(np.maximum(cdf_hi - cdf_lo, 1e-300))
+        log_norm = np.log(sigmas) + _LOG_SQRT_2PI + log_z
+        inv_sigmas = 1.0 / sigmas
+        log_norm2 = 2.0 * log_norm
+        for r, (j, c) in enumerate(zip(num, codecs)):
+            self.kernels[j] = _NumKernels(
+                mus[r],
+                sigmas[r],
+                c.lo,
+                c.hi,
+                cdf_lo[r],
+                cdf_hi[r],
+                log_z[r],
+                inv_sigmas[r],
+                log_norm[r],
+                log_norm2[r],
+            )
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """``(size, d)`` raw internal coordinates drawn from the mixture."""
