@@ -431,7 +431,12 @@ def hub_memory(batch: int = 32, size: int = 32, draws: int = 6, seed: int = 0) -
 
     from nni_pl.nas.hub import ProxylessNAS
     from nni_pl.nas.oneshot.supernet import (
-        GATES, MixedInputChoice, MixedLayerChoice, MixedRepeat, build_supernet, freeze_supernet,
+        GATES,
+        MixedInputChoice,
+        MixedLayerChoice,
+        MixedRepeat,
+        build_supernet,
+        freeze_supernet,
     )
 
     torch.manual_seed(seed)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader
 
 from nni_pl.nas.evaluator import Classification
 from nni_pl.nas.evaluator.data import digits_loaders
@@ -22,7 +21,7 @@ from nni_pl.nas.oneshot.supernet import build_supernet
 from nni_pl.nas.strategy import DARTS, ENAS, Proxyless, RandomOneShot
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.nas.oneshot_spaces import DigitsConvSpace  # noqa: E402
+from tests.nas.oneshot_spaces import DigitsConvSpace
 
 
 def main(out: Path) -> None:

@@ -108,7 +108,7 @@ def test_a_checkpoint_of_another_strategy_is_refused(tmp_path):
     space = DigitsConvSpace()
     net = build_supernet(space, "DARTS")
     module = DartsModule(_evaluator().build_module(net), net)
-    with pytest.raises(ValueError, match="GumbelDARTS.*cannot resume DARTS"):
+    with pytest.raises(ValueError, match=r"GumbelDARTS.*cannot resume DARTS"):
         _fit(module, 2, tmp_path, "d", ckpt_path=str(ckpt))
 
 

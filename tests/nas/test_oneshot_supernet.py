@@ -8,7 +8,16 @@ import itertools
 import pytest
 import torch
 
-from nni_pl.nas import Cell, InputChoice, LayerChoice, ModelParameterChoice, ModelSpace, Repeat, ValueChoice, nn
+from nni_pl.nas import (
+    Cell,
+    InputChoice,
+    LayerChoice,
+    ModelParameterChoice,
+    ModelSpace,
+    Repeat,
+    ValueChoice,
+    nn,
+)
 from nni_pl.nas.oneshot.supernet import OneShotError, build_supernet, freeze_supernet
 
 

@@ -121,8 +121,8 @@ def search(
         OneShotError: the space has a choice the strategy cannot search (before anything trains).
         ValueError: a bilevel strategy (DARTS, GumbelDARTS, ENAS, Proxyless) without validation data.
     """
-    from nni_pl._lightning import quiet_trainer_kwargs
     from nni_pl import trial
+    from nni_pl._lightning import quiet_trainer_kwargs
 
     supernet = build_supernet(space, strategy.name)
     inner = evaluator.build_module(supernet)

@@ -720,7 +720,7 @@ def freeze_supernet(net: Supernet, space: nn.Module, arch: Mapping[str, Any]) ->
     state = net.state
     state.set_arch(arch)
     source = _plain_equivalent(net.model, arch)
-    missing, unexpected = frozen.load_state_dict(source.state_dict(), strict=False)
+    missing, _unexpected = frozen.load_state_dict(source.state_dict(), strict=False)
     if missing:
         raise OneShotError("", f"the frozen model has weights the supernet does not hold: {missing[:5]}")
     return frozen

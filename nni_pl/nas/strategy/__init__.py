@@ -22,7 +22,15 @@ from nni_pl.nas.strategy._tuner import StrategyTuner
 from nni_pl.nas.strategy._tuner_backed import TunerBackedStrategy
 from nni_pl.nas.strategy.evolution import RegularizedEvolution
 from nni_pl.nas.strategy.grid import GridSearch
-from nni_pl.nas.strategy.oneshot import DARTS, ENAS, SPOS, GumbelDARTS, OneShotStrategy, Proxyless, RandomOneShot
+from nni_pl.nas.strategy.oneshot import (
+    DARTS,
+    ENAS,
+    SPOS,
+    GumbelDARTS,
+    OneShotStrategy,
+    Proxyless,
+    RandomOneShot,
+)
 from nni_pl.nas.strategy.random import Random
 from nni_pl.nas.strategy.rl import PolicyBasedRL
 from nni_pl.nas.strategy.tpe import TPE
