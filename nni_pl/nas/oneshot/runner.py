@@ -50,7 +50,7 @@ class OneShotResult:
 class SearchReporter(pl.Callback):
     """Reports a search: after each validation, the monitored metric of the current architecture with the
     probabilities of every label's values (``{"default": metric, "p/<label>/<value>": ...}``) as an intermediate
-    result (in an experiment: the trial's; outside one: logged), and a line with the current architecture."""
+    result of the trial (in an experiment), and a line with the metric and the current architecture."""
 
     def __init__(self, monitor: str | None) -> None:
         self.monitor = monitor
@@ -72,7 +72,8 @@ class SearchReporter(pl.Callback):
         for label, probs in pl_module.probabilities().items():
             for v, p in zip(pl_module.state.decisions[label], probs.tolist()):
                 report[f"p/{label}/{json.dumps(v) if not isinstance(v, str) else v}"] = round(p, 6)
-        nni_pl.report_intermediate_result(report)
+        if nni_pl.get_output_dir() is not None:  # in a trial; standalone, the line below says it
+            nni_pl.report_intermediate_result(report)
         rank_zero_info(
             f"epoch {trainer.current_epoch}: {self.monitor} {float(value):.4f}, architecture {pl_module.export()}"
         )
