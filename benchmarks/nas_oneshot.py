@@ -432,9 +432,6 @@ def hub_memory(batch: int = 32, size: int = 32, draws: int = 6, seed: int = 0) -
     from nni_pl.nas.hub import ProxylessNAS
     from nni_pl.nas.oneshot.supernet import (
         GATES,
-        MixedInputChoice,
-        MixedLayerChoice,
-        MixedRepeat,
         build_supernet,
         freeze_supernet,
     )
@@ -443,12 +440,7 @@ def hub_memory(batch: int = 32, size: int = 32, draws: int = 6, seed: int = 0) -
     space = ProxylessNAS(num_labels=10, in_channels=3)
     net = build_supernet(space, "Proxyless").train()
     state = net.state
-    paths: set[str] = set()
-    for m in net.mixed_modules():
-        if isinstance(m, (MixedLayerChoice, MixedInputChoice)):
-            paths.add(m.label)
-        elif isinstance(m, MixedRepeat):
-            paths.update(m.labels)
+    paths = net.path_labels()
     x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
     gen = torch.Generator().manual_seed(seed)
     rows = []

@@ -149,7 +149,6 @@ class OneShotModule(pl.LightningModule):
         return []
 
     def configure_optimizers(self) -> Any:
-        self.inner.trainer = self.trainer if self._trainer is not None else None
         weights, schedulers = _split_optimizers(self.inner.configure_optimizers())
         if not weights:
             raise ValueError("the evaluator's configure_optimizers returned no optimizer for the weights")

@@ -112,18 +112,8 @@ class ProxylessModule(AlphaMixin, OneShotModule):
         arch_opt.step()
 
     def _path_labels(self) -> set[str]:
-        """Labels whose values are separate paths (LayerChoice, InputChoice, Repeat): these get binary gates;
-        the values of a ValueChoice of layer arguments share one weight and are mixed by softmax instead."""
-        from nni_pl.nas.oneshot.supernet import MixedInputChoice, MixedLayerChoice, MixedRepeat
-
         if getattr(self, "_paths", None) is None:
-            found: set[str] = set()
-            for m in self.supernet.mixed_modules():
-                if isinstance(m, (MixedLayerChoice, MixedInputChoice)):
-                    found.add(m.label)
-                elif isinstance(m, MixedRepeat):
-                    found.update(m.labels)
-            self._paths = found
+            self._paths = self.supernet.path_labels()
         return self._paths
 
     def export(self) -> dict[str, Any]:

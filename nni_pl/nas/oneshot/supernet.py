@@ -504,13 +504,6 @@ class MixedValueLayer(_Mixed):
             cmask = cmask + (m if w is None else m * w)
         return _batch_norm(full, x, n) * cmask.view(1, -1, *([1] * (x.dim() - 2)))
 
-    def _slices_index(self, a: Mapping[str, Any]) -> tuple[slice, ...]:
-        if issubclass(self.base, nn.Linear):
-            return (slice(0, a["out_features"]), slice(0, a["in_features"]))
-        kfull = self.full.kernel_size
-        crop = tuple(slice((kf - k) // 2, (kf - k) // 2 + k) for kf, k in zip(kfull, a["kernel_size"]))
-        return (slice(0, a["out_channels"]), slice(0, a["in_channels"] // a["groups"]), *crop)
-
     def sliced(self, arch: Mapping[str, Any]) -> nn.Module:
         """The plain layer ``arch`` picks, holding copies of the slices of the shared weights it uses."""
         a = self.args_for(arch)
@@ -603,6 +596,17 @@ class Supernet(nn.Module):
 
     def value_layers(self) -> list[MixedValueLayer]:
         return [m for m in self.model.modules() if isinstance(m, MixedValueLayer)]
+
+    def path_labels(self) -> set[str]:
+        """Labels whose values are separate paths (LayerChoice, InputChoice, Repeat depth), which gating
+        strategies gate; a ValueChoice of layer arguments shares one weight across its values instead."""
+        found: set[str] = set()
+        for m in self.mixed_modules():
+            if isinstance(m, (MixedLayerChoice, MixedInputChoice)):
+                found.add(m.label)
+            elif isinstance(m, MixedRepeat):
+                found.update(m.labels)
+        return found
 
 
 # what each kind of strategy can search; the rest is refused at the start
