@@ -174,7 +174,11 @@ def test_retry_on_host_failure_runs_the_trial_again_on_another_host(fresh_ssh_ho
 
     try:
         run = TrainingServiceTestCase.run_experiment(
-            suite, [{"intermediates": [0.5], "sleep": 3, "final": 1.0}], during=cut_when_running
+            # the final comes 3 s after the first report, so the cut falls before it: a trial that has reported its
+            # final result is not run again
+            suite,
+            [{"intermediates": [0.5, 0.6], "step_sleep": 3, "final": 1.0}],
+            during=cut_when_running,
         )
         failed = [t for t in run.trials if t.status == st.FAILED]
         ok = [t for t in run.trials if t.status == st.SUCCEEDED]
