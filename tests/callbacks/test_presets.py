@@ -1,0 +1,175 @@
+"""The LightningCLI presets in ``callbacks/``: pruning (one-shot L1, AGP with TaylorFO) and one-shot NAS, each run
+in-process by ``LightningCLI(..., args=["--config", preset, ...])`` on scikit-learn's digits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+pytest.importorskip("jsonargparse", reason="LightningCLI needs jsonargparse[signatures]")
+pytest.importorskip("sklearn", reason="the presets are tested on scikit-learn's digits")
+
+from lightning.pytorch.cli import LightningCLI
+
+REPO = Path(__file__).resolve().parents[2]
+QUIET = [
+    "--trainer.logger=false",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.enable_checkpointing=false",
+]
+
+
+# --- digits: data and a small CNN ----------------------------------------------------------------------------------
+class DigitsData(pl.LightningDataModule):
+    """scikit-learn's 8x8 digits, 80 % for training and 20 % for validation (a fixed split)."""
+
+    def __init__(self, batch_size: int = 64, flat: bool = False) -> None:
+        super().__init__()
+        self.batch_size, self.flat = batch_size, flat
+
+    def setup(self, stage: str) -> None:
+        from sklearn.datasets import load_digits
+
+        x, y = load_digits(return_X_y=True)
+        x = torch.tensor(x, dtype=torch.float32) / 16.0
+        x = x if self.flat else x.reshape(-1, 1, 8, 8)
+        y = torch.tensor(y)
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+        cut = int(0.8 * len(y))
+        self.train_set = TensorDataset(x[order[:cut]], y[order[:cut]])
+        self.val_set = TensorDataset(x[order[cut:]], y[order[cut:]])
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(1),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=256)
+
+
+class Classifier(pl.LightningModule):
+    """Cross-entropy training, ``val_acc``/``val_loss`` logged per validation epoch; the network is ``forward``."""
+
+    lr = 0.01
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log("val_loss", nn.functional.cross_entropy(logits, y))
+        self.log("val_acc", (logits.argmax(-1) == y).float().mean(), prog_bar=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+class DigitsCNN(Classifier):
+    """conv 16 -> BN -> ReLU -> conv 32 -> ReLU -> pool -> fc 64 -> ReLU -> ``classifier`` (10 classes)."""
+
+    def __init__(self, lr: float = 0.01) -> None:
+        super().__init__()
+        self.lr = lr
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(128, 64),
+            nn.ReLU(),
+        )
+        self.classifier = nn.Linear(64, 10)
+        self.example_input_array = torch.zeros(1, 1, 8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def _widths(model: DigitsCNN) -> tuple[int, int, int, int]:
+    f = model.features
+    return f[0].out_channels, f[3].out_channels, f[7].out_features, model.classifier.out_features
+
+
+def _accuracy(model: pl.LightningModule, data: DigitsData) -> float:
+    model.eval()
+    x, y = data.val_set.tensors
+    with torch.no_grad():
+        return float((model(x).argmax(-1) == y).float().mean())
+
+
+def _pruning_cli(preset: str, tmp_path: Path, *extra: str) -> LightningCLI:
+    return LightningCLI(
+        DigitsCNN,
+        DigitsData,
+        run=False,
+        save_config_callback=None,
+        seed_everything_default=0,
+        args=[
+            "--config",
+            str(REPO / "callbacks" / preset),
+            *QUIET,
+            f"--trainer.default_root_dir={tmp_path}",
+            *extra,
+        ],
+    )
+
+
+# --- pruning ---------------------------------------------------------------------------------------------------------
+def test_pruning_preset_prunes_once_and_fine_tunes_the_smaller_model(tmp_path: Path) -> None:
+    from nni_pl.callbacks import PruningCallback
+
+    cli = _pruning_cli("pruning.yaml", tmp_path, "--trainer.max_epochs=4")
+    (cb,) = [c for c in cli.trainer.callbacks if isinstance(c, PruningCallback)]
+    assert (cb.pruner, cb.schedule, cb.start_epoch, cb.speedup) == ("l1", "oneshot", 1, True)
+    assert _widths(cli.model) == (16, 32, 64, 10)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cb.done_steps == [1] and cb.sped_up
+    # half of every hidden Conv2d/Linear layer is gone, the output layer keeps its 10 classes
+    assert _widths(cli.model) == (8, 16, 32, 10)
+    assert cli.model.features[1].num_features == 8  # the BatchNorm shrank with its convolution
+    assert cli.model.classifier.in_features == 32
+    dense = sum(p.numel() for p in DigitsCNN().parameters())
+    assert sum(p.numel() for p in cli.model.parameters()) < 0.4 * dense
+    assert _accuracy(cli.model, cli.datamodule) > 0.85
+
+
+def test_pruning_agp_preset_prunes_gradually_with_taylor_importance(tmp_path: Path) -> None:
+    from nni_pl.callbacks import PruningCallback
+
+    cli = _pruning_cli("pruning_agp.yaml", tmp_path, "--trainer.max_epochs=5")
+    (cb,) = [c for c in cli.trainer.callbacks if isinstance(c, PruningCallback)]
+    assert (cb.pruner, cb.schedule, cb.pruning_params) == ("taylorfo", "agp", {"training_batches": 5})
+    assert cb.steps(5) == [0, 1, 2]  # end_epoch null: max_epochs // 2
+
+    sparsity: list[int] = []
+
+    class ZeroUnits(pl.Callback):
+        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            w = pl_module.features[7].weight.detach()
+            sparsity.append(int((w.abs().sum(1) == 0).sum()) if not cb.sped_up else 64 - w.shape[0])
+
+    cli.trainer.callbacks.append(ZeroUnits())
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cb.done_steps == [0, 1, 2] and cb.sped_up
+    # AGP: 1 - (1 - t/3)^3 of 50 % of 64 units after step t = 1, 2, 3 -> 23, 31, 32 units pruned
+    assert sparsity == [23, 31, 32, 32, 32]
+    assert _widths(cli.model) == (8, 16, 32, 10)
+    assert _accuracy(cli.model, cli.datamodule) > 0.85
