@@ -6,6 +6,7 @@ what was made. Files that may hold secrets (the config, the store, the manager's
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import inspect
 import json
@@ -199,6 +200,40 @@ def _warnings_reach_stderr() -> bool:
                 return True
         current = current.parent if current.propagate else None
     return not found and logging.lastResort is not None and logger.isEnabledFor(logging.WARNING)
+
+
+# --- the code trials run in ----------------------------------------------------------------------------------------------
+
+#: the folder of an experiment that holds the rewritten copy of its code (``useAnnotation: true``)
+ANNOTATED_CODE = "annotated_code"
+
+
+def trial_code_directory(config: ExperimentConfig, directory: Path | None, exp_id: str) -> Path:
+    """Where trials start: ``trialCodeDirectory``, or with ``useAnnotation`` its rewritten copy.
+
+    The copy is ``<experiment folder>/annotated_code``, made once and kept (a resumed experiment's new trials run
+    the code its first ones ran; a missing copy is made again from the code, whose annotations must still give
+    the stored space). Before the experiment folder exists (hosts of a remote platform are sent the code then)
+    it is made in a temporary folder, removed when this process ends.
+    """
+    if not config.use_annotation:
+        return config.trial_code_directory
+    from nni_pl.annotation import prepare_trial_code
+
+    if directory is None:
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix=f"nni-pl-{exp_id}-"))
+        atexit.register(shutil.rmtree, root, True)
+        target = root / ANNOTATED_CODE
+    else:
+        target = directory / ANNOTATED_CODE
+    return prepare_trial_code(
+        config.trial_code_directory,
+        target,
+        config.search_space,
+        exclude=[config.experiment_working_directory],
+    )
 
 
 # --- creating and removing ----------------------------------------------------------------------------------------------

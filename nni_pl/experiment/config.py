@@ -290,6 +290,9 @@ class ExperimentConfig:
             object.__setattr__(self, f.name, default)
         # the file the inline space was read from: validate() keeps that copy instead of reading the file again
         self._space_source: tuple[Path, SearchSpace] | None = None
+        # useAnnotation: the space generated from the code (or stored), and whether it came from the store
+        self._generated_space: SearchSpace | None = None
+        self._annotation_stored = False
         given: dict[str, str] = {}
         for key, value in values.items():
             name = _FIELD_OF_KEY.get(key, key)
@@ -356,9 +359,19 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(
-        cls, raw: Any, *, base_dir: str | os.PathLike[str] | None = None, function_trial: bool = False
+        cls,
+        raw: Any,
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        function_trial: bool = False,
+        _annotation_space: SearchSpace | None = None,
     ) -> ExperimentConfig:
-        """Validate a config dict (v2 camelCase keys; v1 keys are mapped with a one-line notice)."""
+        """Validate a config dict (v2 camelCase keys; v1 keys are mapped with a one-line notice).
+
+        With ``useAnnotation: true`` the search space is generated from the annotations of the ``.py`` files under
+        ``trialCodeDirectory`` (:mod:`nni_pl.annotation`); ``_annotation_space`` is the one a stored experiment
+        was started with, kept instead.
+        """
         if not isinstance(raw, Mapping):
             raise ConfigError("", f"an experiment config must be a mapping of keys, got {type(raw).__name__}")
         base = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
@@ -368,11 +381,15 @@ class ExperimentConfig:
                 logger.warning("NNI v1 config keys mapped to v2: %s", "; ".join(notes))
         check_keys(raw, _KEYS, "")
 
-        if read_bool(raw.get("useAnnotation"), "useAnnotation", False):
-            raise ConfigError(
-                "useAnnotation",
-                "NNI annotations are not supported; call nni_pl.get_next_parameter() in the trial and give a searchSpace",
-            )
+        use_annotation = read_bool(raw.get("useAnnotation"), "useAnnotation", False)
+        if use_annotation:
+            given = " and ".join(k for k in ("searchSpace", "searchSpaceFile") if raw.get(k) is not None)
+            if given:
+                raise ConfigError(
+                    "useAnnotation",
+                    f"useAnnotation: true generates the search space from the annotations in the trial code, so "
+                    f"{given} must not be given with it; remove {given} (or set useAnnotation: false)",
+                )
         if raw.get("sharedStorage") is not None:
             raise ConfigError(
                 "sharedStorage",
@@ -385,8 +402,12 @@ class ExperimentConfig:
         space_file = read_path(raw.get("searchSpaceFile"), "searchSpaceFile", base)
         tuner = AlgorithmConfig.from_dict(raw.get("tuner"), "tuner", base)
         advisor = AlgorithmConfig.from_dict(raw.get("advisor"), "advisor", base)
-        try:
-            space = _read_space(raw.get("searchSpace"), space_file, tuner, advisor)
+        try:  # with annotations, _check generates it from the trial code
+            space = (
+                SearchSpace()
+                if use_annotation
+                else _read_space(raw.get("searchSpace"), space_file, tuner, advisor)
+            )
         except SearchSpaceError as e:
             raise ConfigError("searchSpaceFile" if space_file else "searchSpace", str(e)) from e
 
@@ -416,6 +437,7 @@ class ExperimentConfig:
             max_trial_number=read_int(raw.get("maxTrialNumber"), "maxTrialNumber", minimum=1),
             max_trial_duration=parse_duration(raw.get("maxTrialDuration"), "maxTrialDuration"),
             nni_manager_ip=read_str(raw.get("nniManagerIp"), "nniManagerIp"),
+            use_annotation=use_annotation,
             debug=read_bool(raw.get("debug"), "debug", False),
             log_level=log_level,
             experiment_working_directory=read_path(
@@ -432,7 +454,7 @@ class ExperimentConfig:
         )
         if space_file is not None:
             cfg._space_source = (space_file, space)
-        cfg._check(function_trial=function_trial)
+        cfg._check(function_trial=function_trial, annotation_space=_annotation_space)
         return cfg
 
     # --- checking --------------------------------------------------------------------------------------------
@@ -450,11 +472,15 @@ class ExperimentConfig:
             ConfigError: naming the field, the value given and how to fix it.
         """
         file_kept = self._file_kept()
-        checked = type(self).from_dict(self._raw(keep_inline=file_kept), function_trial=function_trial)
+        stored = self._generated_space if self._annotation_stored and self.use_annotation else None
+        checked = type(self).from_dict(
+            self._raw(keep_inline=file_kept), function_trial=function_trial, _annotation_space=stored
+        )
         for f in fields(self):
             if f.name != "config_file":
                 object.__setattr__(self, f.name, getattr(checked, f.name))
         self._space_source = checked._space_source
+        self._generated_space, self._annotation_stored = checked._generated_space, checked._annotation_stored
         if file_kept is not None:
             self.search_space_file = file_kept
             self._space_source = (file_kept, self.search_space)
@@ -508,7 +534,9 @@ class ExperimentConfig:
             "storeUrl": self.store_url,
             "lightningCli": self.lightning_cli,
         }
-        if self.search_space_file is not None and keep_inline is None:
+        if self.use_annotation and (self.search_space is self._generated_space or not space):
+            pass  # generated from the annotations again by from_dict (a space set in Python is kept: an error)
+        elif self.search_space_file is not None and keep_inline is None:
             raw["searchSpaceFile"] = path(self.search_space_file)  # set in Python: read it now
             if space:
                 raw["searchSpace"] = space  # and a space inline too: from_dict asks to pick one
@@ -516,8 +544,16 @@ class ExperimentConfig:
             raw["searchSpace"] = space
         return {k: v for k, v in raw.items() if v is not None}
 
-    def _check(self, *, function_trial: bool = False) -> ExperimentConfig:
+    def _check(
+        self, *, function_trial: bool = False, annotation_space: SearchSpace | None = None
+    ) -> ExperimentConfig:
         """The rules that span several fields (the fields themselves are read by :meth:`from_dict`)."""
+        if function_trial and self.use_annotation:
+            raise ConfigError(
+                "useAnnotation",
+                "annotations are read from the files of a trialCommand's code; a Python function trial gets its "
+                "parameters from its argument: remove useAnnotation and give a searchSpace",
+            )
         if not function_trial and not (self.trial_command and self.trial_command.strip()):
             raise ConfigError(
                 "trialCommand", "is required (the command that runs one trial, e.g. 'python train.py')"
@@ -526,6 +562,8 @@ class ExperimentConfig:
             self.search_space = SearchSpace.parse(self.search_space)
         if not function_trial and not self.trial_code_directory.is_dir():
             raise ConfigError("trialCodeDirectory", f"{str(self.trial_code_directory)!r} is not a folder")
+        if self.use_annotation:
+            self._annotate(annotation_space)
         if self.advisor is not None and (self.tuner is not None or self.assessor is not None):
             raise ConfigError(
                 "advisor",
@@ -550,6 +588,22 @@ class ExperimentConfig:
                 f"got {self.store_url!r}; write a database URL such as postgresql://user@127.0.0.1:5432/nni or sqlite:///path/store.sqlite",
             )
         return self
+
+    def _annotate(self, stored: SearchSpace | None) -> None:
+        """``useAnnotation``: the search space of the annotations in the trial code (or ``stored``, a resumed
+        experiment's); a wrong annotation is a ConfigError naming its file and line."""
+        if stored is None:
+            from nni_pl.annotation import AnnotationError, generate_search_space
+
+            try:
+                stored = generate_search_space(
+                    self.trial_code_directory, exclude=[self.experiment_working_directory]
+                )
+            except AnnotationError as e:
+                raise ConfigError("useAnnotation", str(e)) from e
+        else:
+            self._annotation_stored = True
+        self.search_space = self._generated_space = stored
 
     @property
     def optimize_mode(self) -> str:
@@ -576,6 +630,7 @@ class ExperimentConfig:
             "maxTrialNumber": self.max_trial_number,
             "maxTrialDuration": format_duration(self.max_trial_duration),
             "nniManagerIp": self.nni_manager_ip,
+            "useAnnotation": True if self.use_annotation else None,
             "debug": self.debug,
             "logLevel": self.log_level,
             "experimentWorkingDirectory": str(self.experiment_working_directory),
@@ -596,7 +651,14 @@ class ExperimentConfig:
         for key in ("trialFunction", "trialFunctionImport"):  # the experiment's, not the config's
             data.pop(key, None)
         space_file = data.pop("searchSpaceFile", None)  # the inline copy is the one the experiment ran with
-        cfg = cls.from_dict(data, base_dir="/", function_trial=not data.get("trialCommand"))
+        annotated = None
+        if (
+            data.get("useAnnotation") is True
+        ):  # the space generated when it started: kept, not generated again
+            annotated = SearchSpace.parse(data.pop("searchSpace", None) or {})
+        cfg = cls.from_dict(
+            data, base_dir="/", function_trial=not data.get("trialCommand"), _annotation_space=annotated
+        )
         if space_file:
             cfg.search_space_file = Path(space_file)
             cfg._space_source = (cfg.search_space_file, cfg.search_space)

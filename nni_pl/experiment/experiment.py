@@ -294,14 +294,18 @@ class Experiment(_NniQueries):
 
     def _spec(self, directory: Path) -> ServiceSpec:
         cfg = self.config
+        # useAnnotation: trials run in the rewritten copy, which reads its own parameters (no --model.x args)
+        annotated = cfg.use_annotation and self.trial is None
         return ServiceSpec(
             section=cfg.training_service,
             trial_command=cfg.trial_command,
-            trial_code_directory=cfg.trial_code_directory,
+            trial_code_directory=_setup.trial_code_directory(cfg, self._directory, str(self._id))
+            if annotated
+            else cfg.trial_code_directory,
             experiment_directory=directory,
             trial_concurrency=cfg.trial_concurrency,
             trial_gpu_number=cfg.trial_gpu_number,
-            lightning_cli=cfg.lightning_cli,
+            lightning_cli=False if annotated and cfg.lightning_cli == "auto" else cfg.lightning_cli,
             trial_function=self._function_import_path(),
             resumed=self._resumed,
             experiment_id=str(self._id),

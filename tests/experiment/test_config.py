@@ -254,12 +254,13 @@ def test_config_default_tuner_is_auto(tmp_path: Path, caplog: pytest.LogCaptureF
     assert any("no tuner configured: using Auto" in r.getMessage() for r in caplog.records)
 
 
-def test_config_use_annotation_rejected(tmp_path: Path) -> None:
-    with pytest.raises(
-        ConfigError,
-        match=r"'useAnnotation': NNI annotations are not supported; call nni_pl.get_next_parameter",
-    ):
-        _cfg(tmp_path, useAnnotation=True)
+def test_config_use_annotation_generates_the_space_from_the_trial_code(tmp_path: Path) -> None:
+    # the feature is tested in tests/annotation; here: the config reads the annotations, refuses a space beside them
+    (tmp_path / "mnist.py").write_text('"""@nni.variable(nni.choice(1, 2), name=k)"""\nk = 1\n')
+    cfg = _cfg(tmp_path, useAnnotation=True)
+    assert cfg.search_space.to_json() == {"mnist/k/choice": {"_type": "choice", "_value": [1, 2]}}
+    with pytest.raises(ConfigError, match=r"'useAnnotation': .*searchSpace must not be given with it"):
+        _cfg(tmp_path, useAnnotation=True, searchSpace={"k": {"_type": "choice", "_value": [1]}})
 
 
 def test_config_not_a_mapping() -> None:
