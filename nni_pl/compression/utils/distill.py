@@ -9,8 +9,8 @@ Example:
     >>> import torch
     >>> from nni_pl.compression.utils import kd_loss
     >>> y = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
-    >>> round(float(kd_loss(y, y, temperature=4.0)), 6)  # no target, same logits: nothing to learn
-    0.0
+    >>> float(kd_loss(y, y, temperature=4.0)) < 1e-5  # no target, same logits: nothing to learn
+    True
 """
 
 from __future__ import annotations
