@@ -173,3 +173,85 @@ def test_pruning_agp_preset_prunes_gradually_with_taylor_importance(tmp_path: Pa
     assert sparsity == [23, 31, 32, 32, 32]
     assert _widths(cli.model) == (8, 16, 32, 10)
     assert _accuracy(cli.model, cli.datamodule) > 0.85
+
+
+# --- one-shot NAS ----------------------------------------------------------------------------------------------------
+def _space() -> Any:
+    from nni_pl.nas import LayerChoice, ModelSpace, ValueChoice
+    from nni_pl.nas import nn as nas_nn
+
+    class DigitsSpace(ModelSpace):
+        """64 -> hidden (16 | 32 | 64) -> relu | tanh | identity -> 10."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            hidden = ValueChoice([16, 32, 64], label="hidden")
+            self.fc = nas_nn.Linear(64, hidden)
+            self.act = LayerChoice({"relu": nn.ReLU(), "tanh": nn.Tanh(), "none": nn.Identity()}, label="act")
+            self.out = nas_nn.Linear(hidden, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.act(self.fc(x)))
+
+    return DigitsSpace()
+
+
+class DigitsNAS(Classifier):
+    """A LightningModule whose network ``self.net`` is a model space."""
+
+    def __init__(self, lr: float = 0.01) -> None:
+        super().__init__()
+        self.lr = lr
+        self.net = _space()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _nas_cli(tmp_path: Path, *extra: str) -> LightningCLI:
+    return LightningCLI(
+        datamodule_class=DigitsData,
+        run=False,
+        save_config_callback=None,
+        seed_everything_default=0,
+        args=[
+            "--config",
+            str(REPO / "callbacks" / "oneshot_nas.yaml"),
+            f"--model.model={__name__}.DigitsNAS",
+            "--data.flat=true",
+            *QUIET,
+            f"--trainer.default_root_dir={tmp_path}",
+            *extra,
+        ],
+    )
+
+
+def test_oneshot_nas_preset_searches_with_darts_and_exports_a_frozen_able_architecture(
+    tmp_path: Path,
+) -> None:
+    from nni_pl.nas import load_arch
+    from nni_pl.nas.oneshot.cli import OneShotSearch
+    from nni_pl.nas.oneshot.lightning import DartsModule
+
+    cli = _nas_cli(
+        tmp_path,
+        "--trainer.max_epochs=4",
+        "--model.model.lr=0.02",
+        "--model.strategy_args.arc_learning_rate=0.01",
+    )
+    search = cli.model
+    assert isinstance(search, OneShotSearch) and isinstance(search.search_module, DartsModule)
+    assert search.model.lr == 0.02 and search.space_path == "net"
+    assert search.search_module.arc_learning_rate == 0.01
+    cli.trainer.fit(search, datamodule=cli.datamodule)
+    arch = load_arch(tmp_path / "architecture.json")
+    assert arch == search.arch and set(arch) == {"hidden", "act"}
+    model = _space().freeze(arch)
+    assert model.fc.out_features == arch["hidden"]
+    # the architecture parameters moved from their 1e-3 initialisation: they were trained on validation batches
+    probs = search.search_module.probabilities()
+    assert max(float(p.max() - p.min()) for p in probs.values()) > 0.01
+    assert len(search.search_module.history) == 4
+    # the supernet learned the task; the subnet it exports keeps the weights
+    assert cli.trainer.callback_metrics["val_acc"] > 0.85
+    assert _accuracy(search.export_model(), cli.datamodule) > 0.8
