@@ -205,7 +205,11 @@ def _lgb_params(owner: str, params: dict[str, Any] | None, y: np.ndarray, seed: 
         classes = np.unique(y)
         if not numeric or (integral and len(classes) <= 100):
             if len(classes) < 2:
-                fail(owner, "y", f"has a single class ({classes[0]!r}); feature selection needs two or more")
+                fail(
+                    owner,
+                    "y",
+                    f"has a single class ({classes[0].item()!r}); feature selection needs two or more",
+                )
             if len(classes) == 2:
                 params["objective"] = "binary"
             else:

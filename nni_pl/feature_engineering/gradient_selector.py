@@ -317,7 +317,9 @@ def _prepare_target(owner: str, y: np.ndarray, classification: bool) -> tuple[st
     if classification:
         classes, codes = np.unique(y, return_inverse=True)
         if len(classes) < 2:
-            fail(owner, "y", f"has a single class ({classes[0]!r}); feature selection needs two or more")
+            fail(
+                owner, "y", f"has a single class ({classes[0].item()!r}); feature selection needs two or more"
+            )
         if len(classes) == 2:
             return "binary", np.where(codes == 1, 1.0, -1.0), 2
         return "multiclass", codes.astype(np.float64), len(classes)
