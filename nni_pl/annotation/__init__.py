@@ -12,7 +12,7 @@ The file runs as it is without nni-pl (the annotations are only strings). With `
 experiment generates the search space from the annotations of every ``.py`` file of ``trialCodeDirectory``
 (:func:`generate_search_space`, NNI's keys ``<module>/<name>/<function>``), rewrites the files with ``ast`` into a
 copy in the experiment folder (:func:`expand_annotations`), and runs the trial command there. The rewritten code
-calls :func:`value`, :func:`choice` and :func:`function_choice`, which read ``nni_pl.get_next_parameter()``.
+calls :func:`given`, :func:`value` and :func:`index`, which read ``nni_pl.get_next_parameter()``.
 
 Example:
     >>> from nni_pl.annotation import transform_source
@@ -36,7 +36,7 @@ from nni_pl.annotation._transform import (
     FileAnnotations,
     transform_source,
 )
-from nni_pl.annotation.runtime import choice, function_choice, value
+from nni_pl.annotation.runtime import given, index, value
 
 __all__ = [
     "ANNOTATIONS",
@@ -44,10 +44,10 @@ __all__ = [
     "SAMPLING_FUNCTIONS",
     "AnnotationError",
     "FileAnnotations",
-    "choice",
     "expand_annotations",
-    "function_choice",
     "generate_search_space",
+    "given",
+    "index",
     "prepare_trial_code",
     "read_annotations",
     "transform_source",

@@ -114,8 +114,8 @@ def expand_annotations(
 ) -> SearchSpace:
     """Copy ``src_dir`` to ``dst_dir`` (a new folder) with every annotated file rewritten; returns the space.
 
-    The rewritten files import ``nni_pl`` and read the tuned values with :func:`nni_pl.annotation.value`,
-    :func:`~nni_pl.annotation.choice` and :func:`~nni_pl.annotation.function_choice`; the reports become calls of
+    The rewritten files import ``nni_pl`` and read the tuned values with :func:`nni_pl.annotation.given`,
+    :func:`~nni_pl.annotation.value` and :func:`~nni_pl.annotation.index`; the reports become calls of
     ``nni_pl.report_intermediate_result``/``nni_pl.report_final_result``. Other files are copied as they are
     (``__pycache__`` and ``.git`` are left out). ``dst_dir`` also receives :data:`MARKER`, the space as JSON.
 
@@ -134,7 +134,7 @@ def expand_annotations(
         >>> print((work / "copy" / "train.py").read_text(), end="")
         import nni_pl
         import nni_pl.annotation
-        layers = nni_pl.annotation.value('train/layers/randint', lambda: 2)
+        layers = nni_pl.annotation.value('train/layers/randint') if nni_pl.annotation.given('train/layers/randint') else 2
     """
     src, dst = Path(src_dir).resolve(), Path(dst_dir).resolve()
     if dst.exists():

@@ -89,9 +89,31 @@ def _call(func: ast.expr, *args: ast.expr) -> ast.Call:
     return ast.Call(func=func, args=list(args), keywords=[])
 
 
-def _thunk(body: ast.expr) -> ast.Lambda:
-    no_args = ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[])
-    return ast.Lambda(args=no_args, body=body)
+def _runtime(name: str, *args: ast.expr) -> ast.Call:
+    """A call of ``nni_pl.annotation.<name>(...)`` (:mod:`nni_pl.annotation.runtime`)."""
+    return _call(_attribute("nni_pl", "annotation", name), *args)
+
+
+def _labels(values: list[Any]) -> ast.List:
+    return ast.List(elts=[ast.Constant(v) for v in values], ctx=ast.Load())
+
+
+def _if_given(key: str, tuned: ast.expr, own: ast.expr) -> ast.IfExp:
+    """``tuned if nni_pl.annotation.given(key) else own``: no lambda, so ``await`` or a class body's names work."""
+    return ast.IfExp(test=_runtime("given", ast.Constant(key)), body=tuned, orelse=own)
+
+
+def _chosen_call(key: str, labels: list[str], calls: list[ast.expr], default: int) -> ast.expr:
+    """``c0 if nni_pl.annotation.index(key, labels, default) == 0 else c1 if ... == 1 else c2``."""
+    expr = calls[-1]
+    for i in range(len(calls) - 2, -1, -1):
+        test = ast.Compare(
+            left=_runtime("index", ast.Constant(key), _labels(labels), ast.Constant(default)),
+            ops=[ast.Eq()],
+            comparators=[ast.Constant(i)],
+        )
+        expr = ast.IfExp(test=test, body=calls[i], orelse=expr)
+    return expr
 
 
 def _shape(node: ast.AST) -> str:
@@ -304,7 +326,8 @@ class _Rewriter:
                 f"(e.g. {label} = <default value>), got {got!r}",
             )
         key = f"{self.module}/{label}/{func}"
-        default = _thunk(value_holder.value)  # type: ignore[arg-type]
+        own = value_holder.value
+        assert own is not None
         if func == "choice":
             if not sample.args:
                 raise self.error(stmt, "nni.choice() needs at least one option, e.g. nni.choice(0.1, 0.01)")
@@ -314,12 +337,9 @@ class _Rewriter:
                 labels.append(value if ok else ast.unparse(option))
             self.check_distinct(stmt, "nni.choice", labels)
             self.add(stmt, key, {"_type": "choice", "_value": labels})
-            new_value: ast.expr = _call(
-                _attribute("nni_pl", "annotation", "choice"),
-                ast.Constant(key),
-                ast.List(elts=[ast.Constant(v) for v in labels], ctx=ast.Load()),
-                ast.List(elts=list(sample.args), ctx=ast.Load()),
-                default,
+            options = ast.List(elts=list(sample.args), ctx=ast.Load())
+            tuned: ast.expr = ast.Subscript(
+                value=options, slice=_runtime("index", ast.Constant(key), _labels(labels)), ctx=ast.Load()
             )
         else:
             wanted = SAMPLING_FUNCTIONS[func]
@@ -340,8 +360,8 @@ class _Rewriter:
                     f"({', '.join(map(repr, numbers)) or 'none'})",
                 )
             self.add(stmt, key, {"_type": func, "_value": numbers})
-            new_value = _call(_attribute("nni_pl", "annotation", "value"), ast.Constant(key), default)
-        value_holder.value = new_value
+            tuned = _runtime("value", ast.Constant(key))
+        value_holder.value = _if_given(key, tuned, own)
 
     def check_distinct(self, stmt: ast.stmt, what: str, labels: list[Any]) -> None:
         seen: list[Any] = []
@@ -382,13 +402,7 @@ class _Rewriter:
                 shape = _shape(node)
                 if shape in shapes:
                     replaced += 1
-                    return _call(
-                        _attribute("nni_pl", "annotation", "function_choice"),
-                        ast.Constant(key),
-                        ast.List(elts=[ast.Constant(v) for v in labels], ctx=ast.Load()),
-                        ast.List(elts=[_thunk(arg) for arg in call.args], ctx=ast.Load()),
-                        ast.Constant(shapes.index(shape)),
-                    )
+                    return _chosen_call(key, labels, list(call.args), shapes.index(shape))
                 self.generic_visit(node)
                 return node
 
@@ -465,7 +479,7 @@ def transform_source(source: str | bytes, module: str, path: str | Path = "<stri
         >>> print(found.code)
         import nni_pl
         import nni_pl.annotation
-        lr = nni_pl.annotation.choice('mnist/lr/choice', [0.1, 0.01], [0.1, 0.01], lambda: 0.1)
+        lr = [0.1, 0.01][nni_pl.annotation.index('mnist/lr/choice', [0.1, 0.01])] if nni_pl.annotation.given('mnist/lr/choice') else 0.1
     """
     try:
         tree = ast.parse(source, filename=str(path))

@@ -308,3 +308,55 @@ def test_annotation_cannot_annotate_an_annotation() -> None:
 
 def test_invalid_python_names_the_line() -> None:
     _error("x = 1\ndef (:\n", r"^mnist.py:2: the file is not valid Python")
+
+
+SCOPES = '''\
+import asyncio
+
+
+class Config:
+    base = 3
+    """@nni.variable(nni.choice(1, 2), name=k)"""
+    k = base * 2
+    """@nni.function_choice(max(base, 1), min(base, 1), name=pick)"""
+    picked = max(base, 1)
+
+
+async def main():
+    """@nni.variable(nni.uniform(0, 1), name=x)"""
+    x = await asyncio.sleep(0, result=0.5)
+    """@nni.function_choice(asyncio.sleep(0, result='a'), asyncio.sleep(0, result='b'), name=wait)"""
+    y = await asyncio.sleep(0, result='a')
+    print(Config.k, Config.picked, x, y)
+
+
+asyncio.run(main())
+'''
+
+
+def test_rewritten_code_keeps_class_body_names_and_await_working(tmp_path: Path) -> None:
+    # no lambdas in the rewrite: a class body's names and `await` behave as in the original
+    path = tmp_path / "scopes.py"
+    path.write_text(transform_source(SCOPES, "scopes", path).code)
+    assert "6 3 0.5 a" in _run(path)
+    params = {"scopes/k/choice": 2, "scopes/pick/function_choice": "min(base, 1)", "scopes/x/uniform": 0.25}
+    params["scopes/wait/function_choice"] = "asyncio.sleep(0, result='b')"
+    assert "2 1 0.25 b" in _run(path, {"NNI_PL_PARAMETERS": json.dumps(params)})
+
+
+def test_runtime_in_a_trial_refuses_a_missing_or_unknown_value(tmp_path: Path) -> None:
+    from nni_pl.annotation import given, index, value
+    from nni_pl.errors import NniPlError
+    from nni_pl.trial import TrialContext, activate
+
+    activate(TrialContext(trial_id="abc", trial_dir=tmp_path, parameters={"m/k/choice": 3}))
+    try:
+        assert given("m/k/choice") and value("m/k/choice") == 3
+        with pytest.raises(
+            NniPlError, match=r"parameters have no 'm/x/uniform' \(they have \['m/k/choice'\]\)"
+        ):
+            given("m/x/uniform")
+        with pytest.raises(NniPlError, match=r"the tuner chose 3, which is none of the options \[1, 2\]"):
+            index("m/k/choice", [1, 2])
+    finally:
+        activate(None)
