@@ -26,7 +26,11 @@ def small_cnn() -> nn.Sequential:
 def two_convs() -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1), nn.Flatten(), nn.Linear(6 * 16, 5)
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 6, 3, padding=1),
+        nn.Flatten(),
+        nn.Linear(6 * 16, 5),
     )
 
 
@@ -42,7 +46,15 @@ def test_count_flops_params_default_mode_hand_computed() -> None:
     assert first["module_type"] == "Conv2d"
     assert first["weight_shape"] == (8, 3, 3, 3)
     assert first["input_size"] == (1, 3, 8, 8) and first["output_size"] == (1, 8, 8, 8)
-    assert set(first) == {"name", "module_type", "weight_shape", "flops", "params", "input_size", "output_size"}
+    assert set(first) == {
+        "name",
+        "module_type",
+        "weight_shape",
+        "flops",
+        "params",
+        "input_size",
+        "output_size",
+    }
 
 
 def test_count_flops_params_full_mode_counts_bias_activations_and_pooling() -> None:
@@ -86,7 +98,10 @@ def test_count_flops_params_masked_model_counts_kept_filters_and_unmasked_weight
     assert params == dense_params - (4 * 27 + 4)
     # the same from the mask dict or its file, and the dense count when masks are ignored
     assert count_flops_params(model, (1, 3, 4, 4), verbose=False, masks=masks)[:2] == (flops, params)
-    assert count_flops_params(model, (1, 3, 4, 4), verbose=False, masks=False)[:2] == (dense_flops, dense_params)
+    assert count_flops_params(model, (1, 3, 4, 4), verbose=False, masks=False)[:2] == (
+        dense_flops,
+        dense_params,
+    )
 
 
 def test_count_flops_params_masked_count_bounds_the_sped_up_model(tmp_path) -> None:
@@ -115,11 +130,15 @@ def test_count_flops_params_custom_ops_override_a_type() -> None:
     def conv_rule(m, x, y):
         return {"flops": 7}
 
-    flops, params, results = count_flops_params(small_cnn(), (1, 3, 8, 8), {nn.Conv2d: conv_rule}, verbose=False)
+    flops, params, results = count_flops_params(
+        small_cnn(), (1, 3, 8, 8), {nn.Conv2d: conv_rule}, verbose=False
+    )
     assert results[0]["flops"] == 7 and results[0]["params"] == 8 * 27 + 8
     assert flops == 7 + 32
     # a custom op can also add a type the counter does not know
-    _, _, results = count_flops_params(small_cnn(), (1, 3, 8, 8), {nn.ReLU: lambda m, x, y: {"flops": 1}}, False)
+    _, _, results = count_flops_params(
+        small_cnn(), (1, 3, 8, 8), {nn.ReLU: lambda m, x, y: {"flops": 1}}, False
+    )
     assert [r["module_type"] for r in results] == ["Conv2d", "ReLU", "Linear"]
 
 

@@ -129,6 +129,14 @@ class MaskConflict:
         entry = self.masks.get(name)
         return entry is not None and all(_is_structured(m) for m in entry.values())
 
+    def _produces(self, name: str) -> bool:
+        """Whether ``name`` computes the channels (a Conv/Linear), rather than carrying them (a norm, a depthwise
+        conv, which speed-up shrinks along with the channels)."""
+        m = self.model.get_submodule(name) if name else self.model
+        if isinstance(m, nn.modules.conv._ConvNd):
+            return not (m.groups > 1 and m.groups == m.in_channels == m.out_channels)
+        return isinstance(m, nn.Linear)
+
     def fix_mask(self) -> Masks:
         raise NotImplementedError
 
@@ -136,14 +144,21 @@ class MaskConflict:
 class ChannelMaskConflict(MaskConflict):
     """Coupled layers keep the union of the channels they keep (NNI's ``ChannelMaskConflict``).
 
-    A set with a fine-grained (unstructured) mask among its members is left alone, as in NNI.
+    A Conv/Linear layer of a set that has no mask keeps every channel of the set; norms and depthwise convolutions
+    without a mask only carry the channels and do not count. A set with a fine-grained (unstructured) mask among its
+    members is left alone, as in NNI.
 
     Example:
         >>> import torch
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.Conv2d(2, 2, 1, groups=2))
-        >>> masks = {"0": {"weight": torch.tensor([1.0, 0.0]).view(2, 1, 1, 1)}}
-        >>> fixed = ChannelMaskConflict(masks, net, torch.randn(1, 1, 4, 4)).fix_mask()
-        >>> fixed["0"]["weight"].flatten().tolist()  # the depthwise conv "1" is unmasked: it keeps both
+        >>> class Add(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.a, self.b = torch.nn.Conv2d(1, 2, 1), torch.nn.Conv2d(1, 2, 1)
+        ...     def forward(self, x):
+        ...         return self.a(x) + self.b(x)
+        >>> masks = {"a": {"weight": torch.tensor([1.0, 0.0]).view(2, 1, 1, 1)}}
+        >>> fixed = ChannelMaskConflict(masks, Add(), torch.randn(1, 1, 4, 4)).fix_mask()
+        >>> fixed["a"]["weight"].flatten().tolist()  # "b" is not pruned: "a" must keep both channels
         [1.0, 1.0]
     """
 
@@ -160,10 +175,11 @@ class ChannelMaskConflict(MaskConflict):
             union = torch.zeros(cs.size, dtype=torch.bool)
             for n, off in cs.members:
                 entry = self.masks.get(n)
-                if entry is None or "weight" not in entry:
-                    union[:] = True  # an unpruned member keeps every channel of the set
+                if entry is not None and "weight" in entry:
+                    union |= _kept(entry["weight"])[off : off + cs.size].cpu()
+                elif self._produces(n):
+                    union[:] = True  # an unpruned layer writing these channels keeps every one of them
                     break
-                union |= _kept(entry["weight"])[off : off + cs.size].cpu()
             for n, off in masked:
                 before = _kept(self.masks[n]["weight"])[off : off + cs.size].cpu()
                 if bool((union & ~before).any()):
