@@ -172,26 +172,20 @@ def prepare_trial_code(
     space: SearchSpace,
     exclude: Iterable[Path] = (),
 ) -> Path:
-    """The rewritten copy the trials run in: kept when ``dst_dir`` holds one made for ``space``, else made now.
+    """The rewritten copy the trials run in: kept when ``dst_dir`` holds one (its :data:`MARKER` written), else made.
 
-    A resumed experiment keeps its copy, so its new trials run the code its first ones ran. When the copy is
-    gone it is made again from ``src_dir``, whose annotations must still give ``space``.
+    A resumed experiment keeps its copy, so its new trials run the code its first ones ran, whatever happened to
+    the user's code since. When the copy is gone it is made again from ``src_dir``, whose annotations must still
+    give ``space``.
 
     Raises:
         ConfigError: the annotations give another space than ``space`` (the code changed since the start).
         AnnotationError: a wrong annotation (file and line named).
     """
     dst = Path(dst_dir)
-    marker = dst / MARKER
-    if marker.is_file():
-        try:
-            kept = SearchSpace.parse(json.loads(marker.read_text()))
-        except (ValueError, OSError):
-            kept = None
-        if kept == space:
-            return dst
-        shutil.rmtree(dst)
-    elif dst.exists():
+    if (dst / MARKER).is_file():
+        return dst
+    if dst.exists():  # a copy cut short: made again
         shutil.rmtree(dst)
     made = expand_annotations(src_dir, dst, exclude)
     if made != space:

@@ -601,6 +601,11 @@ class ExperimentConfig:
                 )
             except AnnotationError as e:
                 raise ConfigError("useAnnotation", str(e)) from e
+            logger.info(
+                "useAnnotation: search space of %d parameters generated from the annotations in %s",
+                len(stored),
+                self.trial_code_directory,
+            )
         else:
             self._annotation_stored = True
         self.search_space = self._generated_space = stored
