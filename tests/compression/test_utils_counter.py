@@ -130,9 +130,7 @@ def test_count_flops_params_custom_ops_override_a_type() -> None:
     def conv_rule(m, x, y):
         return {"flops": 7}
 
-    flops, params, results = count_flops_params(
-        small_cnn(), (1, 3, 8, 8), {nn.Conv2d: conv_rule}, verbose=False
-    )
+    flops, _, results = count_flops_params(small_cnn(), (1, 3, 8, 8), {nn.Conv2d: conv_rule}, verbose=False)
     assert results[0]["flops"] == 7 and results[0]["params"] == 8 * 27 + 8
     assert flops == 7 + 32
     # a custom op can also add a type the counter does not know
