@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -78,19 +80,42 @@ def test_digits_example_runs_with_the_generated_space(tmp_path: Path) -> None:
     exp.close()
 
 
+def test_digits_example_runs_as_it_is_without_nni_pl(tmp_path: Path) -> None:
+    code = (
+        "import runpy, sys\nsys.modules['nni_pl'] = None\nrunpy.run_path(sys.argv[1], run_name='__main__')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(EXAMPLE / "train.py")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "hidden_size=32 learning_rate=0.01 activation=relu epochs=8" in out.stdout  # the defaults
+    assert "epoch 7: test accuracy" in out.stdout
+
+
+# in a package named `model`: its keys (model.trial/x/choice) look like LightningCLI paths, yet the trial command
+# gets no --model... arguments (lightningCli: auto is off for annotated code, which reads its own values)
 TRIAL = '''\
+import sys
+assert sys.argv[1:] == [], sys.argv
 """@nni.variable(nni.choice(1, 2, 3, 4, 5, 6), name=x)"""
 x = 0
 """@nni.report_final_result(x * 10)"""
 '''
+KEY = "model.trial/x/choice"
 
 
 def test_resume_keeps_the_stored_space_and_the_copy(tmp_path: Path) -> None:
     code = tmp_path / "code"
-    code.mkdir()
-    (code / "trial.py").write_text(TRIAL)
+    (code / "model").mkdir(parents=True)
+    trial = code / "model" / "trial.py"
+    trial.write_text(TRIAL)
     config = {
-        "trialCommand": f"{sys.executable} trial.py",
+        "trialCommand": f"{sys.executable} model/trial.py",
         "trialCodeDirectory": ".",
         "trialConcurrency": 2,
         "maxTrialNumber": 2,
@@ -102,21 +127,22 @@ def test_resume_keeps_the_stored_space_and_the_copy(tmp_path: Path) -> None:
     assert main(["launch", str(code / "config.yml"), "--id", "annot001", "--no-display"]) == 0
     stored = find("annot001").experiment.config
     assert stored["useAnnotation"] is True
-    assert stored["searchSpace"] == {"trial/x/choice": {"_type": "choice", "_value": [1, 2, 3, 4, 5, 6]}}
+    assert stored["searchSpace"] == {KEY: {"_type": "choice", "_value": [1, 2, 3, 4, 5, 6]}}
     # the code changes after the start: the resumed experiment goes on with what it started with
-    (code / "trial.py").write_text(TRIAL.replace("1, 2, 3, 4, 5, 6", "7, 8"))
+    trial.write_text(TRIAL.replace("1, 2, 3, 4, 5, 6", "7, 8"))
     assert main(["update", "annot001", "--max-trials", "4"]) == 0
     assert main(["resume", "annot001", "--no-display"]) == 0
     loc = find("annot001")
     trials = loc.store.list_trials("annot001")
     assert loc.store.get_experiment("annot001").status == st.EXP_DONE
-    assert sorted(t.parameters["trial/x/choice"] for t in trials) == [1, 2, 3, 4]  # the grid went on
+    assert all(t.status == st.SUCCEEDED for t in trials), [t.error for t in trials]
+    assert sorted(t.parameters[KEY] for t in trials) == [1, 2, 3, 4]  # the grid went on
     assert sorted(t.final for t in trials) == [10, 20, 30, 40]
     # without its copy, a resume makes it again, from code that must still give the stored space
     shutil.rmtree(loc.directory / "annotated_code")
     assert main(["update", "annot001", "--max-trials", "5"]) == 0
     with pytest.raises(ConfigError, match=r"now give the search space .*not the experiment's"):
         Experiment.resume("annot001").run(display=False)
-    (code / "trial.py").write_text(TRIAL)
+    trial.write_text(TRIAL)
     Experiment.resume("annot001").run(display=False)
     assert sorted(t.final for t in find("annot001").store.list_trials("annot001")) == [10, 20, 30, 40, 50]
