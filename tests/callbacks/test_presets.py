@@ -255,3 +255,144 @@ def test_oneshot_nas_preset_searches_with_darts_and_exports_a_frozen_able_archit
     # the supernet learned the task; the subnet it exports keeps the weights
     assert cli.trainer.callback_metrics["val_acc"] > 0.85
     assert _accuracy(search.export_model(), cli.datamodule) > 0.8
+
+
+def test_oneshot_nas_preset_fit_resumes_from_a_checkpoint(tmp_path: Path) -> None:
+    first = _nas_cli(tmp_path, "--trainer.max_epochs=2", "--trainer.enable_checkpointing=true")
+    first.trainer.fit(first.model, datamodule=first.datamodule)
+    (ckpt,) = (tmp_path / "checkpoints").glob("*.ckpt")
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["nni_pl_oneshot_search"]["space"] == "net"
+    alpha = [a.detach().clone() for a in first.model.search_module.alpha]
+
+    class AlphaAtStart(pl.Callback):
+        def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            self.alpha = [a.detach().clone() for a in pl_module.search_module.alpha]
+
+    probe = AlphaAtStart()
+    second = _nas_cli(tmp_path / "resumed", "--trainer.max_epochs=3")
+    second.trainer.callbacks.append(probe)
+    second.trainer.fit(second.model, datamodule=second.datamodule, ckpt_path=str(ckpt))
+    assert all(torch.equal(a, b) for a, b in zip(alpha, probe.alpha))  # the architecture parameters came back
+    history = second.model.search_module.history
+    assert [h["epoch"] for h in history] == [0, 1, 2]  # two epochs from the checkpoint, one more trained
+    assert history[:2] == first.model.search_module.history
+    assert second.trainer.global_step == 3 * first.trainer.global_step // 2
+    assert (tmp_path / "resumed" / "architecture.json").is_file()
+
+
+def test_oneshot_nas_preset_runs_spos_with_its_search_after_training(tmp_path: Path) -> None:
+    from nni_pl.nas.oneshot.lightning import RandomOneShotModule
+
+    cli = _nas_cli(
+        tmp_path,
+        "--trainer.max_epochs=2",
+        "--model.strategy=spos",
+        "--model.strategy_args={num_candidates: 6, population_size: 3, bn_recalibration_batches: 0}",
+        "--model.export_path=found/spos.json",
+    )
+    search = cli.model
+    assert isinstance(search.search_module, RandomOneShotModule) and search.strategy.num_candidates == 6
+    cli.trainer.fit(search, datamodule=cli.datamodule)
+    # (arch, score) of the 6 architectures evaluated on the validation batches, best first; the module has no
+    # ``metrics``, so the score is minus its training_step loss
+    scored = search.search_module.searched
+    assert len(scored) == 6 and search.arch == scored[0][0]
+    assert scored[0][1] > scored[-1][1] and scored[0][1] > -1.0
+    from nni_pl.nas import load_arch
+
+    assert load_arch(tmp_path / "found" / "spos.json") == search.arch
+
+
+def test_oneshot_search_pairs_loaders_given_to_fit(tmp_path: Path) -> None:
+    from nni_pl.nas.oneshot.cli import OneShotSearch
+
+    data = DigitsData(flat=True)
+    data.setup("fit")
+    search = OneShotSearch(
+        DigitsNAS(), strategy="enas", strategy_args={"ctrl_steps_aggregate": 5}, export_path=None
+    )
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=10,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    seen: list[Any] = []
+    original = search.search_module.step
+
+    def step(train_batch: Any, val_batch: Any, batch_idx: int) -> None:
+        seen.append((train_batch[0].shape[0], val_batch[0].shape[0]))
+        original(train_batch, val_batch, batch_idx)
+
+    search.search_module.step = step  # type: ignore[method-assign]
+    train, val = data.train_dataloader(), data.val_dataloader()
+    trainer.fit(search, train_dataloaders=train, val_dataloaders=val)
+    assert len(seen) == 10 and seen[0] == (64, 256)  # a training and a validation batch per step
+    assert trainer.fit_loop._data_source.instance is train  # the fit's own loaders are given back
+    assert set(search.arch) == {"hidden", "act"} and search.exported_to is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"strategy": "dart"},
+            r"'OneShotSearch\.strategy'.*unknown one-shot strategy 'dart' \(did you mean 'darts'\?\)",
+        ),
+        (
+            {"strategy": 3},
+            r"'OneShotSearch\.strategy'.*or a nni_pl\.nas\.strategy settings object.*got int 3",
+        ),
+        (
+            {"strategy_args": {"arc_learning_rat": 0.1}},
+            r"'OneShotSearch\.strategy_args\.arc_learning_rat'.*not an argument of DARTS \(did you mean 'arc_learning_rate'\?\)",
+        ),
+        (
+            {"strategy_args": [1]},
+            r"'OneShotSearch\.strategy_args'.*dict of DARTS's arguments, got list \[1\]",
+        ),
+        ({"strategy_args": {"arc_learning_rate": -1}}, r"DARTS\.arc_learning_rate.*got -1"),
+        ({"space": "nett"}, r"'OneShotSearch\.space'.*has no submodule 'nett' \(did you mean 'net'\?\)"),
+        ({"space": "net.act.relu"}, r"'OneShotSearch\.space'.*'net\.act\.relu' \(ReLU\) has no LayerChoice"),
+        ({"export_path": ""}, r"'OneShotSearch\.export_path'.*got ''"),
+    ],
+)
+def test_oneshot_search_rejects_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
+    from nni_pl.errors import ConfigError
+    from nni_pl.nas.oneshot.cli import OneShotSearch
+
+    with pytest.raises(ConfigError, match=match):
+        OneShotSearch(DigitsNAS(), **kwargs)
+
+
+def test_oneshot_search_needs_exactly_one_space() -> None:
+    from nni_pl.errors import ConfigError
+    from nni_pl.nas.oneshot.cli import OneShotSearch
+
+    with pytest.raises(ConfigError, match=r"'OneShotSearch\.model'.*DigitsCNN holds no model space"):
+        OneShotSearch(DigitsCNN())
+    two = DigitsNAS()
+    two.other = _space()
+    with pytest.raises(
+        ConfigError, match=r"'OneShotSearch\.space'.*holds several \(\['net', 'other'\]\).*space: net"
+    ):
+        OneShotSearch(two)
+    assert OneShotSearch(two, space="other").space_path == "other"
+
+
+def test_oneshot_search_bilevel_strategy_needs_validation_data(tmp_path: Path) -> None:
+    from nni_pl.errors import ConfigError
+    from nni_pl.nas.oneshot.cli import OneShotSearch
+
+    class TrainOnly(DigitsData):
+        val_dataloader = pl.LightningDataModule.val_dataloader
+
+    trainer = pl.Trainer(max_epochs=1, default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    with pytest.raises(
+        ConfigError, match=r"DARTS trains the architecture on validation batches.*val_dataloader"
+    ):
+        trainer.fit(OneShotSearch(DigitsNAS()), datamodule=TrainOnly(flat=True))

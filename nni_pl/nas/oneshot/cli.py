@@ -12,7 +12,7 @@ the search is a LightningModule that LightningCLI builds with yours nested insid
         model:                          # your LightningModule: training_step returns the loss, validation_step
           class_path: my_package.DigitsNet    # logs the metrics, configure_optimizers gives the weights' optimizer
           init_args: {lr: 0.01}
-        strategy: darts                 # gumbel_darts | enas | spos | proxyless
+        strategy: darts                 # gumbel_darts (gumbel) | enas | spos | proxyless
         strategy_args: {arc_learning_rate: 0.0003}
 
 ``train.py`` must let the config choose the model class: ``LightningCLI(datamodule_class=MyData)`` (or
@@ -96,6 +96,7 @@ log = logging.getLogger(__name__)
 STRATEGIES: dict[str, type[OneShotStrategy]] = {
     "darts": DARTS,
     "gumbel_darts": GumbelDARTS,
+    "gumbel": GumbelDARTS,
     "enas": ENAS,
     "spos": RandomOneShot,
     "random_one_shot": RandomOneShot,
@@ -123,12 +124,18 @@ def _strategy(strategy: Any, strategy_args: Any) -> OneShotStrategy:
                 f"give the settings either in the strategy object or in strategy_args, not both; got {strategy_args!r}",
             )
         return strategy
-    if not isinstance(strategy, str) or strategy not in STRATEGIES:
-        hint = did_you_mean(strategy, STRATEGIES) if isinstance(strategy, str) else ""
+    names = list(STRATEGIES)[:7]
+    if not isinstance(strategy, str):
         raise ConfigError(
             _field("strategy"),
-            f"unknown one-shot strategy {strategy!r}{hint}; use one of {list(STRATEGIES)[:6]} or a "
-            "nni_pl.nas.strategy settings object (DARTS(...), ...)",
+            f"must be one of {names} or a nni_pl.nas.strategy settings object (DARTS(...), ...), got "
+            f"{type(strategy).__name__} {strategy!r}",
+        )
+    if strategy not in STRATEGIES:
+        raise ConfigError(
+            _field("strategy"),
+            f"unknown one-shot strategy {strategy!r}{did_you_mean(strategy, STRATEGIES)}; use one of {names} "
+            "(NNI's class names DARTS, GumbelDARTS, ENAS, RandomOneShot, SPOS, Proxyless work too)",
         )
     if strategy_args is None:
         strategy_args = {}
@@ -230,7 +237,7 @@ class OneShotSearch(pl.LightningModule):
         model: your LightningModule; one of its submodules is a model space (see ``space``). Its
             ``training_step`` must return the loss; its ``validation_step`` logs the metrics; its
             ``configure_optimizers`` gives the weights' optimizer(s) (the strategy adds its own).
-        strategy: ``"darts"`` (default), ``"gumbel_darts"``, ``"enas"``, ``"spos"`` (RandomOneShot: uniform
+        strategy: ``"darts"`` (default), ``"gumbel_darts"`` (or ``"gumbel"``), ``"enas"``, ``"spos"`` (RandomOneShot: uniform
             path sampling, then an evolution search), ``"proxyless"`` (also NNI's class names ``"DARTS"``,
             ``"GumbelDARTS"``, ...), or a settings object of :mod:`nni_pl.nas.strategy`.
         strategy_args: keyword arguments of the strategy's settings class (e.g. ``{"unrolled": True}`` for DARTS,
@@ -357,8 +364,16 @@ class OneShotSearch(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._call(self.model, "on_validation_epoch_end")
         if not self.trainer.sanity_checking:
+            search = self.search_module
+            if isinstance(search, RandomOneShotModule) and not getattr(search, "_best", None):
+                what = f"validated the random architecture {getattr(search, '_val_arch', None)}"
+            else:
+                what = f"architecture {self.export()}"
+            metric = self.trainer.callback_metrics
+            shown = ", ".join(f"{k} {float(v):.4f}" for k, v in metric.items() if k.startswith("val"))
             rank_zero_info(
-                f"OneShotSearch ({self.strategy.name}) epoch {self.current_epoch}: architecture {self.export()}"
+                f"OneShotSearch ({self.strategy.name}) epoch {self.current_epoch}: {what}"
+                + (f" ({shown})" if shown else "")
             )
 
     def on_test_epoch_end(self) -> None:
