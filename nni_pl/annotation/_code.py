@@ -30,7 +30,17 @@ def _inside(path: Path, folders: list[Path]) -> bool:
 
 
 def python_files(code_dir: Path, exclude: Iterable[Path] = ()) -> Iterator[Path]:
-    """The ``.py`` files under ``code_dir`` in a stable order, hidden folders and ``exclude`` left out."""
+    """The ``.py`` files under ``code_dir`` in a stable order, hidden folders and ``exclude`` left out.
+
+    Example:
+        >>> import tempfile
+        >>> code = Path(tempfile.mkdtemp())
+        >>> for name in ("b.py", "a.py", ".venv/x.py", "notes.txt"):
+        ...     (code / name).parent.mkdir(exist_ok=True)
+        ...     _ = (code / name).write_text("")
+        >>> [p.name for p in python_files(code)]
+        ['a.py', 'b.py']
+    """
     excluded = [Path(p).resolve() for p in exclude]
     for folder, dirs, files in os.walk(code_dir):
         dirs[:] = sorted(
@@ -62,6 +72,13 @@ def read_annotations(
 
     Raises:
         AnnotationError: a file is not valid Python or an annotation is wrong (file and line named).
+
+    Example:
+        >>> import tempfile
+        >>> code = Path(tempfile.mkdtemp())
+        >>> _ = (code / "util.py").write_text("x = 1\\n")
+        >>> [(p.name, f.module, f.annotated) for p, f in read_annotations(code).items()]
+        [('util.py', 'util', False)]
     """
     root = Path(code_dir)
     out: dict[Path, FileAnnotations] = {}
@@ -181,6 +198,16 @@ def prepare_trial_code(
     Raises:
         ConfigError: the annotations give another space than ``space`` (the code changed since the start).
         AnnotationError: a wrong annotation (file and line named).
+
+    Example:
+        >>> import tempfile
+        >>> work = Path(tempfile.mkdtemp())
+        >>> (work / "code").mkdir()
+        >>> _ = (work / "code" / "train.py").write_text("'''@nni.variable(nni.choice(1, 2), name=k)'''\\nk = 1\\n")
+        >>> space = generate_search_space(work / "code")
+        >>> copy = prepare_trial_code(work / "code", work / "copy", space)
+        >>> prepare_trial_code(work / "code", work / "copy", space) == copy   # kept
+        True
     """
     dst = Path(dst_dir)
     if (dst / MARKER).is_file():

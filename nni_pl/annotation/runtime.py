@@ -56,6 +56,13 @@ def value(key: str) -> Any:
 
     Raises:
         NniPlError: the parameters lack ``key``.
+
+    Example:
+        >>> from nni_pl.trial import TrialContext, activate
+        >>> activate(TrialContext(parameters={"train/lr/uniform": 0.05}))
+        >>> value("train/lr/uniform")
+        0.05
+        >>> activate(None)
     """
     params = _parameters()
     if key not in params:
