@@ -190,3 +190,19 @@ def test_python_api(code: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         )
     with pytest.raises(ConfigError, match=r"'useAnnotation': .*a Python function trial"):
         Experiment(trial=lambda p: 0, use_annotation=True)
+
+
+def test_where_trials_start(code: Path, tmp_path: Path) -> None:
+    from nni_pl.experiment._setup import trial_code_directory
+
+    cfg = ExperimentConfig.load(_config(code))
+    in_experiment = trial_code_directory(cfg, tmp_path / "exp", "abc")
+    assert in_experiment == tmp_path / "exp" / "annotated_code" and (in_experiment / MARKER).exists()
+    # before the experiment folder exists (a remote platform's hosts get the code then): a temporary copy
+    early = trial_code_directory(cfg, None, "abc")
+    assert early.name == "annotated_code" and early.parent.name.startswith("nni-pl-abc-")
+    assert "nni_pl.annotation.index('main/lr/choice'" in (early / "main.py").read_text()
+    plain = ExperimentConfig.from_dict(
+        {"trialCommand": "python main.py", "trialConcurrency": 1}, base_dir=code
+    )
+    assert trial_code_directory(plain, tmp_path / "exp", "abc") == code
