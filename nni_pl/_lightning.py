@@ -17,10 +17,11 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["QUIET_TRAINER", "quiet_trainer_kwargs"]
+__all__ = ["QUIET_TRAINER", "destroy_process_group_at_exit", "quiet_trainer_kwargs"]
 
 #: Trainer keyword arguments for a Trainer that nni-pl runs on the user's behalf.
 QUIET_TRAINER: Mapping[str, Any] = {
@@ -51,3 +52,33 @@ def quiet_trainer_kwargs(
     kwargs.update(defaults)
     kwargs.update(given or {})
     return kwargs
+
+
+_DESTROY_REGISTERED = False
+
+
+def destroy_process_group_at_exit() -> None:
+    """Destroy the default ``torch.distributed`` process group when the interpreter exits (registered once).
+
+    Lightning does this for NCCL only. A gloo process group left alive at exit still has worker threads holding
+    Python objects while the interpreter is torn down, and the process can abort with "terminate called without an
+    active exception" (exit code 134) after a successful run: a DDP trial on CPU would then be recorded FAILED.
+    ``NNICallback`` calls this in a distributed fit. A group the program destroyed itself is left alone.
+    """
+    global _DESTROY_REGISTERED
+    if _DESTROY_REGISTERED:
+        return
+    _DESTROY_REGISTERED = True
+    atexit.register(_destroy_default_group)
+
+
+def _destroy_default_group() -> None:
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    try:
+        dist.destroy_process_group()
+    except Exception:  # at exit, a group the peers already tore down must not fail the process
+        pass

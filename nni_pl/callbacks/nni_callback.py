@@ -18,6 +18,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
 from nni_pl import trial
+from nni_pl._lightning import destroy_process_group_at_exit
 from nni_pl.callbacks._logdir import use_trial_dir
 from nni_pl.errors import ConfigError, did_you_mean
 from nni_pl.trial.protocol import TRIAL_BUDGET
@@ -160,6 +161,8 @@ class NNICallback(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == TrainerFn.FITTING and self.stop_on_request and trainer.is_global_zero:
             trial.enable_graceful_stop()
+        if trainer.world_size > 1:
+            destroy_process_group_at_exit()
         trial_dir = trial.get_output_dir()
         if trial_dir is not None:  # in an experiment: the trial's logs go to its folder (nni-pl tensorboard)
             use_trial_dir(trainer, trial_dir)

@@ -72,6 +72,9 @@ TRIAL = textwrap.dedent(
 )
 
 
+POD_BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,7 +100,8 @@ def test_lightning_ddp_runs_across_the_replicas_and_only_rank_0_reports(tmp_path
     procs = []
     for rank, kind in enumerate(["Master", "Worker"]):
         (container,) = replicas[kind]["template"]["spec"]["containers"]
-        env = dict(os.environ)
+        # a pod starts from its image's environment, not the test runner's (which earlier tests may have changed)
+        env = {k: v for k, v in os.environ.items() if k in POD_BASE_ENV}
         env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
         # what the training operator sets in each replica's pod
         env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
