@@ -1,8 +1,9 @@
 """One-shot NAS: one supernet holds every architecture of a model space; a strategy trains it and reads the
 architecture off it (DARTS, GumbelDARTS, ENAS, RandomOneShot/SPOS, Proxyless).
 
-Three ways in: :func:`search` (a model space, an evaluator and a strategy of :mod:`nni_pl.nas.strategy`), the
-LightningModules of :mod:`nni_pl.nas.oneshot.lightning` for your own ``Trainer``, and NNI 2.5's trainers
+Four ways in: :func:`search` (a model space, an evaluator and a strategy of :mod:`nni_pl.nas.strategy`), the
+LightningModules of :mod:`nni_pl.nas.oneshot.lightning` for your own ``Trainer``, :class:`OneShotSearch` around
+your LightningModule (``LightningCLI`` with ``callbacks/oneshot_nas.yaml``), and NNI 2.5's trainers
 (:class:`DartsTrainer`, :class:`EnasTrainer`, :class:`ProxylessTrainer`, :class:`SinglePathTrainer`).
 The names are imported on first use (PEP 562): ``import nni_pl.nas.oneshot`` alone imports neither torch nor
 Lightning.
@@ -14,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from nni_pl.nas.oneshot.cli import OneShotSearch
     from nni_pl.nas.oneshot.runner import OneShotResult, paired_loader, search
     from nni_pl.nas.oneshot.supernet import OneShotError, Supernet, build_supernet
     from nni_pl.nas.oneshot.trainers import (
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {
+    "OneShotSearch": "nni_pl.nas.oneshot.cli",
     **dict.fromkeys(("OneShotResult", "paired_loader", "search"), "nni_pl.nas.oneshot.runner"),
     **dict.fromkeys(("OneShotError", "Supernet", "build_supernet"), "nni_pl.nas.oneshot.supernet"),
     **dict.fromkeys(
@@ -49,6 +52,7 @@ __all__ = [
     "EnasTrainer",
     "OneShotError",
     "OneShotResult",
+    "OneShotSearch",
     "ProxylessTrainer",
     "SinglePathTrainer",
     "Supernet",
