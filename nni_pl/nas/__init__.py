@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nni_pl.nas import nn
+    from nni_pl.nas._graph_ir import Placeholder
     from nni_pl.nas._labels import NoContextError
     from nni_pl.nas._param_choice import ModelParameterChoice
     from nni_pl.nas.cells import AutoActivation, Cell, FrozenCell, NasBench101Cell, NasBench201Cell
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         ValueExpr,
         freeze_module,
     )
+    from nni_pl.nas.mutator import MutationError, Mutator, Sampler, mutate_model
     from nni_pl.nas.nn import basic_unit
     from nni_pl.nas.space import (
         ModelSpace,
@@ -91,10 +93,12 @@ _LAZY: dict[str, str] = {
         "nni_pl.nas.space",
     ),
     "NasExperiment": "nni_pl.nas.experiment",
+    **dict.fromkeys(("Mutator", "MutationError", "Sampler", "mutate_model"), "nni_pl.nas.mutator"),
+    "Placeholder": "nni_pl.nas._graph_ir",
     "ModelParameterChoice": "nni_pl.nas._param_choice",
     "NoContextError": "nni_pl.nas._labels",
 }
-_SUBPACKAGES = ("cgo", "evaluator", "hub", "nn", "strategy")
+_SUBPACKAGES = ("cgo", "evaluator", "hub", "mutator", "nn", "strategy")
 
 __all__ = [
     "ArchitectureError",
@@ -108,11 +112,15 @@ __all__ = [
     "ModelParameterChoice",
     "ModelSpace",
     "Mutable",
+    "MutationError",
+    "Mutator",
     "NasBench101Cell",
     "NasBench201Cell",
     "NasExperiment",
     "NoContextError",
+    "Placeholder",
     "Repeat",
+    "Sampler",
     "ValueChoice",
     "ValueExpr",
     "basic_unit",
@@ -122,6 +130,7 @@ __all__ = [
     "load_arch",
     "load_space",
     "model_wrapper",
+    "mutate_model",
     "nn",
     "random_arch",
     "save_arch",

@@ -32,6 +32,13 @@ def run_trial(spec: Mapping[str, Any], parameters: Mapping[str, Any]) -> Any:
         import lightning.pytorch as pl
 
         pl.seed_everything(int(spec["seed"]), workers=True, verbose=False)
+    if spec.get("mutators"):
+        from nni_pl.nas.mutator import model_from_spec
+
+        model = model_from_spec(spec, parameters)
+        evaluator = Evaluator.from_config(freeze_config(spec["evaluator"], parameters))
+        log.info("evaluating %s with %s", dict(parameters), type(evaluator).__name__)
+        return evaluator.evaluate(model)
     space_spec = spec["model_space"]
     space = load_space(space_spec["import_path"], space_spec.get("init_kwargs") or {})
     if spec.get("oneshot"):

@@ -78,6 +78,11 @@ class NasExperiment:
             is importable by the trials (not defined in ``__main__``) and whose constructor arguments are JSON.
         evaluator: an :class:`~nni_pl.nas.evaluator.Evaluator`; choices among its arguments are searched too.
         strategy: a :class:`~nni_pl.nas.strategy.Strategy`; its ``optimize_mode`` is the experiment's.
+        applied_mutators: :class:`~nni_pl.nas.Mutator` s that express the space (NNI's ``applied_mutators``); the
+            base model ``model_space`` then has no inline choices and may be a plain ``nn.Module`` (it travels to
+            the trials pickled; a ``ModelSpace`` is rebuilt there). A dry run makes the search space: one label
+            per ``choice`` call (see :mod:`nni_pl.nas.mutator`). NNI's positional order
+            ``(base_model, evaluator, applied_mutators, strategy)`` is accepted too.
         seed: when given, every trial seeds torch/numpy/random with it before building the model.
         execution: ``"process"`` (default): each trial is a process (``python -m nni_pl.nas._trial``);
             ``"function"``: trials run in ``trial_concurrency`` pre-warmed worker processes that import torch
@@ -100,7 +105,8 @@ class NasExperiment:
         self,
         model_space: Any,
         evaluator: Any,
-        strategy: Any,
+        strategy: Any = None,
+        applied_mutators: Any = None,
         *,
         seed: int | None = None,
         execution: str = "process",
@@ -111,6 +117,9 @@ class NasExperiment:
         from nni_pl.nas.evaluator import Evaluator
         from nni_pl.nas.strategy import Strategy, StrategyTuner
 
+        if isinstance(strategy, (list, tuple)) and not isinstance(applied_mutators, (list, tuple)):
+            # NNI's positional order: RetiariiExperiment(base_model, evaluator, applied_mutators, strategy)
+            strategy, applied_mutators = applied_mutators, strategy
         if execution not in ("process", "function", "cgo"):
             raise ConfigError("execution", f"must be 'process', 'function' or 'cgo', got {execution!r}")
         if cgo is not None and execution != "cgo":
@@ -128,10 +137,16 @@ class NasExperiment:
         from nni_pl.nas.strategy import OneShotStrategy
         from nni_pl.nas.strategy.oneshot import ONESHOT_LABEL
 
-        space_spec = _space_spec(model_space)
-        model_ss = model_space.search_space()
         eval_ss = evaluator.search_space()
         oneshot = isinstance(strategy, OneShotStrategy)
+        mutators_spec: dict[str, Any] | None = None
+        if applied_mutators:
+            space_spec, model_ss, mutators_spec = _mutator_space(
+                model_space, applied_mutators, strategy, execution
+            )
+        else:
+            space_spec = _space_spec(model_space)
+            model_ss = model_space.search_space()
         if oneshot:
             _check_oneshot(model_space, evaluator, strategy, execution, eval_ss, fields)
             fields["max_trial_number"] = 1
@@ -161,6 +176,8 @@ class NasExperiment:
         }
         if oneshot:
             self.spec["oneshot"] = True
+        if mutators_spec is not None:
+            self.spec["mutators"] = mutators_spec
         if execution == "cgo":
             from nni_pl.nas.cgo_service import cgo_settings
 
@@ -169,7 +186,7 @@ class NasExperiment:
             "strategy": self.spec["strategy"],
             "optimize_mode": strategy.optimize_mode,
         }
-        if _has_constraints(model_space) and not oneshot:
+        if mutators_spec is None and _has_constraints(model_space) and not oneshot:
             tuner_args["model_space"] = space_spec
         config = {
             "trialCommand": _PLACEHOLDER,
@@ -312,6 +329,22 @@ class NasExperiment:
             return self._oneshot_top_models(top_k, mode)
         best = self.experiment.store.best_trials(self.id, optimize_mode=mode, limit=top_k)
         labels = set(self.spec["model_labels"])
+        if self.spec.get("mutators"):
+            from nni_pl.nas.mutator import export_choices
+
+            # NNI's mutation dict: mutator label -> the chosen candidate (a list for several choices)
+            entries = self.spec["mutators"]["entries"]
+            return [
+                {
+                    **export_choices(entries, t.parameters),
+                    **(
+                        {k: v for k, v in t.parameters.items() if k not in labels}
+                        if include_evaluator
+                        else {}
+                    ),
+                }
+                for t in best
+            ]
         return [
             dict(t.parameters)
             if include_evaluator
@@ -358,6 +391,49 @@ def _space_spec(model_space: Any) -> dict[str, Any]:
     if isinstance(kwargs, Mapping):
         kwargs = dict(kwargs)
     return {"import_path": path, "init_kwargs": kwargs or {}}
+
+
+def _mutator_space(
+    model_space: Any, applied_mutators: Any, strategy: Any, execution: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The base model's spec, the search space of ``applied_mutators`` (a dry run) and what trials replay it
+    from; refuses what NNI refuses (inline choices with mutators) and what needs inline choices."""
+    from torch import nn
+
+    from nni_pl.nas.mutator import experiment_spec
+    from nni_pl.nas.space import search_space_of
+    from nni_pl.nas.strategy import OneShotStrategy
+
+    if isinstance(strategy, OneShotStrategy):
+        raise ConfigError(
+            "applied_mutators",
+            f"{strategy.name} builds a supernet from inline choices (LayerChoice, ValueChoice, ...); search "
+            "mutators with a multi-trial strategy (Random, GridSearch, RegularizedEvolution, TPE, PolicyBasedRL)",
+        )
+    if execution == "cgo":
+        raise ConfigError(
+            "execution", "'cgo' merges models of an inline-choice space; use 'process' or 'function'"
+        )
+    if not isinstance(model_space, nn.Module):
+        raise ConfigError(
+            "model_space",
+            f"the base model of mutators must be an nn.Module, got {type(model_space).__name__}",
+        )
+    inline = search_space_of(model_space)
+    if inline:
+        raise ConfigError(
+            "applied_mutators",
+            f"the base model has inline choices too ({sorted(inline)}); as in NNI, mutators and inline choices "
+            "cannot be used together: express those choices in a mutator, or drop applied_mutators",
+        )
+    if isinstance(getattr(model_space, "import_path", None), str):
+        space_spec = _space_spec(model_space)  # rebuilt in each trial (fresh weights, seeded)
+        pickle_base = False
+    else:
+        space_spec = {"import_path": None, "init_kwargs": {}}  # a plain module travels pickled
+        pickle_base = True
+    search_space, spec = experiment_spec(model_space, list(applied_mutators), pickle_base=pickle_base)
+    return space_spec, search_space, spec
 
 
 def _check_oneshot(
