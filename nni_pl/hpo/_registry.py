@@ -36,6 +36,7 @@ BUILTIN_TUNERS: dict[str, str] = {
     "DNGOTuner": "nni_pl.hpo.tuners.dngo:DNGOTuner",
     "PBTTuner": "nni_pl.hpo.tuners.pbt:PBTTuner",
     "PPOTuner": "nni_pl.hpo.tuners.ppo:PPOTuner",
+    "NetworkMorphism": "nni_pl.hpo.tuners.network_morphism:NetworkMorphismTuner",
 }
 BUILTIN_ASSESSORS: dict[str, str] = {
     "Medianstop": "nni_pl.hpo.assessors.medianstop:MedianstopAssessor",
@@ -67,6 +68,7 @@ ALIASES: dict[str, str] = {
     "DNGO": "DNGOTuner",
     "PBT": "PBTTuner",
     "PPO": "PPOTuner",
+    "NetworkMorphismTuner": "NetworkMorphism",
     "HyperbandAdvisor": "Hyperband",
     "BOHBAdvisor": "BOHB",
     "MedianStop": "Medianstop",

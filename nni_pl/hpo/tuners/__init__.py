@@ -24,6 +24,7 @@ _MODULES = {
     "GridSearchTuner": "gridsearch",
     "Hyperband": "hyperband",
     "MetisTuner": "metis",
+    "NetworkMorphismTuner": "network_morphism",
     "PBTTuner": "pbt",
     "PPOTuner": "ppo",
     "RandomTuner": "random",
