@@ -396,3 +396,33 @@ def test_oneshot_search_bilevel_strategy_needs_validation_data(tmp_path: Path) -
         ConfigError, match=r"DARTS trains the architecture on validation batches.*val_dataloader"
     ):
         trainer.fit(OneShotSearch(DigitsNAS()), datamodule=TrainOnly(flat=True))
+
+
+def test_oneshot_search_pairs_the_modules_own_loaders(tmp_path: Path) -> None:
+    from nni_pl.nas.oneshot.cli import OneShotSearch
+
+    class WithLoaders(DigitsNAS):
+        def setup(self, stage: str) -> None:
+            self.data = DigitsData(flat=True)
+            self.data.setup(stage)
+
+        def train_dataloader(self) -> DataLoader:
+            return self.data.train_dataloader()
+
+        def val_dataloader(self) -> DataLoader:
+            return self.data.val_dataloader()
+
+    search = OneShotSearch(WithLoaders(), strategy="DARTS", export_path=str(tmp_path / "arch.json"))
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=5,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(search)
+    assert set(trainer.train_dataloader) == {"train", "val"}  # the CombinedLoader's iterables
+    assert "val_acc" in trainer.callback_metrics  # the module's val_dataloader fed validation too
+    assert (tmp_path / "arch.json").is_file()

@@ -27,7 +27,8 @@ What happens:
   hooks run inside it (validation runs the architecture exported so far);
 * for DARTS, GumbelDARTS, ENAS and Proxyless the datamodule's ``train_dataloader`` is paired with its
   ``val_dataloader`` for the length of ``fit`` (:func:`~nni_pl.nas.oneshot.paired_loader`: each step gets a
-  training and a validation batch; also for loaders given to ``trainer.fit`` directly);
+  training and a validation batch; also for loaders given to ``trainer.fit`` directly, and for your module's own
+  ``train_dataloader``/``val_dataloader`` hooks);
 * after each validation epoch the current architecture is logged; when ``fit`` ends (after SPOS's evolution
   search over the trained supernet) the architecture is written as JSON to ``export_path`` (relative paths are
   under ``trainer.log_dir``) and logged. :func:`nni_pl.nas.load_arch` reads it back and ``space.freeze(arch)``
@@ -65,7 +66,7 @@ Example:
 
 from __future__ import annotations
 
-import logging
+import inspect
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,6 @@ from nni_pl.nas.strategy.oneshot import (
 )
 
 __all__ = ["STRATEGIES", "OneShotSearch"]
-
-log = logging.getLogger(__name__)
 
 #: the names ``strategy`` accepts (the short ones, and the settings classes' own names)
 STRATEGIES: dict[str, type[OneShotStrategy]] = {
@@ -146,8 +145,6 @@ def _strategy(strategy: Any, strategy_args: Any) -> OneShotStrategy:
             f"{strategy_args!r}",
         )
     cls = STRATEGIES[strategy]
-    import inspect
-
     known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     for key in strategy_args:
         if key not in known:
@@ -191,7 +188,7 @@ def _find_space(model: pl.LightningModule, space: str | None) -> tuple[nn.Module
     # the outermost ModelSpace submodules; else the direct children holding choices
     spaces: list[tuple[str, nn.Module]] = []
     for qualified, sub in model.named_modules():
-        if isinstance(sub, ModelSpace) and sub.frozen_arch is None:
+        if qualified and isinstance(sub, ModelSpace) and sub.frozen_arch is None:
             if not any(qualified.startswith(f"{outer}.") for outer, _ in spaces):
                 spaces.append((qualified, sub))
     if not spaces:
@@ -301,6 +298,12 @@ class OneShotSearch(pl.LightningModule):
         self.arch: dict[str, Any] | None = None
         self.exported_to: Path | None = None
         self._patched: tuple[Any, ...] | None = None
+        # your module's own *_dataloader hooks (used by Lightning when fit has neither a datamodule nor loaders)
+        for hook in ("train_dataloader", "val_dataloader", "test_dataloader", "predict_dataloader"):
+            if is_overridden(hook, model):
+                object.__setattr__(self, hook, getattr(model, hook))
+        if self.search_module.bilevel and is_overridden("train_dataloader", model):
+            object.__setattr__(self, "train_dataloader", self._paired_own_loaders)
 
     @property
     def model(self) -> pl.LightningModule:
@@ -416,7 +419,7 @@ class OneShotSearch(pl.LightningModule):
         train_source = getattr(self.trainer.fit_loop, "_data_source", None)
         val_source = getattr(self.trainer.fit_loop.epoch_loop.val_loop, "_data_source", None)
         if train_source is None or train_source.is_module():
-            return  # no loaders of ours to pair: Lightning says what is missing
+            return  # your module's own hooks (paired by _paired_own_loaders), or none: Lightning says so
         train = train_source.instance
         if isinstance(train, Mapping) or {"train", "val"} <= set(getattr(train, "iterables", {}) or {}):
             return  # already paired by the caller
@@ -427,6 +430,17 @@ class OneShotSearch(pl.LightningModule):
             )
         train_source.instance = paired_loader(train, val)
         self._patched = ("source", train_source, train)
+
+    def _paired_own_loaders(self) -> Any:
+        from nni_pl.nas.oneshot.runner import paired_loader
+
+        if not is_overridden("val_dataloader", self.model):
+            raise ConfigError(
+                _field("strategy"),
+                f"{self.strategy.name} trains the architecture on validation batches and the weights on training "
+                f"ones: give {type(self.model).__name__} a val_dataloader (a held-out part of the training data)",
+            )
+        return paired_loader(self.model.train_dataloader(), self.model.val_dataloader())
 
     def _unpair_loaders(self) -> None:
         if self._patched is None:
