@@ -106,6 +106,11 @@ TUNERS: dict[str, dict[str, Any]] = {
         },
         "n_suggestions": 10,
     },
+    # it ignores the search space (its parameters are network graphs): its conformance class, with the
+    # space-shaped checks skipped, runs in tests/hpo/test_network_morphism.py
+    "NetworkMorphism": {
+        "pytestmark": pytest.mark.skip(reason="runs in tests/hpo/test_network_morphism.py (graphs, no space)")
+    },
 }
 ADVISORS: dict[str, dict[str, Any]] = {
     "Hyperband": {"tuner_kwargs": {"R": 9, "eta": 3}, "reevaluates": HALVING},
