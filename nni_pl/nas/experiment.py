@@ -333,10 +333,10 @@ class NasExperiment:
             from nni_pl.nas.mutator import export_choices
 
             # NNI's mutation dict: mutator label -> the chosen candidate (a list for several choices)
-            entries = self.spec["mutators"]["entries"]
+            entries, names = self.spec["mutators"]["entries"], self.spec["mutators"]["names"]
             return [
                 {
-                    **export_choices(entries, t.parameters),
+                    **export_choices(entries, t.parameters, names),
                     **(
                         {k: v for k, v in t.parameters.items() if k not in labels}
                         if include_evaluator

@@ -91,7 +91,7 @@ def trace(module: nn.Module) -> Model:
         >>> [n.name for n in trace(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())).get_nodes()]
         ['input_1', '0', '1', 'output']
     """
-    from nni_pl.nas._graph_ir import trace as _trace
+    from nni_pl.nas._graph_fx import trace as _trace
 
     return _trace(module)
 
@@ -213,11 +213,14 @@ class Mutator:
         self._cur_samples.append(value)
         return value
 
-    def apply(self, model: Model) -> Model:
-        """A mutated copy of ``model`` (``model`` is left as it is); the choices go to the bound sampler."""
-        return self._apply(model, self._name())
+    def apply(self, model: Model | nn.Module) -> Model:
+        """A mutated copy of ``model`` (``model`` is left as it is); the choices go to the bound sampler.
 
-    def dry_run(self, model: Model) -> tuple[list[list[Any]], Model]:
+        ``model`` is a traced :class:`~nni_pl.nas._graph_ir.Model`, or an ``nn.Module`` to trace first.
+        """
+        return self._apply(_as_model(model), self._name())
+
+    def dry_run(self, model: Model | nn.Module) -> tuple[list[list[Any]], Model]:
         """Apply with the first candidate of every choice; returns the candidate lists and the mutated copy.
 
         Example:
@@ -229,7 +232,7 @@ class Mutator:
             >>> Two().dry_run(trace(torch.nn.ReLU()))[0]
             [[1, 2], ['x', 'y']]
         """
-        return self._dry_run(model, self._name())
+        return self._dry_run(_as_model(model), self._name())
 
     # --- internals ---
     def _name(self) -> str:
@@ -262,7 +265,11 @@ class Mutator:
         except NniPlError:
             raise
         except Exception as e:
-            raise MutationError(name, f"mutate() failed{_where(copy)}: {type(e).__name__}: {e}") from e
+            missed = sorted(set(copy._missed))
+            hint = (
+                f"; get_nodes_by_label found no node for {missed} (labels: {copy.labels()})" if missed else ""
+            )
+            raise MutationError(name, f"mutate() failed{_where(copy)}: {type(e).__name__}: {e}{hint}") from e
         finally:
             samples = self._cur_samples
             self._cur_model, self._cur_choice_idx, self._cur_samples, self._cur_name = None, None, [], None
@@ -275,6 +282,18 @@ class Mutator:
         state = dict(self.__dict__)
         state.pop("_cur_model", None)  # never pickle a half-mutated graph
         return state
+
+
+def _as_model(model: Any) -> Model:
+    from torch import nn
+
+    from nni_pl.nas._graph_ir import Model
+
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, nn.Module):
+        return trace(model)
+    raise MutationError(None, f"a mutator mutates a traced Model or an nn.Module, got {type(model).__name__}")
 
 
 def _where(model: Model) -> str:
@@ -445,15 +464,18 @@ class MutatorSpace:
         return out
 
 
-def export_choices(entries: Sequence[Mapping[str, Any]], parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """NNI's mutation dict of a trial's parameters: mutator name -> chosen candidate (a list for several).
+def export_choices(
+    entries: Sequence[Mapping[str, Any]], parameters: Mapping[str, Any], names: Sequence[str] = ()
+) -> dict[str, Any]:
+    """NNI's mutation dict of a trial's parameters: mutator name -> chosen candidate (a list for several; ``[]``
+    for a mutator of ``names`` that makes no choice).
 
     Example:
         >>> e = [{"mutator": "m", "key": "m", "coded": "index", "options": [0, 1], "export": [[1, 2], [3]]}]
-        >>> export_choices(e, {"m": 1})
-        {'m': [3]}
+        >>> export_choices(e, {"m": 1}, names=["m", "fixed"])
+        {'m': [3], 'fixed': []}
     """
-    out: dict[str, list[Any]] = {}
+    out: dict[str, list[Any]] = {name: [] for name in names}
     for entry in entries:
         value = parameters.get(entry["key"])
         options = list(entry["options"])

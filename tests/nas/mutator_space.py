@@ -92,3 +92,10 @@ class BrokenWidthMutator(Mutator):
         model.get_node_by_name("fc1").update_operation(
             "torch.nn.Linear", {"in_features": 64, "out_features": width}
         )
+
+
+class FixedMutator(Mutator):
+    """Makes no choice: always turns the second placeholder into an Identity."""
+
+    def mutate(self, model: Any) -> None:
+        model.get_nodes_by_label("mutable_1")[0].update_operation("torch.nn.Identity", {})

@@ -391,3 +391,41 @@ def test_op_candidates_can_name_classes_too() -> None:
     assert space.entries[0]["export"] == [0, 1]  # classes are not JSON: positions
     model = mutate_model(DigitsBase(), [mutator], {"BlockMutator_0": 1})
     assert isinstance(model.block0, nn.GELU) and model.block0.approximate == "tanh"
+
+
+def test_fixed_mutator_counts_in_export_and_module_input_is_traced() -> None:
+    from nni_pl.nas.mutator import export_choices
+    from tests.nas.mutator_space import FixedMutator
+
+    mutators = [FixedMutator(label="fixed"), BlockMutator("mutable_0", ACTIVATIONS)]
+    space = MutatorSpace(
+        DigitsBase(), mutators
+    )  # a mutator without choices is fine when it changes the graph
+    assert list(space.search_space()) == ["BlockMutator_1"]
+    assert export_choices(space.entries, {"BlockMutator_1": 0}, space.names) == {
+        "fixed": [],
+        "BlockMutator_1": ["torch.nn.ReLU", {}],
+    }
+    model = mutate_model(DigitsBase(), mutators, {"fixed": [], "BlockMutator_1": ["torch.nn.ReLU", {}]})
+    assert isinstance(model.block1, nn.Identity) and isinstance(model.block0, nn.ReLU)
+    applied = FixedMutator().bind_sampler(Pick()).apply(DigitsBase())  # an nn.Module is traced first
+    assert applied.get_node_by_name("block1").operation.type == "torch.nn.Identity"
+
+
+def test_mutate_failure_lists_labels_that_matched_nothing() -> None:
+    class First(Mutator):
+        def mutate(self, model: Any) -> None:
+            model.get_nodes_by_label("mutable_7")[0].update_operation("torch.nn.ReLU")
+
+    with pytest.raises(
+        MutationError, match=r"IndexError.*no node for \['mutable_7'\] \(labels: .*'mutable_0'"
+    ):
+        First(label="f").dry_run(DigitsBase())
+
+
+def test_mutator_module_imports_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, nni_pl.nas.mutator, nni_pl.nas.strategy; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
