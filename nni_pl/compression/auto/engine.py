@@ -41,22 +41,28 @@ class _HoldMasks:
         self.pairs = [(modules[n], entry) for n, entry in masks.items() if n in modules]
         self.handles: list[Any] = []
 
-    def apply(self, *_: Any) -> None:
+    @staticmethod
+    def _mask(module: nn.Module, entry: Mapping[str, torch.Tensor]) -> None:
         with torch.no_grad():
-            for module, entry in self.pairs:
-                for pname, mask in entry.items():
-                    param = getattr(module, pname, None)
-                    if isinstance(param, torch.Tensor):
-                        param.mul_(mask.to(device=param.device, dtype=param.dtype))
+            for pname, mask in entry.items():
+                param = getattr(module, pname, None)
+                if isinstance(param, torch.Tensor):
+                    param.mul_(mask.to(device=param.device, dtype=param.dtype))
 
     def __enter__(self) -> _HoldMasks:
-        self.handles = [m.register_forward_pre_hook(self.apply) for m, _ in self.pairs]
+        # each layer is masked just before its own forward: masking another layer there would change a weight
+        # autograd already saved for this step's backward
+        self.handles = [
+            m.register_forward_pre_hook(lambda mod, args, entry=entry: self._mask(mod, entry))
+            for m, entry in self.pairs
+        ]
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for h in self.handles:
             h.remove()
-        self.apply()
+        for m, entry in self.pairs:
+            self._mask(m, entry)
 
 
 def _require(value: Any, method: str, name: str, why: str) -> Any:
