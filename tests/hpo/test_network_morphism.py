@@ -23,7 +23,7 @@ from nni_pl.hpo.tuners.network_morphism import (
 from nni_pl.testing import TunerTestCase
 from nni_pl.testing.tuners import DEFAULT_EXTRA_KEYS
 
-SMALL = {"input_width": 8, "input_channel": 1, "default_model_width": 8, "t_min": 0.05}
+SMALL = {"input_width": 8, "input_channel": 1, "default_model_width": 8, "t_min": 0.2}
 NO_SPACE = "NetworkMorphism ignores the search space (as NNI's does): its suggestions are network graphs"
 
 
@@ -32,7 +32,7 @@ class TestNetworkMorphismConformance(TunerTestCase):
     suggestion's extra keys."""
 
     tuner_class = NetworkMorphismTuner
-    tuner_kwargs = {**SMALL, "t_min": 0.2, "default_model_len": 2}
+    tuner_kwargs = {**SMALL, "default_model_len": 2}
     space_override = {}
     extra_keys = DEFAULT_EXTRA_KEYS | GRAPH_JSON_KEYS
     finite_space_exemption = "its graphs are an unbounded space of their own; the search space is ignored"
@@ -242,15 +242,15 @@ def test_bayesian_search_beats_its_own_random_morphs_on_a_depth_objective():
     """Metric = number of convolutions (more is better): the GP learns it and the search deepens faster than
     morphing a random known graph (same seeds, same budget)."""
     finals = {"bayesian": [], "random": []}
-    for seed in range(3):
+    for seed in range(2):
         for mode in finals:
             tuner = NetworkMorphismTuner(**SMALL, default_model_len=1, seed=seed)
             tuner.update_search_space({})
             if mode == "random":
                 tuner._bayesian = lambda: None  # only the fallback: a random morph of a random known graph
-            results = [depth(json_to_graph(p)) for p in drive(tuner, 12, depth)]
+            results = [depth(json_to_graph(p)) for p in drive(tuner, 8, depth)]
             finals[mode].append(max(results))
-    assert np.mean(finals["bayesian"]) > np.mean(finals["random"]), finals
+    assert min(finals["bayesian"]) > max(finals["random"]), finals
 
 
 def test_minimize_picks_the_lowest_metric():
@@ -432,7 +432,7 @@ def test_runs_in_a_real_experiment_and_resumes(tmp_path: Path):
     exp = Experiment(
         trial=_graph_trial,
         search_space={},
-        tuner={"name": "NetworkMorphism", "classArgs": {**SMALL, "t_min": 0.2}},
+        tuner={"name": "NetworkMorphism", "classArgs": SMALL},
         max_trial_number=4,
         trial_concurrency=2,
         experiment_working_directory=tmp_path,
