@@ -175,3 +175,29 @@ def test_count_flops_params_restores_training_mode() -> None:
     model = small_cnn().train()
     count_flops_params(model, (1, 3, 8, 8), verbose=False)
     assert model.training
+
+
+def test_count_flops_params_reports_quantized_layers_under_their_names() -> None:
+    from nni_pl.compression.quantization import QAT_Quantizer
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
+    dense = count_flops_params(model, (1, 3, 8, 8), verbose=False)[0]
+    QAT_Quantizer(
+        model, [{"quant_types": ["weight"], "quant_bits": 8, "op_types": ["Conv2d", "Linear"]}]
+    ).compress()
+    flops, _, results = count_flops_params(model, (1, 3, 8, 8), verbose=False)
+    assert [r["name"] for r in results] == ["0", "3"] and flops == dense
+
+
+def test_compression_packages_import_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, nni_pl.compression as c, nni_pl.compression.utils as u, nni_pl.compression.auto as a\n"
+        "a.AutoCompressionSearchSpaceGenerator().add_config('l1', [{'sparsity': 0.5}])\n"
+        "assert 'count_flops_params' in dir(u) and 'AutoCompressionExperiment' in dir(c)\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
