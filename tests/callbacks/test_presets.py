@@ -310,7 +310,7 @@ def test_oneshot_search_pairs_loaders_given_to_fit(tmp_path: Path) -> None:
     data = DigitsData(flat=True)
     data.setup("fit")
     search = OneShotSearch(
-        DigitsNAS(), strategy="enas", strategy_args={"ctrl_steps_aggregate": 5}, export_path=None
+        model=DigitsNAS(), strategy="enas", strategy_args={"ctrl_steps_aggregate": 5}, export_path=None
     )
     trainer = pl.Trainer(
         max_epochs=1,
@@ -366,7 +366,7 @@ def test_oneshot_search_rejects_bad_arguments(kwargs: dict[str, Any], match: str
     from nni_pl.nas.oneshot.cli import OneShotSearch
 
     with pytest.raises(ConfigError, match=match):
-        OneShotSearch(DigitsNAS(), **kwargs)
+        OneShotSearch(model=DigitsNAS(), **kwargs)
 
 
 def test_oneshot_search_needs_exactly_one_space() -> None:
@@ -374,14 +374,14 @@ def test_oneshot_search_needs_exactly_one_space() -> None:
     from nni_pl.nas.oneshot.cli import OneShotSearch
 
     with pytest.raises(ConfigError, match=r"'OneShotSearch\.model'.*DigitsCNN holds no model space"):
-        OneShotSearch(DigitsCNN())
+        OneShotSearch(model=DigitsCNN())
     two = DigitsNAS()
     two.other = _space()
     with pytest.raises(
         ConfigError, match=r"'OneShotSearch\.space'.*holds several \(\['net', 'other'\]\).*space: net"
     ):
-        OneShotSearch(two)
-    assert OneShotSearch(two, space="other").space_path == "other"
+        OneShotSearch(model=two)
+    assert OneShotSearch(model=two, space="other").space_path == "other"
 
 
 def test_oneshot_search_bilevel_strategy_needs_validation_data(tmp_path: Path) -> None:
@@ -395,7 +395,7 @@ def test_oneshot_search_bilevel_strategy_needs_validation_data(tmp_path: Path) -
     with pytest.raises(
         ConfigError, match=r"DARTS trains the architecture on validation batches.*val_dataloader"
     ):
-        trainer.fit(OneShotSearch(DigitsNAS()), datamodule=TrainOnly(flat=True))
+        trainer.fit(OneShotSearch(model=DigitsNAS()), datamodule=TrainOnly(flat=True))
 
 
 def test_oneshot_search_pairs_the_modules_own_loaders(tmp_path: Path) -> None:
@@ -412,7 +412,7 @@ def test_oneshot_search_pairs_the_modules_own_loaders(tmp_path: Path) -> None:
         def val_dataloader(self) -> DataLoader:
             return self.data.val_dataloader()
 
-    search = OneShotSearch(WithLoaders(), strategy="DARTS", export_path=str(tmp_path / "arch.json"))
+    search = OneShotSearch(model=WithLoaders(), strategy="DARTS", export_path=str(tmp_path / "arch.json"))
     trainer = pl.Trainer(
         max_epochs=1,
         limit_train_batches=5,
@@ -426,3 +426,29 @@ def test_oneshot_search_pairs_the_modules_own_loaders(tmp_path: Path) -> None:
     assert set(trainer.train_dataloader) == {"train", "val"}  # the CombinedLoader's iterables
     assert "val_acc" in trainer.callback_metrics  # the module's val_dataloader fed validation too
     assert (tmp_path / "arch.json").is_file()
+
+
+@pytest.mark.parametrize("strategy", ["gumbel", "proxyless", "enas", "spos"])
+def test_oneshot_search_trains_every_strategy_a_few_steps(strategy: str, tmp_path: Path) -> None:
+    from nni_pl.nas.oneshot.cli import STRATEGIES, OneShotSearch
+
+    data = DigitsData(flat=True)
+    args = {"ctrl_steps_aggregate": 2} if strategy == "enas" else {}
+    if strategy == "spos":
+        args = {"num_candidates": 3, "population_size": 2, "bn_recalibration_batches": 0, "search_batches": 1}
+    search = OneShotSearch(model=DigitsNAS(), strategy=strategy, strategy_args=args, export_path="a.json")
+    assert search.strategy.name == STRATEGIES[strategy].name == search.search_module.strategy_name
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=4,
+        limit_val_batches=1,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(search, datamodule=data)
+    assert trainer.global_step >= 4 and "val_acc" in trainer.callback_metrics
+    assert _space().check_arch(search.arch) == search.arch
+    assert (tmp_path / "a.json").is_file()

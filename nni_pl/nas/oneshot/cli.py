@@ -9,11 +9,14 @@ the search is a LightningModule that LightningCLI builds with yours nested insid
     model:
       class_path: nni_pl.nas.oneshot.cli.OneShotSearch
       init_args:
-        model:                          # your LightningModule: training_step returns the loss, validation_step
-          class_path: my_package.DigitsNet    # logs the metrics, configure_optimizers gives the weights' optimizer
+        model:                              # your LightningModule (a model space inside)
+          class_path: my_package.DigitsNet
           init_args: {lr: 0.01}
-        strategy: darts                 # gumbel_darts (gumbel) | enas | spos | proxyless
+        strategy: darts                     # gumbel_darts (gumbel) | enas | spos | proxyless
         strategy_args: {arc_learning_rate: 0.0003}
+
+Your module's ``training_step`` returns the loss, its ``validation_step`` logs the metrics, its
+``configure_optimizers`` gives the weights' optimizer(s); the strategy adds its own for the architecture.
 
 ``train.py`` must let the config choose the model class: ``LightningCLI(datamodule_class=MyData)`` (or
 ``LightningCLI(subclass_mode_model=True)``); ``LightningCLI(MyNet, MyData)`` fixes the model to ``MyNet``.
@@ -57,7 +60,7 @@ Example:
     ...         return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
     ...     def configure_optimizers(self):
     ...         return torch.optim.SGD(self.parameters(), lr=0.1)
-    >>> search = OneShotSearch(Net(), strategy="darts")
+    >>> search = OneShotSearch(model=Net(), strategy="darts")
     >>> search
     OneShotSearch(model=Net, strategy='DARTS', space='net', export_path='architecture.json')
     >>> sorted(search.export())
@@ -256,7 +259,7 @@ class OneShotSearch(pl.LightningModule):
         OneShotError: the space has a choice the strategy cannot search.
 
     Example:
-        >>> OneShotSearch(torch.nn.Linear(2, 2))
+        >>> OneShotSearch(model=torch.nn.Linear(2, 2))
         Traceback (most recent call last):
         ...
         nni_pl.errors.ConfigError: config field 'OneShotSearch.model': must be a LightningModule whose network is a model space, got Linear
@@ -264,8 +267,8 @@ class OneShotSearch(pl.LightningModule):
 
     def __init__(
         self,
-        model: pl.LightningModule,
         *,
+        model: pl.LightningModule,
         strategy: str | OneShotStrategy = "darts",
         strategy_args: dict[str, Any] | None = None,
         space: str | None = None,
