@@ -122,8 +122,12 @@ def test_count_flops_params_masked_count_bounds_the_sped_up_model(tmp_path) -> N
 def test_count_flops_params_fine_grained_masks_count_unmasked_weights() -> None:
     lin = nn.Sequential(nn.Linear(10, 10))
     LevelPruner(lin, [{"sparsity": 0.3, "op_types": ["Linear"]}]).compress()
-    _, params, _ = count_flops_params(lin, (1, 10), verbose=False)
-    assert params == 70 + 10
+    flops, params, _ = count_flops_params(lin, (1, 10), verbose=False)
+    assert params == 70 + 10 and flops == 70
+    conv = nn.Sequential(nn.Conv2d(4, 8, 3, groups=2))
+    dense = count_flops_params(conv, (1, 4, 5, 5), verbose=False)[0]
+    LevelPruner(conv, [{"sparsity": 0.5, "op_types": ["Conv2d"]}]).compress()
+    assert count_flops_params(conv, (1, 4, 5, 5), verbose=False)[0] == dense // 2
 
 
 def test_count_flops_params_custom_ops_override_a_type() -> None:

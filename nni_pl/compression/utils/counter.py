@@ -3,7 +3,8 @@
 Forward hooks on the counted layers record, per call, the layer's FLOPs for one sample, its parameters, weight
 shape and input/output sizes. The counter is mask-aware, as NNI's is with its pruner wrappers: nni-pl's pruners zero
 masked weights in place, so a pruned but not yet sped-up model counts only its kept output channels (FLOPs) and its
-unmasked weights (parameters). As in NNI, the input channels a pruned layer no longer receives are not taken off
+unmasked weights (parameters); a fine-grained mask counts one multiply-add per unmasked weight and output position
+(NNI's ``weight_mask.sum()`` rule). As in NNI, the input channels a pruned layer no longer receives are not taken off
 (only :class:`~nni_pl.compression.speedup.ModelSpeedup` removes them), so FLOPs of a masked model lie above those of
 the sped-up one.
 
@@ -38,10 +39,8 @@ MODES = ("default", "full")
 CustomOp = Callable[[nn.Module, tuple[Any, ...], Any], Mapping[str, Any]]
 
 
-def _kept_channels(module: nn.Module, mask: torch.Tensor | None) -> int | None:
-    """Output channels of ``module`` whose weight is not entirely masked (``None``: no mask)."""
-    if mask is None:
-        return None
+def _kept_channels(module: nn.Module, mask: torch.Tensor) -> int:
+    """Output channels of ``module`` whose weight is not entirely masked."""
     return int(mask.detach().reshape(mask.shape[0], -1).ne(0).any(dim=1).sum())
 
 
@@ -133,21 +132,26 @@ class ModelProfiler:
         kernel_ops = math.prod(m.kernel_size)
         output_size = math.prod(y.shape[2:])
         cout = y.shape[1]
-        kept = None if m.transposed else _kept_channels(m, self._mask(m))
-        if kept is not None:
-            cout = kept
-        flops = cout * output_size * kernel_ops * m.in_channels // m.groups
+        mask = None if m.transposed else self._mask(m)
+        if mask is None:
+            flops = cout * output_size * kernel_ops * m.in_channels // m.groups
+        else:
+            # each unmasked weight is one multiply-add per output position (NNI: weight_mask.sum() based)
+            cout = _kept_channels(m, mask) or 0
+            flops = int(mask.ne(0).sum()) * output_size
         if self._count_bias and m.bias is not None:
             flops += cout * output_size
         return self._result(m, flops)
 
     def _count_linear(self, m: nn.Linear, x: tuple[Any, ...], y: torch.Tensor) -> dict[str, Any]:
         out_features = m.out_features
-        kept = _kept_channels(m, self._mask(m))
-        if kept is not None:
-            out_features = kept
         positions = math.prod(y.shape[1:-1]) if y.dim() > 2 else 1  # tokens of a (batch, seq, features) input
-        flops = out_features * m.in_features * positions
+        mask = self._mask(m)
+        if mask is None:
+            flops = out_features * m.in_features * positions
+        else:
+            out_features = _kept_channels(m, mask) or 0
+            flops = int(mask.ne(0).sum()) * positions
         if self._count_bias and m.bias is not None:
             flops += out_features * positions
         return self._result(m, flops)
