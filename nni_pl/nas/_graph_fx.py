@@ -85,6 +85,9 @@ def trace(module: nn.Module) -> Model:
         node.name = name
         node.args = _map(fx_node.args, lambda a: mapping[a] if isinstance(a, fx.Node) else a)
         node.kwargs = _map(fx_node.kwargs, lambda a: mapping[a] if isinstance(a, fx.Node) else a)
+        if node.kind in ("call_function", "call_method"):  # constant keyword arguments are its parameters
+            node.operation.parameters = {k: v for k, v in node.kwargs.items() if not _refs(v)}
+            node.kwargs = {k: v for k, v in node.kwargs.items() if _refs(v)}
         node._original = copy.deepcopy(node.operation)
         mapping[fx_node] = node
         graph._nodes.append(node)
@@ -198,13 +201,17 @@ def build(model: Model) -> fx.GraphModule:
         args = _map(node.args, lambda a: env[id(a)] if isinstance(a, Node) else a)
         kwargs = _map(node.kwargs, lambda a: env[id(a)] if isinstance(a, Node) else a)
         if node.kind == "placeholder":
-            out = fx_graph.placeholder(node.name, default_value=args[0] if args else inspect.Signature.empty)
+            out = fx_graph.placeholder(
+                str(node.target), default_value=args[0] if args else inspect.Signature.empty
+            )
         elif node.kind == "output":
             out = fx_graph.output(args[0] if args else None)
         elif node.kind == "get_attr":
             out = fx_graph.get_attr(node.target)
         elif node.kind == "call_method":
-            out = fx_graph.call_method(node.target, tuple(args), dict(kwargs))
+            out = fx_graph.call_method(
+                node.target, tuple(args), {**dict(kwargs), **node.operation.parameters}
+            )
         elif node.kind == "call_function":
             out = fx_graph.call_function(
                 node.target, tuple(args), {**dict(kwargs), **node.operation.parameters}
@@ -283,18 +290,21 @@ def _node_mutator(node: Node) -> str | None:
 
 
 def _attach_diagnosis(gm: fx.GraphModule, model: Model, names: Mapping[str, str]) -> None:
-    """When the forward raises, run it again node by node to say which node failed and which mutator changed
-    the nodes on the way (the first failure only: the model is then known to be broken)."""
+    """When the forward of a mutated model raises, run it again node by node (without gradients) to say which
+    node failed and which mutators changed which nodes; an unmutated model's errors and running out of memory
+    pass through as they are."""
     changed = {
         name: mutation.label for mutation in model.history for name in getattr(mutation, "changed", ())
     }
+    if not changed:
+        return
     cls = type(gm)
     plain = cls.forward
 
     def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return plain(self, *args, **kwargs)
-        except MutationError:
+        except (MutationError, torch.OutOfMemoryError):
             raise
         except Exception as e:
             raise _diagnose(self, e, args, changed, names) from e

@@ -160,6 +160,24 @@ def test_graph_edits_insert_remove_add_and_edges() -> None:
         model.get_node_by_name("head").update_operation("Linear", {"width": 3})
 
 
+def test_function_nodes_parameters_are_their_keyword_arguments() -> None:
+    class Net(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.leaky_relu(x.flatten(start_dim=1), negative_slope=0.5)
+
+    model = trace(Net())
+    act = model.get_nodes_by_type("leaky_relu")[0]
+    assert act.operation.parameters == {"negative_slope": 0.5, "inplace": False}
+    assert model.get_node_by_name("flatten").operation.parameters == {"start_dim": 1}
+    act.operation.parameters["negative_slope"] = 0.0
+    x = -torch.ones(2, 2, 2)
+    assert torch.equal(model.to_module()(x), torch.zeros(2, 4))
+    act.update_operation("torch.sigmoid", {})
+    assert torch.allclose(model.to_module()(x), torch.sigmoid(-torch.ones(2, 4)))
+    with pytest.raises(MutationError, match="node 'flatten' is a call_method node; give a module class"):
+        model.get_node_by_name("flatten").update_operation("torch.flatten", {})
+
+
 def test_trace_refuses_untraceable_forward_with_advice() -> None:
     class Branchy(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -248,10 +266,28 @@ def test_mutate_model_rebuilds_an_exported_architecture() -> None:
         mutate_model(DigitsBase(), [WidthMutator(label="w")], {"v": 1})
 
 
-def test_shape_error_names_the_failing_node_and_the_mutator() -> None:
+def forward_once(model: nn.Module) -> float:
+    return float(model(X).sum())
+
+
+def test_shape_error_names_the_failing_node_and_the_mutator(trial_dir: Path) -> None:
     model = mutate_model(DigitsBase(), [BrokenWidthMutator(label="narrow")], {"narrow": 16})
     with pytest.raises(MutationError, match=r"mutator 'narrow'.*fails at node 'fc2'.*'fc1' by 'narrow'"):
         model(X)
+    with pytest.raises(
+        RuntimeError, match="shapes cannot be multiplied"
+    ) as info:  # unmutated: torch's own error
+        trace(DigitsBase()).to_module()(torch.zeros(2, 7))
+    assert not isinstance(info.value, MutationError)
+    # in a trial, the error that fails it says the same
+    exp = NasExperiment(
+        DigitsBase(),
+        FunctionalEvaluator(forward_once),
+        Random(),
+        applied_mutators=[BrokenWidthMutator(label="narrow")],
+    )
+    with pytest.raises(MutationError, match=r"mutator 'narrow'.*fails at node 'fc2'"):
+        run_trial(json.loads(json.dumps(exp.spec)), {"narrow": 16})
 
 
 @pytest.mark.parametrize(
