@@ -353,6 +353,7 @@ def test_built_from_a_config_by_its_nni_names():
         ("default_model_len", 0, r"got 0"),
         ("verbose", "yes", r"got 'yes'"),
         ("path", "", r"must be a folder name"),
+        ("max_model_size", 1000, r"must be at least the starting network's \d+ parameters, got 1000"),
     ],
 )
 def test_bad_class_args_are_one_line_errors_naming_the_field(arg: str, value: Any, match: str):

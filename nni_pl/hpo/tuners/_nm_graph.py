@@ -577,6 +577,8 @@ class Graph:
                 while not (a in index and b in index):  # follow the branch back to the main chain
                     kind = _join_kind(self.layer_list[layer_id].family) or kind
                     a = b
+                    if not self.adj_list[b]:  # never rejoins (cannot happen for a morphed network)
+                        break
                     b, layer_id = self.adj_list[b][0]
                 if a == u:  # a direct edge between non-neighbours on the chain
                     kind = _join_kind(self.layer_list[lid].family) or kind

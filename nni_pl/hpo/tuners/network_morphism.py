@@ -198,6 +198,14 @@ class NetworkMorphismTuner(Tuner):
             self.input_shape: tuple[int, ...] = (self.input_width, self.input_width, self.input_channel)
         else:
             self.input_shape = (self.input_width * self.input_width * self.input_channel,)
+        start_size = self._starting_graph().size()
+        if start_size > self.max_model_size:
+            fail(
+                self,
+                "max_model_size",
+                f"must be at least the starting network's {start_size} parameters, got {max_model_size}; "
+                "raise it or lower default_model_width / default_model_len",
+            )
         self._rng = make_rng(self.seed)
         self.search_space: Any = {}
         self.history: list[dict[str, Any]] = []
@@ -278,8 +286,7 @@ class NetworkMorphismTuner(Tuner):
     # --- NNI's methods --------------------------------------------------------------------------------------------
     def init_search(self) -> None:
         """Queue the starting network (NNI's ``CnnGenerator`` / ``MlpGenerator``)."""
-        make = cnn_graph if self.task == "cv" else mlp_graph
-        graph = make(self.n_classes, self.input_shape, self.default_model_len, self.default_model_width)
+        graph = self._starting_graph()
         model_id = self._register(graph)
         self.training_queue.append((graph, -1, model_id))
         self._log(
@@ -356,6 +363,10 @@ class NetworkMorphismTuner(Tuner):
             return
         self._dir.mkdir(parents=True, exist_ok=True)
         (self._dir / name).write_text(text, encoding="utf-8")
+
+    def _starting_graph(self) -> Graph:
+        make = cnn_graph if self.task == "cv" else mlp_graph
+        return make(self.n_classes, self.input_shape, self.default_model_len, self.default_model_width)
 
     def _register(self, graph: Graph) -> int:
         model_id = self.model_count
