@@ -166,6 +166,7 @@ def test_count_flops_params_verbose_prints_nni_table(capsys: pytest.CaptureFixtu
         ({"mode": "fast"}, "'mode'.*'fast'"),
         ({"x": "abc"}, "'x'"),
         ({"masks": {"nope": {"weight": torch.ones(1)}}}, r"masks\['nope'\]"),
+        ({"masks": {"0": {"weight": torch.ones(1)}}}, r"masks\['0'\]\['weight'\]"),
         ({"custom_ops": {"Conv2d": print}}, "'custom_ops'"),
     ],
 )
@@ -191,6 +192,9 @@ def test_count_flops_params_reports_quantized_layers_under_their_names() -> None
     ).compress()
     flops, _, results = count_flops_params(model, (1, 3, 8, 8), verbose=False)
     assert [r["name"] for r in results] == ["0", "3"] and flops == dense
+    with torch.no_grad():
+        model[0].module.old_weight[0, 0, 0, 0] = 1e-6  # rounds to an exact 0 in the quantized weight
+    assert count_flops_params(model, (1, 3, 8, 8), verbose=False)[0] == dense  # quantization zeros are no mask
 
 
 def test_compression_packages_import_without_torch() -> None:

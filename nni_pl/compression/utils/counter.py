@@ -256,7 +256,9 @@ def _zero_masks(model: nn.Module, types: tuple[type, ...]) -> dict[str, dict[str
     out: dict[str, dict[str, torch.Tensor]] = {}
     for name, m in model.named_modules():
         weight = getattr(m, "weight", None)
-        if not isinstance(m, types) or not isinstance(weight, torch.Tensor) or weight.dim() < 2:
+        # a quantized layer's ``weight`` is a buffer holding the quantized values (small ones round to zero): its
+        # zeros are no mask
+        if not isinstance(m, types) or not isinstance(weight, nn.Parameter) or weight.dim() < 2:
             continue
         zero = weight.detach().eq(0)
         if not bool(zero.any()):
@@ -335,13 +337,23 @@ def count_flops_params(
     else:
         found = dict(_load(masks))
         modules = dict(model.named_modules())
-        for name in found:
+        for name, entry in found.items():
             if name not in modules:
                 raise ConfigError(
                     f"masks[{name!r}]",
                     f"the model has no module named {name!r}{did_you_mean(name, modules)}; "
                     "pass the masks of this model",
                 )
+            layer = getattr(modules[name], "module", modules[name])  # a quantization wrapper's layer
+            for pname, mask in entry.items():
+                param = getattr(layer, pname, None)
+                if not isinstance(param, torch.Tensor) or tuple(getattr(mask, "shape", ())) != tuple(
+                    param.shape
+                ):
+                    raise ConfigError(
+                        f"masks[{name!r}][{pname!r}]",
+                        f"module {name!r} has no parameter {pname!r} of the mask's shape; pass the masks of this model",
+                    )
     names: dict[int, str] = {}
     handles = []
     for name, m in model.named_modules():
