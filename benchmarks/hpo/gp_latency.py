@@ -5,7 +5,9 @@ suggestion (which imports, warm-starts and fits from scratch), then ``--repeats`
 each told its result before the next: the suggestions are made with ``n`` to ``n + repeats - 1``
 observations, and the table reports their median CPU time (``time.process_time``) on one thread
 (``OMP_NUM_THREADS=1`` and friends are set before numpy is imported). TPE (nni-pl and Optuna) is timed
-the same way at 1,000 observations. Default settings everywhere; Optuna through ``ask``/``tell``.
+the same way at 1,000 observations. Default settings everywhere; Optuna through ``ask``/``tell``. glibc's
+heap top pad is set to 16 MiB before anything runs (nni-pl's TPE does so itself), so every tuner runs with the
+same allocator settings.
 
 ``Auto`` models with GP until it has ``switch_after=100`` results, so from 100 observations on its
 row times TPE (the table says which model answered).
@@ -129,6 +131,19 @@ def measure(make: Callable[[list[dict[str, Any]]], Any], n: int, repeats: int) -
     return statistics.median(times), "/".join(sorted(m for m in models if m))
 
 
+def same_allocator_settings() -> None:
+    """Every tuner timed with glibc's heap top pad at 16 MiB.
+
+    nni-pl's Parzen models set ``M_TOP_PAD`` (process-wide) when the first one is built, so that a
+    suggestion's temporary arrays do not fault fresh pages; set here before anything runs, Optuna's samplers
+    get the same allocator, whatever the order of the rows.
+    """
+    import ctypes
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        ctypes.CDLL(None).mallopt(-2, 16 << 20)  # M_TOP_PAD
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--obs", type=int, nargs="+", default=[25, 50, 100, 200])
@@ -138,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tuners", nargs="+", default=list(RUNNERS), choices=list(RUNNERS))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
+    same_allocator_settings()
     try:
         import torch  # Optuna's GP runs on torch: one thread like the rest
 

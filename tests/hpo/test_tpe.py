@@ -224,3 +224,65 @@ def test_default_constant_liar_is_the_worst_result_in_either_direction():
     tuner.generate_parameters(2)  # pending: lied about with the worst loss, 0.9
     store = tuner._require_store()
     assert tuner._liar_loss(store) == 0.9
+
+
+def test_store_column_orders_stay_equal_to_a_stable_sort_as_observations_arrive():
+    """The orders the store keeps by insertion equal np.argsort (stable, NaN last) after every add,
+    across the matrix growing, with ties and inactive (NaN) dimensions; subsets keep their row order."""
+    from nni_pl.hpo.tuners._store import ObservationStore
+    from nni_pl.space import SearchSpace
+
+    space = SearchSpace.parse(
+        {
+            "u": {"_type": "quniform", "_value": [0, 4, 1]},  # many ties
+            "c": {
+                "_type": "choice",
+                "_value": [{"_name": "a", "x": {"_type": "uniform", "_value": [0, 1]}}, {"_name": "b"}],
+            },
+        }
+    )
+    store = ObservationStore(space)
+    rng = np.random.default_rng(0)
+    for i in range(150):
+        store.add(space.sample(rng), float(i), float(i))
+        if i in (0, 3, 40, 63, 64, 65, 149):  # before and after the matrix doubles at 64 and 128
+            np.testing.assert_array_equal(store.column_orders(), np.argsort(store.x.T, axis=1, kind="stable"))
+    rows = rng.random(len(store)) < 0.3
+    np.testing.assert_array_equal(
+        store.subset_orders([0, 2], rows), np.argsort(store.x[rows][:, [0, 2]].T, axis=1, kind="stable")
+    )
+
+
+def test_parzen_log_pdf_quadratic_form_equals_the_per_dimension_sum():
+    """Two or more continuous columns are evaluated as one matrix product; it agrees with the
+    per-dimension kernel sum (one continuous column plus a choice takes the per-dimension path)."""
+    from scipy.special import logsumexp
+
+    from nni_pl.hpo.tuners._parzen import ParzenMixture, default_weights
+    from nni_pl.hpo.tuners._store import ObservationStore
+    from nni_pl.space import SearchSpace
+
+    space = SearchSpace.parse(
+        {
+            "a": {"_type": "uniform", "_value": [-2, 3]},
+            "b": {"_type": "loguniform", "_value": [1e-4, 1]},
+            "n": {"_type": "normal", "_value": [1, 2]},
+            "c": {"_type": "choice", "_value": ["p", "q", "r"]},
+        }
+    )
+    store = ObservationStore(space)
+    codecs = store.codecs
+    rng = np.random.default_rng(1)
+    obs = np.array([store.encode(space.sample(rng)) for _ in range(300)])
+    model = ParzenMixture(codecs, obs, default_weights(len(obs)))
+    cand = model.sample(rng, 40)
+    points = [c.evaluation_points(cand[:, k]) for k, c in enumerate(codecs)]
+    terms = np.zeros((40, len(obs) + 1))
+    for codec, kern, pts in zip(codecs, model.kernels, points):
+        if codec.kind == "cat":
+            terms += np.log(kern.table[:, pts[0].astype(int)].T)
+        else:
+            z = (pts[0][:, None] - kern.mus) / kern.sigmas
+            terms += -0.5 * z * z - kern.log_norm
+    expected = logsumexp(terms + model.log_weights, axis=1)
+    np.testing.assert_allclose(model.log_pdf(points, 40), expected, rtol=0, atol=1e-9)

@@ -52,6 +52,9 @@ class ObservationStore:
         self._x = np.empty((64, len(self.dims)))
         self._loss = np.empty(64)
         self._n = 0
+        # each column's stable argsort and sorted values, kept up to date by add() once column_orders() was asked
+        self._orders: np.ndarray | None = None
+        self._sorted: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self._n
@@ -95,10 +98,54 @@ class ObservationStore:
             self._loss = np.concatenate([self._loss, np.empty_like(self._loss)])
         self._x[self._n] = row
         self._loss[self._n] = loss
+        if self._orders is not None:
+            self._insert_sorted(row)
         self._n += 1
         self.records.append((params, loss, raw))
         self.seen.add(params)
         return True
+
+    # --- each column in sorted order (the Parzen bandwidths need it) ---------------------------------------
+    def column_orders(self) -> np.ndarray:
+        """``(n_dims, n)``: each column's stable argsort (NaN, an inactive dimension, last); a view, do not modify.
+
+        Sorted once, then kept up to date by :meth:`add` (an insertion per column instead of a sort per
+        suggestion).
+        """
+        n = self._n
+        if self._orders is None or self._orders.shape[1] < self._x.shape[0]:
+            cap = self._x.shape[0]
+            cols = self._x[:n].T
+            self._orders = np.empty((len(self.dims), cap), dtype=np.intp)
+            self._sorted = np.empty((len(self.dims), cap))
+            self._orders[:, :n] = np.argsort(cols, axis=1, kind="stable")
+            self._sorted[:, :n] = np.take_along_axis(cols, self._orders[:, :n], axis=1)
+        return self._orders[:, :n]
+
+    def subset_orders(self, columns: list[int], rows: np.ndarray) -> np.ndarray:
+        """``(len(columns), k)``: the stable argsort of ``x[rows][:, columns]``, in indices of that subset.
+
+        ``rows`` is a boolean mask over the observations. Filtering the kept orders keeps ties in row order,
+        so this equals sorting the subset.
+        """
+        order = self.column_orders()[columns]
+        local = np.cumsum(rows) - 1
+        keep = rows[order]
+        return local[order[keep]].reshape(len(columns), -1)
+
+    def _insert_sorted(self, row: np.ndarray) -> None:
+        assert self._orders is not None and self._sorted is not None
+        n = self._n
+        if self._orders.shape[1] <= n:  # the matrix grew: sort again on the next request
+            self._orders = self._sorted = None
+            return
+        for r, v in enumerate(row):
+            # after every equal value (stable); NaN sorts last, as in np.argsort
+            pos = n if v != v else int(np.searchsorted(self._sorted[r, :n], v, side="right"))
+            self._orders[r, pos + 1 : n + 1] = self._orders[r, pos:n].copy()
+            self._sorted[r, pos + 1 : n + 1] = self._sorted[r, pos:n].copy()
+            self._orders[r, pos] = n
+            self._sorted[r, pos] = v
 
     # --- which points were already generated or observed ---------------------------------------------
     def is_new(self, params: Mapping[str, Any] | None) -> bool:

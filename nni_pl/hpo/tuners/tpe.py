@@ -124,12 +124,14 @@ class TPETuner(StoreTuner):
 
     def _suggest(self, store: ObservationStore) -> dict[str, Any]:
         x, loss = store.x, store.loss
+        sorted_store = True  # x is the store's matrix, whose column orders it keeps
         if self.parallel_optimize and self._pending:
             lie = self._liar_loss(store)
             rows = [r for r in (store.encode(p, quiet=True) for p in self._pending.values()) if r is not None]
             if lie is not None and rows:
                 x = np.vstack([x, np.asarray(rows)])
                 loss = np.concatenate([loss, np.full(len(rows), lie)])
+                sorted_store = False
         n = len(loss)
         good = np.zeros(n, dtype=bool)
         good[np.argsort(loss, kind="stable")[: min(math.ceil(self._gamma * n), self._gamma_cap, n)]] = True
@@ -138,31 +140,57 @@ class TPETuner(StoreTuner):
         while stack:
             gid, mask = stack.pop()
             dims = self._groups[gid]
-            values = self._sample_split(dims, x[mask & good][:, dims], x[mask & ~good][:, dims])
+            below, above = mask & good, mask & ~good
+            orders = (
+                (store.subset_orders(dims, below), store.subset_orders(dims, above)) if sorted_store else None
+            )
+            values = self._sample_split(dims, x[below][:, dims], x[above][:, dims], orders)
             for j, v in zip(dims, values):
                 chosen[j] = v
                 if store.codecs[j].kind == "cat" and (j, int(v)) in self._children:
                     stack.append((self._children[(j, int(v))], mask & (x[:, j] == v)))
         return store.decode(chosen)
 
-    def _sample_split(self, dims: list[int], good: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    def _sample_split(
+        self,
+        dims: list[int],
+        good: np.ndarray,
+        bad: np.ndarray,
+        orders: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """The best of the candidates drawn from the good model; ``orders``: both subsets' column argsorts."""
         codecs = [self._require_store().codecs[j] for j in dims]
         if len(good) + len(bad) == 0:
             return np.array([c.prior_sample(self._rng, 1)[0] for c in codecs])
         if self.multivariate:
-            return self._best_candidate(codecs, good, bad)
+            return self._best_candidate(codecs, good, bad, orders)
         return np.array(
-            [self._best_candidate([c], good[:, [k]], bad[:, [k]])[0] for k, c in enumerate(codecs)]
+            [
+                self._best_candidate(
+                    [c],
+                    good[:, [k]],
+                    bad[:, [k]],
+                    None if orders is None else (orders[0][[k]], orders[1][[k]]),
+                )[0]
+                for k, c in enumerate(codecs)
+            ]
         )
 
-    def _best_candidate(self, codecs: list[DimCodec], good: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    def _best_candidate(
+        self,
+        codecs: list[DimCodec],
+        good: np.ndarray,
+        bad: np.ndarray,
+        orders: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
         opts = {
             "prior_weight": self._prior_weight,
             "min_bandwidth_factor": self._min_bandwidth_factor,
             "cat_smoothing": self._cat_smoothing,
         }
-        l_model = ParzenMixture(codecs, good, default_weights(len(good)), **opts)
-        g_model = ParzenMixture(codecs, bad, default_weights(len(bad)), **opts)
+        good_orders, bad_orders = (None, None) if orders is None else orders
+        l_model = ParzenMixture(codecs, good, default_weights(len(good)), orders=good_orders, **opts)
+        g_model = ParzenMixture(codecs, bad, default_weights(len(bad)), orders=bad_orders, **opts)
         m = self.n_ei_candidates
         cand = l_model.sample(self._rng, m)
         points = [c.evaluation_points(cand[:, k]) for k, c in enumerate(codecs)]
