@@ -194,7 +194,8 @@ def test_count_flops_params_reports_quantized_layers_under_their_names() -> None
     assert [r["name"] for r in results] == ["0", "3"] and flops == dense
     with torch.no_grad():
         model[0].module.old_weight[0, 0, 0, 0] = 1e-6  # rounds to an exact 0 in the quantized weight
-    assert count_flops_params(model, (1, 3, 8, 8), verbose=False)[0] == dense  # quantization zeros are no mask
+    # quantization zeros are no mask
+    assert count_flops_params(model, (1, 3, 8, 8), verbose=False)[0] == dense
 
 
 def test_compression_packages_import_without_torch() -> None:
