@@ -452,3 +452,11 @@ def test_oneshot_search_trains_every_strategy_a_few_steps(strategy: str, tmp_pat
     assert trainer.global_step >= 4 and "val_acc" in trainer.callback_metrics
     assert _space().check_arch(search.arch) == search.arch
     assert (tmp_path / "a.json").is_file()
+
+
+def test_oneshot_search_refuses_lightning_clis_optimizer(tmp_path: Path) -> None:
+    from nni_pl.errors import ConfigError
+
+    cli = _nas_cli(tmp_path, "--trainer.max_epochs=1", "--optimizer=Adam")
+    with pytest.raises(ConfigError, match=r"'optimizer'.*drop --optimizer/--lr_scheduler"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)

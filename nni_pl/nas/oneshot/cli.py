@@ -387,6 +387,15 @@ class OneShotSearch(pl.LightningModule):
 
     # --- fit: pairing the loaders, exporting -----------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        if "configure_optimizers" in self.__dict__:
+            # LightningCLI's --optimizer/--lr_scheduler replace the top module's configure_optimizers with one
+            # optimizer over every parameter: the architecture's with the weights', so the strategy could not work
+            raise ConfigError(
+                "optimizer",
+                "OneShotSearch takes the weights' optimizer from your module's configure_optimizers and adds the "
+                "strategy's own; drop --optimizer/--lr_scheduler (and optimizer:/lr_scheduler: in the config) and "
+                "set the optimizer in your LightningModule",
+            )
         self.search_module.setup(stage)
         self.model.setup(stage)
         if stage == "fit" and self.search_module.bilevel:
