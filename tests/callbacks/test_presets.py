@@ -460,3 +460,14 @@ def test_oneshot_search_refuses_lightning_clis_optimizer(tmp_path: Path) -> None
     cli = _nas_cli(tmp_path, "--trainer.max_epochs=1", "--optimizer=Adam")
     with pytest.raises(ConfigError, match=r"'optimizer'.*drop --optimizer/--lr_scheduler"):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+
+
+def test_oneshot_nas_preset_takes_a_strategy_object_from_the_config(tmp_path: Path) -> None:
+    from nni_pl.nas.oneshot.lightning import GumbelDartsModule
+    from nni_pl.nas.strategy import GumbelDARTS
+
+    cli = _nas_cli(
+        tmp_path, "--model.strategy=nni_pl.nas.strategy.GumbelDARTS", "--model.strategy.min_temp=0.5"
+    )
+    assert isinstance(cli.model.strategy, GumbelDARTS) and cli.model.strategy.min_temp == 0.5
+    assert isinstance(cli.model.search_module, GumbelDartsModule) and cli.model.search_module.min_temp == 0.5

@@ -61,8 +61,8 @@ Example:
     ...     def configure_optimizers(self):
     ...         return torch.optim.SGD(self.parameters(), lr=0.1)
     >>> search = OneShotSearch(model=Net(), strategy="darts")
-    >>> search
-    OneShotSearch(model=Net, strategy='DARTS', space='net', export_path='architecture.json')
+    >>> search.extra_repr()
+    "model=Net, strategy='DARTS', space='net', export_path='architecture.json'"
     >>> sorted(search.export())
     ['act', 'hidden']
 """
@@ -237,9 +237,10 @@ class OneShotSearch(pl.LightningModule):
         model: your LightningModule; one of its submodules is a model space (see ``space``). Its
             ``training_step`` must return the loss; its ``validation_step`` logs the metrics; its
             ``configure_optimizers`` gives the weights' optimizer(s) (the strategy adds its own).
-        strategy: ``"darts"`` (default), ``"gumbel_darts"`` (or ``"gumbel"``), ``"enas"``, ``"spos"`` (RandomOneShot: uniform
-            path sampling, then an evolution search), ``"proxyless"`` (also NNI's class names ``"DARTS"``,
-            ``"GumbelDARTS"``, ...), or a settings object of :mod:`nni_pl.nas.strategy`.
+        strategy: ``"darts"`` (default), ``"gumbel_darts"`` (or ``"gumbel"``), ``"enas"``, ``"spos"``
+            (RandomOneShot: uniform path sampling, then an evolution search), ``"proxyless"`` (also NNI's class
+            names ``"DARTS"``, ``"GumbelDARTS"``, ...), or a settings object of :mod:`nni_pl.nas.strategy` (in YAML:
+            ``strategy: {class_path: nni_pl.nas.strategy.DARTS, init_args: {unrolled: true}}``).
         strategy_args: keyword arguments of the strategy's settings class (e.g. ``{"unrolled": True}`` for DARTS,
             ``{"num_candidates": 20}`` for SPOS), checked by it.
         space: the attribute path of the model space in ``model`` (``"net"``, ``"backbone.body"``); ``None``: the
@@ -294,9 +295,8 @@ class OneShotSearch(pl.LightningModule):
         self.strategy = settings
         self.space_path = ".".join(q for q, m in model.named_modules() if m is supernet)
         self.export_path = None if export_path is None else str(export_path)
-        object.__setattr__(
-            self, "space", found
-        )  # kept out of the module tree: not trained, not in checkpoints
+        # the untrained space, kept out of the module tree: not trained, not in checkpoints
+        object.__setattr__(self, "space", found)
         object.__setattr__(self, "supernet", supernet)
         self.arch: dict[str, Any] | None = None
         self.exported_to: Path | None = None
@@ -313,10 +313,10 @@ class OneShotSearch(pl.LightningModule):
         """Your LightningModule (its space replaced by the supernet)."""
         return self.search_module.inner
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         return (
-            f"OneShotSearch(model={type(self.model).__name__}, strategy={self.strategy.name!r}, "
-            f"space={self.space_path!r}, export_path={self.export_path!r})"
+            f"model={type(self.model).__name__}, strategy={self.strategy.name!r}, space={self.space_path!r}, "
+            f"export_path={self.export_path!r}"
         )
 
     # --- the architecture ---------------------------------------------------------------------------------------
