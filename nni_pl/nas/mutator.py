@@ -195,7 +195,10 @@ class Mutator:
         model = self.__dict__.get("_cur_model")
         name = self._name()
         if model is None:
-            raise MutationError(name, "choice() is called from mutate(), while the mutator is being applied")
+            raise MutationError(
+                name,
+                "choice() was called outside mutate(); call it from mutate(), which apply()/dry_run() run",
+            )
         index = self._cur_choice_idx or 0
         try:
             options = list(candidates)
