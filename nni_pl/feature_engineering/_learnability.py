@@ -165,7 +165,7 @@ def train_gates(
     """
     start = time.perf_counter()
     x = torch.nn.Parameter(torch.as_tensor(x0, dtype=dtype, device=device).reshape(-1, 1).clone())
-    optimizer = torch.optim.Adam([x], lr=learning_rate)
+    adam = _Adam(x, learning_rate)
     w = penalty / (penalty + 1.0)
     weights = chain_weights(order, batch_size)
     hard = torch.as_tensor(groups, device=device) if groups is not None else None
@@ -210,9 +210,11 @@ def train_gates(
             counts = torch.bincount(hard).to(dtype).reshape(-1, 1)
             x.grad.copy_((sums / counts)[hard])
         grad_sum += x.grad
-        torch.nn.utils.clip_grad_norm_([x], max_norm=1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=False)
+        norm = float(x.grad.norm())
+        if norm > 1.0:  # clip the gradient's norm to 1
+            x.grad.mul_(1.0 / (norm + 1e-6))
+        adam.step()
+        x.grad.zero_()
         steps += 1
         last_loss, loss_acc = loss_acc, 0.0
         elapsed = time.perf_counter() - start
@@ -227,6 +229,30 @@ def train_gates(
         loss=last_loss,
         seconds=time.perf_counter() - start,
     )
+
+
+class _Adam:
+    """Adam (Kingma and Ba; torch's defaults) on one tensor. ``torch.optim``'s first step imports
+    ``torch._dynamo`` (seconds and ~150 MB), which a selector that runs a few steps should not pay."""
+
+    def __init__(
+        self, x: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ):
+        self.x, self.lr, self.betas, self.eps = x, lr, betas, eps
+        self.m = torch.zeros_like(x)
+        self.v = torch.zeros_like(x)
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        b1, b2 = self.betas
+        self.t += 1
+        g = self.x.grad
+        self.m.mul_(b1).add_(g, alpha=1 - b1)
+        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        m_hat = self.m / (1 - b1**self.t)
+        v_hat = self.v / (1 - b2**self.t)
+        self.x.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
 
 
 def elbow_number(

@@ -247,3 +247,19 @@ def test_learnability_estimate_is_unbiased_for_the_chain_moments():
     z = weights[0] * pairs + weights[1] * triples
     got = learnability_error(s, X, y, weights, binary=False)
     assert float(got) == pytest.approx(float(1 - z))
+
+
+def test_own_adam_matches_torch_adam():
+    torch = pytest.importorskip("torch")
+    from nni_pl.feature_engineering._learnability import _Adam
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.nn.Parameter(torch.randn(6, 1, generator=gen))
+    reference = torch.nn.Parameter(x.detach().clone())
+    ours, theirs = _Adam(x, 0.1), torch.optim.Adam([reference], lr=0.1)
+    for _ in range(5):
+        g = torch.randn(6, 1, generator=gen)
+        x.grad, reference.grad = g.clone(), g.clone()
+        ours.step()
+        theirs.step()
+    torch.testing.assert_close(x.detach(), reference.detach())
