@@ -99,3 +99,44 @@ class FixedMutator(Mutator):
 
     def mutate(self, model: Any) -> None:
         model.get_nodes_by_label("mutable_1")[0].update_operation("torch.nn.Identity", {})
+
+
+class ConvBase(nn.Module):
+    """NNI's Mnasnet example in small: a stem, a placeholder block carrying its options, a 1x1 conv head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.block = Placeholder(
+            label="mutable_0", kernel_size_options=[1, 3], n_layer_options=[1, 2], n_filter_options=[4, 16]
+        )
+        self.head = nn.Conv2d(8, 10, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.stem(x))).mean(dim=(2, 3))
+
+
+class StackMutator(Mutator):
+    """The shape of NNI's Mnasnet BlockMutator: options from the placeholder's parameters, the input width
+    from its predecessor, extra layers inserted on the outgoing edge, the successor's input width fixed."""
+
+    def mutate(self, model: Any) -> None:
+        node = model.get_nodes_by_label(self.label)[0]
+        graph = node.graph
+        info = node.operation.parameters
+        kernel_size = self.choice(info["kernel_size_options"])
+        n_layer = self.choice(info["n_layer_options"])
+        n_filter = self.choice(info["n_filter_options"])
+        in_ch = node.predecessors[0].operation.parameters["out_channels"]
+        conv = {"kernel_size": kernel_size, "padding": kernel_size // 2}
+        node.update_operation("torch.nn.Conv2d", {"in_channels": in_ch, "out_channels": n_filter, **conv})
+        for i in range(1, n_layer):
+            node = graph.insert_node_on_edge(
+                node.outgoing_edges[0],
+                f"{self.label}_{i}",
+                "torch.nn.Conv2d",
+                {"in_channels": n_filter, "out_channels": n_filter, **conv},
+            )
+        successor = node.successors[0]
+        if "in_channels" in successor.operation.parameters:
+            successor.operation.parameters["in_channels"] = n_filter

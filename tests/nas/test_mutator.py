@@ -178,6 +178,55 @@ def test_function_nodes_parameters_are_their_keyword_arguments() -> None:
         model.get_node_by_name("flatten").update_operation("torch.flatten", {})
 
 
+def test_mnasnet_style_mutator_inserts_layers_and_fixes_the_successor() -> None:
+    from tests.nas.mutator_space import ConvBase, StackMutator
+
+    mutators = [StackMutator(label="mutable_0")]
+    space = MutatorSpace(ConvBase(), mutators)
+    assert space.search_space() == {
+        "mutable_0/0": {"_type": "choice", "_value": [1, 3]},
+        "mutable_0/1": {"_type": "choice", "_value": [1, 2]},
+        "mutable_0/2": {"_type": "choice", "_value": [4, 16]},
+    }
+    x = torch.randn(2, 1, 8, 8)
+    seen = set()
+
+    def evaluate(params: dict[str, Any]) -> float:
+        k, layers, width = params["mutable_0/0"], params["mutable_0/1"], params["mutable_0/2"]
+        model = mutate_model(ConvBase(), mutators, {"mutable_0": [k, layers, width]})
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        assert len(convs) == 2 + layers and all(c.kernel_size == (k, k) for c in convs[1:-1])
+        assert model.head.in_channels == width and model(x).shape == (2, 10)
+        seen.add((k, layers, width))
+        return n_params(model)
+
+    runs = simulate(GridSearch(seed=0), space.search_space(), evaluate, budget=8)
+    assert len(runs) == 8 and len(seen) == 8
+
+
+def test_a_labelled_module_is_one_node_even_when_untraceable() -> None:
+    class Gate(nn.Module):
+        label = "gate"
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x if x.sum() > 0 else -x  # data-dependent: fx could not trace into it
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = Gate()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.gate(x))
+
+    model = trace(Net())
+    (gate,) = model.get_nodes_by_label("gate")
+    assert gate.name == "gate" and gate.operation.type.endswith("Gate")
+    gate.update_operation("torch.nn.Tanh")
+    assert isinstance(model.to_module().gate, nn.Tanh)
+
+
 def test_trace_refuses_untraceable_forward_with_advice() -> None:
     class Branchy(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
