@@ -43,6 +43,8 @@ Example:
 from __future__ import annotations
 
 import base64
+import inspect
+import io
 import json
 import math
 import pickle
@@ -538,21 +540,37 @@ def mutate_model(
 # ------------------------------------------------------------------------------------------------ experiment glue
 
 
+class _Pickler(pickle.Pickler):
+    """Pickles like ``pickle.dumps`` and notes the classes and functions defined in ``__main__``."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.from_main: list[str] = []
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type) or inspect.isfunction(obj):
+            if getattr(obj, "__module__", None) == "__main__":
+                self.from_main.append(getattr(obj, "__qualname__", repr(obj)))
+        return NotImplemented
+
+
 def _dumps(obj: Any, what: str) -> str:
+    buffer = io.BytesIO()
+    pickler = _Pickler(buffer)
     try:
-        data = pickle.dumps(obj)
+        pickler.dump(obj)
     except Exception as e:
         raise ConfigError(
             what,
             f"cannot be pickled for the trials ({type(e).__name__}: {e}); define the classes at module level",
         ) from e
-    if b"__main__" in data:
+    if pickler.from_main:
         raise ConfigError(
             what,
-            "uses a class defined in the script being run (__main__), which trial processes cannot import; move "
-            "it to a module next to the script and import it from there",
+            f"uses {pickler.from_main[0]}, defined in the script being run (__main__), which trial processes cannot "
+            "import; move it to a module next to the script and import it from there",
         )
-    return base64.b64encode(data).decode("ascii")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _loads(text: str) -> Any:

@@ -428,7 +428,7 @@ def test_experiment_refuses_mixing_oneshot_and_bad_mutators() -> None:
 
     with pytest.raises(ConfigError, match="'applied_mutators': cannot be pickled"):
         NasExperiment(DigitsBase(), ev, Random(), applied_mutators=[LocalMutator()])
-    with pytest.raises(ConfigError, match="'model_space': uses a class defined in the script being run"):
+    with pytest.raises(ConfigError, match="'model_space': uses MainBase, defined in the script being run"):
         main_cls = type("MainBase", (DigitsBase,), {"__module__": "__main__"})
         import __main__
 
