@@ -111,13 +111,20 @@ class FeatureSelector(SelectorMixin, BaseEstimator):
     def transform(self, X: Any) -> Any:
         """``X`` reduced to the selected columns (the same kind of array as given)."""
         check_is_fitted(self, msg=f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
-        n_columns = getattr(X, "shape", (None, None))
-        if len(n_columns) != 2 or n_columns[1] != self.n_features_in_:
-            shape = getattr(X, "shape", None)
+        shape = np.shape(X)
+        if len(shape) != 2:
             fail(
                 f"{owner_name(self)}.transform",
                 "X",
-                f"must be 2-D with {self.n_features_in_} columns (as in fit), got shape {shape}",
+                f"must be 2-D [n_samples, {self.n_features_in_}], got shape {shape}; Reshape your data "
+                "(X.reshape(1, -1) for a single sample)",
+            )
+        if shape[1] != self.n_features_in_:
+            fail(
+                f"{owner_name(self)}.transform",
+                "X",
+                f"X has {shape[1]} features, but {owner_name(self)} is expecting {self.n_features_in_} features "
+                "as input (the columns it was fitted on); pass the same columns",
             )
         return super().transform(X)
 
@@ -129,6 +136,7 @@ class FeatureSelector(SelectorMixin, BaseEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -138,6 +146,8 @@ def check_matrix(owner: str, name: str, X: Any, *, sparse: bool = False) -> Any:
 
     if X is None:
         fail(owner, name, "must be a 2-D array [n_samples, n_features], got None")
+    if np.iscomplexobj(X) or (scipy.sparse.issparse(X) and np.iscomplexobj(X.data)):
+        fail(owner, name, "must hold real numbers, got complex values; pass X.real or np.abs(X)")
     if scipy.sparse.issparse(X):
         if not sparse:
             fail(owner, name, f"must be a dense array, got a sparse {type(X).__name__}; pass X.toarray()")
@@ -156,8 +166,10 @@ def check_matrix(owner: str, name: str, X: Any, *, sparse: bool = False) -> Any:
     if X.ndim != 2:
         fix = "; a single feature reads X.reshape(-1, 1)" if X.ndim == 1 else ""
         fail(owner, name, f"must be 2-D [n_samples, n_features], got shape {X.shape}{fix}")
-    if X.shape[0] < 2 or X.shape[1] < 1:
-        fail(owner, name, f"needs at least 2 rows and 1 column, got shape {X.shape}")
+    if X.shape[1] < 1:
+        fail(owner, name, f"has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required")
+    if X.shape[0] < 2:
+        fail(owner, name, f"needs at least 2 samples, got n_samples={X.shape[0]} (shape {X.shape})")
     if not np.isfinite(values).all():
         fail(owner, name, "contains NaN or infinite values; impute or drop them first")
     return X
@@ -166,7 +178,7 @@ def check_matrix(owner: str, name: str, X: Any, *, sparse: bool = False) -> Any:
 def check_target(owner: str, y: Any, n_samples: int) -> np.ndarray:
     """``y`` as a 1-D array of ``n_samples`` values (a ``[n, 1]`` column is flattened)."""
     if y is None:
-        fail(owner, "y", "must be a 1-D array [n_samples], got None")
+        fail(owner, "y", "requires y to be passed, but the target y is None; pass one target per row of X")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y.ravel()

@@ -83,6 +83,14 @@ def test_unfitted_selector_says_to_fit():
         (np.array([[1.0, np.nan], [2, 3]]), [0, 1], r"'CustomizedSelector.fit.X': contains NaN"),
         ([["a", "b"], ["c", "d"]], [0, 1], r"'CustomizedSelector.fit.X': must be a 2-D array of numbers"),
         (None, [0, 1], r"'CustomizedSelector.fit.X': must be a 2-D array .* got None"),
+        (np.zeros((1, 3)), [0], r"'CustomizedSelector.fit.X': needs at least 2 samples, got n_samples=1"),
+        (np.zeros((4, 0)), [0, 1, 0, 1], r"'CustomizedSelector.fit.X': has 0 feature\(s\)"),
+        (np.ones((2, 2)) * 1j, [0, 1], r"'CustomizedSelector.fit.X': must hold real numbers, got complex"),
+        (
+            np.zeros((2, 2)),
+            None,
+            r"'CustomizedSelector.fit.y': requires y to be passed, but the target y is None",
+        ),
     ],
 )
 def test_bad_input_is_refused_in_one_line(X, y, match):
@@ -95,7 +103,8 @@ def test_transform_with_other_columns_is_refused():
     X, y = _data()
     selector = CustomizedSelector().fit(X, y)
     with pytest.raises(
-        ArgumentError, match=r"'CustomizedSelector.transform.X': must be 2-D with 6 columns .* \(80, 3\)"
+        ArgumentError,
+        match=r"'CustomizedSelector.transform.X': X has 3 features, but CustomizedSelector is expecting 6",
     ):
         selector.transform(X[:, :3])
 
