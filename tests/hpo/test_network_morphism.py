@@ -340,6 +340,32 @@ def test_built_from_a_config_by_its_nni_names():
     assert mlp.input_shape == (64,)
 
 
+def test_an_experiment_config_without_a_search_space_takes_it():
+    from nni_pl.experiment.config import ExperimentConfig
+
+    config = ExperimentConfig.from_dict(
+        {
+            "trialCommand": "python trial.py",
+            "trialConcurrency": 1,
+            "tuner": {
+                "name": "NetworkMorphism",
+                "classArgs": {
+                    "optimize_mode": "maximize",
+                    "task": "cv",
+                    "input_width": 8,
+                    "input_channel": 1,
+                },
+            },
+            "trainingService": {"platform": "local"},
+        }
+    )
+    assert config.search_space.to_json() == {}
+    with pytest.raises(ConfigError, match=r"tuner\.classArgs\.input_channel.*got 0"):
+        create_algorithm(
+            "tuner", config.tuner.name, class_args={**config.tuner.class_args, "input_channel": 0}
+        )
+
+
 @pytest.mark.parametrize(
     "arg, value, match",
     [
