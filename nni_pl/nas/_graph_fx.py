@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -301,6 +302,7 @@ def _attach_diagnosis(gm: fx.GraphModule, model: Model, names: Mapping[str, str]
     cls = type(gm)
     plain = cls.forward
 
+    @functools.wraps(plain)  # the generated signature (torch.export reads it)
     def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return plain(self, *args, **kwargs)

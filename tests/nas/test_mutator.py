@@ -514,3 +514,17 @@ def test_mutator_module_imports_without_torch() -> None:
 
     code = "import sys, nni_pl.nas.mutator, nni_pl.nas.strategy; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_mutated_model_exports_to_onnx(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from nni_pl.compression.export import export_onnx, missing_onnx_packages
+
+    if missing_onnx_packages():
+        pytest.skip(f"needs {missing_onnx_packages()}")
+    model = mutate_model(DigitsBase(), [WidthMutator(label="w")], {"w": [48, False]}).eval()
+    export_onnx(model, X[:1], tmp_path / "m.onnx")
+    assert "torch.export failed" not in caplog.text  # it reads the generated forward's signature
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    (out,) = session.run(None, {session.get_inputs()[0].name: X[:2].numpy()})
+    assert torch.allclose(torch.from_numpy(out), model(X[:2]).detach(), atol=1e-5)
