@@ -477,7 +477,7 @@ class Graph:
         return [self.model._touch(n) for n in self._nodes if _type_matches(n.operation.type, operation_type)]
 
     def get_nodes_by_label(self, label: str) -> list[Node]:
-        found = [n for n in self._nodes if n.label == label or (n.python_name == label and n.label != label)]
+        found = [n for n in self._nodes if n.label == label or n.python_name == label]
         if not found:
             self.model._missed.append(label)
         return [self.model._touch(n) for n in found]
