@@ -147,11 +147,28 @@ def _from_fx(graph: Graph, root: nn.Module, fx_node: fx.Node) -> Node:
 
 
 def _unchanged(node: Node) -> bool:
-    if node._original is None:
+    original = node._original
+    if original is None:
         return False
+    return node.operation.type == original.type and _same(node.operation.parameters, original.parameters)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, tensors compared by shape and content (``==`` on them is elementwise)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and bool(torch.equal(a, b))
+        )
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     try:
-        return bool(node.operation == node._original)
-    except Exception:
+        return bool(a == b)
+    except Exception:  # values that do not compare: count as changed
         return False
 
 
@@ -264,8 +281,11 @@ def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
 
 def _instantiate(node: Node, mutator: str | None) -> nn.Module:
     cls = _resolve_type(node.operation.type, mutator, node.name)
+    params = dict(node.operation.parameters)
+    if isinstance(cls, type) and issubclass(cls, Placeholder):  # its parameters are the related_info
+        params = {"label": node.label or node.name, **params}
     try:
-        module = cls(**node.operation.parameters)
+        module = cls(**params)
     except Exception as e:
         raise MutationError(
             _node_mutator(node) or mutator,

@@ -125,6 +125,19 @@ def test_update_operation_rebuilds_only_changed_nodes_and_keeps_other_weights() 
     assert trace(base).get_node_by_name("head").operation.parameters["out_features"] == 3  # base untouched
 
 
+def test_placeholder_with_tensor_info_stays_and_an_edited_one_is_rebuilt() -> None:
+    from nni_pl.nas._graph_fx import _unchanged
+
+    base = nn.Sequential(Placeholder(label="p", table=torch.ones(3)), Placeholder(label="q", k=1))
+    model = trace(base)
+    p, q = model.get_nodes_by_label("p")[0], model.get_nodes_by_label("q")[0]
+    q.operation.parameters["k"] = 2  # edited in place: rebuilt (as a Placeholder with its label)
+    assert _unchanged(p) and not _unchanged(q)  # a tensor among the parameters compares by content
+    gm = model.to_module()
+    assert torch.equal(gm.get_submodule("0").related_info["table"], torch.ones(3))
+    assert gm.get_submodule("1").related_info == {"k": 2} and gm.get_submodule("1").label == "q"
+
+
 def test_graph_edits_insert_remove_add_and_edges() -> None:
     model = trace(Residual())
     graph = model.root_graph
