@@ -24,6 +24,7 @@ import torch.nn as _tnn
 from torch.nn import *  # noqa: F403  (the namespace mirrors torch.nn)
 from torch.nn import functional, init, parallel, parameter, utils  # noqa: F401  (submodules, as in torch.nn)
 
+from nni_pl.nas._graph_ir import Placeholder
 from nni_pl.nas._param_choice import ModelParameterChoice
 from nni_pl.nas.cells import AutoActivation, Cell, NasBench101Cell, NasBench201Cell
 from nni_pl.nas.mutables import (
@@ -155,6 +156,7 @@ __all__ = [  # everything public in torch.nn (layers, Parameter, init, functiona
     "ModelParameterChoice",
     "NasBench101Cell",
     "NasBench201Cell",
+    "Placeholder",
     "Repeat",
     "ValueChoice",
     "basic_unit",
