@@ -32,10 +32,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nni_pl.hpo.tuners import RandomTuner
-from nni_pl.hpo.tuners._nm_graph import cnn_graph, graph_to_json
 from nni_pl.hpo.tuners.network_morphism import (
+    CnnGenerator,
     NetworkMorphismTuner,
     build_graph_from_json,
+    graph_to_json,
     json_to_graph,
 )
 
@@ -96,7 +97,9 @@ def run(method: str, seed: int, trials: int, epochs: int, data: tuple[Any, ...])
         params = tuner.generate_parameters(pid)
         suggest_s.append(time.perf_counter() - t0)
         if method == "Random":
-            graph_json = graph_to_json(cnn_graph(10, (8, 8, 1), params["model_len"], params["model_width"]))
+            graph_json = graph_to_json(
+                CnnGenerator(10, (8, 8, 1)).generate(params["model_len"], params["model_width"])
+            )
         else:
             graph_json = params
         acc, secs = train(graph_json, data, epochs, seed=1000 * seed + pid)
@@ -113,7 +116,7 @@ def run(method: str, seed: int, trials: int, epochs: int, data: tuple[Any, ...])
 
 def noise(data: tuple[Any, ...], epochs: int, repeats: int = 5) -> list[float]:
     """Validation accuracies of the starting network (NNI's defaults) trained with ``repeats`` seeds."""
-    start = graph_to_json(cnn_graph(10, (8, 8, 1), 3, 64))
+    start = graph_to_json(CnnGenerator(10, (8, 8, 1)).generate(3, 64))
     return [train(start, data, epochs, seed=10_000 + k)[0] for k in range(repeats)]
 
 

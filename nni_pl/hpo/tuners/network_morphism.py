@@ -88,8 +88,10 @@ from nni_pl.space import SearchSpace
 
 __all__ = [
     "GRAPH_JSON_KEYS",
+    "CnnGenerator",
     "Graph",
     "GraphError",
+    "MlpGenerator",
     "NetworkMorphismTuner",
     "build_graph_from_json",
     "graph_to_json",
@@ -101,6 +103,37 @@ log = logging.getLogger(__name__)
 #: the keys of a graph's JSON object: what a NetworkMorphism trial's parameters hold
 GRAPH_JSON_KEYS: frozenset[str] = JSON_KEYS
 _RANDOM_TRIES = 50
+
+
+class CnnGenerator:
+    """NNI's generator of the starting CNN: ``CnnGenerator(n_output_node, input_shape).generate(model_len,
+    model_width)`` gives ``model_len`` blocks of ReLU, batch norm and a 3x3 convolution of ``model_width``
+    filters (max pooling between them), then global average pooling, dropout and two dense layers.
+
+    Example:
+        >>> graph = CnnGenerator(10, (8, 8, 1)).generate(model_len=2, model_width=16)
+        >>> graph.node_list[-1], graph.size()
+        ((10,), 2990)
+    """
+
+    def __init__(self, n_output_node: int, input_shape: Sequence[int]) -> None:
+        self.n_output_node, self.input_shape = n_output_node, tuple(input_shape)
+
+    def generate(self, model_len: int = MODEL_LEN, model_width: int = MODEL_WIDTH) -> Graph:
+        return cnn_graph(self.n_output_node, self.input_shape, model_len, model_width)
+
+
+class MlpGenerator(CnnGenerator):
+    """NNI's generator of the starting multi-layer perceptron (``input_shape`` is ``(features,)``):
+    ``model_len`` blocks of a dense layer of ``model_width`` units, dropout and ReLU, then the output layer.
+
+    Example:
+        >>> MlpGenerator(3, (4,)).generate(model_len=1, model_width=5).size()
+        43
+    """
+
+    def generate(self, model_len: int = MODEL_LEN, model_width: int = MODEL_WIDTH) -> Graph:
+        return mlp_graph(self.n_output_node, self.input_shape, model_len, model_width)
 
 
 def build_graph_from_json(ir_model_json: str | Mapping[str, Any]) -> Any:
@@ -218,6 +251,7 @@ class NetworkMorphismTuner(Tuner):
         self._scores: dict[int, float] = {}  # model id -> last result, higher is better (NaN: diverged)
         self._children: dict[int, list[int]] = {}  # NNI's search tree: father -> children
         self._dir: Path | None = None
+        self._gp = EditDistanceGP()  # kept: each fit reuses the distances between graphs it has seen
 
     # --- the experiment's hooks -------------------------------------------------------------------------------
     def attach(self, *, experiment_id: str, directory: Path) -> None:
@@ -404,7 +438,7 @@ class NetworkMorphismTuner(Tuner):
     def _bayesian(self) -> tuple[Graph, int] | None:
         scores = self._finite_scores()
         ids = sorted(scores)
-        gp = EditDistanceGP().fit([self._descriptors[m] for m in ids], np.array([scores[m] for m in ids]))
+        gp = self._gp.fit([self._descriptors[m] for m in ids], np.array([scores[m] for m in ids]))
 
         def acquisition(graphs: list[Graph]) -> np.ndarray:
             mean, std = gp.predict([Descriptor.of(g) for g in graphs])
