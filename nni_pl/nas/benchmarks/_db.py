@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,8 @@ def benchmark_dir() -> Path:
 
 
 def database_path(name: str, path: str | os.PathLike[str] | None = None) -> Path:
-    """The file of benchmark ``name``: ``path`` itself (a file, or a folder holding ``<name>.db``), else in
-    :func:`benchmark_dir`.
+    """The file of benchmark ``name``: ``path`` itself if it is a file (or has a suffix such as ``.db``), else
+    ``<path>/<name>.db``; without ``path``, ``<name>.db`` in :func:`benchmark_dir`.
 
     Example:
         >>> database_path("nasbench201", "/data").name
@@ -79,7 +79,7 @@ def database_path(name: str, path: str | os.PathLike[str] | None = None) -> Path
     if path is None:
         return benchmark_dir() / file_name
     p = Path(path).expanduser()
-    return p / file_name if p.is_dir() else p
+    return p if p.is_file() or p.suffix else p / file_name
 
 
 def open_benchmark(name: str, path: str | os.PathLike[str] | None = None) -> pw.SqliteDatabase:
@@ -270,8 +270,3 @@ def _with_configs(
         if include:
             out["intermediates"] = inter.get(key, [])
         yield out
-
-
-def match_json(field: pw.Field, value: Mapping[str, Any]) -> Any:
-    """The SQL condition ``field == value`` for a :class:`JSONField` (compared as sorted-key JSON text)."""
-    return field == json.dumps(dict(value), sort_keys=True)

@@ -145,3 +145,36 @@ def test_nb201_parse_arch_str_and_bad_file(tmp_path: Path) -> None:
     torch.save({"something": 1}, tmp_path / "x.pth")
     with pytest.raises(StoreError, match="arch2infos"):
         db_gen.convert(tmp_path / "x.pth", tmp_path / "out.db")
+
+
+def test_nb201_simulate_a_model_space_against_the_table(nb201_db: Path) -> None:
+    from nni_pl.nas import LayerChoice, ModelSpace
+    from nni_pl.nas.benchmarks import get_benchmark, simulate
+    from nni_pl.nas.strategy import GridSearch
+
+    arch1 = db_gen.parse_arch_str(ARCH_STRS[1])
+
+    class TwoWay(ModelSpace):
+        """Each edge chooses between the two table architectures' ops, labelled like NasBench201Cell's."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.edges = torch.nn.ModuleList(
+                LayerChoice(
+                    {op: torch.nn.Linear(4, 4) for op in dict.fromkeys((ARCH0[e], arch1[e]))},
+                    label=f"cell/{e}",
+                )
+                for e in sorted(ARCH0)
+            )
+
+        def forward(self, x):
+            return sum(edge(x) for edge in self.edges)
+
+    table = get_benchmark("nasbench201", database=nb201_db, dataset="cifar10-valid", num_epochs=12)
+    assert len(table) == 2
+    result = simulate(TwoWay(), GridSearch(), max_trials=100, seed=0, benchmark=table, reduction="mean")
+    assert len(result.trials) == 64
+    found = [t for t in result.trials if t.value is not None]
+    assert len(found) == 2  # the two architectures of the table; the others are failed trials
+    assert {t.arch["cell/0_1"] for t in found} == {"avg_pool_3x3", "conv_3x3"}
+    assert result.trajectory[-1] == pytest.approx(max(t.value for t in found))

@@ -1,15 +1,16 @@
 """Generate the digits benchmark: train every architecture of its space on scikit-learn's digits, 3 seeds.
 
 ``python -m nni_pl.nas.benchmarks.digits.db_gen [output.db]`` (default: the ``digits.db`` shipped in this
-package). The network: the 64 pixel features (standardised) -> ``Linear(64, 32)`` -> the cell -> ReLU ->
-``Linear(32, 10)``. Node ``t`` of the cell is the sum over ``j < t`` of ``op_{j_t}(node_j)``, node 0 is the stem's
+package). The network: the 64 pixel features (standardised) -> ``Linear(64, 16)`` -> the cell -> ReLU ->
+``Linear(16, 10)``. Node ``t`` of the cell is the sum over ``j < t`` of ``op_{j_t}(node_j)``, node 0 is the stem's
 output and node 3 the cell's. Each run: Adam (lr 5e-3), batches of 128, 12 epochs; after each epoch the accuracy and
 loss on the training, validation and test splits are stored.
 
 All 729 architectures of a seed train at once, as one batched model in which each edge's output is the chosen op's
 (a one-hot mask over the three ops): the ops not chosen get zero gradients, and Adam leaves a parameter with zero
-gradients where it is, so each architecture trains exactly as it would alone. ``training_time`` is measured by
-training one architecture alone, once for each number of ``linear`` edges (0..6).
+gradients where it is, so each architecture trains as it would alone (``tests/nas/benchmarks/test_digits.py`` checks
+it). ``training_time`` is measured by training one architecture alone on one thread, for each number of ``linear``
+edges (0..6); it depends on the machine and its load.
 """
 
 from __future__ import annotations
@@ -122,15 +123,21 @@ def _evaluate(nets: BatchedNets, x: torch.Tensor, y: torch.Tensor) -> tuple[np.n
 
 
 def train(
-    archs: list[dict[str, str]], seed: int, splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    archs: list[dict[str, str]],
+    seed: int,
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    *,
+    nets: BatchedNets | None = None,
+    epochs: int = NUM_EPOCHS,
 ) -> list[dict[str, np.ndarray]]:
-    """Train ``archs`` (all at once) with ``seed``; the metrics of every architecture after each epoch."""
-    nets = BatchedNets(archs, seed)
+    """Train ``archs`` (all at once) with ``seed`` (or the given ``nets`` of them); the metrics of every
+    architecture after each epoch."""
+    nets = BatchedNets(archs, seed) if nets is None else nets
     opt = torch.optim.Adam(nets.parameters(), lr=LR, foreach=True)
     x_train, y_train = splits["train"]
     order_rng = torch.Generator().manual_seed(10_000 + seed)
-    epochs = []
-    for _ in range(NUM_EPOCHS):
+    history = []
+    for _ in range(epochs):
         perm = torch.randperm(len(x_train), generator=order_rng)
         for start in range(0, len(perm), BATCH_SIZE):
             b = perm[start : start + BATCH_SIZE]
@@ -144,8 +151,8 @@ def train(
         metrics = {}
         for split, (x, y) in splits.items():
             metrics[f"{split}_acc"], metrics[f"{split}_loss"] = _evaluate(nets, x, y)
-        epochs.append(metrics)
-    return epochs
+        history.append(metrics)
+    return history
 
 
 def cost(arch: dict[str, str]) -> tuple[float, float]:
