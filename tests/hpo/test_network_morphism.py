@@ -13,7 +13,8 @@ import pytest
 
 from nni_pl.errors import ConfigError
 from nni_pl.hpo import HistoryEntry, create_algorithm
-from nni_pl.hpo.tuners._nm_graph import GraphError, StubLayer, cnn_graph, mlp_graph, transform
+from nni_pl.hpo.tuners._nm_layers import GraphError, StubLayer
+from nni_pl.hpo.tuners._nm_transform import cnn_graph, mlp_graph, transform
 from nni_pl.hpo.tuners.network_morphism import (
     GRAPH_JSON_KEYS,
     NetworkMorphismTuner,

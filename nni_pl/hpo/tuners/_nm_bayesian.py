@@ -8,7 +8,7 @@ of these distances, choosing the length scale ``l`` and the noise by marginal li
 searches the tree of morphs for the graph with the best upper confidence bound.
 
 Example:
-    >>> from nni_pl.hpo.tuners._nm_graph import cnn_graph
+    >>> from nni_pl.hpo.tuners._nm_transform import cnn_graph
     >>> a, b = cnn_graph(10, (8, 8, 1), 2, 8), cnn_graph(10, (8, 8, 1), 3, 8)
     >>> [float(d) for d in edit_distances(Descriptor.of(a), [Descriptor.of(a), Descriptor.of(b)])]
     [0.0, 4.0]
@@ -137,7 +137,7 @@ class EditDistanceGP:
     Cholesky factorisation fails is skipped, and the noise grid keeps one that works).
 
     Example:
-        >>> from nni_pl.hpo.tuners._nm_graph import cnn_graph
+        >>> from nni_pl.hpo.tuners._nm_transform import cnn_graph
         >>> ds = [Descriptor.of(cnn_graph(10, (8, 8, 1), n, 8)) for n in (1, 2, 3)]
         >>> gp = EditDistanceGP().fit(ds, np.array([0.5, 0.7, 0.9]))
         >>> mean, std = gp.predict([ds[1]])

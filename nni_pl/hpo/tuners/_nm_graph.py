@@ -1,16 +1,17 @@
-"""The network graph of the NetworkMorphism tuner: stub layers, NNI's JSON form, the morphisms, descriptors.
+"""The network graph of the NetworkMorphism tuner: tensors joined by stub layers, the morphisms, NNI's JSON form.
 
 A :class:`Graph` is a DAG whose nodes are tensors (shapes without the batch axis, channels last, as NNI writes
-them) and whose edges are layers; an ``Add`` or ``Concatenate`` layer is one layer on several edges. The graph
-never holds weights (NNI's generated graphs are unweighted too: each trial trains its network from scratch),
-so it is plain Python; the torch module is built by ``_nm_torch`` only when a trial asks for it.
+them) and whose edges are layers (:mod:`._nm_layers`); an ``Add`` or ``Concatenate`` layer is one layer on
+several edges. The graph never holds weights (NNI's generated graphs are unweighted too: each trial trains its
+network from scratch), so it is plain Python; the torch module is built by ``_nm_torch`` only when a trial asks.
 
 The three morphisms of Auto-Keras (Jin et al., "Auto-Keras: An Efficient Neural Architecture Search System",
 KDD 2019) grow a graph: :meth:`Graph.to_deeper_model` inserts a shape-preserving layer, :meth:`Graph.to_wider_model`
 widens a convolution or dense layer (and every layer tied to its width), :meth:`Graph.to_add_skip_model` /
-:meth:`Graph.to_concat_skip_model` add a skip connection. :func:`transform` draws random morphs of a graph.
+:meth:`Graph.to_concat_skip_model` add a skip connection. ``_nm_transform`` draws random morphs.
 
 Example:
+    >>> from nni_pl.hpo.tuners._nm_transform import cnn_graph
     >>> g = cnn_graph(n_output_node=10, input_shape=(8, 8, 1), model_len=2, model_width=16)
     >>> [layer.type for layer in g.layer_list][:4]
     ['StubReLU', 'StubBatchNormalization2d', 'StubConv2d', 'StubPooling2d']
@@ -23,191 +24,21 @@ Example:
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
-__all__ = [
-    "Graph",
-    "StubLayer",
-    "cnn_graph",
-    "graph_to_json",
-    "json_to_graph",
-    "mlp_graph",
-    "transform",
-]
-
-# Auto-Keras' constants (NNI's ``networkmorphism_tuner.utils.Constant``)
-MAX_LAYERS = 100
-N_NEIGHBOURS = 8
-MAX_MODEL_SIZE = 1 << 24
-BETA = 2.576
-T_MIN = 0.0001
-MODEL_LEN = 3
-MODEL_WIDTH = 64
-POOLING_KERNEL_SIZE = 2
-DENSE_DROPOUT_RATE = 0.5
-CONV_DROPOUT_RATE = 0.25
-MLP_DROPOUT_RATE = 0.25
-
-#: the numbers after a layer's input and output node ids in NNI's JSON, per layer family
-PARAMS: dict[str, tuple[str, ...]] = {
-    "Conv": ("input_channel", "filters", "kernel_size", "stride", "padding"),
-    "Dense": ("input_units", "units"),
-    "BatchNormalization": ("num_features",),
-    "Dropout": ("rate",),
-    "Pooling": ("kernel_size", "stride", "padding"),
-}
-_NO_PARAMS = ("ReLU", "Softmax", "GlobalPooling", "Add", "Concatenate", "Flatten")
-_AGGREGATES = ("Add", "Concatenate")
-_DIMENSIONED = ("Conv", "BatchNormalization", "Dropout", "Pooling", "GlobalPooling")
-_TYPE = re.compile(r"^Stub([A-Za-z]+?)([123]d)?$")
-#: layers whose output keeps the width (last axis) of their input: widening flows through them
-_KEEPS_WIDTH = ("BatchNormalization", "ReLU", "Softmax", "Dropout", "Pooling", "GlobalPooling", "Add")
-#: JSON keys of a graph (what a trial receives as its parameters)
-JSON_KEYS = frozenset(
-    {
-        "input_shape",
-        "weighted",
-        "operation_history",
-        "layer_id_to_input_node_ids",
-        "layer_id_to_output_node_ids",
-        "adj_list",
-        "reverse_adj_list",
-        "node_list",
-        "layer_list",
-        "vis",
-    }
+from nni_pl.hpo.tuners._nm_layers import (
+    AGGREGATES,
+    JSON_KEYS,
+    KEEPS_WIDTH,
+    PARAMS,
+    GraphError,
+    Shape,
+    StubLayer,
+    family_of,
 )
 
-Shape = tuple[int, ...]
-
-
-class GraphError(ValueError):
-    """A graph (or its JSON) that is not a consistent network."""
-
-
-@cache
-def family_of(type_name: str) -> str:
-    """``"StubConv2d"`` -> ``"Conv"``; raises :class:`GraphError` for a name NNI does not have."""
-    m = _TYPE.match(type_name) if isinstance(type_name, str) else None
-    fam = m.group(1) if m else ""
-    if fam not in PARAMS and fam not in _NO_PARAMS:
-        raise GraphError(f"unknown layer type {type_name!r}")
-    if (m.group(2) is None) == (fam in _DIMENSIONED):  # type: ignore[union-attr]
-        raise GraphError(f"unknown layer type {type_name!r}")
-    return fam
-
-
-@dataclass(eq=False)
-class StubLayer:
-    """One layer without weights: NNI's stub type name (``"StubConv2d"``) and its numbers.
-
-    Example:
-        >>> StubLayer.conv(2, 3, 16, 3).params
-        {'input_channel': 3, 'filters': 16, 'kernel_size': 3, 'stride': 1, 'padding': 1}
-    """
-
-    type: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def family(self) -> str:
-        return family_of(self.type)
-
-    @property
-    def n_dim(self) -> int:
-        return int(self.type[-2]) if self.type[-1] == "d" and self.type[-2].isdigit() else 0
-
-    def copy(self) -> StubLayer:
-        return StubLayer(self.type, dict(self.params))
-
-    # --- constructors --------------------------------------------------------------------------------------
-    @staticmethod
-    def conv(n_dim: int, input_channel: int, filters: int, kernel_size: int, stride: int = 1) -> StubLayer:
-        return StubLayer(
-            f"StubConv{n_dim}d",
-            {
-                "input_channel": input_channel,
-                "filters": filters,
-                "kernel_size": kernel_size,
-                "stride": stride,
-                "padding": kernel_size // 2,
-            },
-        )
-
-    @staticmethod
-    def dense(input_units: int, units: int) -> StubLayer:
-        return StubLayer("StubDense", {"input_units": input_units, "units": units})
-
-    @staticmethod
-    def simple(name: str, n_dim: int = 0, **params: Any) -> StubLayer:
-        return StubLayer(f"Stub{name}" + (f"{n_dim}d" if name in _DIMENSIONED else ""), params)
-
-    # --- shapes and size ---------------------------------------------------------------------------------
-    def output_shape(self, inputs: Sequence[Shape]) -> Shape:
-        """The shape this layer gives for ``inputs`` (channels last); raises :class:`GraphError` if they do not fit."""
-        fam, p, x = self.family, self.params, inputs[0]
-        if fam in _AGGREGATES:
-            if len(inputs) < 2 or any(s[:-1] != x[:-1] for s in inputs):
-                raise GraphError(f"{self.type} got inputs of shapes {list(inputs)}")
-            if fam == "Add":
-                if any(s != x for s in inputs):
-                    raise GraphError(f"StubAdd got inputs of different shapes {list(inputs)}")
-                return x
-            return (*x[:-1], sum(s[-1] for s in inputs))
-        if len(inputs) != 1:
-            raise GraphError(f"{self.type} takes one input, got {len(inputs)}")
-        if fam == "Dense":
-            if len(x) != 1 or x[0] != p["input_units"]:
-                raise GraphError(f"StubDense with input_units {p['input_units']} got an input of shape {x}")
-            return (p["units"],)
-        if fam == "Flatten":
-            return (math.prod(x),)
-        if fam in _DIMENSIONED and fam != "Dropout" and len(x) != self.n_dim + 1:
-            raise GraphError(f"{self.type} got an input of shape {x}")
-        if fam == "Conv":
-            if x[-1] != p["input_channel"]:
-                raise GraphError(
-                    f"{self.type} with input_channel {p['input_channel']} got an input of shape {x}"
-                )
-            k, s, pad = p["kernel_size"], p["stride"], p["padding"]
-            return (*((d + 2 * pad - k) // s + 1 for d in x[:-1]), p["filters"])
-        if fam == "BatchNormalization" and x[-1] != p["num_features"]:
-            raise GraphError(f"{self.type} with num_features {p['num_features']} got an input of shape {x}")
-        if fam == "Pooling":
-            return (*(max(d // p["kernel_size"], 1) for d in x[:-1]), x[-1])
-        if fam == "GlobalPooling":
-            return (x[-1],)
-        return x
-
-    def size(self) -> int:
-        """Number of parameters (NNI's ``size()``; batch norm counts its running statistics)."""
-        fam, p = self.family, self.params
-        if fam == "Conv":
-            return (p["input_channel"] * p["kernel_size"] ** max(self.n_dim, 1) + 1) * p["filters"]
-        if fam == "Dense":
-            return (p["input_units"] + 1) * p["units"]
-        if fam == "BatchNormalization":
-            return 4 * p["num_features"]
-        return 0
-
-    def width(self) -> int:
-        return int(self.params["filters"] if self.family == "Conv" else self.params["units"])
-
-    def describe(self) -> tuple[Any, ...]:
-        """What the edit distance compares: the type and the numbers that shape the layer."""
-        fam, p = self.family, self.params
-        if fam == "Conv":
-            return (self.type, p["filters"], p["kernel_size"], p["stride"])
-        if fam == "Pooling":
-            return (self.type, p["padding"], p["kernel_size"], p["stride"])
-        if fam == "Dense":
-            return (self.type, p["units"])
-        return (self.type,)
+__all__ = ["Graph", "graph_to_json", "json_to_graph", "layer_description"]
 
 
 class Graph:
@@ -422,7 +253,7 @@ class Graph:
             fam = self.layer_list[lid].family
             if fam == "GlobalPooling":
                 break
-            if fam not in _AGGREGATES:
+            if fam not in AGGREGATES:
                 out.append(lid)
         return out
 
@@ -463,7 +294,7 @@ class Graph:
         while todo:
             u = todo.pop()
             for v, lid in self.adj_list[u]:
-                if self.layer_list[lid].family in _KEEPS_WIDTH and v not in tied:
+                if self.layer_list[lid].family in KEEPS_WIDTH and v not in tied:
                     tied.add(v)
                     todo.append(v)
             for _, lid in self.reverse_adj_list[u]:
@@ -471,7 +302,7 @@ class Graph:
                 if fam in ("Conv", "Dense"):
                     if lid not in producers:
                         producers.append(lid)
-                elif fam in _KEEPS_WIDTH:
+                elif fam in KEEPS_WIDTH:
                     for w in self.layer_id_to_input_node_ids[lid]:
                         if w not in tied:
                             tied.add(w)
@@ -617,6 +448,7 @@ class Graph:
 
         Example:
             >>> import torch
+            >>> from nni_pl.hpo.tuners._nm_transform import mlp_graph
             >>> model = mlp_graph(3, (4,), model_len=1, model_width=5).produce_torch_model()
             >>> tuple(model(torch.zeros(2, 4)).shape)
             (2, 3)
@@ -635,7 +467,7 @@ def layer_description(graph: Graph, layer_id: int) -> list[Any]:
     layer = graph.layer_list[layer_id]
     ins = graph.layer_id_to_input_node_ids[layer_id]
     fam = layer.family
-    first: Any = list(ins) if fam in _AGGREGATES else ins[0]
+    first: Any = list(ins) if fam in AGGREGATES else ins[0]
     return [layer.type, first, graph.layer_id_to_output_node_ids[layer_id][0]] + [
         layer.params[name] for name in PARAMS.get(fam, ())
     ]
@@ -695,134 +527,3 @@ def json_to_graph(ir_model_json: str | Mapping[str, Any]) -> Graph:
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise GraphError(f"not a network graph in NNI's format: {type(e).__name__}: {e}") from e
     return g
-
-
-# --- generators (NNI's CnnGenerator / MlpGenerator) --------------------------------------------------------
-def cnn_graph(n_output_node: int, input_shape: Sequence[int], model_len: int, model_width: int) -> Graph:
-    """The starting CNN: ``model_len`` blocks of ReLU, batch norm, 3x3 convolution (and max pooling), then
-    global average pooling, dropout, a dense layer of ``model_width``, ReLU and the output layer."""
-    g = Graph(input_shape)
-    n = g.n_dim
-    if not 1 <= n <= 3:
-        raise GraphError(f"a CNN input has 1 to 3 spatial axes plus channels, got shape {tuple(input_shape)}")
-    pooling_len = model_len // 4
-    out, channels = 0, g.input_shape[-1]
-    for i in range(model_len):
-        out = g.add_layer(StubLayer.simple("ReLU"), out)
-        out = g.add_layer(StubLayer.simple("BatchNormalization", n, num_features=g.node_list[out][-1]), out)
-        out = g.add_layer(StubLayer.conv(n, channels, model_width, 3), out)
-        channels = model_width
-        if pooling_len == 0 or ((i + 1) % pooling_len == 0 and i != model_len - 1):
-            out = g.add_layer(
-                StubLayer.simple(
-                    "Pooling", n, kernel_size=POOLING_KERNEL_SIZE, stride=POOLING_KERNEL_SIZE, padding=0
-                ),
-                out,
-            )
-    out = g.add_layer(StubLayer.simple("GlobalPooling", n), out)
-    out = g.add_layer(StubLayer.simple("Dropout", n, rate=CONV_DROPOUT_RATE), out)
-    out = g.add_layer(StubLayer.dense(g.node_list[out][0], model_width), out)
-    out = g.add_layer(StubLayer.simple("ReLU"), out)
-    g.add_layer(StubLayer.dense(model_width, n_output_node), out)
-    return g
-
-
-def mlp_graph(n_output_node: int, input_shape: Sequence[int], model_len: int, model_width: int) -> Graph:
-    """The starting multi-layer perceptron: ``model_len`` blocks of dense, dropout and ReLU, then the output layer."""
-    g = Graph(input_shape)
-    if g.n_dim != 0:
-        raise GraphError(f"an MLP input is a vector, got shape {tuple(input_shape)}")
-    out, units = 0, g.input_shape[0]
-    for _ in range(model_len):
-        out = g.add_layer(StubLayer.dense(units, model_width), out)
-        out = g.add_layer(StubLayer.simple("Dropout", 1, rate=MLP_DROPOUT_RATE), out)
-        out = g.add_layer(StubLayer.simple("ReLU"), out)
-        units = model_width
-    g.add_layer(StubLayer.dense(units, n_output_node), out)
-    return g
-
-
-# --- random morphs ---------------------------------------------------------------------------------------------
-def _new_layer(graph: Graph, after: StubLayer, shape: Shape, rng: Any) -> StubLayer:
-    """A layer that keeps ``shape``, to insert after ``after`` (never the same kind twice in a row)."""
-    n = graph.n_dim
-    if len(shape) == 1:
-        kinds = [k for k in ("Dense", "Dropout", "ReLU") if k != after.family]
-    else:
-        kinds = [k for k in ("Conv", "BatchNormalization", "ReLU") if k != after.family]
-    kind = kinds[int(rng.integers(len(kinds)))]
-    if kind == "Dense":
-        return StubLayer.dense(shape[0], shape[0])
-    if kind == "Dropout":
-        return StubLayer.simple("Dropout", 1, rate=DENSE_DROPOUT_RATE)
-    if kind == "Conv":
-        return StubLayer.conv(n, shape[-1], shape[-1], (1, 3, 5)[int(rng.integers(3))])
-    if kind == "BatchNormalization":
-        return StubLayer.simple("BatchNormalization", n, num_features=shape[-1])
-    return StubLayer.simple("ReLU")
-
-
-def to_deeper_graph(graph: Graph, rng: Any) -> Graph | None:
-    ids = graph.deep_layer_ids()
-    if not ids or len(ids) >= MAX_LAYERS:
-        return None
-    target = ids[int(rng.integers(len(ids)))]
-    shape = graph.node_list[graph.layer_id_to_output_node_ids[target][0]]
-    graph.to_deeper_model(target, _new_layer(graph, graph.layer_list[target], shape, rng))
-    return graph
-
-
-def to_wider_graph(graph: Graph, rng: Any) -> Graph | None:
-    ids = graph.wide_layer_ids()
-    if not ids:
-        return None
-    target = ids[int(rng.integers(len(ids)))]
-    graph.to_wider_model(target, graph.layer_list[target].width())  # doubles it, as Auto-Keras does
-    return graph
-
-
-def to_skip_connection_graph(graph: Graph, rng: Any) -> Graph | None:
-    ids = graph.skip_connection_layer_ids()
-    pairs = [
-        (a, b, kind) for kind in ("add", "concat") for a in range(len(ids)) for b in range(a + 1, len(ids))
-    ]
-    if not pairs:
-        return None
-    a, b, kind = pairs[int(rng.integers(len(pairs)))]
-    if kind == "add":
-        graph.to_add_skip_model(ids[a], ids[b])
-    else:
-        graph.to_concat_skip_model(ids[a], ids[b])
-    return graph
-
-
-_MORPHS = (to_deeper_graph, to_wider_graph, to_skip_connection_graph)
-
-
-def transform(
-    graph: Graph, rng: Any, *, max_model_size: int = MAX_MODEL_SIZE, n_neighbours: int = N_NEIGHBOURS
-) -> list[Graph]:
-    """Up to ``n_neighbours`` random morphs of ``graph`` (deeper, wider or a skip connection, each a copy with
-    its ``operation_history`` extended), within ``max_model_size`` parameters and with distinct skip connections.
-
-    Example:
-        >>> import numpy as np
-        >>> g = cnn_graph(10, (8, 8, 1), 3, 8)
-        >>> kids = transform(g, np.random.default_rng(0))
-        >>> len(kids) > 0 and all(k.key() != g.key() for k in kids)
-        True
-    """
-    out: list[Graph] = []
-    for _ in range(2 * n_neighbours):
-        morph = _MORPHS[int(rng.integers(len(_MORPHS)))]
-        try:
-            child = morph(graph.copy(), rng)
-        except GraphError:
-            child = None
-        if child is not None and child.size() <= max_model_size:
-            skips = child.extract_descriptor()[1]
-            if len(set(skips)) == len(skips):
-                out.append(child)
-        if len(out) >= n_neighbours:
-            break
-    return out

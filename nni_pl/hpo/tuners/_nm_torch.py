@@ -2,7 +2,7 @@
 
 Example:
     >>> import torch
-    >>> from nni_pl.hpo.tuners._nm_graph import cnn_graph
+    >>> from nni_pl.hpo.tuners._nm_transform import cnn_graph
     >>> model = TorchModel(cnn_graph(10, (8, 8, 1), 2, 8))
     >>> tuple(model(torch.zeros(4, 1, 8, 8)).shape)
     (4, 10)
@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nni_pl.hpo.tuners._nm_graph import Graph, StubLayer
+from nni_pl.hpo.tuners._nm_graph import Graph
+from nni_pl.hpo.tuners._nm_layers import StubLayer
 
 __all__ = ["TorchModel"]
 

@@ -68,7 +68,8 @@ from nni_pl.errors import NoMoreTrialError
 from nni_pl.hpo._base import HistoryEntry, Tuner, extract_scalar
 from nni_pl.hpo.tuners._common import make_rng
 from nni_pl.hpo.tuners._nm_bayesian import Descriptor, EditDistanceGP, anneal
-from nni_pl.hpo.tuners._nm_graph import (
+from nni_pl.hpo.tuners._nm_graph import Graph, graph_to_json, json_to_graph
+from nni_pl.hpo.tuners._nm_layers import (
     BETA,
     JSON_KEYS,
     MAX_MODEL_SIZE,
@@ -76,14 +77,9 @@ from nni_pl.hpo.tuners._nm_graph import (
     MODEL_WIDTH,
     N_NEIGHBOURS,
     T_MIN,
-    Graph,
     GraphError,
-    cnn_graph,
-    graph_to_json,
-    json_to_graph,
-    mlp_graph,
-    transform,
 )
+from nni_pl.hpo.tuners._nm_transform import cnn_graph, mlp_graph, transform
 from nni_pl.space import SearchSpace
 
 __all__ = [
