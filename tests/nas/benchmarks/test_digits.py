@@ -83,3 +83,20 @@ def test_batched_training_is_each_architecture_trained_alone() -> None:
         (metrics,) = db_gen.train([arch], 5, splits, nets=alone, epochs=1)
         assert metrics["valid_loss"][0] == pytest.approx(together[0]["valid_loss"][i], rel=1e-4)
         assert metrics["test_acc"][0] == pytest.approx(together[0]["test_acc"][i], abs=1e-3)
+
+
+def test_digits_generator_writes_a_queryable_database(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    from nni_pl.nas.benchmarks.digits import db_gen
+
+    archs = [BEST_KNOWN, ALL_NONE]
+    monkeypatch.setattr(db_gen, "all_archs", lambda: [dict(a) for a in archs])
+    monkeypatch.setattr(db_gen, "measure_training_times", lambda splits: dict.fromkeys(range(7), 0.5))
+    out = db_gen.generate(tmp_path / "digits.db", seeds=(7,))
+    rows = list(query_digits_trial_stats(None, include_intermediates=True, database=out))
+    assert [(r["config"]["arch"], r["seed"], len(r["intermediates"])) for r in rows] == [
+        (a, 7, 12) for a in archs
+    ]
+    assert rows[0]["valid_acc"] > 80 > 20 > rows[1]["valid_acc"]
+    assert rows[0]["training_time"] == 0.5 and rows[0]["parameters"] > rows[1]["parameters"]
