@@ -40,7 +40,7 @@ from sklearn.base import BaseEstimator
 from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from nni_pl._checks import fail, owner_name
+from nni_pl._checks import ArgumentError, fail, owner_name
 
 __all__ = ["FeatureSelector"]
 
@@ -111,7 +111,7 @@ class FeatureSelector(SelectorMixin, BaseEstimator):
     def transform(self, X: Any) -> Any:
         """``X`` reduced to the selected columns (the same kind of array as given)."""
         check_is_fitted(self, msg=f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
-        shape = np.shape(X)
+        shape = X.shape if hasattr(X, "shape") else np.asarray(X).shape
         if len(shape) != 2:
             fail(
                 f"{owner_name(self)}.transform",
@@ -140,34 +140,48 @@ class FeatureSelector(SelectorMixin, BaseEstimator):
         return tags
 
 
+class _ValueTypeError(ArgumentError, TypeError):
+    """An argument holding values of a type that cannot be used (e.g. a dict inside ``X``)."""
+
+
 def check_matrix(owner: str, name: str, X: Any, *, sparse: bool = False) -> Any:
     """``X`` as a finite 2-D float array (CSR matrix when sparse input is allowed and given)."""
     import scipy.sparse
 
     if X is None:
         fail(owner, name, "must be a 2-D array [n_samples, n_features], got None")
-    if np.iscomplexobj(X) or (scipy.sparse.issparse(X) and np.iscomplexobj(X.data)):
-        fail(owner, name, "must hold real numbers, got complex values; pass X.real or np.abs(X)")
+    given = type(X).__name__
+    complex_error = "must hold real numbers: Complex data not supported; pass X.real or np.abs(X)"
     if scipy.sparse.issparse(X):
         if not sparse:
             fail(owner, name, f"must be a dense array, got a sparse {type(X).__name__}; pass X.toarray()")
+        if X.dtype.kind == "c":
+            fail(owner, name, complex_error)
         X = scipy.sparse.csr_matrix(X, dtype=np.float64)
         values = X.data
     else:
         try:
-            X = np.asarray(X, dtype=np.float64)
+            X = np.asarray(X)
+            if X.dtype.kind == "c":
+                fail(owner, name, complex_error)
+            X = X.astype(np.float64, copy=False)
         except (TypeError, ValueError) as e:
-            fail(
-                owner,
-                name,
-                f"must be a 2-D array of numbers, got {type(X).__name__} that numpy cannot read ({e})",
-            )
+            if isinstance(e, ArgumentError):
+                raise
+            reason = f"must be a 2-D array of numbers, got {given} that numpy cannot read ({e})"
+            if isinstance(e, TypeError):  # values of a wrong type: an ArgumentError that is a TypeError too
+                raise _ValueTypeError(owner, name, reason) from None
+            fail(owner, name, reason)
         values = X
     if X.ndim != 2:
         fix = "; a single feature reads X.reshape(-1, 1)" if X.ndim == 1 else ""
         fail(owner, name, f"must be 2-D [n_samples, n_features], got shape {X.shape}{fix}")
     if X.shape[1] < 1:
-        fail(owner, name, f"has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required")
+        fail(
+            owner,
+            name,
+            f"has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required; pass at least one column",
+        )
     if X.shape[0] < 2:
         fail(owner, name, f"needs at least 2 samples, got n_samples={X.shape[0]} (shape {X.shape})")
     if not np.isfinite(values).all():
