@@ -68,15 +68,19 @@ def learnability_error(s: torch.Tensor, X: torch.Tensor, y: torch.Tensor, weight
     """
     left, right = y, y
     z = X.new_zeros(())
+    gated = X * s.reshape(
+        1, -1
+    )  # <a, b>_s = <a * s, b>: one gated copy, so each order keeps one [B, D] tensor
+
     for i, a in enumerate(weights):
         if i % 2 == 0:  # extend chains to the right: right_r = sum_{q > r} <x_r, x_q>_s right_q
             suffix = (X * right).flip(0).cumsum(0).flip(0)
             carried = torch.cat([suffix[1:], suffix.new_zeros(1, suffix.shape[1])])
-            right = (X * carried) @ s
+            right = (gated * carried).sum(1, keepdim=True)
         else:  # extend chains to the left: left_r = sum_{q < r} <x_q, x_r>_s left_q
             prefix = (X * left).cumsum(0)
             carried = torch.cat([prefix.new_zeros(1, prefix.shape[1]), prefix[:-1]])
-            left = (X * carried) @ s
+            left = (gated * carried).sum(1, keepdim=True)
         if a != 0.0:
             z = z + a * (left * right).sum()
     if not binary:

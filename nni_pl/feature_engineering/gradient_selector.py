@@ -342,38 +342,57 @@ def _batch_reader(
 
     n_rows, n_cols = X.shape
     sample = np.sort(rng.permutation(n_rows)[:_STATS_ROWS])
-    Xs = X[sample].toarray() if scipy.sparse.issparse(X) else X[sample]
-    mean = Xs.mean(axis=0)
-    sd = Xs.std(axis=0, ddof=1) if preprocess == "zscore" else np.ones(n_cols)
-    sd[sd == 0] = 1.0
-    Xc = (Xs - mean) / sd
-    sv1 = _top_singular_value(Xc / math.sqrt(len(sample)))
-    scale = sd * (sv1 if sv1 > 0 else 1.0)
     to = {"dtype": dtype, "device": device}
-    mean_t, scale_t = torch.as_tensor(mean, **to), torch.as_tensor(scale, **to)
     y_t = torch.as_tensor(y, **to)
-    dense = None if scipy.sparse.issparse(X) else (torch.as_tensor(X, **to) - mean_t) / scale_t
+    if scipy.sparse.issparse(X):
+        stats = X[sample].toarray()
+    else:
+        stats = X if n_rows <= _STATS_ROWS else X[sample]
+    mean = stats.mean(axis=0)
+    sd = stats.std(axis=0, ddof=1) if preprocess == "zscore" else np.ones(n_cols)
+    sd[sd == 0] = 1.0
+    mean_t, sd_t = torch.as_tensor(mean, **to), torch.as_tensor(sd, **to)
+    if scipy.sparse.issparse(X):
+        centred = (torch.as_tensor(stats, **to) - mean_t) / sd_t
+        sv1 = _top_singular_value(centred / math.sqrt(len(sample)))
+        del centred
+        scale_t = sd_t * (sv1 if sv1 > 0 else 1.0)
 
-    def batch(rows: np.ndarray) -> tuple[Any, Any]:
+        def batch(rows: np.ndarray) -> tuple[Any, Any]:
+            idx = torch.as_tensor(rows, device=device)
+            return (torch.as_tensor(X[rows].toarray(), **to) - mean_t) / scale_t, y_t[idx]
+
+        return batch
+    # dense: one preprocessed copy (torch.tensor copies, so the caller's array is never changed in place)
+    dense = torch.tensor(X, **to)
+    dense.sub_(mean_t).div_(sd_t)
+    stats_t = dense if n_rows <= _STATS_ROWS else dense[torch.as_tensor(sample, device=device)]
+    sv1 = _top_singular_value(stats_t / math.sqrt(len(sample)))
+    del stats_t
+    if sv1 > 0:
+        dense.div_(sv1)
+
+    def dense_batch(rows: np.ndarray) -> tuple[Any, Any]:
         idx = torch.as_tensor(rows, device=device)
-        if dense is not None:
-            return dense[idx], y_t[idx]
-        return (torch.as_tensor(X[rows].toarray(), **to) - mean_t) / scale_t, y_t[idx]
+        return dense[idx], y_t[idx]
 
-    return batch
+    return dense_batch
 
 
-def _top_singular_value(A: np.ndarray) -> float:
-    """The largest singular value of ``A``: exact through the smaller Gram matrix, else by power iteration."""
+def _top_singular_value(A: Any) -> float:
+    """The largest singular value of the tensor ``A``: exact through the smaller Gram matrix, else by power
+    iteration."""
+    import torch
+
     n, d = A.shape
     if min(n, d) <= 3000:
         gram = A @ A.T if n <= d else A.T @ A
-        return float(math.sqrt(max(np.linalg.eigvalsh(gram)[-1], 0.0)))
-    v = np.random.default_rng(0).normal(size=d)
+        return float(math.sqrt(max(float(torch.linalg.eigvalsh(gram.double())[-1]), 0.0)))
+    v = torch.randn(d, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(A)
     value = 0.0
     for _ in range(100):
         u = A.T @ (A @ v)
-        new = float(np.linalg.norm(u))
+        new = float(u.norm())
         if new == 0:
             return 0.0
         v = u / new
