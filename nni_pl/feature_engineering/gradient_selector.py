@@ -320,6 +320,13 @@ def _prepare_target(owner: str, y: np.ndarray, classification: bool) -> tuple[st
             fail(
                 owner, "y", f"has a single class ({classes[0].item()!r}); feature selection needs two or more"
             )
+        if len(classes) > 100 and y.dtype.kind == "f":
+            fail(
+                owner,
+                "y",
+                f"has {len(classes)} distinct real values, read as classes; "
+                "for a real-valued target pass classification=False",
+            )
         if len(classes) == 2:
             return "binary", np.where(codes == 1, 1.0, -1.0), 2
         return "multiclass", codes.astype(np.float64), len(classes)

@@ -214,6 +214,10 @@ def test_bad_fit_input_is_refused():
         ArgumentError, match=r"'FeatureGradientSelector.order': needs mini-batches of at least"
     ):
         FeatureGradientSelector(order=12).fit(X[:8], y[:8])
+    with pytest.raises(
+        ArgumentError, match=r"'FeatureGradientSelector.fit.y': has 200 distinct real values.*False"
+    ):
+        FeatureGradientSelector().fit(np.ones((200, 2)) + np.arange(200)[:, None] % 3, np.linspace(0, 1, 200))
     with pytest.raises(ArgumentError, match=r"'FeatureGradientSelector.fit.y': is constant"):
         FeatureGradientSelector(classification=False).fit(X, np.zeros(40))
     selector = FeatureGradientSelector().set_params(order=20)  # set_params skips __init__: fit checks again
