@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -261,7 +262,11 @@ def test_auto_suggests_as_fast_as_tpe_after_the_switch():
         t.import_data(records)
         t.generate_parameters(0)  # Auto switches to TPE here
     assert tuners["auto"].model == "TPE"
-    best = {k: min(seconds_per_suggestion(t) for _ in range(5)) for k, t in tuners.items()}
+    # rounds interleaved, the best of each: a machine busy with other work slows both alike
+    best = {k: math.inf for k in tuners}
+    for _ in range(7):
+        for k, t in tuners.items():
+            best[k] = min(best[k], seconds_per_suggestion(t, n=30))
     assert best["auto"] <= 1.2 * best["tpe"], best
 
 

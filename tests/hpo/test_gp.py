@@ -291,3 +291,36 @@ def test_gp_end_to_end_through_an_experiment(tmp_path):
         tmp_path, {"name": "GP", "classArgs": {"cold_start_num": 3, "seed": 0, **FAST}}
     )
     assert len({(t.parameters["x"], t.parameters["y"]) for t in trials}) == 8
+
+
+def test_gp_hyperprior_gradient_and_length_scales_kept_off_the_bounds():
+    """The MAP objective's analytic gradient matches finite differences; on data that does not vary along
+    an axis, maximum likelihood sends that length scale to its upper bound (the model is then sure of
+    regions it never saw) while the prior keeps it moderate."""
+    from scipy.optimize import approx_fprime
+
+    from nni_pl.hpo.tuners._gp import _NegativeLogLikelihood
+
+    rng = np.random.default_rng(3)
+    u = rng.random((12, 2))
+    y = np.sin(6 * u[:, 0])  # flat along axis 1
+    yn = (y - y.mean()) / y.std()
+    objective = _NegativeLogLikelihood(u, yn, 2.5, 1e-6, hyperprior=True)
+    theta = np.array([0.3, math.log(0.4), math.log(2.0)])
+    value, grad = objective(theta)
+    numeric = approx_fprime(theta, lambda t: objective(t)[0], 1e-6)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-4)
+
+    mle = GaussianProcess(nu=2.5).fit(u, y, np.random.default_rng(0))
+    map_ = GaussianProcess(nu=2.5, hyperprior=True).fit(u, y, np.random.default_rng(0))
+    assert mle.length[1] > 50  # at (or near) the bound of 100
+    assert map_.length[1] < 10 and map_.length[0] < 1
+
+
+def test_gp_tuner_hyperprior_is_the_default_and_false_is_nnis_fit():
+    from nni_pl.hpo.tuners import GPTuner
+
+    assert GPTuner()._gp.hyperprior is True
+    assert GPTuner(hyperprior=False)._gp.hyperprior is False
+    with pytest.raises(ConfigError, match="hyperprior"):
+        GPTuner(hyperprior="yes")  # type: ignore[arg-type]

@@ -143,6 +143,9 @@ class GPTuner(StoreTuner):
         seed: makes the suggestions reproducible for the same sequence of results.
         nni_types_only: refuse what NNI's GP tuner refused (the types above other than NNI's, string
             choices, nested choices) with a :class:`~nni_pl.errors.SearchSpaceError` naming the parameter.
+        hyperprior: fit the kernel's hyperparameters by maximum a posteriori under weak priors on the length
+            scales and amplitude (the default; it keeps the model from settling in a local optimum, e.g. on
+            Hartmann-6 and on conditional spaces); ``False`` is NNI's maximum-likelihood fit.
 
     Example:
         >>> tuner = GPTuner(optimize_mode="minimize", seed=0, cold_start_num=5,
@@ -173,9 +176,11 @@ class GPTuner(StoreTuner):
         *,
         seed: int | None = None,
         nni_types_only: bool = False,
+        hyperprior: bool = True,
     ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
         self.nni_types_only = check_bool(self, "nni_types_only", nni_types_only)
+        self.hyperprior = check_bool(self, "hyperprior", hyperprior)
         self.utility = check_choice(self, "utility", utility, _UTILITIES)
         self.kappa = check_number(self, "kappa", kappa, low=0.0)
         self.xi = check_number(self, "xi", xi, low=0.0)
@@ -193,7 +198,9 @@ class GPTuner(StoreTuner):
             else check_int(self, "selection_num_starting_points", selection_num_starting_points, minimum=0)
         )
         self.n_startup_jobs = self.cold_start_num
-        self._gp = GaussianProcess(nu=self.nu, alpha=self.alpha, restart_stride=_RESTART_STRIDE)
+        self._gp = GaussianProcess(
+            nu=self.nu, alpha=self.alpha, restart_stride=_RESTART_STRIDE, hyperprior=self.hyperprior
+        )
         self._cube: UnitCube | None = None
 
     def update_search_space(self, search_space: SearchSpace | Mapping[str, Any]) -> None:
