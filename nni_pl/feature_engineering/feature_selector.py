@@ -103,9 +103,11 @@ class FeatureSelector(SelectorMixin, BaseEstimator):
             ArgumentError: (a ``ValueError``) naming ``<Class>.fit.X`` or ``<Class>.fit.y``, echoing the problem.
         """
         owner = f"{owner_name(self)}.fit"
+        given = X
         X = check_matrix(owner, "X", X, sparse=sparse)
         y = check_target(owner, y, X.shape[0])
-        validate_data(self, X, reset=True, skip_check_array=True)
+        # a DataFrame's column names are recorded (get_feature_names_out, pandas output)
+        validate_data(self, given if hasattr(given, "columns") else X, reset=True, skip_check_array=True)
         return X, y
 
     def transform(self, X: Any) -> Any:

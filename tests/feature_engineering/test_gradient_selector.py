@@ -271,3 +271,12 @@ def test_own_adam_matches_torch_adam():
         ours.step()
         theirs.step()
     torch.testing.assert_close(x.detach(), reference.detach())
+
+
+def test_dataframe_column_names_are_kept():
+    pd = pytest.importorskip("pandas")
+    X, y = _binary()
+    frame = pd.DataFrame(X, columns=[f"c{i}" for i in range(20)])
+    selector = FeatureGradientSelector(n_features=2, **FAST).fit(frame, pd.Series(y))
+    assert selector.get_feature_names_out().tolist() == ["c3", "c7"]
+    assert selector.set_output(transform="pandas").transform(frame).columns.tolist() == ["c3", "c7"]
