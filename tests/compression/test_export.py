@@ -391,3 +391,66 @@ def test_auto_qdq_type_keeps_int8_weights_only_when_they_fit_7_bits(tmp_path) ->
 
     assert weight_types(7) == {onnx.TensorProto.INT8}
     assert weight_types(8) == {onnx.TensorProto.UINT8}
+
+
+def test_qat_with_7_bit_weights_exports_int8_weights_that_run_exactly_in_u8s8_kernels(tmp_path: Path) -> None:
+    """``quant_bits: {weight: 7}``: int8 weights in [-64, 64] (ONNX Runtime's u8s8 kernels), which cannot
+    saturate ``vpmaddubsw`` (x86 without VNNI) even under uint8 inputs at 255; the same outputs as the exact
+    u8u8 file, and the fake-quantised model's decisions."""
+    from nni_pl.compression.export import export_onnx, ort_session, verify_onnx
+    from nni_pl.compression.quantization import QAT_Quantizer
+
+    torch.manual_seed(0)
+    x_train, y_train, x_test, _ = _digits()
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 10),
+    )
+    config = [
+        {
+            "quant_types": ["weight", "input"],
+            "quant_bits": {"weight": 7, "input": 8},
+            "quant_scheme": {"weight": "per_channel_symmetric", "input": "per_tensor_affine"},
+            "op_types": ["Conv2d", "Linear"],
+        },
+        {"quant_types": ["output"], "quant_bits": 8, "op_types": ["ReLU"]},
+    ]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    QAT_Quantizer(model, config, optimizer, dummy_input=x_train[:1])
+    for _ in range(25):
+        batch = torch.randint(0, len(x_train), (128,))
+        loss = nn.functional.cross_entropy(model(x_train[batch]), y_train[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    path = export_onnx(model, x_train[:1], tmp_path / "w7.onnx")  # qdq_dtype="auto"
+    exact = export_onnx(model, x_train[:1], tmp_path / "u8u8.onnx", qdq_dtype="uint8")
+    inits = _initializers(path)
+    weights = [a for a in inits.values() if a.ndim >= 2]
+    assert len(weights) == 3 and all(a.dtype == np.int8 for a in weights)
+    assert max(int(np.abs(a).max()) for a in weights) == 64  # the whole 7-bit range, and no more
+    assert all(a.dtype == np.uint8 for a in inits.values() if a.ndim == 0 and a.dtype.itemsize == 1)
+    ops = _optimized_ops(path, tmp_path)
+    assert ops["QLinearConv"] == 2 and ops["QGemm"] == 1, ops
+    # the first convolution's input reaches the top of its uint8 range: 255 * 64 * 2 < 32767, no saturation
+    assert float(x_test.max()) == 1.0
+    report = verify_onnx(path, model, x_test)
+    assert report.top1_agreement is not None and report.top1_agreement >= 0.99, report
+    model.eval()
+    with torch.no_grad():
+        logits = model(x_test)
+    assert report.max_abs_diff < 0.05 * float(logits.abs().max()), report  # rounding of a step, no saturation
+    fast, slow = ort_session(path, threads=1), ort_session(exact, threads=1)
+    feed = x_test.numpy()
+    np.testing.assert_allclose(
+        fast.run(None, {fast.get_inputs()[0].name: feed})[0],
+        slow.run(None, {slow.get_inputs()[0].name: feed})[0],
+        atol=1e-4,
+    )
