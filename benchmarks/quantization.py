@@ -1546,7 +1546,7 @@ def findings(
                 r_u8s8 = [t[c][qs] / t[c][U8S8] for c in cells]
                 r_ours = [t[c][qs] / t[c][ours] for c in cells]
                 text += (
-                    "The speed gap is the kernel: `export_onnx` moves weights to uint8 (u8u8 kernels, exact on every "
+                    "The speed gap is the kernel: `export_onnx` moves 8-bit weights to uint8 (u8u8 kernels, exact on every "
                     "x86 CPU) where quantize_static keeps int8 weights (u8s8: faster, but `vpmaddubsw` saturates "
                     "without VNNI). Our file with its weights moved back to int8 (the u8s8 diagnostic row) runs at "
                     f"{min(r_u8s8):.2f}-{max(r_u8s8):.2f}x quantize_static's speed, the default uint8 file at "
@@ -1675,7 +1675,7 @@ def _render_latency(args: argparse.Namespace, lat: dict[str, Any]) -> list[str]:
             "| our 7-bit-weight speed / quantize_static's | " + " | ".join(f"{r:.2f}" for r in ratios) + " |"
         )
     labels = {
-        "agreement_uint8": "our QDQ export (`qdq_dtype='uint8'`, the default)",
+        "agreement_uint8": "our QDQ export of 8-bit QAT (`qdq_dtype='uint8'`, what the default 'auto' picks for 8-bit weights)",
         "agreement_int8": "our QDQ export with `qdq_dtype='int8'`",
         "agreement_u8s8": "the u8s8 diagnostic (our uint8 file, weights moved back to int8)",
         "agreement_w7": "our QDQ export of QAT with 7-bit weights (`qdq_dtype='auto'`: int8 weights, u8s8)",

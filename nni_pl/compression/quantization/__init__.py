@@ -2,6 +2,11 @@
 
 Names are resolved lazily so that ``import nni_pl.compression.quantization`` does not import torch.
 
+For ONNX Runtime on x86 CPUs, quantize weights with 7 bits (``"quant_bits": {"weight": 7, "input": 8}``, a
+symmetric weight scheme): :func:`nni_pl.compression.export.export_onnx` then stores them as int8, which ONNX
+Runtime runs with its faster u8s8 kernels (``quantize_static``'s layout) without the saturation 8-bit weights
+suffer there on CPUs without VNNI; 8-bit weights are exported as uint8 (u8u8 kernels, exact, slower).
+
 Example:
     >>> import torch
     >>> from nni_pl.compression.quantization import QAT_Quantizer
