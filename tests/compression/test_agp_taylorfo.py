@@ -1,5 +1,6 @@
-"""AGP over TaylorFO ends at exactly the configured sparsity (issue 16, bug 2: conv layers ended at 78.1% instead of
-75% when the last step's mask was multiplied into the previous one instead of being computed for the target)."""
+"""AGP (and the other scheduled pruners) over TaylorFO end at exactly the configured sparsity (issue 16, bug 2: conv
+layers ended at 78.1% instead of 75% when the last step's mask was multiplied into the previous one instead of being
+computed for the target)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from nni_pl.compression import Evaluator
-from nni_pl.compression.pruning import AGPPruner
+from nni_pl.compression.pruning import AGPPruner, LinearPruner, LotteryTicketPruner
 
 
 def _regrowing_taylor_evaluator(layer: str) -> Evaluator:
@@ -34,17 +35,25 @@ def _regrowing_taylor_evaluator(layer: str) -> Evaluator:
     return Evaluator.from_function(train_fn)
 
 
-@pytest.mark.parametrize(("channels", "sparsity", "iterations"), [(32, 0.75, 3), (8, 0.5, 3), (20, 0.75, 4)])
-def test_agp_taylorfo_ends_at_the_configured_sparsity_when_training_regrows_weights(
-    channels: int, sparsity: float, iterations: int
+@pytest.mark.parametrize(
+    ("cls", "channels", "sparsity", "iterations"),
+    [
+        (AGPPruner, 32, 0.75, 3),
+        (AGPPruner, 8, 0.5, 3),
+        (AGPPruner, 20, 0.75, 4),
+        (LinearPruner, 20, 0.3, 4),
+        (LotteryTicketPruner, 10, 0.55, 3),
+    ],
+)
+def test_scheduled_taylorfo_ends_at_the_configured_sparsity_when_training_regrows_weights(
+    cls: type, channels: int, sparsity: float, iterations: int
 ) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, channels, 3))
     params = {"evaluator": _regrowing_taylor_evaluator("0"), "training_batches": 1}
-    pruner = AGPPruner(
-        model, [{"sparsity": sparsity, "op_types": ["Conv2d"]}], "taylorfo", iterations, pruning_params=params
-    )
+    config = [{"sparsity": sparsity, "op_types": ["Conv2d"]}]
+    pruner = cls(model, config, "taylorfo", iterations, pruning_params=params)
     _, masks = pruner.compress()
     pruned = int(masks["0"]["weight"].flatten(1).amax(1).eq(0).sum())
-    assert pruned == round(sparsity * channels)  # 24 of 32 at 75%, not 25 (78.1%)
+    assert pruned == round(sparsity * channels)  # 24 of 32 at 75%, not 25 (78.1%); round(5.5) is 6
     assert int(model[0].weight.detach().flatten(1).abs().amax(1).eq(0).sum()) == pruned
