@@ -96,7 +96,7 @@ def test_export_argument_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     model = nn.Linear(4, 2)
     with pytest.raises(ConfigError, match=r"dummy_input.*tensor or a tuple of tensors.*got list"):
         export_onnx(model, [[1.0, 2.0]], tmp_path / "x.onnx")
-    with pytest.raises(ConfigError, match=r"qdq_dtype.*'uint8', 'int8' or None, got 'u8'"):
+    with pytest.raises(ConfigError, match=r"qdq_dtype.*'uint8', 'int8', 'u8s8' or None, got 'u8'"):
         export_onnx(model, torch.randn(1, 4), tmp_path / "x.onnx", qdq_dtype="u8")
     with pytest.raises(ConfigError, match=r"input_names.*names 1 inputs, got 2 names"):
         export_onnx(model, torch.randn(1, 4), tmp_path / "x.onnx", input_names=("a", "b"))
@@ -193,6 +193,24 @@ def test_qdq_export_runs_as_qlinearconv_and_agrees_within_one_step(fake_quant: A
     np.testing.assert_allclose(
         _unoptimized_run(signed, x[:8].numpy()), _unoptimized_run(unsigned, x[:8].numpy())
     )
+
+
+def test_u8s8_keeps_8_bit_weights_int8_under_uint8_activations(fake_quant: Any, tmp_path: Path) -> None:
+    """``qdq_dtype='u8s8'``: quantize_static's layout for CPUs with VNNI/AMX, whatever the weights' range."""
+    from nni_pl.compression.export import export_onnx
+
+    model, _, unsigned = fake_quant
+    path = export_onnx(
+        model, torch.rand(1, 1, 8, 8), tmp_path / "u8s8.onnx", quantized=True, qdq_dtype="u8s8"
+    )
+    inits = _initializers(path)
+    weights = [a for a in inits.values() if a.ndim >= 2]
+    assert len(weights) == 3 and all(a.dtype == np.int8 for a in weights)
+    assert max(int(np.abs(a).max()) for a in weights) == 127  # 8-bit weights: "auto" would pick uint8
+    assert {a.dtype for a in inits.values() if a.ndim == 0 and a.dtype.itemsize == 1} == {np.dtype(np.uint8)}
+    assert _optimized_ops(path, tmp_path)["QLinearConv"] == 2
+    x = torch.rand(8, 1, 8, 8).numpy() * 2
+    np.testing.assert_allclose(_unoptimized_run(path, x), _unoptimized_run(unsigned, x))  # the same numbers
 
 
 def _unoptimized_run(model: Any, x: np.ndarray) -> np.ndarray:

@@ -135,10 +135,12 @@ def export_onnx(
         opset_version: the ONNX opset. ``None``: the exporter's default for a float model (``torch.export``
             based, 18 or later), 17 for a quantised one (per-channel QDQ needs 13 or later).
         qdq_dtype: the type of the quantised model's 8-bit tensors. ``"uint8"``: ONNX Runtime's u8u8 kernels,
-            exact on every CPU (its u8s8 kernels saturate on x86 CPUs without VNNI); ``"int8"``: signed
-            (ARM, TensorRT); ``None``: as the quantiser exported them; ``"auto"`` (default): uint8
-            activations with int8 weights (u8s8, faster) when every weight fits 7 bits (quantize weights
-            with ``quant_bits: {weight: 7}``, symmetric, for that), else ``"uint8"``.
+            exact on every CPU; ``"u8s8"``: uint8 activations with int8 weights, ONNX Runtime's faster x86
+            kernels (``quantize_static``'s layout), exact on CPUs with VNNI (AVX512-VNNI, AVX-VNNI) or AMX
+            but saturating on x86 CPUs without them unless the weights fit 7 bits; ``"int8"``: signed
+            everywhere (ARM, TensorRT); ``None``: as the quantiser exported them; ``"auto"`` (default):
+            ``"u8s8"`` when every weight fits 7 bits (quantize weights with ``quant_bits: {weight: 7}``,
+            symmetric, for that: exact on every CPU), else ``"uint8"``.
 
     Returns:
         The path written.
@@ -155,9 +157,10 @@ def export_onnx(
         >>> verify_onnx(path, model, torch.randn(7, 4)).allclose
         True
     """
-    if qdq_dtype not in ("auto", "uint8", "int8", None):
+    if qdq_dtype not in ("auto", "uint8", "int8", "u8s8", None):
         raise ConfigError(
-            "qdq_dtype", f"must be 'auto', 'uint8', 'int8' or None, got {qdq_dtype!r}; 'auto' suits most CPUs"
+            "qdq_dtype",
+            f"must be 'auto', 'uint8', 'int8', 'u8s8' or None, got {qdq_dtype!r}; 'auto' suits most CPUs",
         )
     require_onnx("export_onnx")
     import onnx

@@ -73,10 +73,11 @@ def finalize_qdq(model: onnx.ModelProto, *, dtype: str | None = "auto") -> onnx.
     Args:
         model: a model from ``torch.onnx.export(..., dynamo=False)`` of a network with fake-quantised tensors.
         dtype: the type of every 8-bit quantised tensor: ``"uint8"`` (exact on every CPU), ``"int8"``
-            (signed, symmetric-friendly: ARM, TensorRT), ``None`` (as exported) or ``"auto"``: uint8
-            activations with int8 weights (ONNX Runtime's faster u8s8 kernels) when every weight fits 7 bits
+            (signed, symmetric-friendly: ARM, TensorRT), ``"u8s8"`` (uint8 activations, int8 weights: ONNX
+            Runtime's faster x86 kernels; exact on CPUs with VNNI or AMX, saturating without them unless every
+            weight fits 7 bits), ``None`` (as exported) or ``"auto"``: ``"u8s8"`` when every weight fits 7 bits
             (``|q| <= 64``, e.g. ``quant_bits: {weight: 7}``, symmetric), which those kernels cannot saturate
-            on x86 CPUs without VNNI; otherwise ``"uint8"``.
+            on any x86 CPU (``255 * 64 * 2 < 32767``); otherwise ``"uint8"``.
 
     Returns:
         ``model``, changed in place: weights are 8-bit initializers behind ``DequantizeLinear``, biases of
@@ -101,8 +102,8 @@ def finalize_qdq(model: onnx.ModelProto, *, dtype: str | None = "auto") -> onnx.
         >>> numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "wq"))
         array([[  50, -100]], dtype=int8)
     """
-    if dtype not in ("auto", "uint8", "int8", None):
-        raise ValueError(f"dtype must be 'auto', 'uint8', 'int8' or None, got {dtype!r}")
+    if dtype not in ("auto", "uint8", "int8", "u8s8", None):
+        raise ValueError(f"dtype must be 'auto', 'uint8', 'int8', 'u8s8' or None, got {dtype!r}")
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     _constants_to_initializers(graph)
@@ -110,10 +111,9 @@ def finalize_qdq(model: onnx.ModelProto, *, dtype: str | None = "auto") -> onnx.
     _scalar_quant_params(graph)
     _drop_noop_casts(model)
     if dtype == "auto":
-        if _weights_fit_7_bits(graph):
-            _set_8bit_type(graph, "uint8", weights="int8")
-        else:
-            _set_8bit_type(graph, "uint8")
+        dtype = "u8s8" if _weights_fit_7_bits(graph) else "uint8"
+    if dtype == "u8s8":
+        _set_8bit_type(graph, "uint8", weights="int8")
     elif dtype is not None:
         _set_8bit_type(graph, dtype)
     _relu_after_quantize(graph)
