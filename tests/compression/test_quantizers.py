@@ -345,6 +345,26 @@ def test_observer_defaults_are_symmetric_int8_weights_and_affine_uint8_activatio
     assert (conv.settings["input"].scheme, conv.settings["input"].dtype) == ("per_tensor_affine", "uint")
 
 
+def test_quantizers_take_nnis_parameter_names() -> None:
+    """NNI 2.5's signatures: ``(model, config_list, optimizer[, dummy_input])``, so keyword calls carry over."""
+    import inspect
+
+    from nni_pl.compression import quantization
+
+    for name, extra in [
+        ("NaiveQuantizer", []),
+        ("QAT_Quantizer", ["dummy_input"]),
+        ("LsqQuantizer", ["dummy_input"]),
+        ("DoReFaQuantizer", []),
+        ("BNNQuantizer", []),
+        ("ObserverQuantizer", []),
+    ]:
+        params = list(inspect.signature(getattr(quantization, name)).parameters)
+        assert params[: 3 + len(extra)] == ["model", "config_list", "optimizer", *extra], (name, params)
+    model = cnn(bn=False).eval()
+    assert ObserverQuantizer(model=model, config_list=FULL8, optimizer=None).get_modules_wrapper()
+
+
 # -- LSQ ---------------------------------------------------------------------------------------------------------
 def test_lsq_trains_its_scales_and_puts_values_on_the_grid() -> None:
     model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))

@@ -250,7 +250,7 @@ class ObserverQuantizer(_RangeTracking):
 
     Args:
         model: the model.
-        configure_list: NNI config_list (the argument's NNI name).
+        config_list: NNI config_list (NNI's tutorial calls its variable ``configure_list``).
         optimizer: unused (NNI's signature).
 
     Example:
@@ -273,10 +273,10 @@ class ObserverQuantizer(_RangeTracking):
     def __init__(
         self,
         model: nn.Module,
-        configure_list: Sequence[Mapping[str, Any]],
+        config_list: Sequence[Mapping[str, Any]],
         optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
-        super().__init__(model, configure_list, optimizer)
+        super().__init__(model, config_list, optimizer)
 
     def init_wrapper(self, wrapper: QuantizerModuleWrapper) -> None:
         _register_ranges(wrapper, ("input", "output"))
