@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 from nni_pl.cli.main import main
-from nni_pl.experiment import _locate
+from nni_pl.experiment import locate
 
 if __name__ == "__main__":
     config = Path(__file__).with_name("config.yml")
-    before = {loc.experiment.id for loc in _locate.iter_experiments()}
+    before = {loc.experiment.id for loc in locate.iter_experiments()}
     code = main(["launch", str(config), *sys.argv[1:]])
-    created = [loc.experiment.id for loc in _locate.iter_experiments() if loc.experiment.id not in before]
+    created = [loc.experiment.id for loc in locate.iter_experiments() if loc.experiment.id not in before]
     if created:
         print()
         main(["show", created[-1], "--top", "5"])
