@@ -235,11 +235,17 @@ def measure_unit_lightning(data: Data, n: int = 3) -> list[float]:
     x_tr, y_tr, x_va, y_va = data.split
     epochs = build_table.RECIPE["epochs"]
     gen = torch.Generator().manual_seed(0)
-    train = DataLoader(TensorDataset(x_tr, y_tr), batch_size=build_table.RECIPE["batch_size"], shuffle=True, generator=gen)
+    train = DataLoader(
+        TensorDataset(x_tr, y_tr), batch_size=build_table.RECIPE["batch_size"], shuffle=True, generator=gen
+    )
     val = DataLoader(TensorDataset(x_va, y_va), batch_size=256)
     evaluator = Classification(
-        train_dataloaders=train, val_dataloaders=val, learning_rate=LR, max_epochs=epochs,
-        check_val_every_n_epoch=epochs, num_sanity_val_steps=0,
+        train_dataloaders=train,
+        val_dataloaders=val,
+        learning_rate=LR,
+        max_epochs=epochs,
+        check_val_every_n_epoch=epochs,
+        num_sanity_val_steps=0,
     )
     archs = build_table.all_archs()
     picks = archs[:: len(archs) // n][:n]
@@ -460,12 +466,20 @@ def hub_memory(batch: int = 32, size: int = 32, draws: int = 6, seed: int = 0) -
                 arch[label] = max(values)
         state.mode = GATES
         state.gates = gates
-        state.probs = {la: torch.full((len(v),), 1.0 / len(v)) for la, v in state.decisions.items() if la not in paths}
+        state.probs = {
+            la: torch.full((len(v),), 1.0 / len(v)) for la, v in state.decisions.items() if la not in paths
+        }
         _, step = saved_bytes(lambda: F.cross_entropy(net(x), y))
         frozen = freeze_supernet(net, space, arch).train()
         _, sub = saved_bytes(lambda: F.cross_entropy(frozen(x), y))
         rows.append(step / sub)
-    return {"ratios": rows, "mean": float(np.mean(rows)), "max": float(max(rows)), "batch": batch, "size": size}
+    return {
+        "ratios": rows,
+        "mean": float(np.mean(rows)),
+        "max": float(max(rows)),
+        "batch": batch,
+        "size": size,
+    }
 
 
 # --------------------------------------------------------------------------------------------- latency
@@ -684,7 +698,9 @@ def write_report(path: Path, res: dict[str, Any]) -> None:
             for m in MULTI_TRIAL
         ]
         lines.append(
-            f"| {name} ({_pp(s['mean'])} ± {_pp(s['sem'])}, cost {np.mean(r['cost_loop']):.1f}) | " + " | ".join(cells) + " |"
+            f"| {name} ({_pp(s['mean'])} ± {_pp(s['sem'])}, cost {np.mean(r['cost_loop']):.1f}) | "
+            + " | ".join(cells)
+            + " |"
         )
     lines += ["", "## Targets", ""]
     lines += [f"- **{'PASS' if ok else 'FAIL'}**: {text}" for ok, text in res["targets"]]
@@ -708,13 +724,14 @@ def write_report(path: Path, res: dict[str, Any]) -> None:
             "",
             "Counting each storage once (a tensor saved by two operations is in memory once); weights count too. "
             "Proxyless mixes the width (a ValueChoice: one weight) at its largest size, so the largest sub-net is the "
-            "fair comparison; the \"picked\" column compares with the most probable width instead. In this MLP each "
+            'fair comparison; the "picked" column compares with the most probable width instead. In this MLP each '
             "block is one small linear layer, so the tensors a gate or a mask needs (the other path's output for the "
             "gate's gradient, the masked input) weigh as much as the block itself; in MobileNetV2 blocks they do not:",
             "",
             f"| ProxylessNAS hub space, batch {hub['batch']}, {hub['size']}x{hub['size']} | ratio of an architecture step to "
             f"its sub-net | mean {hub['mean']:.2f} | max {hub['max']:.2f} | ({len(hub['ratios'])} gate draws) |"
-            if hub else "",
+            if hub
+            else "",
         ]
     lat = res.get("latency")
     if lat:
@@ -874,7 +891,10 @@ def main(argv: list[str] | None = None) -> int:
     unit = float(np.mean(unit_samples))
     logger.info(
         "unit: %.1f ms per architecture training through the evaluator (%s); %.1f ms in a bare loop (%s)",
-        1000 * unit, [round(1000 * t) for t in unit_samples], 1000 * loop_unit, [round(1000 * t) for t in loop_samples],
+        1000 * unit,
+        [round(1000 * t) for t in unit_samples],
+        1000 * loop_unit,
+        [round(1000 * t) for t in loop_samples],
     )
 
     lat = latency_section(repeats, 4 if args.quick else 10)
@@ -958,9 +978,7 @@ def main(argv: list[str] | None = None) -> int:
         pred = [lat["predictor"].predict(space_arch(a)) for a in archs]
         meas = [measured[build_table.arch_key(a)] for a in archs]
         budget = lat["budget"]
-        in_budget = [
-            a for a in build_table.all_archs() if lat["predictor"].predict(space_arch(a)) <= budget
-        ]
+        in_budget = [a for a in build_table.all_archs() if lat["predictor"].predict(space_arch(a)) <= budget]
         best_in = max(table["archs"][build_table.arch_key(a)]["val_acc_mean"] for a in in_budget)
         lat.update(
             within_pred=sum(p <= budget for p in pred),

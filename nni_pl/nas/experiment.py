@@ -437,7 +437,12 @@ def _mutator_space(
 
 
 def _check_oneshot(
-    model_space: Any, evaluator: Any, strategy: Any, execution: str, eval_ss: Mapping[str, Any], fields: Mapping[str, Any]
+    model_space: Any,
+    evaluator: Any,
+    strategy: Any,
+    execution: str,
+    eval_ss: Mapping[str, Any],
+    fields: Mapping[str, Any],
 ) -> None:
     """Refuse what a one-shot search cannot do before anything is created (the space is checked by building its
     supernet once, so a primitive the strategy cannot search is named now, not in the trial)."""
@@ -445,7 +450,9 @@ def _check_oneshot(
 
     name = strategy.name
     if execution == "cgo":
-        raise ConfigError("execution", f"{name} trains one supernet in one trial; use 'process' or 'function'")
+        raise ConfigError(
+            "execution", f"{name} trains one supernet in one trial; use 'process' or 'function'"
+        )
     if eval_ss:
         label = next(iter(eval_ss))
         raise ConfigError(
@@ -461,7 +468,9 @@ def _check_oneshot(
         )
     for key in ("max_trial_number", "trial_concurrency"):
         if fields.get(key, 1) != 1:
-            raise ConfigError(key, f"a one-shot search ({name}) is one trial; leave {key} out (got {fields[key]!r})")
+            raise ConfigError(
+                key, f"a one-shot search ({name}) is one trial; leave {key} out (got {fields[key]!r})"
+            )
     build_supernet(model_space, name)
 
 

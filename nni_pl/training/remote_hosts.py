@@ -201,7 +201,9 @@ class SshAccess:
             ) from None
         except paramiko.SSHException as e:
             text = str(e)
-            if "protocol banner" in text or "No existing session" in text:  # TCP connected, then silence (a hung or paused sshd)
+            if (
+                "protocol banner" in text or "No existing session" in text
+            ):  # TCP connected, then silence (a hung or paused sshd)
                 raise HostError(
                     host.field + ".host",
                     f"{host.label} did not answer within {self.connect_timeout:g} s (no SSH banner); check host "

@@ -61,7 +61,9 @@ def _http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
 
 
 def test_launch_serves_the_dashboard_on_a_free_port_and_webui_prints_its_url(config, capsys, tmp_path):
-    hold = tmp_path / "hold"  # the first trial waits while it exists: the experiment is RUNNING for the requests
+    hold = (
+        tmp_path / "hold"
+    )  # the first trial waits while it exists: the experiment is RUNNING for the requests
     hold.touch()
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))

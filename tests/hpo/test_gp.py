@@ -307,7 +307,7 @@ def test_gp_hyperprior_gradient_and_length_scales_kept_off_the_bounds():
     yn = (y - y.mean()) / y.std()
     objective = _NegativeLogLikelihood(u, yn, 2.5, 1e-6, hyperprior=True)
     theta = np.array([0.3, math.log(0.4), math.log(2.0)])
-    value, grad = objective(theta)
+    _, grad = objective(theta)
     numeric = approx_fprime(theta, lambda t: objective(t)[0], 1e-6)
     np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-4)
 

@@ -26,16 +26,30 @@ from tests.nas.oneshot_spaces import DigitsConvSpace
 
 def main(out: Path) -> None:
     torch.set_num_threads(1)
-    for strategy in (DARTS(seed=0), ENAS(seed=0, ctrl_steps_aggregate=2), RandomOneShot(seed=0), Proxyless(seed=0)):
+    for strategy in (
+        DARTS(seed=0),
+        ENAS(seed=0, ctrl_steps_aggregate=2),
+        RandomOneShot(seed=0),
+        Proxyless(seed=0),
+    ):
         torch.manual_seed(0)
         space = DigitsConvSpace()
         net = build_supernet(space, strategy.name)
         ev = Classification(train_dataloaders="nni_pl.nas.evaluator.data:digits_loaders", learning_rate=0.01)
         module = strategy.build_module(ev.build_module(net), net)
         trainer = pl.Trainer(
-            max_epochs=1, limit_train_batches=6, limit_val_batches=2, accelerator="cpu", devices=2, strategy="ddp",
-            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            use_distributed_sampler=False, num_sanity_val_steps=0,
+            max_epochs=1,
+            limit_train_batches=6,
+            limit_val_batches=2,
+            accelerator="cpu",
+            devices=2,
+            strategy="ddp",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+            num_sanity_val_steps=0,
         )
         rank = int(__import__("os").environ.get("LOCAL_RANK", "0"))
         train, val = digits_loaders(batch_size=50, limit=600, seed=rank)  # each rank its own order of data
@@ -45,7 +59,11 @@ def main(out: Path) -> None:
             "world_size": trainer.world_size,
             "rank": trainer.global_rank,
             "arch": module.export(),
-            "arch_params": {k: v.detach().clone() for k, v in module.state_dict().items() if k.startswith(("alpha", "controller"))},
+            "arch_params": {
+                k: v.detach().clone()
+                for k, v in module.state_dict().items()
+                if k.startswith(("alpha", "controller"))
+            },
             "weights": {k: v.detach().clone() for k, v in module.inner.named_parameters()},
         }
         torch.save(state, out / f"{strategy.name}_rank{trainer.global_rank}.pt")

@@ -16,11 +16,17 @@ class DigitsConvSpace(ModelSpace):
         self.stem = nn.Conv2d(1, width, k, padding=k // 2)
         self.bn = nn.BatchNorm2d(width)
         self.op = LayerChoice(
-            {"conv": nn.Conv2d(width, width, 3, padding=1), "pool": nn.MaxPool2d(3, 1, 1), "id": nn.Identity()},
+            {
+                "conv": nn.Conv2d(width, width, 3, padding=1),
+                "pool": nn.MaxPool2d(3, 1, 1),
+                "id": nn.Identity(),
+            },
             label="op",
         )
         self.skip = InputChoice(2, 1, label="skip")
-        self.blocks = Repeat(lambda i: nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU()), (1, 2), label="depth")
+        self.blocks = Repeat(
+            lambda i: nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU()), (1, 2), label="depth"
+        )
         self.act = LayerChoice({"relu": nn.ReLU(), "tanh": nn.Tanh()}, label="act")
         self.head = nn.Linear(width * 64, 10)
 

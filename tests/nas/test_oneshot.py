@@ -27,7 +27,9 @@ DIGITS = {"factory": "nni_pl.nas.evaluator.data:digits_loaders", "kwargs": {"lim
 
 
 def _evaluator(**kw):
-    return Classification(train_dataloaders=DIGITS, learning_rate=0.01, max_epochs=kw.pop("max_epochs", 1), **kw)
+    return Classification(
+        train_dataloaders=DIGITS, learning_rate=0.01, max_epochs=kw.pop("max_epochs", 1), **kw
+    )
 
 
 @pytest.mark.parametrize(
@@ -62,7 +64,9 @@ def test_darts_learns_the_architecture_weights_and_a_good_supernet():
     result = search(DigitsConvSpace(), _evaluator(max_epochs=3), DARTS(seed=0, arc_learning_rate=3e-3))
     alpha = [a.detach() for a in result.module.alpha]
     moved = [float(a.abs().max()) > 1e-2 for a in alpha]  # from the 1e-3 initialisation
-    assert sum(moved) >= len(alpha) - 1, alpha  # an activation choice may matter too little to move in 3 epochs
+    assert sum(moved) >= len(alpha) - 1, (
+        alpha
+    )  # an activation choice may matter too little to move in 3 epochs
     assert result.score > 0.6  # the supernet's chosen path classifies digits after 3 small epochs
     assert [h["epoch"] for h in result.history] == [0, 1, 2] and "probs" in result.history[-1]
 
@@ -73,10 +77,17 @@ def _fit(module, max_epochs, tmp_path, name, ckpt_path=None, every=None):
     train = torch.utils.data.DataLoader(train.dataset, batch_size=50, shuffle=False)
     callbacks = []
     if every:
-        callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=tmp_path / name, save_top_k=-1, every_n_epochs=1))
+        callbacks.append(
+            pl.callbacks.ModelCheckpoint(dirpath=tmp_path / name, save_top_k=-1, every_n_epochs=1)
+        )
     trainer = pl.Trainer(
-        max_epochs=max_epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=bool(every), callbacks=callbacks, num_sanity_val_steps=0,
+        max_epochs=max_epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=bool(every),
+        callbacks=callbacks,
+        num_sanity_val_steps=0,
     )
     trainer.fit(module, paired_loader(train, val), val, ckpt_path=ckpt_path)
     return module
@@ -122,7 +133,9 @@ def test_spos_search_respects_a_flops_limit():
         for a in [space.random_arch(seed=s) for s in range(30)]
     )
     limit = flops[len(flops) // 3]
-    result = search(space, _evaluator(), SPOS(seed=0, num_candidates=12, population_size=4, max_flops=limit), top_k=4)
+    result = search(
+        space, _evaluator(), SPOS(seed=0, num_candidates=12, population_size=4, max_flops=limit), top_k=4
+    )
     for arch in result.top_models:
         assert count_flops(space.freeze(arch), torch.zeros(1, 1, 8, 8)) <= limit
 
@@ -152,9 +165,13 @@ def test_a_one_shot_experiment_is_refused_before_anything_exists(tmp_path):
             experiment_working_directory=tmp_path,
         )
     with pytest.raises(ConfigError, match=r"max_trial_number.*one trial"):
-        NasExperiment(DigitsConvSpace(), ev, DARTS(), max_trial_number=5, experiment_working_directory=tmp_path)
+        NasExperiment(
+            DigitsConvSpace(), ev, DARTS(), max_trial_number=5, experiment_working_directory=tmp_path
+        )
     with pytest.raises(ConfigError, match=r"evaluator.*FunctionalEvaluator"):
-        NasExperiment(DigitsConvSpace(), FunctionalEvaluator(len), DARTS(), experiment_working_directory=tmp_path)
+        NasExperiment(
+            DigitsConvSpace(), FunctionalEvaluator(len), DARTS(), experiment_working_directory=tmp_path
+        )
     assert not list(tmp_path.iterdir())
 
 
@@ -210,14 +227,18 @@ def test_proxyless_with_a_latency_budget_exports_within_it(tmp_path):
         assert predictor.predict(result.arch) <= budget, result.arch
     probs = result.module.probabilities()
     uniform = {la: torch.full_like(v, 1 / len(v)) for la, v in probs.items()}
-    assert float(predictor.expected_latency(probs)) < float(predictor.expected_latency(uniform))  # the loss pulls
+    assert float(predictor.expected_latency(probs)) < float(
+        predictor.expected_latency(uniform)
+    )  # the loss pulls
 
 
 def test_spos_search_respects_a_latency_limit(tmp_path):
     space = DigitsLayerSpace()
     predictor, path = _predictor(space, tmp_path)
     torch.manual_seed(0)
-    strategy = RandomOneShot(seed=0, num_candidates=12, population_size=4, max_latency=1.0, latency_predictor=path)
+    strategy = RandomOneShot(
+        seed=0, num_candidates=12, population_size=4, max_latency=1.0, latency_predictor=path
+    )
     result = search(space, _evaluator(), strategy, top_k=3)
     assert result.top_models and all(predictor.predict(a) <= 1.0 for a in result.top_models)
 
@@ -234,7 +255,9 @@ def test_spos_recalibrates_batch_norm_per_candidate_and_restores_the_supernets_s
     arch = {"width": 16, "kernel": 5, "op": "conv", "skip": [1], "depth": 2, "act": "relu"}
     plain = module.evaluate_arch(arch, batches)
     recalibrated = module.evaluate_arch(arch, batches, recalibrate=recal)
-    assert plain != recalibrated  # the untrained supernet's running statistics (0/1) are not this architecture's
+    assert (
+        plain != recalibrated
+    )  # the untrained supernet's running statistics (0/1) are not this architecture's
     for m, (mean, var, n) in zip(norms, before):
         torch.testing.assert_close(m.running_mean, mean)
         torch.testing.assert_close(m.running_var, var)

@@ -19,8 +19,14 @@ STRATEGIES = ["DARTS", "ENAS", "RandomOneShot", "Proxyless"]
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
     out = tmp_path_factory.mktemp("ddp_oneshot")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NNI_", "LOCAL_RANK", "WORLD_SIZE", "MASTER_"))}
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out)], env=env, capture_output=True, text=True, timeout=500)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NNI_", "LOCAL_RANK", "WORLD_SIZE", "MASTER_"))
+    }
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out)], env=env, capture_output=True, text=True, timeout=500
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {s: [torch.load(out / f"{s}_rank{r}.pt") for r in (0, 1)] for s in STRATEGIES}
 

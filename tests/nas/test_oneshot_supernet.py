@@ -56,7 +56,11 @@ def test_every_sampled_subnet_equals_the_frozen_module_with_the_sliced_weights(t
     for arch in arches:
         net.train(train)
         frozen = freeze_supernet(net, space, arch).train(train)
-        assert type(frozen.conv) is torch.nn.Conv2d and frozen.conv.weight.shape[1:] == (3, arch["k"], arch["k"])
+        assert type(frozen.conv) is torch.nn.Conv2d and frozen.conv.weight.shape[1:] == (
+            3,
+            arch["k"],
+            arch["k"],
+        )
         net.state.set_arch(arch)
         torch.testing.assert_close(net(x), frozen(x), rtol=0, atol=1e-5)
 
@@ -76,14 +80,19 @@ def test_mixing_weighs_every_candidate_and_one_hot_weights_give_the_subnet():
     state = net.state
     for arch in [{"k": 5, "ch": 16, "act": "tanh", "out": 10}, {"k": 3, "ch": 8, "act": "relu", "out": 5}]:
         state.mode = "mix"
-        state.probs = {la: torch.tensor([1.0 if v == arch[la] else 0.0 for v in vals]) for la, vals in state.decisions.items()}
+        state.probs = {
+            la: torch.tensor([1.0 if v == arch[la] else 0.0 for v in vals])
+            for la, vals in state.decisions.items()
+        }
         mixed = net(x)
         state.set_arch(arch)
         sampled = net(x)
         # channels beyond the chosen ones are zero in the mixed output; compare the chosen ones
         torch.testing.assert_close(mixed[:, : arch["out"]], sampled, rtol=0, atol=1e-5)
     state.mode = "mix"
-    state.probs = {la: torch.full((len(v),), 1.0 / len(v), requires_grad=True) for la, v in state.decisions.items()}
+    state.probs = {
+        la: torch.full((len(v),), 1.0 / len(v), requires_grad=True) for la, v in state.decisions.items()
+    }
     net(x).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in state.probs.values())
 
@@ -100,8 +109,10 @@ def test_gates_mode_mixes_value_choice_layers_by_their_probabilities():
     state.mode = "gates"
     state.gates = {"act": [(0, torch.tensor(1.0)), (1, torch.tensor(0.0))]}
     logits = {la: torch.zeros(len(v), requires_grad=True) for la, v in state.decisions.items() if la != "act"}
-    state.probs = {la: torch.where(torch.tensor([v == arch[la] for v in state.decisions[la]]), 1.0, 0.0) + 0 * t
-                   for la, t in logits.items()}
+    state.probs = {
+        la: torch.where(torch.tensor([v == arch[la] for v in state.decisions[la]]), 1.0, 0.0) + 0 * t
+        for la, t in logits.items()
+    }
     torch.testing.assert_close(net(x)[:, :10], sampled, rtol=0, atol=1e-5)  # one-hot probabilities: the slice
     state.probs = {la: t.softmax(0) for la, t in logits.items()}
     net(x).sum().backward()

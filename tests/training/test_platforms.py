@@ -61,9 +61,7 @@ def _spec(tmp_path: Path, section) -> ServiceSpec:
 def test_platform_sections_parse_and_name_the_field():
     assert parse_section(None, "trainingService") == LocalConfig()
     assert parse_section({"platform": "local", "gpuIndices": "1,2"}, "trainingService").gpu_indices == [1, 2]
-    with pytest.raises(
-        ConfigError, match=r"'trainingService.platform'.*platform 'openpai' is not available"
-    ):
+    with pytest.raises(ConfigError, match=r"'trainingService.platform'.*platform 'openpai' is not available"):
         parse_section({"platform": "openpai"}, "trainingService")
     with pytest.raises(ConfigError, match=r"unknown platform 'locall'.*did you mean 'local'"):
         parse_section({"platform": "locall"}, "trainingService")

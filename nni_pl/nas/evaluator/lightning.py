@@ -500,7 +500,11 @@ class Lightning(_LightningBase):
             dm = resolve_factory(self.datamodule, "Lightning.datamodule")
             dm.prepare_data()
             dm.setup("fit")
-            val = dm.val_dataloader() if type(dm).val_dataloader is not pl.LightningDataModule.val_dataloader else None
+            val = (
+                dm.val_dataloader()
+                if type(dm).val_dataloader is not pl.LightningDataModule.val_dataloader
+                else None
+            )
             return dm.train_dataloader(), val
         return _loaders(self.train_dataloaders, self.val_dataloaders, "Lightning")
 

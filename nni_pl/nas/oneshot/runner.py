@@ -26,7 +26,6 @@ __all__ = ["OneShotResult", "SearchReporter", "count_flops", "paired_loader", "s
 log = logging.getLogger(__name__)
 
 
-
 def paired_loader(train: Any, val: Any) -> CombinedLoader:
     """Batches ``{"train": ..., "val": ...}`` for bilevel search: the longer loader sets the epoch, the shorter
     one cycles (Lightning's ``CombinedLoader`` in ``max_size_cycle`` mode)."""
@@ -142,7 +141,9 @@ def search(
     trainer = pl.Trainer(
         callbacks=[SearchReporter(monitor), *callbacks],
         # outside a trial a search is watched: Lightning's bar, and each epoch's architecture (SearchReporter)
-        **quiet_trainer_kwargs(kwargs, keep_logger=in_trial, log_every_n_steps=1, enable_progress_bar=not in_trial),
+        **quiet_trainer_kwargs(
+            kwargs, keep_logger=in_trial, log_every_n_steps=1, enable_progress_bar=not in_trial
+        ),
     )
     fit_train = paired_loader(train, val) if module.bilevel else train
     trainer.fit(module, train_dataloaders=fit_train, val_dataloaders=val, ckpt_path=ckpt_path)
@@ -194,7 +195,12 @@ def _spos_search(
             cost = lambda a: max(latency(a) / max_latency, flops(a) / strategy.max_flops)  # noqa: E731
             limit = 1.0
     module.search(
-        batches, cost=cost, max_cost=limit, top_k=max(top_k, 1), recalibrate=recalibrate, **strategy.search_kwargs()
+        batches,
+        cost=cost,
+        max_cost=limit,
+        top_k=max(top_k, 1),
+        recalibrate=recalibrate,
+        **strategy.search_kwargs(),
     )
 
 

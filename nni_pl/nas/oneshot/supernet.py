@@ -157,7 +157,14 @@ class _GateGradient(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, g_picked: torch.Tensor, g_other: torch.Tensor, out: torch.Tensor, other: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(
+        ctx: Any,
+        g_picked: torch.Tensor,
+        g_other: torch.Tensor,
+        out: torch.Tensor,
+        other: nn.Module,
+        *inputs: torch.Tensor,
+    ) -> torch.Tensor:  # type: ignore[override]
         ctx.other = other
         ctx.save_for_backward(out, *inputs)
         return torch.zeros_like(out)
@@ -212,7 +219,12 @@ class MixedLayerChoice(_Mixed):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         mods = list(self.candidates.values())
         paths = self.state.paths(self.label)
-        if self.state.mode == GATES and len(paths) == 2 and not kwargs and all(isinstance(a, torch.Tensor) for a in args):
+        if (
+            self.state.mode == GATES
+            and len(paths) == 2
+            and not kwargs
+            and all(isinstance(a, torch.Tensor) for a in args)
+        ):
             (i, g_i), (j, g_j) = paths
             if self.state.off(g_i):
                 (i, g_i), (j, g_j) = (j, g_j), (i, g_i)
@@ -327,7 +339,9 @@ class MixedValueLayer(_Mixed):
         self.labels = list(dict.fromkeys(self.labels))
         self._bind(state)
         self.shared = issubclass(base, _SHARED)
-        combos = [dict(zip(self.labels, c)) for c in itertools.product(*(state.decisions[la] for la in self.labels))]
+        combos = [
+            dict(zip(self.labels, c)) for c in itertools.product(*(state.decisions[la] for la in self.labels))
+        ]
         self._resolved = {canonical(a): self._bind_args(a) for a in combos}
         if self.shared:
             largest = self._largest(list(self._resolved.values()))
@@ -341,12 +355,16 @@ class MixedValueLayer(_Mixed):
 
     # arguments -----------------------------------------------------------------------------------
     def _bind_args(self, arch: Mapping[str, Any]) -> dict[str, Any]:
-        bound = inspect.signature(self.base).bind(*resolve(list(self._args), arch), **resolve(self._kwargs, arch))
+        bound = inspect.signature(self.base).bind(
+            *resolve(list(self._args), arch), **resolve(self._kwargs, arch)
+        )
         bound.apply_defaults()
         out = dict(bound.arguments)
         if "kernel_size" in out:
             n = 1 if issubclass(self.base, nn.Conv1d) else 2
-            for key in ("kernel_size", "stride", "dilation") + (("padding",) if not isinstance(out.get("padding"), str) else ()):
+            for key in ("kernel_size", "stride", "dilation") + (
+                ("padding",) if not isinstance(out.get("padding"), str) else ()
+            ):
                 v = out[key]
                 out[key] = (v,) * n if isinstance(v, int) else tuple(v)
         return out
@@ -357,7 +375,9 @@ class MixedValueLayer(_Mixed):
             if key in first:
                 first[key] = max(a[key] for a in all_args)
         if "kernel_size" in first:
-            first["kernel_size"] = tuple(max(a["kernel_size"][d] for a in all_args) for d in range(len(first["kernel_size"])))
+            first["kernel_size"] = tuple(
+                max(a["kernel_size"][d] for a in all_args) for d in range(len(first["kernel_size"]))
+            )
             first["padding"] = 0
             first["groups"] = max(a["groups"] for a in all_args)
         if "bias" in first:
@@ -398,7 +418,9 @@ class MixedValueLayer(_Mixed):
                     f"{[(a['kernel_size'], a['padding']) for a in args]}",
                 )
             groups = {a["groups"] for a in args}
-            if len(groups) > 1 and not all(a["groups"] == a["in_channels"] == a["out_channels"] for a in args):
+            if len(groups) > 1 and not all(
+                a["groups"] == a["in_channels"] == a["out_channels"] for a in args
+            ):
                 raise OneShotError(
                     self.labels[0],
                     f"{strategy}: groups changes with the choice but the convolution is not depthwise "
@@ -439,10 +461,14 @@ class MixedValueLayer(_Mixed):
         conv = F.conv1d if issubclass(self.base, nn.Conv1d) else F.conv2d
         if a["padding_mode"] != "zeros":
             pad = [p for p in reversed(a["padding"]) for _ in range(2)]
-            return conv(F.pad(x, pad, mode=a["padding_mode"]), w, b, a["stride"], 0, a["dilation"], a["groups"])
+            return conv(
+                F.pad(x, pad, mode=a["padding_mode"]), w, b, a["stride"], 0, a["dilation"], a["groups"]
+            )
         return conv(x, w, b, a["stride"], a["padding"], a["dilation"], a["groups"])
 
-    def _run_mixed(self, x: torch.Tensor, parts: list[tuple[dict[str, Any], torch.Tensor | None]]) -> torch.Tensor:
+    def _run_mixed(
+        self, x: torch.Tensor, parts: list[tuple[dict[str, Any], torch.Tensor | None]]
+    ) -> torch.Tensor:
         """Every value at once, at the largest size: the input's channels, the output's channels and the kernel
         are each scaled by a mask, the weighted sum over the values of "this channel (kernel cell) is in the
         slice". With one-hot weights this is exactly the sliced layer (zeros beyond its channels). The masks are
@@ -453,7 +479,9 @@ class MixedValueLayer(_Mixed):
             return self._norm_mixed(x, parts)
         linear = issubclass(self.base, nn.Linear)
         in_key, out_key = ("in_features", "out_features") if linear else ("in_channels", "out_channels")
-        n_in, n_out = (full.in_features, full.out_features) if linear else (full.in_channels, full.out_channels)
+        n_in, n_out = (
+            (full.in_features, full.out_features) if linear else (full.in_channels, full.out_channels)
+        )
         in_mask = _prefix_mask(parts, in_key, n_in, x)
         out_mask = _prefix_mask(parts, out_key, n_out, x)
         bias = None
@@ -473,14 +501,20 @@ class MixedValueLayer(_Mixed):
                 kmask = torch.zeros(full.kernel_size, device=x.device, dtype=x.dtype)
                 for a, w in parts:
                     m = torch.zeros(full.kernel_size, device=x.device, dtype=x.dtype)
-                    m[tuple(slice((kf - k) // 2, (kf - k) // 2 + k) for kf, k in zip(full.kernel_size, a["kernel_size"]))] = 1.0
+                    m[
+                        tuple(
+                            slice((kf - k) // 2, (kf - k) // 2 + k)
+                            for kf, k in zip(full.kernel_size, a["kernel_size"])
+                        )
+                    ] = 1.0
                     kmask = kmask + (m if w is None else m * w)
                 weight = weight * kmask
             a = parts[0][0]
             conv = F.conv1d if issubclass(self.base, nn.Conv1d) else F.conv2d
             # the largest kernel with the padding that keeps each smaller one's output (checked at the start)
             padding = tuple(
-                p + (kf - k) // 2 * d for p, kf, k, d in zip(a["padding"], full.kernel_size, a["kernel_size"], a["dilation"])
+                p + (kf - k) // 2 * d
+                for p, kf, k, d in zip(a["padding"], full.kernel_size, a["kernel_size"], a["dilation"])
             )
             groups = full.groups if len({p[0]["groups"] for p in parts}) > 1 else a["groups"]
             if groups != full.groups:
@@ -492,7 +526,9 @@ class MixedValueLayer(_Mixed):
             y = y + bias.view(shape)
         return y
 
-    def _norm_mixed(self, x: torch.Tensor, parts: list[tuple[dict[str, Any], torch.Tensor | None]]) -> torch.Tensor:
+    def _norm_mixed(
+        self, x: torch.Tensor, parts: list[tuple[dict[str, Any], torch.Tensor | None]]
+    ) -> torch.Tensor:
         """Batch norm over the largest width, each channel scaled by the summed weight of the widths that have
         it (normalisation would otherwise undo the weighting of the layer before)."""
         full = self.full
@@ -508,7 +544,9 @@ class MixedValueLayer(_Mixed):
         """The plain layer ``arch`` picks, holding copies of the slices of the shared weights it uses."""
         a = self.args_for(arch)
         if not self.shared:
-            return copy.deepcopy(self.copies[self._copy_index[canonical({la: arch[la] for la in self.labels})]])
+            return copy.deepcopy(
+                self.copies[self._copy_index[canonical({la: arch[la] for la in self.labels})]]
+            )
         layer = self.base(**{k: v for k, v in a.items()})
         with torch.no_grad():
             if issubclass(self.base, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -531,7 +569,11 @@ class MixedValueLayer(_Mixed):
 
 
 def _prefix_mask(
-    parts: Sequence[tuple[Mapping[str, Any], torch.Tensor | None]], key: str, n: int, like: torch.Tensor, always: bool = False
+    parts: Sequence[tuple[Mapping[str, Any], torch.Tensor | None]],
+    key: str,
+    n: int,
+    like: torch.Tensor,
+    always: bool = False,
 ) -> torch.Tensor | None:
     """``sum_values weight * [i < value[key]]`` over ``i < n``; ``None`` when every value covers all ``n``."""
     if not always and all(a[key] == n for a, _ in parts):
@@ -654,7 +696,9 @@ def _transform(module: nn.Module, state: SupernetState, strategy: str) -> nn.Mod
 
     if isinstance(module, LayerChoice):
         return MixedLayerChoice(
-            module.label, {n: _transform(m, state, strategy) for n, m in module._modules.items()}, state  # type: ignore[arg-type]
+            module.label,
+            {n: _transform(m, state, strategy) for n, m in module._modules.items()},
+            state,  # type: ignore[arg-type]
         )
     if isinstance(module, InputChoice):
         return MixedInputChoice(module, state)
@@ -697,7 +741,9 @@ def _made_of_children(module: Mutable) -> bool:
     own = {label for label, _kind, _values in module.own_choices()}
     if not own:
         return True
-    inner = {m.label for m in module.modules() if isinstance(m, (LayerChoice, InputChoice)) and m is not module}
+    inner = {
+        m.label for m in module.modules() if isinstance(m, (LayerChoice, InputChoice)) and m is not module
+    }
     return own <= inner
 
 
@@ -744,7 +790,9 @@ def _plain_equivalent(module: nn.Module, arch: Mapping[str, Any]) -> nn.Module:
     if isinstance(module, MixedInputChoice):
         return nn.Module()
     out = copy.copy(module)
-    out._modules = {k: (_plain_equivalent(v, arch) if v is not None else None) for k, v in module._modules.items()}  # type: ignore[assignment]
+    out._modules = {
+        k: (_plain_equivalent(v, arch) if v is not None else None) for k, v in module._modules.items()
+    }  # type: ignore[assignment]
     out._parameters = dict(module._parameters)  # type: ignore[assignment]
     out._buffers = dict(module._buffers)  # type: ignore[assignment]
     if isinstance(module, Repeat):

@@ -44,7 +44,9 @@ class OneShotStrategy(Strategy):
     name: ClassVar[str] = ""
     module_args: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, *, grad_clip: float = 5.0, optimize_mode: str = "maximize", seed: int | None = None) -> None:
+    def __init__(
+        self, *, grad_clip: float = 5.0, optimize_mode: str = "maximize", seed: int | None = None
+    ) -> None:
         super().__init__(optimize_mode=optimize_mode, seed=seed)
         self.grad_clip = check_number(self, "grad_clip", grad_clip, low=0)
 
@@ -52,7 +54,10 @@ class OneShotStrategy(Strategy):
         return None if history else {ONESHOT_LABEL: self.name}
 
     def module_kwargs(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.module_args} | {"grad_clip": self.grad_clip, "seed": self.seed}
+        return {name: getattr(self, name) for name in self.module_args} | {
+            "grad_clip": self.grad_clip,
+            "seed": self.seed,
+        }
 
     def build_module(self, inner: Any, supernet: Any, **extra: Any) -> Any:
         """The strategy's LightningModule around ``inner`` (the evaluator's module, holding ``supernet``)."""
@@ -82,7 +87,9 @@ class DARTS(OneShotStrategy):
         seed: int | None = None,
     ) -> None:
         super().__init__(grad_clip=grad_clip, optimize_mode=optimize_mode, seed=seed)
-        self.arc_learning_rate = check_number(self, "arc_learning_rate", arc_learning_rate, low=0, low_open=True)
+        self.arc_learning_rate = check_number(
+            self, "arc_learning_rate", arc_learning_rate, low=0, low_open=True
+        )
         self.arc_weight_decay = check_number(self, "arc_weight_decay", arc_weight_decay, low=0)
         self.unrolled = check_bool(self, "unrolled", unrolled)
 
@@ -92,7 +99,13 @@ class GumbelDARTS(OneShotStrategy):
     over the epochs when ``use_temp_anneal``."""
 
     name = "GumbelDARTS"
-    module_args = ("gumbel_temperature", "use_temp_anneal", "min_temp", "arc_learning_rate", "arc_weight_decay")
+    module_args = (
+        "gumbel_temperature",
+        "use_temp_anneal",
+        "min_temp",
+        "arc_learning_rate",
+        "arc_weight_decay",
+    )
 
     def __init__(
         self,
@@ -107,12 +120,16 @@ class GumbelDARTS(OneShotStrategy):
         seed: int | None = None,
     ) -> None:
         super().__init__(grad_clip=grad_clip, optimize_mode=optimize_mode, seed=seed)
-        self.gumbel_temperature = check_number(self, "gumbel_temperature", gumbel_temperature, low=0, low_open=True)
+        self.gumbel_temperature = check_number(
+            self, "gumbel_temperature", gumbel_temperature, low=0, low_open=True
+        )
         self.use_temp_anneal = check_bool(self, "use_temp_anneal", use_temp_anneal)
         self.min_temp = check_number(self, "min_temp", min_temp, low=0, low_open=True)
         if self.min_temp > self.gumbel_temperature:
             fail(self, "min_temp", f"must be <= gumbel_temperature ({gumbel_temperature}), got {min_temp}")
-        self.arc_learning_rate = check_number(self, "arc_learning_rate", arc_learning_rate, low=0, low_open=True)
+        self.arc_learning_rate = check_number(
+            self, "arc_learning_rate", arc_learning_rate, low=0, low_open=True
+        )
         self.arc_weight_decay = check_number(self, "arc_weight_decay", arc_weight_decay, low=0)
 
 
@@ -150,7 +167,9 @@ class ENAS(OneShotStrategy):
         self.ctrl_lr = check_number(self, "ctrl_lr", ctrl_lr, low=0, low_open=True)
         self.entropy_weight = check_number(self, "entropy_weight", entropy_weight, low=0)
         self.skip_weight = check_number(self, "skip_weight", skip_weight, low=0)
-        self.skip_target = check_number(self, "skip_target", skip_target, low=0, high=1, low_open=True, high_open=True)
+        self.skip_target = check_number(
+            self, "skip_target", skip_target, low=0, high=1, low_open=True, high_open=True
+        )
         self.baseline_decay = check_number(self, "baseline_decay", baseline_decay, low=0, high=1)
         self.ctrl_steps_aggregate = check_int(self, "ctrl_steps_aggregate", ctrl_steps_aggregate, minimum=1)
         if ctrl_kwargs is not None and not isinstance(ctrl_kwargs, Mapping):
@@ -158,7 +177,9 @@ class ENAS(OneShotStrategy):
         allowed = {"lstm_size", "lstm_num_layers", "tanh_constant", "temperature"}
         for key in ctrl_kwargs or {}:
             if key not in allowed:
-                fail(self, f"ctrl_kwargs.{key}", f"is not a controller argument; use one of {sorted(allowed)}")
+                fail(
+                    self, f"ctrl_kwargs.{key}", f"is not a controller argument; use one of {sorted(allowed)}"
+                )
         self.ctrl_kwargs = dict(ctrl_kwargs) if ctrl_kwargs is not None else None
 
 
@@ -203,13 +224,21 @@ class RandomOneShot(OneShotStrategy):
         self.num_candidates = check_int(self, "num_candidates", num_candidates, minimum=1)
         self.population_size = check_int(self, "population_size", population_size, minimum=2)
         self.mutation_prob = check_number(self, "mutation_prob", mutation_prob, low=0, high=1)
-        self.search_batches = None if search_batches is None else check_int(self, "search_batches", search_batches, minimum=1)
-        self.bn_recalibration_batches = check_int(self, "bn_recalibration_batches", bn_recalibration_batches, minimum=0)
+        self.search_batches = (
+            None if search_batches is None else check_int(self, "search_batches", search_batches, minimum=1)
+        )
+        self.bn_recalibration_batches = check_int(
+            self, "bn_recalibration_batches", bn_recalibration_batches, minimum=0
+        )
         self.max_latency = _limit(self, "max_latency", max_latency, "milliseconds")
         self.max_flops = _limit(self, "max_flops", max_flops, "FLOPs")
         if self.max_latency is not None and latency_predictor is None:
-            fail(self, "latency_predictor", "is needed with max_latency: the path of a table saved by "
-                 "nni_pl.nas.hardware (predictor.save(path))")
+            fail(
+                self,
+                "latency_predictor",
+                "is needed with max_latency: the path of a table saved by "
+                "nni_pl.nas.hardware (predictor.save(path))",
+            )
         self.latency_predictor = latency_predictor
 
     def search_kwargs(self) -> dict[str, Any]:
@@ -245,7 +274,9 @@ class Proxyless(OneShotStrategy):
         seed: int | None = None,
     ) -> None:
         super().__init__(grad_clip=grad_clip, optimize_mode=optimize_mode, seed=seed)
-        self.arc_learning_rate = check_number(self, "arc_learning_rate", arc_learning_rate, low=0, low_open=True)
+        self.arc_learning_rate = check_number(
+            self, "arc_learning_rate", arc_learning_rate, low=0, low_open=True
+        )
         self.warmup_epochs = check_int(self, "warmup_epochs", warmup_epochs, minimum=0)
         self.latency_budget = _limit(self, "latency_budget", latency_budget, "milliseconds")
         self.latency_weight = check_number(self, "latency_weight", latency_weight, low=0)
