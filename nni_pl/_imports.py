@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 
 from nni_pl.errors import ConfigError, did_you_mean
 
-__all__ = ["import_object"]
+__all__ = ["import_object", "lazy_exports"]
 
 
 def import_object(
@@ -125,3 +125,26 @@ def _not_found(name: str, path: str, field: str, where: str) -> NoReturn:
         f"cannot import module {name!r} of {path!r}: no such module{where}; check the spelling, install "
         "the package or put its folder on sys.path",
     )
+
+
+def lazy_exports(package: str, names: dict[str, str]) -> tuple[Any, Any]:
+    """``__getattr__`` and ``__dir__`` for a package that re-exports ``names`` (name -> submodule) on first use.
+
+    A package whose submodules import heavy libraries stays light to import: ``__getattr__, __dir__ =
+    lazy_exports(__name__, {"Cls": "module"})``.
+
+    Example:
+        >>> getattr_, dir_ = lazy_exports("json", {"JSONEncoder": "encoder"})
+        >>> getattr_("JSONEncoder").__name__, dir_()
+        ('JSONEncoder', ['JSONEncoder'])
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(names)
+
+    return __getattr__, __dir__

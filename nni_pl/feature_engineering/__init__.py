@@ -27,8 +27,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nni_pl._imports import lazy_exports
 
 _MODULES = {
     "FeatureGradientSelector": "gradient_selector",
@@ -38,11 +37,4 @@ _MODULES = {
 __all__ = sorted(_MODULES)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MODULES:
-        return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
