@@ -1,5 +1,6 @@
-import sys
+"""``python -m nni_pl``: the ``nni-pl`` command."""
 
-from nni_pl.cli.main import main
+from nni_pl.cli.main import run
 
-sys.exit(main())
+if __name__ == "__main__":
+    run()

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import peewee as pw
-
+from nni_pl._peewee import pw
 from nni_pl.errors import MissingDependencyError, StoreError
 
 __all__ = ["create_tables", "driver_error", "open_database", "redact_url", "sqlite_url"]

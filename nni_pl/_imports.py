@@ -130,21 +130,25 @@ def _not_found(name: str, path: str, field: str, where: str) -> NoReturn:
 def lazy_exports(package: str, names: dict[str, str]) -> tuple[Any, Any]:
     """``__getattr__`` and ``__dir__`` for a package that re-exports ``names`` (name -> submodule) on first use.
 
+    A submodule is named relative to ``package``, or in full when it starts with ``nni_pl.``.
+
     A package whose submodules import heavy libraries stays light to import: ``__getattr__, __dir__ =
     lazy_exports(__name__, {"Cls": "module"})``.
 
     Example:
         >>> getattr_, dir_ = lazy_exports("json", {"JSONEncoder": "encoder"})
-        >>> getattr_("JSONEncoder").__name__, dir_()
-        ('JSONEncoder', ['JSONEncoder'])
+        >>> getattr_("JSONEncoder").__name__, "JSONEncoder" in dir_(), "dumps" in dir_()
+        ('JSONEncoder', True, True)
     """
 
     def __getattr__(name: str) -> Any:
         if name in names:
-            return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+            module = names[name] if names[name].startswith("nni_pl.") else f"{package}.{names[name]}"
+            return getattr(importlib.import_module(module), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     def __dir__() -> list[str]:
-        return sorted(names)
+        module = sys.modules.get(package)
+        return sorted(set(names) | set(vars(module) if module is not None else ()))
 
     return __getattr__, __dir__

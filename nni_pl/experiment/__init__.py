@@ -11,11 +11,17 @@ Example:
     :mod:`nni_pl.experiment.experiment` for one that runs here.
 """
 
+from nni_pl._imports import lazy_exports
 from nni_pl.experiment.config import AlgorithmConfig, ExperimentConfig, LocalConfig
 from nni_pl.experiment.data import TrialHyperParameters, TrialJob, TrialMetricData, TrialResult
 from nni_pl.experiment.experiment import Experiment, stop_experiment
 from nni_pl.experiment.store import ExperimentRow, MetricRow, Store, TrialRow
-from nni_pl.training.remote_config import RemoteConfig, RemoteMachineConfig
+
+# NNI's ``nni.experiment.RemoteConfig``; imported on first use, so a local experiment never loads it
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {"RemoteConfig": "nni_pl.training.remote_config", "RemoteMachineConfig": "nni_pl.training.remote_config"},
+)
 
 __all__ = [
     "AlgorithmConfig",

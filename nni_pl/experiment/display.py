@@ -1,17 +1,15 @@
-"""The live terminal view of a running experiment (rich)."""
+"""The live terminal view of a running experiment (rich, imported when a view is drawn) and value formatting."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from rich.console import Group
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from nni_pl.experiment import store as st
 from nni_pl.experiment.manager import Snapshot
+
+if TYPE_CHECKING:
+    from rich.panel import Panel
 
 __all__ = ["CLIP_MARK", "clip", "format_seconds", "format_value", "render_snapshot"]
 
@@ -69,6 +67,11 @@ def format_value(value: Any, *, limit: int | None = 100) -> str:
 
 
 def render_snapshot(s: Snapshot) -> Panel:
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
     c = s.counts
     done = c.get(st.SUCCEEDED, 0)
     failed = c.get(st.FAILED, 0) + c.get(st.TIMEOUT, 0)

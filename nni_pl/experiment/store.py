@@ -22,18 +22,19 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import peewee as pw
-
 from nni_pl._database import create_tables, driver_error, open_database, redact_url, sqlite_url
+from nni_pl._peewee import pw
 from nni_pl.errors import ExperimentNotFoundError, StoreError
 from nni_pl.training import relay
 from nni_pl.training.relay import relay_model
@@ -257,6 +258,21 @@ _TRIAL_FIELDS = [f.name for f in fields(TrialRow)]
 _EXP_FIELDS = [f.name for f in fields(ExperimentRow)]
 
 
+_open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    """Close this thread's connection of every store still open when the process exits.
+
+    SQLite folds its write-ahead log back into ``store.sqlite`` when the last connection closes, so the file is
+    whole on its own; this also holds when the ``nni-pl`` command ends without tearing its modules down.
+    """
+    for store in list(_open_stores):
+        with contextlib.suppress(Exception):
+            store.close()
+
+
 class Store:
     """Read and write experiments, trials and metrics.
 
@@ -269,6 +285,7 @@ class Store:
         self.url = url
         self.db = open_database(url)
         self._batching = False
+        _open_stores.add(self)
         self._Meta, self._Exp, self._Trial, self._Metric, self._Relay = _models(self.db)
         try:
             self.db.connect(reuse_if_open=True)

@@ -47,11 +47,7 @@ from typing import Any
 
 from nni_pl._config_readers import check_keys, read_path, read_str
 from nni_pl.errors import ConfigError, MissingDependencyError, did_you_mean
-from nni_pl.training.aml_config import AmlConfig
-from nni_pl.training.kubeflow_config import KubeflowConfig
 from nni_pl.training.local import LocalConfig, LocalTrainingService
-from nni_pl.training.ray_config import RayConfig
-from nni_pl.training.remote_config import RemoteConfig
 from nni_pl.training.service import TrainingService
 
 __all__ = [
@@ -101,14 +97,26 @@ class ServiceSpec:
 class Platform:
     """A training platform: its config section class and how to build its service.
 
-    ``section_takes_base``: the section's ``from_dict(raw, field, base)`` takes the folder relative paths in it
-    resolve against (the config file's).
+    ``section``: the class, or where to import it from (``"package.module:Class"``), so that a config naming
+    one platform imports no other platform's section module. ``section_takes_base``: the section's
+    ``from_dict(raw, field, base)`` takes the folder relative paths in it resolve against (the config file's).
+
+    Example:
+        >>> PLATFORMS["ray"].section_class().__name__
+        'RayConfig'
     """
 
     name: str
-    section: type
+    section: type | str
     build: Callable[[ServiceSpec], TrainingService]
     section_takes_base: bool = False
+
+    def section_class(self) -> type:
+        if isinstance(self.section, type):
+            return self.section
+        module, _, name = self.section.partition(":")
+        cls: type = getattr(importlib.import_module(module), name)
+        return cls
 
 
 def _lazy(service: str, extra: str, clients: tuple[str, ...]) -> Callable[[ServiceSpec], TrainingService]:
@@ -134,22 +142,24 @@ PLATFORMS: dict[str, Platform] = {
     "local": Platform("local", LocalConfig, LocalTrainingService.from_spec),
     "remote": Platform(
         "remote",
-        RemoteConfig,
+        "nni_pl.training.remote_config:RemoteConfig",
         _lazy("nni_pl.training.remote:RemoteTrainingService", "remote", ("paramiko",)),
         section_takes_base=True,
     ),
     "ray": Platform(
-        "ray", RayConfig, _lazy("nni_pl.training.ray_service:RayTrainingService", "ray", ("ray",))
+        "ray",
+        "nni_pl.training.ray_config:RayConfig",
+        _lazy("nni_pl.training.ray_service:RayTrainingService", "ray", ("ray",)),
     ),
     "kubeflow": Platform(
         "kubeflow",
-        KubeflowConfig,
+        "nni_pl.training.kubeflow_config:KubeflowConfig",
         _lazy("nni_pl.training.kubeflow:KubeflowTrainingService", "kubeflow", ("kubernetes",)),
         section_takes_base=True,
     ),
     "aml": Platform(
         "aml",
-        AmlConfig,
+        "nni_pl.training.aml_config:AmlConfig",
         _lazy("nni_pl.training.aml:AmlTrainingService", "aml", ("azure.ai.ml", "azure.identity")),
     ),
 }
@@ -347,8 +357,8 @@ def parse_section(raw: Any, field: str, base: Path | None = None) -> Any:
         raise ConfigError(field, f"got {raw!r}; write {{platform: local}}")
     platform = _platform(raw["platform"], field)
     if platform.section_takes_base:
-        return platform.section.from_dict(raw, field, base)
-    return platform.section.from_dict(raw, field)
+        return platform.section_class().from_dict(raw, field, base)  # type: ignore[attr-defined]
+    return platform.section_class().from_dict(raw, field)  # type: ignore[attr-defined]
 
 
 def blank_section(platform: str | list[str] | tuple[str, ...], field: str = "trainingService") -> Any:
@@ -376,7 +386,7 @@ def blank_section(platform: str | list[str] | tuple[str, ...], field: str = "tra
         raise ConfigError(
             field, f"got {platform!r}; name the training platform, e.g. ExperimentConfig('local')"
         )
-    return _platform(platform, field).section()
+    return _platform(platform, field).section_class()()
 
 
 def create_service(spec: ServiceSpec) -> TrainingService:

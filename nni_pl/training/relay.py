@@ -22,9 +22,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import peewee as pw
-
 from nni_pl._database import create_tables, driver_error, open_database, redact_url
+from nni_pl._peewee import pw
 from nni_pl.errors import StoreError
 
 __all__ = ["TABLE", "RelayTable", "put", "relay_model", "since"]

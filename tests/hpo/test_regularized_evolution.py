@@ -103,10 +103,11 @@ def _discrete(p: dict) -> float:
 
 
 def test_regevo_beats_random_on_average():
-    evo = [min(optimise(_new(seed=s), DISCRETE, _discrete, 80)) for s in range(6)]
-    rnd = [min(optimise(RandomTuner(seed=s), DISCRETE, _discrete, 80)) for s in range(6)]
+    # 20 paired seeds (~1 s): evolution wins ~90% of pairs, so 6 pairs could lose two by chance
+    evo = [min(optimise(_new(seed=s), DISCRETE, _discrete, 80)) for s in range(20)]
+    rnd = [min(optimise(RandomTuner(seed=s), DISCRETE, _discrete, 80)) for s in range(20)]
     assert np.mean(evo) < 0.6 * np.mean(rnd)
-    assert sum(e < r for e, r in zip(evo, rnd)) >= 5
+    assert sum(e < r for e, r in zip(evo, rnd)) >= 15
 
 
 def test_regevo_failed_initial_member_is_replaced_but_a_failed_child_is_not():

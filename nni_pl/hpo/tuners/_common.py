@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from nni_pl.space import SearchSpace
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["make_rng", "param_key"]
+__all__ = ["PythonRng", "make_rng", "param_key"]
 
 
 def make_rng(seed: int | None, *stream: int) -> np.random.Generator:
@@ -34,6 +35,40 @@ def make_rng(seed: int | None, *stream: int) -> np.random.Generator:
     if seed is None:
         return np.random.default_rng()
     return np.random.default_rng([seed, *stream]) if stream else np.random.default_rng(seed)
+
+
+class PythonRng:
+    """The part of :class:`numpy.random.Generator` that sampling a search space uses, on Python's ``random``.
+
+    For tuners that only draw from the prior (``Random``): a launcher running one needs no numpy, which is
+    ~50 ms of every ``nni-pl launch``. ``seed`` and ``stream`` play the same roles as in :func:`make_rng`;
+    the draws differ from numpy's for the same seed.
+
+    Example:
+        >>> a, b = PythonRng(7, 1), PythonRng(7, 1)
+        >>> a.integers(1000) == b.integers(1000), 0 <= a.integers(3, 5) - 3 < 2, 1.0 <= a.uniform(1.0, 2.0) < 2.0
+        (True, True, True)
+        >>> PythonRng(7, 1).normal(0.0, 1.0) == PythonRng(7, 1).normal(0.0, 1.0)
+        True
+    """
+
+    def __init__(self, seed: int | None = None, *stream: int) -> None:
+        # a string seed is hashed with SHA-512 by ``random``: the same stream on every run and platform
+        self._random = random.Random(None if seed is None else ":".join(map(str, (seed, *stream))))
+
+    def integers(self, low: int, high: int | None = None) -> int:
+        """A uniform integer in ``[low, high)``, or in ``[0, low)`` when ``high`` is not given."""
+        if high is None:
+            low, high = 0, low
+        return self._random.randrange(int(low), int(high))
+
+    def uniform(self, low: float = 0.0, high: float = 1.0) -> float:
+        """A uniform float in ``[low, high)``."""
+        value = low + (high - low) * self._random.random()
+        return value if value < high or low == high else low  # rounding must not reach ``high``
+
+    def normal(self, loc: float = 0.0, scale: float = 1.0) -> float:
+        return self._random.normalvariate(loc, scale)
 
 
 def param_key(space: SearchSpace, params: Mapping[str, Any]) -> str | None:

@@ -21,13 +21,14 @@ import bisect
 import json
 import logging
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from nni_pl.errors import NoMoreTrialError, SearchSpaceError
-from nni_pl.hpo.tuners._common import param_key
+from nni_pl.hpo.tuners._common import PythonRng, param_key
 from nni_pl.space import Branch, Choice, Param, SearchSpace, canonical_json
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["FiniteIndex", "SeenPoints"]
 
@@ -232,7 +233,7 @@ class FiniteIndex:
         return self._root.value(rank)
 
 
-def _uniform_int(rng: np.random.Generator, n: int) -> int:
+def _uniform_int(rng: np.random.Generator | PythonRng, n: int) -> int:
     """A uniform integer in ``[0, n)``, also for ``n`` beyond 64 bits."""
     if n <= 2**62:
         return int(rng.integers(n))
@@ -321,7 +322,7 @@ class SeenPoints:
 
     def fresh(
         self,
-        rng: np.random.Generator,
+        rng: np.random.Generator | PythonRng,
         candidates: Iterable[Mapping[str, Any] | None] = (),
         *,
         sample: Callable[[], dict[str, Any]] | None = None,

@@ -14,9 +14,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import peewee as pw
-
 from nni_pl._checks import fail
+from nni_pl._peewee import pw
 from nni_pl.errors import StoreError
 
 __all__ = [

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import peewee as pw
-
+from nni_pl._peewee import pw
 from nni_pl.nas.benchmarks._db import JSONField
 
 __all__ = ["Nb101IntermediateStats", "Nb101TrialConfig", "Nb101TrialStats"]
