@@ -136,19 +136,25 @@ class TPETuner(StoreTuner):
         good = np.zeros(n, dtype=bool)
         good[np.argsort(loss, kind="stable")[: min(math.ceil(self._gamma * n), self._gamma_cap, n)]] = True
         chosen: dict[int, float] = {}
-        stack = [(0, np.ones(n, dtype=bool))]
+        stack: list[tuple[int, np.ndarray | None]] = [(0, None)]  # None: every observation (the root group)
         while stack:
             gid, mask = stack.pop()
             dims = self._groups[gid]
-            below, above = mask & good, mask & ~good
+            below, above = (good, ~good) if mask is None else (mask & good, mask & ~good)
             orders = (
                 (store.subset_orders(dims, below), store.subset_orders(dims, above)) if sorted_store else None
             )
-            values = self._sample_split(dims, x[below][:, dims], x[above][:, dims], orders)
+            if len(dims) == x.shape[1]:  # a group of every column (a flat space): no column selection
+                values = self._sample_split(dims, x[below], x[above], orders)
+            else:
+                values = self._sample_split(dims, x[below][:, dims], x[above][:, dims], orders)
             for j, v in zip(dims, values):
                 chosen[j] = v
                 if store.codecs[j].kind == "cat" and (j, int(v)) in self._children:
-                    stack.append((self._children[(j, int(v))], mask & (x[:, j] == v)))
+                    chosen_rows = x[:, j] == v
+                    stack.append(
+                        (self._children[(j, int(v))], chosen_rows if mask is None else mask & chosen_rows)
+                    )
         return store.decode(chosen)
 
     def _sample_split(
@@ -190,7 +196,9 @@ class TPETuner(StoreTuner):
         }
         good_orders, bad_orders = (None, None) if orders is None else orders
         l_model = ParzenMixture(codecs, good, default_weights(len(good)), orders=good_orders, **opts)
-        g_model = ParzenMixture(codecs, bad, default_weights(len(bad)), orders=bad_orders, **opts)
+        g_model = ParzenMixture(
+            codecs, bad, default_weights(len(bad)), orders=bad_orders, sampled=False, **opts
+        )
         m = self.n_ei_candidates
         cand = l_model.sample(self._rng, m)
         points = [c.evaluation_points(cand[:, k]) for k, c in enumerate(codecs)]
