@@ -286,3 +286,55 @@ def test_parzen_log_pdf_quadratic_form_equals_the_per_dimension_sum():
             terms += -0.5 * z * z - kern.log_norm
     expected = logsumexp(terms + model.log_weights, axis=1)
     np.testing.assert_allclose(model.log_pdf(points, 40), expected, rtol=0, atol=1e-9)
+
+
+def test_parzen_model_built_only_for_evaluation_gives_the_same_bits():
+    """TPE's "bad" mixture skips the cumulative probabilities of kernels far from both bounds; its log
+    densities are bit-for-bit those of a fully built mixture (kernels near and far from bounds, quantised)."""
+    from scipy.special import ndtr
+
+    from nni_pl.hpo.tuners._parzen import _NO_TAIL, ParzenMixture, default_weights
+    from nni_pl.hpo.tuners._store import ObservationStore
+    from nni_pl.space import SearchSpace
+
+    assert ndtr(_NO_TAIL) == 1.0 and 1.0 - ndtr(-_NO_TAIL) == 1.0
+    space = SearchSpace.parse(
+        {
+            "a": {"_type": "uniform", "_value": [0, 1]},
+            "q": {"_type": "quniform", "_value": [0, 10, 0.5]},
+            "b": {"_type": "loguniform", "_value": [1e-4, 1]},
+            "n": {"_type": "normal", "_value": [1, 2]},
+        }
+    )
+    store = ObservationStore(space)
+    rng = np.random.default_rng(5)
+    obs = np.array([store.encode(space.sample(rng)) for _ in range(600)])
+    obs[:20, 0] = np.linspace(0.0, 0.002, 20)  # crowded at a bound: narrow kernels next to it
+    full = ParzenMixture(store.codecs, obs, default_weights(len(obs)))
+    lean = ParzenMixture(store.codecs, obs, default_weights(len(obs)), sampled=False)
+    assert any((k.log_z != 0).any() and (k.log_z == 0).any() for k in full.kernels)  # both cases occur
+    for kf, kl in zip(full.kernels, lean.kernels):
+        assert np.array_equal(kf.log_z, kl.log_z) and np.array_equal(kf.log_norm, kl.log_norm)
+    cand = full.sample(rng, 30)
+    points = [c.evaluation_points(cand[:, k]) for k, c in enumerate(store.codecs)]
+    assert np.array_equal(full.log_pdf(points, 30), lean.log_pdf(points, 30))
+    with pytest.raises(RuntimeError, match="sampled=False"):
+        lean.sample(rng, 1)
+
+
+def test_parzen_sample_draws_what_generator_choice_draws():
+    from nni_pl.hpo.tuners._parzen import ParzenMixture
+    from nni_pl.hpo.tuners._store import ObservationStore
+    from nni_pl.space import SearchSpace
+
+    space = SearchSpace.parse({"c": {"_type": "choice", "_value": list(range(7))}})
+    store = ObservationStore(space)
+    obs = np.array([[i % 7] for i in range(40)], dtype=float)
+    weights = np.random.default_rng(0).random(40)
+    model = ParzenMixture(store.codecs, obs, weights)
+    a, b = np.random.default_rng(9), np.random.default_rng(9)
+    got = model.sample(a, 50)[:, 0]
+    ks = b.choice(len(model.weights), size=50, p=model.weights)  # the components, as rng.choice draws them
+    cum = np.cumsum(model.kernels[0].table[ks], axis=1)
+    expected = np.minimum((cum < b.random(50)[:, None] * cum[:, -1:]).sum(axis=1), 6)
+    assert np.array_equal(got, expected) and a.random() == b.random()
