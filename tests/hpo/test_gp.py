@@ -261,6 +261,7 @@ def test_gp_nni_types_only_rejects_what_nni_rejected(spec, name):
         ({"selection_num_warm_up": 0}, "selection_num_warm_up"),
         ({"selection_num_starting_points": True}, "selection_num_starting_points"),
         ({"seed": -3}, "seed"),
+        ({"choice_spacing": "log"}, "choice_spacing"),
     ],
 )
 def test_gp_invalid_class_args(kwargs, field):
@@ -324,3 +325,41 @@ def test_gp_tuner_hyperprior_is_the_default_and_false_is_nnis_fit():
     assert GPTuner(hyperprior=False)._gp.hyperprior is False
     with pytest.raises(ConfigError, match="hyperprior"):
         GPTuner(hyperprior="yes")  # type: ignore[arg-type]
+
+
+def test_numeric_choice_options_evenly_spaced_by_rank_or_linear_in_value_as_nni():
+    from nni_pl.hpo.tuners import GPTuner
+
+    space = {
+        "lr": {"_type": "choice", "_value": [0.1, 1e-5, 1e-3, 0.01, 1e-4]},
+        "x": {"_type": "uniform", "_value": [0, 1]},
+    }
+    rank, value = GPTuner(seed=0), GPTuner(seed=0, choice_spacing="value")
+    for tuner in (rank, value):
+        tuner.update_search_space(space)
+    lrs = [0.1, 1e-5, 1e-3, 0.01, 1e-4]
+    at_rank = [rank._cube.encode({"lr": v, "x": 0.5})[0] for v in lrs]
+    at_value = [value._cube.encode({"lr": v, "x": 0.5})[0] for v in lrs]
+    np.testing.assert_allclose(at_rank, [1.0, 0.0, 0.5, 0.75, 0.25])
+    np.testing.assert_allclose(at_value, [(v - 1e-5) / (0.1 - 1e-5) for v in lrs])
+    assert max(at_value[1], at_value[2], at_value[4]) < 0.01  # NNI's spacing: three options within 1%
+    for u, v in zip(at_rank, lrs):  # every option decodes back from its own point
+        assert rank._cube.decode(np.array([u, 0.5]))["lr"] == v
+    assert GPTuner()._cube is None and GPTuner().choice_spacing == "rank"
+
+
+def test_gp_rank_spacing_finds_the_best_of_a_log_spread_choice():
+    """A loss that only a distinct step per decade can resolve: rank spacing finds the best learning rate."""
+    from nni_pl.hpo.tuners import GPTuner
+
+    lrs = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+    space = {"lr": {"_type": "choice", "_value": lrs}, "x": {"_type": "uniform", "_value": [0, 1]}}
+
+    def loss(p):
+        return (math.log10(p["lr"]) + 4.0) ** 2 + (p["x"] - 0.3) ** 2
+
+    found = []
+    for seed in range(3):
+        best = min(optimise(GPTuner(optimize_mode="minimize", seed=seed, cold_start_num=4), space, loss, 16))
+        found.append(best)
+    assert max(found) < 0.05  # lr = 1e-4 (the (x - 0.3)^2 term is what is left)

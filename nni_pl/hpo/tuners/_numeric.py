@@ -10,7 +10,9 @@ value can vary gets one axis, except a categorical ``choice``, which gets one ax
   CDF of the value (of its ``log`` for the log types), kept in ``[eps, 1 - eps]``; a uniform point
   of the axis is a draw from NNI's prior, and decoding applies the inverse CDF;
 - numeric ``choice``: linear in the option's value between the smallest and largest option, so that
-  distances between options are distances between numbers (as in NNI); a point decodes to the
+  distances between options are distances between numbers (as in NNI), or, with
+  ``choice_spacing="rank"`` (the GP tuner's default), evenly spaced in order of value, so that options
+  spread over decades (learning rates) are as far apart as options spread linearly; a point decodes to the
   nearest option;
 - any other ``choice`` (strings, booleans, ``None``, mixed values, nested ``_name`` branches):
   *one-hot*, one axis per option, decoding to the option with the largest coordinate.
@@ -100,8 +102,11 @@ class UnitCube:
         (64, 'tanh')
     """
 
-    def __init__(self, store: ObservationStore) -> None:
+    def __init__(self, store: ObservationStore, *, choice_spacing: str = "value") -> None:
+        if choice_spacing not in ("value", "rank"):
+            raise ValueError(f"choice_spacing must be 'value' or 'rank', got {choice_spacing!r}")
         self.store = store
+        self.choice_spacing = choice_spacing
         self.columns: list[int] = []
         self._groups: list[_Group] = []
         self._group_of: dict[int, _Group] = {}
@@ -132,6 +137,9 @@ class UnitCube:
                 lo, hi = float(values.min()), float(values.max())
                 if not hi > lo:
                     return None
+                if self.choice_spacing == "rank":  # evenly spaced in the options' order of value
+                    ranks = np.unique(values, return_inverse=True)[1].astype(float)
+                    return _Group(j, start, 1, "ordered", options=ranks / ranks.max())
                 return _Group(j, start, 1, "ordered", options=(values - lo) / (hi - lo))
             return _Group(j, start, len(param.options), "onehot")
         if math.isinf(codec.lo):
