@@ -258,19 +258,22 @@ _TRIAL_FIELDS = [f.name for f in fields(TrialRow)]
 _EXP_FIELDS = [f.name for f in fields(ExperimentRow)]
 
 
-_open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+# The databases of every store, weakly: a dropped store's database can outlive it in reference cycles (its
+# per-store model classes point at it) until the garbage collector runs, which a quick exit never does.
+_open_databases: weakref.WeakSet[pw.Database] = weakref.WeakSet()
 
 
 @atexit.register
 def _close_open_stores() -> None:
-    """Close this thread's connection of every store still open when the process exits.
+    """Close this thread's connection of every store's database still open when the process exits.
 
     SQLite folds its write-ahead log back into ``store.sqlite`` when the last connection closes, so the file is
     whole on its own; this also holds when the ``nni-pl`` command ends without tearing its modules down.
     """
-    for store in list(_open_stores):
+    for db in list(_open_databases):
         with contextlib.suppress(Exception):
-            store.close()
+            if not db.is_closed():
+                db.close()
 
 
 class Store:
@@ -285,7 +288,7 @@ class Store:
         self.url = url
         self.db = open_database(url)
         self._batching = False
-        _open_stores.add(self)
+        _open_databases.add(self.db)
         self._Meta, self._Exp, self._Trial, self._Metric, self._Relay = _models(self.db)
         try:
             self.db.connect(reuse_if_open=True)

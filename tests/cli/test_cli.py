@@ -135,3 +135,39 @@ def test_list_marks_an_experiment_whose_manager_died(config, capsys):
     for t in loc.store.list_trials("dead0001"):
         wait_for(lambda t=t: not _alive(t.pid, t.pid_started_at))
     assert loc.store.get_experiment("dead0001").status == st.EXP_STOPPED
+
+
+def test_the_command_exits_quickly_with_its_store_whole_and_no_numpy_rich_or_driver(config, tmp_path):
+    """`nni-pl launch` (the console entry point, a real process) ends without module teardown: open stores
+    are closed first (SQLite folds its log back into store.sqlite), and a Random launch loads no numpy, no
+    rich and no database driver."""
+    import json
+    import subprocess
+    import sys
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import atexit, json, sys\n"
+        "from nni_pl.cli.main import run\n"
+        "heavy = ('numpy', 'rich', 'psycopg2', 'pymysql', 'cryptography')\n"
+        "atexit.register(lambda: print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr))\n"
+        "run()\n"
+    )
+    cfg = config()
+    done = subprocess.run(
+        [sys.executable, str(probe), "launch", str(cfg), "--id", "quick001", "--no-display", "--no-webui"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "NNI_PL_HOME": str(tmp_path / "home")},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+    assert "experiment quick001 DONE" in done.stdout
+    folder = tmp_path / "exps" / "quick001"
+    assert (folder / "store.sqlite").exists() and not (folder / "store.sqlite-wal").exists()
+    located = find("quick001", working_directory=tmp_path / "exps")
+    assert [t.status for t in located.store.list_trials("quick001")] == [st.SUCCEEDED] * 4
+    located.store.close()
