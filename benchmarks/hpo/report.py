@@ -81,6 +81,99 @@ def _ranks(values: dict[str, float]) -> dict[str, float]:
     return {n: 1 + float(np.sum(v < v[i]) + 0.5 * (np.sum(v == v[i]) - 1)) for i, n in enumerate(names)}
 
 
+DEFAULT_TUNER = "nni-pl Auto"
+PEER_GP = "optuna GP"
+
+
+def _issue18_targets(
+    add: Any,
+    tuners: list[str],
+    probs: list[str],
+    modes: list[str],
+    budgets: list[int],
+    curves: dict[tuple[str, str, int, str], np.ndarray],
+    regrets: Any,
+    med: Any,
+) -> None:
+    """Issue 18's targets: mean rank over every problem and mode on the (problem, seed, mode) cells every tuner
+    ran (so a tuner with fewer seeds is compared on the same cells); the default tuner in the top three; every
+    nni-pl model-based tuner beating random search on >= 90% of problem-modes at the first budget."""
+    if PEER_GP not in tuners or DEFAULT_TUNER not in tuners:
+        return
+    cells = {(p, s, m) for (_, p, s, m) in curves}
+    n_cells = {t: sum((t, *c) in curves for c in cells) for t in tuners}
+    fields = [list(tuners)]
+    many = [t for t in tuners if n_cells[t] >= max(n_cells.values()) / 2]
+    if len(many) < len(tuners) and PEER_GP in many and DEFAULT_TUNER in many:
+        fields.append(many)  # the slow tuners with few seeds left out: more runs in common for the rest
+    for field in fields:
+        common = sorted(c for c in cells if all((t, *c) in curves for t in field))
+        if not common:
+            continue
+        seeds = sorted({s for _, s, _ in common})
+        left_out = [t for t in tuners if t not in field]
+        add("")
+        add(
+            "### Issue 18: the whole field on common runs"
+            + (f" (without {', '.join(left_out)})" if left_out else "")
+        )
+        add("")
+        add(
+            f"Mean rank over all problems and both modes on the {len(common)} (problem, seed, mode) runs that every "
+            f"tuner below made (seeds {', '.join(map(str, seeds))}); runs per tuner in the tables above."
+        )
+        add("")
+        add("| tuner | " + " | ".join(f"rank @{b}" for b in budgets) + " |")
+        add("|---|" + "---|" * len(budgets))
+        means: dict[int, dict[str, float]] = {}
+        for b in budgets:
+            acc: dict[str, list[float]] = defaultdict(list)
+            for p, s, m in common:
+                for t, rk in _ranks({t: float(curves[(t, p, s, m)][b - 1]) for t in field}).items():
+                    acc[t].append(rk)
+            means[b] = {t: float(np.mean(v)) for t, v in acc.items()}
+        last = budgets[-1]
+        for t in sorted(field, key=lambda t: means[last][t]):
+            add(f"| {t} | " + " | ".join(f"{means[b][t]:.2f}" for b in budgets) + " |")
+        add("")
+        for b in budgets:
+            order = sorted(field, key=lambda t: means[b][t])
+            best_ours = next(t for t in order if t.startswith("nni-pl"))
+            first = order[0] == best_ours and means[b][best_ours] < means[b][PEER_GP]
+            add(
+                f"- **{'PASS' if first else 'FAIL'}** nni-pl's best tuner ranks first, ahead of Optuna GP, at {b} "
+                f"trials: {best_ours} {means[b][best_ours]:.2f}, first {order[0]} {means[b][order[0]]:.2f}, "
+                f"Optuna GP {means[b][PEER_GP]:.2f}."
+            )
+            place = order.index(DEFAULT_TUNER) + 1
+            add(
+                f"- **{'PASS' if place <= 3 else 'FAIL'}** the default tuner ({DEFAULT_TUNER}) ranks within the top "
+                f"three at {b} trials: place {place} of {len(order)} ({means[b][DEFAULT_TUNER]:.2f})."
+            )
+    add("")
+    b = budgets[0]
+    if RANDOM in tuners:
+        for t in [x for x in (*MODEL_BASED, DEFAULT_TUNER) if x in tuners]:
+            wins, total, lost = 0, 0, []
+            for p in probs:
+                for m in modes:
+                    mine, base = regrets(t, None, m, b, p), regrets(RANDOM, None, m, b, p)
+                    if not mine or not base:
+                        continue
+                    total += 1
+                    if med(mine) < med(base):
+                        wins += 1
+                    else:
+                        lost.append(f"{p}/{m}")
+            if total:
+                share = wins / total
+                extra = f"; not on {', '.join(lost)}" if lost else ""
+                add(
+                    f"- **{'PASS' if share >= 0.9 else 'FAIL'}** {t} beats random search (lower median regret at "
+                    f"{b} trials, every seed it ran) on {wins}/{total} problem-modes = {share:.0%} (target 90%){extra}."
+                )
+
+
 def _fmt(x: float, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
@@ -292,6 +385,7 @@ def build(
         missing = [x for x in MODEL_BASED if x not in tuners]
         if missing:
             add(f"- not measured (tuner missing): {', '.join(missing)}.")
+    _issue18_targets(add, tuners, probs, modes, budgets, curves, regrets, med)
     if latency and latency.get("tuners"):
         lat = latency["tuners"]
         if "seconds" in lat.get(ours, {}) and "seconds" in lat.get(theirs, {}):
