@@ -181,7 +181,7 @@ def check_spaces(n: int = 12) -> None:
     """``space.freeze(arch)`` has ``build_model(arch)``'s parameter count, for ``n`` archs of each space."""
     space, gated = (cls() for cls in _spaces())
     archs = build_table.all_archs()
-    for arch in archs[:: max(1, len(archs) // n)] + [archs[-1]]:
+    for arch in [*archs[:: max(1, len(archs) // n)], archs[-1]]:
         want = sum(p.numel() for p in build_table.build_model(arch).parameters())
         for s, is_gated in ((space, False), (gated, True)):
             got = sum(p.numel() for p in s.freeze(space_arch(arch, is_gated)).parameters())
@@ -471,7 +471,7 @@ def hub_memory(batch: int = 32, size: int = 32, draws: int = 6, seed: int = 0) -
         }
         _, step = saved_bytes(lambda: F.cross_entropy(net(x), y))
         frozen = freeze_supernet(net, space, arch).train()
-        _, sub = saved_bytes(lambda: F.cross_entropy(frozen(x), y))
+        _, sub = saved_bytes(lambda frozen=frozen: F.cross_entropy(frozen(x), y))
         rows.append(step / sub)
     return {
         "ratios": rows,
@@ -799,7 +799,7 @@ def plot(path: Path, res: dict[str, Any], curves: dict[str, list[list[float]]]) 
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     top = max(max(r["cost"]) for r in res["oneshot"].values())
-    xs = np.arange(1, int(math.ceil(top)) + 3)
+    xs = np.arange(1, math.ceil(top) + 3)
     for name, runs in curves.items():
         arr = 100 * np.array([[multi.at_budget(c, n) for n in xs] for c in runs])
         mean = arr.mean(0)
@@ -930,14 +930,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # multi-trial at equal cost: one run per (strategy, seed) up to the largest budget; budgets are prefixes
     factories, simulate = multi.load_strategies(list(MULTI_TRIAL))
-    top = max(int(round(c)) for r in oneshot.values() for c in r["cost"] + r["cost_loop"]) + 2
+    top = max(round(c) for r in oneshot.values() for c in r["cost"] + r["cost_loop"]) + 2
     curves = {
         m: [multi.run_one(table, f, simulate, max(top, 2), seed) for seed in seeds]
         for m, f in factories.items()
     }
     equal_cost = {
         name: {
-            m: [multi.at_budget(curves[m][i], max(1, int(round(c)))) for i, c in enumerate(r["cost"])]
+            m: [multi.at_budget(curves[m][i], max(1, round(c))) for i, c in enumerate(r["cost"])]
             for m in curves
         }
         for name, r in oneshot.items()
@@ -945,7 +945,7 @@ def main(argv: list[str] | None = None) -> int:
 
     equal_loop = {
         name: {
-            m: [multi.at_budget(curves[m][i], max(1, int(round(c)))) for i, c in enumerate(r["cost_loop"])]
+            m: [multi.at_budget(curves[m][i], max(1, round(c))) for i, c in enumerate(r["cost_loop"])]
             for m in curves
         }
         for name, r in oneshot.items()

@@ -50,7 +50,9 @@ def test_the_store_loads_no_driver_and_a_server_database_gets_what_plain_peewee_
 
 def test_mysql_database_set_up_by_other_code_gets_its_driver() -> None:
     out = _run(
-        "import nni_pl._peewee\n" + STATE + "pw.MySQLDatabase('nni')\nout['state'] = state()\nprint(json.dumps(out))"
+        "import nni_pl._peewee\n"
+        + STATE
+        + "pw.MySQLDatabase('nni')\nout['state'] = state()\nprint(json.dumps(out))"
     )
     assert out["loaded"] == []
     assert out["state"]["mysql"] in ("pymysql", "MySQLdb")
