@@ -85,6 +85,25 @@ DEFAULT_TUNER = "nni-pl Auto"
 PEER_GP = "optuna GP"
 
 
+def _against_random(
+    t: str, b: int, probs: list[str], modes: list[str], regrets: Any, med: Any
+) -> tuple[int, int, list[str]]:
+    """On how many problem-modes ``t``'s median regret at ``b`` trials is below random search's: wins, the
+    problem-modes both ran, and the ones lost (``problem/mode``)."""
+    wins, total, lost = 0, 0, []
+    for p in probs:
+        for m in modes:
+            mine, base = regrets(t, None, m, b, p), regrets(RANDOM, None, m, b, p)
+            if not mine or not base:
+                continue
+            total += 1
+            if med(mine) < med(base):
+                wins += 1
+            else:
+                lost.append(f"{p}/{m}")
+    return wins, total, lost
+
+
 def _issue18_targets(
     add: Any,
     tuners: list[str],
@@ -154,17 +173,7 @@ def _issue18_targets(
     b = budgets[0]
     if RANDOM in tuners:
         for t in [x for x in (*MODEL_BASED, DEFAULT_TUNER) if x in tuners]:
-            wins, total, lost = 0, 0, []
-            for p in probs:
-                for m in modes:
-                    mine, base = regrets(t, None, m, b, p), regrets(RANDOM, None, m, b, p)
-                    if not mine or not base:
-                        continue
-                    total += 1
-                    if med(mine) < med(base):
-                        wins += 1
-                    else:
-                        lost.append(f"{p}/{m}")
+            wins, total, lost = _against_random(t, b, probs, modes, regrets, med)
             if total:
                 share = wins / total
                 extra = f"; not on {', '.join(lost)}" if lost else ""
@@ -365,17 +374,7 @@ def build(
                     add(f"  - {CLASSES[cls]}, {MODES[m]}: {a2:.2f} vs {o2:.2f}")
     if RANDOM in tuners:
         for t in [x for x in MODEL_BASED if x in tuners]:
-            wins, total, lost = 0, 0, []
-            for p in probs:
-                for m in modes:
-                    mine, base = regrets(t, None, m, b, p), regrets(RANDOM, None, m, b, p)
-                    if not mine or not base:
-                        continue
-                    total += 1
-                    if med(mine) < med(base):
-                        wins += 1
-                    else:
-                        lost.append(f"{p}/{m}")
+            wins, total, lost = _against_random(t, b, probs, modes, regrets, med)
             if total:
                 share = wins / total
                 status = "PASS" if share >= 0.8 else "FAIL"
