@@ -82,6 +82,11 @@ def _attaching(init: Any) -> Any:
     return wrapper
 
 
+def _set_statuses(adapter: type, idle: Any, inerror: Any, unknown: Any) -> None:
+    """The transaction-status constants peewee's adapter class body takes from its driver when it has one."""
+    adapter.txn_idle, adapter.txn_inerror, adapter.txn_unknown = idle, inerror, unknown  # type: ignore[attr-defined]
+
+
 def attach_drivers(peewee: ModuleType | None = None) -> None:
     """Import the database drivers peewee's own import would have and hand them to peewee (once)."""
     global _pending
@@ -106,10 +111,12 @@ def attach_drivers(peewee: ModuleType | None = None) -> None:
                 register_uuid()
                 peewee.psycopg2, peewee.pg_extensions, peewee.Json_pg2 = psycopg2, extensions, Json
                 peewee.pg_register_uuid = register_uuid
-                adapter = peewee.Psycopg2Adapter
-                adapter.txn_idle = extensions.TRANSACTION_STATUS_IDLE
-                adapter.txn_inerror = extensions.TRANSACTION_STATUS_INERROR
-                adapter.txn_unknown = extensions.TRANSACTION_STATUS_UNKNOWN
+                _set_statuses(
+                    peewee.Psycopg2Adapter,
+                    extensions.TRANSACTION_STATUS_IDLE,
+                    extensions.TRANSACTION_STATUS_INERROR,
+                    extensions.TRANSACTION_STATUS_UNKNOWN,
+                )
         if peewee.psycopg is None:
             try:
                 import psycopg  # type: ignore[import-not-found]
@@ -121,10 +128,12 @@ def attach_drivers(peewee: ModuleType | None = None) -> None:
             else:
                 peewee.psycopg, peewee.TransactionStatus = psycopg, TransactionStatus
                 peewee.Json_pg3, peewee.Jsonb_pg3 = Json3, Jsonb3
-                adapter = peewee.Psycopg3Adapter
-                adapter.txn_idle = TransactionStatus.IDLE
-                adapter.txn_inerror = TransactionStatus.INERROR
-                adapter.txn_unknown = TransactionStatus.UNKNOWN
+                _set_statuses(
+                    peewee.Psycopg3Adapter,
+                    TransactionStatus.IDLE,
+                    TransactionStatus.INERROR,
+                    TransactionStatus.UNKNOWN,
+                )
         if peewee.mysql is None:
             try:
                 import pymysql as mysql

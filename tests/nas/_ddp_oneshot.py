@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from nni_pl._lightning import quiet_trainer_kwargs
 from nni_pl.nas.evaluator import Classification
 from nni_pl.nas.evaluator.data import digits_loaders
 from nni_pl.nas.oneshot.runner import paired_loader
@@ -38,18 +39,16 @@ def main(out: Path) -> None:
         ev = Classification(train_dataloaders="nni_pl.nas.evaluator.data:digits_loaders", learning_rate=0.01)
         module = strategy.build_module(ev.build_module(net), net)
         trainer = pl.Trainer(
-            max_epochs=1,
-            limit_train_batches=6,
-            limit_val_batches=2,
-            accelerator="cpu",
-            devices=2,
-            strategy="ddp",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            use_distributed_sampler=False,
-            num_sanity_val_steps=0,
+            **quiet_trainer_kwargs(
+                max_epochs=1,
+                limit_train_batches=6,
+                limit_val_batches=2,
+                accelerator="cpu",
+                devices=2,
+                strategy="ddp",
+                use_distributed_sampler=False,
+                num_sanity_val_steps=0,
+            )
         )
         rank = int(__import__("os").environ.get("LOCAL_RANK", "0"))
         train, val = digits_loaders(batch_size=50, limit=600, seed=rank)  # each rank its own order of data

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from nni_pl._checks import ArgumentError
+from nni_pl._lightning import quiet_trainer_kwargs
 from nni_pl.errors import ConfigError
 from nni_pl.experiment import store as st
 from nni_pl.nas import ValueChoice
@@ -64,9 +65,8 @@ def test_darts_learns_the_architecture_weights_and_a_good_supernet():
     result = search(DigitsConvSpace(), _evaluator(max_epochs=3), DARTS(seed=0, arc_learning_rate=3e-3))
     alpha = [a.detach() for a in result.module.alpha]
     moved = [float(a.abs().max()) > 1e-2 for a in alpha]  # from the 1e-3 initialisation
-    assert sum(moved) >= len(alpha) - 1, (
-        alpha
-    )  # an activation choice may matter too little to move in 3 epochs
+    # an activation choice may matter too little to move in 3 epochs
+    assert sum(moved) >= len(alpha) - 1, alpha
     assert result.score > 0.6  # the supernet's chosen path classifies digits after 3 small epochs
     assert [h["epoch"] for h in result.history] == [0, 1, 2] and "probs" in result.history[-1]
 
@@ -81,13 +81,12 @@ def _fit(module, max_epochs, tmp_path, name, ckpt_path=None, every=None):
             pl.callbacks.ModelCheckpoint(dirpath=tmp_path / name, save_top_k=-1, every_n_epochs=1)
         )
     trainer = pl.Trainer(
-        max_epochs=max_epochs,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=bool(every),
-        callbacks=callbacks,
-        num_sanity_val_steps=0,
+        **quiet_trainer_kwargs(
+            max_epochs=max_epochs,
+            enable_checkpointing=bool(every),
+            callbacks=callbacks,
+            num_sanity_val_steps=0,
+        )
     )
     trainer.fit(module, paired_loader(train, val), val, ckpt_path=ckpt_path)
     return module

@@ -24,11 +24,13 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nni_pl.errors import NoMoreTrialError, SearchSpaceError
-from nni_pl.hpo.tuners._common import PythonRng, param_key
+from nni_pl.hpo.tuners._common import param_key
 from nni_pl.space import Branch, Choice, Param, SearchSpace, canonical_json
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from nni_pl.hpo.tuners._common import PythonRng
 
 __all__ = ["FiniteIndex", "SeenPoints"]
 
