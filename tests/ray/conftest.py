@@ -34,17 +34,22 @@ def _free_port() -> int:
 
 def ray_query(address: str, expression: str) -> Any:
     """The JSON value of ``expression`` evaluated by a fresh Ray driver (a process of its own: this one never
-    initialises Ray, so that tests may fork), ``None`` if it fails."""
+    initialises Ray, so that tests may fork), ``None`` if it fails.
+
+    The value is printed on a line of its own behind a marker: Ray writes its own warnings to stdout too (e.g.
+    "raylet has lagging heartbeats" on a busy machine), before or after it."""
     code = (
         f"import json, ray; ray.init(address={address!r}, log_to_driver=False, configure_logging=False); "
-        f"print(json.dumps({expression}))"
+        f"print({_QUERY_MARK!r} + json.dumps({expression}), flush=True)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    return (
-        json.loads(out.stdout.strip().splitlines()[-1])
-        if out.returncode == 0 and out.stdout.strip()
-        else None
-    )
+    if out.returncode != 0:
+        return None
+    values = [line[len(_QUERY_MARK) :] for line in out.stdout.splitlines() if line.startswith(_QUERY_MARK)]
+    return json.loads(values[-1]) if values else None
+
+
+_QUERY_MARK = "@@ray-query@@ "
 
 
 @dataclass
