@@ -291,6 +291,41 @@ class UnitCube:
                 u[:, g.start : g.start + g.size] = block
         return self.snap(u)
 
+    def neighbours(self, rng: np.random.Generator, starts: np.ndarray, m: int) -> np.ndarray:
+        """``(m, d)`` snapped points near ``starts`` (``(k, d)`` cube points), for a local acquisition search.
+
+        Each point takes a start at random and a Gaussian step on every ordered axis, its scale log-uniform
+        in ``[0.005, 0.2]`` of the axis; each categorical (one-hot) choice takes another option at random
+        with probability ``1 / (number of searched dimensions)``, so about one choice changes per point.
+        Points that snap back onto their start are left out (``m`` is an upper bound).
+
+        Example:
+            >>> from nni_pl.space import SearchSpace
+            >>> store = ObservationStore(SearchSpace.parse({
+            ...     "x": {"_type": "uniform", "_value": [0, 1]},
+            ...     "act": {"_type": "choice", "_value": ["relu", "tanh"]}}))
+            >>> cube = UnitCube(store)
+            >>> near = cube.neighbours(np.random.default_rng(0), np.array([[0.5, 1.0, 0.0]]), 100)
+            >>> bool(np.abs(near[:, 0] - 0.5).max() < 0.9), len(near) <= 100
+            (True, True)
+        """
+        starts = np.atleast_2d(starts)
+        which = rng.integers(len(starts), size=m)
+        base = starts[which]
+        scale = np.exp(rng.uniform(math.log(0.005), math.log(0.2), size=(m, 1)))
+        out = base + np.where(self._onehot, 0.0, rng.normal(size=base.shape) * scale)
+        flip = 1.0 / max(len(self._groups), 1)
+        for g in self._groups:
+            if g.kind != "onehot":
+                continue
+            change = rng.random(m) < flip
+            if change.any():
+                block = np.zeros((int(change.sum()), g.size))
+                block[np.arange(len(block)), rng.integers(g.size, size=len(block))] = 1.0
+                out[change, g.start : g.start + g.size] = block
+        out = self.snap(out)
+        return out[np.any(np.abs(out - base) > 1e-12, axis=1)]
+
     @property
     def is_discrete(self) -> bool:
         """Whether every axis takes finitely many values."""
