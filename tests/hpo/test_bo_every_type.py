@@ -201,3 +201,26 @@ def test_unit_cube_numeric_space_has_no_fixed_axes():
 
 
 _POINT = {"optimizer": "sgd", "lr": 1e-3, "decay": 0.2, "layers": 2, "bias": None}
+
+
+def test_unit_cube_neighbours_stay_near_change_a_choice_at_times_and_decode_exactly():
+    store = ObservationStore(SearchSpace.parse(MIXED))
+    cube = UnitCube(store)
+    start = cube.encode({**_POINT, "head": {"_name": "mlp", "width": 32, "act": "gelu"}})
+    assert start is not None
+    near = cube.neighbours(np.random.default_rng(0), start[None, :], 2000)
+    assert 1500 < len(near) <= 2000  # the points that snapped back onto the start are left out
+    assert not (np.abs(near - start).max(axis=1) < 1e-12).any()
+    np.testing.assert_allclose(cube.snap(near), near)  # snapped: every point decodes exactly to itself
+    lr = cube.columns.index(next(j for j, d in enumerate(store.dims) if d.name == "lr"))
+    assert np.median(np.abs(near[:, lr] - start[lr])) < 0.1  # small steps on ordered axes
+    onehot = [k for k, j in enumerate(cube.columns) if store.dims[j].name == "optimizer"]
+    changed = (near[:, onehot] != start[onehot]).any(axis=1).mean()
+    assert 0.02 < changed < 0.5  # about one choice in the number of dimensions changes
+    space = SearchSpace.parse(MIXED)
+    heads = set()
+    for u in near[:200]:
+        params = cube.decode(u)
+        assert_valid(space, params)
+        heads.add(params["head"]["_name"])
+    assert heads == {"linear", "mlp"}  # a nested choice may change branch, its new dimensions become active
