@@ -212,6 +212,7 @@ def test_dngo_nni_types_only_rejects_what_nni_rejected(spec):
         ({"trials_per_update": 0}, "trials_per_update"),
         ({"num_epochs_per_training": 1.5}, "num_epochs_per_training"),
         ({"seed": "1"}, "seed"),
+        ({"choice_spacing": "log"}, "choice_spacing"),
     ],
 )
 def test_dngo_invalid_class_args(kwargs, field):
@@ -230,3 +231,13 @@ def test_dngo_beats_random_on_average():
 
 def test_dngo_end_to_end_through_an_experiment(tmp_path):
     run_quad_experiment(tmp_path, {"name": "DNGO", "classArgs": {"trials_per_update": 3, "seed": 0, **FAST}})
+
+
+def test_dngo_choice_spacing_rank_by_default_value_on_request():
+    space = {"lr": {"_type": "choice", "_value": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]}}
+    rank, value = DNGOTuner(seed=0), DNGOTuner(seed=0, choice_spacing="value")
+    for tuner in (rank, value):
+        tuner.update_search_space(space)
+    assert rank._cube is not None and value._cube is not None
+    assert rank._cube.encode({"lr": 1e-3})[0] == pytest.approx(0.5)  # evenly spaced in order of value
+    assert value._cube.encode({"lr": 1e-3})[0] == pytest.approx((1e-3 - 1e-5) / (1e-1 - 1e-5))  # NNI's axis
