@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 __all__ = [
@@ -101,5 +100,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     lowered = {c.lower(): c for c in cands}
     if word.lower() in lowered:
         return f" (did you mean {lowered[word.lower()]!r}?)"
+    import difflib  # only when a message is built: every trial process imports this module
+
     close = difflib.get_close_matches(word, cands, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
