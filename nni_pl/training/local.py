@@ -1,18 +1,21 @@
 """The local training service: each trial is a process group on this machine.
 
-A trial runs ``run.sh`` in the trial code directory. ``run.sh`` (kept in the trial directory, so a
-trial can be re-run by hand) exports NNI's environment variables, runs the trial command and writes the
-exit code to ``.nni/exitcode``. A plain command (words and quotes only, e.g. ``python train.py --lr 0.1``)
-means the same to every POSIX shell and runs under ``/bin/sh``, which starts faster than bash (dash on
-Debian: about 1 ms less per trial); any other command (expansions, redirections, pipes, bash syntax) runs
-under bash, as in NNI. Because each trial is its own session, a Ctrl-C in the terminal reaches
-only the manager, and a manager that dies (even by SIGKILL) leaves its trials running: ``resume``
-re-attaches to them, or collects their exit codes and metrics if they ended meanwhile.
+The service's trials are started by its reaper (:mod:`nni_pl.training._reaper`, one small process per service
+in a session of its own): the manager asks it to start a trial, and it answers with the trial's pid and, when
+the trial ends, with its exit code, which it also writes to ``.nni/exitcode``. The trial command runs directly
+when it is plain (words and quotes only, e.g. ``python train.py --lr 0.1``), and under bash otherwise
+(expansions, redirections, pipes, bash syntax), as in NNI. ``run.sh`` in the trial folder re-runs the trial by
+hand: it exports NNI's environment variables, runs the command and records its exit code. Because each trial
+is its own session, a Ctrl-C in the terminal reaches only the manager, and a manager that dies (even by SIGKILL)
+leaves its trials running and their reaper recording how they end: ``resume`` re-attaches to them, or collects
+their exit codes and metrics if they ended meanwhile.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
+import json
 import logging
 import os
 import re
@@ -32,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 from nni_pl._config_readers import check_keys, read_bool, read_gpu_indices, read_int
 from nni_pl.training.process import alive as _alive
 from nni_pl.training.process import pidfd_open as _pidfd_open
-from nni_pl.training.process import process_start_time
 from nni_pl.training.service import SubmitInfo, TrainingService, TrialEnd, TrialJob
 from nni_pl.trial import protocol
 
@@ -249,16 +251,110 @@ class GpuScheduler:
             self.load[g] -= 1
 
 
+_REAPER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_reaper.py")
+_REAPER_REPLY_TIMEOUT = 60.0  # seconds submit() waits for the reaper to say a trial started
+# seconds a re-attached trial's reaper has, after the trial ended, to write its exit code
+_EXIT_CODE_GRACE = 2.0
+
+
+class _Reaper:
+    """The manager's end of a reaper process (:mod:`nni_pl.training._reaper`): requests out, events in."""
+
+    def __init__(self) -> None:
+        self.environ = dict(os.environ)  # what the reaper inherits; each spawn sends the changes since
+        self.popen = subprocess.Popen(
+            [sys.executable, "-I", "-S", _REAPER_SCRIPT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=self.environ,
+            start_new_session=True,  # a Ctrl-C for the manager does not reach it; it outlives a killed manager
+            bufsize=0,
+        )
+        assert self.popen.stdin is not None and self.popen.stdout is not None
+        self.fd = self.popen.stdout.fileno()
+        self.buffer = b""
+        self.events: collections.deque[dict[str, Any]] = collections.deque()
+        self.alive = True
+
+    def send(self, message: dict[str, Any]) -> None:
+        env = os.environ
+        changed = {k: v for k, v in env.items() if self.environ.get(k) != v}
+        message["env"] = {**changed, **message["env"]}
+        message["unset"] = [k for k in self.environ if k not in env]
+        data = memoryview((json.dumps(message) + "\n").encode("utf-8"))
+        assert self.popen.stdin is not None
+        while data:
+            data = data[os.write(self.popen.stdin.fileno(), data) :]
+
+    def receive(self, timeout: float) -> bool:
+        """Read what the reaper said, waiting up to ``timeout`` seconds for something; False once it is gone."""
+        if not self.alive:
+            return False
+        if timeout > 0:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            if not ready:
+                return True
+        data = os.read(self.fd, 1 << 16) if timeout > 0 else self._read_ready()
+        if data is None:
+            return True
+        if not data:
+            self.alive = False
+            return False
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        self.events.extend(json.loads(line) for line in lines if line.strip())
+        return True
+
+    def _read_ready(self) -> bytes | None:
+        ready, _, _ = select.select([self.fd], [], [], 0)
+        return os.read(self.fd, 1 << 16) if ready else None
+
+    def wait_started(self, trial_id: str) -> dict[str, Any]:
+        """The reaper's ``started`` answer for ``trial_id`` (other events stay queued for ``poll``)."""
+        deadline = time.monotonic() + _REAPER_REPLY_TIMEOUT
+        while True:
+            for event in self.events:
+                if event["op"] == "started" and event["id"] == trial_id:
+                    self.events.remove(event)
+                    return event
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.receive(left):
+                code = self.popen.poll()
+                why = (
+                    f"it exited with code {code}"
+                    if code is not None
+                    else f"no answer in {_REAPER_REPLY_TIMEOUT:.0f} s"
+                )
+                raise RuntimeError(
+                    f"the local reaper process (pid {self.popen.pid}) did not start trial {trial_id} ({why})"
+                )
+
+    def close(self, *, wait: float = 0.0) -> None:
+        """Tell the reaper its manager is done: it exits once its last trial has ended. ``wait``: seconds to wait
+        for that (the reaper is reaped, and its trials' CPU time is counted as this process's children's)."""
+        for stream in (self.popen.stdin, self.popen.stdout):
+            if stream is not None:
+                stream.close()
+        self.alive = False
+        if wait > 0:
+            try:
+                self.popen.wait(wait)
+            except subprocess.TimeoutExpired:
+                pass
+
+
 @dataclass
 class _Proc:
-    pid: int
+    pid: int | None
     pid_started_at: float | None
     job: TrialJob
-    popen: subprocess.Popen[bytes] | None  # None for a re-attached process (not our child)
-    pidfd: int | None
+    reaper: _Reaper | None  # None for a re-attached process (started by an earlier manager's reaper)
+    pidfd: int | None  # for a re-attached process: readable when it exits
     term_at: float | None = None  # when SIGTERM was sent
     kill_at: float | None = None  # when to send SIGKILL
     graceful_until: float | None = None  # a graceful stop was requested; terminate after this
+    gone_at: float | None = None  # a re-attached process ended: when we noticed (its exit code may follow)
+    ended: tuple[int, float] | None = None  # what a reaper that then died said of its end
 
 
 class LocalTrainingService(TrainingService):
@@ -304,6 +400,7 @@ class LocalTrainingService(TrainingService):
         self.extra_args = extra_args
         self.host = socket.gethostname()
         self.procs: dict[str, _Proc] = {}
+        self._reaper: _Reaper | None = None  # started with the first trial
 
     @classmethod
     def from_spec(cls, spec: ServiceSpec) -> LocalTrainingService:
@@ -335,20 +432,17 @@ class LocalTrainingService(TrainingService):
     def running(self) -> set[str]:
         return set(self.procs)
 
-    def _script(self, job: TrialJob, gpus: list[int] | None) -> str:
-        env = job.environment(self.platform)
-        if self.gpu_number is not None:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus or []))
-        command = self._command(job)
+    def _script(self, job: TrialJob, env: Mapping[str, str], command: str) -> str:
+        """``run.sh``: the trial again by hand (``sh run.sh`` or ``bash run.sh`` in the trial code directory)."""
         shell = "sh" if _HAVE_SH and _plain_command_cached(command) else "bash"
         lines = [
             "#!/bin/sh" if shell == "sh" else "#!/usr/bin/env bash",
             f"# written by nni-pl; `{shell} run.sh` from the trial code directory re-runs this trial",
         ]
-        lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+        root = protocol.ENV_DEFAULT_ROOT_DIR
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items() if k not in ("PATH", root)]
         lines.append(self._path_line)
         # Lightning's default loggers and checkpoints go to the trial directory unless the user chose a place
-        root = protocol.ENV_DEFAULT_ROOT_DIR
         lines.append(f"export {root}=${{{root}:-{shlex.quote(str(job.trial_dir))}}}")
         lines.append(self._cd_line)
         lines.append(command)
@@ -361,10 +455,24 @@ class LocalTrainingService(TrainingService):
         lines.append("exit $__nni_pl_rc")
         return "\n".join(lines) + "\n"
 
+    def _environment(self, job: TrialJob, gpus: list[int] | None) -> dict[str, str]:
+        """What the trial's environment adds to the manager's."""
+        env = job.environment(self.platform)
+        if self.gpu_number is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus or []))
+        env["PATH"] = self._path
+        root = protocol.ENV_DEFAULT_ROOT_DIR
+        env[root] = os.environ.get(root) or str(job.trial_dir)
+        return env
+
+    @functools.cached_property
+    def _path(self) -> str:
+        # `python` in the trial command means the interpreter nni-pl runs under, even without an activated venv
+        return os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
     @functools.cached_property
     def _path_line(self) -> str:
-        # `python` in the trial command means the interpreter nni-pl runs under, even without an activated venv
-        return f"export PATH={shlex.quote(os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''))}"
+        return f'export PATH={shlex.quote(os.path.dirname(sys.executable))}{os.pathsep}"$PATH"'
 
     @functools.cached_property
     def _cd_line(self) -> str:
@@ -378,6 +486,25 @@ class LocalTrainingService(TrainingService):
                 command = command + " " + " ".join(shlex.quote(a) for a in args)
         return command
 
+    @staticmethod
+    def _argv(command: str, env: dict[str, str]) -> list[str]:
+        """The trial's argv: a plain command's words (its ``VAR=value`` prefixes go to ``env``), else bash."""
+        if not (_HAVE_SH and _plain_command_cached(command)):
+            return ["bash", "-c", command]
+        words = shlex.split(command)
+        while _ASSIGNMENT.match(words[0]):
+            name, value = words.pop(0).split("=", 1)
+            env[name] = value
+        return words
+
+    def _reaper_for_submit(self) -> _Reaper:
+        reaper = self._reaper
+        if reaper is not None and (not reaper.alive or reaper.popen.poll() is not None):
+            self._reaper_lost(reaper)
+        if self._reaper is None:
+            self._reaper = _Reaper()
+        return self._reaper
+
     def submit(self, job: TrialJob) -> SubmitInfo:
         gpus = self.gpus.acquire(job.trial_id)
         if gpus is None:
@@ -385,37 +512,37 @@ class LocalTrainingService(TrainingService):
         # the trial directory and its .nni/ exist (the parameter file was written); plain os calls below, as this
         # runs once per trial on the manager's hot path
         folder = os.fspath(job.trial_dir)
-        script = os.path.join(folder, "run.sh")
-        text = self._script(job, gpus)
-        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        control = os.path.join(folder, protocol.CONTROL_DIR)
+        env = self._environment(job, gpus)
+        command = self._command(job)
+        spawn_env = dict(env)
+        argv = self._argv(command, spawn_env)
+        reaper = self._reaper_for_submit()
+        started = time.time()
+        reaper.send(
+            {
+                "op": "spawn",
+                "id": job.trial_id,
+                "argv": argv,
+                "cwd": os.fspath(self.code_directory),
+                "env": spawn_env,
+                "stdout": os.path.join(folder, protocol.STDOUT_FILE),
+                "stderr": os.path.join(folder, protocol.STDERR_FILE),
+                "pidfile": os.path.join(control, protocol.PID_FILE),
+                "exitfile": os.path.join(control, protocol.EXITCODE_FILE),
+            }
+        )
+        # while the reaper starts the trial: run.sh, to re-run the trial by hand
+        fd = os.open(os.path.join(folder, "run.sh"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(fd, text.encode("utf-8"))
+            os.write(fd, self._script(job, env, command).encode("utf-8"))
         finally:
             os.close(fd)
-        shell = "/bin/sh" if text.startswith("#!/bin/sh") else "bash"
-        started = time.time()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        out = os.open(os.path.join(folder, protocol.STDOUT_FILE), flags, 0o644)
-        try:
-            err = os.open(os.path.join(folder, protocol.STDERR_FILE), flags, 0o644)
-            try:
-                popen = subprocess.Popen(
-                    [shell, script],
-                    cwd=self.code_directory,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,  # own process group: we signal the whole tree; Ctrl-C does not reach it
-                )
-            finally:
-                os.close(err)
-        finally:
-            os.close(out)
-        pid_started = process_start_time(popen.pid)
-        protocol.write_pid(job.trial_dir, popen.pid, pid_started)
-        self.procs[job.trial_id] = _Proc(popen.pid, pid_started, job, popen, _pidfd_open(popen.pid))
+        answer = reaper.wait_started(job.trial_id)
+        pid, pid_started = answer["pid"], answer["start"]
+        self.procs[job.trial_id] = _Proc(pid, pid_started, job, reaper, None)
         return SubmitInfo(
-            pid=popen.pid,
+            pid=pid,
             host=self.host,
             started_at=started,
             pid_started_at=pid_started,
@@ -458,39 +585,88 @@ class LocalTrainingService(TrainingService):
         self.gpus.take(trial_id, gpus)
 
     # --- waiting ----------------------------------------------------------------------------------------------
-    def _exit_of(self, proc: _Proc) -> int | bool | None:
-        """Exit code if ended (None if unknown), False if still running."""
-        if proc.popen is not None:
-            code = proc.popen.poll()
-            if code is None:
-                return False
-            if code >= 0:
-                return code  # the wrapper exits with the trial's code (it wrote it to .nni/exitcode for reattach)
-            # the wrapper was signalled: it may have recorded the trial's code just before
-            ended = protocol.read_exitcode(proc.job.trial_dir)
-            return ended[0] if ended is not None else 128 - code  # killed by a signal: shell convention
-        if _alive(proc.pid, proc.pid_started_at):
+    def _foreign_exit(self, proc: _Proc) -> int | bool | None:
+        """A trial this service's reaper does not run: its exit code if ended (None if unknown), else False."""
+        if proc.pid is not None and _alive(proc.pid, proc.pid_started_at):
             return False
         ended = protocol.read_exitcode(proc.job.trial_dir)
-        return ended[0] if ended is not None else None
+        if ended is not None:
+            return ended[0]
+        # its reaper writes the exit code just after the trial ended: give it a moment
+        now = time.monotonic()
+        if proc.gone_at is None:
+            proc.gone_at = now
+        return False if now - proc.gone_at < _EXIT_CODE_GRACE else None
 
     def poll(self, timeout: float) -> list[TrialEnd]:
         self._escalate()
-        fds = [p.pidfd for p in self.procs.values() if p.pidfd is not None]
-        if timeout > 0:
-            if fds and len(fds) == len(self.procs):
-                select.select(fds, [], [], timeout)
-            else:
-                time.sleep(min(timeout, 0.05) if self.procs else timeout)
+        reaper = self._reaper
+        if timeout > 0 and not (reaper is not None and reaper.events):
+            self._wait(timeout)
         ends = []
+        if reaper is not None:
+            reaper.receive(0)
+            while reaper.events:
+                event = reaper.events.popleft()
+                proc = self.procs.get(event["id"])
+                if event["op"] == "ended" and proc is not None and proc.reaper is reaper:
+                    ends.append(self._finish(event["id"], event["code"], event["time"]))
+            if not reaper.alive:
+                self._reaper_lost(reaper)
         for trial_id, proc in list(self.procs.items()):
-            code = self._exit_of(proc)
-            if code is False:
-                continue
-            ends.append(self._finish(trial_id, code))
+            if proc.reaper is None:
+                if proc.ended is not None:
+                    ends.append(self._finish(trial_id, *proc.ended))
+                    continue
+                code = self._foreign_exit(proc)
+                if code is not False:
+                    ends.append(self._finish(trial_id, code))
         return ends
 
-    def _finish(self, trial_id: str, code: int | None) -> TrialEnd:
+    def _wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the reaper to say something or a re-attached trial to end."""
+        fds = [self._reaper.fd] if self._reaper is not None and self._reaper.alive else []
+        check_often = False  # a re-attached trial without a pidfd, or one whose exit code is awaited
+        for proc in self.procs.values():
+            if proc.ended is not None:
+                return
+            if proc.reaper is None:
+                if proc.pidfd is not None and proc.gone_at is None:
+                    fds.append(proc.pidfd)
+                else:
+                    check_often = True
+        limit = min(timeout, 0.05) if check_often else timeout
+        if fds:
+            select.select(fds, [], [], limit)
+        else:
+            time.sleep(limit)
+
+    def _reaper_lost(self, reaper: _Reaper) -> None:
+        """The reaper died (killed from outside): watch its trials as re-attached ones; the next submit starts
+        another reaper."""
+        code = reaper.popen.poll()
+        reaper.receive(0)  # what it said before it ended
+        for event in reaper.events:
+            proc = self.procs.get(event["id"])
+            if event["op"] == "ended" and proc is not None and proc.reaper is reaper:
+                proc.ended = (event["code"], event["time"])
+        orphans = [p for p in self.procs.values() if p.reaper is reaper and p.ended is None]
+        logger.warning(
+            "the local reaper process (pid %s) ended unexpectedly (exit code %s); %d running trial(s) will end "
+            "without a recorded exit code",
+            reaper.popen.pid,
+            code,
+            len(orphans),
+        )
+        for proc in self.procs.values():
+            if proc.reaper is reaper:
+                proc.reaper = None
+                if proc.ended is None and proc.pid is not None:
+                    proc.pidfd = _pidfd_open(proc.pid)
+        reaper.close()
+        self._reaper = None
+
+    def _finish(self, trial_id: str, code: int | None, when: float | None = None) -> TrialEnd:
         proc = self.procs.pop(trial_id)
         if proc.pidfd is not None:
             os.close(proc.pidfd)
@@ -502,10 +678,12 @@ class LocalTrainingService(TrainingService):
             error = protocol.stderr_tail(proc.job.trial_dir)
             if code is None and not error:
                 error = "the trial process ended without an exit code"
-        return TrialEnd(trial_id, code if isinstance(code, int) else None, time.time(), error)
+        return TrialEnd(trial_id, code if isinstance(code, int) else None, when or time.time(), error)
 
     # --- stopping ---------------------------------------------------------------------------------------------
     def _signal_group(self, proc: _Proc, sig: int) -> None:
+        if proc.pid is None:  # its command could not be started
+            return
         try:
             os.killpg(proc.pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -538,4 +716,8 @@ class LocalTrainingService(TrainingService):
         for proc in self.procs.values():
             if proc.pidfd is not None:
                 os.close(proc.pidfd)
+        running = bool(self.procs)
         self.procs.clear()
+        if self._reaper is not None:  # it exits at once, or once the trials it still runs have ended
+            self._reaper.close(wait=0 if running else 5.0)
+            self._reaper = None

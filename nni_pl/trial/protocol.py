@@ -26,8 +26,9 @@ Who writes what, in order:
 4. **The runner** may ask the trial to stop early by creating ``.nni/stop`` (:func:`request_stop`). A trial
    that polls :func:`stop_requested` at safe points says so beforehand by creating ``.nni/graceful``
    (:func:`declare_graceful`); it is then given time to end by itself, otherwise it is signalled.
-5. **The trial's wrapper** writes ``.nni/exitcode`` (:data:`EXITCODE_FILE`: ``"<code> [<unix time>]"``) when
-   the trial ends; without the time, the file's modification time is the end time.
+5. **Whatever waits for the trial process** (the local service's reaper, a host's agent, a shell wrapper)
+   writes ``.nni/exitcode`` (:data:`EXITCODE_FILE`: ``"<code> [<unix time>]"``) when the trial ends, even when
+   the runner is gone; without the time, the file's modification time is the end time.
 6. **The runner** reads new complete lines of :data:`METRICS_FILE` with a :class:`MetricsReader` while the
    trial runs and once more after it ends. ``seq`` makes reading idempotent: the store keeps each
    ``(trial, seq)`` once, so a reader that restarts from offset 0 after a crash duplicates nothing.
@@ -135,7 +136,7 @@ CONTROL_DIR = ".nni"
 # in CONTROL_DIR:
 STOP_FILE = "stop"  # the runner asks the trial to stop (assessor verdict, a user's kill)
 GRACEFUL_FILE = "graceful"  # the trial checks should_stop() and will end by itself when asked
-EXITCODE_FILE = "exitcode"  # "<code> [<unix time>]", written by the trial's wrapper when it ends
+EXITCODE_FILE = "exitcode"  # "<code> [<unix time>]", written by whatever waits for the trial when it ends
 PID_FILE = "pid"  # "<pid> <process start time>", written by the runner when the trial starts
 
 # --- records -----------------------------------------------------------------------------------------------------

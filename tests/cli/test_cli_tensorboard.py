@@ -91,8 +91,15 @@ def test_nni_callback_moves_lightning_logs_into_the_trial_dir_even_with_lightnin
 def test_trial_environments_point_lightning_at_the_trial_dir(tmp_path):
     svc = LocalTrainingService(command="python t.py", code_directory=tmp_path, concurrency=1)
     job = TrialJob("e", "Ab3xY", 0, 0, "algorithm", {}, tmp_path / "trials" / "Ab3xY")
-    script = svc._script(job, None)
+    env = svc._environment(job, None)  # what the trial is started with
+    assert env[ENV_DEFAULT_ROOT_DIR] == str(job.trial_dir)
+    script = svc._script(job, env, svc._command(job))  # run.sh, to re-run it by hand
     assert f"export {ENV_DEFAULT_ROOT_DIR}=${{{ENV_DEFAULT_ROOT_DIR}:-{job.trial_dir}}}" in script
+    os.environ[ENV_DEFAULT_ROOT_DIR] = str(tmp_path / "mine")  # a place the user chose is kept
+    try:
+        assert svc._environment(job, None)[ENV_DEFAULT_ROOT_DIR] == str(tmp_path / "mine")
+    finally:
+        del os.environ[ENV_DEFAULT_ROOT_DIR]
     svc.shutdown()
 
 

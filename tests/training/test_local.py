@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -14,7 +15,7 @@ from nni_pl.errors import ConfigError
 from nni_pl.training.local import GpuScheduler, LocalTrainingService
 from nni_pl.training.process import alive as _alive
 from nni_pl.training.service import TrialJob
-from nni_pl.trial.protocol import MetricsReader, write_parameter_file
+from nni_pl.trial.protocol import MetricsReader, read_exitcode, write_parameter_file
 
 TRIAL = textwrap.dedent(
     """
@@ -77,9 +78,10 @@ def test_local_runs_trials_and_records_exit_code_and_metrics(tmp_path, code_dir)
 
 
 @pytest.mark.skipif(not os.path.exists("/bin/sh"), reason="needs /bin/sh")
-def test_local_plain_commands_run_under_sh_and_others_under_bash(tmp_path, code_dir):
-    # a plain command runs under /bin/sh (starts faster); one that needs bash (here $BASH_VERSION, a
-    # redirection) runs under bash. Both keep the exit code; sh's record has no clock, its mtime is the end.
+def test_local_plain_commands_run_directly_and_others_under_bash(tmp_path, code_dir):
+    # a plain command is the trial process itself (no shell in between); one that needs bash (here
+    # $BASH_VERSION, a redirection) runs under bash. The reaper records both exit codes with their end times,
+    # and run.sh re-runs the trial by hand under the shell it needs.
     svc = LocalTrainingService(
         command="python trial.py",
         code_directory=code_dir,
@@ -91,7 +93,9 @@ def test_local_plain_commands_run_under_sh_and_others_under_bash(tmp_path, code_
     )
     plain, fancy = _job(tmp_path, "plain", {"x": 1, "fail": 1}), _job(tmp_path, "fancy", {"x": 1}, 1)
     before = time.time()
-    svc.submit(plain)
+    info = svc.submit(plain)
+    with open(f"/proc/{info.pid}/cmdline", "rb") as f:  # the recorded pid is the trial command's own
+        assert os.path.basename(f.read().split(b"\0")[0]).startswith(b"python")
     bash.submit(fancy)
     (p_end,), (f_end,) = _wait(svc, 1), _wait(bash, 1)
     script = (plain.trial_dir / "run.sh").read_text()
@@ -101,11 +105,46 @@ def test_local_plain_commands_run_under_sh_and_others_under_bash(tmp_path, code_
     assert p_end.exit_code == 3 and f_end.exit_code == 0
     out = (plain.trial_dir / "stdout").read_text()
     assert json.loads(out.split("ARGS=", 1)[1]) == ["--x", "a b$c"]  # the quoted argument arrived intact
-    from nni_pl.trial.protocol import read_exitcode
+    for job in (plain, fancy):
+        code, ended = read_exitcode(job.trial_dir)
+        assert code == (3 if job is plain else 0) and before - 1 <= ended <= time.time() + 1
+        assert len((job.control_dir / "exitcode").read_text().split()) == 2
+    svc.shutdown()
+    bash.shutdown()
 
-    code, ended = read_exitcode(plain.trial_dir)
-    assert code == 3 and before - 1 <= ended <= time.time() + 1
-    assert len((plain.control_dir / "exitcode").read_text().split()) == 1
+    # run.sh by hand: the same trial again, the same exit code recorded
+    (plain.control_dir / "exitcode").unlink()
+    rerun = subprocess.run(
+        ["sh", str(plain.trial_dir / "run.sh")], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert rerun.returncode == 3 and "ARGS=" + json.dumps(["--x", "a b$c"]) in rerun.stdout
+    assert read_exitcode(plain.trial_dir)[0] == 3
+
+
+def test_local_command_prefixes_missing_programs_and_scripts_without_shebang(tmp_path, code_dir):
+    # VAR=value before a plain command sets it for the trial; a program that does not exist ends the trial
+    # with the shell's 127 and says why; a script without #! runs under /bin/sh, as execvp does
+    (code_dir / "noshebang").write_text('echo "from sh: $NNI_TRIAL_JOB_ID"\nexit 4\n')
+    (code_dir / "noshebang").chmod(0o755)
+    commands = {
+        "prefix": 'FOO=bar python -c \'import os, sys; sys.exit(0 if os.environ["FOO"] == "bar" else 5)\'',
+        "missing": "no-such-program-nni-pl --flag",
+        "script": "./noshebang",
+    }
+    ends = {}
+    for name, command in commands.items():
+        svc = LocalTrainingService(command=command, code_directory=code_dir)
+        job = _job(tmp_path, name, {})
+        info = svc.submit(job)
+        (end,) = _wait(svc, 1)
+        ends[name] = (info, end)
+        svc.shutdown()
+    assert ends["prefix"][1].exit_code == 0
+    info, end = ends["missing"]
+    assert info.pid is None and end.exit_code == 127
+    assert "cannot start the trial command 'no-such-program-nni-pl'" in end.error
+    assert ends["script"][1].exit_code == 4
+    assert (tmp_path / "trials" / "script" / "stdout").read_text() == "from sh: script\n"
 
 
 @pytest.mark.parametrize(
@@ -231,6 +270,36 @@ def test_local_reattach_to_a_trial_of_a_dead_manager(tmp_path, code_dir):
     assert second.reattach(running, info.pid, info.pid_started_at).exit_code == 0  # ended meanwhile
     never = _job(tmp_path, "never", {})
     assert second.reattach(never, None, None) is False
+
+
+def test_local_outlives_a_killed_reaper(tmp_path, code_dir):
+    # the reaper is killed from outside while a trial runs: the trial ends without an exit code (nobody could
+    # record it) but with its metrics, and the next trial gets a new reaper
+    svc = LocalTrainingService(command="python trial.py", code_directory=code_dir)
+    job = _job(tmp_path, "orphan", {"sleep": 1.0, "x": 1})
+    svc.submit(job)
+    os.kill(svc._reaper.popen.pid, signal.SIGKILL)
+    (end,) = _wait(svc, 1)
+    assert end.exit_code is None and "without an exit code" in end.error
+    assert [r["type"] for r in MetricsReader(job.trial_dir).read()] == ["PERIODICAL", "FINAL"]
+    again = _job(tmp_path, "after", {"x": 2}, 1)
+    svc.submit(again)
+    (end,) = _wait(svc, 1)
+    assert end.exit_code == 0 and end.trial_id == "after"
+    svc.shutdown()
+
+
+def test_local_reaper_exits_when_its_manager_is_done(tmp_path, code_dir):
+    # shutdown with a trial still running (a manager handing over): the reaper stays until that trial ended,
+    # records its exit code, and exits
+    svc = LocalTrainingService(command="python trial.py", code_directory=code_dir)
+    job = _job(tmp_path, "last", {"sleep": 0.5, "x": 1})
+    svc.submit(job)
+    reaper = svc._reaper.popen
+    svc.shutdown()
+    assert reaper.poll() is None  # still there for its trial
+    assert reaper.wait(10) == 0
+    assert read_exitcode(job.trial_dir)[0] == 0
 
 
 def test_local_reattach_detects_a_lost_process(tmp_path, code_dir):
