@@ -1,22 +1,25 @@
 """The local training service's reaper: it starts the service's trials and records how each one ended.
 
-:class:`~nni_pl.training.local.LocalTrainingService` runs this file as ``python -I -S _reaper.py`` (standard
-library only: it imports nothing of nni_pl, and starts in ~20 ms) in a session of its own. Every trial of the
-service is the reaper's child, in a session of its own too. The reaper outlives a manager that crashes or is
-killed: it still writes each trial's exit code when the trial ends, and it exits once its manager is gone and
-its last trial has ended. One reaper per service replaces a shell per trial (``sh run.sh`` waiting for the
-command to write its exit code), which put a shell start on every trial's way in.
+:class:`~nni_pl.training.local.LocalTrainingService` forks it, or runs this file as
+``python -I -S _reaper.py SIGNALS`` where forking is unsafe (it imports nothing of nni_pl and only built-in
+modules, so it is up in ~10 ms); either way in a session of its own. Every trial of the service is the
+reaper's child, in a session of its own too. The reaper outlives a manager that crashes or is killed: it still
+writes each trial's exit code when the trial ends, and it exits once its manager is gone and its last trial has
+ended. One reaper per service replaces a shell per trial (``sh run.sh`` waiting for the command to write its
+exit code), which put a shell start on every trial's way in.
 
-Messages are JSON lines, each written with one ``write()``. The manager writes to the reaper's stdin::
+Messages are dicts, each sent as a 4-byte little-endian length and the dict in :mod:`marshal` format (both
+sides run the same interpreter). The manager writes to the reaper's stdin::
 
-    {"op": "spawn", "id": "<trial id>", "argv": [...], "cwd": "...", "env": {name: value}, "unset": [names],
+    {"op": "spawn", "id": "<trial id>", "argv": [...], "cwd": "...", "env": {name: value},
      "stdout": path, "stderr": path, "pidfile": path, "exitfile": path}
 
-``env`` and ``unset`` are changes to the environment the reaper was started with. The reaper opens ``stdout``
-and ``stderr`` for appending, starts ``argv`` there, writes ``"<pid> <start time>"`` to ``pidfile`` and
-answers on its stdout::
+``env`` is added to the environment the reaper was started with. The reaper opens ``stdout``
+and ``stderr`` for appending, starts ``argv`` in ``cwd`` (a name without ``/`` is looked up in the trial's
+``PATH``) with the signals named on its command line reset to their defaults, writes ``"<pid> <start time>"``
+to ``pidfile`` and answers on its stdout::
 
-    {"op": "started", "id": "...", "pid": 1234, "start": 5678.0}    (pid null: the command could not start)
+    {"op": "started", "id": "...", "pid": 1234, "start": 5678.0}    (pid None: the command could not start)
     {"op": "ended", "id": "...", "pid": 1234, "code": 0, "time": 1733350000.1}
 
 When a trial ends the reaper answers first (the manager may be waiting) and then writes ``"<code> <time>"`` to
@@ -28,22 +31,45 @@ The manager is gone when the reaper's stdin reaches its end or the reaper's pare
 Example:
     >>> _exit_code(0), _exit_code(3 << 8), _exit_code(15)   # raw wait statuses: 0, exit(3), killed by SIGTERM
     (0, 3, 143)
+    >>> decode(bytearray(encode({"op": "started", "pid": 7}) + encode({"op": "ended"}) + b"\\x05"))
+    ([{'op': 'started', 'pid': 7}, {'op': 'ended'}], bytearray(b'\\x05'))
 """
 
 from __future__ import annotations
 
 import errno
-import json
+import marshal
 import os
 import select
-import signal
-import subprocess
 import sys
 import time
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # no typing import at run time: it would add ~4 ms to the reaper's start
+    from typing import Any
 
 _OPEN_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-_CHECK_PARENT_EVERY = 2.0  # seconds between checks that the manager still lives (when its pipe stays open)
+_CHECK_EVERY = 2.0  # seconds between checks that the manager still lives (when its pipe stays open)
+_POLL_WITHOUT_PIDFD = 0.05  # seconds between looks at the children where there are no pidfds
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One message as it goes down the pipe."""
+    data = marshal.dumps(message)
+    return len(data).to_bytes(4, "little") + data
+
+
+def decode(buffer: bytearray) -> tuple[list[dict[str, Any]], bytearray]:
+    """The complete messages at the start of ``buffer``, and what is left of it."""
+    messages = []
+    start = 0
+    while len(buffer) - start >= 4:
+        size = int.from_bytes(buffer[start : start + 4], "little")
+        if len(buffer) - start - 4 < size:
+            break
+        messages.append(marshal.loads(bytes(buffer[start + 4 : start + 4 + size])))
+        start += 4 + size
+    return messages, buffer[start:]
 
 
 def _exit_code(status: int) -> int:
@@ -55,8 +81,11 @@ def _exit_code(status: int) -> int:
 def _start_time(pid: int) -> float | None:
     """The kernel's start time of ``pid`` in clock ticks since boot (``/proc/<pid>/stat`` field 22)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
         return float(data[data.rfind(b")") + 2 :].split()[19])
     except (OSError, IndexError, ValueError):
         return None
@@ -70,112 +99,140 @@ def _write(path: str, text: str) -> None:
         os.close(fd)
 
 
-class Reaper:
-    """Starts trials on request and reaps them; see the module docstring for the messages."""
+def _find(name: str, path: str) -> str:
+    """``name`` looked up in ``path`` as ``execvp`` does; raises ``OSError`` when it is not there to run."""
+    if "/" in name:
+        return name
+    denied = None
+    for folder in path.split(os.pathsep):
+        candidate = os.path.join(folder or ".", name)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            denied = candidate
+    if denied is not None:
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), denied)
+    raise OSError(errno.ENOENT, "command not found", name)
 
-    def __init__(self) -> None:
-        # pid -> (the process, its trial id, its exit-code file)
-        self.children: dict[int, tuple[subprocess.Popen[bytes], str, str]] = {}
+
+class _Child:
+    __slots__ = ("exitfile", "pid", "pidfd", "trial_id")
+
+    def __init__(self, pid: int, trial_id: str, exitfile: str) -> None:
+        self.pid = pid
+        self.trial_id = trial_id
+        self.exitfile = exitfile
+        try:
+            self.pidfd: int | None = os.pidfd_open(pid)  # readable once the child ended
+        except (AttributeError, OSError):
+            self.pidfd = None
+
+
+class Reaper:
+    """Starts trials on request and reaps them; see the module docstring for the messages.
+
+    Args:
+        reset_signals: signal numbers the trials start with at their default action (the reaper inherited
+            Python's: SIGPIPE ignored, for one).
+    """
+
+    def __init__(self, reset_signals: tuple[int, ...] = ()) -> None:
+        self.reset_signals = reset_signals
+        self.children: dict[int, _Child] = {}
         self.manager_gone = False
         self.parent = os.getppid()
-        self.buffer = b""
+        self.buffer = bytearray()
 
     def answer(self, message: dict[str, Any]) -> None:
         if self.manager_gone:
             return
         try:
-            os.write(1, (json.dumps(message) + "\n").encode("utf-8"))
+            os.write(1, encode(message))
         except OSError:  # the manager is gone: keep recording exit codes
             self.manager_gone = True
 
     def spawn(self, msg: dict[str, Any]) -> None:
         env = dict(os.environ)
-        for name in msg.get("unset", ()):
-            env.pop(name, None)
-        env.update(msg.get("env", {}))
+        env.update(msg["env"])
         argv = list(msg["argv"])
         out = os.open(msg["stdout"], _OPEN_APPEND, 0o644)
         err = os.open(msg["stderr"], _OPEN_APPEND, 0o644)
         try:
             try:
-                proc = self._popen(argv, msg["cwd"], env, out, err)
+                pid = self._start(argv, msg["cwd"], env, out, err)
             except OSError as e:
                 # the shell's codes for "not found" and "cannot run"
                 code = 127 if e.errno == errno.ENOENT else 126
                 os.write(err, f"nni-pl: cannot start the trial command {argv[0]!r}: {e.strerror}\n".encode())
+                now = time.time()
                 self.answer({"op": "started", "id": msg["id"], "pid": None, "start": None})
-                self.answer({"op": "ended", "id": msg["id"], "pid": None, "code": code, "time": time.time()})
-                _write(msg["exitfile"], f"{code} {time.time()!r}\n")
+                self.answer({"op": "ended", "id": msg["id"], "pid": None, "code": code, "time": now})
+                _write(msg["exitfile"], f"{code} {now!r}\n")
                 return
         finally:
             os.close(out)
             os.close(err)
-        self.children[proc.pid] = (proc, msg["id"], msg["exitfile"])
-        start = _start_time(proc.pid)
-        _write(msg["pidfile"], f"{proc.pid} {start if start is not None else ''}\n")
-        self.answer({"op": "started", "id": msg["id"], "pid": proc.pid, "start": start})
+        self.children[pid] = _Child(pid, msg["id"], msg["exitfile"])
+        start = _start_time(pid)
+        _write(msg["pidfile"], f"{pid} {start if start is not None else ''}\n")
+        self.answer({"op": "started", "id": msg["id"], "pid": pid, "start": start})
 
-    @staticmethod
-    def _popen(argv: list[str], cwd: str, env: dict[str, str], out: int, err: int) -> subprocess.Popen[bytes]:
-        kwargs: dict[str, Any] = {
-            "cwd": cwd,
-            "env": env,
-            "stdin": subprocess.DEVNULL,
-            "stdout": out,
-            "stderr": err,
-            "start_new_session": True,  # its own process group: the manager signals the whole tree
-        }
-        try:
-            return subprocess.Popen(argv, **kwargs)
+    def _start(self, argv: list[str], cwd: str, env: dict[str, str], out: int, err: int) -> int:
+        os.chdir(
+            cwd
+        )  # posix_spawn has no working-directory action before Python 3.13; the reaper's own is free
+        program = _find(argv[0], env.get("PATH", os.defpath))
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, out, 1),
+            (os.POSIX_SPAWN_DUP2, err, 2),
+        ]
+        options: dict[str, Any] = {"file_actions": actions, "setsid": True, "setsigdef": self.reset_signals}
+        try:  # its own session and process group: the manager signals the whole tree
+            return os.posix_spawn(program, argv, env, **options)
         except OSError as e:
             if e.errno != errno.ENOEXEC:
                 raise
-            return subprocess.Popen(["/bin/sh", *argv], **kwargs)  # a script without #!: as a shell runs it
+            # a script without #!: run it as execvp does, with the shell
+            return os.posix_spawn("/bin/sh", ["/bin/sh", program, *argv[1:]], env, **options)
 
-    def reap(self) -> None:
-        for pid, (proc, trial_id, exitfile) in list(self.children.items()):
+    def reap(self, ready: list[int]) -> None:
+        for pid, child in list(self.children.items()):
+            if child.pidfd is not None and child.pidfd not in ready:
+                continue
             try:
                 got, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 got, status = pid, 0
             if got == 0:
                 continue
-            proc.returncode = _exit_code(status)  # reaped here: the Popen object must not wait again
             del self.children[pid]
-            when = time.time()
-            self.answer({"op": "ended", "id": trial_id, "pid": pid, "code": proc.returncode, "time": when})
+            if child.pidfd is not None:
+                os.close(child.pidfd)
+            code, when = _exit_code(status), time.time()
+            self.answer({"op": "ended", "id": child.trial_id, "pid": pid, "code": code, "time": when})
             try:
-                _write(exitfile, f"{proc.returncode} {when!r}\n")
+                _write(child.exitfile, f"{code} {when!r}\n")
             except OSError:  # the trial's folder was removed meanwhile
                 pass
 
-    def handle(self, data: bytes) -> None:
-        self.buffer += data
-        *lines, self.buffer = self.buffer.split(b"\n")
-        for line in lines:
-            if line.strip():
-                msg = json.loads(line)
-                if msg.get("op") == "spawn":
-                    self.spawn(msg)
-
     def run(self) -> None:
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_w, False)
-        signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so SIGCHLD writes to the wake-up pipe
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         while True:
-            watched = [wake_r] if self.manager_gone else [0, wake_r]
-            ready, _, _ = select.select(watched, [], [], _CHECK_PARENT_EVERY)
-            if wake_r in ready:
-                os.read(wake_r, 4096)
+            watched = [] if self.manager_gone else [0]
+            watched += [c.pidfd for c in self.children.values() if c.pidfd is not None]
+            polled = any(c.pidfd is None for c in self.children.values())
+            ready, _, _ = select.select(watched, [], [], _POLL_WITHOUT_PIDFD if polled else _CHECK_EVERY)
             if 0 in ready:
                 data = os.read(0, 1 << 16)
                 if data:
-                    self.handle(data)
+                    self.buffer += data
+                    messages, self.buffer = decode(self.buffer)
+                    for msg in messages:
+                        if msg.get("op") == "spawn":
+                            self.spawn(msg)
                 else:
                     self.manager_gone = True
-            self.reap()
+            self.reap(ready)
             if not self.manager_gone and os.getppid() != self.parent:
                 self.manager_gone = True  # the manager died while something else holds its end of our stdin
             if self.manager_gone and not self.children:
@@ -183,5 +240,5 @@ class Reaper:
 
 
 if __name__ == "__main__":
-    Reaper().run()
-    sys.exit(0)
+    Reaper(tuple(int(s) for s in sys.argv[1].split(",") if s) if len(sys.argv) > 1 else ()).run()
+    os._exit(0)  # nothing to tear down: every file was written with os calls

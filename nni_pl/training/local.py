@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import json
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nni_pl._config_readers import check_keys, read_bool, read_gpu_indices, read_int
+from nni_pl.training import _reaper as reaper_messages
 from nni_pl.training.process import alive as _alive
 from nni_pl.training.process import pidfd_open as _pidfd_open
 from nni_pl.training.service import SubmitInfo, TrainingService, TrialEnd, TrialJob
@@ -166,6 +167,26 @@ def _plain_command_cached(command: str) -> bool:
     return _plain_command(command)
 
 
+@functools.lru_cache(maxsize=64)
+def _split_command(command: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """``(VAR=value prefixes, argv)`` of a trial command: a plain one's words, any other run by bash.
+
+    Example:
+        >>> _split_command("CUDA_LAUNCH_BLOCKING=1 python train.py --name 'a b'")
+        ((('CUDA_LAUNCH_BLOCKING', '1'),), ('python', 'train.py', '--name', 'a b'))
+        >>> _split_command("python train.py > log.txt")
+        ((), ('bash', '-c', 'python train.py > log.txt'))
+    """
+    if not (_HAVE_SH and _plain_command(command)):
+        return (), ("bash", "-c", command)
+    words = shlex.split(command)
+    assignments = []
+    while _ASSIGNMENT.match(words[0]):
+        name, value = words.pop(0).split("=", 1)
+        assignments.append((name, value))
+    return tuple(assignments), tuple(words)
+
+
 class GpuScheduler:
     """Hands out GPU indices: ``gpu_number`` per trial, at most ``per_gpu`` trials on one GPU.
 
@@ -258,56 +279,100 @@ _EXIT_CODE_GRACE = 2.0
 
 
 class _Reaper:
-    """The manager's end of a reaper process (:mod:`nni_pl.training._reaper`): requests out, events in."""
+    """The manager's end of a reaper process (:mod:`nni_pl.training._reaper`): requests out, events in.
 
-    def __init__(self) -> None:
-        self.environ = dict(os.environ)  # what the reaper inherits; each spawn sends the changes since
-        self.popen = subprocess.Popen(
-            [sys.executable, "-I", "-S", _REAPER_SCRIPT],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=self.environ,
-            start_new_session=True,  # a Ctrl-C for the manager does not reach it; it outlives a killed manager
-            bufsize=0,
-        )
-        assert self.popen.stdin is not None and self.popen.stdout is not None
-        self.fd = self.popen.stdout.fileno()
-        self.buffer = b""
+    The reaper is forked from the manager when the manager has no other thread (it is up in ~1 ms, and runs
+    nothing of the manager's but :class:`nni_pl.training._reaper.Reaper`); otherwise it is a fresh
+    ``python -I -S`` (~10 ms), since forking a process with threads is unsafe. Either way it starts in a session
+    of its own, holds only its two pipes, and has the environment the manager had when the reaper started: the
+    trials it starts get that environment and their own variables.
+    """
+
+    # what subprocess's restore_signals resets: Python ignores SIGPIPE (and SIGXFSZ), and trials must not inherit it
+    RESET_SIGNALS = tuple(
+        getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)
+    )
+
+    def __init__(self, *, fork: bool | None = None) -> None:
+        if fork is None:
+            fork = hasattr(os, "fork") and threading.active_count() == 1
+        requests_r, self.requests = os.pipe()
+        self.fd, events_w = os.pipe()
+        try:
+            self.pid = self._fork(requests_r, events_w) if fork else self._spawn(requests_r, events_w)
+        finally:
+            os.close(requests_r)
+            os.close(events_w)
+        self.forked = fork
+        self.buffer = bytearray()
         self.events: collections.deque[dict[str, Any]] = collections.deque()
         self.alive = True
+        self.exit_code: int | None = None
+
+    def _spawn(self, requests_r: int, events_w: int) -> int:
+        argv = [sys.executable, "-I", "-S", _REAPER_SCRIPT, ",".join(map(str, self.RESET_SIGNALS))]
+        actions = [(os.POSIX_SPAWN_DUP2, requests_r, 0), (os.POSIX_SPAWN_DUP2, events_w, 1)]
+        return os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions, setsid=True)
+
+    def _fork(self, requests_r: int, events_w: int) -> int:
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 1
+        try:  # the reaper: nothing of the manager's runs here, and it never returns into the manager's code
+            os.setsid()  # a Ctrl-C for the manager does not reach it; it outlives a killed manager
+            os.dup2(requests_r, 0)
+            os.dup2(events_w, 1)
+            os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)
+            reaper_messages.Reaper(self.RESET_SIGNALS).run()
+            code = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    def poll(self) -> int | None:
+        """The reaper's exit code once it has ended (it is reaped then), else ``None``."""
+        if self.exit_code is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                pid, status = self.pid, 0
+            if pid:
+                self.exit_code = os.waitstatus_to_exitcode(status)
+        return self.exit_code
+
+    def wait(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return self.exit_code
 
     def send(self, message: dict[str, Any]) -> None:
-        env = os.environ
-        changed = {k: v for k, v in env.items() if self.environ.get(k) != v}
-        message["env"] = {**changed, **message["env"]}
-        message["unset"] = [k for k in self.environ if k not in env]
-        data = memoryview((json.dumps(message) + "\n").encode("utf-8"))
-        assert self.popen.stdin is not None
+        data = memoryview(reaper_messages.encode(message))
         while data:
-            data = data[os.write(self.popen.stdin.fileno(), data) :]
+            data = data[os.write(self.requests, data) :]
 
     def receive(self, timeout: float) -> bool:
         """Read what the reaper said, waiting up to ``timeout`` seconds for something; False once it is gone."""
         if not self.alive:
             return False
-        if timeout > 0:
-            ready, _, _ = select.select([self.fd], [], [], timeout)
-            if not ready:
-                return True
-        data = os.read(self.fd, 1 << 16) if timeout > 0 else self._read_ready()
-        if data is None:
+        ready, _, _ = select.select([self.fd], [], [], max(timeout, 0))
+        if not ready:
             return True
+        data = os.read(self.fd, 1 << 16)
         if not data:
             self.alive = False
             return False
         self.buffer += data
-        *lines, self.buffer = self.buffer.split(b"\n")
-        self.events.extend(json.loads(line) for line in lines if line.strip())
+        messages, self.buffer = reaper_messages.decode(self.buffer)
+        self.events.extend(messages)
         return True
-
-    def _read_ready(self) -> bytes | None:
-        ready, _, _ = select.select([self.fd], [], [], 0)
-        return os.read(self.fd, 1 << 16) if ready else None
 
     def wait_started(self, trial_id: str) -> dict[str, Any]:
         """The reaper's ``started`` answer for ``trial_id`` (other events stay queued for ``poll``)."""
@@ -319,28 +384,26 @@ class _Reaper:
                     return event
             left = deadline - time.monotonic()
             if left <= 0 or not self.receive(left):
-                code = self.popen.poll()
+                code = self.poll()
                 why = (
                     f"it exited with code {code}"
                     if code is not None
                     else f"no answer in {_REAPER_REPLY_TIMEOUT:.0f} s"
                 )
                 raise RuntimeError(
-                    f"the local reaper process (pid {self.popen.pid}) did not start trial {trial_id} ({why})"
+                    f"the local reaper process (pid {self.pid}) did not start trial {trial_id} ({why})"
                 )
 
     def close(self, *, wait: float = 0.0) -> None:
         """Tell the reaper its manager is done: it exits once its last trial has ended. ``wait``: seconds to wait
         for that (the reaper is reaped, and its trials' CPU time is counted as this process's children's)."""
-        for stream in (self.popen.stdin, self.popen.stdout):
-            if stream is not None:
-                stream.close()
+        if self.requests >= 0:
+            os.close(self.requests)
+            os.close(self.fd)
+            self.requests = -1
         self.alive = False
         if wait > 0:
-            try:
-                self.popen.wait(wait)
-            except subprocess.TimeoutExpired:
-                pass
+            self.wait(wait)
 
 
 @dataclass
@@ -411,7 +474,7 @@ class LocalTrainingService(TrainingService):
         if spec.trial_command is None:
             raise ValueError("the local training service runs a trialCommand; none was given")
         mode = spec.lightning_cli
-        return cls(
+        service = cls(
             command=spec.trial_command,
             code_directory=spec.trial_code_directory,
             concurrency=spec.trial_concurrency,
@@ -421,6 +484,15 @@ class LocalTrainingService(TrainingService):
             use_active_gpu=section.use_active_gpu,
             extra_args=lambda params: lightning_cli_args(params, mode),
         )
+        service.start()  # an experiment's service: the reaper starts up while the manager does
+        return service
+
+    def start(self) -> None:
+        """Start the reaper that starts the trials now (the first :meth:`submit` does otherwise).
+
+        Its start-up (~10 ms) then overlaps the manager's instead of delaying the first trial.
+        """
+        self._reaper_for_submit()
 
     # --- scheduling ---------------------------------------------------------------------------------------
     def free_slots(self) -> int:
@@ -489,17 +561,13 @@ class LocalTrainingService(TrainingService):
     @staticmethod
     def _argv(command: str, env: dict[str, str]) -> list[str]:
         """The trial's argv: a plain command's words (its ``VAR=value`` prefixes go to ``env``), else bash."""
-        if not (_HAVE_SH and _plain_command_cached(command)):
-            return ["bash", "-c", command]
-        words = shlex.split(command)
-        while _ASSIGNMENT.match(words[0]):
-            name, value = words.pop(0).split("=", 1)
-            env[name] = value
-        return words
+        assignments, words = _split_command(command)
+        env.update(assignments)
+        return list(words)
 
     def _reaper_for_submit(self) -> _Reaper:
         reaper = self._reaper
-        if reaper is not None and (not reaper.alive or reaper.popen.poll() is not None):
+        if reaper is not None and (not reaper.alive or reaper.poll() is not None):
             self._reaper_lost(reaper)
         if self._reaper is None:
             self._reaper = _Reaper()
@@ -644,7 +712,7 @@ class LocalTrainingService(TrainingService):
     def _reaper_lost(self, reaper: _Reaper) -> None:
         """The reaper died (killed from outside): watch its trials as re-attached ones; the next submit starts
         another reaper."""
-        code = reaper.popen.poll()
+        code = reaper.poll()
         reaper.receive(0)  # what it said before it ended
         for event in reaper.events:
             proc = self.procs.get(event["id"])
@@ -654,7 +722,7 @@ class LocalTrainingService(TrainingService):
         logger.warning(
             "the local reaper process (pid %s) ended unexpectedly (exit code %s); %d running trial(s) will end "
             "without a recorded exit code",
-            reaper.popen.pid,
+            reaper.pid,
             code,
             len(orphans),
         )

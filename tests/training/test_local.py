@@ -272,13 +272,41 @@ def test_local_reattach_to_a_trial_of_a_dead_manager(tmp_path, code_dir):
     assert second.reattach(never, None, None) is False
 
 
+@pytest.mark.parametrize("threads", [1, 2], ids=["forked", "fresh-interpreter"])
+def test_local_reaper_is_its_own_session_and_holds_none_of_the_managers_files(
+    tmp_path, code_dir, monkeypatch, threads
+):
+    # a manager with no other thread forks its reaper; one with threads starts a fresh interpreter. Either way
+    # the reaper has its own session, keeps none of the manager's open files (a database, a dashboard's
+    # listening socket) and runs the trials
+    monkeypatch.setattr("nni_pl.training.local.threading.active_count", lambda: threads)
+    held = open(tmp_path / "managers-file", "w")  # open while the reaper starts
+    try:
+        svc = LocalTrainingService(command="python trial.py", code_directory=code_dir)
+        svc.start()
+        reaper = svc._reaper
+        assert reaper.forked is (threads == 1)
+        job = _job(tmp_path, f"t{threads}", {"x": 2})
+        svc.submit(job)  # the reaper has answered: it is set up
+        assert os.getsid(reaper.pid) == reaper.pid
+        fds = {os.readlink(f"/proc/{reaper.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{reaper.pid}/fd")}
+        assert str(tmp_path / "managers-file") not in fds
+        (end,) = _wait(svc, 1)
+        assert end.exit_code == 0
+        assert [r["value"] for r in MetricsReader(job.trial_dir).read()] == [2, 4]
+        svc.shutdown()
+        assert reaper.wait(5) == 0
+    finally:
+        held.close()
+
+
 def test_local_outlives_a_killed_reaper(tmp_path, code_dir):
     # the reaper is killed from outside while a trial runs: the trial ends without an exit code (nobody could
     # record it) but with its metrics, and the next trial gets a new reaper
     svc = LocalTrainingService(command="python trial.py", code_directory=code_dir)
     job = _job(tmp_path, "orphan", {"sleep": 1.0, "x": 1})
     svc.submit(job)
-    os.kill(svc._reaper.popen.pid, signal.SIGKILL)
+    os.kill(svc._reaper.pid, signal.SIGKILL)
     (end,) = _wait(svc, 1)
     assert end.exit_code is None and "without an exit code" in end.error
     assert [r["type"] for r in MetricsReader(job.trial_dir).read()] == ["PERIODICAL", "FINAL"]
@@ -295,7 +323,7 @@ def test_local_reaper_exits_when_its_manager_is_done(tmp_path, code_dir):
     svc = LocalTrainingService(command="python trial.py", code_directory=code_dir)
     job = _job(tmp_path, "last", {"sleep": 0.5, "x": 1})
     svc.submit(job)
-    reaper = svc._reaper.popen
+    reaper = svc._reaper
     svc.shutdown()
     assert reaper.poll() is None  # still there for its trial
     assert reaper.wait(10) == 0
