@@ -22,8 +22,7 @@ to ``pidfile`` and answers on its stdout::
     {"op": "started", "id": "...", "pid": 1234, "start": 5678.0}    (pid None: the command could not start)
     {"op": "ended", "id": "...", "pid": 1234, "code": 0, "time": 1733350000.1}
 
-When a trial ends the reaper answers first (the manager may be waiting) and then writes ``"<code> <time>"`` to
-``exitfile``. A trial killed by signal ``n`` ends with code ``128 + n``, as a shell reports it; a command that
+When a trial ends the reaper writes ``"<code> <time>"`` to ``exitfile`` and then answers. A trial killed by signal ``n`` ends with code ``128 + n``, as a shell reports it; a command that
 cannot be started ends with 127 (not found) or 126 (not executable), and says why in its ``stderr`` file.
 
 The manager is gone when the reaper's stdin reaches its end or the reaper's parent changes.
@@ -172,10 +171,12 @@ class Reaper:
         finally:
             os.close(out)
             os.close(err)
-        self.children[pid] = _Child(pid, msg["id"], msg["exitfile"])
         start = _start_time(pid)
+        self.answer(
+            {"op": "started", "id": msg["id"], "pid": pid, "start": start}
+        )  # the manager waits for it
+        self.children[pid] = _Child(pid, msg["id"], msg["exitfile"])
         _write(msg["pidfile"], f"{pid} {start if start is not None else ''}\n")
-        self.answer({"op": "started", "id": msg["id"], "pid": pid, "start": start})
 
     def _start(self, argv: list[str], cwd: str, env: dict[str, str], out: int, err: int) -> int:
         os.chdir(
@@ -210,11 +211,11 @@ class Reaper:
             if child.pidfd is not None:
                 os.close(child.pidfd)
             code, when = _exit_code(status), time.time()
-            self.answer({"op": "ended", "id": child.trial_id, "pid": pid, "code": code, "time": when})
-            try:
+            try:  # first the file: whoever learns that the trial ended finds its exit code there
                 _write(child.exitfile, f"{code} {when!r}\n")
             except OSError:  # the trial's folder was removed meanwhile
                 pass
+            self.answer({"op": "ended", "id": child.trial_id, "pid": pid, "code": code, "time": when})
 
     def run(self) -> None:
         while True:

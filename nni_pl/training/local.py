@@ -348,10 +348,19 @@ class _Reaper:
         return self.exit_code
 
     def wait(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while self.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.001)
-        return self.exit_code
+        """The reaper's exit code, waiting up to ``timeout`` seconds for it to end."""
+        if self.poll() is None:
+            pidfd = _pidfd_open(self.pid)
+            if pidfd is not None:
+                try:
+                    select.select([pidfd], [], [], timeout)
+                finally:
+                    os.close(pidfd)
+            else:
+                deadline = time.monotonic() + timeout
+                while self.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.002)
+        return self.poll()
 
     def send(self, message: dict[str, Any]) -> None:
         data = memoryview(reaper_messages.encode(message))
