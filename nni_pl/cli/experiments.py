@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -136,6 +135,8 @@ def delete_experiment(loc: Any) -> str:
     directory = Path(exp.directory) if exp.directory else None
     where = "no folder"
     if directory is not None and directory.name == exp.id and directory.is_dir():
+        import shutil  # here: `nni-pl launch` builds this module's parsers and does without it
+
         shutil.rmtree(directory)
         where = f"folder {directory}"
     elif directory is not None and directory.exists():

@@ -8,17 +8,19 @@ manager is up (its pid in the store, its dashboard bound) or raises with the rea
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nni_pl.errors import NniPlError
 from nni_pl.experiment import dashboard
 from nni_pl.experiment import store as st
 from nni_pl.experiment._setup import private_fd
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = ["Started", "spawn"]
 
@@ -70,6 +72,8 @@ def spawn(
     secrets = getattr(section, "secret_environment", None)
     if callable(secrets):
         env.update(secrets())
+    import subprocess  # here: a launch that runs its manager in the foreground does without it
+
     dashboard.forget(directory)
     fd = private_fd(log)
     try:

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,13 @@ _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 # --- owner-only files ---------------------------------------------------------------------------------------------
+
+
+def _remove_tree(path: Path) -> None:
+    """``shutil.rmtree(path, ignore_errors=True)``, imported here: a launch that removes nothing does without it."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def private_fd(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND) -> int:
@@ -224,7 +230,7 @@ def trial_code_directory(config: ExperimentConfig, directory: Path | None, exp_i
         import tempfile
 
         root = Path(tempfile.mkdtemp(prefix=f"nni-pl-{exp_id}-"))
-        atexit.register(shutil.rmtree, root, True)
+        atexit.register(_remove_tree, root)
         target = root / ANNOTATED_CODE
     else:
         target = directory / ANNOTATED_CODE
@@ -308,7 +314,7 @@ def create(
                     store.delete_experiment(exp_id)
             store.close()
         if made:
-            shutil.rmtree(directory, ignore_errors=True)
+            _remove_tree(directory)
         raise
     return store, directory
 
@@ -325,4 +331,4 @@ def discard(store: st.Store | None, directory: Path | None, exp_id: str, *, shar
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             if Path(json.loads(entry.read_text())["directory"]) == directory:
                 entry.unlink()
-        shutil.rmtree(directory, ignore_errors=True)
+        _remove_tree(directory)

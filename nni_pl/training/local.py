@@ -20,10 +20,8 @@ import os
 import re
 import select
 import shlex
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -131,6 +129,9 @@ def _plain_command(command: str) -> bool:
 
 def _nvidia_smi(query: str) -> list[str] | None:
     """Lines of ``nvidia-smi --query-...=... --format=csv,noheader``; ``None`` without a working nvidia-smi."""
+    import shutil  # here: the launcher's start-up does without it
+    import subprocess
+
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return None
@@ -472,7 +473,7 @@ class LocalTrainingService(TrainingService):
         self.extra_args = extra_args
         self.host = socket.gethostname()
         self.procs: dict[str, _Proc] = {}
-        self._reaper: _Reaper | None = None  # started with the first trial
+        self._reaper: _Reaper | None = None  # started by start() or the first submit()
 
     @classmethod
     def from_spec(cls, spec: ServiceSpec) -> LocalTrainingService:
