@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from nni_pl.errors import ConfigError, MissingDependencyError
-from nni_pl.experiment import Experiment, ExperimentConfig, RemoteConfig, RemoteMachineConfig, _detached
+from nni_pl.experiment import Experiment, ExperimentConfig, RemoteConfig, RemoteMachineConfig
 from nni_pl.experiment.control import redact
 from nni_pl.training.local import LocalConfig
 from nni_pl.training.platforms import HybridConfig, ServiceSpec, blank_section, create_service, parse_section
@@ -427,7 +427,7 @@ def test_a_created_experiment_stores_no_secret(home, tmp_path, monkeypatch):
         def poll(self):
             return 0
 
-    monkeypatch.setattr(_detached.subprocess, "Popen", _Ended)
+    monkeypatch.setattr(subprocess, "Popen", _Ended)  # _detached imports it where it starts the manager
     exp._detach()
     assert seen["env"][ENV0] == PASSWORD
     assert not any(PASSWORD in a for a in seen["argv"])
