@@ -415,6 +415,10 @@ class _Reaper:
         if wait > 0:
             self.wait(wait)
 
+    def __del__(self) -> None:  # a service dropped without shutdown(): the reaper still learns it is done
+        if getattr(self, "requests", -1) >= 0:
+            self.close(wait=0.1)  # an idle reaper exits at once: reap it, leaving no zombie
+
 
 @dataclass
 class _Proc:
