@@ -78,7 +78,11 @@ def _exit_code(status: int) -> int:
 
 
 def _start_time(pid: int) -> float | None:
-    """The kernel's start time of ``pid`` in clock ticks since boot (``/proc/<pid>/stat`` field 22)."""
+    """The kernel's start time of ``pid`` in clock ticks since boot (``/proc/<pid>/stat`` field 22).
+
+    :func:`nni_pl.training.process.process_start_time` again, as this file runs without nni_pl (a test checks
+    that the two agree).
+    """
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
         try:
@@ -99,7 +103,8 @@ def _write(path: str, text: str) -> None:
 
 
 def _find(name: str, path: str) -> str:
-    """``name`` looked up in ``path`` as ``execvp`` does; raises ``OSError`` when it is not there to run."""
+    """``name`` looked up in ``path`` as ``execvp`` does (``shutil.which``, without importing shutil); raises
+    ``OSError`` when it is not there to run."""
     if "/" in name:
         return name
     denied = None

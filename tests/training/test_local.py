@@ -338,6 +338,20 @@ def test_local_reattach_detects_a_lost_process(tmp_path, code_dir):
     assert end.exit_code is None and "no exit code" in end.error
 
 
+def test_reaper_helpers_agree_with_the_packages_own():
+    # the reaper runs without nni_pl, so it has its own copies of two helpers
+    import shutil
+
+    from nni_pl.training import _reaper
+    from nni_pl.training.process import process_start_time
+
+    assert _reaper._start_time(os.getpid()) == process_start_time(os.getpid())
+    path = os.environ["PATH"]
+    assert _reaper._find("sh", path) == shutil.which("sh", path=path)
+    with pytest.raises(OSError, match="command not found"):
+        _reaper._find("no-such-program-nni-pl", path)
+
+
 def test_alive_rejects_a_reused_pid():
     assert _alive(os.getpid(), None)
     assert not _alive(os.getpid(), started_at=-1.0)
