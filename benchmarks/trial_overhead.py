@@ -159,6 +159,8 @@ class Sample:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     cpu: float | None = None  # user + sys CPU seconds of the whole (reaped) process tree
+    repeat: int = 0  # which repeat it belongs to (numbered from 1)
+    round: int = 1  # which round within the repeat (the quick nni-pl modes run --rounds times per repeat)
 
     @property
     def cpu_per_trial(self) -> float | None:
@@ -436,7 +438,10 @@ def render(args: argparse.Namespace, meta: dict[str, Any], samples: dict[str, li
     c, n = args.concurrency, args.n
     s = summarise(samples)  # medians of the absolute numbers
     # overheads and ratios pair each launcher with the baselines of the same repeat, then take the median
-    reps = [summarise({m: runs[i : i + 1] for m, runs in samples.items()}) for i in range(args.repeats)]
+    reps = [
+        summarise({m: [x for x in runs if x.repeat == i] for m, runs in samples.items()})
+        for i in range(1, args.repeats + 1)
+    ]
     sdk_of = {
         "bare nni-pl": "nni-pl",
         f"bare nni-pl x{c}": "nni-pl",
@@ -499,9 +504,10 @@ def render(args: argparse.Namespace, meta: dict[str, Any], samples: dict[str, li
         "`bare x c` rows and the CPU table show how much.",
         f"- Python {meta['python']}; nni-pl {meta['nni_pl']}; NNI {meta['nni']}.",
         f"- N = {n} trials per run, concurrency c = {c}, {args.repeats} repeats, the modes interleaved within each "
-        "repeat. Absolute numbers are medians over the repeats; overheads and ratios are computed within each "
-        f"repeat (against that repeat's bare runs) and then the median is taken. The bare NNI baselines run "
-        f"{meta['nni_bare_n']} trials per repeat (each imports `nni`, seconds apiece).",
+        f"repeat; in each repeat the nni-pl modes run {args.rounds} times in turn (rounds), NNI's once. Absolute "
+        "numbers are medians over all runs; overheads and ratios are computed within each repeat (against that "
+        "repeat's bare runs, each mode's rounds by their median) and then the median over the repeats is taken. "
+        f"The bare NNI baselines run {meta['nni_bare_n']} trials per repeat (each imports `nni`, seconds apiece).",
         "",
         "## Targets",
         "",
@@ -639,14 +645,14 @@ def render(args: argparse.Namespace, meta: dict[str, Any], samples: dict[str, li
         "",
         "## Every run",
         "",
-        "| repeat | mode | wall (s) | e2e slot (ms) | steady slot (ms) | CPU/trial (ms) | note |",
-        "|---:|---|---:|---:|---:|---:|---|",
+        "| repeat | round | mode | wall (s) | e2e slot (ms) | steady slot (ms) | CPU/trial (ms) | note |",
+        "|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for mode, runs in samples.items():
-        for i, x in enumerate(runs, 1):
+        for x in runs:
             note = (x.error or "")[:160].replace("|", "/").replace("\n", " ")
             lines.append(
-                f"| {i} | {mode} | {x.wall:.2f} | {_ms(x.slot_e2e, 1)} | {_ms(x.slot_steady, 1)} "
+                f"| {x.repeat} | {x.round} | {mode} | {x.wall:.2f} | {_ms(x.slot_e2e, 1)} | {_ms(x.slot_steady, 1)} "
                 f"| {_ms(x.cpu_per_trial, 1)} | {note} |"
             )
     return "\n".join(lines) + "\n"
@@ -719,6 +725,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--repeats", type=int, default=3, help="rounds over all modes; medians are reported (default 3)"
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs of each quick nni-pl mode per repeat, interleaved; each repeat takes their median (default 3)",
+    )
     p.add_argument("--skip-nni", action="store_true", help="do not install or run NNI 3.0")
     p.add_argument(
         "--nni-venv", type=Path, default=DEFAULT_NNI_VENV, help="NNI's own venv (created if missing)"
@@ -779,19 +791,25 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="trial_overhead_"))
     try:
         for rep in range(1, args.repeats + 1):
-            for mode, fn in modes.items():
-                work = root / f"r{rep}" / mode.replace(" ", "_")
+            # the quick nni-pl modes run --rounds times, interleaved, so that each repeat compares runs made
+            # seconds apart (this machine's speed drifts by several percent over a minute); NNI's modes once
+            plan = [(r, m) for r in range(1, args.rounds + 1) for m in modes if "NNI" not in m]
+            plan += [(1, m) for m in modes if "NNI" in m]
+            for rnd, mode in plan:
+                work = root / f"r{rep}" / f"{mode.replace(' ', '_')}-{rnd}"
                 try:
-                    sample = fn(work)
+                    sample = modes[mode](work)
                 except Exception as e:  # record and go on: one failed mode must not hide the others
                     sample = Sample(0.0, n, c, [], error=f"{type(e).__name__}: {e}")
+                sample.repeat, sample.round = rep, rnd
                 samples[mode].append(sample)
                 status = (
                     sample.error
                     or f"e2e slot {_ms(sample.slot_e2e, 1)} ms, steady {_ms(sample.slot_steady, 1)} ms"
                 )
                 print(
-                    f"[{rep}/{args.repeats}] {mode:<16} wall {sample.wall:7.2f} s  {status[:300]}", flush=True
+                    f"[{rep}/{args.repeats} {rnd}] {mode:<16} wall {sample.wall:7.2f} s  {status[:300]}",
+                    flush=True,
                 )
     finally:
         if args.keep:
