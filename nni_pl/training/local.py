@@ -14,6 +14,7 @@ their exit codes and metrics if they ended meanwhile.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import logging
 import os
@@ -417,7 +418,8 @@ class _Reaper:
 
     def __del__(self) -> None:  # a service dropped without shutdown(): the reaper still learns it is done
         if getattr(self, "requests", -1) >= 0:
-            self.close(wait=0.1)  # an idle reaper exits at once: reap it, leaving no zombie
+            with contextlib.suppress(Exception):  # at interpreter exit the modules it needs may be gone
+                self.close(wait=0.1)  # an idle reaper exits at once: reap it, leaving no zombie
 
 
 @dataclass
