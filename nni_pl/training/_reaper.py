@@ -159,34 +159,51 @@ class Reaper:
         env = dict(os.environ)
         env.update(msg["env"])
         argv = list(msg["argv"])
-        out = os.open(msg["stdout"], _OPEN_APPEND, 0o644)
-        err = os.open(msg["stderr"], _OPEN_APPEND, 0o644)
         try:
-            try:
-                pid = self._start(argv, msg["cwd"], env, out, err)
-            except OSError as e:
-                # the shell's codes for "not found" and "cannot run"
-                code = 127 if e.errno == errno.ENOENT else 126
-                os.write(err, f"nni-pl: cannot start the trial command {argv[0]!r}: {e.strerror}\n".encode())
-                now = time.time()
-                self.answer({"op": "started", "id": msg["id"], "pid": None, "start": None})
-                self.answer({"op": "ended", "id": msg["id"], "pid": None, "code": code, "time": now})
-                _write(msg["exitfile"], f"{code} {now!r}\n")
-                return
+            out = os.open(msg["stdout"], _OPEN_APPEND, 0o644)
+        except OSError as e:  # its folder is gone: the trial cannot start, and the reaper goes on
+            self._not_started(msg, 126, None, f"cannot open {msg['stdout']}: {e.strerror}")
+            return
+        try:
+            err = os.open(msg["stderr"], _OPEN_APPEND, 0o644)
+        except OSError as e:
+            os.close(out)
+            self._not_started(msg, 126, None, f"cannot open {msg['stderr']}: {e.strerror}")
+            return
+        try:
+            pid = self._start(argv, msg["cwd"], env, out, err)
+        except OSError as e:
+            # the shell's codes for "not found" and "cannot run"
+            code = 127 if e.errno == errno.ENOENT else 126
+            self._not_started(msg, code, err, f"cannot start the trial command {argv[0]!r}: {e.strerror}")
+            return
         finally:
             os.close(out)
             os.close(err)
         start = _start_time(pid)
-        self.answer(
-            {"op": "started", "id": msg["id"], "pid": pid, "start": start}
-        )  # the manager waits for it
+        # the manager waits for this answer: the pid file after it
+        self.answer({"op": "started", "id": msg["id"], "pid": pid, "start": start})
         self.children[pid] = _Child(pid, msg["id"], msg["exitfile"])
-        _write(msg["pidfile"], f"{pid} {start if start is not None else ''}\n")
+        try:
+            _write(msg["pidfile"], f"{pid} {start if start is not None else ''}\n")
+        except OSError:  # the trial's folder was removed meanwhile
+            pass
+
+    def _not_started(self, msg: dict[str, Any], code: int, err: int | None, why: str) -> None:
+        """Report a trial that could not start as one that ended with ``code`` (saying why in its stderr)."""
+        if err is not None:
+            os.write(err, f"nni-pl: {why}\n".encode())
+        now = time.time()
+        try:
+            _write(msg["exitfile"], f"{code} {now!r}\n")
+        except OSError:
+            pass
+        self.answer({"op": "started", "id": msg["id"], "pid": None, "start": None})
+        self.answer({"op": "ended", "id": msg["id"], "pid": None, "code": code, "time": now})
 
     def _start(self, argv: list[str], cwd: str, env: dict[str, str], out: int, err: int) -> int:
-        os.chdir(
-            cwd
-        )  # posix_spawn has no working-directory action before Python 3.13; the reaper's own is free
+        # posix_spawn has no working-directory action before Python 3.13; the reaper's own is free to change
+        os.chdir(cwd)
         program = _find(argv[0], env.get("PATH", os.defpath))
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),

@@ -352,6 +352,34 @@ def test_reaper_helpers_agree_with_the_packages_own():
         _reaper._find("no-such-program-nni-pl", path)
 
 
+def test_reaper_survives_a_trial_that_cannot_start(tmp_path):
+    # a trial whose folder is gone, or whose program is missing, ends at once with the shell's code; the
+    # reaper goes on with the next one
+    from nni_pl.training._reaper import Reaper
+
+    said: list[dict] = []
+    reaper = Reaper()
+    reaper.answer = said.append  # type: ignore[method-assign]
+
+    def message(trial_id, folder, argv):
+        return {
+            "op": "spawn", "id": trial_id, "argv": argv, "cwd": str(tmp_path), "env": {},
+            "stdout": str(folder / "stdout"), "stderr": str(folder / "stderr"),
+            "pidfile": str(folder / "pid"), "exitfile": str(folder / "exitcode"),
+        }  # fmt: skip
+
+    reaper.spawn(message("gone", tmp_path / "no-such-folder", ["true"]))
+    reaper.spawn(message("missing", tmp_path, ["no-such-program-nni-pl"]))
+    reaper.spawn(message("fine", tmp_path, [sys.executable, "-c", "raise SystemExit(5)"]))
+    deadline = time.time() + 30
+    while reaper.children and time.time() < deadline:
+        reaper.reap([c.pidfd for c in reaper.children.values()])  # as if every pidfd were readable
+        time.sleep(0.01)
+    ended = {m["id"]: m["code"] for m in said if m["op"] == "ended"}
+    assert ended == {"gone": 126, "missing": 127, "fine": 5}
+    assert "cannot start the trial command 'no-such-program-nni-pl'" in (tmp_path / "stderr").read_text()
+
+
 def test_alive_rejects_a_reused_pid():
     assert _alive(os.getpid(), None)
     assert not _alive(os.getpid(), started_at=-1.0)
