@@ -146,6 +146,7 @@ class Reaper:
         self.manager_gone = False
         self.parent = os.getppid()
         self.buffer = bytearray()
+        self.environ = dict(os.environ)  # its own never changes: copied once, not per trial
 
     def answer(self, message: dict[str, Any]) -> None:
         if self.manager_gone:
@@ -156,8 +157,7 @@ class Reaper:
             self.manager_gone = True
 
     def spawn(self, msg: dict[str, Any]) -> None:
-        env = dict(os.environ)
-        env.update(msg["env"])
+        env = {**self.environ, **msg["env"]}
         argv = list(msg["argv"])
         try:
             out = os.open(msg["stdout"], _OPEN_APPEND, 0o644)

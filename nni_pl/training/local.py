@@ -96,17 +96,17 @@ _PLAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
-def _plain_command(command: str) -> bool:
-    """Whether ``command`` is one simple command that bash and any POSIX ``sh`` run alike.
+def _plain_words(command: str) -> list[str] | None:
+    """The words of ``command`` if it is one simple command that bash and any POSIX ``sh`` run alike, else ``None``.
 
     Words, ``VAR=value`` prefixes, single-quoted text and double-quoted text without ``$``, backquotes or
     backslashes qualify; a first word that is a bash builtin or keyword does not.
 
     Example:
-        >>> _plain_command("python train.py --lr 0.1 --name 'a b$c'")
-        True
-        >>> [_plain_command(c) for c in ("python t.py > log", "echo -e x", "source env.sh; python t.py")]
-        [False, False, False]
+        >>> _plain_words("python train.py --lr 0.1 --name 'a b$c'")
+        ['python', 'train.py', '--lr', '0.1', '--name', 'a b$c']
+        >>> [_plain_words(c) for c in ("python t.py > log", "echo -e x", "source env.sh; python t.py")]
+        [None, None, None]
     """
     quote = None  # the quote we are inside of
     for ch in command:
@@ -114,18 +114,22 @@ def _plain_command(command: str) -> bool:
             quote = None if ch == "'" else quote
         elif quote == '"':
             if ch in "$`\\":
-                return False
+                return None
             quote = None if ch == '"' else quote
         elif ch in "'\"":
             quote = ch
         elif ch not in _PLAIN_CHARS:
-            return False
+            return None
     if quote is not None:
-        return False
+        return None
     words = shlex.split(command)
-    while words and _ASSIGNMENT.match(words[0]):
-        words.pop(0)
-    return bool(words) and words[0] not in _BASH_WORDS
+    first = next((w for w in words if not _ASSIGNMENT.match(w)), None)
+    return words if first is not None and first not in _BASH_WORDS else None
+
+
+def _plain_command(command: str) -> bool:
+    """Whether ``command`` is one simple command that bash and any POSIX ``sh`` run alike (:func:`_plain_words`)."""
+    return _plain_words(command) is not None
 
 
 def _nvidia_smi(query: str) -> list[str] | None:
@@ -165,23 +169,18 @@ def busy_gpus() -> set[int]:
 
 
 @functools.lru_cache(maxsize=64)
-def _plain_command_cached(command: str) -> bool:
-    return _plain_command(command)
-
-
-@functools.lru_cache(maxsize=64)
-def _split_command(command: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
-    """``(VAR=value prefixes, argv)`` of a trial command: a plain one's words, any other run by bash.
+def _split_command(command: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]] | None:
+    """``(VAR=value prefixes, argv)`` of a plain trial command (:func:`_plain_command`), ``None`` for another.
 
     Example:
         >>> _split_command("CUDA_LAUNCH_BLOCKING=1 python train.py --name 'a b'")
         ((('CUDA_LAUNCH_BLOCKING', '1'),), ('python', 'train.py', '--name', 'a b'))
-        >>> _split_command("python train.py > log.txt")
-        ((), ('bash', '-c', 'python train.py > log.txt'))
+        >>> _split_command("python train.py > log.txt") is None
+        True
     """
-    if not (_HAVE_SH and _plain_command(command)):
-        return (), ("bash", "-c", command)
-    words = shlex.split(command)
+    words = _plain_words(command)
+    if words is None:
+        return None
     assignments = []
     while _ASSIGNMENT.match(words[0]):
         name, value = words.pop(0).split("=", 1)
@@ -522,7 +521,7 @@ class LocalTrainingService(TrainingService):
 
     def _script(self, job: TrialJob, env: Mapping[str, str], command: str) -> str:
         """``run.sh``: the trial again by hand (``sh run.sh`` or ``bash run.sh`` in the trial code directory)."""
-        shell = "sh" if _HAVE_SH and _plain_command_cached(command) else "bash"
+        shell = "sh" if _HAVE_SH and _split_command(command) is not None else "bash"
         lines = [
             "#!/bin/sh" if shell == "sh" else "#!/usr/bin/env bash",
             f"# written by nni-pl; `{shell} run.sh` from the trial code directory re-runs this trial",
@@ -574,13 +573,6 @@ class LocalTrainingService(TrainingService):
                 command = command + " " + " ".join(shlex.quote(a) for a in args)
         return command
 
-    @staticmethod
-    def _argv(command: str, env: dict[str, str]) -> list[str]:
-        """The trial's argv: a plain command's words (its ``VAR=value`` prefixes go to ``env``), else bash."""
-        assignments, words = _split_command(command)
-        env.update(assignments)
-        return list(words)
-
     def _reaper_for_submit(self) -> _Reaper:
         reaper = self._reaper
         if reaper is not None and (not reaper.alive or reaper.poll() is not None):
@@ -600,7 +592,12 @@ class LocalTrainingService(TrainingService):
         env = self._environment(job, gpus)
         command = self._command(job)
         spawn_env = dict(env)
-        argv = self._argv(command, spawn_env)
+        split = _split_command(command)
+        if split is None:  # expansions, redirections, pipes, bash syntax: bash runs it, as in NNI
+            argv = ["bash", "-c", command]
+        else:  # a plain command is the trial process itself; its VAR=value prefixes go to its environment
+            spawn_env.update(split[0])
+            argv = list(split[1])
         reaper = self._reaper_for_submit()
         started = time.time()
         reaper.send(
