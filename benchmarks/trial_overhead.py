@@ -197,6 +197,24 @@ def _read_stamps(path: Path) -> list[tuple[float, float]]:
     return out
 
 
+def file_creation_cost(folder: Path, count: int = 100) -> float:
+    """Seconds of CPU to create one folder or file in ``folder``: ``count`` folders with one empty file each.
+
+    nni-pl creates 9 per local trial (trial folder, ``.nni``, ``parameter.json``, ``run.sh``, ``stdout``,
+    ``stderr``, ``.nni/pid``, ``metrics.jsonl``, ``.nni/exitcode``); a bare trial creates none. The cost depends on
+    the file system's state: on ext4 without a journal, the kernel checks recently freed inodes before reusing one
+    (``recently_deleted()``), and near folders where many files were deleted a creation costs ~10x more
+    (measured here: ~20 us in an untouched folder, 150-300 us under a /tmp that test runs had churned). Nothing is
+    deleted afterwards: deleting would cause exactly that.
+    """
+    probe = Path(tempfile.mkdtemp(prefix="probe_", dir=folder))
+    c0 = time.thread_time()
+    for i in range(count):
+        os.mkdir(probe / f"d{i}")
+        os.close(os.open(probe / f"d{i}" / "f", os.O_WRONLY | os.O_CREAT, 0o644))
+    return (time.thread_time() - c0) / (2 * count)
+
+
 def _children_cpu() -> float:
     """CPU seconds used by this process's terminated, reaped descendants (and theirs, when they reaped them)."""
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -503,6 +521,12 @@ def render(args: argparse.Namespace, meta: dict[str, Any], samples: dict[str, li
         f"{meta['load_after']}. Other work shared the machine, so wall-clock numbers carry its contention; the "
         "`bare x c` rows and the CPU table show how much.",
         f"- Python {meta['python']}; nni-pl {meta['nni_pl']}; NNI {meta['nni']}.",
+        f"- Work folder under `{meta['workdir']}`. Creating one file or folder there cost "
+        f"{meta['create_before'] * 1e6:.0f} us of CPU before the runs and "
+        f"{(meta.get('create_after') or float('nan')) * 1e6:.0f} us after them. nni-pl creates 9 per local trial, "
+        "a bare trial none, so this file system state is part of nni-pl's overhead: on ext4 without a journal, "
+        "folders near many recently deleted files (a churned /tmp) cost ~10x more per creation than untouched "
+        "ones (see `file_creation_cost`).",
         f"- N = {n} trials per run, concurrency c = {c}, {args.repeats} repeats, the modes interleaved within each "
         f"repeat; in each repeat the nni-pl modes run {args.rounds} times in turn (rounds), NNI's once. Absolute "
         "numbers are medians over all runs; overheads and ratios are computed within each repeat (against that "
@@ -739,7 +763,18 @@ def main(argv: list[str] | None = None) -> int:
         "--nni-bare-n", type=int, default=10, help="bare NNI trials per repeat (each imports nni, ~3 s)"
     )
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown results file")
-    p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary work folder (deleting many files makes creating files near them slower for minutes)",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the temporary work folder goes (default: the system's temporary folder, $TMPDIR); the report "
+        "gives the cost of creating a file there",
+    )
     args = p.parse_args(argv)
     if args.n <= args.concurrency:
         p.error(f"--n must exceed --concurrency, got n={args.n}, concurrency={args.concurrency}")
@@ -788,7 +823,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             modes["NNI 3.0"] = lambda w: Sample(0.0, n, c, [], error=nni_version)
     samples: dict[str, list[Sample]] = {m: [] for m in modes}
-    root = Path(tempfile.mkdtemp(prefix="trial_overhead_"))
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="trial_overhead_", dir=args.workdir))
+    meta["workdir"] = str(root.parent)
+    meta["create_before"] = file_creation_cost(root)
     try:
         for rep in range(1, args.repeats + 1):
             # the quick nni-pl modes run --rounds times, interleaved, so that each repeat compares runs made
@@ -811,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"[{rep}/{args.repeats} {rnd}] {mode:<16} wall {sample.wall:7.2f} s  {status[:300]}",
                     flush=True,
                 )
+        meta["create_after"] = file_creation_cost(root)
     finally:
         if args.keep:
             print(f"work folder kept: {root}")
