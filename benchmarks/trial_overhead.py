@@ -523,7 +523,7 @@ def render(args: argparse.Namespace, meta: dict[str, Any], samples: dict[str, li
         f"- Python {meta['python']}; nni-pl {meta['nni_pl']}; NNI {meta['nni']}.",
         f"- Work folder under `{meta['workdir']}`. Creating one file or folder there cost "
         f"{meta['create_before'] * 1e6:.0f} us of CPU before the runs and "
-        f"{(meta.get('create_after') or float('nan')) * 1e6:.0f} us after them. nni-pl creates 9 per local trial, "
+        f"{meta['create_after'] * 1e6:.0f} us after them. nni-pl creates 9 per local trial, "
         "a bare trial none, so this file system state is part of nni-pl's overhead: on ext4 without a journal, "
         "folders near many recently deleted files (a churned /tmp) cost ~10x more per creation than untouched "
         "ones (see `file_creation_cost`).",

@@ -127,11 +127,6 @@ def _plain_words(command: str) -> list[str] | None:
     return words if first is not None and first not in _BASH_WORDS else None
 
 
-def _plain_command(command: str) -> bool:
-    """Whether ``command`` is one simple command that bash and any POSIX ``sh`` run alike (:func:`_plain_words`)."""
-    return _plain_words(command) is not None
-
-
 def _nvidia_smi(query: str) -> list[str] | None:
     """Lines of ``nvidia-smi --query-...=... --format=csv,noheader``; ``None`` without a working nvidia-smi."""
     import shutil  # here: the launcher's start-up does without it
@@ -170,7 +165,7 @@ def busy_gpus() -> set[int]:
 
 @functools.lru_cache(maxsize=64)
 def _split_command(command: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]] | None:
-    """``(VAR=value prefixes, argv)`` of a plain trial command (:func:`_plain_command`), ``None`` for another.
+    """``(VAR=value prefixes, argv)`` of a plain trial command (:func:`_plain_words`), ``None`` for another.
 
     Example:
         >>> _split_command("CUDA_LAUNCH_BLOCKING=1 python train.py --name 'a b'")
@@ -684,25 +679,29 @@ class LocalTrainingService(TrainingService):
         reaper = self._reaper
         if timeout > 0 and not (reaper is not None and reaper.events):
             self._wait(timeout)
-        ends = []
         if reaper is not None:
-            reaper.receive(0)
-            while reaper.events:
-                event = reaper.events.popleft()
-                proc = self.procs.get(event["id"])
-                if event["op"] == "ended" and proc is not None and proc.reaper is reaper:
-                    ends.append(self._finish(event["id"], event["code"], event["time"]))
+            self._take_events(reaper)
             if not reaper.alive:
                 self._reaper_lost(reaper)
+        said = sorted((p.ended[1], trial_id) for trial_id, p in self.procs.items() if p.ended is not None)
+        ends = [
+            self._finish(trial_id, *self.procs[trial_id].ended) for _, trial_id in said
+        ]  # in order of end
         for trial_id, proc in list(self.procs.items()):
             if proc.reaper is None:
-                if proc.ended is not None:
-                    ends.append(self._finish(trial_id, *proc.ended))
-                    continue
                 code = self._foreign_exit(proc)
                 if code is not False:
                     ends.append(self._finish(trial_id, code))
         return ends
+
+    def _take_events(self, reaper: _Reaper) -> None:
+        """Note the ends ``reaper`` reported for its trials (:meth:`poll` collects them)."""
+        reaper.receive(0)
+        while reaper.events:
+            event = reaper.events.popleft()
+            proc = self.procs.get(event["id"])
+            if event["op"] == "ended" and proc is not None and proc.reaper is reaper:
+                proc.ended = (event["code"], event["time"])
 
     def _wait(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the reaper to say something or a re-attached trial to end."""
@@ -726,11 +725,7 @@ class LocalTrainingService(TrainingService):
         """The reaper died (killed from outside): watch its trials as re-attached ones; the next submit starts
         another reaper."""
         code = reaper.poll()
-        reaper.receive(0)  # what it said before it ended
-        for event in reaper.events:
-            proc = self.procs.get(event["id"])
-            if event["op"] == "ended" and proc is not None and proc.reaper is reaper:
-                proc.ended = (event["code"], event["time"])
+        self._take_events(reaper)  # what it said before it ended
         orphans = [p for p in self.procs.values() if p.reaper is reaper and p.ended is None]
         logger.warning(
             "the local reaper process (pid %s) ended unexpectedly (exit code %s); %d running trial(s) will end "
