@@ -42,8 +42,12 @@ __all__ = ["Manager", "Snapshot"]
 logger = logging.getLogger(__name__)
 
 _ID_CHARS = string.ascii_letters + string.digits
+_ID_BYTE_LIMIT = 256 - 256 % len(_ID_CHARS)
 GRACEFUL_STOP_TIMEOUT = 300.0  # how long an assessor-stopped trial that stops by itself may take
 STOP_GRACE = 10.0  # SIGTERM -> SIGKILL when the experiment stops
+# How often a busy manager records where its new trials run and reads its running trials' reports. A turn that
+# handles ended trials skips both within this interval: a trial's end and the next trial's start come first.
+HOUSEKEEPING_INTERVAL = 0.1
 
 
 @dataclass
@@ -124,7 +128,7 @@ class Manager:
             t.trial_id: t for t in store.list_trials(experiment_id) if not _unadopted(t)
         }
         self.jobs: dict[str, TrialJob] = {}  # what the service was handed, by trial id
-        self._started: list[tuple[str, dict[str, Any]]] = []  # launched, their RUNNING row not yet written
+        self._started: dict[str, dict[str, Any]] = {}  # launched, their RUNNING row not yet written
         self.histories: dict[str, list[float]] = {}
         self.pending: deque[_Pending] = deque()
         self.next_sequence_id = 1 + max((t.sequence_id for t in self.trials.values()), default=-1)
@@ -143,8 +147,11 @@ class Manager:
         self._space = config.search_space  # the space the tuner has; a stored new one replaces it
         self._last_sync = 0.0
         self._last_update = 0.0
+        self._last_housekeeping = 0.0
         self._stopped_by_user: set[str] = set()
         self._requeued_cache: int | None = None
+        self._spare_ids: list[str] = []  # ids whose trial folders are made already (_prepare_folders)
+        self._prepared: set[str] = set()  # planned trials with such a folder
 
     # --- public --------------------------------------------------------------------------------------------------
     def request_stop(self, reason: str = "user") -> None:
@@ -166,11 +173,15 @@ class Manager:
                     break
                 timeout = 0.0 if self._can_schedule_now() else self.poll_interval
                 ends = self.service.poll(timeout)
+                now = time.monotonic()
+                housekeeping = not ends or now - self._last_housekeeping >= HOUSEKEEPING_INTERVAL
                 # One store transaction per turn: the trials that ended, their metrics, and the rows of the trials
                 # that start next are committed together (a row is committed before its trial is started).
                 with self.store.batch():
-                    self._flush_started()
-                    self._ingest_running()
+                    if housekeeping:
+                        self._last_housekeeping = now
+                        self._flush_started()
+                        self._ingest_running()
                     for end in ends:
                         self._finish(end)
                     self._check_timeouts()
@@ -181,6 +192,7 @@ class Manager:
                     status = st.EXP_DONE
                     break
                 self._launch(planned)
+                self._prepare_folders()
                 self._update_display()
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
@@ -337,9 +349,22 @@ class Manager:
         return _Pending(json.loads(json.dumps(params, default=protocol.json_default)), pid, "algorithm")
 
     def _new_trial_id(self) -> str:
-        while True:
-            tid = "".join(secrets.choice(_ID_CHARS) for _ in range(5))
+        while self._spare_ids:  # a folder made between turns
+            tid = self._spare_ids.pop()
             if tid not in self.trials:
+                self._prepared.add(tid)
+                return tid
+        return self._random_trial_id()
+
+    def _random_trial_id(self) -> str:
+        while True:
+            # five unbiased letters or digits from one read of the system's randomness (secrets.choice reads
+            # once per letter): bytes past the last whole multiple of 62 are dropped
+            usable = [b % len(_ID_CHARS) for b in secrets.token_bytes(8) if b < _ID_BYTE_LIMIT]
+            if len(usable) < 5:
+                continue
+            tid = "".join(_ID_CHARS[i] for i in usable[:5])
+            if tid not in self.trials and tid not in self._spare_ids:
                 return tid
 
     def _plan(self) -> list[st.TrialRow]:
@@ -375,13 +400,16 @@ class Manager:
         return planned
 
     def _launch(self, planned: list[st.TrialRow]) -> None:
-        """Start the planned trials (their rows are committed). Where each runs is recorded with the next turn's
-        transaction; a manager that dies before that finds the trial again from its folder's ``.nni/pid``."""
+        """Start the planned trials (their rows are committed). Where each runs is recorded with a later turn's
+        transaction (the next housekeeping, or the trial's end if that comes first: one write then); a manager
+        that dies before that finds the trial again from its folder's ``.nni/pid``."""
         for t in planned:
             if self.stopping:  # left WAITING, never started: resume runs them
                 return
             job = self._job(t)
-            protocol.write_parameter_file(job.trial_dir, job.parameter_record())
+            prepared = t.trial_id in self._prepared
+            self._prepared.discard(t.trial_id)
+            protocol.write_parameter_file(job.trial_dir, job.parameter_record(), prepared=prepared)
             info = self.service.submit(job)
             values = {
                 "status": st.RUNNING,
@@ -394,15 +422,37 @@ class Manager:
             }
             for k, v in values.items():
                 setattr(t, k, v)
-            self._started.append((t.trial_id, values))
+            self._started[t.trial_id] = values
             logger.info(
                 "trial %s (#%d) started: %s", t.trial_id, t.sequence_id, json.dumps(t.parameters)[:300]
             )
 
+    def _prepare_folders(self) -> None:
+        """Make the folder of a trial to come, between turns: off the way from one trial's end to the next's start.
+
+        Up to ``trialConcurrency`` such folders wait (one is made per turn); :meth:`_shutdown` removes those left
+        unused. A manager killed meanwhile leaves them empty (a folder and its ``.nni/``) and in no record.
+        """
+        if len(self._spare_ids) >= self.config.trial_concurrency or not self._may_create():
+            return
+        tid = self._random_trial_id()
+        protocol.make_trial_dir(self.directory / "trials" / tid)
+        self._spare_ids.append(tid)
+
+    def _remove_spare_folders(self) -> None:
+        spare, self._spare_ids = self._spare_ids, []
+        for tid in spare:
+            folder = self.directory / "trials" / tid
+            try:
+                (folder / protocol.CONTROL_DIR).rmdir()
+                folder.rmdir()
+            except OSError:  # something was put there meanwhile: leave it
+                pass
+
     def _flush_started(self) -> None:
         """Record where the trials launched since the last turn run (before anything else is written of them)."""
-        started, self._started = self._started, []
-        for trial_id, values in started:
+        started, self._started = self._started, {}
+        for trial_id, values in started.items():
             self.store.update_trial(self.id, trial_id, **values)
 
     # --- metrics and verdicts --------------------------------------------------------------------------------------
@@ -480,14 +530,15 @@ class Manager:
             requeue = end.exit_code is None and not has_final  # lost while no manager watched: run it again
         if end.requeue is not None and status == st.FAILED:  # the service says (e.g. its host failed)
             requeue = end.requeue and not has_final
-        self._set(
-            t,
+        values = self._started.pop(t.trial_id, {})  # where it ran, if not recorded yet: one write for both
+        values.update(
             status=status,
             ended_at=end.ended_at,
             exit_code=end.exit_code,
             error=end.error if status != st.SUCCEEDED else None,
             requeue=requeue,
         )
+        self._set(t, **values)
         if requeue:
             self._requeued_cache = None
             if end.requeue and notify:  # run it again now, not only on resume
@@ -664,6 +715,7 @@ class Manager:
                     sorted(self.service.running()),
                 )
         finally:
+            self._remove_spare_folders()
             self.service.shutdown()
             if status == st.EXP_STOPPED and not self.message:
                 self.message = "stopped by the user"

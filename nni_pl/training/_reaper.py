@@ -12,7 +12,7 @@ Messages are dicts, each sent as a 4-byte little-endian length and the dict in :
 sides run the same interpreter). The manager writes to the reaper's stdin::
 
     {"op": "spawn", "id": "<trial id>", "argv": [...], "cwd": "...", "env": {name: value},
-     "stdout": path, "stderr": path, "pidfile": path, "exitfile": path}
+     "stdout": path, "stderr": path, "pidfile": path, "exitfile": path, "sync": [path, ...]}
 
 ``env`` is added to the environment the reaper was started with. The reaper opens ``stdout``
 and ``stderr`` for appending, starts ``argv`` in ``cwd`` (a name without ``/`` is looked up in the trial's
@@ -22,8 +22,12 @@ to ``pidfile`` and answers on its stdout::
     {"op": "started", "id": "...", "pid": 1234, "start": 5678.0}    (pid None: the command could not start)
     {"op": "ended", "id": "...", "pid": 1234, "code": 0, "time": 1733350000.1}
 
-When a trial ends the reaper writes ``"<code> <time>"`` to ``exitfile`` and then answers. A trial killed by signal ``n`` ends with code ``128 + n``, as a shell reports it; a command that
-cannot be started ends with 127 (not found) or 126 (not executable), and says why in its ``stderr`` file.
+When a trial ends the reaper writes ``"<code> <time>"`` to ``exitfile`` and then answers. The files named in
+``sync`` (optional) are then fsynced, those that exist, on a thread of the reaper's own: the trial's reports
+reach the disk after the trial, not on its time, and no disk write holds up the next trial's start. The reaper
+exits only once they are synced. A trial killed by signal ``n`` ends with code ``128 + n``, as a
+shell reports it; a command that cannot be started ends with 127 (not found) or 126 (not executable), and says
+why in its ``stderr`` file.
 
 The manager is gone when the reaper's stdin reaches its end or the reaper's parent changes.
 
@@ -36,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+import _thread
 import errno
 import marshal
 import os
@@ -119,13 +124,62 @@ def _find(name: str, path: str) -> str:
     raise OSError(errno.ENOENT, "command not found", name)
 
 
-class _Child:
-    __slots__ = ("exitfile", "pid", "pidfd", "trial_id")
+def _sync(path: str | bytes) -> None:
+    """fsync ``path`` if it exists (a trial that reported nothing has no metrics file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
-    def __init__(self, pid: int, trial_id: str, exitfile: str) -> None:
+
+class _Syncer:
+    """fsyncs files on a thread of its own (a disk write can take milliseconds): paths go down a pipe to it."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        _thread.start_new_thread(self._run, ())
+
+    def add(self, paths: list[str]) -> None:
+        data = b"".join(os.fsencode(p) + b"\0" for p in paths)
+        while data:
+            data = data[os.write(self._write, data) :]
+
+    def _run(self) -> None:
+        pending = b""
+        try:
+            while True:
+                data = os.read(self._read, 1 << 16)
+                if not data:  # closed: every path sent has been synced
+                    return
+                *paths, pending = (pending + data).split(b"\0")
+                for path in paths:
+                    _sync(path)
+        finally:
+            os.close(self._read)
+            self._done.release()
+
+    def close(self) -> None:
+        """Wait until every file handed over is synced."""
+        os.close(self._write)
+        self._done.acquire()
+
+
+class _Child:
+    __slots__ = ("exitfile", "pid", "pidfd", "sync", "trial_id")
+
+    def __init__(self, pid: int, trial_id: str, exitfile: str, sync: tuple[str, ...] = ()) -> None:
         self.pid = pid
         self.trial_id = trial_id
         self.exitfile = exitfile
+        self.sync = sync
         try:
             self.pidfd: int | None = os.pidfd_open(pid)  # readable once the child ended
         except (AttributeError, OSError):
@@ -147,6 +201,7 @@ class Reaper:
         self.parent = os.getppid()
         self.buffer = bytearray()
         self.environ = dict(os.environ)  # its own never changes: copied once, not per trial
+        self.syncer: _Syncer | None = None  # started when a trial first asks for it
 
     def answer(self, message: dict[str, Any]) -> None:
         if self.manager_gone:
@@ -183,7 +238,7 @@ class Reaper:
         start = _start_time(pid)
         # the manager waits for this answer: the pid file after it
         self.answer({"op": "started", "id": msg["id"], "pid": pid, "start": start})
-        self.children[pid] = _Child(pid, msg["id"], msg["exitfile"])
+        self.children[pid] = _Child(pid, msg["id"], msg["exitfile"], tuple(msg.get("sync", ())))
         try:
             _write(msg["pidfile"], f"{pid} {start if start is not None else ''}\n")
         except OSError:  # the trial's folder was removed meanwhile
@@ -220,6 +275,7 @@ class Reaper:
             return os.posix_spawn("/bin/sh", ["/bin/sh", program, *argv[1:]], env, **options)
 
     def reap(self, ready: list[int]) -> None:
+        synced: list[str] = []
         for pid, child in list(self.children.items()):
             if child.pidfd is not None and child.pidfd not in ready:
                 continue
@@ -238,6 +294,11 @@ class Reaper:
             except OSError:  # the trial's folder was removed meanwhile
                 pass
             self.answer({"op": "ended", "id": child.trial_id, "pid": pid, "code": code, "time": when})
+            synced += child.sync
+        if synced:
+            if self.syncer is None:
+                self.syncer = _Syncer()
+            self.syncer.add(synced)
 
     def run(self) -> None:
         while True:
@@ -259,6 +320,8 @@ class Reaper:
             if not self.manager_gone and os.getppid() != self.parent:
                 self.manager_gone = True  # the manager died while something else holds its end of our stdin
             if self.manager_gone and not self.children:
+                if self.syncer is not None:
+                    self.syncer.close()
                 return
 
 

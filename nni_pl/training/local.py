@@ -587,6 +587,8 @@ class LocalTrainingService(TrainingService):
         env = self._environment(job, gpus)
         command = self._command(job)
         spawn_env = dict(env)
+        # the reaper fsyncs the reports once the trial ends: the trial's final report need not wait for the disk
+        spawn_env[protocol.ENV_SYNC_AT_EXIT] = "1"
         split = _split_command(command)
         if split is None:  # expansions, redirections, pipes, bash syntax: bash runs it, as in NNI
             argv = ["bash", "-c", command]
@@ -606,6 +608,7 @@ class LocalTrainingService(TrainingService):
                 "stderr": os.path.join(folder, protocol.STDERR_FILE),
                 "pidfile": os.path.join(control, protocol.PID_FILE),
                 "exitfile": os.path.join(control, protocol.EXITCODE_FILE),
+                "sync": [os.path.join(folder, protocol.METRICS_FILE)],
             }
         )
         # while the reaper starts the trial: run.sh, to re-run the trial by hand

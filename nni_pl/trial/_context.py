@@ -3,7 +3,8 @@
 The manager starts a trial with NNI's environment variables and a trial directory that holds
 ``parameter.json``. Reports are appended to ``metrics.jsonl`` in that directory before the call returns,
 so a report survives a crash or kill of the manager or of the trial right after; the final result is
-also fsync'd, so it survives a crash of the machine.
+also fsync'd, so it survives a crash of the machine (by the runner when the trial process ends, where it says
+it does: :data:`~nni_pl.trial.protocol.ENV_SYNC_AT_EXIT`).
 The manager reads the file; it never parses a trial's stdout.
 
 This module must stay import-light: trial processes import it on every start.
@@ -27,6 +28,7 @@ from nni_pl.trial.protocol import (
     ENV_MAX_METRIC_BYTES,
     ENV_PARAMETERS,
     ENV_SEQUENCE_ID,
+    ENV_SYNC_AT_EXIT,
     ENV_SYS_DIR,
     ENV_TRIAL_ID,
     FINAL,
@@ -168,6 +170,8 @@ class TrialContext:
         trial_dir: the trial directory; ``None`` for a standalone run.
         parameters: the parameters, when known up front (function trials); otherwise read from the
             parameter file on first use.
+        sync_final: fsync the final report before :meth:`report` returns; ``False`` where the runner fsyncs
+            the metrics file once the trial process ends (:data:`~nni_pl.trial.protocol.ENV_SYNC_AT_EXIT`).
     """
 
     def __init__(
@@ -178,6 +182,7 @@ class TrialContext:
         sequence_id: int = 0,
         trial_dir: str | os.PathLike[str] | None = None,
         parameters: dict[str, Any] | None = None,
+        sync_final: bool = True,
     ) -> None:
         self.experiment_id = experiment_id
         self.trial_id = trial_id
@@ -188,6 +193,7 @@ class TrialContext:
         self._fd: int | None = None
         self._seq: int | None = None
         self._final_reported = False
+        self._sync_final = sync_final
         self._lock = threading.Lock()
 
     @property
@@ -217,6 +223,7 @@ class TrialContext:
             trial_id=environ[ENV_TRIAL_ID],
             sequence_id=sequence_id,
             trial_dir=sys_dir,
+            sync_final=environ.get(ENV_SYNC_AT_EXIT) != "1",
         )
 
     # --- parameters -----------------------------------------------------------------------------------
@@ -275,9 +282,10 @@ class TrialContext:
             assert self._seq is not None
             line = encode_record(self._seq, kind, metric)
             # Once write() returns, the report is in the kernel: a crash or kill of the trial or of the
-            # manager cannot lose it. The final result is also fsync'd, so it survives a machine crash.
+            # manager cannot lose it. The final result is also fsync'd, so it survives a machine crash (here,
+            # or by the runner once this process ends).
             os.write(fd, line)
-            if kind == FINAL:
+            if kind == FINAL and self._sync_final:
                 os.fsync(fd)
             self._seq += 1
 

@@ -9,8 +9,9 @@ the files back; nothing else is needed.
 Who writes what, in order:
 
 1. **The runner** creates ``<trial_dir>/`` and ``<trial_dir>/.nni/`` and writes :data:`PARAMETER_FILE`
-   atomically (a temporary file renamed over it) with :func:`write_parameter_file`: ``{"parameter_id",
-   "parameter_source", "parameters", "experiment_id", "trial_id", "sequence_id"}``.
+   atomically (a temporary file renamed over it; or in place by a runner that writes it again before any start
+   should the write be cut short) with :func:`write_parameter_file`: ``{"parameter_id", "parameter_source",
+   "parameters", "experiment_id", "trial_id", "sequence_id"}``.
 2. **The runner** starts the trial with the environment of :func:`trial_environment` (NNI's variable names,
    so NNI-era tooling keeps working) and writes ``.nni/pid`` (:data:`PID_FILE`: ``"<pid> <start time>"``,
    the start time in clock ticks since boot, to tell the process from a reused pid).
@@ -34,8 +35,12 @@ Who writes what, in order:
    ``(trial, seq)`` once, so a reader that restarts from offset 0 after a crash duplicates nothing.
 
 What is durable: a report is in the kernel once the SDK call returns, so a crash or kill of the trial or of
-the runner cannot lose it; a FINAL report is also fsync'd (it survives a machine crash). The parameter file
-is complete or absent (rename). The exit-code file is written after the trial's last report.
+the runner cannot lose it. A FINAL report is also fsync'd before the call returns (it survives a machine
+crash), unless the trial was started with :data:`ENV_SYNC_AT_EXIT` set to ``1``: then whatever waits for the
+trial process fsyncs :data:`METRICS_FILE` as soon as the process ends (the local service's reaper does), which
+keeps that disk write off the trial's own time; a machine crash between the report and the end of the process
+can then lose what the kernel had not yet written back (Linux writes dirty pages back within ~30 s). The
+parameter file of a started trial is complete. The exit-code file is written after the trial's last report.
 
 Reserved parameter keys that tuners put into a trial's parameters: :data:`TRIAL_BUDGET` (Hyperband/BOHB) and
 :data:`LOAD_CHECKPOINT_DIR` / :data:`SAVE_CHECKPOINT_DIR` (PBT).
@@ -78,6 +83,7 @@ __all__ = [
     "ENV_PARAMETERS",
     "ENV_PLATFORM",
     "ENV_SEQUENCE_ID",
+    "ENV_SYNC_AT_EXIT",
     "ENV_SYS_DIR",
     "ENV_TRIAL_ID",
     "EXITCODE_FILE",
@@ -100,6 +106,7 @@ __all__ = [
     "encode_record",
     "graceful_declared",
     "json_default",
+    "make_trial_dir",
     "max_metric_bytes",
     "read_exitcode",
     "read_parameter_file",
@@ -124,6 +131,8 @@ ENV_SYS_DIR = "NNI_SYS_DIR"  # the trial directory
 ENV_OUTPUT_DIR = "NNI_OUTPUT_DIR"  # where the trial puts its own files (the trial directory)
 ENV_PARAMETERS = "NNI_PL_PARAMETERS"  # standalone runs: JSON text, or a path to a JSON/YAML file
 ENV_MAX_METRIC_BYTES = "NNI_PL_MAX_METRIC_BYTES"  # the largest report, in bytes of JSON
+# "1": the runner fsyncs metrics.jsonl when the trial process ends, so the SDK does not fsync the final report
+ENV_SYNC_AT_EXIT = "NNI_PL_SYNC_AT_EXIT"
 # Lightning reads PL_TRAINER_<ARG> as Trainer defaults: a trial's logs and checkpoints go to its directory
 ENV_DEFAULT_ROOT_DIR = "PL_TRAINER_DEFAULT_ROOT_DIR"
 
@@ -208,8 +217,8 @@ def trial_environment(
     }
 
 
-def write_parameter_file(trial_dir: Path, record: Mapping[str, Any]) -> None:
-    """Write ``parameter.json`` atomically (and create the control folder) before the trial starts."""
+def make_trial_dir(trial_dir: Path) -> None:
+    """Create the trial folder and its control folder (``.nni/``), and the parents the folder lacks."""
     # plain os calls: this runs once per trial on the manager's hot path (pathlib's mkdir(parents=True) and
     # write_text cost several times more)
     folder = os.fspath(trial_dir)
@@ -220,8 +229,23 @@ def write_parameter_file(trial_dir: Path, record: Mapping[str, Any]) -> None:
             pass
         except FileNotFoundError:  # the parent is missing too (not the manager's trials/ folder)
             os.makedirs(path, exist_ok=True)
+
+
+def write_parameter_file(trial_dir: Path, record: Mapping[str, Any], *, prepared: bool = False) -> None:
+    """Write ``parameter.json`` atomically (and create the folders: :func:`make_trial_dir`) before the trial starts.
+
+    ``prepared``: the runner made the folders already (:func:`make_trial_dir`), and it writes the file again
+    before it starts the trial if this write is cut short (the experiment manager: a trial it never started is
+    submitted again, file and all, on resume). The file is then written in place, without the temporary file.
+    """
+    folder = os.fspath(trial_dir)
+    data = json.dumps(record).encode("utf-8")
+    if prepared:
+        _write_file(os.path.join(folder, PARAMETER_FILE), data)
+        return
+    make_trial_dir(trial_dir)
     tmp = os.path.join(folder, PARAMETER_FILE + ".tmp")
-    _write_file(tmp, json.dumps(record).encode("utf-8"))
+    _write_file(tmp, data)
     os.replace(tmp, os.path.join(folder, PARAMETER_FILE))
 
 

@@ -59,6 +59,25 @@ def test_nni_v2_config_end_to_end_through_the_cli(project, capsys):
     assert main(["log", "e2e00001", trials[0].trial_id]) == 0
 
 
+@pytest.mark.parametrize("interval", [0.0, 1e9])
+def test_where_a_trial_runs_is_recorded_by_housekeeping_or_with_its_end(project, monkeypatch, interval):
+    # interval 0: every turn records the started trials; 1e9: a busy manager never does, so each trial's end
+    # carries where it ran (one write); either way no spare trial folder is left behind
+    from nni_pl.experiment import manager
+
+    monkeypatch.setattr(manager, "HOUSEKEEPING_INTERVAL", interval)
+    cfg = project(SPACE, maxTrialNumber=4)
+    exp_id = f"house{int(interval > 0)}"
+    assert main(["launch", str(cfg), "--id", exp_id, "--no-display"]) == 0
+    store, trials = _trials(exp_id)
+    assert len(trials) == 4 and {t.status for t in trials} == {st.SUCCEEDED}
+    for t in trials:
+        assert t.pid and t.host and t.platform == "local" and t.started_at <= t.ended_at
+        assert t.intermediate_count == 3 and t.final_default == pytest.approx(t.parameters["x"] * 10)
+    folder = Path(store.get_experiment(exp_id).directory) / "trials"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(t.trial_id for t in trials)
+
+
 def test_failed_trial_keeps_its_stderr_and_the_experiment_goes_on(project):
     space = {"fail": {"_type": "choice", "_value": [0, 4]}, "x": {"_type": "choice", "_value": [1]}}
     cfg = project(space, maxTrialNumber=6, tuner={"name": "GridSearch"})

@@ -22,6 +22,8 @@ TRIAL = textwrap.dedent(
     import os, sys, time, json
     import nni_pl as nni
     p = nni.get_next_parameter()
+    with open(os.path.join(os.environ["NNI_OUTPUT_DIR"], "sync.txt"), "w") as f:
+        f.write(repr(os.environ.get("NNI_PL_SYNC_AT_EXIT")))
     print("CVD=" + repr(os.environ.get("CUDA_VISIBLE_DEVICES")), "ARGS=" + json.dumps(sys.argv[1:]), flush=True)
     if p.get("sleep"):
         if p.get("child"):  # leave a grandchild behind in the process group
@@ -75,6 +77,9 @@ def test_local_runs_trials_and_records_exit_code_and_metrics(tmp_path, code_dir)
     assert (ok.trial_dir / "run.sh").read_text().count("NNI_TRIAL_JOB_ID=okay1") == 1
     assert (bad.trial_dir / ".nni" / "exitcode").read_text().split()[0] == "3"
     assert "CVD=None" in (ok.trial_dir / "stdout").read_text()  # trialGpuNumber unset: left alone
+    # the reaper fsyncs the reports when the trial ends, so the trial does not; a re-run by hand syncs itself
+    assert (ok.trial_dir / "sync.txt").read_text() == "'1'"
+    assert "NNI_PL_SYNC_AT_EXIT" not in (ok.trial_dir / "run.sh").read_text()
 
 
 @pytest.mark.skipif(not os.path.exists("/bin/sh"), reason="needs /bin/sh")
@@ -378,6 +383,43 @@ def test_reaper_survives_a_trial_that_cannot_start(tmp_path):
     ended = {m["id"]: m["code"] for m in said if m["op"] == "ended"}
     assert ended == {"gone": 126, "missing": 127, "fine": 5}
     assert "cannot start the trial command 'no-such-program-nni-pl'" in (tmp_path / "stderr").read_text()
+
+
+def test_reaper_fsyncs_a_trials_files_after_it_ended_and_before_it_exits(tmp_path, monkeypatch):
+    # the files named in "sync" are fsynced on the reaper's own thread once the trial ended (after its end is
+    # answered); a missing one is skipped; the reaper waits for the syncs before it exits
+    from nni_pl.training import _reaper
+
+    synced: list[bytes] = []
+    real_sync = _reaper._sync
+
+    def sync(path):
+        real_sync(path)
+        synced.append(path)
+
+    monkeypatch.setattr(_reaper, "_sync", sync)
+    said: list[dict] = []
+    reaper = _reaper.Reaper()
+    reaper.answer = said.append  # type: ignore[method-assign]
+    report = tmp_path / "metrics.jsonl"
+    script = f"open({str(report)!r}, 'a').write('x\\n')"
+    reaper.spawn(
+        {
+            "op": "spawn", "id": "t1", "argv": [sys.executable, "-c", script], "cwd": str(tmp_path), "env": {},
+            "stdout": str(tmp_path / "stdout"), "stderr": str(tmp_path / "stderr"),
+            "pidfile": str(tmp_path / "pid"), "exitfile": str(tmp_path / "exitcode"),
+            "sync": [str(report), str(tmp_path / "no-such-file")],
+        }
+    )  # fmt: skip
+    deadline = time.time() + 30
+    while reaper.children and time.time() < deadline:
+        reaper.reap([c.pidfd for c in reaper.children.values()])
+        time.sleep(0.01)
+    assert [m["op"] for m in said] == ["started", "ended"]
+    reaper.manager_gone = True
+    reaper.run()  # no trial left and no manager: it waits for the syncer, then returns
+    assert synced == [os.fsencode(report), os.fsencode(tmp_path / "no-such-file")]
+    assert report.read_text() == "x\n"
 
 
 def test_alive_rejects_a_reused_pid():

@@ -57,6 +57,25 @@ def test_sdk_reports_are_on_disk_when_the_call_returns(trial_dir):
     assert recs[2]["value"] == {"default": 0.9, "loss": 0.1}
 
 
+@pytest.mark.parametrize("runner_syncs", [False, True])
+def test_final_report_is_fsynced_by_the_trial_unless_its_runner_does_it_at_exit(
+    tmp_path, monkeypatch, runner_syncs
+):
+    (tmp_path / "parameter.json").write_text(json.dumps({"parameters": {}}))
+    env = {"NNI_TRIAL_JOB_ID": "t1", "NNI_SYS_DIR": str(tmp_path)}
+    if runner_syncs:
+        env["NNI_PL_SYNC_AT_EXIT"] = "1"
+    synced: list[int] = []
+    monkeypatch.setattr(_context.os, "fsync", synced.append)
+    ctx = TrialContext.from_env(env)
+    ctx.report("PERIODICAL", 0.5)
+    assert synced == []  # intermediate results are written, never fsynced by the trial
+    ctx.report("FINAL", 0.9)
+    ctx.close()
+    assert len(synced) == (0 if runner_syncs else 1)
+    assert [r["type"] for r in _records(tmp_path)] == ["PERIODICAL", "FINAL"]  # written either way
+
+
 def test_sdk_second_final_result_is_ignored_with_a_warning(trial_dir, caplog):
     nni_pl.report_final_result(1.0)
     with caplog.at_level("WARNING", logger="nni_pl.trial"):
