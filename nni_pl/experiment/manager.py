@@ -467,10 +467,14 @@ class Manager:
             if t is not None:
                 self._store_metrics(t, self.service.read_metrics(self._job(t)))
 
-    def _store_metrics(self, t: st.TrialRow, records: list[dict[str, Any]], *, notify: bool = True) -> None:
+    def _store_metrics(
+        self, t: st.TrialRow, records: list[dict[str, Any]], *, notify: bool = True, update_row: bool = True
+    ) -> None:
+        """Store new reports and act on them. ``update_row=False``: the caller writes the row's result fields
+        (``intermediate_count``, ``final``, ``final_default``) from ``t`` in this transaction."""
         if not records:
             return
-        new = self.store.add_metrics(self.id, t.trial_id, records)
+        new = self.store.add_metrics(self.id, t.trial_id, records, update_trial=update_row)
         for m in new:
             if m.type == "PERIODICAL":
                 t.intermediate_count += 1
@@ -509,7 +513,8 @@ class Manager:
         t = self.trials[end.trial_id]
         self.waiting = False
         job = self._job(t)
-        self._store_metrics(t, self.service.read_metrics(job), notify=notify)  # the last reports
+        # the last reports; the row's result fields go with the end's write below
+        self._store_metrics(t, self.service.read_metrics(job), notify=notify, update_row=False)
         self.service.cleanup(job)
         self.jobs.pop(t.trial_id, None)
         has_final = t.final is not None
@@ -530,8 +535,11 @@ class Manager:
             requeue = end.exit_code is None and not has_final  # lost while no manager watched: run it again
         if end.requeue is not None and status == st.FAILED:  # the service says (e.g. its host failed)
             requeue = end.requeue and not has_final
-        values = self._started.pop(t.trial_id, {})  # where it ran, if not recorded yet: one write for both
+        values = self._started.pop(t.trial_id, {})  # where it ran, if not recorded yet: one write for all
         values.update(
+            intermediate_count=t.intermediate_count,
+            final=t.final,
+            final_default=t.final_default,
             status=status,
             ended_at=end.ended_at,
             exit_code=end.exit_code,

@@ -288,6 +288,9 @@ class Store:
         self.url = url
         self.db = open_database(url)
         self._batching = False
+        # what this store knows of each trial's stored metrics, so that add_metrics need not read them per call:
+        # (the highest seq stored, count by type); a trial it created has none, another's are read once
+        self._metric_state: dict[tuple[str, str], tuple[int, dict[str, int]]] = {}
         _open_databases.add(self.db)
         self._Meta, self._Exp, self._Trial, self._Metric, self._Relay = _models(self.db)
         try:
@@ -386,6 +389,9 @@ class Store:
         try:
             with self.db.atomic():
                 yield
+        except BaseException:
+            self._metric_state.clear()  # rolled back: what it noted of the block's metrics may not be stored
+            raise
         finally:
             self._batching = False
 
@@ -454,6 +460,7 @@ class Store:
             raise ExperimentNotFoundError(f"no experiment {id!r} in store {redact_url(self.url)}")
 
     def delete_experiment(self, id: str) -> None:
+        self._metric_state = {k: v for k, v in self._metric_state.items() if k[0] != id}
         with self.db.atomic():
             self._Relay.delete().where(self._Relay.experiment_id == id).execute()
             self._Metric.delete().where(self._Metric.experiment == id).execute()
@@ -547,6 +554,7 @@ class Store:
                 f"(sequence id {trial.sequence_id}): a trial with that id or sequence id exists, "
                 f"or the experiment does not: {str(e).strip()}"
             ) from e
+        self._metric_state[(trial.experiment_id, trial.trial_id)] = (-1, {})  # a new trial has no metrics
 
     def update_trial(self, experiment_id: str, trial_id: str, **values: Any) -> None:
         unknown = set(values) - set(_TRIAL_FIELDS)
@@ -607,34 +615,52 @@ class Store:
 
     # --- metrics ------------------------------------------------------------------------------------------------
     def add_metrics(
-        self, experiment_id: str, trial_id: str, records: Sequence[dict[str, Any]]
+        self,
+        experiment_id: str,
+        trial_id: str,
+        records: Sequence[dict[str, Any]],
+        *,
+        update_trial: bool = True,
     ) -> list[MetricRow]:
         """Store a trial's reports (idempotent on ``seq``); returns the ones that were new.
 
         The first FINAL report becomes the trial's result; later ones are kept as metrics but ignored.
+        ``update_trial=False``: the caller writes the trial's ``intermediate_count``, ``final`` and
+        ``final_default`` itself, in the same transaction (the manager, with the trial's end: one write).
+
+        A trial's reports come from its ``metrics.jsonl`` in ``seq`` order, so a record whose ``seq`` is not above
+        the highest one stored is one stored already (or one skipped as too large every time).
         """
         if not records:
             return []
         q = self._q
         new: list[MetricRow] = []
+        key = (experiment_id, trial_id)
         with self._tx():
-            cursor = self._execute(
-                f"SELECT {q('seq')}, {q('type')} FROM {q('nnipl_metric')} WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?",
-                [experiment_id, trial_id],
-            )
-            have = {(int(seq), kind) for seq, kind in cursor.fetchall()}
-            seen_seqs = {seq for seq, _ in have}
-            counts = {
-                "PERIODICAL": sum(1 for _, t in have if t == "PERIODICAL"),
-                "FINAL": sum(1 for _, t in have if t == "FINAL"),
-            }
-            final_before = counts["FINAL"] > 0
+            state = self._metric_state.get(key)
+            if state is None:  # not written by this store yet: what is stored decides
+                cursor = self._execute(
+                    f"SELECT {q('seq')}, {q('type')} FROM {q('nnipl_metric')} WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?",
+                    [experiment_id, trial_id],
+                )
+                have = {(int(seq), kind) for seq, kind in cursor.fetchall()}
+                seen_seqs = {seq for seq, _ in have}
+                counts = {
+                    "PERIODICAL": sum(1 for _, t in have if t == "PERIODICAL"),
+                    "FINAL": sum(1 for _, t in have if t == "FINAL"),
+                }
+                last = max(seen_seqs, default=-1)
+            else:
+                last, counts = state[0], dict(state[1])
+                seen_seqs = set()
+            final_before = counts.get("FINAL", 0) > 0
             rows = []
             for rec in sorted(records, key=lambda r: int(r["seq"])):
                 seq = int(rec["seq"])
-                if seq in seen_seqs:
+                if seq in seen_seqs or (state is not None and seq <= last):
                     continue
                 seen_seqs.add(seq)
+                last = max(last, seq)
                 kind = str(rec["type"])
                 counts[kind] = counts.get(kind, 0) + 1
                 row = MetricRow(
@@ -676,16 +702,18 @@ class Store:
                     + ", ".join(f"({placeholders})" for _ in rows),
                     [v for row in rows for v in row],
                 )
-                update: dict[str, Any] = {"intermediate_count": counts.get("PERIODICAL", 0)}
-                finals = [r for r in new if r.type == "FINAL"]
-                if finals and not final_before:
-                    update["final"] = _dumps(finals[0].value)
-                    update["final_default"] = finals[0].default
-                sets = ", ".join(f"{q(k)} = ?" for k in update)
-                self._execute(
-                    f"UPDATE {q('nnipl_trial')} SET {sets} WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?",
-                    [*update.values(), experiment_id, trial_id],
-                )
+                if update_trial:
+                    update: dict[str, Any] = {"intermediate_count": counts.get("PERIODICAL", 0)}
+                    finals = [r for r in new if r.type == "FINAL"]
+                    if finals and not final_before:
+                        update["final"] = _dumps(finals[0].value)
+                        update["final_default"] = finals[0].default
+                    sets = ", ".join(f"{q(k)} = ?" for k in update)
+                    self._execute(
+                        f"UPDATE {q('nnipl_trial')} SET {sets} WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?",
+                        [*update.values(), experiment_id, trial_id],
+                    )
+        self._metric_state[key] = (last, counts)
         return new
 
     def relay(self, experiment_id: str, trial_id: str, records: Sequence[dict[str, Any]]) -> None:

@@ -203,6 +203,41 @@ def test_metrics_idempotent_and_numbered_per_type(store: Store) -> None:
     assert (t.intermediate_count, t.final, t.final_default) == (4, 0.9, 0.9)
 
 
+def test_metrics_of_another_store_are_read_once_then_known(store: Store, store_url: str) -> None:
+    # a manager's store knows the metrics of the trials it created; a resumed one reads a trial's stored metrics
+    # once, and a reader that starts again from the first line (a restarted manager) duplicates nothing
+    store.add_trial(_trial(0))
+    store.add_metrics(EXP, "T0000", [_rec(0, 0.1), _rec(1, 0.2)])
+    other = Store(store_url)
+    try:
+        new = other.add_metrics(EXP, "T0000", [_rec(0, 0.1), _rec(1, 0.2), _rec(2, 0.3)])
+        assert [(m.seq, m.sequence) for m in new] == [(2, 2)]
+        new = other.add_metrics(EXP, "T0000", [_rec(0, 0.1), _rec(1, 0.2), _rec(2, 0.3), _rec(3, 0.9, "FINAL")])
+        assert [(m.seq, m.sequence, m.type) for m in new] == [(3, 0, "FINAL")]
+    finally:
+        other.close()
+    assert [m.seq for m in store.list_metrics(EXP, "T0000")] == [0, 1, 2, 3]
+
+
+def test_metrics_noted_in_a_rolled_back_batch_are_stored_again(store: Store) -> None:
+    store.add_trial(_trial(0))
+    with pytest.raises(RuntimeError), store.batch():
+        store.add_metrics(EXP, "T0000", [_rec(0, 0.1)])
+        raise RuntimeError("the turn failed")
+    assert store.list_metrics(EXP, "T0000") == []
+    assert [m.seq for m in store.add_metrics(EXP, "T0000", [_rec(0, 0.1)])] == [0]
+    assert [m.seq for m in store.list_metrics(EXP, "T0000")] == [0]
+
+
+def test_metrics_without_the_rows_result_fields(store: Store) -> None:
+    # update_trial=False: the caller writes intermediate_count / final itself (the manager, with the trial's end)
+    store.add_trial(_trial(0))
+    store.add_metrics(EXP, "T0000", [_rec(0, 0.1), _rec(1, 0.5, "FINAL")], update_trial=False)
+    t = store.get_trial(EXP, "T0000")
+    assert (t.intermediate_count, t.final) == (0, None)
+    assert [m.seq for m in store.list_metrics(EXP, "T0000")] == [0, 1]
+
+
 def test_metrics_first_final_wins(store: Store) -> None:
     store.add_trial(_trial(0))
     store.add_metrics(EXP, "T0000", [_rec(0, 0.5, "FINAL")])
