@@ -641,7 +641,8 @@ def render(args: argparse.Namespace, meta: dict[str, Any], samples: dict[str, li
         "",
         f"- The trial script from its first line to its last report (interpreter start excluded), median: nni-pl "
         f"{_ms(s['bare nni-pl']['in_trial'], 1)} ms standalone, {_ms(pl['in_trial'], 1)} ms under `nni-pl launch` "
-        "(there each report is appended to `metrics.jsonl` and fsync'd; standalone it is only logged)"
+        "(there each report is appended to `metrics.jsonl`, which the reaper fsyncs after the trial ended; standalone "
+        "it is only logged)"
         + (
             f"; NNI {_ms(s['bare NNI']['in_trial'], 1)} ms standalone, {_ms(s['NNI 3.0']['in_trial'], 1)} ms "
             "under NNI."

@@ -450,7 +450,7 @@ class Manager:
                 pass
 
     def _flush_started(self) -> None:
-        """Record where the trials launched since the last turn run (before anything else is written of them)."""
+        """Record where the trials launched since the last housekeeping run (before anything else is written of them)."""
         started, self._started = self._started, {}
         for trial_id, values in started.items():
             self.store.update_trial(self.id, trial_id, **values)
