@@ -212,7 +212,9 @@ def test_metrics_of_another_store_are_read_once_then_known(store: Store, store_u
     try:
         new = other.add_metrics(EXP, "T0000", [_rec(0, 0.1), _rec(1, 0.2), _rec(2, 0.3)])
         assert [(m.seq, m.sequence) for m in new] == [(2, 2)]
-        new = other.add_metrics(EXP, "T0000", [_rec(0, 0.1), _rec(1, 0.2), _rec(2, 0.3), _rec(3, 0.9, "FINAL")])
+        new = other.add_metrics(
+            EXP, "T0000", [_rec(0, 0.1), _rec(1, 0.2), _rec(2, 0.3), _rec(3, 0.9, "FINAL")]
+        )
         assert [(m.seq, m.sequence, m.type) for m in new] == [(3, 0, "FINAL")]
     finally:
         other.close()
