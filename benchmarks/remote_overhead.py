@@ -119,8 +119,8 @@ def _stamp(rows):
     stored.extend([*row, now] for row in rows)
 
 
-def add_metrics(self, experiment_id, trial_id, records):
-    new = _add(self, experiment_id, trial_id, records)
+def add_metrics(self, experiment_id, trial_id, records, **kwargs):
+    new = _add(self, experiment_id, trial_id, records, **kwargs)
     rows = [(trial_id, m.type, m.seq, m.timestamp) for m in new]
     if rows:
         (_pending.extend if self._batching else _stamp)(rows)  # a batch commits at its end
