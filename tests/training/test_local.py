@@ -422,6 +422,23 @@ def test_reaper_fsyncs_a_trials_files_after_it_ended_and_before_it_exits(tmp_pat
     assert report.read_text() == "x\n"
 
 
+def test_local_reaper_started_as_a_fresh_python_runs_and_syncs(tmp_path, code_dir):
+    # where forking is unsafe (the manager has threads) the reaper is `python -I -S _reaper.py`: its fsync
+    # thread works there too, and it exits cleanly once its manager is done
+    from nni_pl.training.local import _Reaper
+
+    svc = LocalTrainingService(command="python trial.py", code_directory=code_dir)
+    svc._reaper = _Reaper(fork=False)
+    job = _job(tmp_path, "fresh1", {"x": 2})
+    svc.submit(job)
+    (end,) = _wait(svc, 1)
+    assert end.exit_code == 0 and not svc._reaper.forked
+    assert [r["value"] for r in MetricsReader(job.trial_dir).read()] == [2, 4]
+    reaper = svc._reaper
+    svc.shutdown()
+    assert reaper.wait(10) == 0
+
+
 def test_alive_rejects_a_reused_pid():
     assert _alive(os.getpid(), None)
     assert not _alive(os.getpid(), started_at=-1.0)
