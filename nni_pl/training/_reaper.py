@@ -149,8 +149,11 @@ class _Syncer:
 
     def add(self, paths: list[str]) -> None:
         data = b"".join(os.fsencode(p) + b"\0" for p in paths)
-        while data:
-            data = data[os.write(self._write, data) :]
+        try:
+            while data:
+                data = data[os.write(self._write, data) :]
+        except OSError:  # the thread is gone: the kernel writes the files back by itself; trials go on
+            pass
 
     def _run(self) -> None:
         pending = b""
