@@ -46,6 +46,7 @@ from nni_pl.experiment import locate
 from nni_pl.experiment import store as st
 from nni_pl.hpo.managed import CUSTOMIZED
 from nni_pl.training.process import alive as _alive
+from nni_pl.trial import protocol
 
 __all__ = [
     "CUSTOMIZED",
@@ -275,7 +276,9 @@ def kill_trial(
 
     With a running manager the trial is marked ``stop_requested="user"`` and the manager terminates it (this
     waits up to ``wait`` seconds for it to end). Without one, its process group is sent SIGTERM and it is
-    recorded ``USER_CANCELED``. A trial that never started (a waiting customised trial) is cancelled at once.
+    recorded ``USER_CANCELED`` (a trial the store still has waiting is found from its folder's ``.nni/pid``: a
+    killed manager may have started it). A trial that never started (a waiting customised trial) is cancelled at
+    once.
     """
 
     t = store.get_trial(experiment_id, trial_id)
@@ -283,9 +286,12 @@ def kill_trial(
         return t.status
     store.update_trial(experiment_id, t.trial_id, stop_requested="user")
     if t.status == st.WAITING and t.started_at is None and (t.sequence_id < 0 or not manager_alive):
-        # not adopted by a manager yet: nothing runs, cancel it here
-        store.update_trial(experiment_id, t.trial_id, status=st.USER_CANCELED, ended_at=time.time())
-        return st.USER_CANCELED
+        # a manager killed right after it started the trial had not recorded so yet: its folder says
+        found = protocol.read_pid(Path(t.trial_dir)) if t.sequence_id >= 0 else None
+        if found is None:  # not adopted by a manager yet, or never started: nothing runs, cancel it here
+            store.update_trial(experiment_id, t.trial_id, status=st.USER_CANCELED, ended_at=time.time())
+            return st.USER_CANCELED
+        t.pid, t.pid_started_at = found
     if manager_alive:
         deadline = time.time() + wait
         while time.time() < deadline:

@@ -245,3 +245,36 @@ def test_the_readme_function_snippet_runs_as_printed_without_a_main_guard(tmp_pa
     exp_id = stores[0].parent.name
     row = st.Store(st.sqlite_url(stores[0])).get_experiment(exp_id)
     assert row.status == st.EXP_DONE and row.config["maxTrialNumber"] == 50
+
+
+def test_killing_a_trial_the_store_has_waiting_ends_its_process_when_no_manager_runs(tmp_path):
+    # a manager killed right after it started a trial had not recorded where the trial runs: with no manager,
+    # `nni-pl trial kill` finds the process from the trial folder's .nni/pid and ends it, not only its row
+    import signal
+
+    from nni_pl.training.process import process_start_time
+    from nni_pl.trial import protocol
+
+    store = st.Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    store.create_experiment(id="kill0001", name="k", config={}, directory=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        for tid, seq, started in (("run01", 0, True), ("never", 1, False)):
+            folder = tmp_path / "trials" / tid
+            protocol.make_trial_dir(folder)
+            if started:
+                protocol.write_pid(folder, proc.pid, process_start_time(proc.pid))
+            row = st.TrialRow(
+                experiment_id="kill0001", trial_id=tid, sequence_id=seq, parameter_id=seq, parameters={},
+                trial_dir=str(folder), status=st.WAITING,
+            )  # fmt: skip
+            store.add_trial(row)
+        assert control.kill_trial(store, "kill0001", "never", manager_alive=False) == st.USER_CANCELED
+        assert proc.poll() is None  # the trial that never started had nothing to end
+        assert control.kill_trial(store, "kill0001", "run01", manager_alive=False) == st.USER_CANCELED
+        assert proc.wait(10) == -signal.SIGTERM
+        assert {t.status for t in store.list_trials("kill0001")} == {st.USER_CANCELED}
+    finally:
+        proc.kill()
+        proc.wait()
+        store.close()
