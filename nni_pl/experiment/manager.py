@@ -151,7 +151,6 @@ class Manager:
         self._stopped_by_user: set[str] = set()
         self._requeued_cache: int | None = None
         self._spare_ids: list[str] = []  # ids whose trial folders are made already (_prepare_folders)
-        self._prepared: set[str] = set()  # planned trials with such a folder
 
     # --- public --------------------------------------------------------------------------------------------------
     def request_stop(self, reason: str = "user") -> None:
@@ -352,7 +351,6 @@ class Manager:
         while self._spare_ids:  # a folder made between turns
             tid = self._spare_ids.pop()
             if tid not in self.trials:
-                self._prepared.add(tid)
                 return tid
         return self._random_trial_id()
 
@@ -407,9 +405,8 @@ class Manager:
             if self.stopping:  # left WAITING, never started: resume runs them
                 return
             job = self._job(t)
-            prepared = t.trial_id in self._prepared
-            self._prepared.discard(t.trial_id)
-            protocol.write_parameter_file(job.trial_dir, job.parameter_record(), prepared=prepared)
+            # in place: a trial that never started is submitted again, file and all, on resume
+            protocol.write_parameter_file(job.trial_dir, job.parameter_record(), in_place=True)
             info = self.service.submit(job)
             values = {
                 "status": st.RUNNING,

@@ -643,24 +643,19 @@ class Store:
                     f"SELECT {q('seq')}, {q('type')} FROM {q('nnipl_metric')} WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?",
                     [experiment_id, trial_id],
                 )
-                have = {(int(seq), kind) for seq, kind in cursor.fetchall()}
-                seen_seqs = {seq for seq, _ in have}
-                counts = {
-                    "PERIODICAL": sum(1 for _, t in have if t == "PERIODICAL"),
-                    "FINAL": sum(1 for _, t in have if t == "FINAL"),
-                }
-                last = max(seen_seqs, default=-1)
+                last, counts = -1, {}
+                for seq, kind in cursor.fetchall():
+                    last = max(last, int(seq))
+                    counts[kind] = counts.get(kind, 0) + 1
             else:
                 last, counts = state[0], dict(state[1])
-                seen_seqs = set()
             final_before = counts.get("FINAL", 0) > 0
             rows = []
             for rec in sorted(records, key=lambda r: int(r["seq"])):
                 seq = int(rec["seq"])
-                if seq in seen_seqs or (state is not None and seq <= last):
+                if seq <= last:  # stored already
                     continue
-                seen_seqs.add(seq)
-                last = max(last, seq)
+                last = seq
                 kind = str(rec["type"])
                 counts[kind] = counts.get(kind, 0) + 1
                 row = MetricRow(

@@ -231,19 +231,21 @@ def make_trial_dir(trial_dir: Path) -> None:
             os.makedirs(path, exist_ok=True)
 
 
-def write_parameter_file(trial_dir: Path, record: Mapping[str, Any], *, prepared: bool = False) -> None:
+def write_parameter_file(trial_dir: Path, record: Mapping[str, Any], *, in_place: bool = False) -> None:
     """Write ``parameter.json`` atomically (and create the folders: :func:`make_trial_dir`) before the trial starts.
 
-    ``prepared``: the runner made the folders already (:func:`make_trial_dir`), and it writes the file again
-    before it starts the trial if this write is cut short (the experiment manager: a trial it never started is
-    submitted again, file and all, on resume). The file is then written in place, without the temporary file.
+    ``in_place``: write the file itself, without a temporary file renamed over it. Only for a runner that writes
+    it again before it starts the trial if this write is cut short (the experiment manager: a trial it never
+    started is submitted again, file and all, on resume).
     """
     folder = os.fspath(trial_dir)
     data = json.dumps(record).encode("utf-8")
-    if prepared:
+    make_trial_dir(
+        trial_dir
+    )  # two failing mkdir calls where the folders exist (the manager makes them early)
+    if in_place:
         _write_file(os.path.join(folder, PARAMETER_FILE), data)
         return
-    make_trial_dir(trial_dir)
     tmp = os.path.join(folder, PARAMETER_FILE + ".tmp")
     _write_file(tmp, data)
     os.replace(tmp, os.path.join(folder, PARAMETER_FILE))
