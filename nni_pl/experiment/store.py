@@ -7,7 +7,8 @@ experiments (from several hosts) into one server database.
 The schema has a version (:data:`SCHEMA_VERSION`, in the ``nnipl_meta`` table). Opening a store made by an
 older version migrates it in place, keeping its data: version 2 added the trial's ``platform`` column (where a
 trial ran, for hybrid experiments); version 3 the ``nnipl_relay`` table, where trials on cluster workers put
-their metric records (:meth:`Store.relay`) for the manager to read (:meth:`Store.relayed`). Several processes may open an old store at once; one of them migrates it.
+their metric records (:meth:`Store.relay`) for the manager to read (:meth:`Store.relayed`); version 4 dropped
+three indexes that every trial's writes kept up and no query used. Several processes may open an old store at once; one of them migrates it.
 
 Example:
     >>> import tempfile, os
@@ -28,7 +29,7 @@ import json
 import math
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,14 @@ __all__ = [
     "sqlite_url",
 ]
 
-SCHEMA_VERSION = 3  # 2: nnipl_trial.platform; 3: nnipl_relay
+SCHEMA_VERSION = 4  # 2: nnipl_trial.platform; 3: nnipl_relay; 4: three redundant indexes dropped
+# (table, index) that schema 4 drops: each trial's writes updated them, and no query needs them (the unique
+# indexes that start with experiment_id serve the foreign keys; queries by status also name the experiment)
+_DROPPED_INDEXES = (
+    ("nnipl_trial", "trial_experiment_id"),
+    ("nnipl_trial", "trial_status"),
+    ("nnipl_metric", "metric_experiment_id"),
+)
 
 # Trial statuses (NNI's names).
 WAITING = "WAITING"
@@ -206,13 +214,14 @@ def _models(db: pw.Database) -> tuple[type[pw.Model], ...]:
             table_name = "nnipl_experiment"
 
     class Trial(Base):
-        experiment = pw.ForeignKeyField(Experiment, on_delete="CASCADE", column_name="experiment_id")
+        # no index of its own: the unique (experiment, trial_id) index serves the key (schema 4)
+        experiment = pw.ForeignKeyField(Experiment, on_delete="CASCADE", column_name="experiment_id", index=False)
         trial_id = pw.CharField(max_length=32)
         sequence_id = pw.IntegerField()
         parameter_id = pw.IntegerField(null=True)
         parameter_source = pw.CharField(max_length=32)
         parameters = pw.TextField()
-        status = pw.CharField(max_length=32, index=True)
+        status = pw.CharField(max_length=32)
         submitted_at = pw.DoubleField(null=True)
         started_at = pw.DoubleField(null=True)
         ended_at = pw.DoubleField(null=True)
@@ -236,7 +245,8 @@ def _models(db: pw.Database) -> tuple[type[pw.Model], ...]:
             indexes = ((("experiment", "trial_id"), True), (("experiment", "sequence_id"), True))
 
     class Metric(Base):
-        experiment = pw.ForeignKeyField(Experiment, on_delete="CASCADE", column_name="experiment_id")
+        # no index of its own: the unique (experiment, trial_id, seq) index serves the key (schema 4)
+        experiment = pw.ForeignKeyField(Experiment, on_delete="CASCADE", column_name="experiment_id", index=False)
         trial_id = pw.CharField(max_length=32)
         type = pw.CharField(max_length=16)
         seq = pw.IntegerField()
@@ -256,6 +266,8 @@ def _models(db: pw.Database) -> tuple[type[pw.Model], ...]:
 
 _TRIAL_FIELDS = [f.name for f in fields(TrialRow)]
 _EXP_FIELDS = [f.name for f in fields(ExperimentRow)]
+# the columns Store.add_metrics inserts, in its rows' order
+_METRIC_COLUMNS = ("experiment_id", "trial_id", "type", "seq", "sequence", "value", "default", "timestamp")
 
 
 # The databases of every store, weakly: a dropped store's database can outlive it in reference cycles (its
@@ -291,6 +303,7 @@ class Store:
         # what this store knows of each trial's stored metrics, so that add_metrics need not read them per call:
         # (the highest seq stored, count by type); a trial it created has none, another's are read once
         self._metric_state: dict[tuple[str, str], tuple[int, dict[str, int]]] = {}
+        self._sql: dict[Hashable, str] = {}  # the hot paths' SQL text by its shape, built once per store
         _open_databases.add(self.db)
         self._Meta, self._Exp, self._Trial, self._Metric, self._Relay = _models(self.db)
         try:
@@ -333,6 +346,7 @@ class Store:
         try:
             with self.db.atomic():
                 self._add_missing_columns()
+                self._drop_old_indexes()
                 self._Meta.update(value=str(SCHEMA_VERSION)).where(
                     self._Meta.key == "schema_version"
                 ).execute()
@@ -354,6 +368,14 @@ class Store:
                 if f.column_name not in have:
                     out.append((table, f.column_name, f))
         return out
+
+    def _drop_old_indexes(self) -> None:
+        from playhouse.migrate import SchemaMigrator, migrate
+
+        migrator = SchemaMigrator.from_database(self.db)
+        for table, name in _DROPPED_INDEXES:
+            if name in {i.name for i in self.db.get_indexes(table)}:
+                migrate(migrator.drop_index(table, name))
 
     def _add_missing_columns(self) -> None:
         from playhouse.migrate import SchemaMigrator, migrate
@@ -536,18 +558,27 @@ class Store:
     def _execute(self, sql: str, params: Sequence[Any]) -> Any:
         return self.db.execute_sql(sql.replace("?", self.db.param), tuple(params))
 
+    def _prepared(self, shape: Hashable, build: Callable[[Callable[[str], str]], str]) -> str:
+        """The SQL text ``build(quote)`` makes for a statement of this ``shape`` (with this database's
+        placeholders), built on first use: the manager runs the same few statements for every trial."""
+        sql = self._sql.get(shape)
+        if sql is None:
+            sql = self._sql[shape] = build(self._q).replace("?", self.db.param)
+        return sql
+
     def add_trial(self, trial: TrialRow) -> None:
         # the row's own values (asdict would deep-copy the parameters only to serialise them)
         data = {c: getattr(trial, c) for c in _TRIAL_FIELDS}
         data["parameters"] = _dumps(trial.parameters)
         data["final"] = None if trial.final is None else _dumps(trial.final)
-        sql = (
-            f"INSERT INTO {self._q('nnipl_trial')} ({', '.join(self._q(c) for c in _TRIAL_FIELDS)}) "
-            f"VALUES ({', '.join('?' for _ in _TRIAL_FIELDS)})"
+        sql = self._prepared(
+            "add_trial",
+            lambda q: f"INSERT INTO {q('nnipl_trial')} ({', '.join(q(c) for c in _TRIAL_FIELDS)}) "
+            f"VALUES ({', '.join('?' for _ in _TRIAL_FIELDS)})",
         )
         try:
             with self._tx():
-                self._execute(sql, [data[c] for c in _TRIAL_FIELDS])
+                self.db.execute_sql(sql, tuple(data[c] for c in _TRIAL_FIELDS))
         except pw.IntegrityError as e:
             raise StoreError(
                 f"experiment {trial.experiment_id!r} cannot take trial {trial.trial_id!r} "
@@ -566,10 +597,15 @@ class Store:
             values["parameters"] = _dumps(values["parameters"])
         if "final" in values:
             values["final"] = None if values["final"] is None else _dumps(values["final"])
-        sets = ", ".join(f"{self._q(k)} = ?" for k in values)
-        sql = f"UPDATE {self._q('nnipl_trial')} SET {sets} WHERE {self._q('experiment_id')} = ? AND {self._q('trial_id')} = ?"
         with self._tx():
-            self._execute(sql, [*values.values(), experiment_id, trial_id])
+            self.db.execute_sql(self._update_sql(tuple(values)), (*values.values(), experiment_id, trial_id))
+
+    def _update_sql(self, columns: tuple[str, ...]) -> str:
+        return self._prepared(
+            ("update_trial", columns),
+            lambda q: f"UPDATE {q('nnipl_trial')} SET {', '.join(f'{q(k)} = ?' for k in columns)} "
+            f"WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?",
+        )
 
     def get_trial(self, experiment_id: str, trial_id: str) -> TrialRow:
         m = self._Trial.get_or_none(
@@ -633,15 +669,18 @@ class Store:
         """
         if not records:
             return []
-        q = self._q
         new: list[MetricRow] = []
         key = (experiment_id, trial_id)
         with self._tx():
             state = self._metric_state.get(key)
             if state is None:  # not written by this store yet: what is stored decides
-                cursor = self._execute(
-                    f"SELECT {q('seq')}, {q('type')} FROM {q('nnipl_metric')} WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?",
-                    [experiment_id, trial_id],
+                cursor = self.db.execute_sql(
+                    self._prepared(
+                        "metric_seqs",
+                        lambda q: f"SELECT {q('seq')}, {q('type')} FROM {q('nnipl_metric')} "
+                        f"WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?",
+                    ),
+                    (experiment_id, trial_id),
                 )
                 last, counts = -1, {}
                 for seq, kind in cursor.fetchall():
@@ -681,32 +720,20 @@ class Store:
                     )
                 )
             if rows:
-                columns = (
-                    "experiment_id",
-                    "trial_id",
-                    "type",
-                    "seq",
-                    "sequence",
-                    "value",
-                    "default",
-                    "timestamp",
+                sql = self._prepared(
+                    ("add_metrics", len(rows)),
+                    lambda q: f"INSERT INTO {q('nnipl_metric')} ({', '.join(q(c) for c in _METRIC_COLUMNS)}) VALUES "
+                    + ", ".join(f"({', '.join('?' for _ in _METRIC_COLUMNS)})" for _ in rows),
                 )
-                placeholders = ", ".join("?" for _ in columns)
-                self._execute(
-                    f"INSERT INTO {q('nnipl_metric')} ({', '.join(q(c) for c in columns)}) VALUES "
-                    + ", ".join(f"({placeholders})" for _ in rows),
-                    [v for row in rows for v in row],
-                )
+                self.db.execute_sql(sql, tuple(v for row in rows for v in row))
                 if update_trial:
                     update: dict[str, Any] = {"intermediate_count": counts.get("PERIODICAL", 0)}
                     finals = [r for r in new if r.type == "FINAL"]
                     if finals and not final_before:
                         update["final"] = _dumps(finals[0].value)
                         update["final_default"] = finals[0].default
-                    sets = ", ".join(f"{q(k)} = ?" for k in update)
-                    self._execute(
-                        f"UPDATE {q('nnipl_trial')} SET {sets} WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?",
-                        [*update.values(), experiment_id, trial_id],
+                    self.db.execute_sql(
+                        self._update_sql(tuple(update)), (*update.values(), experiment_id, trial_id)
                     )
         self._metric_state[key] = (last, counts)
         return new

@@ -327,6 +327,7 @@ class MetricsReader:
 
     def __init__(self, trial_dir: Path) -> None:
         self.path = trial_dir / METRICS_FILE
+        self._file = os.fspath(self.path)
         self.offset = 0
         self._skipping = False  # inside an over-long line: drop everything up to its newline
         try:
@@ -337,40 +338,43 @@ class MetricsReader:
         self.max_line = limit + self._RECORD_OVERHEAD
 
     def read(self) -> list[dict[str, Any]]:
+        # plain os calls: the manager reads each trial's file at least once per trial, on its hot path
         try:
-            size = self.path.stat().st_size
+            fd = os.open(self._file, os.O_RDONLY)
         except FileNotFoundError:
             return []
-        if size <= self.offset:
-            return []
+        try:
+            return self._read(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+    def _read(self, fd: int, size: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         buf = b""
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            remaining = size - self.offset
-            while remaining > 0:
-                chunk = f.read(min(self._CHUNK, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                buf += chunk
-                start = 0
-                while (end := buf.find(b"\n", start)) >= 0:
-                    line, start = buf[start:end], end + 1
-                    if self._skipping:  # the end of a line already reported as too long
-                        self._skipping = False
-                    elif len(line) > self.max_line:
-                        self._too_long(f"{len(line)} bytes")
-                    else:
-                        self._parse(line, out)
-                self.offset += start
-                buf = buf[start:]
-                if self._skipping or len(buf) > self.max_line:
-                    if not self._skipping:
-                        self._too_long(f"over {self.max_line} bytes")
-                        self._skipping = True
-                    self.offset += len(buf)
-                    buf = b""
+        position = self.offset
+        while position < size:
+            chunk = os.pread(fd, min(self._CHUNK, size - position), position)
+            if not chunk:
+                break
+            position += len(chunk)
+            buf += chunk
+            start = 0
+            while (end := buf.find(b"\n", start)) >= 0:
+                line, start = buf[start:end], end + 1
+                if self._skipping:  # the end of a line already reported as too long
+                    self._skipping = False
+                elif len(line) > self.max_line:
+                    self._too_long(f"{len(line)} bytes")
+                else:
+                    self._parse(line, out)
+            self.offset += start
+            buf = buf[start:]
+            if self._skipping or len(buf) > self.max_line:
+                if not self._skipping:
+                    self._too_long(f"over {self.max_line} bytes")
+                    self._skipping = True
+                self.offset += len(buf)
+                buf = b""
         return out
 
     def _parse(self, line: bytes, out: list[dict[str, Any]]) -> None:

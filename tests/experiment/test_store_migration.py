@@ -1,5 +1,6 @@
-"""A store made by an older nni-pl (schema version 1: no ``platform`` column, no relay table) is migrated when opened, over every
-back end, keeping its data; several processes opening it at once all succeed."""
+"""A store made by an older nni-pl (schema version 1: no ``platform`` column, no relay table, three indexes schema 4
+dropped) is migrated when opened, over every back end, keeping its data; several processes opening it at once all
+succeed."""
 
 from __future__ import annotations
 
@@ -37,8 +38,21 @@ def _make_v1_store(url: str) -> None:
         s.add_metrics(EXP, "T1", [{"seq": 0, "type": "FINAL", "value": {"default": 0.5}, "time": 1.0}])
         migrate(SchemaMigrator.from_database(s.db).drop_column("nnipl_trial", "platform"))
         s.db.drop_tables([s._Relay])
+        for table, name, column in (
+            ("nnipl_trial", "trial_experiment_id", "experiment_id"),
+            ("nnipl_trial", "trial_status", "status"),
+            ("nnipl_metric", "metric_experiment_id", "experiment_id"),
+        ):
+            s.db.execute_sql(f"CREATE INDEX {s._q(name)} ON {s._q(table)} ({s._q(column)})")
+        assert _old_indexes(s) == {name for _, name in st._DROPPED_INDEXES}
         s._Meta.update(value="1").where(s._Meta.key == "schema_version").execute()
         assert "platform" not in {c.name for c in s.db.get_columns("nnipl_trial")}
+
+
+def _old_indexes(s: Store) -> set[str]:
+    return {i.name for table in ("nnipl_trial", "nnipl_metric") for i in s.db.get_indexes(table)} & {
+        name for _, name in st._DROPPED_INDEXES
+    }
 
 
 def _schema_version(s: Store) -> int:
@@ -48,8 +62,9 @@ def _schema_version(s: Store) -> int:
 def test_an_old_store_is_migrated_on_open_and_keeps_its_data(store_url: str) -> None:
     _make_v1_store(store_url)
     with Store(store_url) as s:
-        assert st.SCHEMA_VERSION == 3 and _schema_version(s) == 3
+        assert st.SCHEMA_VERSION == 4 and _schema_version(s) == 4
         assert s.relayed(EXP, "T0") == []  # the relay table exists
+        assert _old_indexes(s) == set()
         assert "platform" in {c.name for c in s.db.get_columns("nnipl_trial")}
         trials = s.list_trials(EXP)
         assert [(t.trial_id, t.parameters, t.status, t.host, t.exit_code, t.platform) for t in trials] == [
@@ -67,7 +82,7 @@ def test_an_old_store_is_migrated_on_open_and_keeps_its_data(store_url: str) -> 
         )  # fmt: skip
         assert [t.platform for t in s.list_trials(EXP)] == ["remote", None, "local"]
     with Store(store_url) as s:  # opening it again changes nothing
-        assert _schema_version(s) == 3 and [t.platform for t in s.list_trials(EXP)] == [
+        assert _schema_version(s) == 4 and [t.platform for t in s.list_trials(EXP)] == [
             "remote",
             None,
             "local",
@@ -96,7 +111,7 @@ def test_several_openers_of_an_old_store_all_succeed(store_url: str) -> None:
         assert not errors, errors
         assert len(opened) == 4
         assert all(s.get_trial(EXP, "T0").platform is None for s in opened)
-        assert _schema_version(opened[0]) == 3
+        assert _schema_version(opened[0]) == 4 and _old_indexes(opened[0]) == set()
         opened[0].relay(EXP, "T0", [{"seq": 0, "type": "FINAL", "value": 1.0}])
         assert [r["value"] for r in opened[1].relayed(EXP, "T0")] == [1.0]
     finally:
@@ -113,6 +128,6 @@ def test_a_failed_migration_says_what_it_could_not_add(tmp_path, monkeypatch) ->
 
     monkeypatch.setattr(Store, "_add_missing_columns", refuse)
     with pytest.raises(
-        StoreError, match=r"from schema version 1 to 3 \(adding nnipl_trial.platform\).*disk I/O"
+        StoreError, match=r"from schema version 1 to 4 \(adding nnipl_trial.platform\).*disk I/O"
     ):
         Store(url)
