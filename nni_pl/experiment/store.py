@@ -215,7 +215,9 @@ def _models(db: pw.Database) -> tuple[type[pw.Model], ...]:
 
     class Trial(Base):
         # no index of its own: the unique (experiment, trial_id) index serves the key (schema 4)
-        experiment = pw.ForeignKeyField(Experiment, on_delete="CASCADE", column_name="experiment_id", index=False)
+        experiment = pw.ForeignKeyField(
+            Experiment, on_delete="CASCADE", column_name="experiment_id", index=False
+        )
         trial_id = pw.CharField(max_length=32)
         sequence_id = pw.IntegerField()
         parameter_id = pw.IntegerField(null=True)
@@ -246,7 +248,9 @@ def _models(db: pw.Database) -> tuple[type[pw.Model], ...]:
 
     class Metric(Base):
         # no index of its own: the unique (experiment, trial_id, seq) index serves the key (schema 4)
-        experiment = pw.ForeignKeyField(Experiment, on_delete="CASCADE", column_name="experiment_id", index=False)
+        experiment = pw.ForeignKeyField(
+            Experiment, on_delete="CASCADE", column_name="experiment_id", index=False
+        )
         trial_id = pw.CharField(max_length=32)
         type = pw.CharField(max_length=16)
         seq = pw.IntegerField()
@@ -573,8 +577,10 @@ class Store:
         data["final"] = None if trial.final is None else _dumps(trial.final)
         sql = self._prepared(
             "add_trial",
-            lambda q: f"INSERT INTO {q('nnipl_trial')} ({', '.join(q(c) for c in _TRIAL_FIELDS)}) "
-            f"VALUES ({', '.join('?' for _ in _TRIAL_FIELDS)})",
+            lambda q: (
+                f"INSERT INTO {q('nnipl_trial')} ({', '.join(q(c) for c in _TRIAL_FIELDS)}) "
+                f"VALUES ({', '.join('?' for _ in _TRIAL_FIELDS)})"
+            ),
         )
         try:
             with self._tx():
@@ -603,8 +609,10 @@ class Store:
     def _update_sql(self, columns: tuple[str, ...]) -> str:
         return self._prepared(
             ("update_trial", columns),
-            lambda q: f"UPDATE {q('nnipl_trial')} SET {', '.join(f'{q(k)} = ?' for k in columns)} "
-            f"WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?",
+            lambda q: (
+                f"UPDATE {q('nnipl_trial')} SET {', '.join(f'{q(k)} = ?' for k in columns)} "
+                f"WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?"
+            ),
         )
 
     def get_trial(self, experiment_id: str, trial_id: str) -> TrialRow:
@@ -677,8 +685,10 @@ class Store:
                 cursor = self.db.execute_sql(
                     self._prepared(
                         "metric_seqs",
-                        lambda q: f"SELECT {q('seq')}, {q('type')} FROM {q('nnipl_metric')} "
-                        f"WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?",
+                        lambda q: (
+                            f"SELECT {q('seq')}, {q('type')} FROM {q('nnipl_metric')} "
+                            f"WHERE {q('experiment_id')} = ? AND {q('trial_id')} = ?"
+                        ),
                     ),
                     (experiment_id, trial_id),
                 )
@@ -722,8 +732,10 @@ class Store:
             if rows:
                 sql = self._prepared(
                     ("add_metrics", len(rows)),
-                    lambda q: f"INSERT INTO {q('nnipl_metric')} ({', '.join(q(c) for c in _METRIC_COLUMNS)}) VALUES "
-                    + ", ".join(f"({', '.join('?' for _ in _METRIC_COLUMNS)})" for _ in rows),
+                    lambda q: (
+                        f"INSERT INTO {q('nnipl_metric')} ({', '.join(q(c) for c in _METRIC_COLUMNS)}) VALUES "
+                        + ", ".join(f"({', '.join('?' for _ in _METRIC_COLUMNS)})" for _ in rows)
+                    ),
                 )
                 self.db.execute_sql(sql, tuple(v for row in rows for v in row))
                 if update_trial:
