@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import secrets
-import string
 import time
 from pathlib import Path
 from typing import Any
 
+from nni_pl._ids import random_id
 from nni_pl.cli._common import console, elapsed, find, fmt, optimize_mode, running_experiments
 from nni_pl.errors import NniPlError
 
@@ -28,7 +27,6 @@ __all__ = [
     "unsupported",
 ]
 
-_ID_CHARS = string.ascii_letters + string.digits
 
 # nnictl commands nni-pl has no counterpart for, with why and what to use instead
 UNSUPPORTED: dict[str, str] = {
@@ -48,7 +46,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     from nni_pl.cli.main import build_parser
 
     out = console()
-    experiment_id = "".join(secrets.choice(_ID_CHARS) for _ in range(8))
+    experiment_id = random_id(8)
     argv = ["launch", args.config, "--id", experiment_id]
     if not args.foreground:
         argv.append("--detach")

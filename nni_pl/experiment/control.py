@@ -32,15 +32,14 @@ import json
 import math
 import os
 import re
-import secrets
 import signal
 import socket
-import string
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nni_pl._ids import random_below, random_id
 from nni_pl.errors import NniPlError, SearchSpaceError, StoreError
 from nni_pl.experiment import locate
 from nni_pl.experiment import store as st
@@ -59,7 +58,6 @@ __all__ = [
     "update_search_space",
 ]
 
-_ID_CHARS = string.ascii_letters + string.digits
 _SECRET_KEY = re.compile(r"passw(or)?d|passphrase|secret|token|key|credential", re.IGNORECASE)
 # where a secret lives is no secret: sshKeyFile, knownHostsFile, keyPath show as written
 _PATH_KEY = re.compile(r"(file|path|dir|directory)$", re.IGNORECASE)
@@ -350,10 +348,10 @@ def add_trial(store: st.Store, experiment_id: str, parameters: Any) -> st.TrialR
     taken_seqs = {t.sequence_id for t in trials}
     directory = Path(exp.directory)
     for _ in range(20):
-        tid = "".join(secrets.choice(_ID_CHARS) for _ in range(5))
+        tid = random_id(5)
         # a provisional sequence id below zero: the manager's own ids are >= 0, so an add never collides with
         # a trial the manager is creating at this moment; the manager renumbers it when it adopts it
-        seq = -secrets.randbelow(2**31 - 2) - 1
+        seq = -random_below(2**31 - 2) - 1
         if tid in taken_ids or seq in taken_seqs:
             continue
         row = st.TrialRow(

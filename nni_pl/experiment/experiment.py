@@ -35,7 +35,6 @@ import atexit
 import contextlib
 import logging
 import os
-import secrets
 import socket
 import string
 import sys
@@ -45,6 +44,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from nni_pl._ids import random_id
 from nni_pl.errors import ConfigError, ExperimentNotFoundError, NniPlError
 from nni_pl.experiment import _detached, _runtime, _setup, dashboard, locate
 from nni_pl.experiment import store as st
@@ -186,7 +186,7 @@ class Experiment(_NniQueries):
         self.trial = trial
         self.preload = tuple(preload)
         self.start_method = start_method
-        self._id = id or "".join(secrets.choice(_ID_CHARS) for _ in range(8))
+        self._id = id or random_id(8, _ID_CHARS)
         self._init_state()
 
     def _init_state(self) -> None:

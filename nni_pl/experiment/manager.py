@@ -20,8 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import secrets
-import string
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nni_pl._ids import random_id
 from nni_pl.errors import NniPlError, NoMoreTrialError, WaitForResults
 from nni_pl.experiment import store as st
 from nni_pl.experiment.config import ExperimentConfig
@@ -41,8 +41,6 @@ __all__ = ["Manager", "Snapshot"]
 
 logger = logging.getLogger(__name__)
 
-_ID_CHARS = string.ascii_letters + string.digits
-_ID_BYTE_LIMIT = 256 - 256 % len(_ID_CHARS)
 GRACEFUL_STOP_TIMEOUT = 300.0  # how long an assessor-stopped trial that stops by itself may take
 STOP_GRACE = 10.0  # SIGTERM -> SIGKILL when the experiment stops
 # How often a busy manager records where its new trials run and reads its running trials' reports. A turn that
@@ -112,6 +110,7 @@ class Manager:
         self.id = experiment_id
         self.config = config
         self.directory = Path(directory)
+        self._trials_root = os.path.join(self.directory, "trials")  # as text: joined once per trial
         self.service = service
         # one contract for every kind of tuner and assessor (nni_pl.hpo.managed); wrapping twice is wrapping once
         self.tuner: ManagedTuner = managed_tuner(tuner)
@@ -356,12 +355,7 @@ class Manager:
 
     def _random_trial_id(self) -> str:
         while True:
-            # five unbiased letters or digits from one read of the system's randomness (secrets.choice reads
-            # once per letter): bytes past the last whole multiple of 62 are dropped
-            usable = [b % len(_ID_CHARS) for b in secrets.token_bytes(8) if b < _ID_BYTE_LIMIT]
-            if len(usable) < 5:
-                continue
-            tid = "".join(_ID_CHARS[i] for i in usable[:5])
+            tid = random_id(5)
             if tid not in self.trials and tid not in self._spare_ids:
                 return tid
 
@@ -385,7 +379,7 @@ class Manager:
                     sequence_id=self.next_sequence_id,
                     parameter_id=item.parameter_id,
                     parameters=item.parameters,
-                    trial_dir=str(self.directory / "trials" / tid),
+                    trial_dir=os.path.join(self._trials_root, tid),
                     parameter_source=item.source,
                     status=st.WAITING,
                     submitted_at=time.time(),
@@ -433,13 +427,13 @@ class Manager:
         if len(self._spare_ids) >= self.config.trial_concurrency or not self._may_create():
             return
         tid = self._random_trial_id()
-        protocol.make_trial_dir(self.directory / "trials" / tid)
+        protocol.make_trial_dir(os.path.join(self._trials_root, tid))
         self._spare_ids.append(tid)
 
     def _remove_spare_folders(self) -> None:
         spare, self._spare_ids = self._spare_ids, []
         for tid in spare:
-            folder = self.directory / "trials" / tid
+            folder = Path(self._trials_root, tid)
             try:
                 (folder / protocol.CONTROL_DIR).rmdir()
                 folder.rmdir()

@@ -2,8 +2,9 @@
 
 * The requested port (8080 by default, like NNI) is used when it is free; otherwise the system picks a free
   one, so two experiments never fight over a port. The URL says which.
-* A non-loopback address (``--host 0.0.0.0``) needs a token: the one given, or a fresh
-  ``secrets.token_urlsafe`` one. Every request must carry it; the URL handed back ends in ``?token=...``.
+* A non-loopback address (``--host 0.0.0.0``) needs a token: the one given, or a fresh random one
+  (:func:`nni_pl._ids.url_token`, as ``secrets.token_urlsafe`` makes them). Every request must carry it; the URL
+  handed back ends in ``?token=...``.
 * On loopback, requests naming another host are refused (no DNS rebinding).
 """
 
@@ -15,7 +16,6 @@ import ipaddress
 import json
 import logging
 import os
-import secrets
 import select
 import socket
 import threading
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from nni_pl._ids import url_token
 from nni_pl.errors import MissingDependencyError, NniPlError
 
 __all__ = [
@@ -288,7 +289,7 @@ def serve(
     if token is not None and not token.strip():
         raise NniPlError("the dashboard token must not be empty; leave it out to have one generated")
     if not is_loopback(host) and token is None:
-        token = secrets.token_urlsafe(24)
+        token = url_token(24)
     sock = _bind(host, port or 0)
 
     def build() -> Any:

@@ -342,31 +342,71 @@ class SeenPoints:
         Raises:
             NoMoreTrialError: every point of the finite space has been seen.
         """
+        return self._fresh(rng, candidates, sample, tries)[0]
+
+    def take(
+        self,
+        rng: np.random.Generator | PythonRng,
+        candidates: Iterable[Mapping[str, Any] | None] = (),
+        *,
+        sample: Callable[[], dict[str, Any]] | None = None,
+        tries: int = PRIOR_TRIES,
+    ) -> dict[str, Any]:
+        """:meth:`fresh` and :meth:`add` in one: the point returned is marked seen (its identity is worked out
+        once, not twice).
+
+        Example:
+            >>> import numpy as np
+            >>> seen = SeenPoints(SearchSpace.parse({"x": {"_type": "choice", "_value": [1, 2]}}))
+            >>> rng = np.random.default_rng(0)
+            >>> sorted([seen.take(rng)["x"], seen.take(rng)["x"]]), len(seen)
+            ([1, 2], 2)
+        """
+        params, key = self._fresh(rng, candidates, sample, tries)
+        if key is None:
+            self.add(params)
+        else:
+            self._keys.add(key)
+            self._points.append(dict(params))
+        return params
+
+    def _fresh(
+        self,
+        rng: np.random.Generator | PythonRng,
+        candidates: Iterable[Mapping[str, Any] | None],
+        sample: Callable[[], dict[str, Any]] | None,
+        tries: int,
+    ) -> tuple[dict[str, Any], Hashable | None]:
+        """:meth:`fresh`'s point and its key (``None`` where the point is not an unseen one of the space)."""
         self.check()
         for cand in candidates:
-            if cand is not None and self._unseen(cand):
-                return dict(cand)
+            if cand is not None:
+                key = self._unseen_key(cand)
+                if key is not None:
+                    return dict(cand), key
         draw = sample if sample is not None else lambda: self.space.sample(rng)
         params = draw()
         if self.index is None and not len(self.space):
-            return params
+            return params, None
         for _ in range(tries):
-            if self._unseen(params):
-                return params
+            key = self._unseen_key(params)
+            if key is not None:
+                return params, key
             params = draw()
         if self.index is None:  # an infinite space whose prior keeps landing on seen points: degenerate
             log.debug("no unseen prior draw in %d tries; suggesting %s", tries, params)
-            return params
+            return params, None
         start = _uniform_int(rng, self.index.size)
         for step in range(len(self._keys) + 1):  # at most len(seen) ranks in a row are taken
             rank = (start + step) % self.index.size
             if rank not in self._keys:
-                return self.index.point(rank)
+                return self.index.point(rank), rank
         raise AssertionError("unreachable: fewer points seen than the space has")  # pragma: no cover
 
-    def _unseen(self, params: Mapping[str, Any]) -> bool:
+    def _unseen_key(self, params: Mapping[str, Any]) -> Hashable | None:
+        """The key of ``params`` if it is an unseen point of the space, else ``None``."""
         k = self.key(params)
-        return k is not None and k not in self._keys
+        return k if k is not None and k not in self._keys else None
 
     def rebuilt(self, space: SearchSpace) -> SeenPoints:
         """The points seen so far that are points of ``space``, as a ledger of ``space``."""

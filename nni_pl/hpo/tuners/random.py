@@ -56,6 +56,9 @@ class RandomTuner(Tuner):
         self.seed = check_seed(self, seed)
         self._rng = PythonRng(self.seed)  # no numpy: a launcher with this tuner starts faster
         self._seen: SeenPoints | None = None
+        self._given: dict[
+            int, dict[str, Any]
+        ] = {}  # the suggestions whose trials have not ended, by parameter id
 
     @property
     def _space(self) -> SearchSpace | None:
@@ -66,9 +69,8 @@ class RandomTuner(Tuner):
         self._seen = self._seen.rebuilt(space) if self._seen is not None else SeenPoints(space)
 
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
-        seen = self._require_seen()
-        params = seen.fresh(self._rng)
-        seen.add(params)
+        params = self._require_seen().take(self._rng)
+        self._given[parameter_id] = dict(params)
         return params
 
     def receive_trial_result(
@@ -76,7 +78,11 @@ class RandomTuner(Tuner):
     ) -> None:
         """Random search learns nothing from results; a point it did not suggest (a customised trial) is
         not suggested later."""
-        self._require_seen().add(parameters)
+        if self._given.pop(parameter_id, None) != parameters:  # its own suggestion is marked seen already
+            self._require_seen().add(parameters)
+
+    def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
+        self._given.pop(parameter_id, None)
 
     def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
         """Nothing to learn, but the imported points are not suggested again."""
