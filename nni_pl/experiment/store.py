@@ -8,7 +8,8 @@ The schema has a version (:data:`SCHEMA_VERSION`, in the ``nnipl_meta`` table). 
 older version migrates it in place, keeping its data: version 2 added the trial's ``platform`` column (where a
 trial ran, for hybrid experiments); version 3 the ``nnipl_relay`` table, where trials on cluster workers put
 their metric records (:meth:`Store.relay`) for the manager to read (:meth:`Store.relayed`); version 4 dropped
-three indexes that every trial's writes kept up and no query used. Several processes may open an old store at once; one of them migrates it.
+three indexes that every trial's writes kept up and no query used. Several processes may open an old store at
+once; one of them migrates it.
 
 Example:
     >>> import tempfile, os
@@ -272,6 +273,7 @@ _TRIAL_FIELDS = [f.name for f in fields(TrialRow)]
 _EXP_FIELDS = [f.name for f in fields(ExperimentRow)]
 # the columns Store.add_metrics inserts, in its rows' order
 _METRIC_COLUMNS = ("experiment_id", "trial_id", "type", "seq", "sequence", "value", "default", "timestamp")
+_KEPT_INSERT_ROWS = 16  # Store.add_metrics keeps the SQL text of inserts of up to this many rows
 
 
 # The databases of every store, weakly: a dropped store's database can outlive it in reference cycles (its
@@ -562,12 +564,17 @@ class Store:
     def _execute(self, sql: str, params: Sequence[Any]) -> Any:
         return self.db.execute_sql(sql.replace("?", self.db.param), tuple(params))
 
-    def _prepared(self, shape: Hashable, build: Callable[[Callable[[str], str]], str]) -> str:
+    def _prepared(
+        self, shape: Hashable, build: Callable[[Callable[[str], str]], str], *, keep: bool = True
+    ) -> str:
         """The SQL text ``build(quote)`` makes for a statement of this ``shape`` (with this database's
-        placeholders), built on first use: the manager runs the same few statements for every trial."""
+        placeholders), built on first use and kept (``keep=False``: not kept): the manager runs the same few
+        statements for every trial."""
         sql = self._sql.get(shape)
         if sql is None:
-            sql = self._sql[shape] = build(self._q).replace("?", self.db.param)
+            sql = build(self._q).replace("?", self.db.param)
+            if keep:
+                self._sql[shape] = sql
         return sql
 
     def add_trial(self, trial: TrialRow) -> None:
@@ -730,12 +737,15 @@ class Store:
                     )
                 )
             if rows:
+                # the text of a few rows' insert is kept (a trial's reports come a few per read), a longer one's
+                # is not: every count of rows would be kept
                 sql = self._prepared(
                     ("add_metrics", len(rows)),
                     lambda q: (
                         f"INSERT INTO {q('nnipl_metric')} ({', '.join(q(c) for c in _METRIC_COLUMNS)}) VALUES "
                         + ", ".join(f"({', '.join('?' for _ in _METRIC_COLUMNS)})" for _ in rows)
                     ),
+                    keep=len(rows) <= _KEPT_INSERT_ROWS,
                 )
                 self.db.execute_sql(sql, tuple(v for row in rows for v in row))
                 if update_trial:

@@ -56,9 +56,8 @@ class RandomTuner(Tuner):
         self.seed = check_seed(self, seed)
         self._rng = PythonRng(self.seed)  # no numpy: a launcher with this tuner starts faster
         self._seen: SeenPoints | None = None
-        self._given: dict[
-            int, dict[str, Any]
-        ] = {}  # the suggestions whose trials have not ended, by parameter id
+        # its suggestions whose trials have not ended, by parameter id: their results need no bookkeeping
+        self._given: dict[int, dict[str, Any]] = {}
 
     @property
     def _space(self) -> SearchSpace | None:
@@ -82,6 +81,7 @@ class RandomTuner(Tuner):
             self._require_seen().add(parameters)
 
     def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
+        """Forget the suggestion of a trial that ended (with a result or without)."""
         self._given.pop(parameter_id, None)
 
     def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
