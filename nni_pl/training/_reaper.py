@@ -23,9 +23,10 @@ to ``pidfile`` and answers on its stdout::
     {"op": "ended", "id": "...", "pid": 1234, "code": 0, "time": 1733350000.1}
 
 When a trial ends the reaper writes ``"<code> <time>"`` to ``exitfile`` and then answers. The files named in
-``sync`` (optional) are then fsynced, those that exist, on a thread of the reaper's own: the trial's reports
-reach the disk after the trial, not on its time, and no disk write holds up the next trial's start. The reaper
-exits only once they are synced. A trial killed by signal ``n`` ends with code ``128 + n``, as a
+``sync`` (optional) are then fsynced, those that exist, once the reaper has had nothing to do for
+:data:`SYNC_QUIET` seconds, and at the latest :data:`SYNC_LATEST` seconds after the first of them waited: the
+trial's reports reach the disk after the trial, not on its time, and no disk write holds up the next trial's start
+(the manager asks for it within a millisecond or two of the answer). The reaper exits only once they are synced. A trial killed by signal ``n`` ends with code ``128 + n``, as a
 shell reports it; a command that cannot be started ends with 127 (not found) or 126 (not executable), and says
 why in its ``stderr`` file.
 
@@ -40,7 +41,6 @@ Example:
 
 from __future__ import annotations
 
-import _thread
 import errno
 import marshal
 import os
@@ -55,6 +55,8 @@ if TYPE_CHECKING:  # no typing import at run time: it would add ~4 ms to the rea
 _OPEN_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 _CHECK_EVERY = 2.0  # seconds between checks that the manager still lives (when its pipe stays open)
 _POLL_WITHOUT_PIDFD = 0.05  # seconds between looks at the children where there are no pidfds
+SYNC_QUIET = 0.005  # seconds without a message or an end before the files waiting for an fsync get it
+SYNC_LATEST = 1.0  # seconds: no file waits longer than this for its fsync, however busy the reaper is
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -138,43 +140,6 @@ def _sync(path: str | bytes) -> None:
         os.close(fd)
 
 
-class _Syncer:
-    """fsyncs files on a thread of its own (a disk write can take milliseconds): paths go down a pipe to it."""
-
-    def __init__(self) -> None:
-        self._read, self._write = os.pipe()
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
-        _thread.start_new_thread(self._run, ())
-
-    def add(self, paths: list[str]) -> None:
-        data = b"".join(os.fsencode(p) + b"\0" for p in paths)
-        try:
-            while data:
-                data = data[os.write(self._write, data) :]
-        except OSError:  # the thread is gone: the kernel writes the files back by itself; trials go on
-            pass
-
-    def _run(self) -> None:
-        pending = b""
-        try:
-            while True:
-                data = os.read(self._read, 1 << 16)
-                if not data:  # closed: every path sent has been synced
-                    return
-                *paths, pending = (pending + data).split(b"\0")
-                for path in paths:
-                    _sync(path)
-        finally:
-            os.close(self._read)
-            self._done.release()
-
-    def close(self) -> None:
-        """Wait until every file handed over is synced."""
-        os.close(self._write)
-        self._done.acquire()
-
-
 class _Child:
     __slots__ = ("exitfile", "pid", "pidfd", "sync", "trial_id")
 
@@ -204,7 +169,8 @@ class Reaper:
         self.parent = os.getppid()
         self.buffer = bytearray()
         self.environ = dict(os.environ)  # its own never changes: copied once, not per trial
-        self.syncer: _Syncer | None = None  # started when a trial first asks for it
+        self.unsynced: list[str] = []  # the ended trials' files that wait for their fsync
+        self.sync_due = 0.0  # time.monotonic() by which they get it
 
     def answer(self, message: dict[str, Any]) -> None:
         if self.manager_gone:
@@ -299,16 +265,32 @@ class Reaper:
             self.answer({"op": "ended", "id": child.trial_id, "pid": pid, "code": code, "time": when})
             synced += child.sync
         if synced:
-            if self.syncer is None:
-                self.syncer = _Syncer()
-            self.syncer.add(synced)
+            if not self.unsynced:
+                self.sync_due = time.monotonic() + SYNC_LATEST
+            self.unsynced += synced
+
+    def sync_if_quiet(self, ready: list[int]) -> None:
+        """fsync the files that wait for it if the last wait found nothing ``ready``, or they are due."""
+        if self.unsynced and (not ready or time.monotonic() >= self.sync_due):
+            self.sync_pending()
+
+    def sync_pending(self) -> None:
+        """fsync the files that wait for it, those that exist. In the reaper's loop, not on a thread of its own:
+        handing each file to a thread cost more CPU than its fsync (~0.1-0.3 ms), and only a trial that ends
+        meanwhile waits for it."""
+        pending, self.unsynced = self.unsynced, []
+        for path in dict.fromkeys(pending):
+            _sync(path)
 
     def run(self) -> None:
         while True:
             watched = [] if self.manager_gone else [0]
             watched += [c.pidfd for c in self.children.values() if c.pidfd is not None]
             polled = any(c.pidfd is None for c in self.children.values())
-            ready, _, _ = select.select(watched, [], [], _POLL_WITHOUT_PIDFD if polled else _CHECK_EVERY)
+            wait = _POLL_WITHOUT_PIDFD if polled else _CHECK_EVERY
+            if self.unsynced:
+                wait = min(wait, SYNC_QUIET, max(0.0, self.sync_due - time.monotonic()))
+            ready, _, _ = select.select(watched, [], [], wait)
             if 0 in ready:
                 data = os.read(0, 1 << 16)
                 if data:
@@ -320,11 +302,11 @@ class Reaper:
                 else:
                     self.manager_gone = True
             self.reap(ready)
+            self.sync_if_quiet(ready)
             if not self.manager_gone and os.getppid() != self.parent:
                 self.manager_gone = True  # the manager died while something else holds its end of our stdin
             if self.manager_gone and not self.children:
-                if self.syncer is not None:
-                    self.syncer.close()
+                self.sync_pending()
                 return
 
 

@@ -37,8 +37,8 @@ Who writes what, in order:
 What is durable: a report is in the kernel once the SDK call returns, so a crash or kill of the trial or of
 the runner cannot lose it. A FINAL report is also fsync'd before the call returns (it survives a machine
 crash), unless the trial was started with :data:`ENV_SYNC_AT_EXIT` set to ``1``: then whatever waits for the
-trial process fsyncs :data:`METRICS_FILE` as soon as the process ends (the local service's reaper does), which
-keeps that disk write off the trial's own time; a machine crash between the report and the end of the process
+trial process fsyncs :data:`METRICS_FILE` after the process ended (the local service's reaper does, within a
+second), which keeps that disk write off the trial's own time; a machine crash between the report and that fsync
 can then lose what the kernel had not yet written back (Linux writes dirty pages back within ~30 s). The
 parameter file of a started trial is complete. The exit-code file is written after the trial's last report.
 

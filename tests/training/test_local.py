@@ -386,8 +386,8 @@ def test_reaper_survives_a_trial_that_cannot_start(tmp_path):
 
 
 def test_reaper_fsyncs_a_trials_files_after_it_ended(tmp_path, monkeypatch):
-    # the files named in "sync" are fsynced on the reaper's own thread once the trial ended (after its end is
-    # answered); a missing one is skipped
+    # the files named in "sync" are fsynced after the trial's end is answered, once the reaper has nothing else to
+    # do (or they are due); a missing one is skipped
     from nni_pl.training import _reaper
 
     synced: list[bytes] = []
@@ -416,9 +416,16 @@ def test_reaper_fsyncs_a_trials_files_after_it_ended(tmp_path, monkeypatch):
         reaper.reap([c.pidfd for c in reaper.children.values()])
         time.sleep(0.01)
     assert [m["op"] for m in said] == ["started", "ended"]
-    reaper.syncer.close()  # what the reaper does before it exits: wait until every file handed over is synced
-    assert synced == [os.fsencode(report), os.fsencode(tmp_path / "no-such-file")]
+    assert synced == [] and reaper.unsynced == [str(report), str(tmp_path / "no-such-file")]
+    reaper.sync_if_quiet(ready=[0])  # a message came in: not now
+    assert synced == []
+    reaper.sync_if_quiet(ready=[])  # a wait that found nothing to do
+    assert synced == [str(report), str(tmp_path / "no-such-file")] and reaper.unsynced == []
     assert report.read_text() == "x\n"
+    # however busy the reaper is, a file waits at most SYNC_LATEST seconds
+    reaper.unsynced, reaper.sync_due = [str(report)], time.monotonic() - 0.001
+    reaper.sync_if_quiet(ready=[0])
+    assert synced[-1] == str(report) and reaper.unsynced == []
 
 
 def test_local_reaper_started_as_a_fresh_python_runs_and_syncs(tmp_path, code_dir):
