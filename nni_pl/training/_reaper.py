@@ -25,10 +25,10 @@ to ``pidfile`` and answers on its stdout::
 When a trial ends the reaper writes ``"<code> <time>"`` to ``exitfile`` and then answers. The files named in
 ``sync`` (optional) are then fsynced, those that exist, once the reaper has had nothing to do for
 :data:`SYNC_QUIET` seconds, and at the latest :data:`SYNC_LATEST` seconds after the first of them waited: the
-trial's reports reach the disk after the trial, not on its time, and no disk write holds up the next trial's start
-(the manager asks for it within a millisecond or two of the answer). The reaper exits only once they are synced. A trial killed by signal ``n`` ends with code ``128 + n``, as a
-shell reports it; a command that cannot be started ends with 127 (not found) or 126 (not executable), and says
-why in its ``stderr`` file.
+trial's reports reach the disk after the trial, not on its time, and no disk write holds up the next trial's
+start (the manager asks for it within a millisecond or two of the answer). The reaper exits only once they are
+synced. A trial killed by signal ``n`` ends with code ``128 + n``, as a shell reports it; a command that cannot
+be started ends with 127 (not found) or 126 (not executable), and says why in its ``stderr`` file.
 
 The manager is gone when the reaper's stdin reaches its end or the reaper's parent changes.
 
