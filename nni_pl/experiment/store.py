@@ -462,11 +462,13 @@ class Store:
 
     def get_experiment(self, id: str) -> ExperimentRow:
         # prepared SQL: the manager reads its row twice a second
-        q = self._q
-        row = self._execute(
-            f"SELECT {', '.join(q(c) for c in _EXP_FIELDS)} FROM {q('nnipl_experiment')} WHERE {q('id')} = ?",
-            [id],
-        ).fetchone()
+        sql = self._prepared(
+            "get_experiment",
+            lambda q: (
+                f"SELECT {', '.join(q(c) for c in _EXP_FIELDS)} FROM {q('nnipl_experiment')} WHERE {q('id')} = ?"
+            ),
+        )
+        row = self.db.execute_sql(sql, (id,)).fetchone()
         if row is None:
             raise ExperimentNotFoundError(f"no experiment {id!r} in store {redact_url(self.url)}")
         data = dict(zip(_EXP_FIELDS, row))
@@ -561,9 +563,6 @@ class Store:
         quote = self.db.quote
         return f"{quote[0]}{name}{quote[1]}"
 
-    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
-        return self.db.execute_sql(sql.replace("?", self.db.param), tuple(params))
-
     def _prepared(
         self, shape: Hashable, build: Callable[[Callable[[str], str]], str], *, keep: bool = True
     ) -> str:
@@ -632,16 +631,18 @@ class Store:
 
     def list_trials(self, experiment_id: str, statuses: Iterable[str] | None = None) -> list[TrialRow]:
         # prepared SQL, not a peewee query: the manager lists its unfinished trials twice a second
-        q = self._q
-        sql = f"SELECT {', '.join(q(c) for c in _TRIAL_FIELDS)} FROM {q('nnipl_trial')} WHERE {q('experiment_id')} = ?"
-        params: list[Any] = [experiment_id]
-        if statuses is not None:
-            wanted = list(statuses)
-            if not wanted:
-                return []
-            sql += f" AND {q('status')} IN ({', '.join('?' for _ in wanted)})"
-            params += wanted
-        rows = self._execute(sql + f" ORDER BY {q('sequence_id')}", params).fetchall()
+        wanted = None if statuses is None else list(statuses)
+        if wanted is not None and not wanted:
+            return []
+
+        def build(q: Callable[[str], str]) -> str:
+            sql = f"SELECT {', '.join(q(c) for c in _TRIAL_FIELDS)} FROM {q('nnipl_trial')} WHERE {q('experiment_id')} = ?"
+            if wanted is not None:
+                sql += f" AND {q('status')} IN ({', '.join('?' for _ in wanted)})"
+            return sql + f" ORDER BY {q('sequence_id')}"
+
+        sql = self._prepared(("list_trials", None if wanted is None else len(wanted)), build)
+        rows = self.db.execute_sql(sql, (experiment_id, *(wanted or ()))).fetchall()
         out = []
         for row in rows:
             data = dict(zip(_TRIAL_FIELDS, row))

@@ -240,9 +240,8 @@ def write_parameter_file(trial_dir: Path, record: Mapping[str, Any], *, in_place
     """
     folder = os.fspath(trial_dir)
     data = json.dumps(record).encode("utf-8")
-    make_trial_dir(
-        trial_dir
-    )  # two failing mkdir calls where the folders exist (the manager makes them early)
+    # where the folders exist (the manager makes them between turns) this is two failing mkdir calls
+    make_trial_dir(trial_dir)
     if in_place:
         _write_file(os.path.join(folder, PARAMETER_FILE), data)
         return

@@ -513,8 +513,7 @@ class HyperbandBase(Advisor):
         def proposals() -> Iterator[dict[str, Any]]:
             yield self._new_config(bracket, budget)
 
-        config = seen.fresh(self._rng, proposals())
-        seen.add(config)
+        config = seen.fresh(self._rng, proposals(), mark=True)
         return config, self._key(config)
 
     @staticmethod

@@ -296,9 +296,12 @@ class SeenPoints:
         k = self.key(params)
         if k is None or k in self._keys:
             return False
-        self._keys.add(k)
-        self._points.append(dict(params))
+        self._note(params, k)
         return True
+
+    def _note(self, params: Mapping[str, Any], key: Hashable) -> None:
+        self._keys.add(key)
+        self._points.append(dict(params))
 
     def __contains__(self, params: object) -> bool:
         if not isinstance(params, Mapping):
@@ -329,48 +332,38 @@ class SeenPoints:
         *,
         sample: Callable[[], dict[str, Any]] | None = None,
         tries: int = PRIOR_TRIES,
+        mark: bool = False,
     ) -> dict[str, Any]:
         """An unseen point: the first unseen of ``candidates``, else a draw from the prior, else (in a
-        finite space) a uniformly chosen unseen point. It is not marked seen: :meth:`add` does that.
+        finite space) a uniformly chosen unseen point. It is not marked seen unless ``mark``: :meth:`add` does
+        that (``mark=True`` saves working out the point's identity a second time).
 
         Args:
             rng: the tuner's generator.
             candidates: the tuner's own proposals, best first (may be lazy; ``None`` entries are skipped).
             sample: draws one point from the tuner's prior (default: the space's).
             tries: prior draws before the fallback.
+            mark: mark the point seen, as :meth:`add` would.
 
         Raises:
             NoMoreTrialError: every point of the finite space has been seen.
-        """
-        return self._fresh(rng, candidates, sample, tries)[0]
-
-    def take(
-        self,
-        rng: np.random.Generator | PythonRng,
-        candidates: Iterable[Mapping[str, Any] | None] = (),
-        *,
-        sample: Callable[[], dict[str, Any]] | None = None,
-        tries: int = PRIOR_TRIES,
-    ) -> dict[str, Any]:
-        """:meth:`fresh` and :meth:`add` in one: the point returned is marked seen (its identity is worked out
-        once, not twice).
 
         Example:
             >>> import numpy as np
             >>> seen = SeenPoints(SearchSpace.parse({"x": {"_type": "choice", "_value": [1, 2]}}))
             >>> rng = np.random.default_rng(0)
-            >>> sorted([seen.take(rng)["x"], seen.take(rng)["x"]]), len(seen)
+            >>> sorted([seen.fresh(rng, mark=True)["x"], seen.fresh(rng, mark=True)["x"]]), len(seen)
             ([1, 2], 2)
         """
-        params, key = self._fresh(rng, candidates, sample, tries)
-        if key is None:
-            self.add(params)
-        else:
-            self._keys.add(key)
-            self._points.append(dict(params))
+        params, key = self._draw(rng, candidates, sample, tries)
+        if mark:
+            if key is None:
+                self.add(params)
+            else:
+                self._note(params, key)
         return params
 
-    def _fresh(
+    def _draw(
         self,
         rng: np.random.Generator | PythonRng,
         candidates: Iterable[Mapping[str, Any] | None],

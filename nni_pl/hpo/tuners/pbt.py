@@ -515,7 +515,9 @@ class PBTTuner(Tuner):
 
 def _distinct(seen: SeenPoints, rng: np.random.Generator) -> dict[str, Any]:
     """A prior draw that no member has yet (any draw once a finite space has fewer points than members)."""
-    params = seen.space.sample(rng) if seen.exhausted else seen.fresh(rng)
+    if not seen.exhausted:
+        return seen.fresh(rng, mark=True)
+    params = seen.space.sample(rng)
     seen.add(params)
     return params
 

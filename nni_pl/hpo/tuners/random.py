@@ -68,7 +68,7 @@ class RandomTuner(Tuner):
         self._seen = self._seen.rebuilt(space) if self._seen is not None else SeenPoints(space)
 
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
-        params = self._require_seen().take(self._rng)
+        params = self._require_seen().fresh(self._rng, mark=True)
         self._given[parameter_id] = dict(params)
         return params
 
