@@ -22,7 +22,9 @@ to ``pidfile`` and answers on its stdout::
     {"op": "started", "id": "...", "pid": 1234, "start": 5678.0}    (pid None: the command could not start)
     {"op": "ended", "id": "...", "pid": 1234, "code": 0, "time": 1733350000.1}
 
-When a trial ends the reaper writes ``"<code> <time>"`` to ``exitfile`` and then answers. The files named in
+When a trial ends the reaper appends ``"<code> <time>"`` to ``pidfile`` as its second line (to ``exitfile`` if
+the pid file is not there, and for a trial that could not start) and then answers: one file fewer to create per
+trial than a file of its own, which costs 15-250 us of CPU on ext4 without a journal. The files named in
 ``sync`` (optional) are then fsynced, those that exist, once the reaper has had nothing to do for
 :data:`SYNC_QUIET` seconds, and at the latest :data:`SYNC_LATEST` seconds after the first of them waited: the
 trial's reports reach the disk after the trial, not on its time, and no disk write holds up the next trial's
@@ -53,6 +55,7 @@ if TYPE_CHECKING:  # no typing import at run time: it would add ~4 ms to the rea
     from typing import Any
 
 _OPEN_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+_OPEN_EXISTING_APPEND = os.O_WRONLY | os.O_APPEND
 _CHECK_EVERY = 2.0  # seconds between checks that the manager still lives (when its pipe stays open)
 _POLL_WITHOUT_PIDFD = 0.05  # seconds between looks at the children where there are no pidfds
 SYNC_QUIET = 0.005  # seconds without a message or an end before the files waiting for an fsync get it
@@ -140,12 +143,29 @@ def _sync(path: str | bytes) -> None:
         os.close(fd)
 
 
-class _Child:
-    __slots__ = ("exitfile", "pid", "pidfd", "sync", "trial_id")
+def _record_end(pidfile: str, exitfile: str, line: bytes) -> None:
+    """Append the end ``line`` to the trial's pid file, or write it to ``exitfile`` where that file is gone."""
+    try:
+        fd = os.open(pidfile, _OPEN_EXISTING_APPEND)
+    except OSError:
+        try:
+            _write(exitfile, line.decode("ascii"))
+        except OSError:  # the trial's folder was removed meanwhile
+            pass
+        return
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
 
-    def __init__(self, pid: int, trial_id: str, exitfile: str, sync: tuple[str, ...] = ()) -> None:
+
+class _Child:
+    __slots__ = ("exitfile", "pid", "pidfd", "pidfile", "sync", "trial_id")
+
+    def __init__(self, pid: int, trial_id: str, pidfile: str, exitfile: str, sync: tuple[str, ...] = ()) -> None:
         self.pid = pid
         self.trial_id = trial_id
+        self.pidfile = pidfile
         self.exitfile = exitfile
         self.sync = sync
         try:
@@ -207,7 +227,7 @@ class Reaper:
         start = _start_time(pid)
         # the manager waits for this answer: the pid file after it
         self.answer({"op": "started", "id": msg["id"], "pid": pid, "start": start})
-        self.children[pid] = _Child(pid, msg["id"], msg["exitfile"], tuple(msg.get("sync", ())))
+        self.children[pid] = _Child(pid, msg["id"], msg["pidfile"], msg["exitfile"], tuple(msg.get("sync", ())))
         try:
             _write(msg["pidfile"], f"{pid} {start if start is not None else ''}\n")
         except OSError:  # the trial's folder was removed meanwhile
@@ -258,10 +278,8 @@ class Reaper:
             if child.pidfd is not None:
                 os.close(child.pidfd)
             code, when = _exit_code(status), time.time()
-            try:  # first the file: whoever learns that the trial ended finds its exit code there
-                _write(child.exitfile, f"{code} {when!r}\n")
-            except OSError:  # the trial's folder was removed meanwhile
-                pass
+            # first the file: whoever learns that the trial ended finds its exit code there
+            _record_end(child.pidfile, child.exitfile, f"{code} {when!r}\n".encode("ascii"))
             self.answer({"op": "ended", "id": child.trial_id, "pid": pid, "code": code, "time": when})
             synced += child.sync
         if synced:

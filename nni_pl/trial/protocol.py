@@ -27,9 +27,12 @@ Who writes what, in order:
 4. **The runner** may ask the trial to stop early by creating ``.nni/stop`` (:func:`request_stop`). A trial
    that polls :func:`stop_requested` at safe points says so beforehand by creating ``.nni/graceful``
    (:func:`declare_graceful`); it is then given time to end by itself, otherwise it is signalled.
-5. **Whatever waits for the trial process** (the local service's reaper, a host's agent, a shell wrapper)
-   writes ``.nni/exitcode`` (:data:`EXITCODE_FILE`: ``"<code> [<unix time>]"``) when the trial ends, even when
-   the runner is gone; without the time, the file's modification time is the end time.
+5. **Whatever waits for the trial process** records how it ended, even when the runner is gone:
+   ``"<code> [<unix time>]"`` (without the time, the file's modification time is the end time). A shell wrapper,
+   a host's agent or a function worker writes it to ``.nni/exitcode`` (:data:`EXITCODE_FILE`); the local
+   service's reaper, which wrote ``.nni/pid`` itself, appends it to that file as its second line (one file
+   created per trial instead of two). :func:`read_exitcode` reads either: the pid file's line first (it belongs
+   to the latest start), then ``.nni/exitcode``.
 6. **The runner** reads new complete lines of :data:`METRICS_FILE` with a :class:`MetricsReader` while the
    trial runs and once more after it ends. ``seq`` makes reading idempotent: the store keeps each
    ``(trial, seq)`` once, so a reader that restarts from offset 0 after a crash duplicates nothing.
@@ -40,7 +43,7 @@ crash), unless the trial was started with :data:`ENV_SYNC_AT_EXIT` set to ``1``:
 trial process fsyncs :data:`METRICS_FILE` after the process ended (the local service's reaper does, within a
 second), which keeps that disk write off the trial's own time; a machine crash between the report and that fsync
 can then lose what the kernel had not yet written back (Linux writes dirty pages back within ~30 s). The
-parameter file of a started trial is complete. The exit-code file is written after the trial's last report.
+parameter file of a started trial is complete. The exit code is recorded after the trial's last report.
 
 Reserved parameter keys that tuners put into a trial's parameters: :data:`TRIAL_BUDGET` (Hyperband/BOHB) and
 :data:`LOAD_CHECKPOINT_DIR` / :data:`SAVE_CHECKPOINT_DIR` (PBT).
@@ -104,6 +107,7 @@ __all__ = [
     "TrialSetupError",
     "declare_graceful",
     "encode_record",
+    "end_line",
     "graceful_declared",
     "json_default",
     "make_trial_dir",
@@ -146,7 +150,7 @@ CONTROL_DIR = ".nni"
 STOP_FILE = "stop"  # the runner asks the trial to stop (assessor verdict, a user's kill)
 GRACEFUL_FILE = "graceful"  # the trial checks should_stop() and will end by itself when asked
 EXITCODE_FILE = "exitcode"  # "<code> [<unix time>]", written by whatever waits for the trial when it ends
-PID_FILE = "pid"  # "<pid> <process start time>", written by the runner when the trial starts
+PID_FILE = "pid"  # "<pid> <process start time>\n" when the trial starts [+ "<code> <unix time>\n" when it ended]
 
 # --- records -----------------------------------------------------------------------------------------------------
 PERIODICAL = "PERIODICAL"
@@ -267,10 +271,21 @@ def write_pid(trial_dir: Path, pid: int, started_at: float | None) -> None:
 def read_pid(trial_dir: Path) -> tuple[int, float | None] | None:
     """``(pid, process start time)`` from ``.nni/pid``, or ``None`` when the trial was never started."""
     try:
-        text = (Path(trial_dir) / CONTROL_DIR / PID_FILE).read_text(encoding="utf-8").split()
-        return int(text[0]), float(text[1]) if len(text) > 1 else None
+        text = (Path(trial_dir) / CONTROL_DIR / PID_FILE).read_text(encoding="utf-8")
+        fields = text.split("\n", 1)[0].split()
+        return int(fields[0]), float(fields[1]) if len(fields) > 1 else None
     except (OSError, ValueError, IndexError):
         return None
+
+
+def end_line(code: int, when: float) -> bytes:
+    """How a trial ended, as :data:`EXITCODE_FILE` holds it and the local reaper appends it to :data:`PID_FILE`.
+
+    Example:
+        >>> end_line(0, 1733350000.25)
+        b'0 1733350000.25\\n'
+    """
+    return f"{code} {when!r}\n".encode("ascii")
 
 
 def request_stop(trial_dir: Path) -> None:
@@ -286,12 +301,37 @@ def graceful_declared(trial_dir: Path) -> bool:
 
 
 def read_exitcode(trial_dir: Path) -> tuple[int, float] | None:
-    """``(exit code, end time)`` from the trial's ``.nni/exitcode``, or ``None`` if it has not ended."""
-    path = Path(trial_dir) / CONTROL_DIR / EXITCODE_FILE
+    """``(exit code, end time)``, or ``None`` if the trial has not ended.
+
+    From the second line of ``.nni/pid`` (the local reaper's), else from ``.nni/exitcode``.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp()); (d / CONTROL_DIR).mkdir()
+        >>> write_pid(d, 4242, 17.0)
+        >>> read_exitcode(d) is None
+        True
+        >>> with open(d / CONTROL_DIR / PID_FILE, "ab") as f:
+        ...     _ = f.write(end_line(3, 1733350000.5))
+        >>> read_exitcode(d), read_pid(d)
+        ((3, 1733350000.5), (4242, 17.0))
+    """
+    control = os.path.join(os.fspath(trial_dir), CONTROL_DIR)
     try:
-        text = path.read_text(encoding="utf-8").split()
+        with open(os.path.join(control, PID_FILE), "rb") as f:
+            lines = f.read().split(b"\n")
+        # a complete second line: the reaper writes it with one write() after the first
+        if len(lines) > 2:
+            fields = lines[1].split()
+            return int(fields[0]), float(fields[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    path = os.path.join(control, EXITCODE_FILE)
+    try:
+        with open(path, "rb") as f:
+            fields = f.read().split()
         # "<code>" alone (a POSIX sh wrapper has no clock): the file was written when the trial ended
-        return int(text[0]), float(text[1]) if len(text) > 1 else path.stat().st_mtime
+        return int(fields[0]), float(fields[1]) if len(fields) > 1 else os.stat(path).st_mtime
     except (OSError, ValueError, IndexError):
         return None
 
@@ -471,5 +511,5 @@ def write_exitcode(trial_dir: Path, code: int, *, when: float | None = None) -> 
     control = Path(trial_dir) / CONTROL_DIR
     control.mkdir(parents=True, exist_ok=True)
     tmp = control / (EXITCODE_FILE + ".tmp")
-    tmp.write_text(f"{code} {time.time() if when is None else when}\n", encoding="utf-8")
+    tmp.write_bytes(end_line(code, time.time() if when is None else when))
     tmp.replace(control / EXITCODE_FILE)

@@ -75,7 +75,10 @@ def test_local_runs_trials_and_records_exit_code_and_metrics(tmp_path, code_dir)
     assert [(r["type"], r["value"]) for r in recs] == [("PERIODICAL", 2), ("FINAL", 4)]
     # run.sh reproduces the trial; the exit code is kept durably in the trial folder
     assert (ok.trial_dir / "run.sh").read_text().count("NNI_TRIAL_JOB_ID=okay1") == 1
-    assert (bad.trial_dir / ".nni" / "exitcode").read_text().split()[0] == "3"
+    # the reaper appends the end to the pid file it wrote: one file fewer per trial than .nni/exitcode
+    pid_line, end_line = (bad.trial_dir / ".nni" / "pid").read_text().splitlines()
+    assert int(pid_line.split()[0]) > 0 and end_line.split()[0] == "3"
+    assert not (bad.trial_dir / ".nni" / "exitcode").exists()
     assert "CVD=None" in (ok.trial_dir / "stdout").read_text()  # trialGpuNumber unset: left alone
     # the reaper fsyncs the reports when the trial ends, so the trial does not; a re-run by hand syncs itself
     assert (ok.trial_dir / "sync.txt").read_text() == "'1'"
@@ -113,17 +116,43 @@ def test_local_plain_commands_run_directly_and_others_under_bash(tmp_path, code_
     for job in (plain, fancy):
         code, ended = read_exitcode(job.trial_dir)
         assert code == (3 if job is plain else 0) and before - 1 <= ended <= time.time() + 1
-        assert len((job.control_dir / "exitcode").read_text().split()) == 2
+        assert len((job.control_dir / "pid").read_text().splitlines()[1].split()) == 2
     svc.shutdown()
     bash.shutdown()
 
-    # run.sh by hand: the same trial again, the same exit code recorded
-    (plain.control_dir / "exitcode").unlink()
+    # run.sh by hand: the same trial again, its exit code recorded in .nni/exitcode (with no time: POSIX sh)
     rerun = subprocess.run(
         ["sh", str(plain.trial_dir / "run.sh")], cwd=tmp_path, capture_output=True, text=True
     )
     assert rerun.returncode == 3 and "ARGS=" + json.dumps(["--x", "a b$c"]) in rerun.stdout
+    assert (plain.control_dir / "exitcode").read_text().split() == ["3"]
+    (plain.control_dir / "pid").unlink()
     assert read_exitcode(plain.trial_dir)[0] == 3
+
+
+def test_exit_code_is_read_from_the_pid_file_or_the_exitcode_file(tmp_path):
+    # the local reaper appends the end to .nni/pid; wrappers, agents and function workers write .nni/exitcode;
+    # the pid file's line wins (it belongs to the latest start); a line still being written is not read
+    from nni_pl.trial import protocol
+
+    (tmp_path / ".nni").mkdir()
+    pid_file, exit_file = tmp_path / ".nni" / "pid", tmp_path / ".nni" / "exitcode"
+    assert read_exitcode(tmp_path) is None
+    protocol.write_pid(tmp_path, 4242, 17.0)
+    assert read_exitcode(tmp_path) is None and protocol.read_pid(tmp_path) == (4242, 17.0)
+    with open(pid_file, "ab") as f:
+        f.write(b"1 1733350000")  # no newline yet
+    assert read_exitcode(tmp_path) is None
+    exit_file.write_bytes(protocol.end_line(5, 1733340000.0))
+    assert read_exitcode(tmp_path) == (5, 1733340000.0)  # the pid file's line is incomplete
+    with open(pid_file, "ab") as f:
+        f.write(b".5\n")
+    assert read_exitcode(tmp_path) == (1, 1733350000.5) and protocol.read_pid(tmp_path) == (4242, 17.0)
+    pid_file.write_text("4242 17.0\nnot an end\n")
+    assert read_exitcode(tmp_path) == (5, 1733340000.0)
+    pid_file.unlink()
+    exit_file.write_text("7\n")  # a POSIX sh wrapper: the file's modification time is the end time
+    assert read_exitcode(tmp_path) == (7, exit_file.stat().st_mtime)
 
 
 def test_local_command_prefixes_missing_programs_and_scripts_without_shebang(tmp_path, code_dir):
@@ -382,6 +411,9 @@ def test_reaper_survives_a_trial_that_cannot_start(tmp_path):
         time.sleep(0.01)
     ended = {m["id"]: m["code"] for m in said if m["op"] == "ended"}
     assert ended == {"gone": 126, "missing": 127, "fine": 5}
+    # a trial that started: its end follows its pid; one that did not: its end in the exit-code file
+    assert (tmp_path / "pid").read_text().splitlines()[1].split()[0] == "5"
+    assert (tmp_path / "exitcode").read_text().split()[0] == "127"
     assert "cannot start the trial command 'no-such-program-nni-pl'" in (tmp_path / "stderr").read_text()
 
 
