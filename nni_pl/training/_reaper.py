@@ -162,12 +162,12 @@ def _record_end(pidfile: str, exitfile: str, line: bytes) -> None:
 class _Child:
     __slots__ = ("exitfile", "pid", "pidfd", "pidfile", "sync", "trial_id")
 
-    def __init__(self, pid: int, trial_id: str, pidfile: str, exitfile: str, sync: tuple[str, ...] = ()) -> None:
+    def __init__(self, pid: int, msg: dict[str, Any]) -> None:
         self.pid = pid
-        self.trial_id = trial_id
-        self.pidfile = pidfile
-        self.exitfile = exitfile
-        self.sync = sync
+        self.trial_id: str = msg["id"]
+        self.pidfile: str = msg["pidfile"]
+        self.exitfile: str = msg["exitfile"]
+        self.sync: tuple[str, ...] = tuple(msg.get("sync", ()))
         try:
             self.pidfd: int | None = os.pidfd_open(pid)  # readable once the child ended
         except (AttributeError, OSError):
@@ -227,7 +227,7 @@ class Reaper:
         start = _start_time(pid)
         # the manager waits for this answer: the pid file after it
         self.answer({"op": "started", "id": msg["id"], "pid": pid, "start": start})
-        self.children[pid] = _Child(pid, msg["id"], msg["pidfile"], msg["exitfile"], tuple(msg.get("sync", ())))
+        self.children[pid] = _Child(pid, msg)
         try:
             _write(msg["pidfile"], f"{pid} {start if start is not None else ''}\n")
         except OSError:  # the trial's folder was removed meanwhile

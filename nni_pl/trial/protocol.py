@@ -150,7 +150,7 @@ CONTROL_DIR = ".nni"
 STOP_FILE = "stop"  # the runner asks the trial to stop (assessor verdict, a user's kill)
 GRACEFUL_FILE = "graceful"  # the trial checks should_stop() and will end by itself when asked
 EXITCODE_FILE = "exitcode"  # "<code> [<unix time>]", written by whatever waits for the trial when it ends
-PID_FILE = "pid"  # "<pid> <process start time>\n" when the trial starts [+ "<code> <unix time>\n" when it ended]
+PID_FILE = "pid"  # "<pid> <process start time>" at the start [+ a line "<code> <unix time>" from the reaper]
 
 # --- records -----------------------------------------------------------------------------------------------------
 PERIODICAL = "PERIODICAL"
