@@ -200,8 +200,8 @@ def _read_stamps(path: Path) -> list[tuple[float, float]]:
 def file_creation_cost(folder: Path, count: int = 100) -> float:
     """Seconds of CPU to create one folder or file in ``folder``: ``count`` folders with one empty file each.
 
-    nni-pl creates 9 per local trial (trial folder, ``.nni``, ``parameter.json``, ``run.sh``, ``stdout``,
-    ``stderr``, ``.nni/pid``, ``metrics.jsonl``, ``.nni/exitcode``); a bare trial creates none. The cost depends on
+    nni-pl creates 8 per local trial (trial folder, ``.nni``, ``parameter.json``, ``run.sh``, ``stdout``,
+    ``stderr``, ``.nni/pid``, ``metrics.jsonl``); a bare trial creates none. The cost depends on
     the file system's state: on ext4 without a journal, the kernel checks recently freed inodes before reusing one
     (``recently_deleted()``), and near folders where many files were deleted a creation costs ~10x more
     (measured here: ~20 us in an untouched folder, 150-300 us under a /tmp that test runs had churned). Nothing is
@@ -523,7 +523,7 @@ def render(args: argparse.Namespace, meta: dict[str, Any], samples: dict[str, li
         f"- Python {meta['python']}; nni-pl {meta['nni_pl']}; NNI {meta['nni']}.",
         f"- Work folder under `{meta['workdir']}`. Creating one file or folder there cost "
         f"{meta['create_before'] * 1e6:.0f} us of CPU before the runs and "
-        f"{meta['create_after'] * 1e6:.0f} us after them. nni-pl creates 9 per local trial, "
+        f"{meta['create_after'] * 1e6:.0f} us after them. nni-pl creates 8 per local trial, "
         "a bare trial none, so this file system state is part of nni-pl's overhead: on ext4 without a journal, "
         "folders near many recently deleted files (a churned /tmp) cost ~10x more per creation than untouched "
         "ones (see `file_creation_cost`).",
