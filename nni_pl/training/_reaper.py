@@ -104,6 +104,12 @@ def _start_time(pid: int) -> float | None:
         return None
 
 
+def _end_line(code: int, when: float) -> bytes:
+    """:func:`nni_pl.trial.protocol.end_line` again, as this file runs without nni_pl (a test checks that the two
+    agree)."""
+    return f"{code} {when!r}\n".encode("ascii")
+
+
 def _write(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -239,7 +245,7 @@ class Reaper:
             os.write(err, f"nni-pl: {why}\n".encode())
         now = time.time()
         try:
-            _write(msg["exitfile"], f"{code} {now!r}\n")
+            _write(msg["exitfile"], _end_line(code, now).decode("ascii"))
         except OSError:
             pass
         self.answer({"op": "started", "id": msg["id"], "pid": None, "start": None})
@@ -279,7 +285,7 @@ class Reaper:
                 os.close(child.pidfd)
             code, when = _exit_code(status), time.time()
             # first the file: whoever learns that the trial ended finds its exit code there
-            _record_end(child.pidfile, child.exitfile, f"{code} {when!r}\n".encode("ascii"))
+            _record_end(child.pidfile, child.exitfile, _end_line(code, when))
             self.answer({"op": "ended", "id": child.trial_id, "pid": pid, "code": code, "time": when})
             synced += child.sync
         if synced:

@@ -373,13 +373,15 @@ def test_local_reattach_detects_a_lost_process(tmp_path, code_dir):
 
 
 def test_reaper_helpers_agree_with_the_packages_own():
-    # the reaper runs without nni_pl, so it has its own copies of two helpers
+    # the reaper runs without nni_pl, so it has its own copies of three helpers
     import shutil
 
     from nni_pl.training import _reaper
     from nni_pl.training.process import process_start_time
+    from nni_pl.trial.protocol import end_line
 
     assert _reaper._start_time(os.getpid()) == process_start_time(os.getpid())
+    assert _reaper._end_line(3, 1733350000.25) == end_line(3, 1733350000.25) == b"3 1733350000.25\n"
     path = os.environ["PATH"]
     assert _reaper._find("sh", path) == shutil.which("sh", path=path)
     with pytest.raises(OSError, match="command not found"):
