@@ -499,6 +499,17 @@ def render(args: argparse.Namespace, meta: dict[str, Any], samples: dict[str, li
             )
         )
 
+    def per_repeat(mode: str, key: str) -> str:
+        """How the per-repeat ratios of ``mode`` spread: what decides a verdict near its limit."""
+        kind = "cpu" if key == "cpu" else "seq"
+        values = sorted(
+            v for r in reps if (v := _div(r.get(mode, {}).get(key), bare(r, mode, kind))) is not None
+        )
+        if len(values) < 4:
+            return ""
+        q1, _, q3 = statistics.quantiles(values, n=4)
+        return f"{_x(values[0])}-{_x(values[-1])} (middle half {_x(q1)}-{_x(q3)})"
+
     def cpu_spread(mode: str) -> float | None:
         values = [x.cpu_per_trial for x in samples.get(mode, []) if x.error is None and x.cpu is not None]
         return max(values) - min(values) if len(values) > 1 else None
@@ -569,6 +580,16 @@ def render(args: argparse.Namespace, meta: dict[str, Any], samples: dict[str, li
         )
         + " |",
         "",
+        *(
+            [
+                f"Per repeat, the nni-pl command trials' ratios ranged {per_repeat('nni-pl cmd', 'slot_steady')} in "
+                f"steady state and {per_repeat('nni-pl cmd', 'slot_e2e')} end to end; the targets take the median "
+                f"of the {args.repeats} repeats.",
+                "",
+            ]
+            if per_repeat("nni-pl cmd", "slot_steady")
+            else []
+        ),
         f"For scale: `bare nni-pl x{c}` (the bare trials {c} at a time, no bookkeeping) took "
         f"{_x(ratio(f'bare nni-pl x{c}', 'slot_steady'))} of the sequential bare cost per slot: that much is the "
         f"machine's contention alone. Against it, nni-pl command trials take "
