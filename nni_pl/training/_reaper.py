@@ -110,10 +110,10 @@ def _end_line(code: int, when: float) -> bytes:
     return f"{code} {when!r}\n".encode("ascii")
 
 
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+def _write(path: str, data: bytes, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> None:
+    fd = os.open(path, flags, 0o644)
     try:
-        os.write(fd, text.encode("utf-8"))
+        os.write(fd, data)
     finally:
         os.close(fd)
 
@@ -152,17 +152,12 @@ def _sync(path: str | bytes) -> None:
 def _record_end(pidfile: str, exitfile: str, line: bytes) -> None:
     """Append the end ``line`` to the trial's pid file, or write it to ``exitfile`` where that file is gone."""
     try:
-        fd = os.open(pidfile, _OPEN_EXISTING_APPEND)
+        _write(pidfile, line, _OPEN_EXISTING_APPEND)
     except OSError:
         try:
-            _write(exitfile, line.decode("ascii"))
+            _write(exitfile, line)
         except OSError:  # the trial's folder was removed meanwhile
             pass
-        return
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
 
 
 class _Child:
@@ -235,7 +230,7 @@ class Reaper:
         self.answer({"op": "started", "id": msg["id"], "pid": pid, "start": start})
         self.children[pid] = _Child(pid, msg)
         try:
-            _write(msg["pidfile"], f"{pid} {start if start is not None else ''}\n")
+            _write(msg["pidfile"], f"{pid} {start if start is not None else ''}\n".encode("ascii"))
         except OSError:  # the trial's folder was removed meanwhile
             pass
 
@@ -245,7 +240,7 @@ class Reaper:
             os.write(err, f"nni-pl: {why}\n".encode())
         now = time.time()
         try:
-            _write(msg["exitfile"], _end_line(code, now).decode("ascii"))
+            _write(msg["exitfile"], _end_line(code, now))
         except OSError:
             pass
         self.answer({"op": "started", "id": msg["id"], "pid": None, "start": None})
