@@ -28,23 +28,20 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from trial_overhead import SEARCH_SPACE, TRIAL_TEMPLATE, file_creation_cost  # noqa: E402
+from trial_overhead import clean_env, file_creation_cost, run_bare, write_command_experiment  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "trial_cpu.md"
 SAMPLE_EVERY = 0.005  # seconds between looks at the stamps file (the sampler's own CPU is not counted)
@@ -129,33 +126,15 @@ def _lines(path: Path) -> int:
 def measure(work: Path, *, n: int, c: int, warmup: int, base: Path | None) -> Split:
     """One ``nni-pl launch`` of ``n`` trivial trials; the CPU per trial between the ``warmup``-th and the last
     trial's report."""
-    code = work / "code"
-    code.mkdir(parents=True)
-    stamps = code / "stamps.txt"
-    (code / "trial.py").write_text(TRIAL_TEMPLATE.format(sdk="nni_pl", stamps=str(stamps)), encoding="utf-8")
-    config = code / "config.yml"
-    config.write_text(
-        textwrap.dedent(f"""\
-            searchSpace: {json.dumps(SEARCH_SPACE)}
-            trialCommand: python trial.py
-            trialCodeDirectory: {code}
-            trialConcurrency: {c}
-            maxTrialNumber: {n}
-            tuner: {{name: Random}}
-            trainingService: {{platform: local}}
-            experimentWorkingDirectory: {work / "experiments"}
-            """),
-        encoding="utf-8",
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNI_")}
-    env["NNI_PL_HOME"] = str(work / "home")
+    config, stamps = write_command_experiment(work, n, c)
+    env = clean_env(NNI_PL_HOME=str(work / "home"))
     if base is not None:
         env["NNI_PL_BENCH_BASE"] = str(base)
     err = work / "launch.err"
     with open(err, "wb") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-c", LAUNCHER, "launch", str(config), "--no-display", "--id", "cpu"],
-            cwd=code,
+            cwd=config.parent,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
@@ -196,22 +175,9 @@ def measure(work: Path, *, n: int, c: int, warmup: int, base: Path | None) -> Sp
 
 def bare_cpu(work: Path, count: int) -> float:
     """CPU milliseconds of one trivial trial run standalone (the mean of ``count``, one after the other)."""
-    work.mkdir(parents=True)
-    stamps = work / "stamps.txt"
-    (work / "trial.py").write_text(TRIAL_TEMPLATE.format(sdk="nni_pl", stamps=str(stamps)), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NNI_")}
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    for _ in range(count):
-        subprocess.run(
-            [sys.executable, "trial.py"],
-            cwd=work,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
-        )
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ((r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)) / count * 1e3
+    sample = run_bare(work, sys.executable, "nni_pl", count, 1)
+    assert sample.cpu_per_trial is not None
+    return sample.cpu_per_trial * 1e3
 
 
 def render(args: argparse.Namespace, splits: list[Split], bare: float, creation: tuple[float, float]) -> str:

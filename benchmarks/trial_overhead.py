@@ -221,7 +221,8 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _clean_env(**extra: str) -> dict[str, str]:
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without NNI's variables (a benchmark may run inside a trial), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NNI_")}
     env.update(extra)
     return env
@@ -263,7 +264,7 @@ def _nni_pl_cli() -> list[str]:
 # --- modes -----------------------------------------------------------------------------------------------------
 def run_bare(work: Path, python: str, sdk: str, n: int, slots: int) -> Sample:
     stamps = _write_trial(work, sdk)
-    env = _clean_env()
+    env = clean_env()
 
     def one(_: int) -> None:
         subprocess.run(
@@ -286,9 +287,10 @@ def run_bare(work: Path, python: str, sdk: str, n: int, slots: int) -> Sample:
     return Sample(wall, n, slots, _read_stamps(stamps), cpu=_children_cpu() - cpu0)
 
 
-def run_nni_pl_command(work: Path, n: int, c: int) -> Sample:
+def write_command_experiment(work: Path, n: int, c: int) -> tuple[Path, Path]:
+    """The trivial trial in ``work/code`` and the config of ``n`` of them at concurrency ``c`` (experiments under
+    ``work/experiments``); returns the config's path and the trials' stamps file."""
     stamps = _write_trial(work / "code", "nni_pl")
-    exps = work / "experiments"
     config = work / "code" / "config.yml"
     config.write_text(
         textwrap.dedent(f"""\
@@ -299,14 +301,20 @@ def run_nni_pl_command(work: Path, n: int, c: int) -> Sample:
             maxTrialNumber: {n}
             tuner: {{name: Random}}
             trainingService: {{platform: local}}
-            experimentWorkingDirectory: {exps}
+            experimentWorkingDirectory: {work / "experiments"}
             """),
         encoding="utf-8",
     )
+    return config, stamps
+
+
+def run_nni_pl_command(work: Path, n: int, c: int) -> Sample:
+    config, stamps = write_command_experiment(work, n, c)
+    exps = work / "experiments"
     cmd = [*_nni_pl_cli(), "launch", str(config), "--no-display", "--id", "bench"]
     cpu0, t0 = _children_cpu(), time.perf_counter()
     proc = _run_group(
-        cmd, timeout=120 + 10 * n, cwd=work / "code", env=_clean_env(NNI_PL_HOME=str(work / "home"))
+        cmd, timeout=120 + 10 * n, cwd=work / "code", env=clean_env(NNI_PL_HOME=str(work / "home"))
     )
     wall = time.perf_counter() - t0
     sample = Sample(wall, n, c, _read_stamps(stamps), cpu=_children_cpu() - cpu0)
@@ -338,7 +346,7 @@ def run_nni_pl_function(work: Path, n: int, c: int) -> Sample:
         [sys.executable, str(script)],
         timeout=120 + 5 * n,
         cwd=work,
-        env=_clean_env(NNI_PL_HOME=str(work / "home")),
+        env=clean_env(NNI_PL_HOME=str(work / "home")),
     )
     wall = time.perf_counter() - t0
     sample = Sample(wall, n, c, _read_stamps(stamps), cpu=_children_cpu() - cpu0)
@@ -365,7 +373,7 @@ def run_nni(work: Path, python: str, n: int, c: int) -> Sample:
     cpu0, t0 = _children_cpu(), time.perf_counter()
     try:
         proc = _run_group(
-            [python, str(script)], timeout=300 + 30 * n, cwd=work, env=_clean_env(HOME=str(work / "home"))
+            [python, str(script)], timeout=300 + 30 * n, cwd=work, env=clean_env(HOME=str(work / "home"))
         )
     except RuntimeError as e:
         return Sample(time.perf_counter() - t0, n, c, _read_stamps(stamps), error=str(e))
