@@ -27,7 +27,7 @@ def random_id(length: int, alphabet: str = ID_CHARS) -> str:
     limit = 256 - 256 % n
     out: list[str] = []
     while len(out) < length:
-        out += (alphabet[b % n] for b in os.urandom(length + 4) if b < limit)
+        out += [alphabet[b % n] for b in os.urandom(length + 4) if b < limit]
     return "".join(out[:length])
 
 

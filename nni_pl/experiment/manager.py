@@ -40,6 +40,9 @@ from nni_pl.trial import protocol
 __all__ = ["Manager", "Snapshot"]
 
 logger = logging.getLogger(__name__)
+_to_json: Callable[[Any], str] = json.JSONEncoder(
+    default=protocol.json_default
+).encode  # a tuner's parameters as JSON
 
 GRACEFUL_STOP_TIMEOUT = 300.0  # how long an assessor-stopped trial that stops by itself may take
 STOP_GRACE = 10.0  # SIGTERM -> SIGKILL when the experiment stops
@@ -344,7 +347,7 @@ class Manager:
             logger.info("the tuner has no more parameters: the search space is exhausted")
             return None
         self.next_parameter_id += 1
-        return _Pending(json.loads(json.dumps(params, default=protocol.json_default)), pid, "algorithm")
+        return _Pending(json.loads(_to_json(params)), pid, "algorithm")
 
     def _new_trial_id(self) -> str:
         while self._spare_ids:  # a folder made between turns

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import json
 import math
+import operator
 import time
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -80,8 +82,9 @@ EXP_ERROR = "ERROR"  # the manager hit an error
 EXP_VIEWED = "VIEWED"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+_dumps: Callable[[Any], str] = json.JSONEncoder(
+    separators=(",", ":")
+).encode  # json.dumps without its encoder per call
 
 
 def _loads(text: str | None) -> Any:
@@ -270,6 +273,8 @@ def _models(db: pw.Database) -> tuple[type[pw.Model], ...]:
 
 
 _TRIAL_FIELDS = [f.name for f in fields(TrialRow)]
+_TRIAL_VALUES = operator.attrgetter(*_TRIAL_FIELDS)  # a row's values in that order, in one call
+_PARAMETERS_AT, _FINAL_AT = _TRIAL_FIELDS.index("parameters"), _TRIAL_FIELDS.index("final")
 _EXP_FIELDS = [f.name for f in fields(ExperimentRow)]
 # the columns Store.add_metrics inserts, in its rows' order
 _METRIC_COLUMNS = ("experiment_id", "trial_id", "type", "seq", "sequence", "value", "default", "timestamp")
@@ -578,9 +583,9 @@ class Store:
 
     def add_trial(self, trial: TrialRow) -> None:
         # the row's own values (asdict would deep-copy the parameters only to serialise them)
-        data = {c: getattr(trial, c) for c in _TRIAL_FIELDS}
-        data["parameters"] = _dumps(trial.parameters)
-        data["final"] = None if trial.final is None else _dumps(trial.final)
+        values = list(_TRIAL_VALUES(trial))
+        values[_PARAMETERS_AT] = _dumps(trial.parameters)
+        values[_FINAL_AT] = None if trial.final is None else _dumps(trial.final)
         sql = self._prepared(
             "add_trial",
             lambda q: (
@@ -590,7 +595,7 @@ class Store:
         )
         try:
             with self._tx():
-                self.db.execute_sql(sql, tuple(data[c] for c in _TRIAL_FIELDS))
+                self.db.execute_sql(sql, values)
         except pw.IntegrityError as e:
             raise StoreError(
                 f"experiment {trial.experiment_id!r} cannot take trial {trial.trial_id!r} "
@@ -748,7 +753,7 @@ class Store:
                     ),
                     keep=len(rows) <= _KEPT_INSERT_ROWS,
                 )
-                self.db.execute_sql(sql, tuple(v for row in rows for v in row))
+                self.db.execute_sql(sql, tuple(itertools.chain.from_iterable(rows)))
                 if update_trial:
                     update: dict[str, Any] = {"intermediate_count": counts.get("PERIODICAL", 0)}
                     finals = [r for r in new if r.type == "FINAL"]

@@ -528,7 +528,7 @@ class LocalTrainingService(TrainingService):
         lines.append(f"export {root}=${{{root}:-{shlex.quote(str(job.trial_dir))}}}")
         lines.append(self._cd_line)
         lines.append(command)
-        ctl = shlex.quote(str(job.control_dir / protocol.EXITCODE_FILE))
+        ctl = shlex.quote(f"{os.fspath(job.trial_dir)}/{protocol.CONTROL_DIR}/{protocol.EXITCODE_FILE}")
         lines.append("__nni_pl_rc=$?")
         if shell == "sh":  # no $EPOCHREALTIME in POSIX sh: the file's modification time is the end time
             lines.append(f'printf "%s\\n" "$__nni_pl_rc" > {ctl}')
@@ -582,8 +582,8 @@ class LocalTrainingService(TrainingService):
             raise RuntimeError("no GPU free; call free_slots() before submit()")
         # the trial directory and its .nni/ exist (the parameter file was written); plain os calls below, as this
         # runs once per trial on the manager's hot path
-        folder = os.fspath(job.trial_dir)
-        control = os.path.join(folder, protocol.CONTROL_DIR)
+        folder = os.fspath(job.trial_dir)  # a Path's text: no "/" at its end, so f"{folder}/{name}" joins
+        control = f"{folder}/{protocol.CONTROL_DIR}"
         env = self._environment(job, gpus)
         command = self._command(job)
         spawn_env = dict(env)
@@ -604,15 +604,15 @@ class LocalTrainingService(TrainingService):
                 "argv": argv,
                 "cwd": os.fspath(self.code_directory),
                 "env": spawn_env,
-                "stdout": os.path.join(folder, protocol.STDOUT_FILE),
-                "stderr": os.path.join(folder, protocol.STDERR_FILE),
-                "pidfile": os.path.join(control, protocol.PID_FILE),
-                "exitfile": os.path.join(control, protocol.EXITCODE_FILE),
-                "sync": [os.path.join(folder, protocol.METRICS_FILE)],
+                "stdout": f"{folder}/{protocol.STDOUT_FILE}",
+                "stderr": f"{folder}/{protocol.STDERR_FILE}",
+                "pidfile": f"{control}/{protocol.PID_FILE}",
+                "exitfile": f"{control}/{protocol.EXITCODE_FILE}",
+                "sync": [f"{folder}/{protocol.METRICS_FILE}"],
             }
         )
         # while the reaper starts the trial: run.sh, to re-run the trial by hand
-        fd = os.open(os.path.join(folder, "run.sh"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(f"{folder}/run.sh", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, self._script(job, env, command).encode("utf-8"))
         finally:

@@ -365,8 +365,7 @@ class MetricsReader:
     _RECORD_OVERHEAD = 1024  # {"seq":..,"type":"PERIODICAL","value":..,"time":..} around the metric
 
     def __init__(self, trial_dir: Path) -> None:
-        self.path = trial_dir / METRICS_FILE
-        self._file = os.fspath(self.path)
+        self._file = os.path.join(trial_dir, METRICS_FILE)
         self.offset = 0
         self._skipping = False  # inside an over-long line: drop everything up to its newline
         try:
@@ -375,6 +374,11 @@ class MetricsReader:
             logger.warning("%s; using the default", e)
             limit = DEFAULT_MAX_METRIC_BYTES
         self.max_line = limit + self._RECORD_OVERHEAD
+
+    @property
+    def path(self) -> Path:
+        """The file it reads."""
+        return Path(self._file)
 
     def read(self) -> list[dict[str, Any]]:
         # plain os calls: the manager reads each trial's file at least once per trial, on its hot path
