@@ -40,9 +40,8 @@ from nni_pl.trial import protocol
 __all__ = ["Manager", "Snapshot"]
 
 logger = logging.getLogger(__name__)
-_to_json: Callable[[Any], str] = json.JSONEncoder(
-    default=protocol.json_default
-).encode  # a tuner's parameters as JSON
+# a tuner's parameters as JSON (numpy values as numbers), without json.dumps building an encoder per call
+_to_json: Callable[[Any], str] = json.JSONEncoder(default=protocol.json_default).encode
 
 GRACEFUL_STOP_TIMEOUT = 300.0  # how long an assessor-stopped trial that stops by itself may take
 STOP_GRACE = 10.0  # SIGTERM -> SIGKILL when the experiment stops

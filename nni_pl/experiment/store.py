@@ -82,9 +82,8 @@ EXP_ERROR = "ERROR"  # the manager hit an error
 EXP_VIEWED = "VIEWED"
 
 
-_dumps: Callable[[Any], str] = json.JSONEncoder(
-    separators=(",", ":")
-).encode  # json.dumps without its encoder per call
+# json.dumps(value, separators=(",", ":")) without building an encoder per call
+_dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _loads(text: str | None) -> Any:

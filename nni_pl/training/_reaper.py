@@ -30,9 +30,10 @@ once the first of them has waited :data:`SYNC_GATHER` seconds and a wait for wor
 :data:`SYNC_LATEST` seconds after the first of them waited. The trial's reports reach the disk after the trial,
 not on its time; no disk write holds up the next trial's start (the manager asks for it within a millisecond
 or two of the answer); and short trials share their fsyncs' writes of the folders above them (ext4 writes a
-new file's parent folders with it), which halves their CPU time per trial. The reaper exits only once they
-are synced. A trial killed by signal ``n`` ends with code ``128 + n``, as a shell reports it; a command that cannot
-be started ends with 127 (not found) or 126 (not executable), and says why in its ``stderr`` file.
+new file's new parent folders with its fsync), which roughly halves what the fsyncs cost per trial. The reaper
+exits only once they are synced. A trial killed by signal ``n`` ends with code ``128 + n``, as a shell reports
+it; a command that cannot be started ends with 127 (not found) or 126 (not executable), and says why in its
+``stderr`` file.
 
 The manager is gone when the reaper's stdin reaches its end or the reaper's parent changes.
 
@@ -60,9 +61,8 @@ _OPEN_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 _OPEN_EXISTING_APPEND = os.O_WRONLY | os.O_APPEND
 _CHECK_EVERY = 2.0  # seconds between checks that the manager still lives (when its pipe stays open)
 _POLL_WITHOUT_PIDFD = 0.05  # seconds between looks at the children where there are no pidfds
-SYNC_GATHER = (
-    0.2  # seconds the first file waiting for an fsync waits for others before a quiet moment syncs them
-)
+# seconds the first file waiting for an fsync waits for others' before a quiet moment syncs them all
+SYNC_GATHER = 0.2
 SYNC_LATEST = 1.0  # seconds: no file waits longer than this for its fsync, however busy the reaper is
 
 
