@@ -195,8 +195,7 @@ class Reaper:
         self.buffer = bytearray()
         self.environ = dict(os.environ)  # its own never changes: copied once, not per trial
         self.unsynced: list[str] = []  # the ended trials' files that wait for their fsync
-        self.sync_after = 0.0  # time.monotonic() from which a quiet moment syncs them
-        self.sync_due = 0.0  # time.monotonic() by which they get it, quiet or not
+        self.unsynced_since = 0.0  # time.monotonic() when the first of them began to wait
 
     def answer(self, message: dict[str, Any]) -> None:
         if self.manager_gone:
@@ -290,22 +289,21 @@ class Reaper:
             synced += child.sync
         if synced:
             if not self.unsynced:
-                now = time.monotonic()
-                self.sync_after, self.sync_due = now + SYNC_GATHER, now + SYNC_LATEST
+                self.unsynced_since = time.monotonic()
             self.unsynced += synced
 
     def sync_if_quiet(self, ready: list[int]) -> None:
         """fsync the files that wait for it if they have gathered and the last wait found nothing ``ready``, or if
         they are due."""
         if self.unsynced:
-            now = time.monotonic()
-            if now >= self.sync_due or (not ready and now >= self.sync_after):
+            waited = time.monotonic() - self.unsynced_since
+            if waited >= SYNC_LATEST or (not ready and waited >= SYNC_GATHER):
                 self.sync_pending()
 
     def _sync_wait(self, wait: float) -> float:
         """``wait`` shortened to the time until the files waiting for an fsync may get it (gathered) and must."""
-        now = time.monotonic()
-        return max(0.0, min(wait, max(self.sync_after - now, 0.001), self.sync_due - now))
+        waited = time.monotonic() - self.unsynced_since
+        return max(0.0, min(wait, max(SYNC_GATHER - waited, 0.001), SYNC_LATEST - waited))
 
     def sync_pending(self) -> None:
         """fsync the files that wait for it, those that exist. In the reaper's loop, not on a thread of its own:

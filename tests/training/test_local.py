@@ -451,14 +451,15 @@ def test_reaper_fsyncs_a_trials_files_after_it_ended(tmp_path, monkeypatch):
         time.sleep(0.01)
     assert [m["op"] for m in said] == ["started", "ended"]
     assert synced == [] and reaper.unsynced == [str(report), str(tmp_path / "no-such-file")]
-    # they wait SYNC_GATHER seconds for other trials' files, SYNC_LATEST at most
-    assert reaper.sync_due - reaper.sync_after == pytest.approx(_reaper.SYNC_LATEST - _reaper.SYNC_GATHER)
-    now = time.monotonic()
-    reaper.sync_after, reaper.sync_due = now + 30, now + 60
-    assert 29 < reaper._sync_wait(120.0) <= 30  # the reaper's wait ends when they have gathered
+    # they wait SYNC_GATHER seconds for other trials' files (the reaper's next wait ends by then), SYNC_LATEST at most
+    assert 0 < reaper._sync_wait(120.0) <= _reaper.SYNC_GATHER
+    reaper.unsynced_since = (
+        time.monotonic() + 30
+    )  # (a clock set ahead: the files have not gathered for a while)
+    assert 30 < reaper._sync_wait(120.0) <= 30 + _reaper.SYNC_GATHER
     reaper.sync_if_quiet(ready=[])  # a quiet moment, but the files have not gathered yet
     assert synced == []
-    reaper.sync_after = time.monotonic() - 0.001
+    reaper.unsynced_since = time.monotonic() - _reaper.SYNC_GATHER - 0.001
     assert reaper._sync_wait(120.0) == 0.001  # gathered: the next wait that finds nothing syncs them
     reaper.sync_if_quiet(ready=[0])  # a message came in: not now
     assert synced == []
@@ -466,7 +467,7 @@ def test_reaper_fsyncs_a_trials_files_after_it_ended(tmp_path, monkeypatch):
     assert synced == [str(report), str(tmp_path / "no-such-file")] and reaper.unsynced == []
     assert report.read_text() == "x\n"
     # however busy the reaper is, a file waits at most SYNC_LATEST seconds
-    reaper.unsynced, reaper.sync_due = [str(report)], time.monotonic() - 0.001
+    reaper.unsynced, reaper.unsynced_since = [str(report)], time.monotonic() - _reaper.SYNC_LATEST - 0.001
     reaper.sync_if_quiet(ready=[0])
     assert synced[-1] == str(report) and reaper.unsynced == []
 
